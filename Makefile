@@ -1,0 +1,36 @@
+# emodist: set-up and everyday commands. A fresh machine needs Python 3.11+ and make.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install demo test lint bench image clean
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## the main job end to end on generated demo data (LocalCluster, local store)
+demo: install
+	$(VENV)/bin/emodist demo --out demo-output
+
+## the whole test suite
+test: install
+	$(PY) -m pytest -q -ra
+
+lint: install
+	$(VENV)/bin/ruff check emodist tests benchmarks
+
+## benchmarks (slow; writes benchmarks/results/)
+bench: install
+	$(PY) -m benchmarks
+
+## container image (needs docker)
+image:
+	docker build -f deploy/docker/Dockerfile -t emodist:$$(sed -n 's/__version__ = "\(.*\)"/\1/p' emodist/_version.py) .
+
+clean:
+	rm -rf $(VENV) demo-output .pytest_cache

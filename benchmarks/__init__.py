@@ -1,0 +1,1 @@
+"""emodist benchmarks: ``python -m benchmarks`` runs them all."""

@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmark scripts: timing and machine description."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from typing import Callable
+
+
+def machine() -> dict:
+    """CPU model, core count, SIMD flags and library versions of this machine."""
+    info = {"platform": platform.platform(), "python": platform.python_version(),
+            "cpu_count": os.cpu_count()}
+    try:
+        text = open("/proc/cpuinfo").read()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                info["cpu_model"] = line.split(":", 1)[1].strip()
+                break
+        for line in text.splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                info["simd"] = sorted(f for f in flags if f.startswith(("avx", "fma", "sse4")))
+                break
+    except OSError:
+        pass
+    return info
+
+
+def repeat(fn: Callable[[], object], n: int = 5, warmup: int = 1) -> tuple[float, float]:
+    """Run ``fn`` ``warmup + n`` times; median and (max - min) seconds of the timed runs."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), max(times) - min(times)
+
+
+def row(metric: str, value: float, spread: float = 0.0, unit: str = "", note: str = "") -> dict:
+    """One result row in the shape every benchmark returns."""
+    return {"metric": metric, "value": float(value), "spread": float(spread), "unit": unit,
+            "note": note}

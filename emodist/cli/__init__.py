@@ -1,0 +1,76 @@
+"""The ``emodist`` command line.
+
+Each sub-module of :mod:`emodist.cli` owns one group of sub-commands and
+exposes ``register(subparsers)``, which adds its parsers and sets
+``func=callable(args) -> int | None`` on each.  :func:`main` turns every
+:class:`emodist.errors.EmodistError` into one line on stderr and exit status
+2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from emodist._version import __version__
+from emodist.errors import EmodistError
+
+#: Sub-modules that register commands, in the order shown by ``--help``.
+COMMAND_MODULES = ("catalog", "demo", "extract", "evaluate", "query", "model")
+
+EPILOG = """examples:
+  emodist demo                                   # whole job on generated data
+  emodist catalog ../shared/data/emotify         # what a dataset holds
+  emodist extract DATA --store features.zarr     # features into a Zarr store
+  emodist evaluate features.zarr --out report/   # grouped cross-validation
+  emodist info features.zarr                     # what a store holds
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose usage errors exit 2 with one line."""
+
+    def error(self, message: str):  # noqa: D102
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full parser with every registered sub-command."""
+    parser = _Parser(
+        prog="emodist",
+        description="Distributed feature extraction and evaluation for music emotion recognition.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"emodist {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        module = importlib.import_module(f"emodist.cli.{name}")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``emodist`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        code = args.func(args)
+    except EmodistError as exc:
+        if args.debug:
+            raise
+        print(f"emodist: error: {exc.message}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("emodist: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+def run() -> None:  # pragma: no cover - console script wrapper
+    sys.exit(main())

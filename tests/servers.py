@@ -1,0 +1,149 @@
+"""Real servers for integration tests: a moto S3 server and a Dask cluster.
+
+Both run as separate processes on 127.0.0.1 (never mocks inside the test
+process), are bounded in time, and are stopped by the fixtures that start them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+S3_KEY = "testing-key"
+S3_SECRET = "testing-secret"
+S3_REGION = "us-east-1"
+
+
+def free_port() -> int:
+    """An unused TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port: int, timeout: float = 30.0, proc: subprocess.Popen | None = None) -> None:
+    """Wait until something listens on ``127.0.0.1:port``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Terminate a process group politely, then kill it."""
+    if proc.poll() is not None:
+        return
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait(timeout)
+
+
+def _bin(name: str) -> str:
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else (shutil.which(name) or name)
+
+
+def s3_env(endpoint: str) -> dict[str, str]:
+    """Environment that points boto/s3fs at the moto server."""
+    return {
+        "AWS_ACCESS_KEY_ID": S3_KEY,
+        "AWS_SECRET_ACCESS_KEY": S3_SECRET,
+        "AWS_DEFAULT_REGION": S3_REGION,
+        "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ENDPOINT_URL_S3": endpoint,
+    }
+
+
+@contextmanager
+def moto_server():
+    """Run ``moto_server`` on a free port; yields ``(endpoint, storage_options)``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_port(port, 30, proc)
+        endpoint = f"http://127.0.0.1:{port}"
+        options = {
+            "key": S3_KEY,
+            "secret": S3_SECRET,
+            "client_kwargs": {"endpoint_url": endpoint, "region_name": S3_REGION},
+        }
+        yield endpoint, options
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def dask_cluster(n_workers: int = 2, nthreads: int = 1, memory_limit: str = "2GiB", env=None):
+    """Start ``dask scheduler`` and ``n_workers`` ``dask worker`` processes.
+
+    The commands are the ones the compose deployment runs (see
+    ``deploy/compose/docker-compose.yml``), with the host names replaced by
+    127.0.0.1.  Yields ``(address, workers)`` where ``workers`` is the list of
+    worker :class:`subprocess.Popen` objects (a test may kill one).
+    """
+    from tests.deploy_commands import scheduler_command, worker_command
+
+    port, dash = free_port(), free_port()
+    penv = dict(os.environ)
+    penv.update(env or {})
+    penv.setdefault("PYTHONPATH", str(Path(__file__).resolve().parents[1]))
+    sched = subprocess.Popen(
+        scheduler_command(host="127.0.0.1", port=port, dashboard_port=dash, dask=_bin("dask")),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env=penv,
+    )
+    workers: list[subprocess.Popen] = []
+    address = f"tcp://127.0.0.1:{port}"
+    try:
+        wait_port(port, 60, sched)
+        for i in range(n_workers):
+            workers.append(
+                subprocess.Popen(
+                    worker_command(
+                        address,
+                        nthreads=nthreads,
+                        memory_limit=memory_limit,
+                        name=f"worker-{i}",
+                        host="127.0.0.1",
+                        dask=_bin("dask"),
+                    ),
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=penv,
+                )
+            )
+        from distributed import Client
+
+        with Client(address, timeout=60) as c:
+            c.wait_for_workers(n_workers, timeout=120)
+        yield address, workers
+    finally:
+        for w in workers:
+            stop(w)
+        stop(sched)
