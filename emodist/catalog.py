@@ -1,0 +1,482 @@
+"""Datasets: tracks, labels and vote distributions.
+
+Three layouts are read into one :class:`Catalog`:
+
+* **Emotify** (a folder with ``data.csv`` and ``emotifymusic/<genre>/<n>.mp3``):
+  one row per listener response, nine 0/1 GEMS columns.  Per track the
+  catalog keeps two 9-way vote profiles, the plain mean of the 0/1 columns and
+  the listener-normalised distribution (each response's ticks divided by how
+  many emotions that listener ticked, empty responses ignored, averaged over
+  responses), and the dominant emotion chosen by a label rule.
+* **Manifest** (a CSV file with ``path`` and ``label`` columns, optional
+  ``group`` and any extra columns carried along).
+* **Folder per label** (``ROOT/<label>/<file>``).
+
+Label rules (see :func:`dominant_emotion`): ``listener`` takes the argmax of
+the listener-normalised distribution (the default: it reproduces the reference
+study's class sizes on the full dataset), ``mean`` the argmax of the plain
+mean.  Ties within 1e-9 go to the emotion with the higher plain mean, then to
+the first in GEMS order.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import posixpath
+from dataclasses import dataclass, field
+
+import fsspec
+import numpy as np
+import pandas as pd
+
+from emodist.errors import DataError
+from emodist.schema import GEMS
+
+#: Audio file extensions recognised by the folder-per-label layout.
+AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
+
+#: Emotify genre of each block of 100 track ids (1-100 classical, ...).
+EMOTIFY_GENRES = ("classical", "rock", "electronic", "pop")
+
+EMOTIFY_COLUMNS = ("track id", "genre") + GEMS
+
+TIE_TOLERANCE = 1e-9
+
+
+@dataclass
+class Catalog:
+    """Tracks of a dataset with their labels and vote profiles.
+
+    Attributes
+    ----------
+    tracks : pandas.DataFrame
+        One row per track: ``track_id`` (str), ``path`` (local path or fsspec
+        URL), ``label`` (dominant emotion or manifest label; ``""`` when the
+        class was dropped), ``group`` (cross-validation group), ``genre``,
+        ``n_responses`` and ``has_audio``.
+    votes, votes_mean : pandas.DataFrame or None
+        Listener-normalised and plain-mean vote profiles indexed by track_id,
+        nine GEMS columns; ``None`` for datasets without votes.
+    dropped_classes : dict
+        Class -> number of usable tracks, for classes dropped as too small.
+    missing_audio : list of str
+        Track ids whose audio file does not exist.
+    label_rule : str
+        The rule that chose the labels (``listener``, ``mean`` or ``given``).
+    description : str
+        One line describing the dataset (kind and location).
+    """
+
+    tracks: pd.DataFrame
+    votes: pd.DataFrame | None = None
+    votes_mean: pd.DataFrame | None = None
+    dropped_classes: dict[str, int] = field(default_factory=dict)
+    missing_audio: list[str] = field(default_factory=list)
+    label_rule: str = "given"
+    description: str = ""
+    storage_options: dict | None = None
+
+    def usable(self) -> pd.DataFrame:
+        """Tracks with audio and a kept label, in catalog order."""
+        t = self.tracks
+        return t[t["has_audio"] & (t["label"] != "")].reset_index(drop=True)
+
+    def class_counts(self) -> pd.Series:
+        """Usable tracks per class, largest first."""
+        return self.usable()["label"].value_counts()
+
+
+# ---------------------------------------------------------------- vote profiles
+
+
+def listener_distribution(responses: np.ndarray) -> np.ndarray:
+    """Listener-normalised vote distribution of one track.
+
+    Parameters
+    ----------
+    responses : numpy.ndarray, shape (n_responses, 9)
+        0/1 ticks of each response.
+
+    Returns
+    -------
+    numpy.ndarray, shape (9,)
+        Each response's ticks divided by its number of ticks, averaged over
+        the responses with at least one tick; sums to 1 (all zeros when no
+        response ticked anything).
+    """
+    r = np.asarray(responses, dtype=np.float64)
+    n = r.sum(axis=1)
+    r = r[n > 0] / n[n > 0, None]
+    return r.mean(axis=0) if len(r) else np.zeros(r.shape[1])
+
+
+def dominant_emotion(votes, votes_mean, rule: str = "listener") -> np.ndarray:
+    """Dominant emotion of each row under a label rule.
+
+    Parameters
+    ----------
+    votes : array_like, shape (n, 9)
+        Listener-normalised distributions.
+    votes_mean : array_like, shape (n, 9)
+        Plain means of the 0/1 votes.
+    rule : {"listener", "mean"}
+        Which profile's argmax decides.
+
+    Returns
+    -------
+    numpy.ndarray of str, shape (n,)
+        GEMS names.  Ties (within 1e-9) go to the higher plain mean, then to
+        the first emotion in GEMS order.
+    """
+    if rule not in ("listener", "mean"):
+        raise DataError(f"unknown label rule {rule!r}; use listener or mean")
+    v = np.atleast_2d(np.asarray(votes, dtype=np.float64))
+    m = np.atleast_2d(np.asarray(votes_mean, dtype=np.float64))
+    primary = v if rule == "listener" else m
+    out = []
+    for p, mean in zip(primary, m):
+        tied = np.flatnonzero(p >= p.max() - TIE_TOLERANCE)
+        best = mean[tied].max()
+        tied = tied[mean[tied] >= best - TIE_TOLERANCE]
+        out.append(GEMS[int(tied[0])])
+    return np.array(out, dtype=object)
+
+
+def drop_small_classes(
+    labels: pd.Series, min_tracks: int | None = None, min_share: float = 0.02
+) -> dict[str, int]:
+    """Classes too small to keep.
+
+    Parameters
+    ----------
+    labels : pandas.Series
+        One label per usable track.
+    min_tracks : int, optional
+        Classes with fewer tracks are dropped.  When ``None`` the threshold is
+        ``min_share`` of the tracks.
+    min_share : float
+        Share of the tracks a class needs (default 2%: on Emotify this drops
+        'amazement', 4 of 400 tracks, as the reference study did).
+
+    Returns
+    -------
+    dict
+        Dropped class -> its number of tracks.
+    """
+    counts = labels.value_counts()
+    threshold = min_tracks if min_tracks is not None else min_share * len(labels)
+    return {str(k): int(v) for k, v in counts.items() if v < threshold}
+
+
+# ---------------------------------------------------------------- readers
+
+
+def _fs(url: str, storage_options: dict | None):
+    fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    return fs, path
+
+
+def _join(base: str, *parts: str) -> str:
+    if "://" in base:
+        return posixpath.join(base.rstrip("/"), *parts)
+    import os
+
+    return os.path.join(base, *parts)
+
+
+def _read_text(url: str, storage_options: dict | None) -> str:
+    try:
+        with fsspec.open(url, "rt", encoding="utf-8", **(storage_options or {})) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise DataError(f"{url}: file not found") from None
+    except UnicodeDecodeError:
+        raise DataError(f"{url}: not a UTF-8 text file") from None
+
+
+def _parse_csv(text: str, url: str) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(io.StringIO(text), skipinitialspace=True, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, csv.Error) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DataError(f"{url}: malformed CSV: {first}") from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{url}: empty CSV file") from None
+    df.columns = [str(c).strip() for c in df.columns]
+    return df
+
+
+def _numeric_column(df: pd.DataFrame, column: str, url: str, integer: bool = False) -> np.ndarray:
+    values = pd.to_numeric(df[column].str.strip(), errors="coerce")
+    bad = values.isna()
+    if integer:
+        bad |= values.notna() & (values != values.round())
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise DataError(
+            f"{url}: column {column!r}, line {i + 2}: not a number: {df[column].iloc[i]!r}"
+        )
+    return values.to_numpy()
+
+
+def emotify_audio_path(root: str, track_id: int) -> tuple[str, str]:
+    """Genre and audio path of an Emotify track id (1-400)."""
+    block = (int(track_id) - 1) // 100
+    if not 0 <= block < len(EMOTIFY_GENRES):
+        raise DataError(f"track id {track_id} is outside Emotify's 1-400")
+    genre = EMOTIFY_GENRES[block]
+    return genre, _join(root, "emotifymusic", genre, f"{int(track_id) - 100 * block}.mp3")
+
+
+def is_emotify(root: str, storage_options: dict | None = None) -> bool:
+    """Whether ``root`` holds Emotify's ``data.csv``."""
+    fs, path = _fs(root, storage_options)
+    return fs.isfile(posixpath.join(path, "data.csv") if "://" in root else _join(path, "data.csv"))
+
+
+def load_emotify(
+    root: str,
+    *,
+    label_rule: str = "listener",
+    min_class_tracks: int | None = None,
+    min_class_share: float = 0.02,
+    storage_options: dict | None = None,
+    check_audio: bool = True,
+) -> Catalog:
+    """Read an Emotify-layout folder (``data.csv`` + ``emotifymusic/``).
+
+    Parameters
+    ----------
+    root : str
+        Folder path or fsspec URL.
+    label_rule : {"listener", "mean"}
+        How the dominant emotion is chosen (see :func:`dominant_emotion`).
+    min_class_tracks, min_class_share
+        Small-class threshold (see :func:`drop_small_classes`), applied to the
+        tracks that have audio.
+    storage_options : dict, optional
+        fsspec options for remote roots.
+    check_audio : bool
+        Look up which audio files exist (tracks without audio are reported and
+        skipped, not an error).
+
+    Returns
+    -------
+    Catalog
+    """
+    url = _join(root, "data.csv")
+    df = _parse_csv(_read_text(url, storage_options), url)
+    missing = [c for c in EMOTIFY_COLUMNS if c not in df.columns]
+    if missing:
+        raise DataError(f"{url}: missing column {missing[0]!r}")
+    ids = _numeric_column(df, "track id", url, integer=True).astype(np.int64)
+    ticks = np.column_stack([_numeric_column(df, c, url) for c in GEMS])
+    bad = ~np.isin(ticks, (0, 1))
+    if bad.any():
+        i, j = np.argwhere(bad)[0]
+        raise DataError(f"{url}: column {GEMS[j]!r}, line {i + 2}: vote must be 0 or 1")
+
+    track_ids = np.unique(ids)
+    votes, votes_mean, n_resp = [], [], []
+    for tid in track_ids:
+        r = ticks[ids == tid]
+        votes.append(listener_distribution(r))
+        votes_mean.append(r.mean(axis=0))
+        n_resp.append(len(r))
+    votes = np.array(votes)
+    votes_mean = np.array(votes_mean)
+    labels = dominant_emotion(votes, votes_mean, label_rule)
+
+    genres, paths = zip(*(emotify_audio_path(root, t) for t in track_ids))
+    if check_audio:
+        fs, _ = _fs(root, storage_options)
+        listing = _existing_files(fs, _join(root, "emotifymusic"))
+        has_audio = np.array([_strip(fs, p) in listing for p in paths])
+    else:
+        has_audio = np.ones(len(paths), bool)
+    keys = [str(t) for t in track_ids]
+    tracks = pd.DataFrame(
+        {
+            "track_id": keys,
+            "path": list(paths),
+            "label": labels,
+            "group": keys,
+            "genre": list(genres),
+            "n_responses": n_resp,
+            "has_audio": has_audio,
+        }
+    )
+    dropped = drop_small_classes(tracks.loc[has_audio, "label"], min_class_tracks, min_class_share)
+    for g in GEMS:  # emotions no track is dominant in are dropped too
+        if g not in set(tracks.loc[has_audio, "label"]):
+            dropped.setdefault(g, 0)
+    tracks.loc[tracks["label"].isin(list(dropped)), "label"] = ""
+    return Catalog(
+        tracks=tracks,
+        votes=pd.DataFrame(votes, index=keys, columns=list(GEMS)),
+        votes_mean=pd.DataFrame(votes_mean, index=keys, columns=list(GEMS)),
+        dropped_classes=dict(sorted(dropped.items(), key=lambda kv: GEMS.index(kv[0]))),
+        missing_audio=[k for k, h in zip(keys, has_audio) if not h],
+        label_rule=label_rule,
+        description=f"emotify:{root}",
+        storage_options=storage_options,
+    )
+
+
+def _strip(fs, path: str) -> str:
+    return fs._strip_protocol(path)
+
+
+def _existing_files(fs, folder: str) -> set[str]:
+    try:
+        return {_strip(fs, p) for p in fs.find(_strip(fs, folder))}
+    except FileNotFoundError:
+        return set()
+
+
+def load_manifest(
+    url: str,
+    *,
+    min_class_tracks: int | None = None,
+    min_class_share: float = 0.0,
+    storage_options: dict | None = None,
+    check_audio: bool = True,
+) -> Catalog:
+    """Read a manifest CSV: ``path``, ``label``, optional ``group``, extras.
+
+    Relative paths are taken relative to the manifest's folder.  ``group``
+    defaults to the file (each file its own group); ``track_id`` defaults to
+    the path; extra columns are carried along in ``Catalog.tracks``.
+    """
+    df = _parse_csv(_read_text(url, storage_options), url)
+    for col in ("path", "label"):
+        if col not in df.columns:
+            raise DataError(f"{url}: missing column {col!r}")
+    empty = df["path"].str.strip() == ""
+    if empty.any():
+        raise DataError(f"{url}: column 'path', line {int(np.flatnonzero(empty)[0]) + 2}: empty")
+    base = posixpath.dirname(url) if "://" in url else __import__("os").path.dirname(url)
+    paths = [p if ("://" in p or p.startswith("/")) else _join(base, p) for p in df["path"]]
+    tracks = df.copy()
+    tracks["path"] = paths
+    tracks["track_id"] = df["track_id"] if "track_id" in df else df["path"]
+    tracks["group"] = [g or t for g, t in zip(df.get("group", tracks["track_id"]), tracks["track_id"])]
+    tracks["genre"] = df["genre"] if "genre" in df else ""
+    tracks["n_responses"] = 0
+    return _finish_generic(tracks, url, "manifest", min_class_tracks, min_class_share,
+                           storage_options, check_audio)
+
+
+def load_folders(
+    root: str,
+    *,
+    min_class_tracks: int | None = None,
+    min_class_share: float = 0.0,
+    storage_options: dict | None = None,
+) -> Catalog:
+    """Read a folder-per-label layout: ``ROOT/<label>/<audio file>``."""
+    fs, path = _fs(root, storage_options)
+    if not fs.isdir(path):
+        raise DataError(f"{root}: no such dataset folder")
+    rows = []
+    for entry in sorted(fs.ls(path, detail=False)):
+        if not fs.isdir(entry):
+            continue
+        label = posixpath.basename(entry.rstrip("/"))
+        for f in sorted(fs.find(entry)):
+            if f.lower().endswith(AUDIO_EXTENSIONS):
+                full = fs.unstrip_protocol(f) if "://" in root else f
+                rel = posixpath.relpath(f, path)
+                rows.append({"track_id": rel, "path": full, "label": label, "group": rel})
+    if not rows:
+        raise DataError(f"{root}: no audio files in label folders ({', '.join(AUDIO_EXTENSIONS)})")
+    tracks = pd.DataFrame(rows)
+    tracks["genre"] = ""
+    tracks["n_responses"] = 0
+    return _finish_generic(tracks, root, "folders", min_class_tracks, min_class_share,
+                           storage_options, check_audio=False)
+
+
+def _finish_generic(tracks, where, kind, min_tracks, min_share, storage_options, check_audio):
+    tracks = tracks.copy()
+    tracks["track_id"] = tracks["track_id"].astype(str)
+    if tracks["track_id"].duplicated().any():
+        dup = tracks.loc[tracks["track_id"].duplicated(), "track_id"].iloc[0]
+        raise DataError(f"{where}: duplicate track {dup!r}")
+    if check_audio:
+        exists = []
+        for p in tracks["path"]:
+            fs, fp = _fs(p, storage_options)
+            exists.append(bool(fs.exists(fp)))
+        tracks["has_audio"] = exists
+    else:
+        tracks["has_audio"] = True
+    dropped = drop_small_classes(tracks.loc[tracks["has_audio"], "label"], min_tracks, min_share)
+    tracks.loc[tracks["label"].isin(list(dropped)), "label"] = ""
+    order = ["track_id", "path", "label", "group", "genre", "n_responses", "has_audio"]
+    tracks = tracks[order + [c for c in tracks.columns if c not in order]]
+    return Catalog(
+        tracks=tracks.reset_index(drop=True),
+        dropped_classes=dropped,
+        missing_audio=tracks.loc[~tracks["has_audio"], "track_id"].tolist(),
+        label_rule="given",
+        description=f"{kind}:{where}",
+        storage_options=storage_options,
+    )
+
+
+def load_dataset(
+    path: str,
+    *,
+    label_rule: str = "listener",
+    min_class_tracks: int | None = None,
+    min_class_share: float | None = None,
+    storage_options: dict | None = None,
+    check_audio: bool = True,
+) -> Catalog:
+    """Read any supported dataset layout.
+
+    Parameters
+    ----------
+    path : str
+        An Emotify folder (holds ``data.csv``), a manifest ``.csv`` file, or a
+        folder of label folders; local or fsspec URL.
+    label_rule : {"listener", "mean"}
+        Emotify label rule (ignored for layouts with given labels).
+    min_class_tracks : int, optional
+        Classes with fewer tracks are dropped.
+    min_class_share : float, optional
+        Share-based threshold when ``min_class_tracks`` is unset (default
+        0.02 for Emotify, 0 for other layouts).
+    storage_options : dict, optional
+        fsspec options for remote paths.
+    check_audio : bool
+        Report tracks whose audio file is missing.
+
+    Returns
+    -------
+    Catalog
+    """
+    path = str(path)
+    fs, p = _fs(path, storage_options)
+    try:
+        is_file = fs.isfile(p)
+        is_dir = not is_file and fs.isdir(p)
+    except (PermissionError, OSError) as exc:
+        raise DataError(f"{path}: cannot read dataset: {exc}") from None
+    if is_file and p.lower().endswith(".csv"):
+        return load_manifest(path, min_class_tracks=min_class_tracks,
+                             min_class_share=min_class_share or 0.0,
+                             storage_options=storage_options, check_audio=check_audio)
+    if is_dir and fs.isfile(posixpath.join(p, "data.csv")):
+        return load_emotify(path, label_rule=label_rule, min_class_tracks=min_class_tracks,
+                            min_class_share=0.02 if min_class_share is None else min_class_share,
+                            storage_options=storage_options, check_audio=check_audio)
+    if is_dir:
+        return load_folders(path, min_class_tracks=min_class_tracks,
+                            min_class_share=min_class_share or 0.0,
+                            storage_options=storage_options)
+    if is_file:
+        raise DataError(f"{path}: not a dataset (expected a folder or a manifest .csv)")
+    raise DataError(f"{path}: no such dataset")
