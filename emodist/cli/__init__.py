@@ -69,6 +69,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("emodist: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into head & co.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except Exception as exc:  # a bug or an unforeseen environment problem
+        if args.debug:
+            raise
+        text = str(exc).strip().splitlines()
+        detail = text[0] if text else ""
+        print(
+            f"emodist: unexpected {type(exc).__name__}: {detail} (rerun with --debug for the "
+            "traceback)",
+            file=sys.stderr,
+        )
+        return 1
     return int(code or 0)
 
 

@@ -1,0 +1,5 @@
+"""``python -m emodist`` runs the command line."""
+
+from emodist.cli import run
+
+run()

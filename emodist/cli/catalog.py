@@ -1,0 +1,129 @@
+"""``emodist catalog`` and ``emodist plan``: what a dataset holds."""
+
+from __future__ import annotations
+
+import argparse
+
+from emodist.cli.common import add_dataset_options, add_storage_options, parse_storage_options
+
+CATALOG_EXAMPLES = """examples:
+  emodist catalog ../shared/data/emotify
+  emodist catalog ../shared/data/emotify --label-rule mean
+  emodist catalog manifest.csv
+  emodist catalog s3://bucket/emotify --storage-options '{"anon": false}'
+"""
+
+PLAN_EXAMPLES = """examples:
+  emodist plan ../shared/data/emotify
+  emodist plan data/ --segment-seconds 10 --hop-seconds 5 --csv plan.csv
+"""
+
+
+def register(subparsers) -> None:
+    """Add ``catalog`` and ``plan``."""
+    p = subparsers.add_parser(
+        "catalog",
+        help="tracks per class and genre, dropped classes, missing audio",
+        description="Read a dataset (Emotify folder, manifest CSV or folder per label) and "
+        "report its tracks per class and per genre, dropped classes and missing audio.",
+        epilog=CATALOG_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dataset", help="dataset folder, manifest .csv, or fsspec URL")
+    add_dataset_options(p)
+    add_storage_options(p)
+    p.set_defaults(func=cmd_catalog)
+
+    q = subparsers.add_parser(
+        "plan",
+        help="the segment plan of a dataset (from file headers)",
+        description="Plan fixed windows over every usable track from its header and report "
+        "segment counts and tracks that gave none.",
+        epilog=PLAN_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    q.add_argument("dataset", help="dataset folder, manifest .csv, or fsspec URL")
+    add_dataset_options(q)
+    add_segment_options(q)
+    add_storage_options(q)
+    q.add_argument("--csv", metavar="FILE", help="write the plan table to FILE")
+    q.set_defaults(func=cmd_plan)
+
+
+def add_segment_options(parser) -> None:
+    """``--segment-seconds``, ``--hop-seconds``, ``--min-last-seconds``."""
+    parser.add_argument("--segment-seconds", type=float, default=15.0, metavar="S",
+                        help="window length (default 15)")
+    parser.add_argument("--hop-seconds", type=float, default=15.0, metavar="S",
+                        help="hop between windows (default 15; less overlaps)")
+    parser.add_argument("--min-last-seconds", type=float, metavar="S",
+                        help="keep a partial last piece at least S long (default: drop it)")
+
+
+def load_from_args(args):
+    """The catalog that ``dataset`` + dataset options describe."""
+    from emodist.catalog import load_dataset
+
+    return load_dataset(
+        args.dataset,
+        label_rule=args.label_rule,
+        min_class_tracks=args.min_class_tracks,
+        storage_options=parse_storage_options(args.storage_options),
+    )
+
+
+def catalog_summary(catalog) -> str:
+    """Human-readable report of a catalog."""
+    t = catalog.tracks
+    usable = catalog.usable()
+    lines = [f"dataset: {catalog.description}", f"label rule: {catalog.label_rule}"]
+    lines.append(
+        f"tracks: {len(t)} in the annotations, {int(t['has_audio'].sum())} with audio, "
+        f"{len(catalog.missing_audio)} without, {len(usable)} usable"
+    )
+    if catalog.missing_audio:
+        first = ", ".join(catalog.missing_audio[:8])
+        more = " ..." if len(catalog.missing_audio) > 8 else ""
+        lines.append(f"without audio (skipped): {first}{more}")
+    lines.append("tracks per class:")
+    for label, n in catalog.class_counts().items():
+        lines.append(f"  {label:<20} {n:>6}")
+    if (usable["genre"] != "").any():
+        lines.append("tracks per genre:")
+        for genre, n in usable["genre"].value_counts().items():
+            lines.append(f"  {genre:<20} {n:>6}")
+    if catalog.dropped_classes:
+        dropped = ", ".join(f"{k} ({v} tracks)" for k, v in catalog.dropped_classes.items())
+        lines.append(f"dropped classes: {dropped}")
+    return "\n".join(lines)
+
+
+def cmd_catalog(args) -> int:
+    print(catalog_summary(load_from_args(args)))
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from emodist.config import Config
+    from emodist.segments import plan_segments
+
+    catalog = load_from_args(args)
+    config = Config(
+        segment_seconds=args.segment_seconds,
+        hop_seconds=args.hop_seconds,
+        min_last_seconds=args.min_last_seconds,
+        label_rule=args.label_rule,
+    )
+    plan = plan_segments(catalog, config)
+    table = plan.table
+    print(f"segments: {len(table)} from {table['track_id'].nunique()} tracks "
+          f"({config.segment_seconds:g} s windows, {config.hop_seconds:g} s hop)")
+    print("segments per class:")
+    for label, n in table["label"].value_counts().items():
+        print(f"  {label:<20} {n:>6}")
+    for track_id, path, msg in plan.problems:
+        print(f"no segments: track {track_id} ({path}): {msg}")
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+        print(f"plan written to {args.csv}")
+    return 0
