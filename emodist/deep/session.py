@@ -1,0 +1,236 @@
+"""ONNX Runtime sessions for the deep features, cached once per process.
+
+A session is expensive to create (the real model is 95 MB) and cannot be
+pickled, so each process (each Dask worker) keeps the sessions it opened in
+a module-level cache keyed by ``(model_url, threads)``.  The model file is
+read once through fsspec (a local path or a URL such as ``s3://``), its
+SHA-256 is checked against the requested hash (or the sidecar's) before the
+first use, and ``intra_op_num_threads`` is set from the caller's thread
+budget, so workers never oversubscribe the cores.
+
+:func:`embed` turns uint8 spectrogram images into feature vectors in
+batches, filling one preallocated input buffer (the last, shorter batch uses
+a leading slice of it; nothing is reallocated per batch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from emodist.deep.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
+from emodist.errors import ModelError
+
+#: Environment variable overriding the default model location.
+MODEL_ENV = "EMODIST_MODEL"
+#: File name of the real model in the cache folder.
+MODEL_FILE = "inception_v3_fid.onnx"
+
+_SESSIONS: dict[tuple, tuple[object, dict]] = {}
+_LOCK = threading.Lock()
+
+
+def default_model_path() -> str:
+    """Where the real model lives: ``$EMODIST_MODEL`` or the user cache folder.
+
+    Returns
+    -------
+    str
+        ``$EMODIST_MODEL`` when set, else
+        ``<user cache dir>/emodist/inception_v3_fid.onnx`` (platformdirs).
+    """
+    env = os.environ.get(MODEL_ENV)
+    if env:
+        return env
+    import platformdirs
+
+    return str(Path(platformdirs.user_cache_dir("emodist")) / MODEL_FILE)
+
+
+def _read_bytes(url: str, storage_options: dict | None) -> bytes:
+    import fsspec
+
+    try:
+        with fsspec.open(url, "rb", **(storage_options or {})) as f:
+            return f.read()
+    except FileNotFoundError:
+        raise ModelError(f"model file not found: {url} (build it with 'emodist model build')") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model {url}: {exc}") from None
+
+
+def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
+    """Read the JSON written next to a model (``<model>.json``).
+
+    Parameters
+    ----------
+    model_url : str
+        Local path or fsspec URL of the ``.onnx`` file.
+    storage_options : dict, optional
+        fsspec options (credentials, endpoint) for remote URLs.
+
+    Returns
+    -------
+    dict
+        Keys include ``sha256``, ``output_dim``, ``input_name``,
+        ``output_name``, ``image_size``.
+
+    Raises
+    ------
+    ModelError
+        The sidecar is missing or not valid JSON with those keys.
+    """
+    url = sidecar_path(str(model_url))
+    try:
+        meta = json.loads(_read_bytes(url, storage_options).decode("utf-8"))
+    except ModelError:
+        raise ModelError(f"model sidecar not found: {url} (build the model with "
+                         "'emodist model build')") from None
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise ModelError(f"model sidecar {url} is not valid JSON") from None
+    required = ("sha256", "output_dim", "input_name", "output_name", "image_size")
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise ModelError(f"model sidecar {url} lacks {', '.join(missing)}")
+    return meta
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = max(1, int(threads))
+    opts.inter_op_num_threads = 1
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if int(threads) <= 1:
+        # a single-threaded session must not spin a thread pool
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return opts
+
+
+def get_session(model_url: str | None = None, sha256: str | None = None, threads: int = 1,
+                storage_options: dict | None = None):
+    """The process-wide ONNX Runtime session of a model (created on first use).
+
+    Parameters
+    ----------
+    model_url : str, optional
+        Local path or fsspec URL of the model; default
+        :func:`default_model_path`.
+    sha256 : str, optional
+        Expected SHA-256 of the model file; default: the sidecar's.
+    threads : int
+        ``intra_op_num_threads`` of the session (the caller's core budget).
+    storage_options : dict, optional
+        fsspec options for remote URLs.
+
+    Returns
+    -------
+    onnxruntime.InferenceSession
+
+    Raises
+    ------
+    ModelError
+        Missing model or sidecar, hash mismatch, or a file ONNX Runtime
+        cannot load.
+    """
+    return _cached(model_url, sha256, threads, storage_options)[0]
+
+
+def _cached(model_url, sha256, threads, storage_options) -> tuple[object, dict]:
+    url = str(model_url or default_model_path())
+    key = (url, int(threads))
+    with _LOCK:
+        hit = _SESSIONS.get(key)
+        if hit is not None:
+            if sha256 and hit[1]["sha256"] != sha256:
+                raise ModelError(f"model {url} has sha256 {hit[1]['sha256'][:12]}..., "
+                                 f"expected {sha256[:12]}...")
+            return hit
+        meta = read_sidecar(url, storage_options)
+        data = _read_bytes(url, storage_options)
+        actual = file_sha256(data)
+        for what, want in (("requested", sha256), ("its sidecar's", meta["sha256"])):
+            if want and actual != want:
+                raise ModelError(f"model {url} has sha256 {actual[:12]}..., not {what} "
+                                 f"{want[:12]}... (rebuild it with 'emodist model build')")
+        import onnxruntime as ort
+
+        try:
+            sess = ort.InferenceSession(data, sess_options=_session_options(threads),
+                                        providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise ModelError(f"onnxruntime cannot load model {url}: {str(exc).splitlines()[0]}")
+        meta = dict(meta, sha256=actual)
+        _SESSIONS[key] = (sess, meta)
+        return _SESSIONS[key]
+
+
+def clear_sessions() -> None:
+    """Forget every cached session of this process."""
+    with _LOCK:
+        _SESSIONS.clear()
+
+
+def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size: int = 32,
+          threads: int = 1, sha256: str | None = None,
+          storage_options: dict | None = None) -> np.ndarray:
+    """Deep features of grey spectrogram images, in batches.
+
+    Parameters
+    ----------
+    images_uint8 : np.ndarray
+        uint8 ``(N, H, W)`` images from :func:`emodist.images.spectrogram_image`.
+    model_url : str, optional
+        Model path or URL; default :func:`default_model_path`.
+    batch_size : int
+        Images per ONNX Runtime call.
+    threads : int
+        Threads of the (cached) session.
+    sha256 : str, optional
+        Expected model hash (e.g. the one recorded in a store's config).
+    storage_options : dict, optional
+        fsspec options for a remote model.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(N, output_dim)``.
+
+    Raises
+    ------
+    ModelError
+        Model problems, or images smaller than the network accepts.
+    EmodistError
+        Images that are not uint8 ``(N, H, W)``.
+    """
+    from emodist.images import to_network_input
+    from emodist.errors import EmodistError
+
+    images = np.asarray(images_uint8)
+    if images.ndim != 3 or images.dtype != np.uint8:
+        raise EmodistError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
+    if int(batch_size) < 1:
+        raise EmodistError(f"batch size must be positive, got {batch_size}")
+    sess, meta = _cached(model_url, sha256, threads, storage_options)
+    n, h, w = images.shape
+    out = np.empty((n, int(meta["output_dim"])), dtype=np.float32)
+    if n == 0:
+        return out
+    min_size = int(meta.get("min_image_size", 75))
+    if min(h, w) < min_size:
+        raise ModelError(f"images of {h}x{w} are smaller than the model's minimum {min_size}x{min_size}")
+    bs = min(int(batch_size), n)
+    buf = np.empty((bs, 3, h, w), dtype=np.float32)
+    in_name, out_name = meta["input_name"], meta["output_name"]
+    for start in range(0, n, bs):
+        stop = min(start + bs, n)
+        x = buf[: stop - start]  # leading slice: contiguous, no new allocation
+        to_network_input(images[start:stop], out=x)
+        out[start:stop] = sess.run([out_name], {in_name: x})[0]
+    return out
