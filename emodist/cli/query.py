@@ -1,5 +1,237 @@
-"""``emodist`` sub-commands of this group (being written)."""
+"""``emodist info``, ``emodist query`` and ``emodist similar``: read a store."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from emodist.cli.common import add_storage_options, parse_storage_options
+from emodist.errors import EmodistError
+
+#: Output formats of ``emodist query`` and ``emodist similar``.
+FORMATS = ("table", "csv", "parquet", "json")
+_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".json": "json",
+             ".txt": "table"}
+
+INFO_EXAMPLES = """examples:
+  emodist info features.zarr
+  emodist info features.zarr --json
+  emodist info s3://bucket/features.zarr --storage-options '{"anon": false}'
+"""
+
+QUERY_EXAMPLES = """examples:
+  emodist query features.zarr --track 17 --features 'mfcc_*' rms_mean
+  emodist query features.zarr --label calmness --features deep --output calm.parquet
+  emodist query features.zarr --genre rock --format csv --output rock.csv
+"""
+
+SIMILAR_EXAMPLES = """examples:
+  emodist similar features.zarr --segment 17:001 -k 10
+  emodist similar features.zarr --segment 17:001 --features handcrafted --exclude-same-track
+  emodist similar features.zarr --segment 17:001 --features 'mfcc_*' --metric euclidean
+"""
 
 
 def register(subparsers) -> None:
-    """Add this group's parsers (none yet)."""
+    """Add ``info``, ``query`` and ``similar``."""
+    p = _command(
+        subparsers, "info", cmd_info, INFO_EXAMPLES,
+        "what a feature store holds and how complete it is",
+        "Segments, tracks, classes, feature groups, config and provenance, completeness "
+        "(pending and failed segments), size on disk and chunking of a store.",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    add_storage_options(p)
+
+    q = _command(
+        subparsers, "query", cmd_query, QUERY_EXAMPLES,
+        "select stored features of tracks, classes or genres",
+        "One row per finished segment matching every filter: metadata columns, then the "
+        "chosen features (names, glob patterns or groups: handcrafted, deep, votes).",
+    )
+    q.add_argument("--track", nargs="+", action="extend", metavar="ID", help="track ids")
+    q.add_argument("--label", nargs="+", action="extend", metavar="CLASS", help="classes")
+    q.add_argument("--genre", nargs="+", action="extend", metavar="GENRE", help="genres")
+    q.add_argument("--segment", nargs="+", action="extend", metavar="ID", help="segment ids")
+    q.add_argument("--features", nargs="+", action="extend", metavar="PATTERN",
+                   help="feature names, patterns like 'mfcc_*', or groups (default: handcrafted)")
+    q.add_argument("--include-incomplete", action="store_true",
+                   help="also list pending and failed segments (NaN features, status column)")
+    add_output_options(q)
+    add_storage_options(q)
+
+    s = _command(
+        subparsers, "similar", cmd_similar, SIMILAR_EXAMPLES,
+        "the segments nearest to a segment",
+        "k nearest segments by cosine or euclidean distance; handcrafted columns are "
+        "standardised. The store is streamed in blocks (bounded memory).",
+    )
+    s.add_argument("--segment", required=True, metavar="ID", help="query segment id")
+    s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
+    s.add_argument("--features", nargs="+", action="extend", metavar="PATTERN",
+                   help="feature group, names or patterns (default: deep)")
+    s.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
+    s.add_argument("--exclude-same-track", action="store_true",
+                   help="leave out the other segments of the query's track")
+    s.add_argument("--label", nargs="+", action="extend", metavar="CLASS",
+                   help="search only among these classes")
+    s.add_argument("--genre", nargs="+", action="extend", metavar="GENRE",
+                   help="search only among these genres")
+    add_output_options(s)
+    add_storage_options(s)
+
+
+def _command(subparsers, name: str, func, examples: str, help: str, description: str):
+    """A sub-command parser taking a ``store`` argument and running ``func``."""
+    p = subparsers.add_parser(name, help=help, description=description, epilog=examples,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("store", help="store path or fsspec URL")
+    p.set_defaults(func=func)
+    return p
+
+
+def add_output_options(parser) -> None:
+    """``--format`` and ``--output``."""
+    parser.add_argument("--format", choices=FORMATS,
+                        help="output format (default: from the --output suffix, else table)")
+    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
+
+
+def output_format(fmt: str | None, output: str | None) -> str:
+    """The format to write: given, else from the output file's suffix, else table."""
+    if fmt:
+        return fmt
+    if output:
+        for suffix, name in _SUFFIXES.items():
+            if output.lower().endswith(suffix):
+                return name
+    return "table"
+
+
+def render(df, fmt: str, max_rows: int | None = 40, max_cols: int | None = 12) -> str:
+    """Text of a table in ``table``, ``csv`` or ``json`` format."""
+    if fmt == "csv":
+        return df.to_csv(index=False)
+    if fmt == "json":
+        return df.to_json(orient="records", indent=None) + "\n"
+    if fmt != "table":
+        raise EmodistError(f"{fmt} output is binary; give --output FILE")
+    text = df.to_string(index=False, max_rows=max_rows, max_cols=max_cols)
+    return f"{text}\n({len(df)} rows x {df.shape[1]} columns)\n"
+
+
+def write_frame(df, fmt: str, output: str | None) -> None:
+    """Write ``df`` to ``output`` (or stdout) in ``fmt``."""
+    if fmt == "parquet":
+        if not output:
+            raise EmodistError("parquet output is binary; give --output FILE")
+        try:
+            df.to_parquet(output, index=False)
+        except OSError as exc:
+            raise EmodistError(f"cannot write {output}: {exc.strerror or exc}") from None
+        return
+    full = output is not None
+    text = render(df, fmt, max_rows=None if full else 40, max_cols=None if full else 12)
+    if output is None:
+        sys.stdout.write(text)
+        return
+    try:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+    except OSError as exc:
+        raise EmodistError(f"cannot write {output}: {exc.strerror or exc}") from None
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "unknown"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def format_info(summary: dict) -> str:
+    """Human-readable text of :func:`emodist.query.info`."""
+    c = summary["completeness"]
+    lines = [
+        f"store: {summary['store'] or '(in memory)'}",
+        f"segments: {summary['segments']} from {summary['tracks']} tracks",
+        f"completeness: {c['done']} done, {c['pending']} pending, {c['failed']} failed",
+    ]
+    for f in c["failures"][:10]:
+        lines.append(f"  failed {f.get('track_id')} {f.get('path')}: {f.get('error')}")
+    if len(c["failures"]) > 10:
+        lines.append(f"  ... {len(c['failures']) - 10} more failures")
+    for title, key in (("classes", "classes"), ("genres", "genres")):
+        lines.append(f"{title}:")
+        for name, n in summary[key].items():
+            lines.append(f"  {name or '(none)':<20} {n['tracks']:>7} tracks {n['segments']:>9} segments")
+    lines.append("features: " + ", ".join(f"{k} {v}" for k, v in summary["features"].items()))
+    for k, v in summary["provenance"].items():
+        lines.append(f"{k}: {v}")
+    if summary["config"]:
+        lines.append("config: " + json.dumps(summary["config"], sort_keys=True))
+    lines.append(f"size on disk: {_size(summary['size_bytes'])}")
+    lines.append("chunking:")
+    for name, ch in summary["chunking"].items():
+        shards = f" shards {tuple(ch['shards'])}" if ch["shards"] else ""
+        comp = "+".join(ch["compressors"]) or "none"
+        lines.append(f"  {name:<12} {ch['dtype']:<8} shape {tuple(ch['shape'])} "
+                     f"chunks {tuple(ch['chunks'])}{shards} {comp}")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_info(args) -> int:
+    """``emodist info``."""
+    from emodist.query import info
+
+    summary = info(args.store, storage_options=parse_storage_options(args.storage_options))
+    if args.json:
+        sys.stdout.write(json.dumps(summary, indent=2) + "\n")
+    else:
+        sys.stdout.write(format_info(summary))
+    return 0
+
+
+def cmd_query(args) -> int:
+    """``emodist query``."""
+    from emodist.query import select
+
+    fmt = output_format(args.format, args.output)
+    df = select(
+        args.store,
+        tracks=args.track,
+        labels=args.label,
+        genres=args.genre,
+        segments=args.segment,
+        features=args.features,
+        include_incomplete=args.include_incomplete,
+        storage_options=parse_storage_options(args.storage_options),
+    )
+    write_frame(df, fmt, args.output)
+    if args.output:
+        print(f"wrote {len(df)} rows x {df.shape[1]} columns to {args.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_similar(args) -> int:
+    """``emodist similar``."""
+    from emodist.query import similar
+
+    fmt = output_format(args.format, args.output)
+    df = similar(
+        args.store,
+        args.segment,
+        k=args.k,
+        features=args.features or "deep",
+        metric=args.metric,
+        exclude_same_track=args.exclude_same_track,
+        labels=args.label,
+        genres=args.genre,
+        storage_options=parse_storage_options(args.storage_options),
+    )
+    write_frame(df, fmt, args.output)
+    return 0
