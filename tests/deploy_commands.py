@@ -8,16 +8,75 @@ and the tests cannot drift apart.
 
 from __future__ import annotations
 
+import re
+from functools import lru_cache
 from pathlib import Path
+from typing import Mapping
 
 import yaml
 
-COMPOSE = Path(__file__).resolve().parents[1] / "deploy" / "compose" / "docker-compose.yml"
+ROOT = Path(__file__).resolve().parents[1]
+DEPLOY = ROOT / "deploy"
+COMPOSE = DEPLOY / "compose" / "docker-compose.yml"
+
+# ${VAR}, ${VAR:-default}, ${VAR-default}, ${VAR:?message}, ${VAR?message}
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
+
+
+@lru_cache(maxsize=None)
+def _load(path: str, mtime: float) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def compose_spec(path: Path = COMPOSE) -> dict:
+    """The parsed compose file (re-read when the file changes)."""
+    return _load(str(path), path.stat().st_mtime)
+
+
+def interpolate(text: str, env: Mapping[str, str]) -> str:
+    """Expand compose-style ``${VAR...}`` references in ``text`` from ``env``.
+
+    Parameters
+    ----------
+    text : str
+        A compose value.
+    env : mapping
+        Variables, as the ``.env`` file would give them.
+
+    Returns
+    -------
+    str
+        ``text`` with every reference replaced; ``$$`` becomes ``$``.
+
+    Raises
+    ------
+    KeyError
+        For ``${VAR:?message}`` (or ``${VAR?message}``) when ``VAR`` is unset.
+    """
+
+    def sub(m: re.Match) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        name, op, arg = m.group(1), m.group(2), m.group(3) or ""
+        value = env.get(name)
+        empty = value is None or (op is not None and op.startswith(":") and value == "")
+        if op in (":-", "-") and empty:
+            return arg
+        if op in (":?", "?") and empty:
+            raise KeyError(f"{name}: {arg}")
+        return value or ""
+
+    return _VAR.sub(sub, text)
+
+
+def service_command(name: str, env: Mapping[str, str] | None = None) -> list[str]:
+    """The ``command:`` list of compose service ``name``, interpolated with ``env``."""
+    spec = compose_spec()
+    return [interpolate(str(x), env or {}) for x in spec["services"][name]["command"]]
 
 
 def _service_command(name: str) -> list[str]:
-    spec = yaml.safe_load(COMPOSE.read_text())
-    return [str(x) for x in spec["services"][name]["command"]]
+    return service_command(name)
 
 
 def _set_option(cmd: list[str], option: str, value: str) -> None:
