@@ -147,3 +147,27 @@ def dask_cluster(n_workers: int = 2, nthreads: int = 1, memory_limit: str = "2Gi
         for w in workers:
             stop(w)
         stop(sched)
+
+
+def make_bucket(endpoint: str, name: str) -> None:
+    """Create an S3 bucket on the moto server at ``endpoint``."""
+    import boto3
+
+    boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name=S3_REGION,
+    ).create_bucket(Bucket=name)
+
+
+def upload_tree(options: dict, local: str | Path, url: str) -> None:
+    """Copy a local folder to ``s3://bucket/prefix`` through s3fs."""
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options)
+    root = Path(local)
+    for path in sorted(root.rglob("*")):
+        if path.is_file():
+            fs.put_file(str(path), f"{url.rstrip('/')}/{path.relative_to(root).as_posix()}")
