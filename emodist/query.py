@@ -140,6 +140,61 @@ def _as_dataset(store, storage_options: dict | None = None) -> xr.Dataset:
     return open_store(store, storage_options)
 
 
+def counting_store(url, storage_options: dict | None = None):
+    """A read-only Zarr store for ``url`` that counts what is read from it.
+
+    Open it with :func:`open_store` to measure the keys and bytes a query
+    fetches (``.keys`` lists them, ``.bytes_read`` sums their sizes).
+
+    Parameters
+    ----------
+    url : str
+        Local path or fsspec URL.
+    storage_options : dict, optional
+        Filesystem options.
+
+    Returns
+    -------
+    zarr.storage.WrapperStore
+        With ``bytes_read``, ``keys`` and ``reset()``.
+    """
+    import threading
+
+    from zarr.storage import WrapperStore
+
+    from emodist.store import zarr_store
+
+    class CountingStore(WrapperStore):
+        def __init__(self, store):
+            super().__init__(store)
+            self._lock = threading.Lock()
+            self.reset()
+
+        def reset(self) -> None:
+            with self._lock:
+                self.bytes_read, self.keys = 0, []
+
+        def _count(self, key: str, buf) -> None:
+            if buf is not None:
+                with self._lock:
+                    self.bytes_read += len(buf)
+                    self.keys.append(key)
+
+        async def get(self, key, prototype, byte_range=None):
+            buf = await self._store.get(key, prototype, byte_range)
+            self._count(key, buf)
+            return buf
+
+        async def get_partial_values(self, prototype, key_ranges):
+            key_ranges = list(key_ranges)
+            bufs = await self._store.get_partial_values(prototype, key_ranges)
+            for (key, _), buf in zip(key_ranges, bufs):
+                self._count(key, buf)
+            return bufs
+
+    return CountingStore(zarr_store(str(url), storage_options, read_only=True))
+
+
 # --------------------------------------------------------------------------- index
 
 
@@ -706,9 +761,10 @@ def merge_topk(best_d, best_p, d, p, k: int):
     d = np.concatenate([best_d, d])
     p = np.concatenate([best_p, p])
     if len(d) > k:
-        keep = np.argpartition(d, k - 1)[:k]
+        kth = d[np.argpartition(d, k - 1)[k - 1]]
+        keep = d <= kth  # ties at the cut are settled by position below
         d, p = d[keep], p[keep]
-    order = np.lexsort((p, d))
+    order = np.lexsort((p, d))[:k]
     return d[order], p[order]
 
 
