@@ -6,15 +6,46 @@ import os
 import platform
 import statistics
 import time
-from typing import Callable
+from collections.abc import Callable
+
+#: Libraries whose versions are recorded with every result.
+LIBRARIES = ("numpy", "librosa", "onnxruntime", "dask", "distributed", "zarr", "xarray",
+             "scikit-learn", "soundfile", "soxr")
+
+
+def library_versions(names=LIBRARIES) -> dict:
+    """Installed version of each of ``names`` (``None`` when not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def memory_gib() -> float | None:
+    """Total memory of this machine in GiB (from /proc/meminfo), or None."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
 
 
 def machine() -> dict:
-    """CPU model, core count, SIMD flags and library versions of this machine."""
+    """CPU model, core count, SIMD flags, memory and library versions of this machine."""
     info = {"platform": platform.platform(), "python": platform.python_version(),
-            "cpu_count": os.cpu_count()}
+            "cpu_count": os.cpu_count(), "memory_gib": memory_gib(),
+            "libraries": library_versions()}
     try:
-        text = open("/proc/cpuinfo").read()
+        with open("/proc/cpuinfo") as fh:
+            text = fh.read()
         for line in text.splitlines():
             if line.startswith("model name"):
                 info["cpu_model"] = line.split(":", 1)[1].strip()

@@ -1,0 +1,191 @@
+"""The benchmark runner, and every benchmark script on tiny inputs.
+
+Each ``benchmarks/bench_*.py`` present is run with ``quick=True`` in its own
+process through the runner (exactly as ``python -m benchmarks --quick``
+does) and its result must have the documented shape with finite figures.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks import common
+from benchmarks.__main__ import (
+    README_END,
+    README_START,
+    discover,
+    fmt,
+    main,
+    markdown,
+    record,
+    run_one,
+    update_readme,
+    validate,
+)
+
+BENCHES = discover()
+
+
+@pytest.mark.parametrize("name", sorted(BENCHES))
+def test_benchmark_quick_run_has_the_documented_shape(name):
+    outcome = run_one(BENCHES[name], quick=True, timeout=240, capture=True)
+    assert outcome["status"] == "ok", f"{outcome['error']}\n{outcome['output'][-2000:]}"
+    result = outcome["result"]
+    assert validate(result) == []
+    assert result["machine"].get("cpu_count")
+    for row in result["rows"]:
+        assert math.isfinite(row["value"]) and math.isfinite(row["spread"])
+        assert row["spread"] >= 0, row
+
+
+# --- the runner itself, on benchmark scripts written here -----------------
+
+GOOD = '''
+from benchmarks.common import machine, row
+
+def run(quick=False):
+    n = 3 if quick else 30
+    return {"name": "good one", "machine": machine(),
+            "rows": [row("items", n, 0.5, "count", "quick" if quick else "full"),
+                     row("rate", 1234.5, 10.0, "items/s")],
+            "summary": "two rows"}
+'''
+FAILING = '''
+def run(quick=False):
+    raise RuntimeError("this benchmark breaks")
+'''
+NAN = '''
+from benchmarks.common import machine, row
+
+def run(quick=False):
+    return {"name": "nan", "machine": machine(), "rows": [row("x", float("nan"))],
+            "summary": ""}
+'''
+CRASH = '''
+import os
+
+def run(quick=False):
+    os._exit(3)
+'''
+
+
+@pytest.fixture
+def bench_dir(tmp_path):
+    d = tmp_path / "benches"
+    d.mkdir()
+    for name, text in {"good": GOOD, "failing": FAILING, "nan": NAN, "crash": CRASH}.items():
+        (d / f"bench_{name}.py").write_text(text)
+    (d / "helper.py").write_text("x = 1\n")  # not a benchmark
+    return d
+
+
+def test_discover_finds_bench_files_only(bench_dir):
+    assert list(discover(bench_dir)) == ["crash", "failing", "good", "nan"]
+    assert all(p.name.startswith("bench_") for p in discover().values())
+
+
+def test_validate_reports_shape_problems():
+    good = {"name": "n", "machine": {}, "summary": "",
+            "rows": [common.row("m", 1.0, 0.1, "s", "")]}
+    assert validate(good) == []
+    assert validate([]) == ["run() returned list, not dict"]
+    assert any("rows" in p for p in validate({**good, "rows": []}))
+    bad_row = {**good, "rows": [{"metric": "m", "value": float("inf"), "spread": 0.0}]}
+    problems = validate(bad_row)
+    assert any("not finite" in p for p in problems) and any("lacks unit, note" in p
+                                                            for p in problems)
+    assert any("not finite" in p for p in validate({**good, "rows": [
+        {**good["rows"][0], "value": "fast"}]}))
+
+
+def test_main_runs_all_reports_failures_and_writes_results(bench_dir, tmp_path, capsys):
+    out = tmp_path / "results"
+    code = main(["--quick", "--out", str(out), "--timeout", "120"], bench_dir=bench_dir)
+    assert code == 1  # some failed, the others still ran
+    docs = {p.stem: json.loads(p.read_text()) for p in out.glob("*.json")}
+    assert set(docs) == {"good", "failing", "nan", "crash"}
+    good = docs["good"]
+    assert good["status"] == "ok" and good["quick"] is True and good["name"] == "good one"
+    assert [r["value"] for r in good["rows"]] == [3.0, 1234.5]
+    assert good["machine"]["cpu_count"] and "date" in good and "--quick" in good["command"]
+    assert "this benchmark breaks" in docs["failing"]["error"]
+    assert docs["failing"]["status"] == "failed" and docs["failing"]["rows"] == []
+    assert "not finite" in docs["nan"]["error"]
+    assert "status 3" in docs["crash"]["error"]
+    text = (out / "RESULTS.md").read_text()
+    assert "### good one" in text and "| items | 3 | ± 0.5 | count | quick |" in text
+    assert "| rate | 1,234 | ± 10 | items/s |  |" in text
+    assert "**failed**" in text and "RuntimeError: this benchmark breaks" in text
+    assert "python -m benchmarks --quick" in text
+
+
+def test_only_runs_the_named_benchmarks_and_keeps_others_tables(bench_dir, tmp_path):
+    out = tmp_path / "results"
+    assert main(["--only", "good", "--out", str(out)], bench_dir=bench_dir) == 0
+    first = json.loads((out / "good.json").read_text())
+    assert first["quick"] is False and first["rows"][0]["value"] == 30.0
+    assert [p.stem for p in out.glob("*.json")] == ["good"]
+    # an older record of another benchmark stays in RESULTS.md
+    (out / "other.json").write_text(json.dumps(
+        {**first, "benchmark": "other", "name": "older one"}))
+    assert main(["--only", "good", "--out", str(out)], bench_dir=bench_dir) == 0
+    text = (out / "RESULTS.md").read_text()
+    assert "### good one" in text and "### older one" in text
+
+
+def test_unknown_benchmark_is_one_line_and_status_2(bench_dir, capsys):
+    assert main(["--only", "nope"], bench_dir=bench_dir) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "nope" in err and "good" in err
+
+
+def test_timeout_marks_a_benchmark_failed(tmp_path):
+    d = tmp_path / "b"
+    d.mkdir()
+    (d / "bench_slow.py").write_text("import time\ndef run(quick=False):\n    time.sleep(60)\n")
+    outcome = run_one(d / "bench_slow.py", quick=True, timeout=3, capture=True)
+    assert outcome["status"] == "failed" and "timed out" in outcome["error"]
+
+
+def test_readme_section_is_replaced(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{README_START}\nold table\n{README_END}\noutro\n")
+    doc = record("good", {"status": "ok", "seconds": 1.0, "error": None,
+                          "result": {"name": "g", "machine": {"cpu_count": 2},
+                                     "rows": [common.row("m", 2.5, 0.1, "s")], "summary": ""}},
+                 quick=False, command="python -m benchmarks", date="2026-01-01 00:00 UTC")
+    assert update_readme(readme, markdown([doc]))
+    text = readme.read_text()
+    assert "old table" not in text and "| m | 2.5 | ± 0.1 | s |" in text
+    assert text.startswith("intro\n") and text.endswith(f"{README_END}\noutro\n")
+    assert "# emodist benchmark results" not in text
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers\n")
+    assert not update_readme(plain, "x") and plain.read_text() == "no markers\n"
+
+
+def test_fmt_and_common_helpers():
+    assert fmt(1588.4) == "1,588" and fmt(12.3456) == "12.35" and fmt(0) == "0"
+    assert fmt(0.00012) == "1.20e-04"
+    calls = []
+    median, spread = common.repeat(lambda: calls.append(1), n=3, warmup=2)
+    assert len(calls) == 5 and median >= 0 and spread >= 0
+    info = common.machine()
+    assert info["cpu_count"] >= 1 and info["libraries"]["numpy"]
+    assert common.row("m", 1, unit="s") == {"metric": "m", "value": 1.0, "spread": 0.0,
+                                            "unit": "s", "note": ""}
+
+
+def test_module_entry_point_lists_benchmarks():
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks", "--list"],
+                          cwd=Path(__file__).resolve().parents[1], capture_output=True,
+                          text=True, check=False, timeout=60)
+    assert proc.returncode == 0
+    assert proc.stdout.split() == list(BENCHES) or proc.stdout.strip() == "no benchmarks found"
