@@ -317,7 +317,10 @@ def print_summary(report: dict, console=None, top: int | None = None) -> None:
     """Print the ranked table, the baselines and where the files are."""
     from rich.console import Console
 
-    console = console or Console()
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
     console.print(ranked_table(report, top))
     if report["settings"]["target"] == "class":
         b = report["baselines"]["segment"]

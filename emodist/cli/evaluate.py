@@ -1,5 +1,201 @@
-"""``emodist`` sub-commands of this group (being written)."""
+"""``emodist evaluate``, ``emodist run`` and ``emodist demo``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+
+from emodist.cli.common import add_storage_options, parse_storage_options
+from emodist.errors import EmodistError
+
+EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
+folds grouped by track and stratified by label (the same folds for every model),
+preprocessing fit on the training folds only, metrics at segment and track level,
+confusion matrices as in the study.  Writes report.json, report.md and PNG figures
+into --out and prints a ranked table."""
+
+EVALUATE_EXAMPLES = """examples:
+  emodist evaluate --list
+  emodist evaluate features.zarr --out report/
+  emodist evaluate features.zarr --features handcrafted deep both --classifiers "Bagged Trees" cubic-svm
+  emodist evaluate features.zarr --features 'mfcc_*' tempo --balance both
+  emodist evaluate features.zarr --target distribution --out dist/
+"""
+
+RUN_DESCRIPTION = """Extract DATASET into the store, then evaluate it (extract + evaluate
+on one Dask cluster).  Every extracted feature group is evaluated, and both groups
+together when there are two."""
+
+DEMO_DESCRIPTION = """The whole job on generated data: write a small Emotify-layout dataset,
+extract its features on a local Dask cluster, cross-validate a few classifiers and
+print the ranked table.  Deep features are used only when the real network has been
+built with `emodist model build`."""
+
+
+def _add_evaluation_options(p, features: bool = True) -> None:
+    g = p.add_argument_group("evaluation")
+    if features:
+        g.add_argument("--features", nargs="+", default=["handcrafted"], metavar="SET",
+                       help="handcrafted, deep, both (one evaluation each) and/or feature names "
+                       "or glob patterns (together one set); default handcrafted")
+    g.add_argument("--classifiers", nargs="+", default=["all"], metavar="PRESET",
+                   help="preset keys or names (see --list), or all / quick; default all")
+    g.add_argument("--folds", type=int, default=5, help="grouped folds (default 5)")
+    g.add_argument("--seed", type=int, default=0, help="seed of folds and models (default 0)")
+    g.add_argument("--balance", choices=("none", "weights", "both"), default="none",
+                   help="class weights: none, weights, or both (each model both ways)")
+    g.add_argument("--target", choices=("class", "distribution"), default="class",
+                   help="predict the dominant emotion or the 9-way vote distribution")
+    g.add_argument("--top", type=int, metavar="N", help="print only the N best rows")
+
+
+def _add_eval_cluster(p) -> None:
+    g = p.add_argument_group("parallelism")
+    g.add_argument("--jobs", type=int, default=-1, metavar="N",
+                   help="local processes for the fits (default: all cores)")
+    g.add_argument("--scheduler", metavar="ADDRESS", help="run the fits on this Dask scheduler")
+    g.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file")
 
 
 def register(subparsers) -> None:
-    """Add this group's parsers (none yet)."""
+    """Add ``evaluate``, ``run`` and (unless already there) ``demo``."""
+    from emodist.cli.common import add_dataset_options
+    from emodist.cli.extract import add_cluster_options
+
+    p = subparsers.add_parser("evaluate", help="grouped cross-validation of classifiers on a store",
+                              description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("store", nargs="?", metavar="STORE", help="feature store (path or s3://...)")
+    p.add_argument("--list", action="store_true", help="list the classifier presets and exit")
+    p.add_argument("--out", metavar="DIR", help="write report.json, report.md and figures here")
+    p.add_argument("--label-rule", choices=("listener", "mean"),
+                   help="recompute labels from the stored votes (default: the stored labels)")
+    _add_evaluation_options(p)
+    _add_eval_cluster(p)
+    add_storage_options(p)
+    p.set_defaults(func=cmd_evaluate)
+
+    r = subparsers.add_parser("run", help="extract a dataset, then evaluate it",
+                              description=RUN_DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
+    r.add_argument("--store", required=True, metavar="URL", help="feature store (path or s3://...)")
+    r.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    x = r.add_argument_group("extraction")
+    x.add_argument("--features", default="handcrafted,deep",
+                   help="feature groups to extract, comma separated (default: handcrafted,deep)")
+    x.add_argument("--segment-seconds", type=float, default=15.0)
+    x.add_argument("--hop-seconds", type=float, default=None,
+                   help="hop between segments (default: the segment length)")
+    x.add_argument("--feature-set", default="full", help="handcrafted selection")
+    x.add_argument("--batch-size", type=int, default=32, metavar="B", help="images per ONNX call")
+    x.add_argument("--model", metavar="PATH", help="ONNX model (default: the built model)")
+    x.add_argument("--chunk-segments", type=int, metavar="N", help="segments per store chunk")
+    x.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    x.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_dataset_options(r)
+    _add_evaluation_options(r, features=False)
+    r.add_argument("--evaluate-features", nargs="+", metavar="SET",
+                   help="feature sets to evaluate (default: every extracted group, and both)")
+    add_storage_options(r)
+    add_cluster_options(r)
+    r.set_defaults(func=cmd_run)
+
+    if "demo" not in subparsers.choices:
+        d = subparsers.add_parser("demo", help="the whole job on generated demo data",
+                                  description=DEMO_DESCRIPTION)
+        d.add_argument("--out", default="emodist-demo", metavar="DIR",
+                       help="output folder (default ./emodist-demo)")
+        d.add_argument("--tracks", type=int, default=32, metavar="N",
+                       help="generated tracks (default 32)")
+        d.add_argument("--seed", type=int, default=0, help="seed of data, folds and models")
+        d.add_argument("--workers", type=int, metavar="N", help="local Dask workers")
+        d.set_defaults(func=cmd_demo)
+
+
+def print_presets(print_fn=print) -> None:
+    """Print every classifier and distribution preset with its parameters."""
+    from emodist.classifiers import DISTRIBUTION_PRESETS, describe_presets
+
+    print_fn("classifier presets (MATLAB Classification Learner names; all standardise features):")
+    for row in describe_presets():
+        params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
+        weights = "" if row["class_weights"] else "  [no --balance weights]"
+        note = f"  ({row['note']})" if row["note"] else ""
+        print_fn(f"  {row['key']:<28} {row['name']:<28} {row['family']:<9} {params}{weights}{note}")
+    print_fn("distribution models (--target distribution):")
+    for p in DISTRIBUTION_PRESETS.values():
+        params = ", ".join(f"{k}={v}" for k, v in p.params.items())
+        print_fn(f"  {p.key:<28} {p.name:<28} {params}")
+
+
+@contextlib.contextmanager
+def _maybe_client(scheduler: str | None, scheduler_file: str | None):
+    if not (scheduler or scheduler_file):
+        yield None
+        return
+    from emodist.extract import connect
+
+    with connect(scheduler, scheduler_file) as client:
+        yield client
+
+
+def _finish(report: dict, top: int | None) -> None:
+    from emodist.report import print_summary
+
+    print_summary(report, top=top)
+
+
+def cmd_evaluate(args) -> int:
+    """Run ``emodist evaluate``."""
+    if args.list:
+        print_presets()
+        return 0
+    if not args.store:
+        raise EmodistError("give a STORE to evaluate (or --list)")
+    from emodist.evaluate import run_evaluate
+
+    with _maybe_client(args.scheduler, args.scheduler_file) as client:
+        report = run_evaluate(
+            args.store, features=args.features, classifiers=args.classifiers, folds=args.folds,
+            seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
+            out=args.out, client=client, n_jobs=args.jobs,
+            storage_options=parse_storage_options(args.storage_options),
+        )
+    _finish(report, args.top)
+    return 0
+
+
+def cmd_run(args) -> int:
+    """Run ``emodist run``: extract, then evaluate."""
+    from emodist.cli.extract import config_from_args
+    from emodist.pipeline import run_pipeline
+
+    config = config_from_args(args)
+    result = run_pipeline(
+        args.dataset, args.store, args.out, config,
+        scheduler=args.scheduler, scheduler_file=args.scheduler_file, n_workers=args.workers,
+        threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
+        storage_options=parse_storage_options(args.storage_options), model=args.model,
+        overwrite=args.overwrite, progress=not args.no_progress, features=args.evaluate_features,
+        classifiers=args.classifiers, folds=args.folds, seed=args.seed, balance=args.balance,
+        target=args.target,
+    )
+    ex = result.extract
+    print(f"extracted {ex.n_done} of {ex.n_segments} segments into {ex.store} "
+          f"({ex.n_failed} failed) in {ex.seconds:.1f} s")
+    _finish(result.report, args.top)
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Run ``emodist demo``."""
+    from emodist.pipeline import run_demo
+
+    result = run_demo(args.out, n_tracks=args.tracks, seed=args.seed, n_workers=args.workers)
+    ex = result.extract
+    print(f"extracted {ex.n_done} of {ex.n_segments} segments in {ex.seconds:.1f} s")
+    _finish(result.report, None)
+    for note in result.notes:
+        print(note)
+    return 0
