@@ -61,8 +61,12 @@ AMIN = 1e-10
 DELTA_WIDTH = 9
 #: Gaussian smoothing of the tonal centroid before the harmonic change, in seconds.
 HCDF_SIGMA_S = 0.2
+#: Frequency range and peak floor of the pitch-class profile used for the key.
+PCP_FMIN_HZ, PCP_FMAX_HZ, PCP_PEAK_FLOOR = 100.0, 5000.0, 0.01
 #: Longest attack phase searched before an onset peak, in seconds.
 ATTACK_MAX_S = 0.5
+#: Smallest prominence of an envelope peak counted as an attack, relative to the maximum.
+ATTACK_PROMINENCE = 0.05
 
 
 # --------------------------------------------------------------------------- names
@@ -590,41 +594,47 @@ def rhythm_features(an: Analysis) -> dict[str, float]:
             "event_density": float(onset_frames(an).shape[0] / duration)}
 
 
-def attack_phases(env: np.ndarray, onsets: np.ndarray, max_frames: int) -> tuple[np.ndarray, np.ndarray]:
-    """Start and peak frame of the attack around each onset.
+def attack_phases(env: np.ndarray, max_frames: int,
+                  prominence: float = ATTACK_PROMINENCE) -> tuple[np.ndarray, np.ndarray]:
+    """Start and peak frame of each attack of an amplitude envelope.
 
-    The peak is the envelope maximum between the onset and the next onset
-    (at most ``max_frames`` later); the start is the envelope minimum in the
-    ``max_frames`` before the peak, not earlier than the previous peak.
+    Peaks are the envelope's local maxima with a prominence of at least
+    ``prominence`` times the envelope maximum (:func:`scipy.signal.find_peaks`).
+    For each peak the valley is the envelope minimum since the previous peak
+    (at most ``max_frames`` back); the attack starts at the last frame still
+    within 10 % of the rise above that valley, and ends at the peak.
     """
-    starts, peaks = [], []
-    n = env.shape[0]
-    prev_peak = 0
-    for i, o in enumerate(onsets):
-        stop = min(n, o + max_frames, onsets[i + 1] if i + 1 < len(onsets) else n)
-        stop = max(stop, o + 1)
-        peak = o + int(np.argmax(env[o:stop]))
-        lo = max(prev_peak, peak - max_frames)
-        start = lo + int(np.argmin(env[lo:peak + 1]))
-        starts.append(start)
-        peaks.append(peak)
-        prev_peak = peak
-    return np.asarray(starts, dtype=int), np.asarray(peaks, dtype=int)
+    env = np.asarray(env, dtype=np.float64)
+    top = env.max() if env.size else 0.0
+    if top <= 0:
+        return np.zeros(0, dtype=int), np.zeros(0, dtype=int)
+    peaks, _ = scipy.signal.find_peaks(env, prominence=prominence * top)
+    starts = np.empty(peaks.shape, dtype=int)
+    prev = 0
+    for i, peak in enumerate(peaks):
+        lo = max(prev, peak - max_frames)
+        seg = env[lo : peak + 1]
+        valley = seg.min()
+        level = valley + 0.1 * (env[peak] - valley)
+        starts[i] = lo + int(np.flatnonzero(seg <= level)[-1])
+        prev = peak
+    return starts, peaks
 
 
 def attack_features(an: Analysis) -> dict[str, float]:
-    """Attack time (s) and slope (RMS units per s) over the onsets (mirattacktime, mirattackslope).
+    """Attack time (s) and slope (RMS per s) of the envelope's attacks (mirattacktime, mirattackslope).
 
-    Written here: the frame RMS envelope rises from its minimum before each
-    onset to its maximum after it; time = that rise's duration, slope = rise
-    height / duration.  Frame resolution is ``hop_length / sr``.
+    Written here (librosa has no attack descriptor), on the frame RMS
+    envelope with :func:`attack_phases`: time = start-to-peak duration,
+    slope = rise height / time.  Frame resolution is ``hop_length / sr``, and
+    the RMS window (``n_fft`` samples) smooths the envelope, so the shortest
+    attack measured is about ``n_fft / sr`` seconds.
     """
     env = _rms(an)
     fps = an.sr / an.hop_length
-    starts, peaks = attack_phases(env, onset_frames(an), max(1, int(round(ATTACK_MAX_S * fps))))
+    starts, peaks = attack_phases(env, max(1, int(round(ATTACK_MAX_S * fps))))
     times = (peaks - starts) / fps
-    rise = env[peaks] - env[starts] if peaks.size else np.zeros(0)
-    slopes = _safe_div(rise, times)
+    slopes = _safe_div(env[peaks] - env[starts], times)
     return {**_stats("attack_time", times), **_stats("attack_slope", slopes)}
 
 
@@ -660,15 +670,51 @@ def key_strengths(chroma_vector: np.ndarray) -> np.ndarray:
     return _key_profiles() @ z / 12.0
 
 
+def pitch_class_profile(an: Analysis, fmin: float = PCP_FMIN_HZ, fmax: float = PCP_FMAX_HZ,
+                        floor: float = PCP_PEAK_FLOOR) -> np.ndarray:
+    """Peak-based pitch-class profile per frame (HPCP-like), ``(12, frames)``, max-normalised.
+
+    Written here: each spectral peak between ``fmin`` and ``fmax`` (and above
+    ``floor`` times the frame maximum) gets its frequency refined by parabolic
+    interpolation of the log magnitude and adds its power to its nearest pitch
+    class (A440 tuning).  Unlike the filterbank chroma, a pure tone does not
+    leak into the neighbouring semitones at ``n_fft = 2048``, which is what
+    key finding needs (a bare C-major triad must read as C major).
+    """
+    if "pcp" in an._cache:
+        return an._cache["pcp"]
+    S = an.S
+    n_bins, n_frames = S.shape
+    if n_bins < 3:
+        an._cache["pcp"] = np.zeros((12, n_frames))
+        return an._cache["pcp"]
+    mid = S[1:-1]
+    f = an.freqs[1:-1, None]
+    is_peak = (mid > S[:-2]) & (mid >= S[2:]) & (f >= fmin) & (f <= fmax)
+    is_peak &= mid >= floor * S.max(axis=0, keepdims=True)
+    k, t = np.nonzero(is_peak)
+    k = k + 1
+    a, b, c = (np.log(S[k + d, t].astype(np.float64) + AMIN) for d in (-1, 0, 1))
+    den = a - 2 * b + c
+    shift = np.clip(_safe_div(0.5 * (a - c), np.where(den < 0, den, 0.0)), -0.5, 0.5)
+    freq = (k + shift) * an.sr / an.n_fft
+    pc = np.mod(np.round(12 * np.log2(freq / 440.0)) + 9, 12).astype(np.int64)
+    prof = np.bincount(t * 12 + pc, weights=S[k, t].astype(np.float64) ** 2,
+                       minlength=n_frames * 12).reshape(n_frames, 12).T
+    peak = prof.max(axis=0, keepdims=True)
+    an._cache["pcp"] = _safe_div(prof, peak)
+    return an._cache["pcp"]
+
+
 def key_features(an: Analysis) -> dict[str, float]:
-    """Key, mode and key clarity from the mean chroma (mirkey, mirmode).
+    """Key, mode and key clarity from the mean pitch-class profile (mirkey, mirmode).
 
     ``key`` is the tonic's pitch class (0 = C ... 11 = B), ``key_mode`` 1 for
     major and 0 for minor, ``key_clarity`` the best key strength, ``mode``
     the best major strength minus the best minor strength (MIRtoolbox's
-    'Best' mode: > 0 major).
+    'Best' mode: > 0 major).  The profile is :func:`pitch_class_profile`.
     """
-    ks = key_strengths(chroma(an).mean(axis=1))
+    ks = key_strengths(pitch_class_profile(an).mean(axis=1))
     if not ks.any():
         return {"key": 0.0, "key_mode": 0.0, "key_clarity": 0.0, "mode": 0.0}
     best = int(np.argmax(ks))
@@ -715,6 +761,8 @@ _GROUP_FUNCS = {
 def extract_dict(analysis: Analysis, feature_set: str = "full", n_mfcc: int = 13) -> dict[str, float]:
     """Feature name -> value for one segment (see :func:`extract`)."""
     names = _names(str(feature_set), int(n_mfcc))
+    if not _voiced(analysis).any():
+        return dict.fromkeys(names, 0.0)
     values: dict[str, float] = {}
     for group in _groups_needed(str(feature_set), int(n_mfcc)):
         if group == "mfcc":

@@ -10,6 +10,7 @@ them.
 from __future__ import annotations
 
 import functools
+import warnings
 from dataclasses import dataclass, field
 
 import librosa
@@ -93,8 +94,18 @@ def fft_frequencies(sr: int, n_fft: int) -> np.ndarray:
 
 
 def stft_magnitude(y: np.ndarray, n_fft: int, hop_length: int) -> np.ndarray:
-    """``|librosa.stft(y)|`` as float32 (Hann window, centred, zero padded)."""
-    D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True, pad_mode="constant")
+    """``|librosa.stft(y)|`` as float32 (Hann window, centred, zero padded).
+
+    A segment shorter than the window is zero padded (librosa's behaviour);
+    the warning librosa gives for it is silenced here.
+    """
+    if y.shape[-1] < n_fft:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="n_fft=.*too large", category=UserWarning)
+            D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True,
+                             pad_mode="constant")
+    else:
+        D = librosa.stft(y, n_fft=n_fft, hop_length=hop_length, center=True, pad_mode="constant")
     return np.abs(D).astype(np.float32, copy=False)
 
 

@@ -1,0 +1,153 @@
+"""Decoding: soundfile through fsspec, mono down-mix, one soxr resample, segment views."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from emodist import audio
+from emodist.errors import DataError, EmodistError
+
+
+def _tone(freq: float, sr: int, seconds: float, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+@pytest.fixture
+def stereo_wav(tmp_path):
+    """2 s stereo WAV at 44.1 kHz: 440 Hz left, 880 Hz right."""
+    sr = 44100
+    data = np.stack([_tone(440, sr, 2.0), _tone(880, sr, 2.0, 0.25)], axis=1)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, data, sr, subtype="FLOAT")
+    return path, data, sr
+
+
+def test_to_mono_averages_channels():
+    y = np.array([[1.0, 0.0], [0.5, -0.5], [0.2, 0.4]], dtype=np.float64)
+    out = audio.to_mono(y)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, [0.5, 0.0, 0.3], atol=1e-7)
+    np.testing.assert_array_equal(audio.to_mono(np.ones(4)), np.ones(4, dtype=np.float32))
+    with pytest.raises(EmodistError):
+        audio.to_mono(np.zeros((2, 2, 2)))
+
+
+def test_resample_length_and_identity():
+    y = _tone(440, 48000, 1.0)
+    out = audio.resample(y, 48000, 22050)
+    assert out.dtype == np.float32 and out.shape == (22050,)
+    assert audio.resample(y, 48000, 48000) is not None
+    np.testing.assert_array_equal(audio.resample(y, 48000, 48000), y)
+
+
+def test_load_track_stereo_matches_librosa_load(stereo_wav):
+    import librosa
+
+    path, data, sr = stereo_wav
+    y = audio.load_track(str(path), 22050)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert abs(y.shape[0] - 2 * 22050) <= 1
+    ref, _ = librosa.load(path, sr=22050, mono=True, res_type="soxr_hq")
+    np.testing.assert_allclose(y, ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("native", [8000, 48000])
+def test_load_track_resamples_other_rates(tmp_path, native):
+    path = tmp_path / f"tone_{native}.wav"
+    sf.write(path, _tone(300, native, 1.0), native)
+    y = audio.load_track(str(path), 22050)
+    assert abs(y.shape[0] - 22050) <= 1
+    spectrum = np.abs(np.fft.rfft(y))
+    peak_hz = np.argmax(spectrum) * 22050 / y.shape[0]
+    assert abs(peak_hz - 300) < 2
+
+
+def test_load_track_offset_and_duration(stereo_wav):
+    path, data, sr = stereo_wav
+    full = audio.load_track(str(path), sr)
+    part = audio.load_track(str(path), sr, offset_s=0.5, duration_s=1.0)
+    assert part.shape == (sr,)
+    np.testing.assert_allclose(part, full[sr // 2 : sr // 2 + sr], atol=1e-6)
+
+
+def test_load_track_errors_name_the_path(tmp_path):
+    missing = tmp_path / "missing.wav"
+    with pytest.raises(DataError, match="missing.wav"):
+        audio.load_track(str(missing), 22050)
+
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    with pytest.raises(DataError, match="empty.wav"):
+        audio.load_track(str(empty), 22050)
+
+    corrupt = tmp_path / "corrupt.mp3"
+    corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
+    with pytest.raises(DataError, match="corrupt.mp3"):
+        audio.load_track(str(corrupt), 22050)
+
+    silent_header = tmp_path / "noframes.wav"
+    sf.write(silent_header, np.zeros((0, 1), dtype=np.float32), 22050)
+    with pytest.raises(DataError, match="noframes.wav"):
+        audio.load_track(str(silent_header), 22050)
+
+
+def test_load_track_rejects_bad_arguments(stereo_wav):
+    path, _, _ = stereo_wav
+    with pytest.raises(EmodistError, match="sample rate"):
+        audio.load_track(str(path), 0)
+    with pytest.raises(EmodistError):
+        audio.load_track(str(path), 22050, offset_s=-1.0)
+    with pytest.raises(DataError, match="past the end"):
+        audio.load_track(str(path), 22050, offset_s=10.0)
+
+
+def test_cut_is_a_view_with_rounded_bounds():
+    sr = 1000
+    y = np.arange(5000, dtype=np.float32)
+    seg = audio.cut(y, sr, 1.0, 2.0)
+    assert np.shares_memory(seg, y)
+    np.testing.assert_array_equal(seg, y[1000:3000])
+    tail = audio.cut(y, sr, 4.5, 2.0)
+    assert tail.shape == (500,)
+    with pytest.raises(DataError, match="after the end"):
+        audio.cut(y, sr, 5.0, 1.0)
+    with pytest.raises(EmodistError):
+        audio.cut(y, sr, -1.0, 1.0)
+    with pytest.raises(EmodistError):
+        audio.cut(y, sr, 0.0, 0.0)
+
+
+def test_load_track_real_emotify_mp3(emotify_root):
+    path = emotify_root / "emotifymusic" / "rock" / "1.mp3"
+    y = audio.load_track(str(path), 22050)
+    assert y.dtype == np.float32 and y.ndim == 1
+    assert 55 * 22050 < y.shape[0] < 65 * 22050
+    assert 0.01 < float(np.sqrt(np.mean(y**2))) < 1.0
+    seg = audio.cut(y, 22050, 15.0, 15.0)
+    assert seg.shape == (15 * 22050,)
+
+
+def test_load_track_from_s3_moto(stereo_wav):
+    pytest.importorskip("s3fs")
+    import boto3
+    import s3fs
+
+    from tests.servers import S3_KEY, S3_REGION, S3_SECRET, moto_server
+
+    path, _, _ = stereo_wav
+    local = audio.load_track(str(path), 22050)
+    with moto_server() as (endpoint, options):
+        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=S3_KEY,
+                     aws_secret_access_key=S3_SECRET,
+                     region_name=S3_REGION).create_bucket(Bucket="audio-bucket")
+        fs = s3fs.S3FileSystem(**options)
+        fs.put(str(path), "audio-bucket/tracks/stereo.wav")
+        remote = audio.load_track("s3://audio-bucket/tracks/stereo.wav", 22050,
+                                  storage_options=options)
+        np.testing.assert_array_equal(remote, local)
+        with pytest.raises(DataError, match="s3://audio-bucket/tracks/nothere.wav"):
+            audio.load_track("s3://audio-bucket/tracks/nothere.wav", 22050,
+                             storage_options=options)
