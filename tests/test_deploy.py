@@ -503,3 +503,24 @@ def test_compose_commands_run_a_cluster():
         pid = client.submit(os.getpid, pure=False).result(timeout=60)
         assert pid != os.getpid()
         assert client.submit(sum, range(10)).result(timeout=60) == 45
+
+
+@pytest.mark.cluster
+def test_compose_scheduler_serves_the_healthcheck_url():
+    import urllib.request
+
+    from tests.servers import _bin, free_port, stop, wait_port
+
+    health = dc.compose_spec()["services"]["scheduler"]["healthcheck"]["test"]
+    assert "http://127.0.0.1:8787/health" in health[-1]
+    port, dash = free_port(), free_port()
+    cmd = dc.scheduler_command("127.0.0.1", port, dash, dask=_bin("dask"))
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_port(dash, 60, proc)
+        url = health[-1].split("'")[1].replace(":8787", f":{dash}")
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            assert resp.status == 200 and resp.read().strip() == b"ok"
+    finally:
+        stop(proc)
