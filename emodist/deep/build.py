@@ -118,13 +118,15 @@ def build_tiny_model(out_path: str | os.PathLike, seed: int = 0) -> str:
                        extra={"width_divisor": TINY_WIDTH_DIVISOR, "seed": int(seed)})
 
 
-def layers_from_archive(root) -> dict[str, graph.ConvLayer]:
+def layers_from_archive(root, width_divisor: int = 1) -> dict[str, graph.ConvLayer]:
     """The convolution layers of a loaded archive, named relative to ``net.layers``.
 
     Parameters
     ----------
     root : emodist.deep.unpickle.ScriptRecord
         From :func:`emodist.deep.unpickle.load_archive`.
+    width_divisor : int
+        Channel divisor the archive is expected to have (1: the real network).
 
     Returns
     -------
@@ -147,7 +149,7 @@ def layers_from_archive(root) -> dict[str, graph.ConvLayer]:
                 stride=int(attrs["stride"]), padding=pad)
         except (KeyError, TypeError, ValueError):
             raise ModelError(f"archive layer {path} lacks weight/beta/mean/var/stride/padding") from None
-    graph.check_layers(layers, 1)
+    graph.check_layers(layers, width_divisor)
     return layers
 
 

