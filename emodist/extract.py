@@ -332,6 +332,51 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def check_cluster_args(scheduler=None, scheduler_file=None, n_workers=None,
+                       threads_per_worker=None, memory_limit=None) -> None:
+    """Refuse contradictory cluster options with one line.
+
+    Raises
+    ------
+    ClusterError
+        Both a scheduler and a scheduler file, a scheduler together with
+        local-cluster sizes, or sizes below one.
+    """
+    if scheduler and scheduler_file:
+        raise ClusterError("give either --scheduler or --scheduler-file, not both")
+    if (scheduler or scheduler_file) and (n_workers or threads_per_worker or memory_limit):
+        raise ClusterError("--workers, --threads-per-worker and --memory-limit size a local "
+                           "cluster; do not combine them with a scheduler")
+    for name, value in (("--workers", n_workers), ("--threads-per-worker", threads_per_worker)):
+        if value is not None and int(value) < 1:
+            raise ClusterError(f"{name} must be at least 1")
+
+
+def probe_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line, when nothing listens at a ``tcp://`` address.
+
+    Raises
+    ------
+    ClusterError
+        The host does not resolve or refuses the connection.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname:
+        return
+    try:
+        port = parts.port or 8786
+    except ValueError:
+        raise ClusterError(f"scheduler address {address} has a bad port") from None
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"cannot reach scheduler {address}: {_one_line(exc)}") from None
+
+
 @contextlib.contextmanager
 def connect(
     scheduler: str | None = None,
@@ -357,13 +402,9 @@ def connect(
     """
     from distributed import Client, LocalCluster
 
-    if scheduler and scheduler_file:
-        raise ClusterError("give either --scheduler or --scheduler-file, not both")
+    check_cluster_args(scheduler, scheduler_file, n_workers, threads_per_worker, memory_limit)
     if scheduler or scheduler_file:
         where = scheduler or scheduler_file
-        if n_workers or threads_per_worker or memory_limit:
-            raise ClusterError("--workers, --threads-per-worker and --memory-limit size a local "
-                               "cluster; do not combine them with a scheduler")
         if scheduler_file and not os.path.isfile(scheduler_file):
             raise ClusterError(f"scheduler file {scheduler_file} does not exist")
         try:
@@ -596,6 +637,10 @@ def run_extract(
     t0 = time.perf_counter()
     config = config or Config()
     store = str(store)
+    if client is None:
+        check_cluster_args(scheduler, scheduler_file, n_workers, threads_per_worker, memory_limit)
+        if scheduler:
+            probe_scheduler(scheduler)
     model_url, config, deep_dim = resolve_model(config, model, storage_options)
     catalog = load_dataset(
         dataset, label_rule=config.label_rule, min_class_tracks=config.min_class_tracks,

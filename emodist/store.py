@@ -292,11 +292,10 @@ def pending_regions(status: np.ndarray, chunk: int) -> list[tuple[int, int, int]
     return out
 
 
-def _first_difference(stored: dict, wanted: dict) -> str | None:
-    for key in sorted(set(stored) | set(wanted)):
-        if stored.get(key) != wanted.get(key):
-            return f"{key}={stored.get(key)!r}, not {wanted.get(key)!r}"
-    return None
+def _differences(stored: dict, wanted: dict, most: int = 3) -> str | None:
+    diffs = [f"{key}={stored.get(key)!r}, not {wanted.get(key)!r}"
+             for key in sorted(set(stored) | set(wanted)) if stored.get(key) != wanted.get(key)]
+    return "; ".join(diffs[:most]) or None
 
 
 def check_compatible(
@@ -323,7 +322,7 @@ def check_compatible(
     if "config" not in attrs:
         raise StoreError(f"{url}: exists but is not an emodist feature store; use --overwrite")
     stored = Config.from_json(attrs["config"]).extraction_key()
-    diff = _first_difference(stored, config.extraction_key())
+    diff = _differences(stored, config.extraction_key())
     if diff:
         raise StoreError(
             f"{url}: store was written with {diff}; use --overwrite or another --store"
