@@ -52,12 +52,15 @@ def _model_path(args) -> str:
     return str(args.model or default_model_path())
 
 
-def _is_valid(path: str) -> bool:
-    from emodist.deep.build import file_sha256
+def _is_built(path: str) -> bool:
+    """True when ``path`` is an intact real model (not the tiny one)."""
+    from emodist.deep.build import ARCHIVE_SHA1, file_sha256
     from emodist.deep.session import read_sidecar
 
     try:
-        return file_sha256(Path(path).read_bytes()) == read_sidecar(path)["sha256"]
+        meta = read_sidecar(path)
+        return (meta.get("archive_sha1") == ARCHIVE_SHA1 and meta.get("precision") == "fp32"
+                and file_sha256(Path(path).read_bytes()) == meta["sha256"])
     except (OSError, ModelError):
         return False
 
@@ -73,7 +76,7 @@ def cmd_build(args) -> int:
     def say(msg: str) -> None:
         print(f"  {msg}", file=sys.stderr)
 
-    if not args.force and not args.tiny and _is_valid(path):
+    if not args.force and not args.tiny and _is_built(path):
         print(f"model already built: {path} (use --force to rebuild)")
     elif args.tiny:
         build.build_tiny_model(path)
