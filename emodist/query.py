@@ -53,6 +53,7 @@ class _Handle:
 
     url: str | None
     storage_options: dict | None
+    group: object = None
     index: "StoreIndex | None" = None
 
 
@@ -108,7 +109,8 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
         try:
             exists = store_exists(name, storage_options)
         except Exception as exc:  # unreachable endpoint, bad credentials...
-            raise StoreError(f"{name}: cannot reach the store ({type(exc).__name__}: {exc})")
+            detail = (str(exc).strip().splitlines() or [""])[0]
+            raise StoreError(f"{name}: cannot reach the store ({type(exc).__name__}: {detail})")
         if not exists:
             raise StoreError(f"{name}: no feature store there (no zarr.json)")
         target = zarr_store(name, storage_options, read_only=True)
@@ -118,7 +120,16 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
     h = _handle(ds)
     h.url = None if isinstance(url, Store) else name
     h.storage_options = storage_options
+    h.group = _open_group(target)
     return ds
+
+
+def _open_group(target):
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return zarr.open_group(target, mode="r")
 
 
 def _open_zarr(target, name: str) -> xr.Dataset:
@@ -518,17 +529,51 @@ def _index_or_slice(idx: np.ndarray):
     return idx
 
 
-def _lazy_rows(darr, rows: np.ndarray, cols):
+def _lazy_rows(darr, rows, cols):
     """Lazy dask selection of ``rows`` x ``cols`` touching only their chunks."""
-    sub = darr[_index_or_slice(rows)]
-    if cols is not None:
-        c = _index_or_slice(np.asarray(cols, dtype=np.int64))
-        if not (isinstance(c, slice) and c == slice(0, darr.shape[1])):
-            sub = sub[:, c]
+    sub = darr[rows]
+    if not (isinstance(cols, slice) and cols == slice(0, darr.shape[1])):
+        sub = sub[:, cols]
     return sub
 
 
-def read_rows(store, variable: str, rows: np.ndarray, cols=None) -> np.ndarray:
+def read_values(store, chosen: dict, rows) -> list[np.ndarray]:
+    """Values of feature variables at some rows, reading only their chunks.
+
+    A Dataset from :func:`open_store` is read through its Zarr arrays
+    directly (many chunks per call, concurrently); any other Dataset through
+    its dask arrays.
+
+    Parameters
+    ----------
+    store : xarray.Dataset
+        An opened store.
+    chosen : dict of str to sequence of int
+        ``{variable: columns}`` as from :func:`resolve_features`.
+    rows : numpy.ndarray or slice
+        Sorted int positions along ``segment``, or a slice.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(n_rows, len(columns))`` array per variable.
+    """
+    import dask
+
+    if not isinstance(rows, slice):
+        rows = _index_or_slice(np.asarray(rows, dtype=np.int64))
+    sel = [(var, _index_or_slice(np.asarray(cols, dtype=np.int64))) for var, cols in chosen.items()]
+    h = _HANDLES.get(id(store))
+    if h is not None and h.group is not None:
+        return [np.asarray(h.group[var].get_orthogonal_selection((rows, cols)))
+                for var, cols in sel]
+    lazies = [_lazy_rows(store[var].data, rows, cols) for var, cols in sel]
+    n_blocks = sum(int(np.prod(x.numblocks)) for x in lazies)
+    scheduler = "sync" if n_blocks <= 2 else "threads"
+    return [np.asarray(a) for a in dask.compute(*lazies, scheduler=scheduler)]
+
+
+def read_rows(store, variable: str, rows, cols=None) -> np.ndarray:
     """Values of ``variable`` at row positions ``rows`` (and columns ``cols``).
 
     Only the chunks that hold the rows are read.
@@ -539,7 +584,7 @@ def read_rows(store, variable: str, rows: np.ndarray, cols=None) -> np.ndarray:
         An opened store.
     variable : str
         ``"handcrafted"``, ``"deep"``, ``"votes"`` or ``"votes_mean"``.
-    rows : numpy.ndarray
+    rows : numpy.ndarray or slice
         Sorted int positions along ``segment``.
     cols : sequence of int, optional
         Column positions; all when ``None``.
@@ -547,17 +592,11 @@ def read_rows(store, variable: str, rows: np.ndarray, cols=None) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        ``(len(rows), n_cols)`` values.
+        ``(n_rows, n_cols)`` values.
     """
-    return _compute([_lazy_rows(store[variable].data, np.asarray(rows, np.int64), cols)])[0]
-
-
-def _compute(lazies: list) -> list[np.ndarray]:
-    import dask
-
-    n_blocks = sum(int(np.prod(x.numblocks)) for x in lazies)
-    scheduler = "sync" if n_blocks <= 2 else "threads"
-    return [np.asarray(a) for a in dask.compute(*lazies, scheduler=scheduler)]
+    if cols is None:
+        cols = range(store[variable].shape[1])
+    return read_values(store, {variable: cols}, rows)[0]
 
 
 def select(
@@ -617,7 +656,7 @@ def select(
     if not len(rows) or not chosen:
         values = [np.empty((len(rows), len(c)), np.float32) for c in chosen.values()]
     else:
-        values = _compute([_lazy_rows(ds[var].data, rows, cols) for var, cols in chosen.items()])
+        values = read_values(ds, chosen, rows)
     frames = [meta] + [
         pd.DataFrame(v, columns=[index.feature_names[var][c] for c in cols])
         for v, (var, cols) in zip(values, chosen.items())
@@ -643,13 +682,8 @@ def _blocks(chunks: tuple[int, ...], row_bytes: int, block_bytes: int) -> list[t
 
 
 def _read_block(ds, chosen: dict, start: int, stop: int) -> np.ndarray:
-    rows = np.arange(start, stop)
-    lazies = [_lazy_rows(ds[var].data, rows, cols) for var, cols in chosen.items()]
-    import dask
-
-    parts = dask.compute(*lazies, scheduler="threads")
-    return np.hstack([np.asarray(p, np.float32) for p in parts]) if len(parts) > 1 else (
-        np.asarray(parts[0], np.float32))
+    parts = read_values(ds, chosen, slice(start, stop))
+    return np.hstack(parts).astype(np.float32, copy=False)
 
 
 def _iter_blocks(ds, chosen: dict, block_bytes: int):

@@ -100,6 +100,10 @@ def test_select_accepts_store_from_store_module(store):
     df = query.select(store_open(path), tracks="2", features="rms_mean")
     rows = [4, 6, 7]  # row 5 is pending
     np.testing.assert_allclose(df["rms_mean"], mem.handcrafted.values[rows, HC_NAMES.index("rms_mean")])
+    # a Dataset this module did not open is read through its dask arrays
+    got = query.similar(store_open(path), "5:001", k=4, features="handcrafted")
+    want = query.similar(query.open_store(path), "5:001", k=4, features="handcrafted")
+    pd.testing.assert_frame_equal(got, want)
 
 
 # --------------------------------------------------------------------------- select
@@ -170,6 +174,12 @@ def test_select_reads_only_the_chunks_of_its_rows(store):
     counter.reset()
     query.select(ds, tracks=["1", "30"], features="deep")  # rows 0..3 and 116..119
     assert sorted(set(counter.keys)) == ["deep/c/0/0", "deep/c/16/0", "deep/c/17/0"]
+    # the same through the dask arrays of a plain xarray Dataset
+    plain = xr.open_zarr(counter, consolidated=True, chunks={})
+    counter.reset()
+    df = query.select(plain, segments=["2:001", "29:003"], features="deep_000*")
+    assert len(df) == 1  # 2:001 is pending
+    assert sorted(set(k for k in counter.keys if k.startswith("deep/"))) == ["deep/c/16/0"]
 
 
 @pytest.mark.parametrize(

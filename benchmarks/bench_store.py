@@ -1,0 +1,266 @@
+"""Query speed, bytes read and memory on a large generated feature store.
+
+A store of ``N`` segments (1,000,000 by default; 10,000 with ``quick``) is
+written in the real layout and chunking (:func:`emodist.store.template`,
+:func:`emodist.store.create_store`) and filled block by block with random
+float32 values through :mod:`zarr` (both feature variables; the deep one is
+``N x 2048``, 8 GB at full size), so memory stays bounded while writing.
+Tracks have four segments; labels follow the Emotify class shares.
+
+Measured through :func:`emodist.query.counting_store` (every key and byte the
+query fetches from the store is counted):
+
+- one track's segments with 20 handcrafted columns (warm: store open and
+  its coordinate index built), the target is < 100 ms;
+- one label's (the smallest class's) deep features;
+- similarity top-10 over all segments with the same 20 handcrafted columns
+  (standardised; first call also streams the column statistics);
+- similarity top-10 over the full ``N x 2048`` deep variable, in a separate
+  process so that its peak RSS is its own.
+
+Environment: ``EMODIST_BENCH_DIR`` (where the store goes, default the
+system temp folder), ``EMODIST_BENCH_KEEP=1`` (keep the store and reuse it
+on the next run instead of deleting it) and ``EMODIST_BENCH_SEGMENTS``
+(another store size).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from benchmarks.common import machine, repeat, row
+
+#: Emotify class shares of the listener rule (100-track subset), for labels.
+CLASS_SHARES = {
+    "calmness": 0.36,
+    "joyful_activation": 0.18,
+    "tension": 0.14,
+    "nostalgia": 0.11,
+    "power": 0.08,
+    "sadness": 0.05,
+    "tenderness": 0.05,
+    "solemnity": 0.03,
+}
+GENRES = ("classical", "rock", "electronic", "pop")
+PER_TRACK = 4
+#: Rows written per zarr call while filling the store.
+WRITE_ROWS = 16_384
+
+
+def handcrafted_names() -> list[str]:
+    """The real handcrafted feature names (131 in the full set)."""
+    from emodist.handcrafted import feature_names
+
+    return list(feature_names("full"))
+
+
+def make_plan(n_segments: int, seed: int = 0) -> pd.DataFrame:
+    """A segment plan of ``n_segments`` rows, four 15 s segments per track."""
+    rng = np.random.default_rng(seed)
+    n_tracks = -(-n_segments // PER_TRACK)
+    labels = rng.choice(list(CLASS_SHARES), size=n_tracks, p=list(CLASS_SHARES.values()))
+    genres = np.array(GENRES)[np.arange(n_tracks) % len(GENRES)]
+    track = np.repeat(np.arange(n_tracks), PER_TRACK)[:n_segments]
+    index = np.tile(np.arange(PER_TRACK), n_tracks)[:n_segments]
+    tid = (track + 1).astype(str).astype(object)
+    return pd.DataFrame(
+        {
+            "segment_id": tid + np.char.add(":", np.char.zfill(index.astype(str), 3)).astype(object),
+            "track_id": tid,
+            "segment_index": index,
+            "start_s": index * 15.0,
+            "duration_s": 15.0,
+            "label": labels[track],
+            "group": genres[track],
+            "genre": genres[track],
+            "path": "s3://music/" + tid + ".mp3",
+        }
+    )
+
+
+def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0) -> dict:
+    """Write a complete store of random features at ``path``.
+
+    Returns
+    -------
+    dict
+        ``seconds`` spent, ``chunk`` (segments per chunk) and ``bytes`` on disk.
+    """
+    import zarr
+
+    from emodist import schema, store
+
+    t0 = time.perf_counter()
+    names = handcrafted_names()
+    plan = make_plan(n_segments, seed)
+    chunk = store.chunk_segments(n_segments, 4 * deep_dim)
+    attrs = {"dataset": f"random benchmark store, {n_segments} segments", "bench_seed": seed,
+             "label_rule": "listener"}
+    ds = store.template(plan, handcrafted_names=names, deep_dim=deep_dim, chunk=chunk,
+                        attrs=attrs)
+    store.create_store(path, ds, chunk)
+    del ds, plan
+    rng = np.random.default_rng(seed + 1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(path, mode="r+")
+        step = max(chunk, WRITE_ROWS // chunk * chunk)
+        for a in range(0, n_segments, step):
+            b = min(a + step, n_segments)
+            g[schema.HANDCRAFTED][a:b] = rng.standard_normal((b - a, len(names)), np.float32)
+            g[schema.DEEP][a:b] = rng.random((b - a, deep_dim), np.float32)
+        g[schema.STATUS][:] = np.ones(n_segments, np.int8)
+    store.finish_store(path, {"bench_complete": True})
+    return {"seconds": time.perf_counter() - t0, "chunk": chunk, "bytes": _du(path)}
+
+
+def _du(path: str) -> int:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
+
+
+def _reusable(path: str, n_segments: int, deep_dim: int) -> bool:
+    from emodist import query
+
+    try:
+        ds = query.open_store(path)
+    except Exception:
+        return False
+    return (ds.attrs.get("bench_complete") is True and ds.sizes["segment"] == n_segments
+            and ds.sizes.get("deep_feature") == deep_dim)
+
+
+def _measure(counter, fn, n: int, warmup: int = 1) -> tuple[float, float, int]:
+    """Median and spread of ``fn``'s seconds, and the bytes one call reads."""
+    med, spread = repeat(fn, n=n, warmup=warmup)
+    counter.reset()
+    fn()
+    return med, spread, counter.bytes_read
+
+
+def _once(counter, fn) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds (all threads) and bytes read of one call."""
+    counter.reset()
+    t0, c0 = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t0, time.process_time() - c0, counter.bytes_read
+
+
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def deep_similarity_child(path: str) -> dict:
+    """Run in a fresh process: top-10 over the whole deep variable."""
+    from emodist import query
+
+    counter = query.counting_store(path)
+    ds = query.open_store(counter)
+    index = query.store_index(ds)
+    query_id = str(index.columns["segment_id"][len(index.status) // 2])
+    before = _rss_mib()
+    counter.reset()
+    t0, c0 = time.perf_counter(), time.process_time()
+    hits = query.similar(ds, query_id, k=10, features="deep", exclude_same_track=True)
+    seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    return {"seconds": seconds, "cpu": cpu, "bytes": counter.bytes_read, "rss_before_mib": before,
+            "peak_rss_mib": _rss_mib(), "hits": len(hits),
+            "block_mib": query.BLOCK_BYTES / 2**20}
+
+
+def _deep_similarity(path: str) -> dict:
+    code = ("import json, sys; from benchmarks.bench_store import deep_similarity_child; "
+            "print(json.dumps(deep_similarity_child(sys.argv[1])))")
+    root = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=root + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    out = subprocess.run([sys.executable, "-c", code, path], capture_output=True, text=True,
+                         check=True, cwd=root, env=env)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def run(quick: bool = False) -> dict:
+    """Build (or reuse) the store, time the queries, return the rows."""
+    from emodist import query
+
+    n_segments, deep_dim = (10_000, 512) if quick else (1_000_000, 2048)
+    n_segments = int(os.environ.get("EMODIST_BENCH_SEGMENTS") or n_segments)
+    keep = os.environ.get("EMODIST_BENCH_KEEP") == "1"
+    base = os.environ.get("EMODIST_BENCH_DIR") or tempfile.gettempdir()
+    path = str(Path(base) / f"emodist-bench-store-{n_segments}x{deep_dim}.zarr")
+    rows = []
+    try:
+        if keep and _reusable(path, n_segments, deep_dim):
+            built = {"seconds": float("nan"), "bytes": _du(path)}
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+            built = build_store(path, n_segments, deep_dim)
+            rows.append(row("write store", built["seconds"], 0, "s",
+                            f"{n_segments} segments, handcrafted 131 + deep {deep_dim} float32 "
+                            f"random, chunk {built['chunk']} segments"))
+        rows.append(row("store size on disk", built["bytes"] / 2**30, 0, "GiB", "zstd level 3"))
+
+        counter = query.counting_store(path)
+        t0 = time.perf_counter()
+        ds = query.open_store(counter)
+        index = query.store_index(ds)
+        rows.append(row("open + coordinate index (cold)", time.perf_counter() - t0, 0, "s",
+                        f"bytes read {counter.bytes_read / 2**20:.1f} MiB"))
+        cols = [c for c in index.feature_names["handcrafted"] if c.startswith("mfcc_")][:20]
+        track = str(index.categories["track_id"][len(index.categories["track_id"]) // 2])
+
+        med, spread, nbytes = _measure(
+            counter, lambda: query.select(ds, tracks=track, features=cols), n=20)
+        rows.append(row("one track, 20 handcrafted columns (warm)", med * 1e3, spread * 1e3, "ms",
+                        f"{PER_TRACK} rows; bytes read {nbytes / 2**10:.0f} KiB; target < 100 ms"))
+
+        label = min(CLASS_SHARES, key=CLASS_SHARES.get)
+        n_label = int(np.sum(index.categories["label"][index.codes["label"]] == label))
+        wall, cpu, nbytes = _once(counter, lambda: query.select(ds, labels=label, features="deep"))
+        rows.append(row(f"one label's deep features ({label})", wall, 0, "s",
+                        f"{n_label} rows x {deep_dim}; CPU {cpu:.1f} s; bytes read "
+                        f"{nbytes / 2**30:.2f} GiB (labels are spread over nearly every chunk)"))
+
+        qid = str(index.columns["segment_id"][n_segments // 3])
+        wall, cpu, nbytes = _once(counter, lambda: query.similar(ds, qid, k=10, features=cols))
+        rows.append(row("similar top-10, 20 handcrafted columns (cold)", wall, 0, "s",
+                        f"standardised: column statistics pass + search pass; CPU {cpu:.1f} s; "
+                        f"bytes read {nbytes / 2**20:.0f} MiB"))
+        med, spread, nbytes = _measure(
+            counter, lambda: query.similar(ds, qid, k=10, features=cols), n=3, warmup=0)
+        rows.append(row("similar top-10, 20 handcrafted columns (warm)", med, spread, "s",
+                        f"{n_segments} segments; bytes read {nbytes / 2**20:.0f} MiB"))
+        del ds, index, counter
+
+        deep = _deep_similarity(path)
+        rows.append(row(f"similar top-10 over {n_segments} x {deep_dim} deep", deep["seconds"], 0,
+                        "s", f"CPU {deep['cpu']:.1f} s; bytes read {deep['bytes'] / 2**30:.2f} GiB; "
+                        f"streamed in {deep['block_mib']:.0f} MiB blocks"))
+        rows.append(row("peak RSS of the deep similarity process", deep["peak_rss_mib"], 0, "MiB",
+                        f"{deep['rss_before_mib']:.0f} MiB after open + index, before the search"))
+    finally:
+        if not keep:
+            shutil.rmtree(path, ignore_errors=True)
+    one_track = next(r for r in rows if r["metric"].startswith("one track"))
+    summary = (f"{n_segments} segments: one track with 20 handcrafted columns in "
+               f"{one_track['value']:.1f} ms warm; deep similarity over {n_segments} x {deep_dim} "
+               f"in {deep['seconds']:.1f} s with peak RSS {deep['peak_rss_mib']:.0f} MiB")
+    return {"name": "store", "machine": machine(), "rows": rows, "summary": summary}
+
+
+if __name__ == "__main__":
+    result = run(quick="--quick" in sys.argv)
+    for r in result["rows"]:
+        print(f"{r['metric']:<55} {r['value']:>12.4g} ± {r['spread']:<9.3g} {r['unit']:<4} "
+              f"{r['note']}")
+    print(result["summary"])
