@@ -364,3 +364,48 @@ def build_graph(layers: Mapping[str, ConvLayer], *, name: str = "inception_v3",
 def iter_convs(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
     """The ``Conv`` nodes of a graph, in order."""
     return (n for n in model.graph.node if n.op_type == "Conv")
+
+
+def count_macs(model: onnx.ModelProto, image_size: int = 299) -> dict[str, int]:
+    """Multiply-accumulates per image, counted from the graph's nodes.
+
+    Shapes are inferred for a ``(1, 3, image_size, image_size)`` input.
+    ``Conv``: ``Cout * Hout * Wout * (Cin / group) * kh * kw``; ``QLinearConv``
+    likewise; ``Gemm``/``MatMul``: ``M * N * K``.  Pools, ReLU and concat
+    are reported separately as ``other_ops`` (one operation per output
+    element times the window size), not as MACs.
+
+    Returns
+    -------
+    dict
+        ``{"macs": int, "conv_layers": int, "other_ops": int}``.
+    """
+    m = onnx.ModelProto()
+    m.CopyFrom(model)
+    dims = m.graph.input[0].type.tensor_type.shape.dim
+    for d, v in zip(dims, (1, 3, image_size, image_size)):
+        d.Clear()
+        d.dim_value = v
+    m = onnx.shape_inference.infer_shapes(m)
+    shapes = {}
+    for vi in list(m.graph.value_info) + list(m.graph.input) + list(m.graph.output):
+        shapes[vi.name] = [d.dim_value for d in vi.type.tensor_type.shape.dim]
+    inits = {t.name: list(t.dims) for t in m.graph.initializer}
+    macs = other = n_conv = 0
+    for node in m.graph.node:
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type in ("Conv", "QLinearConv", "ConvInteger"):
+            w_name = node.input[3] if node.op_type == "QLinearConv" else node.input[1]
+            out = shapes.get(node.output[0])
+            w = inits.get(w_name) or shapes.get(w_name)
+            if not out or not w:
+                raise ModelError(f"cannot infer the shape of {node.name}")
+            # weight (Cout, Cin/group, kh, kw); output (1, Cout, H, W)
+            macs += int(np.prod(out[1:])) * int(np.prod(w[1:]))
+            n_conv += 1
+        elif node.op_type in ("MaxPool", "AveragePool"):
+            out = shapes.get(node.output[0], [0])
+            other += int(np.prod(out)) * int(np.prod(attrs.get("kernel_shape", [1])))
+        elif node.op_type in ("Relu", "GlobalAveragePool"):
+            other += int(np.prod(shapes.get(node.input[0], [0])))
+    return {"macs": int(macs), "conv_layers": n_conv, "other_ops": int(other)}
