@@ -17,6 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from dask.utils import parse_bytes
@@ -444,35 +445,6 @@ def test_seed_split_url_and_plan(tmp_path):
     assert len(seed_s3.plan_upload(tmp_path, "", {"data.csv": 99})) == 2
 
 
-@pytest.mark.s3
-def test_seed_uploads_with_environment_credentials_only(tmp_path):
-    from tests.servers import moto_server, s3_env
-
-    src = tmp_path / "in"
-    (src / "emotifymusic" / "rock").mkdir(parents=True)
-    (src / "data.csv").write_text("track id, genre\n101, rock\n")
-    (src / "emotifymusic" / "rock" / "1.wav").write_bytes(os.urandom(2048))
-    script = str(DEPLOY / "compose" / "seed_s3.py")
-    with moto_server() as (endpoint, options):
-        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-        env.update(s3_env(endpoint))
-        argv = [sys.executable, script, str(src), "s3://emodist-test/input",
-                "--bucket", "emodist-store", "--timeout", "20"]
-        first = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=120)
-        assert first.returncode == 0, first.stderr
-        assert "uploaded 2 files" in first.stdout
-        second = subprocess.run(argv, env=env, capture_output=True, text=True, check=False, timeout=120)
-        assert "uploaded 0 files" in second.stdout
-
-        import s3fs
-
-        fs = s3fs.S3FileSystem(**options)
-        assert sorted(fs.find("emodist-test/input")) == [
-            "emodist-test/input/data.csv", "emodist-test/input/emotifymusic/rock/1.wav"]
-        assert fs.exists("emodist-store")
-        assert fs.cat("emodist-test/input/data.csv") == (src / "data.csv").read_bytes()
-
-
 def test_seed_rejects_bad_arguments(tmp_path):
     script = str(DEPLOY / "compose" / "seed_s3.py")
     bad = subprocess.run([sys.executable, script, str(tmp_path / "nope"), "s3://b/x"],
@@ -524,3 +496,47 @@ def test_compose_scheduler_serves_the_healthcheck_url():
             assert resp.status == 200 and resp.read().strip() == b"ok"
     finally:
         stop(proc)
+
+
+@pytest.mark.cluster
+@pytest.mark.s3
+def test_compose_path_with_environment_credentials_only(demo_dataset, tmp_path):
+    """The compose data path on 127.0.0.1: seed -> S3, driver and workers in
+    separate processes that know the store only from AWS_* variables (as
+    env_file gives them), the dataset and store URLs of the compose job."""
+    from emodist import schema
+    from emodist.store import open_store
+    from tests.servers import dask_cluster, moto_server, s3_env
+
+    with moto_server() as (endpoint, options):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        env.update(s3_env(endpoint))
+        job = dc.service_command("job", {"EMODIST_BUCKET": "emodist-e2e"})
+        dataset, store = job[2], _option(job, "--store")
+        seed = subprocess.run(
+            [sys.executable, str(DEPLOY / "compose" / "seed_s3.py"), str(demo_dataset),
+             dataset, "--timeout", "20"],
+            env=env, capture_output=True, text=True, check=False, timeout=120)
+        assert seed.returncode == 0, seed.stderr
+        n_files = sum(1 for p in demo_dataset.rglob("*") if p.is_file())
+        assert f"uploaded {n_files} files" in seed.stdout
+        again = subprocess.run(seed.args, env=env, capture_output=True, text=True, check=False,
+                               timeout=120)
+        assert "uploaded 0 files" in again.stdout  # a rerun uploads nothing new
+        with dask_cluster(n_workers=1, nthreads=1, memory_limit="1GiB",
+                          env=s3_env(endpoint)) as (address, _):
+            argv = [sys.executable, "-m", "emodist", "extract", dataset, "--store", store,
+                    "--scheduler", address, "--features", "handcrafted", "--no-progress"]
+            proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True,
+                                  check=False, timeout=300)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        ds = open_store(store, options)
+        n_tracks = len(list((demo_dataset / "emotifymusic").rglob("*.*")))
+        assert ds.sizes[schema.SEGMENT] >= n_tracks > 0
+        values = ds[schema.HANDCRAFTED].values
+        assert values.shape[0] == ds.sizes[schema.SEGMENT] and np.isfinite(values).all()
+        assert all(str(p).startswith(dataset + "/") for p in ds["path"].values)
+        import s3fs
+
+        fs = s3fs.S3FileSystem(**options)
+        assert fs.cat(f"{dataset[5:]}/data.csv") == (demo_dataset / "data.csv").read_bytes()
