@@ -20,6 +20,7 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from emodist import classifiers as clf
 
@@ -51,7 +52,7 @@ def fit_predict_distribution(X, P, folds, fold: int, preset_key: str, seed: int)
     """
     train, test = folds != fold, folds == fold
     model = clf.make_distribution_pipeline(preset_key, seed)
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
         model.fit(X[train], P[train])
         return clf.normalise_rows(model.predict(X[test]))

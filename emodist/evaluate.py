@@ -40,6 +40,7 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_sample_weight
+from threadpoolctl import threadpool_limits
 
 from emodist import classifiers as clf
 from emodist import schema
@@ -380,13 +381,19 @@ def fit_predict(X, y, folds, fold: int, preset_key: str, seed: int, weights: boo
     -------
     numpy.ndarray
         Predictions for the samples of ``fold``, in sample order.
+
+    Notes
+    -----
+    Native thread pools (OpenMP, BLAS) are limited to one thread: the
+    parallelism is across tasks, and a task that spreads over every core of
+    a busy machine runs many times slower.
     """
     train, test = folds != fold, folds == fold
     model = clf.make_pipeline(preset_key, seed)
     kw = {}
     if weights:
         kw["model__sample_weight"] = compute_sample_weight("balanced", y[train])
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
         model.fit(X[train], y[train], **kw)
         return np.asarray(model.predict(X[test]), dtype=object)

@@ -275,3 +275,33 @@ def test_report_json_records_provenance(separable, tmp_path):
     assert on_disk["settings"]["cv"].startswith("StratifiedGroupKFold")
     assert on_disk["folds"]["fold"] == r["folds"]["fold"]
     assert on_disk["results"][0]["segment"]["accuracy"] == r["results"][0]["segment"]["accuracy"]
+
+
+# ---------------------------------------------------------------- distributions
+
+
+def test_jensen_shannon_matches_scipy():
+    from emodist.distribution import jensen_shannon
+
+    rng = np.random.default_rng(0)
+    p, q = rng.dirichlet(np.ones(9), size=5), rng.dirichlet(np.ones(9), size=5)
+    q[0] = 0.0
+    q[0, 2] = 1.0  # zeros in one profile
+    expected = [jensenshannon(a, b, base=2) ** 2 for a, b in zip(p, q)]
+    np.testing.assert_allclose(jensen_shannon(p, q), expected, atol=1e-12)
+    np.testing.assert_allclose(jensen_shannon(p, p), 0.0, atol=1e-12)
+    np.testing.assert_allclose(jensen_shannon([[1, 0]], [[0, 1]]), [1.0])
+
+
+def test_topk_agreement_and_train_mean_baseline():
+    from emodist.distribution import target_distribution, topk_agreement, train_mean_baseline
+
+    true = np.array([[0.6, 0.3, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4]])
+    pred = np.array([[0.1, 0.5, 0.3, 0.1], [0.4, 0.3, 0.2, 0.1]])
+    np.testing.assert_array_equal(topk_agreement(true, pred, 1), [False, False])
+    np.testing.assert_array_equal(topk_agreement(true, pred, 3), [True, False])
+    P = np.array([[1.0, 0.0], [0.0, 1.0], [0.5, 0.5], [1.0, 0.0]])
+    base = train_mean_baseline(P, np.array([0, 0, 1, 1]))
+    np.testing.assert_allclose(base, [[0.75, 0.25], [0.75, 0.25], [0.5, 0.5], [0.5, 0.5]])
+    counts = np.array([[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
+    np.testing.assert_allclose(target_distribution(counts, counts, "mean"), [[0.5, 0.25, 0.25], [0, 0, 0]])
