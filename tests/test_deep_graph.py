@@ -213,3 +213,21 @@ def test_archive_bytes_checks_the_sha1(tmp_path):
     (tmp_path / "text.whl").write_text("hello")
     with pytest.raises(ModelError, match="not a wheel"):
         build.archive_bytes(tmp_path / "text.whl")
+
+
+def test_count_macs_of_one_conv_and_of_the_real_topology():
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.zeros((4, 3, 3, 3), np.float32), "w")
+    node = helper.make_node("Conv", ["x", "w"], ["y"], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+                            strides=[2, 2])
+    g = helper.make_graph([node], "g",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=[w])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)])
+    # 20x20 input, stride 2, pad 1 -> 10x10 outputs, each 3*3*3 MACs, 4 channels
+    assert graph.count_macs(m, 20)["macs"] == 4 * 10 * 10 * 27
+    real = graph.count_macs(graph.build_graph(graph.random_layers(1, seed=0)), 299)
+    assert real["conv_layers"] == 94
+    assert 5.6e9 < real["macs"] < 5.8e9  # the published ~5.7 GMAC of Inception-v3

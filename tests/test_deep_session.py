@@ -154,3 +154,32 @@ def test_model_read_from_s3(tiny_model, images):
         assert ds.read_sidecar(url, storage_options=opts)["output_dim"] == 128
         remote = ds.embed(images[:3], url, storage_options=opts)
     np.testing.assert_array_equal(remote, ds.embed(images[:3], tiny_model))
+
+
+def _embed_on_worker(model: str, images: np.ndarray) -> tuple[int, int, int, np.ndarray]:
+    import os
+
+    from emodist.deep import session
+
+    feats = session.embed(images, model, batch_size=2)
+    return os.getpid(), id(session.get_session(model)), len(session._SESSIONS), feats
+
+
+@pytest.mark.cluster
+def test_one_session_per_worker_process(tiny_model, images):
+    from distributed import Client
+
+    from tests.servers import dask_cluster
+
+    with dask_cluster(n_workers=2, nthreads=1) as (address, _workers):
+        with Client(address, timeout=60) as client:
+            futures = [client.submit(_embed_on_worker, tiny_model, images[i: i + 3], pure=False)
+                       for i in range(0, 6, 1)]
+            results = client.gather(futures)
+    by_pid: dict[int, set[int]] = {}
+    for pid, sess_id, n_sessions, _ in results:
+        by_pid.setdefault(pid, set()).add(sess_id)
+        assert n_sessions == 1
+    assert all(len(ids) == 1 for ids in by_pid.values())  # created once, reused
+    local = ds.embed(images[:3], tiny_model)
+    np.testing.assert_allclose(results[0][3], local, atol=1e-6)
