@@ -7,8 +7,8 @@ so that exactly one writer touches each chunk.  A task carries paths, plan
 rows and the config, never arrays or models.  On the worker
 (:func:`extract_chunk`):
 
-1. every track the chunk needs is decoded once, only the needed span
-   (:func:`emodist.audio.load_track`);
+1. every track the chunk needs is decoded once, from its start to the end
+   of the chunk's last segment of it (:func:`emodist.audio.load_track`);
 2. each segment gets one STFT (:func:`emodist.spectral.analyse`), from which
    the handcrafted vector and the spectrogram image are made;
 3. the images go through the ONNX model in batches, on a session cached per
@@ -259,11 +259,15 @@ def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, 
     images: dict[int, np.ndarray] = {}
     failures = []
     for track_id, path, offset, duration, positions in track_spans(task.rows):
+        # decode from the start of the file to the end of the chunk's last
+        # segment: seeking into an MP3 loses the bit reservoir of the first
+        # frame (a glitch), and values then do not depend on where chunks cut
+        end = offset + duration
         try:
-            y = load_track(path, cfg.sr, task.storage_options, offset_s=offset, duration_s=duration)
+            y = load_track(path, cfg.sr, task.storage_options, offset_s=0.0, duration_s=end)
             outs = {}
             for i in positions:
-                seg = cut(y, cfg.sr, float(task.rows[i][2]) - offset, float(task.rows[i][3]))
+                seg = cut(y, cfg.sr, float(task.rows[i][2]), float(task.rows[i][3]))
                 outs[i] = segment_outputs(seg, cfg, want_hc, want_deep)
         except DataError as exc:
             status[positions] = schema.STATUS_FAILED

@@ -222,11 +222,23 @@ def create_store(url: str, ds: xr.Dataset, chunk: int, storage_options: dict | N
     Coordinates, ``status`` and votes are written; the feature chunks are
     not (they read as NaN until a worker fills them).
     """
-    store = zarr_store(url, storage_options)
+    if _is_url(url):
+        # many small requests to an object store are slow: write locally, upload once
+        import tempfile
+        from pathlib import Path
+
+        with tempfile.TemporaryDirectory(prefix="emodist-template-") as tmp:
+            local = Path(tmp) / "store.zarr"
+            create_store(str(local), ds, chunk)
+            files = sorted(p for p in local.rglob("*") if p.is_file())
+            fs, root = _fs(url, storage_options)
+            root = root.rstrip("/")
+            fs.put([str(p) for p in files], [f"{root}/{p.relative_to(local).as_posix()}" for p in files])
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ds.to_zarr(
-            store,
+            zarr_store(url, storage_options),
             mode="w",
             compute=False,
             encoding=encoding(ds, chunk),
