@@ -79,10 +79,10 @@ def cpu_peak(cpuinfo: str, clock_ghz: float) -> tuple[float, str]:
     (float, str)
         FLOP/s and a one-line statement of datapath width and FMA units.
     """
-    flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo, re.M).group(1).split()) \
-        if re.search(r"^flags\s*:", cpuinfo, re.M) else set()
-    vendor = (re.search(r"^vendor_id\s*:\s*(\S+)", cpuinfo, re.M) or [None, ""])[1]
-    family = int((re.search(r"^cpu family\s*:\s*(\d+)", cpuinfo, re.M) or [None, "0"])[1])
+    flags = set(re.search(r"^flags\s*:(.*)$", cpuinfo, re.MULTILINE).group(1).split()) \
+        if re.search(r"^flags\s*:", cpuinfo, re.MULTILINE) else set()
+    vendor = (re.search(r"^vendor_id\s*:\s*(\S+)", cpuinfo, re.MULTILINE) or [None, ""])[1]
+    family = int((re.search(r"^cpu family\s*:\s*(\d+)", cpuinfo, re.MULTILINE) or [None, "0"])[1])
     if vendor == "AuthenticAMD" and family >= 26 and "avx512f" in flags:
         bits, fma, why = 512, 2, "AMD Zen 5: 2 FMA pipes, 512-bit datapath"
     elif vendor == "AuthenticAMD" and "fma" in flags:
@@ -156,6 +156,7 @@ def run(quick: bool = False) -> dict:
     from emodist.deep import build, graph
     from emodist.deep.quantize import quantize_int8
     from emodist.deep.session import default_model_path, embed
+    from emodist.errors import ModelError
 
     cfg = Config()
     rows = []
@@ -169,7 +170,7 @@ def run(quick: bool = False) -> dict:
                 from emodist.deep.session import read_sidecar
 
                 ok = read_sidecar(model).get("archive_sha1") == build.ARCHIVE_SHA1
-            except Exception:
+            except ModelError:
                 ok = False
             if not ok:
                 model = build.build_real_model(Path(tmp) / "inception_v3_fid.onnx")
@@ -189,7 +190,7 @@ def run(quick: bool = False) -> dict:
                         f"{what}: Conv nodes counted from the graph at 299 x 299"))
         clock = measured_clock_ghz(20_000_000 if quick else 200_000_000)
         cpuinfo = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
-        nominal = float((re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.M) or [0, "0"])[1]) / 1e3
+        nominal = float((re.search(r"^cpu MHz\s*:\s*([\d.]+)", cpuinfo, re.MULTILINE) or [0, "0"])[1]) / 1e3
         peak1, why = cpu_peak(cpuinfo, max(clock, nominal))
         rows.append(row("core clock (measured)", clock, 0, "GHz",
                         f"/proc/cpuinfo says {nominal:.2f} GHz (nominal)"))

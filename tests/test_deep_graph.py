@@ -15,7 +15,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from emodist.deep import build, graph
 from emodist.errors import ModelError
-from tests.test_deep_unpickle import ArchivePickler, Module, Storage, Tensor, write_archive
+from tests.test_deep_unpickle import Module, Storage, Tensor, write_archive
 
 TINY = build.TINY_WIDTH_DIVISOR
 

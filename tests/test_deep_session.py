@@ -171,11 +171,11 @@ def test_one_session_per_worker_process(tiny_model, images):
 
     from tests.servers import dask_cluster
 
-    with dask_cluster(n_workers=2, nthreads=1) as (address, _workers):
-        with Client(address, timeout=60) as client:
-            futures = [client.submit(_embed_on_worker, tiny_model, images[i: i + 3], pure=False)
-                       for i in range(0, 6, 1)]
-            results = client.gather(futures)
+    with dask_cluster(n_workers=2, nthreads=1) as (address, _workers), \
+            Client(address, timeout=60) as client:
+        futures = [client.submit(_embed_on_worker, tiny_model, images[i: i + 3], pure=False)
+                   for i in range(6)]
+        results = client.gather(futures)
     by_pid: dict[int, set[int]] = {}
     for pid, sess_id, n_sessions, _ in results:
         by_pid.setdefault(pid, set()).add(sess_id)

@@ -22,8 +22,8 @@ graph also accepts other image sizes of at least 75 x 75.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Iterator, Mapping
 
 import numpy as np
 import onnx
@@ -84,7 +84,7 @@ class ConvSpec:
 
 
 def _scaled(c: int, divisor: int) -> int:
-    return max(2, int(round(c / divisor)))
+    return max(2, round(c / divisor))
 
 
 def conv_layout(width_divisor: int = 1) -> list[ConvSpec]:

@@ -98,8 +98,12 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     str
         The int8 model path.
     """
-    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType
-    from onnxruntime.quantization import quantize_static
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     meta = json.loads(Path(sidecar_path(str(fp32_path))).read_text())
@@ -122,7 +126,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
         data = tmp_out.read_bytes()
     out_path.write_bytes(data)
     qmeta = dict(meta, sha256=file_sha256(data), precision="int8",
-                 fp32_sha256=meta["sha256"], calibration_images=int(len(images)),
+                 fp32_sha256=meta["sha256"], calibration_images=len(images),
                  quantization="onnxruntime static, QOperator, u8 activations, "
                               f"s8 weights{' per channel' if per_channel else ''}, MinMax")
     Path(sidecar_path(str(out_path))).write_text(json.dumps(qmeta, indent=2, sort_keys=True) + "\n")

@@ -164,7 +164,7 @@ def _cached(model_url, sha256, threads, storage_options) -> tuple[object, dict]:
         try:
             sess = ort.InferenceSession(data, sess_options=_session_options(threads),
                                         providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"onnxruntime cannot load model {url}: {str(exc).splitlines()[0]}")
         meta = dict(meta, sha256=actual)
         _SESSIONS[key] = (sess, meta)
@@ -209,8 +209,8 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
     EmodistError
         Images that are not uint8 ``(N, H, W)``.
     """
-    from emodist.images import to_network_input
     from emodist.errors import EmodistError
+    from emodist.images import to_network_input
 
     images = np.asarray(images_uint8)
     if images.ndim != 3 or images.dtype != np.uint8:

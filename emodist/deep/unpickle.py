@@ -23,7 +23,8 @@ import collections
 import io
 import pickle
 import zipfile
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -115,7 +116,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         self._storages: dict[str, np.ndarray] = {}
         self._records: dict[str, type] = {}
 
-    def find_class(self, module: str, name: str) -> Any:  # noqa: D102
+    def find_class(self, module: str, name: str) -> Any:
         if (module, name) in _ALLOWED_CALLABLES:
             return _ALLOWED_CALLABLES[(module, name)]
         if module == "torch" and name in STORAGE_DTYPES:
@@ -127,7 +128,7 @@ class RestrictedUnpickler(pickle.Unpickler):
             return self._records[qual]
         raise ModelError(f"archive pickle refers to {module}.{name}; refused (only tensors are read)")
 
-    def persistent_load(self, pid) -> np.ndarray:  # noqa: D102
+    def persistent_load(self, pid) -> np.ndarray:
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"
                 and isinstance(pid[1], _StorageType)):
             raise ModelError(f"archive pickle has an unknown persistent id {str(pid)[:60]}")
@@ -188,7 +189,7 @@ def load_archive(source) -> Any:
                 return RestrictedUnpickler(f, read_storage).load()
             except ModelError:
                 raise
-            except Exception as exc:  # malformed pickle streams raise many types
+            except Exception as exc:  # noqa: BLE001 - malformed pickle streams raise many types
                 raise ModelError(f"cannot read archive data.pkl: {exc}") from None
 
 
