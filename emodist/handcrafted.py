@@ -22,6 +22,7 @@ without any such frame yields 0 for every feature.
 from __future__ import annotations
 
 import functools
+from typing import NamedTuple
 
 import librosa
 import numpy as np
@@ -47,10 +48,10 @@ KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69,
 
 #: Brightness cut-off frequency (MIRtoolbox's mirbrightness default).
 BRIGHTNESS_CUTOFF_HZ = 1500.0
-#: Spectral peaks per frame used for roughness.
-ROUGHNESS_PEAKS = 32
-#: Peaks weaker than this fraction of the frame maximum are ignored by roughness.
-ROUGHNESS_PEAK_FLOOR = 0.01
+#: Most spectral peaks per frame used for roughness (the strongest).
+ROUGHNESS_PEAKS = 48
+#: Peaks weaker than this fraction of the frame maximum (-20 dB) are ignored by roughness.
+ROUGHNESS_PEAK_FLOOR = 0.1
 #: Tempo search range in BPM and log-normal prior (librosa's ``tempo`` defaults).
 TEMPO_MIN_BPM, TEMPO_MAX_BPM, TEMPO_START_BPM, TEMPO_STD_OCTAVES = 30.0, 320.0, 120.0, 1.0
 #: A frame is silent when its mean power is below this (about -120 dBFS).
@@ -63,6 +64,8 @@ DELTA_WIDTH = 9
 HCDF_SIGMA_S = 0.2
 #: Frequency range and peak floor of the pitch-class profile used for the key.
 PCP_FMIN_HZ, PCP_FMAX_HZ, PCP_PEAK_FLOOR = 100.0, 5000.0, 0.01
+#: Floor of the spectral peaks found once per segment and shared by roughness and the profile.
+_PEAK_FLOOR = min(PCP_PEAK_FLOOR, ROUGHNESS_PEAK_FLOOR)
 #: Longest attack phase searched before an onset peak, in seconds.
 ATTACK_MAX_S = 0.5
 #: Smallest prominence of an envelope peak counted as an attack, relative to the maximum.
@@ -186,13 +189,31 @@ def _safe_div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
     return out
 
 
-def framed_sums(x: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
-    """Sum of ``x`` over frames ``[t * hop, t * hop + frame_length)`` via a cumulative sum."""
+def framed_sums(x: np.ndarray, frame_length: int, hop_length: int, n_frames: int,
+                offset: int = 0) -> np.ndarray:
+    """Sum of ``x`` over frames ``[t * hop - offset, ... + frame_length)``, clipped to ``x``.
+
+    Samples outside ``x`` count as zero (centred frames with ``offset =
+    frame_length // 2``).  When the frame length and the offset are whole
+    numbers of hops (the default 2048 / 512 / 1024), frames are sums of
+    hop-sized blocks (one ``np.add.reduceat`` pass); otherwise one cumulative
+    sum.  Accumulates in float64.
+    """
+    x = np.asarray(x)
+    n = x.shape[0]
+    if n and frame_length % hop_length == 0 and offset % hop_length == 0:
+        per, lead = frame_length // hop_length, offset // hop_length
+        blocks = np.add.reduceat(x, np.arange(0, n, hop_length), dtype=np.float64)
+        need = n_frames + per
+        padded = np.zeros(need + lead + blocks.shape[0])
+        padded[lead : lead + blocks.shape[0]] = blocks
+        c = np.concatenate(([0.0], np.cumsum(padded)))
+        starts = np.arange(n_frames)
+        return c[starts + per] - c[starts]
     c = np.concatenate(([0.0], np.cumsum(x, dtype=np.float64)))
-    starts = np.arange(n_frames) * hop_length
-    stops = np.minimum(starts + frame_length, x.shape[0])
-    starts = np.minimum(starts, x.shape[0])
-    return c[stops] - c[starts]
+    starts = np.arange(n_frames) * hop_length - offset
+    stops = np.clip(starts + frame_length, 0, n)
+    return c[stops] - c[np.clip(starts, 0, n)]
 
 
 def rms_frames(y: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
@@ -201,30 +222,32 @@ def rms_frames(y: np.ndarray, frame_length: int, hop_length: int, n_frames: int)
     Equals ``librosa.feature.rms(y=y, frame_length=..., hop_length=...)`` (same
     framing as the STFT) but costs one cumulative sum instead of a framed copy.
     """
-    pad = frame_length // 2
-    y2 = np.pad(np.asarray(y, dtype=np.float64) ** 2, pad)
-    energy = framed_sums(y2, frame_length, hop_length, n_frames)
+    y = np.asarray(y, dtype=np.float32)
+    energy = framed_sums(y * y, frame_length, hop_length, n_frames, frame_length // 2)
     return np.sqrt(np.maximum(energy, 0.0) / frame_length)
 
 
 def zcr_frames(y: np.ndarray, frame_length: int, hop_length: int, n_frames: int) -> np.ndarray:
     """Fraction of zero crossings per frame, as ``librosa.feature.zero_crossing_rate``.
 
-    Frames are centred with edge padding; values with ``|y| <= 1e-10`` count
-    as zero (librosa's threshold); a crossing is a sign-bit change between
-    neighbouring samples inside the frame.
+    librosa centres the frames with edge padding, treats ``|y| <= 1e-10`` as
+    zero and counts sign-bit changes between neighbouring samples of a frame.
+    Edge padding repeats the end samples, so it adds no crossing: counting
+    crossings of ``y`` itself with a cumulative sum gives the same numbers.
     """
+    y = np.asarray(y)
+    sb = np.signbit(y) & (np.abs(y) > 1e-10)
+    cross = np.empty(y.shape[0], dtype=np.float32)
+    cross[0] = 0.0
+    np.not_equal(sb[1:], sb[:-1], out=cross[1:])
+    # a crossing at sample p counts for a frame holding both p - 1 and p:
+    # the frame's sum minus the crossing at its own first sample
     pad = frame_length // 2
-    yp = np.pad(np.asarray(y, dtype=np.float32), pad, mode="edge")
-    yp = np.where(np.abs(yp) <= 1e-10, 0.0, yp)
-    sb = np.signbit(yp)
-    cross = np.zeros(yp.shape[0], dtype=np.float64)
-    cross[1:] = sb[1:] != sb[:-1]
-    # frame t covers padded samples [t*hop, t*hop+L); crossings counted at positions 1..L-1
-    c = np.concatenate(([0.0], np.cumsum(cross)))
-    starts = np.arange(n_frames) * hop_length
-    stops = np.minimum(starts + frame_length, yp.shape[0])
-    return (c[stops] - c[np.minimum(starts + 1, yp.shape[0])]) / frame_length
+    counts = framed_sums(cross, frame_length, hop_length, n_frames, pad)
+    first = np.arange(n_frames) * hop_length - pad
+    inside = (first >= 0) & (first < y.shape[0])
+    counts[inside] -= cross[first[inside]]
+    return counts / frame_length
 
 
 def log_mel(an: Analysis) -> np.ndarray:
@@ -363,7 +386,7 @@ def spectral_shape(S: np.ndarray, freqs: np.ndarray) -> dict[str, np.ndarray]:
     S : np.ndarray
         Magnitude spectrogram ``(bins, frames)``.
     freqs : np.ndarray
-        Bin frequencies in Hz.
+        Bin frequencies in Hz (increasing).
 
     Returns
     -------
@@ -371,46 +394,55 @@ def spectral_shape(S: np.ndarray, freqs: np.ndarray) -> dict[str, np.ndarray]:
         One ``(frames,)`` array per descriptor: ``spectral_centroid``,
         ``spectral_spread`` (librosa's bandwidth, p=2), ``spectral_skewness``,
         ``spectral_kurtosis`` (moments of the magnitude distribution, as
-        mircentroid/mirspread/mirskewness/mirkurtosis), ``spectral_flatness``
-        (geometric/arithmetic mean of the magnitudes, ``librosa...spectral_flatness(power=1)``),
-        ``spectral_entropy`` (Shannon entropy of the normalised magnitudes
-        divided by ``log(bins)``, mirentropy), ``spectral_rolloff85/95``
-        (librosa's rolloff), ``brightness`` (share of magnitude above 1500 Hz,
+        mircentroid/mirspread/mirskewness/mirkurtosis; kurtosis not in excess),
+        ``spectral_flatness`` (geometric/arithmetic mean of the magnitudes,
+        ``librosa.feature.spectral_flatness(power=1)``), ``spectral_entropy``
+        (Shannon entropy of the normalised magnitudes divided by
+        ``log(bins)``, mirentropy), ``spectral_rolloff85/95`` (librosa's
+        rolloff), ``brightness`` (share of magnitude above 1500 Hz,
         mirbrightness), ``spectral_irregularity`` (Jensen:
         ``sum (a_k - a_k+1)^2 / sum a_k^2`` over all bins, mirregularity).
+
+    Notes
+    -----
+    The four moments come from one matrix product of ``[f, f^2, f^3, f^4]``
+    with the spectrogram (float64), then the central moments by the binomial
+    formulas; frames with no energy get 0.
     """
     S = np.asarray(S, dtype=np.float32)
-    f = np.asarray(freqs, dtype=np.float32)[:, None]
-    total = S.sum(axis=0, dtype=np.float64)
-    p = _safe_div(S, total[None, :].astype(np.float32))
-    centroid = (p * f).sum(axis=0, dtype=np.float64)
-    d = f - centroid[None, :].astype(np.float32)
-    d2 = d * d
-    m2 = (p * d2).sum(axis=0, dtype=np.float64)
-    m3 = (p * d2 * d).sum(axis=0, dtype=np.float64)
-    m4 = (p * d2 * d2).sum(axis=0, dtype=np.float64)
-    spread = np.sqrt(np.maximum(m2, 0.0))
-    skew = _safe_div(m3, spread**3)
-    kurt = _safe_div(m4, m2**2)
+    freqs = np.asarray(freqs, dtype=np.float64)
+    n_bins = S.shape[0]
+    ones = np.ones(n_bins, dtype=np.float32)
+    # bin sums as float32 BLAS products (1e-7 relative), moments in float64
+    total = (ones @ S).astype(np.float64)
+    raw = _safe_div(np.stack([freqs**i for i in range(1, 5)]) @ S.astype(np.float64), total)
+    c, e2, e3, e4 = raw
+    m2 = np.maximum(e2 - c * c, 0.0)
+    m3 = e3 - 3 * c * e2 + 2 * c**3
+    m4 = np.maximum(e4 - 4 * c * e3 + 6 * c * c * e2 - 3 * c**4, 0.0)
+    spread = np.sqrt(m2)
+    # guard the ratios against round-off when the spread is ~0 (a pure bin)
+    tiny = (spread <= 1e-6 * np.maximum(np.abs(c), 1.0)) | (total <= 0)
+    skew = np.where(tiny, 0.0, _safe_div(m3, spread**3))
+    kurt = np.where(tiny, 0.0, _safe_div(m4, m2 * m2))
 
     S_th = np.maximum(S, np.float32(AMIN))
     logS = np.log(S_th)
-    th_sum = S_th.sum(axis=0, dtype=np.float64)
-    flatness = np.exp(logS.mean(axis=0, dtype=np.float64)) / (th_sum / S.shape[0])
-    entropy = (np.log(th_sum) - (S_th * logS).sum(axis=0, dtype=np.float64) / th_sum)
-    entropy = entropy / np.log(S.shape[0]) if S.shape[0] > 1 else np.zeros_like(entropy)
+    th_sum = (ones @ S_th).astype(np.float64)
+    flatness = np.exp((ones @ logS).astype(np.float64) / n_bins) / (th_sum / n_bins)
+    entropy = np.log(th_sum) - np.einsum("kt,kt->t", S_th, logS).astype(np.float64) / th_sum
+    entropy = entropy / np.log(n_bins) if n_bins > 1 else np.zeros_like(entropy)
 
-    cum = np.cumsum(S, axis=0, dtype=np.float64)
-    roll = {}
-    for pct in (85, 95):
-        idx = np.argmax(cum >= (pct / 100.0) * total[None, :], axis=0)
-        roll[pct] = np.asarray(freqs)[idx]
-    brightness = _safe_div(S[f[:, 0] > BRIGHTNESS_CUTOFF_HZ].sum(axis=0, dtype=np.float64), total)
-    dS = np.diff(S, axis=0)
-    irregularity = _safe_div((dS * dS).sum(axis=0, dtype=np.float64),
-                             (S * S).sum(axis=0, dtype=np.float64))
+    roll = dict(zip((85, 95), rolloff_bins(S, (0.85, 0.95), total)))
+    roll = {pct: freqs[idx] for pct, idx in roll.items()}
+    cut = int(np.searchsorted(freqs, BRIGHTNESS_CUTOFF_HZ, side="right"))
+    brightness = _safe_div((ones[cut:] @ S[cut:]).astype(np.float64), total)
+    energy = np.einsum("kt,kt->t", S, S).astype(np.float64)
+    neighbours = np.einsum("kt,kt->t", S[:-1], S[1:]).astype(np.float64)
+    irregular = energy - S[0].astype(np.float64) ** 2 + energy - S[-1].astype(np.float64) ** 2
+    irregularity = _safe_div(np.maximum(irregular - 2 * neighbours, 0.0), energy)
     return {
-        "spectral_centroid": centroid,
+        "spectral_centroid": c,
         "spectral_spread": spread,
         "spectral_skewness": skew,
         "spectral_kurtosis": kurt,
@@ -421,6 +453,36 @@ def spectral_shape(S: np.ndarray, freqs: np.ndarray) -> dict[str, np.ndarray]:
         "brightness": brightness,
         "spectral_irregularity": irregularity,
     }
+
+
+def rolloff_bins(S: np.ndarray, fractions, total: np.ndarray | None = None,
+                 block: int = 32) -> list[np.ndarray]:
+    """Index of the first bin whose cumulative magnitude reaches ``fraction * total``, per frame.
+
+    The rule of ``librosa.feature.spectral_rolloff``, without a full
+    cumulative sum over the spectrogram (the slow part): cumulative sums of
+    blocks of ``block`` bins locate the block of the crossing, and only that
+    block is summed bin by bin.
+    """
+    S = np.asarray(S)
+    n_bins, n_frames = S.shape
+    n_blocks = -(-n_bins // block)
+    if n_blocks * block != n_bins:
+        S = np.concatenate([S, np.zeros((n_blocks * block - n_bins, n_frames), S.dtype)])
+    blocks = S.reshape(n_blocks, block, n_frames)
+    cb = np.cumsum(blocks.sum(axis=1, dtype=np.float64), axis=0)
+    if total is None:
+        total = cb[-1]
+    frames = np.arange(n_frames)
+    out = []
+    for fraction in fractions:
+        thr = fraction * np.asarray(total, dtype=np.float64)
+        b = np.minimum(np.count_nonzero(cb < thr, axis=0), n_blocks - 1)
+        before = np.where(b > 0, cb[np.maximum(b - 1, 0), frames], 0.0)
+        inside = before[:, None] + np.cumsum(blocks[b, :, frames], axis=1, dtype=np.float64)
+        idx = b * block + np.count_nonzero(inside < thr[:, None], axis=1)
+        out.append(np.minimum(idx, n_bins - 1))
+    return out
 
 
 def shape_features(an: Analysis) -> dict[str, float]:
@@ -448,52 +510,117 @@ def flux_features(an: Analysis) -> dict[str, float]:
     return _stats("spectral_flux", flux)
 
 
-def spectral_peaks(S: np.ndarray, n_peaks: int, floor: float) -> tuple[np.ndarray, np.ndarray]:
-    """The ``n_peaks`` strongest local maxima of each spectrum frame.
+class Peaks(NamedTuple):
+    """Spectral peaks of a spectrogram, ordered by frame then bin (see :func:`local_peaks`)."""
+
+    t: np.ndarray
+    k: np.ndarray
+    amp: np.ndarray
+    left: np.ndarray
+    right: np.ndarray
+    frame_max: np.ndarray
+
+
+def local_peaks(S: np.ndarray, floor: float = 0.0) -> Peaks:
+    """Local maxima of every spectrum frame, frame by frame.
+
+    Parameters
+    ----------
+    S : np.ndarray
+        Magnitude spectrogram ``(bins, frames)``.
+    floor : float
+        Ignore peaks below ``floor`` times their frame's maximum.
 
     Returns
     -------
-    idx, amp : np.ndarray
-        ``(n_peaks, frames)`` bin indices and magnitudes; slots without a peak
-        (fewer peaks than ``n_peaks``, or below ``floor`` times the frame
-        maximum) have magnitude 0.
+    Peaks
+        Frame index ``t``, bin index ``k``, magnitude ``amp`` of each peak
+        (``S[k-1] < S[k] >= S[k+1]``), the magnitudes of its two neighbour
+        bins (``left``, ``right``) and every frame's maximum, peaks ordered by
+        frame then bin.  Works on a frame-major copy so that the gathers read
+        memory in order.
     """
-    S = np.asarray(S, dtype=np.float32)
-    is_peak = np.zeros(S.shape, dtype=bool)
-    is_peak[1:-1] = (S[1:-1] > S[:-2]) & (S[1:-1] >= S[2:])
-    is_peak &= S >= floor * S.max(axis=0, keepdims=True)
-    P = np.where(is_peak, S, 0.0).astype(np.float32)
-    k = min(n_peaks, S.shape[0])
-    if k < S.shape[0]:
-        idx = np.argpartition(-P, k - 1, axis=0)[:k]
-    else:
-        idx = np.broadcast_to(np.arange(S.shape[0])[:, None], S.shape).copy()
-    return idx, np.take_along_axis(P, idx, axis=0)
+    ST = np.ascontiguousarray(np.asarray(S, dtype=np.float32).T)
+    n_frames, n_bins = ST.shape
+    frame_max = ST.max(axis=1) if n_bins else np.zeros(n_frames, dtype=np.float32)
+    if n_bins < 3:
+        empty = np.zeros(0, dtype=np.int64)
+        none = np.zeros(0, dtype=np.float32)
+        return Peaks(empty, empty, none, none, none, frame_max)
+    mid = ST[:, 1:-1]
+    mask = (mid > ST[:, :-2]) & (mid >= ST[:, 2:])
+    if floor > 0:
+        mask &= mid >= np.float32(floor) * frame_max[:, None]
+    idx = np.flatnonzero(mask)
+    t, k = np.divmod(idx, n_bins - 2)
+    flat = idx + 2 * t + 1  # index into ST's flat array
+    ravel = ST.ravel()
+    return Peaks(t, k + 1, ravel[flat], ravel[flat - 1], ravel[flat + 1], frame_max)
+
+
+def _peaks(an: Analysis) -> Peaks:
+    if "peaks" not in an._cache:
+        an._cache["peaks"] = local_peaks(an.S, _PEAK_FLOOR)
+    return an._cache["peaks"]
 
 
 def roughness_frames(S: np.ndarray, freqs: np.ndarray, n_peaks: int = ROUGHNESS_PEAKS,
-                     floor: float = ROUGHNESS_PEAK_FLOOR) -> np.ndarray:
+                     floor: float = ROUGHNESS_PEAK_FLOOR, peaks: Peaks | None = None) -> np.ndarray:
     """Sensory dissonance per frame, Sethares' model of the Plomp-Levelt curve.
 
     Written here (no library provides it), following MIRtoolbox's mirroughness
     ('Sethares'): for every pair of spectral peaks ``(f_i, a_i), (f_j, a_j)``
-    add ``a_i a_j (exp(-3.5 s |f_i - f_j|) - exp(-5.75 s |f_i - f_j|))`` with
-    ``s = 0.24 / (0.0207 min(f_i, f_j) + 18.96)``.  Only the ``n_peaks``
-    strongest peaks of each frame enter.
+    of a frame add ``a_i a_j (exp(-3.5 s |f_i - f_j|) - exp(-5.75 s |f_i - f_j|))``
+    with ``s = 0.24 / (0.0207 min(f_i, f_j) + 18.96)``.  Peaks below ``floor``
+    times the frame maximum are ignored, and at most the ``n_peaks`` strongest
+    of a frame enter.
+
+    Parameters
+    ----------
+    S : np.ndarray
+        Magnitude spectrogram ``(bins, frames)``.
+    freqs : np.ndarray
+        Bin frequencies in Hz.
+    n_peaks : int
+        Most peaks per frame.
+    floor : float
+        Relative magnitude floor of a peak.
+    peaks : Peaks, optional
+        :func:`local_peaks` of ``S`` (with a floor <= ``floor``) when already computed.
+
+    Returns
+    -------
+    np.ndarray
+        ``(frames,)`` float64.
     """
-    idx, a = spectral_peaks(S, n_peaks, floor)
-    f = np.asarray(freqs, dtype=np.float32)[idx]
-    fi, fj = f[:, None, :], f[None, :, :]
-    s = 0.24 / (0.0207 * np.minimum(fi, fj) + 18.96)
-    df = np.abs(fi - fj) * s
-    curve = np.exp(-3.5 * df) - np.exp(-5.75 * df)
-    pair = a[:, None, :] * a[None, :, :] * curve
-    return 0.5 * pair.sum(axis=(0, 1), dtype=np.float64)
+    n_frames = S.shape[1]
+    pk = local_peaks(S, floor) if peaks is None else peaks
+    keep = (pk.amp >= np.float32(floor) * pk.frame_max[pk.t]) & (pk.amp > 0)
+    t, k, a = pk.t[keep], pk.k[keep], pk.amp[keep]
+    counts = np.bincount(t, minlength=n_frames)
+    if counts.size and counts.max() > n_peaks:
+        # keep the n_peaks strongest of the crowded frames, in frequency order
+        order = np.lexsort((-a, t))
+        rank = np.empty_like(order)
+        rank[order] = np.arange(order.shape[0]) - (np.cumsum(counts) - counts)[t[order]]
+        sel = rank < n_peaks
+        t, k, a = t[sel], k[sel], a[sel]
+        counts = np.bincount(t, minlength=n_frames)
+    f = np.asarray(freqs, dtype=np.float32)[k]
+    # every pair (i, j > i) of peaks inside a frame, generated without a Python loop
+    pos = np.arange(t.shape[0]) - (np.cumsum(counts) - counts)[t]
+    partners = counts[t] - pos - 1
+    ii = np.repeat(np.arange(t.shape[0]), partners)
+    jj = ii + 1 + np.arange(ii.shape[0]) - np.repeat(np.cumsum(partners) - partners, partners)
+    fi, fj = f[ii], f[jj]  # fi < fj: bins ascend within a frame
+    x = (fj - fi) * (np.float32(0.24) / (np.float32(0.0207) * fi + np.float32(18.96)))
+    weights = a[ii] * a[jj] * (np.exp(np.float32(-3.5) * x) - np.exp(np.float32(-5.75) * x))
+    return np.bincount(t[ii], weights=weights, minlength=n_frames)
 
 
 def roughness_features(an: Analysis) -> dict[str, float]:
     """Mean/std of :func:`roughness_frames`."""
-    return _stats("roughness", roughness_frames(an.S, an.freqs))
+    return _stats("roughness", roughness_frames(an.S, an.freqs, peaks=_peaks(an)))
 
 
 @functools.lru_cache(maxsize=8)
@@ -681,29 +808,28 @@ def pitch_class_profile(an: Analysis, fmin: float = PCP_FMIN_HZ, fmax: float = P
     leak into the neighbouring semitones at ``n_fft = 2048``, which is what
     key finding needs (a bare C-major triad must read as C major).
     """
-    if "pcp" in an._cache:
-        return an._cache["pcp"]
+    key = ("pcp", fmin, fmax, floor)
+    if key in an._cache:
+        return an._cache[key]
     S = an.S
-    n_bins, n_frames = S.shape
-    if n_bins < 3:
-        an._cache["pcp"] = np.zeros((12, n_frames))
-        return an._cache["pcp"]
-    mid = S[1:-1]
-    f = an.freqs[1:-1, None]
-    is_peak = (mid > S[:-2]) & (mid >= S[2:]) & (f >= fmin) & (f <= fmax)
-    is_peak &= mid >= floor * S.max(axis=0, keepdims=True)
-    k, t = np.nonzero(is_peak)
-    k = k + 1
-    a, b, c = (np.log(S[k + d, t].astype(np.float64) + AMIN) for d in (-1, 0, 1))
+    n_frames = S.shape[1]
+    pk = _peaks(an)
+    k_lo = np.searchsorted(an.freqs, fmin, side="left")
+    k_hi = np.searchsorted(an.freqs, fmax, side="right")
+    keep = (pk.k >= k_lo) & (pk.k < k_hi) & (pk.amp > 0)
+    if floor > _PEAK_FLOOR:
+        keep &= pk.amp >= np.float32(floor) * pk.frame_max[pk.t]
+    t, k = pk.t[keep], pk.k[keep]
+    amp = pk.amp[keep].astype(np.float64)
+    a, b, c = np.log(np.stack([pk.left[keep], pk.amp[keep], pk.right[keep]]).astype(np.float64) + AMIN)
     den = a - 2 * b + c
     shift = np.clip(_safe_div(0.5 * (a - c), np.where(den < 0, den, 0.0)), -0.5, 0.5)
     freq = (k + shift) * an.sr / an.n_fft
     pc = np.mod(np.round(12 * np.log2(freq / 440.0)) + 9, 12).astype(np.int64)
-    prof = np.bincount(t * 12 + pc, weights=S[k, t].astype(np.float64) ** 2,
+    prof = np.bincount(t * 12 + pc, weights=amp * amp,
                        minlength=n_frames * 12).reshape(n_frames, 12).T
-    peak = prof.max(axis=0, keepdims=True)
-    an._cache["pcp"] = _safe_div(prof, peak)
-    return an._cache["pcp"]
+    an._cache[key] = _safe_div(prof, prof.max(axis=0, keepdims=True))
+    return an._cache[key]
 
 
 def key_features(an: Analysis) -> dict[str, float]:
@@ -758,15 +884,41 @@ _GROUP_FUNCS = {
 }
 
 
-def extract_dict(analysis: Analysis, feature_set: str = "full", n_mfcc: int = 13) -> dict[str, float]:
-    """Feature name -> value for one segment (see :func:`extract`)."""
-    names = _names(str(feature_set), int(n_mfcc))
+def _groups_for(names, n_mfcc: int) -> list[str]:
+    wanted = set(names)
+    groups = _group_names(n_mfcc)
+    unknown = wanted.difference(n for g in groups.values() for n in g)
+    if unknown:
+        raise EmodistError(f"unknown handcrafted feature {sorted(unknown)[0]!r}")
+    return [g for g, group in groups.items() if wanted.intersection(group)]
+
+
+def extract_dict(analysis: Analysis, feature_set: str = "full", n_mfcc: int = 13,
+                 names=None) -> dict[str, float]:
+    """Feature name -> value for one segment (see :func:`extract`).
+
+    Parameters
+    ----------
+    analysis : emodist.spectral.Analysis
+    feature_set : {"full", "seed17"}
+    n_mfcc : int
+    names : sequence of str, optional
+        Compute only these features (any names of the full set) instead of
+        ``feature_set``; only the groups they need are computed.
+    """
+    n_mfcc = int(n_mfcc)
+    if names is None:
+        names = _names(str(feature_set), n_mfcc)
+        groups = _groups_needed(str(feature_set), n_mfcc)
+    else:
+        names = list(names)
+        groups = _groups_for(names, n_mfcc)
     if not _voiced(analysis).any():
         return dict.fromkeys(names, 0.0)
     values: dict[str, float] = {}
-    for group in _groups_needed(str(feature_set), int(n_mfcc)):
+    for group in groups:
         if group == "mfcc":
-            values.update(mfcc_features(analysis, int(n_mfcc)))
+            values.update(mfcc_features(analysis, n_mfcc))
         else:
             values.update(_GROUP_FUNCS[group](analysis))
     return {n: values[n] for n in names}

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 import librosa
 import numpy as np
+import scipy.sparse
 
 from emodist.errors import DataError, EmodistError
 
@@ -65,7 +66,7 @@ class Analysis:
     def mel_power(self) -> np.ndarray:
         """Mel power spectrogram, ``(N_MELS, frames)``, librosa's default filterbank."""
         if "mel" not in self._cache:
-            self._cache["mel"] = mel_basis(self.sr, self.n_fft) @ self.power
+            self._cache["mel"] = np.asarray(mel_basis_sparse(self.sr, self.n_fft) @ self.power)
         return self._cache["mel"]
 
 
@@ -75,6 +76,12 @@ def mel_basis(sr: int, n_fft: int, n_mels: int = N_MELS) -> np.ndarray:
     basis = librosa.filters.mel(sr=sr, n_fft=n_fft, n_mels=n_mels, dtype=np.float32)
     basis.setflags(write=False)
     return basis
+
+
+@functools.lru_cache(maxsize=16)
+def mel_basis_sparse(sr: int, n_fft: int, n_mels: int = N_MELS):
+    """:func:`mel_basis` as a CSR matrix: each band touches few bins, so the product is cheap."""
+    return scipy.sparse.csr_array(mel_basis(sr, n_fft, n_mels))
 
 
 @functools.lru_cache(maxsize=16)

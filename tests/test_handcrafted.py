@@ -190,6 +190,18 @@ def test_summaries_match_librosa_means(signal_and_analysis):
         librosa.feature.chroma_stft(y=y, sr=SR, tuning=0.0)[0].mean(), rel=RTOL)
 
 
+@pytest.mark.parametrize("n", [66150, 66227, 1000, 5])
+@pytest.mark.parametrize("frame, hop", [(2048, 512), (1024, 256), (2048, 300)])
+def test_framed_rms_and_zcr_match_librosa_for_any_framing(n, frame, hop):
+    # (2048, 300) takes the cumulative-sum path, the others the hop-block path
+    y = noise(n / SR, amp=0.3, seed=n)
+    n_frames = 1 + n // hop
+    ref_rms = librosa.feature.rms(y=y, frame_length=frame, hop_length=hop)[0]
+    ref_zcr = librosa.feature.zero_crossing_rate(y, frame_length=frame, hop_length=hop)[0]
+    np.testing.assert_allclose(hc.rms_frames(y, frame, hop, n_frames), ref_rms, rtol=1e-5)
+    np.testing.assert_allclose(hc.zcr_frames(y, frame, hop, n_frames), ref_zcr, atol=1e-9)
+
+
 def test_peak_pick_matches_librosa():
     rng = np.random.default_rng(3)
     x = rng.random(400)
