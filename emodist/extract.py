@@ -26,13 +26,14 @@ A rerun finds the pending chunks from ``status`` and does only those.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import time
 import uuid
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from itertools import islice
-from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import pandas as pd
@@ -146,19 +147,15 @@ def apply_thread_budget(nthreads: int) -> int:
     """
     n = max(1, int(nthreads))
     if _BUDGET.get("blas") != n:
-        try:
-            from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits
 
-            _BUDGET["limiter"] = threadpool_limits(limits=n)
-        except Exception:  # pragma: no cover - threadpoolctl missing
-            pass
+        _BUDGET["limiter"] = threadpool_limits(limits=n)
         _BUDGET["blas"] = n
     try:
         import numba
-
-        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
-    except Exception:  # pragma: no cover - numba missing
-        pass
+    except ImportError:  # pragma: no cover - librosa brings numba
+        return n
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     return n
 
 
@@ -549,16 +546,23 @@ def plan_failures(problems) -> list[dict]:
     return [{"track_id": str(t), "path": str(p), "error": str(m)} for t, p, m in problems]
 
 
-def _progress(enabled: bool, total: int, done: int):
+def _progress(enabled: bool):
     if not enabled:
         return contextlib.nullcontext(None)
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, ProgressColumn,
-                               TextColumn, TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        ProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
     from rich.text import Text
 
     class RateColumn(ProgressColumn):
-        def render(self, task):  # noqa: D102
+        def render(self, task):
             return Text(f"{task.speed or 0:.1f} seg/s")
 
     return Progress(
@@ -573,6 +577,95 @@ def _say(enabled: bool, text: str) -> None:
         from rich.console import Console
 
         Console(stderr=True, highlight=False).print(text)
+
+
+def store_attrs(config: Config, catalog) -> dict:
+    """Provenance attributes of a new store (no storage options, no credentials)."""
+    from emodist import handcrafted
+
+    return {
+        "config": config.to_json(),
+        "feature_names_version": handcrafted.FEATURE_NAMES_VERSION,
+        "model_sha256": config.model_sha256 or "",
+        "dataset": catalog.description,
+        "label_rule": catalog.label_rule,
+    }
+
+
+def prepare_store(
+    store: str,
+    table: pd.DataFrame,
+    catalog,
+    config: Config,
+    deep_dim: int | None,
+    *,
+    chunk: int | None = None,
+    overwrite: bool = False,
+    storage_options: dict | None = None,
+) -> tuple[int, list[dict], bool]:
+    """Create the store template, or check an existing store for resuming.
+
+    Parameters
+    ----------
+    store : str
+        Store location.
+    table : pandas.DataFrame
+        The segment plan.
+    catalog : emodist.catalog.Catalog
+        For votes and the dataset description.
+    config : Config
+        Complete extraction config (model sha256 filled in).
+    deep_dim : int or None
+        Embedding width (``None`` without deep features).
+    chunk : int, optional
+        Segments per chunk of a new store.
+    overwrite : bool
+        Remove an existing store first.
+    storage_options : dict, optional
+        Filesystem options.
+
+    Returns
+    -------
+    (chunk, failures, resumed)
+        Segments per chunk of the store, failures already recorded in it,
+        and whether an existing store is being resumed.
+
+    Raises
+    ------
+    StoreError
+        An existing store of another config or plan.
+    """
+    exists = st.store_exists(store, storage_options)
+    if exists and overwrite:
+        st.remove_store(store, storage_options)
+        exists = False
+    if exists:
+        attrs = st.read_attrs(store, storage_options)
+        st.check_compatible(store, attrs, config, [str(s) for s in table["segment_id"]],
+                            st.read_segment_ids(store, storage_options))
+        return st.store_chunk(store, storage_options), st.failures(attrs), True
+    from emodist import handcrafted
+
+    hc_names = (handcrafted.feature_names(config.feature_set, config.n_mfcc)
+                if schema.HANDCRAFTED in config.features else None)
+    widest = max(len(hc_names or []), deep_dim or 0) * np.dtype(np.float32).itemsize
+    chunk_len = int(chunk or st.chunk_segments(len(table), widest))
+    ds = st.template(
+        table, handcrafted_names=hc_names, deep_dim=deep_dim, chunk=chunk_len,
+        votes=segment_votes(table, catalog.votes),
+        votes_mean=segment_votes(table, catalog.votes_mean), attrs=store_attrs(config, catalog),
+    )
+    st.create_store(store, ds, chunk_len, storage_options)
+    return chunk_len, [], False
+
+
+def _result(store: str, status: np.ndarray, failures: list, seconds: float, **kw) -> ExtractResult:
+    return ExtractResult(
+        store=store, n_segments=len(status),
+        n_done=int(np.sum(status == schema.STATUS_DONE)),
+        n_failed=int(np.sum(status == schema.STATUS_FAILED)),
+        failures=failures, seconds=seconds, **kw,
+    )
 
 
 def run_extract(
@@ -654,41 +747,12 @@ def run_extract(
     table = plan.table
     if len(table) == 0:
         raise DataError(f"{dataset}: no segments to extract ({len(plan.problems)} tracks unusable)")
-    seg_ids = [str(s) for s in table["segment_id"]]
     new_failures = plan_failures(plan.problems)
 
-    exists = st.store_exists(store, storage_options)
-    if exists and overwrite:
-        st.remove_store(store, storage_options)
-        exists = False
-    resumed = exists
-    if exists:
-        attrs = st.read_attrs(store, storage_options)
-        st.check_compatible(store, attrs, config, seg_ids, st.read_segment_ids(store, storage_options))
-        old_failures = st.failures(attrs)
-        chunk_len = st.store_chunk(store, storage_options)
-    else:
-        from emodist import handcrafted
-
-        hc_names = (handcrafted.feature_names(config.feature_set, config.n_mfcc)
-                    if schema.HANDCRAFTED in config.features else None)
-        widest = max(len(hc_names or []), deep_dim or 0) * 4
-        chunk_len = int(chunk or st.chunk_segments(len(table), widest))
-        attrs = {
-            "config": config.to_json(),
-            "feature_names_version": handcrafted.FEATURE_NAMES_VERSION,
-            "model_sha256": config.model_sha256 or "",
-            "dataset": catalog.description,
-            "label_rule": catalog.label_rule,
-        }
-        ds = st.template(
-            table, handcrafted_names=hc_names, deep_dim=deep_dim, chunk=chunk_len,
-            votes=segment_votes(table, catalog.votes),
-            votes_mean=segment_votes(table, catalog.votes_mean), attrs=attrs,
-        )
-        st.create_store(store, ds, chunk_len, storage_options)
-        old_failures = []
-
+    chunk_len, old_failures, resumed = prepare_store(
+        store, plan.table, catalog, config, deep_dim, chunk=chunk, overwrite=overwrite,
+        storage_options=storage_options,
+    )
     status = st.read_status(store, storage_options)
     pending = st.pending_regions(status, chunk_len)
     n_pending_segments = int(np.sum(status == schema.STATUS_PENDING))
@@ -696,13 +760,8 @@ def run_extract(
         failures_all = st.merge_failures(old_failures, new_failures)
         if new_failures and failures_all != old_failures:
             st.finish_store(store, {"failures": _json(failures_all)}, storage_options)
-        return ExtractResult(
-            store=store, n_segments=len(table),
-            n_done=int(np.sum(status == schema.STATUS_DONE)),
-            n_failed=int(np.sum(status == schema.STATUS_FAILED)),
-            failures=failures_all, seconds=time.perf_counter() - t0,
-            resumed=resumed, already_complete=True,
-        )
+        return _result(store, status, failures_all, time.perf_counter() - t0,
+                       resumed=resumed, already_complete=True)
 
     rows = list(zip(table["track_id"].astype(str), table["path"].astype(str),
                     table["start_s"].astype(float), table["duration_s"].astype(float)))
@@ -727,7 +786,7 @@ def run_extract(
         _say(progress, f"dashboard: {dashboard}")
         threads = sum(client.nthreads().values()) or 1
         cap = max_in_flight or max(2, IN_FLIGHT_PER_THREAD * threads)
-        bar = stack.enter_context(_progress(progress, len(table), len(table) - n_pending_segments))
+        bar = stack.enter_context(_progress(progress))
         bar_task = None
         if bar is not None:
             bar_task = bar.add_task("extract", total=len(table),
@@ -746,14 +805,9 @@ def run_extract(
 
     failures_all = st.merge_failures(old_failures, new_failures + task_failures)
     st.finish_store(store, {"failures": _json(failures_all)}, storage_options)
-    status = st.read_status(store, storage_options)
-    result = ExtractResult(
-        store=store, n_segments=len(table),
-        n_done=int(np.sum(status == schema.STATUS_DONE)),
-        n_failed=int(np.sum(status == schema.STATUS_FAILED)),
-        failures=failures_all, seconds=time.perf_counter() - t0,
-        n_written=written[0], n_chunks=len(results), resumed=resumed, dashboard=dashboard,
-    )
+    result = _result(store, st.read_status(store, storage_options), failures_all,
+                     time.perf_counter() - t0, n_written=written[0], n_chunks=len(results),
+                     resumed=resumed, dashboard=dashboard)
     if errors:
         task, message = errors[0]
         raise EmodistError(
@@ -764,6 +818,4 @@ def run_extract(
 
 
 def _json(obj) -> str:
-    import json
-
     return json.dumps(obj)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ def zarr_store(url: str, storage_options: dict | None = None, read_only: bool = 
         return zarr.storage.FsspecStore.from_url(
             url, storage_options=dict(storage_options or {}), read_only=read_only
         )
-    path = url[len("file://"):] if url.startswith("file://") else url
+    path = url.removeprefix("file://")
     return zarr.storage.LocalStore(path, read_only=read_only)
 
 

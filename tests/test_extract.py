@@ -127,7 +127,7 @@ def test_compute_chunk_one_decode_failure(tmp_path, small_dataset, config, tiny_
     """A track that cannot be decoded fails alone; the chunk's other track is computed."""
     from emodist.deep.session import read_sidecar
 
-    good = sorted((small_dataset / "emotifymusic").rglob("*.mp3"))[0]
+    good = min((small_dataset / "emotifymusic").rglob("*.mp3"))
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"ID3" + os.urandom(4000))
     side = read_sidecar(tiny_model)

@@ -83,7 +83,7 @@ def test_template_is_lazy_and_fixed_layout(tmp_path):
 
 
 def test_write_region_then_pending_and_values(tmp_path):
-    url, plan, _, _ = _make(tmp_path, n=10, chunk=4)
+    url, *_ = _make(tmp_path, n=10, chunk=4)
     assert st.pending_regions(st.read_status(url), 4) == [(0, 0, 4), (1, 4, 8), (2, 8, 10)]
     hc = np.arange(12, dtype=np.float32).reshape(4, 3)
     dp = np.ones((4, 5), np.float32)

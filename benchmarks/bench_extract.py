@@ -1,0 +1,125 @@
+"""End-to-end extraction speed, scaling and worker memory.
+
+Each measurement is a full :func:`emodist.extract.run_extract` into a fresh
+store on a fresh process-based LocalCluster (1-thread workers): catalog,
+plan from headers, template, chunk tasks (decode, one STFT per segment,
+handcrafted features, spectrogram image, ONNX embedding in batches), region
+writes, consolidation.  The deep features use the tiny random ONNX model
+built by :func:`emodist.deep.session.build_tiny_model` (the real
+Inception-v3 is measured in ``bench_deep``).
+
+- segments/s on the shared Emotify tracks (``EMODIST_EMOTIFY_ROOT``, 398
+  segments of 15 s; with ``quick`` or without it, a generated dataset) with
+  1 and with 2 workers, and the scaling efficiency ``rate2 / (2 rate1)``;
+- peak RSS of each worker process (``ru_maxrss`` read on the worker after
+  the run) at 1x, 4x and 16x a generated dataset (same chunk size), which
+  must stay flat: tasks carry paths, the driver keeps only per-chunk
+  counts, and a worker holds one chunk's audio and images at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+if __package__ in (None, ""):
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import machine, row
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
+                 chunk: int | None = None) -> dict:
+    """One extraction on a fresh LocalCluster; rate and worker peak RSS.
+
+    Returns
+    -------
+    dict
+        ``segments``, ``seconds`` (wall time of :func:`run_extract`, cluster
+        start excluded), ``rate`` (segments/s) and ``worker_rss_mib`` (list,
+        one per worker).
+    """
+    from distributed import Client, LocalCluster
+
+    from emodist.extract import run_extract
+
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                      dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as c:
+        t0 = time.perf_counter()
+        result = run_extract(dataset, store, config, model=model, client=c, chunk=chunk,
+                             progress=False, overwrite=True)
+        seconds = time.perf_counter() - t0
+        rss = sorted(c.run(_peak_rss_mib).values())
+    return {"segments": result.n_done, "seconds": seconds,
+            "rate": result.n_done / seconds, "worker_rss_mib": rss}
+
+
+def run(quick: bool = False) -> dict:
+    """Measure; see the module docstring."""
+    from emodist.config import Config
+    from emodist.deep.session import build_tiny_model
+    from emodist.demo import make_demo_dataset
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="emodist-bench-extract-") as tmp:
+        tmp = Path(tmp)
+        model = build_tiny_model(str(tmp / "tiny.onnx"), seed=0)
+        root = os.environ.get("EMODIST_EMOTIFY_ROOT")
+        if not quick and root and (Path(root) / "data.csv").is_file():
+            dataset, config, what = root, Config(), "shared Emotify (100 tracks, 398 x 15 s)"
+        else:
+            dataset = str(tmp / "gen")
+            make_demo_dataset(dataset, n_tracks=8 if quick else 40, seed=0,
+                              duration_s=10.0 if quick else 30.0)
+            config = Config(segment_seconds=5.0, hop_seconds=5.0)
+            what = f"generated ({'8 x 10' if quick else '40 x 30'} s tracks, 5 s segments)"
+        runs = {}
+        for n in (1, 2):
+            runs[n] = extract_once(dataset, str(tmp / f"s{n}.zarr"), config, model, n)
+            rows.append(row(f"segments/s, {n} worker{'s' if n > 1 else ''}", runs[n]["rate"],
+                            unit="segments/s",
+                            note=f"{what}; {runs[n]['segments']} segments in "
+                                 f"{runs[n]['seconds']:.1f} s; handcrafted full + tiny ONNX"))
+            rows.append(row(f"peak RSS per worker, {n} worker{'s' if n > 1 else ''}",
+                            max(runs[n]["worker_rss_mib"]),
+                            max(runs[n]["worker_rss_mib"]) - min(runs[n]["worker_rss_mib"]),
+                            "MiB", "max over workers; spread = max - min"))
+        eff = runs[2]["rate"] / (2 * runs[1]["rate"])
+        rows.append(row("scaling efficiency 1 -> 2 workers", eff, unit="ratio",
+                        note=f"rate(2) / (2 rate(1)) on {os.cpu_count()} cores, 1 thread/worker"))
+
+        base = 2 if quick else 4
+        chunk = 4
+        gen_cfg = Config(segment_seconds=5.0, hop_seconds=5.0)
+        peaks = {}
+        for mult in (1, 4, 16):
+            ds = str(tmp / f"x{mult}")
+            make_demo_dataset(ds, n_tracks=base * mult, seed=mult, duration_s=10.0)
+            r = extract_once(ds, str(tmp / f"x{mult}.zarr"), gen_cfg, model, 1, chunk=chunk)
+            peaks[mult] = r["worker_rss_mib"][0]
+            rows.append(row(f"peak worker RSS at {mult}x", peaks[mult], unit="MiB",
+                            note=f"{base * mult} generated tracks x 10 s, {r['segments']} "
+                                 f"segments, chunks of {chunk}, 1 worker; "
+                                 f"{r['rate']:.1f} segments/s"))
+        growth = peaks[16] / peaks[1]
+        rows.append(row("worker RSS growth 1x -> 16x", growth, unit="ratio",
+                        note="flat memory means ~1.0"))
+    summary = (f"{runs[1]['rate']:.1f} segments/s with 1 worker, {runs[2]['rate']:.1f} with 2 "
+               f"(efficiency {eff:.2f}); worker peak RSS {peaks[1]:.0f} / {peaks[4]:.0f} / "
+               f"{peaks[16]:.0f} MiB at 1x / 4x / 16x")
+    return {"name": "extract", "machine": machine(), "rows": rows, "summary": summary}
+
+
+if __name__ == "__main__":
+    out = run(quick="--quick" in sys.argv)
+    for r in out["rows"]:
+        print(f"{r['metric']:<40} {r['value']:>10.3f} {r['unit']:<12} {r['note']}")
+    print(out["summary"])
