@@ -324,6 +324,9 @@ def test_dockerfile_model_build_command_parses():
     parser = _emodist_parser_with("model")
     args = parser.parse_args(["model", "build", "--out", "/opt/emodist/models/m.onnx"])
     assert args.func is not None
+    # the build is verified in the image, with the model found through $EMODIST_MODEL
+    assert re.search(r"&& emodist model check \\\n", text)
+    assert parser.parse_args(["model", "check"]).func is not None
 
 
 # --- the image ------------------------------------------------------------
