@@ -3,12 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench image clean
+.PHONY: install demo test lint bench image clean lock
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -31,6 +31,10 @@ bench: install
 ## container image (needs docker)
 image:
 	docker build -f deploy/docker/Dockerfile -t emodist:$$(sed -n 's/__version__ = "\(.*\)"/\1/p' emodist/_version.py) .
+
+## re-pin constraints.txt to the versions installed in .venv
+lock: install
+	$(PY) .ci/lock.py > constraints.txt
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
