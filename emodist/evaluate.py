@@ -38,7 +38,7 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 
@@ -324,6 +324,10 @@ def make_folds(y, groups, n_folds: int = 5, seed: int = 0) -> np.ndarray:
     -------
     numpy.ndarray of int, shape (n,)
         Test fold of each sample, ``0 .. n_folds - 1``.
+
+    See Also
+    --------
+    fold_splitter : which scikit-learn splitter is used.
     """
     y = np.asarray(y)
     groups = np.asarray(groups)
@@ -332,7 +336,7 @@ def make_folds(y, groups, n_folds: int = 5, seed: int = 0) -> np.ndarray:
         raise EmodistError(f"--folds must be at least 2, got {n_folds}")
     if n_groups < n_folds:
         raise EmodistError(f"{n_groups} tracks cannot fill {n_folds} folds; use --folds {max(2, n_groups)} or fewer")
-    cv = StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    cv = fold_splitter(y, groups, n_folds, seed)
     folds = np.full(len(y), -1, dtype=np.int64)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -340,6 +344,26 @@ def make_folds(y, groups, n_folds: int = 5, seed: int = 0) -> np.ndarray:
             folds[test] = k
     check_folds(folds, groups)
     return folds
+
+
+def fold_splitter(y, groups, n_folds: int, seed: int):
+    """The splitter :func:`make_folds` uses.
+
+    :class:`~sklearn.model_selection.StratifiedGroupKFold` when some class
+    has at least ``n_folds`` tracks; otherwise stratification is impossible
+    and :class:`~sklearn.model_selection.GroupKFold` (shuffled) is used.
+    """
+    tracks_per_class = pd.DataFrame({"y": np.asarray(y), "g": np.asarray(groups)}).groupby("y")["g"].nunique()
+    if tracks_per_class.max() >= n_folds:
+        return StratifiedGroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+    return GroupKFold(n_splits=n_folds, shuffle=True, random_state=seed)
+
+
+def describe_splitter(splitter) -> str:
+    """One line naming the splitter, for the report."""
+    name = type(splitter).__name__
+    why = "" if name.startswith("Stratified") else " (no class has a track per fold: not stratified)"
+    return f"{name}(n_splits={splitter.n_splits}, shuffle=True) grouped by track{why}"
 
 
 def check_folds(folds, groups) -> None:
@@ -744,7 +768,7 @@ def run_evaluate(
             "balance": balance,
             "label_rule": data.label_rule,
             "target": target,
-            "cv": "StratifiedGroupKFold(shuffle=True) grouped by track",
+            "cv": describe_splitter(fold_splitter(data.y, data.track_id, folds, seed)),
             "executor": "dask" if client is not None else f"joblib(n_jobs={n_jobs})",
         },
         "store": _store_info(store, ds),

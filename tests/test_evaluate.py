@@ -305,3 +305,14 @@ def test_topk_agreement_and_train_mean_baseline():
     np.testing.assert_allclose(base, [[0.75, 0.25], [0.75, 0.25], [0.5, 0.5], [0.5, 0.5]])
     counts = np.array([[2.0, 1.0, 1.0], [0.0, 0.0, 0.0]])
     np.testing.assert_allclose(target_distribution(counts, counts, "mean"), [[0.5, 0.25, 0.25], [0, 0, 0]])
+
+
+def test_make_folds_without_enough_tracks_per_class_groups_only():
+    y = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
+    g = np.array(["1", "1", "2", "2", "3", "3", "4", "4"])
+    f = ev.make_folds(y, g, 3, seed=0)
+    assert set(f) == {0, 1, 2}
+    ev.check_folds(f, g)
+    assert "not stratified" in ev.describe_splitter(ev.fold_splitter(y, g, 3, 0))
+    y[2:4] = "a"  # class a now has two tracks: two folds can be stratified
+    assert ev.describe_splitter(ev.fold_splitter(y, g, 2, 0)).startswith("StratifiedGroupKFold")

@@ -109,6 +109,8 @@ def register(subparsers) -> None:
         d.add_argument("--tracks", type=int, default=32, metavar="N",
                        help="generated tracks (default 32)")
         d.add_argument("--seed", type=int, default=0, help="seed of data, folds and models")
+        d.add_argument("--duration", type=float, default=30.0, metavar="S",
+                       help="length of each generated track in seconds (default 30)")
         d.add_argument("--workers", type=int, metavar="N", help="local Dask workers")
         d.set_defaults(func=cmd_demo)
 
@@ -192,7 +194,8 @@ def cmd_demo(args) -> int:
     """Run ``emodist demo``."""
     from emodist.pipeline import run_demo
 
-    result = run_demo(args.out, n_tracks=args.tracks, seed=args.seed, n_workers=args.workers)
+    result = run_demo(args.out, n_tracks=args.tracks, seed=args.seed, duration_s=args.duration,
+                      n_workers=args.workers)
     ex = result.extract
     print(f"extracted {ex.n_done} of {ex.n_segments} segments in {ex.seconds:.1f} s")
     _finish(result.report, None)

@@ -1,0 +1,57 @@
+"""``emodist evaluate`` on the command line."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emodist.classifiers import PRESETS
+from emodist.cli import main
+from tests.test_evaluate_data import make_store
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    return make_store(tmp_path_factory.mktemp("cli") / "s.zarr", n_tracks=20, n_segments=2)
+
+
+def test_list_shows_every_preset_with_parameters(capsys):
+    assert main(["evaluate", "--list"]) == 0
+    out = capsys.readouterr().out
+    for p in PRESETS.values():
+        assert p.key in out and p.name in out
+    assert "kernel_scale=sqrt(P)/4" in out
+    assert "ridge-regression" in out
+
+
+def test_evaluate_writes_report_and_prints_ranked_table(store, tmp_path, capsys):
+    out = tmp_path / "rep"
+    code = main(["evaluate", store, "--features", "handcrafted", "mfcc_*", "--classifiers", "linear-svm",
+                 "Medium KNN", "--folds", "4", "--seed", "3", "--jobs", "1", "--out", str(out)])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "Linear SVM" in text and "Medium KNN" in text and "random guess 25.0%" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["seed"] == 3 and report["settings"]["folds"] == 4
+    assert report["settings"]["feature_names"]["custom"] == [f"mfcc_{i:02d}" for i in range(6)]
+    assert {(r["features"], r["classifier"]) for r in report["results"]} == {
+        (f, c) for f in ("handcrafted", "custom") for c in ("linear-svm", "medium-knn")}
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate"], "give a STORE to evaluate"),
+        (["evaluate", "{tmp}/missing.zarr"], "missing.zarr: no feature store there"),
+        (["evaluate", "{store}", "--classifiers", "svm"], "unknown classifier 'svm'"),
+        (["evaluate", "{store}", "--features", "chroma"], "feature 'chroma' matches no feature"),
+        (["evaluate", "{store}", "--folds", "50"], "20 tracks cannot fill 50 folds"),
+    ],
+)
+def test_evaluate_errors_are_one_line(argv, message, store, tmp_path, capsys):
+    argv = [a.format(tmp=tmp_path, store=store) for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert err.startswith("emodist: error:") and message in err

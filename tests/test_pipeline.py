@@ -1,0 +1,84 @@
+"""``emodist run`` (extract + evaluate) and ``emodist demo`` on real audio and real Dask."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from emodist import evaluate as ev
+from emodist import pipeline
+from emodist.cli import main
+from emodist.errors import EmodistError
+from emodist.store import open_store
+from tests.servers import dask_cluster
+
+
+def test_default_feature_sets():
+    assert pipeline.default_feature_sets(("handcrafted", "deep")) == ["handcrafted", "deep", "both"]
+    assert pipeline.default_feature_sets({"handcrafted": 1, "status": 2}) == ["handcrafted"]
+    with pytest.raises(EmodistError, match="no feature variables"):
+        pipeline.default_feature_sets(("status",))
+
+
+def test_model_available(tmp_path, monkeypatch):
+    monkeypatch.setenv("EMODIST_MODEL", str(tmp_path / "missing.onnx"))
+    assert pipeline.model_available() is None
+    real = tmp_path / "model.onnx"
+    real.write_bytes(b"onnx")
+    assert pipeline.model_available(str(real)) == str(real)
+    monkeypatch.setenv("EMODIST_MODEL", str(real))
+    assert pipeline.model_available() == str(real)
+
+
+def test_demo_config_only_asks_for_deep_with_a_model():
+    assert pipeline.demo_config(False).features == ("handcrafted",)
+    assert pipeline.demo_config(True).features == ("handcrafted", "deep")
+
+
+@pytest.mark.cluster
+def test_run_command_on_a_dask_cluster(demo_dataset, tmp_path, capsys):
+    store, out = tmp_path / "f.zarr", tmp_path / "report"
+    args = ["run", str(demo_dataset), "--store", str(store), "--out", str(out),
+            "--features", "handcrafted", "--segment-seconds", "20", "--classifiers", "linear-svm",
+            "bagged-trees", "--folds", "2", "--no-progress"]
+    with dask_cluster(n_workers=2) as (address, _):
+        assert main(args + ["--scheduler", address]) == 0
+    text = capsys.readouterr().out
+    assert "extracted 16 of 16 segments" in text
+    assert "Bagged Trees" in text and "report.md" in text
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["executor"] == "dask"
+    assert report["settings"]["features"] == ["handcrafted"]
+    assert report["data"]["n_segments"] == 16 and report["data"]["n_tracks"] == 16
+    ds = open_store(str(store))
+    assert (ds["status"].values == 1).all() and "deep" not in ds
+    # the fits made on the cluster equal the same evaluation in this process
+    local = ev.run_evaluate(str(store), classifiers=["linear-svm", "bagged-trees"], folds=2, n_jobs=1)
+    assert local["folds"] == report["folds"]
+    for a, b in zip(local["results"], report["results"]):
+        assert a["classifier"] == b["classifier"]
+        assert a["predictions"] == b["predictions"]
+        np.testing.assert_allclose(a["segment"]["accuracy"]["folds"], b["segment"]["accuracy"]["folds"])
+
+
+@pytest.mark.cluster
+def test_demo_without_a_model_runs_handcrafted_only(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("EMODIST_MODEL", str(tmp_path / "no-model.onnx"))
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--tracks", "8", "--duration", "20", "--workers", "1"]) == 0
+    text = capsys.readouterr().out
+    assert "deep features skipped" in text and "emodist model build" in text
+    assert "random guess 12.5%" in text
+    report = json.loads((out / "report" / "report.json").read_text())
+    assert report["settings"]["features"] == ["handcrafted"]
+    assert report["data"]["n_tracks"] == 8 and report["data"]["n_segments"] == 16
+    assert [r["classifier"] for r in report["results"]] != []
+    assert set(r["classifier"] for r in report["results"]) == set(pipeline.DEMO_CLASSIFIERS)
+    assert "deep" not in open_store(str(out / "features.zarr"))
+
+
+def test_demo_rejects_too_few_tracks(tmp_path):
+    with pytest.raises(EmodistError, match="at least 8"):
+        pipeline.run_demo(str(tmp_path), n_tracks=5, folds=4)
