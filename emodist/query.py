@@ -237,6 +237,7 @@ class StoreIndex:
     columns: dict
     feature_names: dict
     _segment_lookup: pd.Index | None = None
+    _lookups: dict = dataclasses.field(default_factory=dict)
     _stats: dict = dataclasses.field(default_factory=dict)
 
     def segment_positions(self, segment_ids) -> np.ndarray:
@@ -290,8 +291,10 @@ def store_index(store, storage_options: dict | None = None) -> StoreIndex:
     if h.index is not None:
         return h.index
     names = ["status"] + [c for c in META_COLUMNS if c in ds.coords]
-    arrays = dask.compute(*(ds[c].data for c in names), scheduler="threads")
-    raw = dict(zip(names, arrays))
+    if h.group is not None:  # one concurrent read per array, not one task per chunk
+        raw = {c: np.asarray(h.group[c][...]) for c in names}
+    else:
+        raw = dict(zip(names, dask.compute(*(ds[c].data for c in names), scheduler="threads")))
     n = ds.sizes[schema.SEGMENT]
     codes, categories, columns = {}, {}, {}
     for name in META_COLUMNS:
@@ -300,10 +303,9 @@ def store_index(store, storage_options: dict | None = None) -> StoreIndex:
             values = np.zeros(n) if name in ("start_s", "duration_s", "segment_index") else (
                 np.full(n, "", dtype=object))
         if name in _CODED:
-            c, u = pd.factorize(schema.decode_strings(values) if values.dtype.kind == "T"
-                                else values)
-            codes[name] = c.astype(np.int32)
-            categories[name] = np.asarray(u, dtype=object)
+            u, c = np.unique(values, return_inverse=True)  # no Python str per segment
+            codes[name] = c.astype(np.int32).ravel()
+            categories[name] = schema.decode_strings(u).astype(object)
         else:
             columns[name] = values
     h.index = StoreIndex(
@@ -460,15 +462,14 @@ def feature_columns(store, features=None) -> list[str]:
 
 
 def _codes_for(index: StoreIndex, name: str, values: list[str]) -> np.ndarray:
-    cats = index.categories[name]
-    lookup = {v: i for i, v in enumerate(cats)}
-    kind = {"track_id": "track", "label": "label", "genre": "genre", "group": "group"}[name]
-    out = []
-    for v in values:
-        if v not in lookup:
-            raise unknown_name(kind, v, sorted(c for c in cats if c))
-        out.append(lookup[v])
-    return np.asarray(out, dtype=np.int32)
+    if name not in index._lookups:
+        index._lookups[name] = pd.Index(index.categories[name])
+    codes = index._lookups[name].get_indexer(values)
+    if (codes < 0).any():
+        kind = {"track_id": "track", "label": "label", "genre": "genre", "group": "group"}[name]
+        bad = values[int(np.flatnonzero(codes < 0)[0])]
+        raise unknown_name(kind, bad, sorted(c for c in index.categories[name] if c))
+    return codes.astype(np.int32)
 
 
 def positions(
