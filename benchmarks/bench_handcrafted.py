@@ -15,8 +15,8 @@ On the same segments (15 s pieces of real Emotify tracks when
     includes everything (a) computes and more).
 
 Decode and feature milliseconds per segment are reported separately, with
-the speed ratio (target >= 5x), the largest relative difference between the
-values both compute (must stay within the test tolerance, 1e-4), the tempo
+the speed ratio (target >= 5x), the largest difference between the values
+both compute as a fraction of the tests' tolerance (must stay <= 1), the tempo
 agreement, and the cold start of a fresh worker process (imports, numba
 caches, filterbanks).  BLAS is limited to one thread for both sides, as in a
 one-thread Dask worker.  Times are CPU seconds of this process
@@ -40,8 +40,10 @@ from benchmarks.common import machine, row
 SR = 22050
 clock = time.process_time
 SEGMENT_S = 15.0
-#: Relative tolerance the tests use for values librosa computes the same way.
+#: Tolerances the tests use for values librosa computes the same way: relative
+#: 1e-4, plus 1e-3 absolute for MFCC means/stds (dB units: float32 DCT round-off).
 RTOL = 1e-4
+ATOL_MFCC = 1e-3
 GENRES = ("classical", "rock", "electronic", "pop")
 
 
@@ -197,10 +199,10 @@ def run(quick: bool = False) -> dict:
                 for name, value in ref.items():
                     if name == "tempo":
                         continue
-                    scale = max(abs(value), 1e-3)
-                    rel = abs(float(mine[name]) - value) / scale
-                    if rel > max_rel:
-                        max_rel, worst = rel, name
+                    atol = ATOL_MFCC if name.startswith("mfcc") else 1e-9
+                    ratio_tol = abs(float(mine[name]) - value) / (RTOL * abs(value) + atol)
+                    if ratio_tol > max_rel:
+                        max_rel, worst = ratio_tol, name
                 ratio = float(mine["tempo"]) / ref["tempo"] if ref["tempo"] > 0 else 0.0
                 tempo_agree.append(min(abs(ratio - r) for r in (0.5, 1.0, 2.0)) < 0.05)
                 del vec
@@ -238,8 +240,9 @@ def run(quick: bool = False) -> dict:
             "per segment, both stages, same values"),
         row("speed-up, full set, wall clock", speed_wall, 0.0, "x",
             "medians of wall-clock times (noisy on a shared machine)"),
-        row("max relative difference, common values", max_rel, 0.0, "",
-            f"{n_common} values both compute (worst: {worst}); test tolerance {RTOL:g}"),
+        row("worst difference / test tolerance, common values", max_rel, 0.0, "",
+            f"{n_common} values both compute, <= 1 means all within the tests' tolerance "
+            f"(rel {RTOL:g}, MFCC + {ATOL_MFCC:g} abs); worst: {worst}"),
         row("tempo agrees with librosa.feature.tempo", float(np.mean(tempo_agree)), 0.0,
             "fraction", "within 5 % or an octave; emodist interpolates the best lag"),
         row("segments", float(n_segments), 0.0, "", source),
@@ -251,8 +254,8 @@ def run(quick: bool = False) -> dict:
                f"{n_common + 1} features {med['nf']:.0f} -> {med['ec']:.1f} CPU ms/segment "
                f"({speed_features:.1f}x), full 131-value set {med['ef']:.1f} ms "
                f"({speed_full:.1f}x); decode "
-               f"{med['nd']:.0f} -> {med['ed']:.1f} ms/segment; common values within "
-               f"{max_rel:.1e} (tolerance {RTOL:g}).")
+               f"{med['nd']:.0f} -> {med['ed']:.1f} ms/segment; common values use "
+               f"{max_rel:.2f} of the test tolerance.")
     return {"name": "handcrafted features: naive librosa loop vs one-STFT extractor",
             "machine": machine(), "rows": rows, "summary": summary}
 
