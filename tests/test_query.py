@@ -374,3 +374,40 @@ def test_cli_errors_exit_2_with_one_line(store, capsys, argv, words):
     assert main([a.format(p=path) for a in argv]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+# --------------------------------------------------------------------------- the store's writer
+
+
+def test_partly_written_store_from_the_store_module(tmp_path):
+    """A store filled by ``emodist.store`` region writes, one chunk still pending."""
+    from emodist import store as st
+    from emodist.config import Config
+
+    plan = make_plan(n_tracks=6, per_track=2)
+    chunk = 4
+    ds = st.template(plan, handcrafted_names=HC_NAMES, deep_dim=DEEP_DIM, chunk=chunk,
+                     attrs={"config": Config().to_json()})
+    url = str(tmp_path / "partial.zarr")
+    st.create_store(url, ds, chunk)
+    rng = np.random.default_rng(1)
+    written = {}
+    for a, b in st.chunk_regions(len(plan), chunk)[:2]:  # the last chunk stays pending
+        values = {"handcrafted": rng.normal(size=(b - a, len(HC_NAMES))),
+                  "deep": rng.random((b - a, DEEP_DIM))}
+        status = np.ones(b - a, np.int8)
+        status[0] = schema.STATUS_FAILED if a == 0 else schema.STATUS_DONE
+        st.write_region(url, a, b, values, status)
+        written[a] = values
+    st.finish_store(url, {"failures": json.dumps(FAILURES[:1])})
+
+    summary = query.info(url)
+    assert summary["completeness"]["done"] == 7
+    assert summary["completeness"]["pending"] == 4 and summary["completeness"]["failed"] == 1
+    assert summary["config"]["sr"] == Config().sr
+    df = query.select(url, tracks="3", features="deep")  # rows 4, 5: second chunk
+    np.testing.assert_allclose(df.iloc[:, len(query.META_COLUMNS):].to_numpy(),
+                               written[4]["deep"][:2].astype(np.float32))
+    assert query.select(url, tracks="6", features="deep").empty  # pending chunk
+    hits = query.similar(url, "3:001", k=20)
+    assert len(hits) == 7 - 1 and "1:000" not in set(hits["segment_id"])
