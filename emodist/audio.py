@@ -76,10 +76,10 @@ def _check_rate(sr: int) -> int:
 def _read_frames(handle, path: str, offset_s: float, duration_s: float | None):
     with sf.SoundFile(handle) as snd:
         native = snd.samplerate
-        start = int(round(offset_s * native))
+        start = round(offset_s * native)
         if snd.frames > 0 and start >= snd.frames:
             raise DataError(f"{path}: offset {offset_s:g} s is past the end of the audio")
-        count = -1 if duration_s is None else int(round(duration_s * native))
+        count = -1 if duration_s is None else round(duration_s * native)
         if start:
             snd.seek(start)
         data = snd.read(frames=count, dtype="float32", always_2d=True)
@@ -170,8 +170,8 @@ def cut(y: np.ndarray, sr: int, start_s: float, duration_s: float) -> np.ndarray
         raise EmodistError(
             f"segment start must be >= 0 and duration > 0 s, got {start_s!r}, {duration_s!r}"
         )
-    start = int(round(start_s * sr))
-    stop = start + int(round(duration_s * sr))
+    start = round(start_s * sr)
+    stop = start + round(duration_s * sr)
     if start >= y.shape[-1]:
         raise DataError(
             f"segment at {start_s:g} s starts after the end of the audio "

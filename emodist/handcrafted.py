@@ -31,7 +31,7 @@ import scipy.ndimage
 import scipy.signal
 
 from emodist.errors import EmodistError
-from emodist.spectral import Analysis, chroma_basis, mel_basis
+from emodist.spectral import N_MELS, Analysis, chroma_basis
 
 #: Version of the feature-name list and of the meaning of each column.
 FEATURE_NAMES_VERSION = "1"
@@ -123,6 +123,8 @@ def _seed17_names(n_mfcc: int) -> list[str]:
 
 @functools.lru_cache(maxsize=8)
 def _names(feature_set: str, n_mfcc: int) -> tuple[str, ...]:
+    if not 1 <= n_mfcc < N_MELS:
+        raise EmodistError(f"n_mfcc must be between 1 and {N_MELS - 1}, got {n_mfcc!r}")
     if feature_set == "full":
         return tuple(n for names in _group_names(n_mfcc).values() for n in names)
     if feature_set == "seed17":
@@ -152,8 +154,6 @@ def feature_names(feature_set: str = "full", n_mfcc: int = 13) -> list[str]:
     EmodistError
         Unknown feature set (the message lists the valid ones).
     """
-    if int(n_mfcc) < 1:
-        raise EmodistError(f"n_mfcc must be >= 1, got {n_mfcc!r}")
     return list(_names(str(feature_set), int(n_mfcc)))
 
 
@@ -759,7 +759,7 @@ def attack_features(an: Analysis) -> dict[str, float]:
     """
     env = _rms(an)
     fps = an.sr / an.hop_length
-    starts, peaks = attack_phases(env, max(1, int(round(ATTACK_MAX_S * fps))))
+    starts, peaks = attack_phases(env, max(1, round(ATTACK_MAX_S * fps)))
     times = (peaks - starts) / fps
     slopes = _safe_div(env[peaks] - env[starts], times)
     return {**_stats("attack_time", times), **_stats("attack_slope", slopes)}
@@ -889,7 +889,7 @@ def _groups_for(names, n_mfcc: int) -> list[str]:
     groups = _group_names(n_mfcc)
     unknown = wanted.difference(n for g in groups.values() for n in g)
     if unknown:
-        raise EmodistError(f"unknown handcrafted feature {sorted(unknown)[0]!r}")
+        raise EmodistError(f"unknown handcrafted feature {min(unknown)!r}")
     return [g for g, group in groups.items() if wanted.intersection(group)]
 
 

@@ -46,7 +46,7 @@ def test_resample_length_and_identity():
 def test_load_track_stereo_matches_librosa_load(stereo_wav):
     import librosa
 
-    path, data, sr = stereo_wav
+    path = stereo_wav[0]
     y = audio.load_track(str(path), 22050)
     assert y.dtype == np.float32 and y.ndim == 1
     assert abs(y.shape[0] - 2 * 22050) <= 1
@@ -66,7 +66,7 @@ def test_load_track_resamples_other_rates(tmp_path, native):
 
 
 def test_load_track_offset_and_duration(stereo_wav):
-    path, data, sr = stereo_wav
+    path, sr = stereo_wav[0], stereo_wav[2]
     full = audio.load_track(str(path), sr)
     part = audio.load_track(str(path), sr, offset_s=0.5, duration_s=1.0)
     assert part.shape == (sr,)

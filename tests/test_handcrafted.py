@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodist import audio, handcrafted as hc, spectral
+from emodist import audio, spectral
+from emodist import handcrafted as hc
 from emodist.config import Config
 from emodist.errors import EmodistError
 
@@ -18,7 +19,7 @@ RTOL = 1e-4
 
 
 def _t(seconds: float, sr: int = SR) -> np.ndarray:
-    return np.arange(int(round(seconds * sr))) / sr
+    return np.arange(round(seconds * sr)) / sr
 
 
 def tone(freq: float, seconds: float = 3.0, amp: float = 0.5, sr: int = SR) -> np.ndarray:
@@ -27,7 +28,7 @@ def tone(freq: float, seconds: float = 3.0, amp: float = 0.5, sr: int = SR) -> n
 
 def noise(seconds: float = 3.0, amp: float = 0.1, seed: int = 0, sr: int = SR) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    return (amp * rng.standard_normal(int(round(seconds * sr)))).astype(np.float32)
+    return (amp * rng.standard_normal(round(seconds * sr))).astype(np.float32)
 
 
 def midi_hz(m: float) -> float:
@@ -104,8 +105,10 @@ def test_n_mfcc_changes_the_names():
     assert "mfcc_20_mean" in names and "mfcc_delta_20_std" in names
     an = spectral.analyse(music_like(1.0), SR, CFG)
     assert hc.extract(an, n_mfcc=20).shape == (len(names),)
-    with pytest.raises(EmodistError):
+    with pytest.raises(EmodistError, match="n_mfcc"):
         hc.feature_names(n_mfcc=0)
+    with pytest.raises(EmodistError, match="n_mfcc"):
+        hc.extract(an, n_mfcc=128)
 
 
 def test_extract_vector_order_dtype_and_subset():
@@ -118,6 +121,17 @@ def test_extract_vector_order_dtype_and_subset():
     seed = hc.extract(spectral.analyse(music_like(3.0), SR, CFG), "seed17")
     idx = [names.index(n) for n in hc.feature_names("seed17")]
     np.testing.assert_allclose(seed, vec[idx], rtol=1e-6)
+
+
+def test_extract_dict_names_computes_a_selection():
+    y = music_like(2.0)
+    full = hc.extract_dict(spectral.analyse(y, SR, CFG))
+    some = hc.extract_dict(spectral.analyse(y, SR, CFG), names=["tempo", "mfcc_02_std", "rms"])
+    assert list(some) == ["tempo", "mfcc_02_std", "rms"]
+    for name, value in some.items():
+        assert value == pytest.approx(full[name], rel=1e-6)
+    with pytest.raises(EmodistError, match="unknown handcrafted feature 'loudness'"):
+        hc.extract_dict(spectral.analyse(y, SR, CFG), names=["rms", "loudness"])
 
 
 def test_extract_computes_no_new_stft(monkeypatch):
