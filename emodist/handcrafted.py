@@ -320,17 +320,13 @@ def onset_frames(an: Analysis) -> np.ndarray:
         if not env.any():
             onsets = np.zeros(0, dtype=int)
         else:
-            fps = an.sr // an.hop_length
-            onsets = peak_pick(
-                env,
-                pre_max=int(np.ceil(0.03 * an.sr // an.hop_length)),
-                post_max=int(np.ceil(0.00 * an.sr // an.hop_length + 1)),
-                pre_avg=int(np.ceil(0.10 * an.sr // an.hop_length)),
-                post_avg=int(np.ceil(0.10 * an.sr // an.hop_length + 1)),
-                delta=0.07,
-                wait=int(np.ceil(0.03 * an.sr // an.hop_length)),
-            )
-            del fps
+            # librosa's defaults: 30 ms max window, 100 ms mean windows, 30 ms wait
+            def frames(seconds: float, extra: int = 0) -> int:
+                return int(np.ceil(seconds * an.sr // an.hop_length + extra))
+
+            onsets = peak_pick(env, pre_max=frames(0.03), post_max=frames(0.0, 1),
+                               pre_avg=frames(0.10), post_avg=frames(0.10, 1),
+                               delta=0.07, wait=frames(0.03))
         an._cache["onsets"] = onsets
     return an._cache["onsets"]
 
