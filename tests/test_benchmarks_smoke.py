@@ -33,7 +33,7 @@ BENCHES = discover()
 
 @pytest.mark.parametrize("name", sorted(BENCHES))
 def test_benchmark_quick_run_has_the_documented_shape(name):
-    outcome = run_one(BENCHES[name], quick=True, timeout=240, capture=True)
+    outcome = run_one(BENCHES[name], quick=True, timeout=420, capture=True)
     assert outcome["status"] == "ok", f"{outcome['error']}\n{outcome['output'][-2000:]}"
     result = outcome["result"]
     assert validate(result) == []
