@@ -9,9 +9,9 @@ and the tests cannot drift apart.
 from __future__ import annotations
 
 import re
-from functools import lru_cache
+from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
-from typing import Mapping
 
 import yaml
 
@@ -23,7 +23,7 @@ COMPOSE = DEPLOY / "compose" / "docker-compose.yml"
 _VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?:(:?[-?])([^}]*))?\}")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load(path: str, mtime: float) -> dict:
     return yaml.safe_load(Path(path).read_text())
 

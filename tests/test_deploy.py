@@ -543,3 +543,14 @@ def test_compose_path_with_environment_credentials_only(demo_dataset, tmp_path):
 
         fs = s3fs.S3FileSystem(**options)
         assert fs.cat(f"{dataset[5:]}/data.csv") == (demo_dataset / "data.csv").read_bytes()
+
+
+def test_image_lock_agrees_with_the_development_lock():
+    """The image runs the versions `make install` gives developers and CI."""
+    dev = ROOT / "constraints.txt"
+    if not dev.is_file():
+        pytest.skip("no constraints.txt at the repository root")
+    image, tested = lock.read_pins(), lock.read_pins(dev)
+    shared = set(image) & set(tested)
+    assert {"dask", "distributed", "numpy", "onnxruntime", "librosa"} <= shared
+    assert {n: (image[n], tested[n]) for n in shared if image[n] != tested[n]} == {}
