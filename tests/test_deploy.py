@@ -554,3 +554,21 @@ def test_image_lock_agrees_with_the_development_lock():
     shared = set(image) & set(tested)
     assert {"dask", "distributed", "numpy", "onnxruntime", "librosa"} <= shared
     assert {n: (image[n], tested[n]) for n in shared if image[n] != tested[n]} == {}
+
+
+def test_lock_write_keeps_image_only_pins(tmp_path, monkeypatch):
+    """--write rewrites the file from this environment; an image-only package
+    that is not installed here (bokeh) keeps its pin instead of vanishing."""
+    target = tmp_path / "constraints.txt"
+    target.write_text("bokeh==1.2.3\nxyzservices==4.5\nnumpy==0.0.1\n")
+    monkeypatch.setattr(lock, "CONSTRAINTS", target)
+    missing = [n for n in lock.IMAGE_EXTRAS if importlib.util.find_spec(n) is None]
+    assert lock.main(["--write"]) == 0
+    pins = lock.read_pins(target)
+    assert pins["numpy"] == lock.closure(lock.project_requirements())["numpy"] != "0.0.1"
+    for name, old in (("bokeh", "1.2.3"), ("xyzservices", "4.5")):
+        assert (pins[name] == old) == (name in missing)
+    target.write_text("numpy==1\n")
+    if missing:
+        assert lock.main(["--write"]) == 1  # nothing to keep: refuse
+        assert target.read_text() == "numpy==1\n"

@@ -1,6 +1,6 @@
 """Write the image's pinned constraints from the current Python environment.
 
-    python3 deploy/docker/lock.py > deploy/docker/constraints.txt
+    python3 deploy/docker/lock.py --write     (or print it: without --write)
 
 Pins every distribution needed by the runtime dependencies in
 ``pyproject.toml`` (the whole requirement closure, extras included, for
@@ -101,8 +101,9 @@ def render(project: dict[str, str], extras: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    """Print the constraints for the current environment."""
+def main(argv: list[str] | None = None) -> int:
+    """Print the constraints for this environment, or with ``--write`` replace the file."""
+    argv = sys.argv[1:] if argv is None else argv
     project = closure(project_requirements())
     old = read_pins()
     extras = {}
@@ -114,7 +115,13 @@ def main() -> int:
                 print(f"lock.py: {name} is neither installed nor pinned", file=sys.stderr)
                 return 1
             extras[name] = old[name]
-    sys.stdout.write(render(project, extras))
+    text = render(project, extras)
+    if "--write" in argv:
+        tmp = CONSTRAINTS.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(CONSTRAINTS)
+    else:
+        sys.stdout.write(text)
     return 0
 
 
