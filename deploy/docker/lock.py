@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     """Print the constraints for this environment, or with ``--write`` replace the file."""
     argv = sys.argv[1:] if argv is None else argv
     project = closure(project_requirements())
-    old = read_pins()
+    old = read_pins(CONSTRAINTS)
     extras = {}
     for name in IMAGE_EXTRAS:
         try:
