@@ -684,7 +684,8 @@ def _blocks(chunks: tuple[int, ...], row_bytes: int, block_bytes: int) -> list[t
 
 def _read_block(ds, chosen: dict, start: int, stop: int) -> np.ndarray:
     parts = read_values(ds, chosen, slice(start, stop))
-    return np.hstack(parts).astype(np.float32, copy=False)
+    block = parts[0] if len(parts) == 1 else np.hstack(parts)
+    return block.astype(np.float32, copy=False)
 
 
 def _iter_blocks(ds, chosen: dict, block_bytes: int):
@@ -762,14 +763,15 @@ def distances(block: np.ndarray, query: np.ndarray, metric: str = "cosine") -> n
         float64 ``(n,)``; rows with NaN, or zero rows under cosine, get ``inf``.
     """
     q = np.asarray(query, np.float32)
+    # float32 throughout: no float64 copy of the block
     if metric == "cosine":
-        norms = np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block)).astype(np.float64)
         qn = float(np.sqrt(np.dot(q.astype(np.float64), q)))
         with np.errstate(invalid="ignore", divide="ignore"):
             d = 1.0 - (block @ q).astype(np.float64) / (norms * qn)
     elif metric == "euclidean":
         diff = block - q
-        d = np.sqrt(np.einsum("ij,ij->i", diff, diff, dtype=np.float64))
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff)).astype(np.float64)
     else:
         raise EmodistError(f"unknown metric {metric!r}; use {' or '.join(METRICS)}")
     d[~np.isfinite(d)] = np.inf
@@ -905,7 +907,7 @@ def similar(
         keep = np.flatnonzero(allowed[start: start + len(block)])
         if not len(keep):
             continue
-        x = block[keep]
+        x = block if len(keep) == len(block) else block[keep]
         if scale is not None:
             x = (x - m32) / s32
         d = distances(x, q, metric)
