@@ -26,15 +26,16 @@ lint: install
 
 ## benchmarks (slow; writes benchmarks/results/)
 bench: install
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks --readme README.md
 
 ## container image (needs docker)
 image:
-	docker build -f deploy/docker/Dockerfile -t emodist:$$(sed -n 's/__version__ = "\(.*\)"/\1/p' emodist/_version.py) .
+	docker buildx build -f deploy/docker/Dockerfile -t emodist:$$(sed -n 's/__version__ = "\(.*\)"/\1/p' emodist/_version.py) .
 
 ## re-pin constraints.txt to the versions installed in .venv
 lock: install
-	$(PY) .ci/lock.py > constraints.txt
+	$(PY) .ci/lock.py > constraints.txt.new && mv constraints.txt.new constraints.txt
+	$(PY) deploy/docker/lock.py --write
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache
