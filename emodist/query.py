@@ -39,7 +39,7 @@ _CODED = ("track_id", "label", "group", "genre")
 #: Distance metrics of :func:`similar`.
 METRICS = ("cosine", "euclidean")
 #: Uncompressed bytes of one block streamed by :func:`similar`.
-BLOCK_BYTES = 64 * 2**20
+BLOCK_BYTES = 32 * 2**20
 
 _HANDLES: dict[int, "_Handle"] = {}
 
@@ -823,7 +823,8 @@ def similar(
     """The ``k`` segments nearest to a stored segment or to a vector.
 
     The store is streamed block by block with a running top-k, so memory
-    stays near ``2 * block_bytes`` whatever the store's size.
+    stays at the store's coordinate index plus a few blocks (the block in
+    use, the next one being read and decoded) whatever the store's size.
 
     Parameters
     ----------
