@@ -659,6 +659,35 @@ def prepare_store(
     return chunk_len, [], False
 
 
+def redo_unrecorded(status: np.ndarray, track_ids: np.ndarray, failures: list[dict]) -> np.ndarray:
+    """Status with failed segments of unrecorded tracks turned back to pending.
+
+    A run killed after a chunk was written but before the driver recorded
+    that chunk's failures leaves segments at -1 with no message; a rerun
+    redoes those chunks so that every failed track is listed.
+
+    Parameters
+    ----------
+    status : numpy.ndarray
+        Stored per-segment status.
+    track_ids : numpy.ndarray
+        Track id of each segment.
+    failures : list of dict
+        Failures recorded in the store.
+
+    Returns
+    -------
+    numpy.ndarray
+        A copy of ``status``.
+    """
+    out = np.array(status, dtype=np.int8, copy=True)
+    recorded = {str(f.get("track_id")) for f in failures}
+    lost = (out == schema.STATUS_FAILED) & ~np.isin(np.asarray(track_ids, dtype=str),
+                                                    list(recorded) or [""])
+    out[lost] = schema.STATUS_PENDING
+    return out
+
+
 def _result(store: str, status: np.ndarray, failures: list, seconds: float, **kw) -> ExtractResult:
     return ExtractResult(
         store=store, n_segments=len(status),
@@ -754,8 +783,9 @@ def run_extract(
         storage_options=storage_options,
     )
     status = st.read_status(store, storage_options)
-    pending = st.pending_regions(status, chunk_len)
-    n_pending_segments = int(np.sum(status == schema.STATUS_PENDING))
+    todo = redo_unrecorded(status, table["track_id"].astype(str).to_numpy(), old_failures)
+    pending = st.pending_regions(todo, chunk_len)
+    n_pending_segments = int(np.sum(todo == schema.STATUS_PENDING))
     if not pending:
         failures_all = st.merge_failures(old_failures, new_failures)
         if new_failures and failures_all != old_failures:
@@ -801,7 +831,13 @@ def run_extract(
             if on_result is not None:
                 on_result(task, res, err)
 
-        results, errors = run_tasks(client, tasks(), max_in_flight=cap, on_result=done)
+        try:
+            results, errors = run_tasks(client, tasks(), max_in_flight=cap, on_result=done)
+        except BaseException:
+            # interrupted (Ctrl-C, lost driver loop): keep what finished on record
+            st.finish_store(store, {"failures": _json(st.merge_failures(
+                old_failures, new_failures + task_failures))}, storage_options)
+            raise
 
     failures_all = st.merge_failures(old_failures, new_failures + task_failures)
     st.finish_store(store, {"failures": _json(failures_all)}, storage_options)

@@ -229,16 +229,31 @@ def test_corrupt_and_empty_files_recorded(tmp_path, small_dataset, config, tiny_
     files = sorted((data / "emotifymusic").rglob("*.mp3"))
     files[0].write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + os.urandom(3000))  # corrupt mp3
     files[1].write_bytes(b"")  # empty file
+    head = files[2].read_bytes()  # valid header, then zeros: planned, fails to decode
+    files[2].write_bytes(head[:3000] + bytes(len(head) - 3000))
     url = str(tmp_path / "s.zarr")
     result = run_extract(str(data), url, config, model=tiny_model, client=client,
                          chunk=CHUNK, progress=False)
     failed_paths = sorted(f["path"] for f in result.failures)
-    assert failed_paths == sorted([str(files[0]), str(files[1])])
+    assert failed_paths == sorted(str(f) for f in files[:3])
     assert all(f["error"] for f in result.failures)
     ds = st.open_store(url)
-    assert result.n_done == ds.sizes["segment"] == 18  # the six other tracks complete
-    assert (ds[schema.STATUS].values == 1).all()
+    assert ds.sizes["segment"] == 18  # 6 planned tracks x 3 segments
+    assert result.n_done == 15 and result.n_failed == 3  # the five good tracks complete
+    bad = ds["path"].values == str(files[2])
+    assert (ds[schema.STATUS].values[bad] == schema.STATUS_FAILED).all()
+    assert (ds[schema.STATUS].values[~bad] == schema.STATUS_DONE).all()
+    assert np.isnan(ds[schema.HANDCRAFTED].values[bad]).all()
+    assert np.isfinite(ds[schema.HANDCRAFTED].values[~bad]).all()
     assert sorted(f["path"] for f in st.failures(ds)) == failed_paths
+    # a driver killed before recording a chunk's failures: the rerun redoes that chunk
+    st.finish_store(url, {"failures": "[]"})
+    again = run_extract(str(data), url, config, model=tiny_model, client=client,
+                        progress=False)
+    assert again.resumed and 3 <= again.n_written < 18
+    assert sorted(f["path"] for f in again.failures) == failed_paths
+    assert run_extract(str(data), url, config, model=tiny_model, client=client,
+                       progress=False).already_complete
 
 
 def test_unreachable_scheduler_is_one_line(small_dataset, config, tmp_path):
@@ -400,3 +415,14 @@ def test_real_emotify_end_to_end(emotify_root, tmp_path, tiny_model):
     labels = set(ds["label"].values)
     assert "amazement" not in labels and "calmness" in labels
     assert json.loads(ds.attrs["failures"]) == []
+
+
+def test_redo_unrecorded_failures():
+    from emodist.extract import redo_unrecorded
+
+    status = np.array([1, -1, -1, 0, -1], np.int8)
+    tracks = np.array(["a", "b", "b", "c", "d"])
+    got = redo_unrecorded(status, tracks, [{"track_id": "b", "path": "p", "error": "x"}])
+    assert list(got) == [1, -1, -1, 0, 0]
+    assert list(status) == [1, -1, -1, 0, -1]  # input untouched
+    assert list(redo_unrecorded(status, tracks, [])) == [1, 0, 0, 0, 0]
