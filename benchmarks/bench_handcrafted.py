@@ -142,7 +142,7 @@ def run(quick: bool = False) -> dict:
 
     cfg = Config(sr=SR)
     root = os.environ.get("EMODIST_EMOTIFY_ROOT")
-    n_tracks = 2 if quick else 12
+    n_tracks = 1 if quick else 12
     if root and (Path(root) / "data.csv").is_file():
         tracks = _emotify_tracks(Path(root), n_tracks)
         source = f"{len(tracks)} Emotify MP3 tracks (44.1 kHz stereo)"
@@ -153,7 +153,7 @@ def run(quick: bool = False) -> dict:
         tmp = tempfile.TemporaryDirectory(prefix="emodist-bench-hc-")
         tracks = _generated_tracks(Path(tmp.name), n_tracks, 30.0 if quick else 60.0)
         source = f"{len(tracks)} generated 44.1 kHz stereo WAV tracks"
-    per_track = 1 if quick else 4
+    per_track = 2 if quick else 4
 
     naive_decode, naive_feat, emo_decode, emo_feat, emo_seed, emo_common = [], [], [], [], [], []
     wall_naive, wall_emo = [], []
