@@ -47,6 +47,8 @@ from emodist.errors import ClusterError, DataError, EmodistError, ModelError
 TASK_RETRIES = 2
 #: Tasks in flight per worker thread.
 IN_FLIGHT_PER_THREAD = 2
+#: Pause before reading a remote track a second time.
+DECODE_RETRY_PAUSE_S = 1.0
 #: Seconds to wait for a scheduler and for its first worker.
 CONNECT_TIMEOUT_S = 20
 
@@ -226,6 +228,32 @@ def segment_outputs(y: np.ndarray, config: Config, want_handcrafted: bool, want_
     return vec, img
 
 
+def decode_track(path: str, sr: int, end_s: float, storage_options: dict | None = None,
+                 attempts: int | None = None) -> np.ndarray:
+    """Decode a track from its start to ``end_s`` seconds, once.
+
+    A remote file (fsspec URL) that fails is read once more after a short
+    pause, since a dropped connection is reported like unreadable audio.
+
+    Raises
+    ------
+    DataError
+        The audio cannot be decoded.
+    """
+    from emodist.audio import load_track
+
+    if attempts is None:
+        attempts = 2 if "://" in str(path) and not str(path).startswith("file://") else 1
+    for attempt in range(attempts):
+        try:
+            return load_track(path, sr, storage_options, offset_s=0.0, duration_s=end_s)
+        except DataError:
+            if attempt + 1 >= attempts:
+                raise
+            time.sleep(DECODE_RETRY_PAUSE_S)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, list[dict]]:
     """Features of one chunk, in memory (no store access).
 
@@ -245,7 +273,7 @@ def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, 
     failures : list of dict
         One ``{"track_id", "path", "error"}`` per track that failed.
     """
-    from emodist.audio import cut, load_track
+    from emodist.audio import cut
 
     cfg = task.config
     n = len(task.rows)
@@ -259,9 +287,8 @@ def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, 
         # decode from the start of the file to the end of the chunk's last
         # segment: seeking into an MP3 loses the bit reservoir of the first
         # frame (a glitch), and values then do not depend on where chunks cut
-        end = offset + duration
         try:
-            y = load_track(path, cfg.sr, task.storage_options, offset_s=0.0, duration_s=end)
+            y = decode_track(path, cfg.sr, offset + duration, task.storage_options)
             outs = {}
             for i in positions:
                 seg = cut(y, cfg.sr, float(task.rows[i][2]), float(task.rows[i][3]))
