@@ -303,9 +303,9 @@ def store_index(store, storage_options: dict | None = None) -> StoreIndex:
             values = np.zeros(n) if name in ("start_s", "duration_s", "segment_index") else (
                 np.full(n, "", dtype=object))
         if name in _CODED:
-            u, c = np.unique(values, return_inverse=True)  # no Python str per segment
-            codes[name] = c.astype(np.int32).ravel()
-            categories[name] = schema.decode_strings(u).astype(object)
+            c, u = pd.factorize(schema.decode_strings(values))  # hashing, not sorting
+            codes[name] = c.astype(np.int32)
+            categories[name] = np.asarray(u, dtype=object)
         else:
             columns[name] = values
     h.index = StoreIndex(
