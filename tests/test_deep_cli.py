@@ -75,7 +75,12 @@ def test_build_tiny_with_int8_copy(tmp_path, capsys):
     q = tmp_path / "tiny_int8.onnx"
     meta = json.loads(Path(str(q) + ".json").read_text())
     assert meta["precision"] == "int8" and meta["fp32_sha256"] == read_sidecar(str(path))["sha256"]
-    assert meta["calibration_images"] == 2
+    assert meta["calibration_images"] == 2 and meta["fp32_layers"] == ["conv", "conv_1"]
+    import onnx
+
+    ops = {n.name: n.op_type for n in onnx.load(str(q)).graph.node}
+    assert ops["conv.conv"] == "Conv" and ops["conv_1.conv"] == "Conv"  # kept in float
+    assert sum(op == "QLinearConv" for op in ops.values()) == 92
     assert main(["model", "check", "--model", str(q)]) == 0
     assert "int8" in capsys.readouterr().out
 

@@ -5,6 +5,11 @@ unsigned int8 with ranges calibrated on spectrogram images, in the
 ``QOperator`` format (``QLinearConv`` and friends), which ONNX Runtime runs
 with its u8s8 integer kernels (AVX-512 VNNI where the CPU has it).
 
+The first two convolutions (:data:`KEEP_FP32`, 4 % of the multiply-adds)
+stay in float: quantizing them costs the most accuracy (on 32 real Emotify
+spectrograms the smallest cosine to fp32 rises from 0.987 to 0.992 when
+they are kept, for about 7 % of the int8 speed).
+
 Calibration images should look like the images the model will see;
 :func:`synthetic_calibration_images` makes spectrogram images of generated
 music-like audio (harmonic notes, noise bursts, silence) when no real audio
@@ -22,6 +27,9 @@ import numpy as np
 
 from emodist.deep.build import file_sha256, sidecar_path
 from emodist.errors import ModelError
+
+#: Layers left in float32 by default (the stem's first two convolutions).
+KEEP_FP32 = ("conv", "conv_1")
 
 
 def synthetic_calibration_images(n: int = 16, seed: int = 0, config=None) -> np.ndarray:
@@ -78,7 +86,8 @@ class _Reader:
 
 
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
-                  calibration_images: np.ndarray, *, per_channel: bool = True) -> str:
+                  calibration_images: np.ndarray, *, per_channel: bool = True,
+                  keep_fp32: tuple[str, ...] = KEEP_FP32) -> str:
     """Write an int8 copy of an fp32 model built by :mod:`emodist.deep.build`.
 
     Parameters
@@ -92,6 +101,8 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
         uint8 ``(N, H, W)`` spectrogram images.
     per_channel : bool
         Per-output-channel weight scales (recommended for folded batch norms).
+    keep_fp32 : tuple of str
+        Layers (graph node-name prefixes such as ``"conv_1"``) left in float.
 
     Returns
     -------
@@ -114,6 +125,10 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     class Reader(_Reader, CalibrationDataReader):
         pass
 
+    import onnx
+
+    exclude = [n.name for n in onnx.load(str(fp32_path), load_external_data=False).graph.node
+               if n.name.split(".")[0] in set(keep_fp32)]
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="emodist-quant-") as tmp:
         tmp_out = Path(tmp) / "int8.onnx"
@@ -121,6 +136,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
             str(fp32_path), str(tmp_out), Reader(images, meta["input_name"]),
             quant_format=QuantFormat.QOperator, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+            nodes_to_exclude=exclude,
             extra_options={"ActivationSymmetric": False, "WeightSymmetric": True},
         )
         data = tmp_out.read_bytes()
@@ -128,6 +144,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     qmeta = dict(meta, sha256=file_sha256(data), precision="int8",
                  fp32_sha256=meta["sha256"], calibration_images=len(images),
                  quantization="onnxruntime static, QOperator, u8 activations, "
-                              f"s8 weights{' per channel' if per_channel else ''}, MinMax")
+                              f"s8 weights{' per channel' if per_channel else ''}, MinMax",
+                 fp32_layers=list(keep_fp32))
     Path(sidecar_path(str(out_path))).write_text(json.dumps(qmeta, indent=2, sort_keys=True) + "\n")
     return str(out_path)
