@@ -105,6 +105,15 @@ def test_requested_hash_is_checked(model_copy):
         ds.embed(np.zeros((1, 80, 80), np.uint8), model_copy, sha256="1" * 64)
 
 
+def test_rebuilt_model_is_reloaded_when_its_new_hash_is_asked_for(model_copy, images):
+    first = ds.embed(images[:2], model_copy)
+    ds.build_tiny_model(model_copy, seed=5)  # same path, other weights
+    new_sha = ds.read_sidecar(model_copy)["sha256"]
+    second = ds.embed(images[:2], model_copy, sha256=new_sha)
+    assert np.abs(first - second).max() > 1e-3
+    assert ds.get_session(model_copy) is ds.get_session(model_copy, sha256=new_sha)
+
+
 def test_missing_model_or_sidecar(tmp_path, model_copy):
     with pytest.raises(ModelError, match="not found"):
         ds.get_session(str(tmp_path / "nothing.onnx"))

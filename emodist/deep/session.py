@@ -147,11 +147,10 @@ def _cached(model_url, sha256, threads, storage_options) -> tuple[object, dict]:
     key = (url, int(threads))
     with _LOCK:
         hit = _SESSIONS.get(key)
-        if hit is not None:
-            if sha256 and hit[1]["sha256"] != sha256:
-                raise ModelError(f"model {url} has sha256 {hit[1]['sha256'][:12]}..., "
-                                 f"expected {sha256[:12]}...")
+        if hit is not None and (not sha256 or hit[1]["sha256"] == sha256):
             return hit
+        # not loaded yet, or another hash is asked for (the file may have been
+        # rebuilt): read and verify it again
         meta = read_sidecar(url, storage_options)
         data = _read_bytes(url, storage_options)
         actual = file_sha256(data)
