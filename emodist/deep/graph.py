@@ -22,7 +22,7 @@ graph also accepts other image sizes of at least 75 x 75.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -359,11 +359,6 @@ def build_graph(layers: Mapping[str, ConvLayer], *, name: str = "inception_v3",
     model.ir_version = 8
     onnx.checker.check_model(model)
     return model
-
-
-def iter_convs(model: onnx.ModelProto) -> Iterator[onnx.NodeProto]:
-    """The ``Conv`` nodes of a graph, in order."""
-    return (n for n in model.graph.node if n.op_type == "Conv")
 
 
 def count_macs(model: onnx.ModelProto, image_size: int = 299) -> dict[str, int]:
