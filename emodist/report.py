@@ -83,7 +83,7 @@ def confusion_figure(conf: dict, title: str = ""):
             color = "white" if pct[i, j] > 55 else "black"
             ax.text(j, i, f"{pct[i, j]:.0f}%", ha="center", va="center", fontsize=9, color=color)
     ax.set_xticks(range(k), classes, rotation=40, ha="right")
-    ax.set_yticks(range(k), classes)
+    ax.set_yticks(range(k), [f"{c} ({n})" for c, n in zip(classes, counts.sum(axis=1))])
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     # TPR in green shades, FNR in red shades, as MATLAB's summary columns.

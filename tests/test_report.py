@@ -68,7 +68,7 @@ def test_confusion_figure_shows_percentages_and_rates():
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "67%" in texts and "33%" in texts and "100%" in texts
     assert fig.axes[1].get_xticklabels()[0].get_text() == "TPR"
-    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a", "b", "c"]
+    assert [t.get_text() for t in fig.axes[0].get_yticklabels()] == ["a (3)", "b (2)", "c (1)"]
 
 
 def test_bar_figure_has_one_bar_per_result(class_report):
