@@ -64,7 +64,7 @@ def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
         ``segments``, ``seconds`` (wall time of :func:`run_extract`, cluster
         start and worker warm-up excluded), ``rate`` (segments/s),
         ``warmup_s`` (slowest worker's warm-up) and ``worker_rss_mib`` (list,
-        one per worker).
+        one per worker), ``load`` (highest 1-minute load average seen).
     """
     from distributed import Client, LocalCluster
 
@@ -73,12 +73,14 @@ def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as c:
         warm = max(c.run(_warm_worker, config, model).values())
+        load = os.getloadavg()[0]
         t0 = time.perf_counter()
         result = run_extract(dataset, store, config, model=model, client=c, chunk=chunk,
                              progress=False, overwrite=True)
         seconds = time.perf_counter() - t0
         rss = sorted(c.run(_peak_rss_mib).values())
-    return {"segments": result.n_done, "seconds": seconds, "warmup_s": warm,
+        load = max(load, os.getloadavg()[0])
+    return {"segments": result.n_done, "seconds": seconds, "warmup_s": warm, "load": load,
             "rate": result.n_done / seconds, "worker_rss_mib": rss}
 
 
@@ -109,7 +111,8 @@ def run(quick: bool = False) -> dict:
                             note=f"{what}; {runs[n]['segments']} segments in "
                                  f"{runs[n]['seconds']:.1f} s after a {runs[n]['warmup_s']:.1f} s "
                                  "worker warm-up (imports, numba, ONNX session); "
-                                 "handcrafted full + tiny ONNX"))
+                                 "handcrafted full + tiny ONNX; 1-min load average up to "
+                                 f"{runs[n]['load']:.1f} (shared machine)"))
             rows.append(row(f"peak RSS per worker, {n} worker{'s' if n > 1 else ''}",
                             max(runs[n]["worker_rss_mib"]),
                             max(runs[n]["worker_rss_mib"]) - min(runs[n]["worker_rss_mib"]),
