@@ -135,7 +135,7 @@ def _reusable(path: str, n_segments: int, deep_dim: int) -> bool:
 
     try:
         ds = query.open_store(path)
-    except Exception:
+    except query.StoreError:
         return False
     return (ds.attrs.get("bench_complete") is True and ds.sizes["segment"] == n_segments
             and ds.sizes.get("deep_feature") == deep_dim)
@@ -164,9 +164,10 @@ def _status_mib(field: str) -> float:
     carry over the peak of the process that started it.
     """
     try:
-        for line in open("/proc/self/status"):
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -210,10 +211,46 @@ def _deep_similarity(path: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run(quick: bool = False) -> dict:
-    """Build (or reuse) the store, time the queries, return the rows."""
+def _query_rows(path: str, n_segments: int, deep_dim: int) -> list[dict]:
+    """Time the selection and handcrafted similarity queries on one opened store."""
     from emodist import query
 
+    rows = []
+    counter = query.counting_store(path)
+    t0 = time.perf_counter()
+    ds = query.open_store(counter)
+    index = query.store_index(ds)
+    rows.append(row("open + coordinate index (cold)", time.perf_counter() - t0, 0, "s",
+                    f"bytes read {counter.bytes_read / 2**20:.1f} MiB"))
+    cols = [c for c in index.feature_names["handcrafted"] if c.startswith("mfcc_")][:20]
+    track = str(index.categories["track_id"][len(index.categories["track_id"]) // 2])
+
+    med, spread, nbytes = _measure(
+        counter, lambda: query.select(ds, tracks=track, features=cols), n=20)
+    rows.append(row("one track, 20 handcrafted columns (warm)", med * 1e3, spread * 1e3, "ms",
+                    f"{PER_TRACK} rows; bytes read {nbytes / 2**10:.0f} KiB; target < 100 ms"))
+
+    label = min(CLASS_SHARES, key=CLASS_SHARES.get)
+    n_label = int(np.sum(index.categories["label"][index.codes["label"]] == label))
+    wall, cpu, nbytes = _once(counter, lambda: query.select(ds, labels=label, features="deep"))
+    rows.append(row(f"one label's deep features ({label})", wall, 0, "s",
+                    f"{n_label} rows x {deep_dim}; CPU {cpu:.1f} s; bytes read "
+                    f"{nbytes / 2**30:.2f} GiB (labels are spread over nearly every chunk)"))
+
+    qid = str(index.columns["segment_id"][n_segments // 3])
+    wall, cpu, nbytes = _once(counter, lambda: query.similar(ds, qid, k=10, features=cols))
+    rows.append(row("similar top-10, 20 handcrafted columns (cold)", wall, 0, "s",
+                    f"standardised: column statistics pass + search pass; CPU {cpu:.1f} s; "
+                    f"bytes read {nbytes / 2**20:.0f} MiB"))
+    med, spread, nbytes = _measure(
+        counter, lambda: query.similar(ds, qid, k=10, features=cols), n=3, warmup=0)
+    rows.append(row("similar top-10, 20 handcrafted columns (warm)", med, spread, "s",
+                    f"{n_segments} segments; bytes read {nbytes / 2**20:.0f} MiB"))
+    return rows
+
+
+def run(quick: bool = False) -> dict:
+    """Build (or reuse) the store, time the queries, return the rows."""
     n_segments, deep_dim = (10_000, 512) if quick else (1_000_000, 2048)
     n_segments = int(os.environ.get("EMODIST_BENCH_SEGMENTS") or n_segments)
     keep = os.environ.get("EMODIST_BENCH_KEEP") == "1"
@@ -231,37 +268,7 @@ def run(quick: bool = False) -> dict:
                             f"random, chunk {built['chunk']} segments"))
         rows.append(row("store size on disk", built["bytes"] / 2**30, 0, "GiB", "zstd level 3"))
 
-        counter = query.counting_store(path)
-        t0 = time.perf_counter()
-        ds = query.open_store(counter)
-        index = query.store_index(ds)
-        rows.append(row("open + coordinate index (cold)", time.perf_counter() - t0, 0, "s",
-                        f"bytes read {counter.bytes_read / 2**20:.1f} MiB"))
-        cols = [c for c in index.feature_names["handcrafted"] if c.startswith("mfcc_")][:20]
-        track = str(index.categories["track_id"][len(index.categories["track_id"]) // 2])
-
-        med, spread, nbytes = _measure(
-            counter, lambda: query.select(ds, tracks=track, features=cols), n=20)
-        rows.append(row("one track, 20 handcrafted columns (warm)", med * 1e3, spread * 1e3, "ms",
-                        f"{PER_TRACK} rows; bytes read {nbytes / 2**10:.0f} KiB; target < 100 ms"))
-
-        label = min(CLASS_SHARES, key=CLASS_SHARES.get)
-        n_label = int(np.sum(index.categories["label"][index.codes["label"]] == label))
-        wall, cpu, nbytes = _once(counter, lambda: query.select(ds, labels=label, features="deep"))
-        rows.append(row(f"one label's deep features ({label})", wall, 0, "s",
-                        f"{n_label} rows x {deep_dim}; CPU {cpu:.1f} s; bytes read "
-                        f"{nbytes / 2**30:.2f} GiB (labels are spread over nearly every chunk)"))
-
-        qid = str(index.columns["segment_id"][n_segments // 3])
-        wall, cpu, nbytes = _once(counter, lambda: query.similar(ds, qid, k=10, features=cols))
-        rows.append(row("similar top-10, 20 handcrafted columns (cold)", wall, 0, "s",
-                        f"standardised: column statistics pass + search pass; CPU {cpu:.1f} s; "
-                        f"bytes read {nbytes / 2**20:.0f} MiB"))
-        med, spread, nbytes = _measure(
-            counter, lambda: query.similar(ds, qid, k=10, features=cols), n=3, warmup=0)
-        rows.append(row("similar top-10, 20 handcrafted columns (warm)", med, spread, "s",
-                        f"{n_segments} segments; bytes read {nbytes / 2**20:.0f} MiB"))
-        del ds, index, counter
+        rows += _query_rows(path, n_segments, deep_dim)
 
         deep = _deep_similarity(path)
         rows.append(row(f"similar top-10 over {n_segments} x {deep_dim} deep", deep["seconds"], 0,

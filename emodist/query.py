@@ -41,7 +41,7 @@ METRICS = ("cosine", "euclidean")
 #: Uncompressed bytes of one block streamed by :func:`similar`.
 BLOCK_BYTES = 32 * 2**20
 
-_HANDLES: dict[int, "_Handle"] = {}
+_HANDLES: dict[int, _Handle] = {}
 
 
 # --------------------------------------------------------------------------- opening
@@ -54,7 +54,7 @@ class _Handle:
     url: str | None
     storage_options: dict | None
     group: object = None
-    index: "StoreIndex | None" = None
+    index: StoreIndex | None = None
 
 
 def _handle(ds: xr.Dataset) -> _Handle:
@@ -108,7 +108,7 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
         name = os.fspath(url) if isinstance(url, os.PathLike) else str(url)
         try:
             exists = store_exists(name, storage_options)
-        except Exception as exc:  # unreachable endpoint, bad credentials...
+        except Exception as exc:  # noqa: BLE001 - unreachable endpoint, bad credentials...
             detail = (str(exc).strip().splitlines() or [""])[0]
             raise StoreError(f"{name}: cannot reach the store ({type(exc).__name__}: {detail})")
         if not exists:
@@ -141,7 +141,7 @@ def _open_zarr(target, name: str) -> xr.Dataset:
             pass  # no consolidated metadata: an interrupted write, still readable
         try:
             return xr.open_zarr(target, consolidated=False, chunks={})
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - zarr and fsspec raise many kinds here
             raise StoreError(f"{name}: not a readable Zarr store ({type(exc).__name__})") from None
 
 
@@ -933,7 +933,7 @@ def _size_on_disk(url: str | None, storage_options: dict | None) -> int | None:
     try:
         fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
         return int(fs.du(path, total=True))
-    except Exception:  # size is informative only; a listing may be refused
+    except Exception:  # noqa: BLE001 - size is informative only; a listing may be refused
         return None
 
 
@@ -998,7 +998,7 @@ def info(store, storage_options: dict | None = None) -> dict:
     return {
         "store": h.url,
         "segments": int(index.n),
-        "tracks": int(len(index.categories["track_id"])),
+        "tracks": len(index.categories["track_id"]),
         "completeness": {
             "done": int(np.sum(st == schema.STATUS_DONE)),
             "pending": int(np.sum(st == schema.STATUS_PENDING)),

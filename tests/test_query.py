@@ -127,7 +127,10 @@ def test_select_one_track_values_and_metadata(store):
 def test_select_leaves_out_pending_and_failed(store):
     path, mem = store
     df = query.select(path, tracks=["2", "11"], features="deep")
-    assert len(df) == 7 - 2  # track 2 lost row 5, track 11 rows 40 and 41
+    assert len(df) == 8 - 3  # track 2 lost row 5, track 11 rows 40 and 41
+    rows = [4, 6, 7, 42, 43]
+    np.testing.assert_array_equal(df.iloc[:, len(query.META_COLUMNS):].to_numpy(),
+                                  mem.deep.values[rows])
     assert "2:001" not in set(df["segment_id"]) and "11:001" not in set(df["segment_id"])
     full = query.select(path, tracks=["2", "11"], features="deep", include_incomplete=True)
     assert len(full) == 8
@@ -179,7 +182,7 @@ def test_select_reads_only_the_chunks_of_its_rows(store):
     counter.reset()
     df = query.select(plain, segments=["2:001", "29:003"], features="deep_000*")
     assert len(df) == 1  # 2:001 is pending
-    assert sorted(set(k for k in counter.keys if k.startswith("deep/"))) == ["deep/c/16/0"]
+    assert sorted({k for k in counter.keys if k.startswith("deep/")}) == ["deep/c/16/0"]
 
 
 @pytest.mark.parametrize(
