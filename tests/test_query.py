@@ -414,3 +414,30 @@ def test_partly_written_store_from_the_store_module(tmp_path):
     assert query.select(url, tracks="6", features="deep").empty  # pending chunk
     hits = query.similar(url, "3:001", k=20)
     assert len(hits) == 7 - 1 and "1:000" not in set(hits["segment_id"])
+
+
+# --------------------------------------------------------------------------- real Emotify layout
+
+
+@pytest.mark.emotify
+def test_info_and_select_on_the_emotify_plan(emotify_root, tmp_path):
+    """A store laid out from the real Emotify plan (398 segments of 100 tracks)."""
+    from emodist.catalog import load_dataset
+    from emodist.segments import plan_segments
+
+    catalog = load_dataset(str(emotify_root))
+    plan = plan_segments(catalog).table
+    n = len(plan)
+    rng = np.random.default_rng(3)
+    ds = schema.build_dataset(plan, HC_NAMES, DEEP_DIM, handcrafted=rng.normal(size=(n, 16)),
+                              deep=rng.random((n, DEEP_DIM)), status=np.ones(n))
+    url = str(tmp_path / "emotify.zarr")
+    ds.to_zarr(url, zarr_format=3, consolidated=True, encoding=encoding(ds, 25))
+    summary = query.info(url)
+    assert summary["segments"] == 398 and summary["tracks"] == 100
+    assert summary["classes"]["calmness"]["tracks"] == 36  # the README's listener-rule counts
+    assert summary["classes"]["solemnity"]["tracks"] == 3
+    assert summary["genres"]["classical"]["segments"] == 98  # classical/16.mp3: 42 s, 2 pieces
+    track = plan["track_id"].iloc[0]
+    df = query.select(url, tracks=track, features="rms_mean")
+    assert list(df["segment_id"]) == list(plan.loc[plan["track_id"] == track, "segment_id"])
