@@ -1,6 +1,6 @@
 """ONNX Runtime sessions for the deep features, cached once per process.
 
-A session is expensive to create (the real model is 95 MB) and cannot be
+A session is expensive to create (the real model is 87 MB) and cannot be
 pickled, so each process (each Dask worker) keeps the sessions it opened in
 a module-level cache keyed by ``(model_url, threads)``.  The model file is
 read once through fsspec (a local path or a URL such as ``s3://``), its
