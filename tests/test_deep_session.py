@@ -115,7 +115,7 @@ def test_rebuilt_model_is_reloaded_when_its_new_hash_is_asked_for(model_copy, im
 
 
 def test_missing_model_or_sidecar(tmp_path, model_copy):
-    with pytest.raises(ModelError, match="not found"):
+    with pytest.raises(ModelError, match="model not found"):
         ds.get_session(str(tmp_path / "nothing.onnx"))
     Path(model_copy + ".json").unlink()
     with pytest.raises(ModelError, match="sidecar"):

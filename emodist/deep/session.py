@@ -63,6 +63,16 @@ def _read_bytes(url: str, storage_options: dict | None) -> bytes:
         raise ModelError(f"cannot read model {url}: {exc}") from None
 
 
+def _exists(url: str, storage_options: dict | None) -> bool:
+    import fsspec
+
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+        return bool(fs.exists(path))
+    except (OSError, ValueError):
+        return False
+
+
 def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
     """Read the JSON written next to a model (``<model>.json``).
 
@@ -88,6 +98,9 @@ def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
     try:
         meta = json.loads(_read_bytes(url, storage_options).decode("utf-8"))
     except ModelError:
+        if not _exists(str(model_url), storage_options):
+            raise ModelError(f"model not found: {model_url} (build it with 'emodist model build' "
+                             "or pass --model)") from None
         raise ModelError(f"model sidecar not found: {url} (build the model with "
                          "'emodist model build')") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
