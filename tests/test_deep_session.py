@@ -128,6 +128,17 @@ def test_missing_model_or_sidecar(tmp_path, model_copy):
         ds.read_sidecar(model_copy)
 
 
+def test_sidecar_that_disagrees_with_the_graph(model_copy):
+    side = Path(model_copy + ".json")
+    meta = json.loads(side.read_text())
+    side.write_text(json.dumps(dict(meta, output_dim=64)))
+    with pytest.raises(ModelError, match="128 features"):
+        ds.get_session(model_copy)
+    side.write_text(json.dumps(dict(meta, input_name="pixels")))
+    with pytest.raises(ModelError, match="pixels"):
+        ds.get_session(model_copy)
+
+
 def test_corrupt_model_file_is_a_model_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not an onnx model")

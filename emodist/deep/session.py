@@ -178,9 +178,22 @@ def _cached(model_url, sha256, threads, storage_options) -> tuple[object, dict]:
                                         providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"onnxruntime cannot load model {url}: {str(exc).splitlines()[0]}")
+        _check_io(sess, meta, url)
         meta = dict(meta, sha256=actual)
         _SESSIONS[key] = (sess, meta)
         return _SESSIONS[key]
+
+
+def _check_io(sess, meta: dict, url: str) -> None:
+    """Raise ModelError unless the session's input/output match the sidecar."""
+    inputs = {i.name: i for i in sess.get_inputs()}
+    outputs = {o.name: o for o in sess.get_outputs()}
+    if meta["input_name"] not in inputs or meta["output_name"] not in outputs:
+        raise ModelError(f"model {url} has inputs {sorted(inputs)} and outputs {sorted(outputs)}, "
+                         f"its sidecar says {meta['input_name']!r} -> {meta['output_name']!r}")
+    dim = outputs[meta["output_name"]].shape[-1]
+    if isinstance(dim, int) and dim != int(meta["output_dim"]):
+        raise ModelError(f"model {url} gives {dim} features, its sidecar says {meta['output_dim']}")
 
 
 def clear_sessions() -> None:
