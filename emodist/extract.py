@@ -573,6 +573,18 @@ def plan_failures(problems) -> list[dict]:
     return [{"track_id": str(t), "path": str(p), "error": str(m)} for t, p, m in problems]
 
 
+def run_rate(done: int, start: int, elapsed: float | None) -> float:
+    """Segments per second written by this run (``done - start`` over ``elapsed``)."""
+    if not elapsed or elapsed <= 0:
+        return 0.0
+    return max(0, done - start) / elapsed
+
+
+def eta_seconds(total: int, done: int, rate: float) -> float | None:
+    """Seconds left at ``rate`` segments/s (``None`` before any progress)."""
+    return None if rate <= 0 else max(0, total - done) / rate
+
+
 def _progress(enabled: bool):
     if not enabled:
         return contextlib.nullcontext(None)
@@ -584,18 +596,21 @@ def _progress(enabled: bool):
         ProgressColumn,
         TextColumn,
         TimeElapsedColumn,
-        TimeRemainingColumn,
     )
     from rich.text import Text
 
-    class RateColumn(ProgressColumn):
+    class RateEtaColumn(ProgressColumn):
+        """Rate of this run since it started, and the time left at that rate."""
+
         def render(self, task):
-            return Text(f"{task.speed or 0:.1f} seg/s")
+            rate = run_rate(int(task.completed), int(task.fields.get("first", 0)), task.elapsed)
+            eta = eta_seconds(int(task.total or 0), int(task.completed), rate)
+            left = "-:--:--" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
+            return Text(f"{rate:.1f} seg/s  ETA {left}")
 
     return Progress(
-        TextColumn("segments"), BarColumn(), MofNCompleteColumn(), RateColumn(),
-        TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-        console=Console(stderr=True),
+        TextColumn("segments"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        RateEtaColumn(), console=Console(stderr=True),
     )
 
 
@@ -847,7 +862,8 @@ def run_extract(
         bar_task = None
         if bar is not None:
             bar_task = bar.add_task("extract", total=len(table),
-                                    completed=len(table) - n_pending_segments)
+                                    completed=len(table) - n_pending_segments,
+                                    first=len(table) - n_pending_segments)
 
         def done(task, res, err):
             if res is not None:

@@ -452,3 +452,12 @@ def test_decode_track_reads_prefix_and_retries_remote(tmp_path, small_dataset, m
     with pytest.raises(DataError):  # local files are not read twice
         ex.decode_track(str(tmp_path / "x.mp3"), 22050, 4.0)
     assert len(calls) == 1
+
+
+def test_progress_rate_and_eta():
+    from emodist.extract import eta_seconds, run_rate
+
+    assert run_rate(30, 10, 4.0) == 5.0  # only this run's segments count
+    assert run_rate(10, 10, 0.0) == 0.0 and run_rate(5, 0, None) == 0.0
+    assert eta_seconds(100, 30, 5.0) == 14.0
+    assert eta_seconds(100, 30, 0.0) is None
