@@ -378,6 +378,8 @@ def check_cluster_args(scheduler=None, scheduler_file=None, n_workers=None,
     for name, value in (("--workers", n_workers), ("--threads-per-worker", threads_per_worker)):
         if value is not None and int(value) < 1:
             raise ClusterError(f"{name} must be at least 1")
+    if scheduler_file and not os.path.isfile(scheduler_file):
+        raise ClusterError(f"scheduler file {scheduler_file} does not exist")
 
 
 def probe_scheduler(address: str, timeout: float = 5.0) -> None:
@@ -433,8 +435,6 @@ def connect(
     check_cluster_args(scheduler, scheduler_file, n_workers, threads_per_worker, memory_limit)
     if scheduler or scheduler_file:
         where = scheduler or scheduler_file
-        if scheduler_file and not os.path.isfile(scheduler_file):
-            raise ClusterError(f"scheduler file {scheduler_file} does not exist")
         try:
             client = Client(
                 scheduler, scheduler_file=scheduler_file, timeout=f"{CONNECT_TIMEOUT_S}s"

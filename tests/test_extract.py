@@ -461,3 +461,20 @@ def test_progress_rate_and_eta():
     assert run_rate(10, 10, 0.0) == 0.0 and run_rate(5, 0, None) == 0.0
     assert eta_seconds(100, 30, 5.0) == 14.0
     assert eta_seconds(100, 30, 0.0) is None
+
+
+def test_scheduler_file_connects_only(tmp_path, small_dataset, config, client):
+    """--scheduler-file reaches the running scheduler; a missing file is one line."""
+    sched = tmp_path / "scheduler.json"
+    sched.write_text(json.dumps({"address": client.scheduler.address}))
+    workers_before = set(client.scheduler_info()["workers"])
+    result = run_extract(str(small_dataset), str(tmp_path / "s.zarr"),
+                         config.replace(features=("handcrafted",)), scheduler_file=str(sched),
+                         chunk=12, progress=False)
+    assert result.n_done == 24
+    assert set(client.scheduler_info()["workers"]) == workers_before  # nothing started
+    with pytest.raises(ClusterError, match="does not exist"):
+        run_extract(str(small_dataset), str(tmp_path / "t.zarr"),
+                    config.replace(features=("handcrafted",)),
+                    scheduler_file=str(tmp_path / "absent.json"), progress=False)
+    assert not (tmp_path / "t.zarr").exists()  # refused before any work
