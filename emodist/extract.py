@@ -87,7 +87,8 @@ class ChunkTask:
     config: Config
     model: str | None = None
     deep_dim: int | None = None
-    storage_options: dict | None = None
+    # kept out of repr: task reprs end up in worker logs
+    storage_options: dict | None = field(default=None, repr=False)
 
 
 @dataclass

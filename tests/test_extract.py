@@ -478,3 +478,10 @@ def test_scheduler_file_connects_only(tmp_path, small_dataset, config, client):
                     config.replace(features=("handcrafted",)),
                     scheduler_file=str(tmp_path / "absent.json"), progress=False)
     assert not (tmp_path / "t.zarr").exists()  # refused before any work
+
+
+def test_chunk_task_repr_hides_credentials():
+    task = ChunkTask(store="s3://b/s.zarr", chunk=0, start=0, stop=1, rows=(), config=Config(),
+                     storage_options={"key": "AKIA-visible", "secret": "s3cr3t"})
+    text = repr(task)
+    assert "s3cr3t" not in text and "AKIA-visible" not in text and "s3://b/s.zarr" in text
