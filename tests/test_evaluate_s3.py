@@ -1,0 +1,30 @@
+"""``emodist evaluate`` reads a store from S3 (a real moto server) and reports its URL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from emodist.cli import main
+from tests.servers import make_bucket, moto_server
+from tests.test_evaluate_data import build, make_arrays
+
+pytestmark = pytest.mark.s3
+
+
+def test_evaluate_a_store_on_s3(tmp_path, capsys):
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "features")
+        url = "s3://features/run1/store.zarr"
+        build(make_arrays(n_tracks=12, n_segments=2), deep=False).to_zarr(
+            url, storage_options=options, zarr_format=3, consolidated=True, mode="w")
+        code = main(["evaluate", url, "--storage-options", json.dumps(options), "--classifiers",
+                     "linear-svm", "--folds", "3", "--jobs", "1", "--out", str(tmp_path)])
+        assert code == 0
+    text = (tmp_path / "report.json").read_text()
+    report = json.loads(text)
+    assert report["store"]["url"] == url
+    assert report["data"]["n_segments"] == 24
+    assert options["secret"] not in text  # credentials never reach the report
+    assert "Linear SVM" in capsys.readouterr().out
