@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import fnmatch
 import json
+import sys
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -589,6 +590,10 @@ def _open(store, storage_options):
     return open_store(store, storage_options)
 
 
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def _result_head(fs: FeatureSet, p: clf.Preset, balance: str, seconds: float) -> dict:
     return {
         "features": fs.name,
@@ -633,7 +638,7 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
             full[folds == t["fold"]] = pred
             preds[key + ("seconds",)] = preds.get(key + ("seconds",), 0.0) + per_task
         if progress:
-            print(f"evaluated {len(group)} fits on {name} features", flush=True)
+            _say(f"evaluated {len(group)} fits on {name} features in {time.perf_counter() - t0:.1f} s")
     results = []
     seg_rates = baseline_rates(data.y, classes)
     t_true, _, t_folds = track_level(data.y, data.y, folds, data.track_id, classes)
@@ -676,7 +681,7 @@ def _distribution_results(data, folds, presets, seed, client, n_jobs, progress):
                 "distribution": distribution_metrics(data.distribution, pred, folds),
             })
         if progress:
-            print(f"evaluated {len(tasks)} fits on {fs.name} features", flush=True)
+            _say(f"evaluated {len(tasks)} fits on {fs.name} features in {time.perf_counter() - t0:.1f} s")
     return results, baseline
 
 
@@ -735,7 +740,7 @@ def run_evaluate(
     storage_options : dict, optional
         Filesystem options for ``store``.
     progress : bool
-        Print one line per feature set.
+        Print one line per feature set on stderr.
 
     Returns
     -------

@@ -67,6 +67,7 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("store", nargs="?", metavar="STORE", help="feature store (path or s3://...)")
     p.add_argument("--list", action="store_true", help="list the classifier presets and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
     p.add_argument("--out", metavar="DIR", help="write report.json, report.md and figures here")
     p.add_argument("--label-rule", choices=("listener", "mean"),
                    help="recompute labels from the stored votes (default: the stored labels)")
@@ -162,7 +163,7 @@ def cmd_evaluate(args) -> int:
             args.store, features=args.features, classifiers=args.classifiers, folds=args.folds,
             seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
             out=args.out, client=client, n_jobs=args.jobs,
-            storage_options=parse_storage_options(args.storage_options),
+            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
         )
     _finish(report, args.top)
     return 0
