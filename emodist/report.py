@@ -201,6 +201,8 @@ def markdown(report: dict) -> str:
     out = ["# emodist evaluation report", ""]
     out.append(f"- store: `{store.get('url')}` ({store.get('n_segments')} segments; "
                f"dataset: {store.get('dataset', 'n/a')})")
+    if store.get("model_sha256"):
+        out.append(f"- deep model sha256: `{store['model_sha256']}`")
     out.append(f"- target: {st['target']}; label rule: {st['label_rule']}; features: "
                f"{', '.join(st['features'])}; balance: {st['balance']}")
     out.append(f"- cross-validation: {st['folds']} folds, {st['cv']}, seed {st['seed']}; "

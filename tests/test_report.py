@@ -18,7 +18,7 @@ from tests.test_evaluate_data import build, make_arrays
 @pytest.fixture(scope="module")
 def class_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "report"
-    ds = build(make_arrays(n_tracks=24, n_segments=2))
+    ds = build(make_arrays(n_tracks=24, n_segments=2), attrs={"model_sha256": "abc123"})
     r = ev.run_evaluate(ds, features=["handcrafted", "deep"], classifiers=["linear-svm", "medium-knn"],
                         folds=3, balance="both", out=str(out), n_jobs=1)
     return r, out
@@ -48,6 +48,7 @@ def test_markdown_numbers_come_from_the_report(class_report):
     assert f"{100 * acc['mean']:.1f} ± {100 * acc['std']:.1f}" in row
     assert best["name"] in row
     assert "Random guess: 25.0%" in md
+    assert "deep model sha256: `abc123`" in md
     assert md.count("![confusion matrix](") == len(r["results"])
     assert "medium-knn (handcrafted, weights)" in md  # the skipped runs are named
 
