@@ -55,3 +55,17 @@ def test_evaluate_errors_are_one_line(argv, message, store, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0
     assert err.startswith("emodist: error:") and message in err
+
+
+def test_run_takes_every_extract_option():
+    from emodist.cli import build_parser
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    extract_opts = {s for a in sub.choices["extract"]._actions for s in a.option_strings}
+    run_opts = {s for a in sub.choices["run"]._actions for s in a.option_strings}
+    assert extract_opts <= run_opts
+    args = parser.parse_args(["run", "data", "--store", "s.zarr", "--out", "rep", "--features",
+                              "handcrafted", "--classifiers", "quick", "--folds", "3"])
+    assert args.func.__name__ == "cmd_run"
+    assert (args.features, args.classifiers, args.folds) == ("handcrafted", ["quick"], 3)

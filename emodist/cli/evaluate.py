@@ -57,11 +57,17 @@ def _add_eval_cluster(p) -> None:
     g.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file")
 
 
+def _extract_parser() -> argparse.ArgumentParser:
+    """The ``emodist extract`` parser, as a parent of ``run`` (same options, kept in step)."""
+    from emodist.cli import extract
+
+    sub = argparse.ArgumentParser(add_help=False).add_subparsers()
+    extract.register(sub)
+    return sub.choices["extract"]
+
+
 def register(subparsers) -> None:
     """Add ``evaluate``, ``run`` and (unless already there) ``demo``."""
-    from emodist.cli.common import add_dataset_options
-    from emodist.cli.extract import add_cluster_options
-
     p = subparsers.add_parser("evaluate", help="grouped cross-validation of classifiers on a store",
                               description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -76,30 +82,13 @@ def register(subparsers) -> None:
     add_storage_options(p)
     p.set_defaults(func=cmd_evaluate)
 
-    r = subparsers.add_parser("run", help="extract a dataset, then evaluate it",
-                              description=RUN_DESCRIPTION,
+    r = subparsers.add_parser("run", parents=[_extract_parser()], add_help=False,
+                              help="extract a dataset, then evaluate it", description=RUN_DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
-    r.add_argument("--store", required=True, metavar="URL", help="feature store (path or s3://...)")
     r.add_argument("--out", required=True, metavar="DIR", help="report folder")
-    x = r.add_argument_group("extraction")
-    x.add_argument("--features", default="handcrafted,deep",
-                   help="feature groups to extract, comma separated (default: handcrafted,deep)")
-    x.add_argument("--segment-seconds", type=float, default=15.0)
-    x.add_argument("--hop-seconds", type=float, default=None,
-                   help="hop between segments (default: the segment length)")
-    x.add_argument("--feature-set", default="full", help="handcrafted selection")
-    x.add_argument("--batch-size", type=int, default=32, metavar="B", help="images per ONNX call")
-    x.add_argument("--model", metavar="PATH", help="ONNX model (default: the built model)")
-    x.add_argument("--chunk-segments", type=int, metavar="N", help="segments per store chunk")
-    x.add_argument("--overwrite", action="store_true", help="replace an existing store")
-    x.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_dataset_options(r)
     _add_evaluation_options(r, features=False)
     r.add_argument("--evaluate-features", nargs="+", metavar="SET",
                    help="feature sets to evaluate (default: every extracted group, and both)")
-    add_storage_options(r)
-    add_cluster_options(r)
     r.set_defaults(func=cmd_run)
 
     if "demo" not in subparsers.choices:
