@@ -424,7 +424,12 @@ def merge_failures(old: list[dict], new: list[dict]) -> list[dict]:
 
 
 def open_store(url: str, storage_options: dict | None = None) -> xr.Dataset:
-    """Open a feature store lazily (consolidated metadata, dask arrays).
+    """Open a feature store with its string coordinates decoded.
+
+    The public lazy reader is :func:`emodist.query.open_store` (also
+    ``emodist.open_store``); this opens the store through it and then turns
+    the string coordinates (track ids, labels, ...) into Python ``str``, which
+    the evaluation driver wants in memory anyway.  Feature arrays stay lazy.
 
     Parameters
     ----------
@@ -436,23 +441,15 @@ def open_store(url: str, storage_options: dict | None = None) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        The store; string coordinates are decoded to Python ``str``.
 
     Raises
     ------
     StoreError
         Nothing usable is at ``url``.
     """
-    if not store_exists(url, storage_options):
-        raise StoreError(f"{url}: no feature store there")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = xr.open_zarr(zarr_store(url, storage_options, read_only=True), consolidated=True)
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        raise StoreError(f"{url}: cannot open feature store ({exc})") from None
-    if schema.STATUS not in ds:
-        raise StoreError(f"{url}: not a feature store (no {schema.STATUS!r} variable)")
+    from emodist.query import open_store as open_lazy
+
+    ds = open_lazy(url, storage_options)
     strings = {
         name: (var.dims, schema.decode_strings(var.values))
         for name, var in ds.coords.items()
