@@ -74,8 +74,7 @@ def test_demo_without_a_model_runs_handcrafted_only(tmp_path, monkeypatch, capsy
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["settings"]["features"] == ["handcrafted"]
     assert report["data"]["n_tracks"] == 8 and report["data"]["n_segments"] == 16
-    assert [r["classifier"] for r in report["results"]] != []
-    assert set(r["classifier"] for r in report["results"]) == set(pipeline.DEMO_CLASSIFIERS)
+    assert {r["classifier"] for r in report["results"]} == set(pipeline.DEMO_CLASSIFIERS)
     assert "deep" not in open_store(str(out / "features.zarr"))
 
 

@@ -87,7 +87,7 @@ def test_console_table_is_ranked(class_report):
     console = Console(width=160, record=True)
     rp.print_summary(r, console=console, top=3)
     text = console.export_text()
-    ranks = re.findall(r"^│\s+(\d+) │", text, flags=re.M)
+    ranks = re.findall(r"^│\s+(\d+) │", text, flags=re.MULTILINE)
     assert ranks == ["1", "2", "3"]
     assert "random guess 25.0%" in text
     assert "report.md" in text
