@@ -121,6 +121,8 @@ def load_track(
     ------
     DataError
         The file is missing, unreadable, not audio, or holds no samples.
+    OSError
+        A transient I/O problem (connection lost...); worth retrying.
     """
     sr = _check_rate(sr)
     if offset_s < 0 or (duration_s is not None and duration_s <= 0):
@@ -132,9 +134,12 @@ def load_track(
         raise
     except FileNotFoundError:
         raise DataError(f"{path}: audio file not found") from None
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError, OSError) as exc:
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError,
+            IsADirectoryError, PermissionError) as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise DataError(f"{path}: cannot decode audio ({reason})") from None
+    # Any other OSError (a dropped connection, a throttled request) is left as
+    # it is: it says nothing about the file, and callers retry it.
     if data.shape[0] == 0:
         raise DataError(f"{path}: audio holds no samples")
     y = resample(to_mono(data), native, sr)

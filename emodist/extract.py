@@ -47,8 +47,6 @@ from emodist.errors import ClusterError, DataError, EmodistError, ModelError
 TASK_RETRIES = 2
 #: Tasks in flight per worker thread.
 IN_FLIGHT_PER_THREAD = 2
-#: Pause before reading a remote track a second time.
-DECODE_RETRY_PAUSE_S = 1.0
 #: Seconds to wait for a scheduler and for its first worker.
 CONNECT_TIMEOUT_S = 20
 
@@ -229,30 +227,17 @@ def segment_outputs(y: np.ndarray, config: Config, want_handcrafted: bool, want_
     return vec, img
 
 
-def decode_track(path: str, sr: int, end_s: float, storage_options: dict | None = None,
-                 attempts: int | None = None) -> np.ndarray:
+def decode_track(path: str, sr: int, end_s: float,
+                 storage_options: dict | None = None) -> np.ndarray:
     """Decode a track from its start to ``end_s`` seconds, once.
 
-    A remote file (fsspec URL) that fails is read once more after a short
-    pause, since a dropped connection is reported like unreadable audio.
-
-    Raises
-    ------
-    DataError
-        The audio cannot be decoded.
+    MP3 decoders glitch when they seek, so a track is always read from its
+    start.  A transient I/O error propagates (``OSError``) and Dask retries
+    the chunk; a file that cannot be decoded raises :class:`DataError`.
     """
     from emodist.audio import load_track
 
-    if attempts is None:
-        attempts = 2 if "://" in str(path) and not str(path).startswith("file://") else 1
-    for attempt in range(attempts):
-        try:
-            return load_track(path, sr, storage_options, offset_s=0.0, duration_s=end_s)
-        except DataError:
-            if attempt + 1 >= attempts:
-                raise
-            time.sleep(DECODE_RETRY_PAUSE_S)
-    raise AssertionError("unreachable")  # pragma: no cover
+    return load_track(path, sr, storage_options, offset_s=0.0, duration_s=end_s)
 
 
 def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, list[dict]]:
