@@ -424,6 +424,27 @@ def fit_predict(X, y, folds, fold: int, preset_key: str, seed: int, weights: boo
         return np.asarray(model.predict(X[test]), dtype=object)
 
 
+@dataclass(frozen=True)
+class FitFailure:
+    """A preset that could not be fit on a fold (too few samples for it...)."""
+
+    message: str
+
+
+def fit_predict_or_failure(**kwargs):
+    """:func:`fit_predict`, returning a :class:`FitFailure` instead of raising.
+
+    Some presets cannot be fit on some data (a discriminant on fewer samples
+    than classes, ...); that preset is reported as failed and the others
+    still run.
+    """
+    try:
+        return fit_predict(**kwargs)
+    except (ValueError, np.linalg.LinAlgError) as exc:
+        text = str(exc).strip().splitlines()
+        return FitFailure(f"{type(exc).__name__}: {text[0] if text else ''}")
+
+
 def run_tasks(func, common: dict, tasks: list[dict], *, client=None, n_jobs: int | None = -1) -> list:
     """Run ``func(**common, **task)`` for every task; results in task order.
 
@@ -622,10 +643,11 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
     for t in tasks:
         by_set.setdefault(t["fs"], []).append(t)
     preds: dict[tuple, np.ndarray] = {}
+    failed: set[tuple] = set()
     for name, group in by_set.items():
         t0 = time.perf_counter()
         out = run_tasks(
-            fit_predict,
+            fit_predict_or_failure,
             {"X": data.X[name], "y": data.y, "folds": folds},
             [{"fold": t["fold"], "preset_key": t["preset"].key, "seed": seed,
               "weights": t["mode"] == "weights"} for t in group],
@@ -634,6 +656,12 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
         per_task = (time.perf_counter() - t0) / max(1, len(group))
         for t, pred in zip(group, out):
             key = (name, t["preset"].key, t["mode"])
+            if isinstance(pred, FitFailure):
+                failed.add(key)
+                skipped.append({"features": name, "classifier": t["preset"].key,
+                                "balance": t["mode"],
+                                "reason": f"fit failed on fold {t['fold']}: {pred.message}"})
+                continue
             full = preds.setdefault(key, np.empty(len(data.y), dtype=object))
             full[folds == t["fold"]] = pred
             preds[key + ("seconds",)] = preds.get(key + ("seconds",), 0.0) + per_task
@@ -646,7 +674,7 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
         for p in presets:
             for mode in modes:
                 key = (fs.name, p.key, mode)
-                if key not in preds:
+                if key not in preds or key in failed:
                     continue
                 pred = preds[key]
                 _, t_pred, _ = track_level(data.y, pred, folds, data.track_id, classes)

@@ -316,3 +316,15 @@ def test_make_folds_without_enough_tracks_per_class_groups_only():
     assert "not stratified" in ev.describe_splitter(ev.fold_splitter(y, g, 3, 0))
     y[2:4] = "a"  # class a now has two tracks: two folds can be stratified
     assert ev.describe_splitter(ev.fold_splitter(y, g, 2, 0)).startswith("StratifiedGroupKFold")
+
+
+def test_a_preset_that_cannot_fit_is_reported_and_others_still_run(tmp_path):
+    # 4 classes and 4 training samples per fold: a discriminant cannot be fit
+    store = make_store(tmp_path / "tiny.zarr", n_tracks=8, n_segments=1)
+    report = ev.run_evaluate(store, features="handcrafted",
+                             classifiers=["subspace-discriminant", "logistic-regression"],
+                             folds=2, seed=0, n_jobs=1)
+    ran = {r["classifier"] for r in report["results"]}
+    assert ran == {"logistic-regression"}
+    failed = [s for s in report["skipped"] if s["classifier"] == "subspace-discriminant"]
+    assert failed and "fit failed on fold" in failed[0]["reason"]
