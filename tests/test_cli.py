@@ -69,3 +69,16 @@ def test_malformed_csv_cli(tmp_path):
     r = run_cli("catalog", str(tmp_path))
     assert r.returncode == 2
     assert "missing column 'amazement'" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["catalog"], ["plan"], ["demo-data"], ["extract"], ["evaluate"], ["run"], ["demo"],
+     ["info"], ["query"], ["similar"], ["model", "build"], ["model", "check"]],
+)
+def test_every_command_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"emodist {' '.join(command)}" in out

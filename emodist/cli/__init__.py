@@ -31,7 +31,7 @@ EPILOG = """examples:
 class _Parser(argparse.ArgumentParser):
     """An ArgumentParser whose usage errors exit 2 with one line."""
 
-    def error(self, message: str):  # noqa: D102
+    def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 

@@ -66,6 +66,19 @@ def _extract_parser() -> argparse.ArgumentParser:
     return sub.choices["extract"]
 
 
+RUN_EXAMPLES = """examples:
+  emodist run ../shared/data/emotify --store features.zarr --out report/
+  emodist run data/ --store features.zarr --out report/ --features handcrafted --classifiers quick
+  emodist run s3://bucket/data --store s3://bucket/features.zarr --out report/ \\
+      --scheduler tcp://scheduler:8786
+"""
+
+DEMO_EXAMPLES = """examples:
+  emodist demo                                  # 32 generated tracks into ./emodist-demo
+  emodist demo --out /tmp/demo --tracks 16 --duration 20
+"""
+
+
 def register(subparsers) -> None:
     """Add ``evaluate``, ``run`` and (unless already there) ``demo``."""
     p = subparsers.add_parser("evaluate", help="grouped cross-validation of classifiers on a store",
@@ -84,6 +97,7 @@ def register(subparsers) -> None:
 
     r = subparsers.add_parser("run", parents=[_extract_parser()], add_help=False,
                               help="extract a dataset, then evaluate it", description=RUN_DESCRIPTION,
+                              epilog=RUN_EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     r.add_argument("--out", required=True, metavar="DIR", help="report folder")
     _add_evaluation_options(r, features=False)
@@ -93,7 +107,8 @@ def register(subparsers) -> None:
 
     if "demo" not in subparsers.choices:
         d = subparsers.add_parser("demo", help="the whole job on generated demo data",
-                                  description=DEMO_DESCRIPTION)
+                                  description=DEMO_DESCRIPTION, epilog=DEMO_EXAMPLES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
         d.add_argument("--out", default="emodist-demo", metavar="DIR",
                        help="output folder (default ./emodist-demo)")
         d.add_argument("--tracks", type=int, default=32, metavar="N",

