@@ -17,7 +17,7 @@ from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "deploy" / "docker"))
-from lock import closure  # noqa: E402
+from lock import closure
 
 HEADER = """\
 # Tested versions of every package `make install` puts in .venv (runtime + dev).

@@ -13,7 +13,7 @@ from emodist._version import __version__
 from emodist.config import Config
 from emodist.errors import EmodistError
 
-__all__ = ["__version__", "Config", "EmodistError", "open_store", "select", "similar"]
+__all__ = ["Config", "EmodistError", "__version__", "open_store", "select", "similar"]
 
 
 def __getattr__(name):

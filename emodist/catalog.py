@@ -362,7 +362,7 @@ def load_manifest(
     tracks["path"] = paths
     tracks["track_id"] = df["track_id"] if "track_id" in df else df["path"]
     tracks["group"] = [g or t for g, t in zip(df.get("group", tracks["track_id"]), tracks["track_id"])]
-    tracks["genre"] = df["genre"] if "genre" in df else ""
+    tracks["genre"] = df.get("genre", "")
     tracks["n_responses"] = 0
     return _finish_generic(tracks, url, "manifest", min_class_tracks, min_class_share,
                            storage_options, check_audio)

@@ -111,7 +111,7 @@ class Config:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "Config":
+    def from_dict(cls, d: dict[str, Any]) -> Config:
         """Rebuild a config, ignoring keys this version does not know."""
         names = {f.name for f in dataclasses.fields(cls)}
         kw = {k: v for k, v in d.items() if k in names}
@@ -120,11 +120,11 @@ class Config:
         return cls(**kw)
 
     @classmethod
-    def from_json(cls, text: str) -> "Config":
+    def from_json(cls, text: str) -> Config:
         """Inverse of :meth:`to_json`."""
         return cls.from_dict(json.loads(text))
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 

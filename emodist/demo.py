@@ -75,7 +75,7 @@ def synthesize(style: Style, duration_s: float, sr: int, rng: np.random.Generato
     numpy.ndarray
         Mono float32 signal in [-1, 1].
     """
-    n = int(round(duration_s * sr))
+    n = round(duration_s * sr)
     y = np.zeros(n, np.float64)
     bpm = style.bpm * rng.uniform(0.95, 1.05)
     beat = 60.0 / bpm

@@ -97,6 +97,17 @@ def _segment_coords(plan: pd.DataFrame) -> dict[str, tuple]:
     return coords
 
 
+def _values(values, shape: tuple[int, int], lazy_chunk: int | None):
+    """Feature values as float32; NaN (eager, or lazy dask) when missing."""
+    if values is not None:
+        return np.asarray(values, np.float32)
+    if lazy_chunk is None:
+        return np.full(shape, np.nan, np.float32)
+    import dask.array as da
+
+    return da.full(shape, np.nan, dtype=np.float32, chunks=(lazy_chunk, shape[1]))
+
+
 def build_dataset(
     plan: pd.DataFrame,
     handcrafted_names: list[str] | None,
@@ -108,8 +119,9 @@ def build_dataset(
     votes: np.ndarray | None = None,
     votes_mean: np.ndarray | None = None,
     attrs: dict | None = None,
+    lazy_chunk: int | None = None,
 ) -> xr.Dataset:
-    """Assemble an in-memory store Dataset from a segment plan and arrays.
+    """Assemble a store Dataset from a segment plan and arrays.
 
     Parameters
     ----------
@@ -122,6 +134,9 @@ def build_dataset(
         Width of the deep embedding; ``None`` leaves the variable out.
     handcrafted, deep : numpy.ndarray, optional
         Values; missing ones are filled with NaN (a template).
+    lazy_chunk : int, optional
+        Make missing feature arrays lazy NaN dask arrays of this many
+        segments per chunk (a store template that is never computed).
     status : numpy.ndarray, optional
         Per-segment status; defaults to pending (0).
     votes, votes_mean : numpy.ndarray, optional
@@ -141,12 +156,11 @@ def build_dataset(
     coords: dict[str, object] = {SEGMENT: np.arange(n, dtype=np.int64)}
     coords.update(_segment_coords(plan))
     if handcrafted_names is not None:
-        hc = np.full((n, len(handcrafted_names)), np.nan, np.float32) if handcrafted is None else handcrafted
-        data_vars[HANDCRAFTED] = ((SEGMENT, HANDCRAFTED_FEATURE), np.asarray(hc, np.float32))
+        hc = _values(handcrafted, (n, len(handcrafted_names)), lazy_chunk)
+        data_vars[HANDCRAFTED] = ((SEGMENT, HANDCRAFTED_FEATURE), hc)
         coords[HANDCRAFTED_FEATURE] = np.array(list(handcrafted_names), dtype=object)
     if deep_dim is not None:
-        dp = np.full((n, deep_dim), np.nan, np.float32) if deep is None else deep
-        data_vars[DEEP] = ((SEGMENT, DEEP_FEATURE), np.asarray(dp, np.float32))
+        data_vars[DEEP] = ((SEGMENT, DEEP_FEATURE), _values(deep, (n, deep_dim), lazy_chunk))
         coords[DEEP_FEATURE] = np.array(deep_feature_names(deep_dim), dtype=object)
     st = np.zeros(n, np.int8) if status is None else np.asarray(status, np.int8)
     data_vars[STATUS] = ((SEGMENT,), st)
@@ -158,7 +172,7 @@ def build_dataset(
         data_vars[VOTES_MEAN] = ((SEGMENT, EMOTION), np.asarray(votes_mean, np.float32))
     base = {
         "emodist_version": __version__,
-        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "failures": json.dumps([]),
     }
     base.update(attrs or {})

@@ -175,28 +175,8 @@ def template(
     xarray.Dataset
         Coordinates, ``status`` and votes in memory; features as dask arrays.
     """
-    import dask.array as da
-
-    ds = schema.build_dataset(plan, None, None, votes=votes, votes_mean=votes_mean, attrs=attrs)
-    n = len(plan)
-    if handcrafted_names is not None:
-        ds = ds.assign_coords(
-            {schema.HANDCRAFTED_FEATURE: np.array(list(handcrafted_names), dtype=object)}
-        )
-        shape = (n, len(handcrafted_names))
-        ds[schema.HANDCRAFTED] = (
-            (schema.SEGMENT, schema.HANDCRAFTED_FEATURE),
-            da.full(shape, np.nan, dtype=np.float32, chunks=(chunk, shape[1])),
-        )
-    if deep_dim is not None:
-        ds = ds.assign_coords(
-            {schema.DEEP_FEATURE: np.array(schema.deep_feature_names(deep_dim), dtype=object)}
-        )
-        ds[schema.DEEP] = (
-            (schema.SEGMENT, schema.DEEP_FEATURE),
-            da.full((n, deep_dim), np.nan, dtype=np.float32, chunks=(chunk, deep_dim)),
-        )
-    return ds
+    return schema.build_dataset(plan, handcrafted_names, deep_dim, votes=votes,
+                                votes_mean=votes_mean, attrs=attrs, lazy_chunk=chunk)
 
 
 def encoding(ds: xr.Dataset, chunk: int) -> dict:
