@@ -445,20 +445,33 @@ def fit_predict_or_failure(**kwargs):
         return FitFailure(f"{type(exc).__name__}: {text[0] if text else ''}")
 
 
-def run_tasks(func, common: dict, tasks: list[dict], *, client=None, n_jobs: int | None = -1) -> list:
+def run_tasks(func, common: dict, tasks: list[dict], *, client=None, n_jobs: int | None = -1,
+              on_done=None) -> list:
     """Run ``func(**common, **task)`` for every task; results in task order.
 
     With a :class:`distributed.Client`, the large ``common`` arguments are
     scattered once and the tasks are submitted to the cluster; otherwise
     :mod:`joblib` runs them (``n_jobs`` processes, 1 = in this process).
+    ``on_done()`` is called once per finished task (progress display).
     """
+    tick = on_done or (lambda: None)
     if client is not None:
+        from distributed import as_completed
+
         shared = {k: client.scatter(v, broadcast=True) for k, v in common.items()}
         futures = [client.submit(func, **shared, **t, pure=False) for t in tasks]
+        for _ in as_completed(futures):
+            tick()
         return client.gather(futures)
     from joblib import Parallel, delayed
 
-    return Parallel(n_jobs=n_jobs)(delayed(func)(**common, **t) for t in tasks)
+    out = []
+    for result in Parallel(n_jobs=n_jobs, return_as="generator")(
+        delayed(func)(**common, **t) for t in tasks
+    ):
+        out.append(result)
+        tick()
+    return out
 
 
 # --------------------------------------------------------------------------
@@ -611,6 +624,25 @@ def _open(store, storage_options):
     return open_store(store, storage_options)
 
 
+class FitProgress:
+    """A progress bar over ``total`` fits (done/total, rate, ETA), or nothing."""
+
+    def __init__(self, enabled: bool, total: int):
+        from emodist.progress import progress_bar
+
+        self._bar = progress_bar(enabled, "fits", "fit").__enter__()
+        self._task = None if self._bar is None else self._bar.add_task("fits", total=total)
+
+    def tick(self) -> None:
+        if self._bar is not None:
+            self._bar.update(self._task, advance=1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -644,6 +676,7 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
         by_set.setdefault(t["fs"], []).append(t)
     preds: dict[tuple, np.ndarray] = {}
     failed: set[tuple] = set()
+    bar = FitProgress(progress, len(tasks))
     for name, group in by_set.items():
         t0 = time.perf_counter()
         out = run_tasks(
@@ -651,7 +684,7 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
             {"X": data.X[name], "y": data.y, "folds": folds},
             [{"fold": t["fold"], "preset_key": t["preset"].key, "seed": seed,
               "weights": t["mode"] == "weights"} for t in group],
-            client=client, n_jobs=n_jobs,
+            client=client, n_jobs=n_jobs, on_done=bar.tick,
         )
         per_task = (time.perf_counter() - t0) / max(1, len(group))
         for t, pred in zip(group, out):
@@ -667,6 +700,7 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
             preds[key + ("seconds",)] = preds.get(key + ("seconds",), 0.0) + per_task
         if progress:
             _say(f"evaluated {len(group)} fits on {name} features in {time.perf_counter() - t0:.1f} s")
+    bar.close()
     results = []
     seg_rates = baseline_rates(data.y, classes)
     t_true, _, t_folds = track_level(data.y, data.y, folds, data.track_id, classes)
@@ -691,13 +725,15 @@ def _class_results(data, folds, presets, modes, seed, client, n_jobs, classes, p
 def _distribution_results(data, folds, presets, seed, client, n_jobs, progress):
     results = []
     baseline = distribution_metrics(data.distribution, train_mean_baseline(data.distribution, folds), folds)
+    n_folds = int(folds.max()) + 1
+    bar = FitProgress(progress, len(data.sets) * len(presets) * n_folds)
     for fs in data.sets:
         tasks = [{"fold": k, "preset_key": p.key, "seed": seed}
-                 for p in presets for k in range(int(folds.max()) + 1)]
+                 for p in presets for k in range(n_folds)]
         t0 = time.perf_counter()
         out = run_tasks(fit_predict_distribution,
                         {"X": data.X[fs.name], "P": data.distribution, "folds": folds},
-                        tasks, client=client, n_jobs=n_jobs)
+                        tasks, client=client, n_jobs=n_jobs, on_done=bar.tick)
         per_task = (time.perf_counter() - t0) / max(1, len(tasks))
         for p in presets:
             pred = np.zeros_like(data.distribution)
@@ -710,6 +746,7 @@ def _distribution_results(data, folds, presets, seed, client, n_jobs, progress):
             })
         if progress:
             _say(f"evaluated {len(tasks)} fits on {fs.name} features in {time.perf_counter() - t0:.1f} s")
+    bar.close()
     return results, baseline
 
 

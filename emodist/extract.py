@@ -42,6 +42,7 @@ from emodist import schema
 from emodist import store as st
 from emodist.config import Config
 from emodist.errors import ClusterError, DataError, EmodistError, ModelError
+from emodist.progress import progress_bar
 
 #: Dask retries of a chunk task that raised (transient I/O errors).
 TASK_RETRIES = 2
@@ -559,47 +560,6 @@ def plan_failures(problems) -> list[dict]:
     return [{"track_id": str(t), "path": str(p), "error": str(m)} for t, p, m in problems]
 
 
-def run_rate(done: int, start: int, elapsed: float | None) -> float:
-    """Segments per second written by this run (``done - start`` over ``elapsed``)."""
-    if not elapsed or elapsed <= 0:
-        return 0.0
-    return max(0, done - start) / elapsed
-
-
-def eta_seconds(total: int, done: int, rate: float) -> float | None:
-    """Seconds left at ``rate`` segments/s (``None`` before any progress)."""
-    return None if rate <= 0 else max(0, total - done) / rate
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext(None)
-    from rich.console import Console
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        ProgressColumn,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-    from rich.text import Text
-
-    class RateEtaColumn(ProgressColumn):
-        """Rate of this run since it started, and the time left at that rate."""
-
-        def render(self, task):
-            rate = run_rate(int(task.completed), int(task.fields.get("first", 0)), task.elapsed)
-            eta = eta_seconds(int(task.total or 0), int(task.completed), rate)
-            left = "-:--:--" if eta is None else time.strftime("%H:%M:%S", time.gmtime(eta))
-            return Text(f"{rate:.1f} seg/s  ETA {left}")
-
-    return Progress(
-        TextColumn("segments"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-        RateEtaColumn(), console=Console(stderr=True),
-    )
-
-
 def _say(enabled: bool, text: str) -> None:
     if enabled:
         from rich.console import Console
@@ -844,7 +804,7 @@ def run_extract(
         _say(progress, f"dashboard: {dashboard}")
         threads = sum(client.nthreads().values()) or 1
         cap = max_in_flight or max(2, IN_FLIGHT_PER_THREAD * threads)
-        bar = stack.enter_context(_progress(progress))
+        bar = stack.enter_context(progress_bar(progress, "segments", "seg"))
         bar_task = None
         if bar is not None:
             bar_task = bar.add_task("extract", total=len(table),

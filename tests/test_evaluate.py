@@ -328,3 +328,15 @@ def test_a_preset_that_cannot_fit_is_reported_and_others_still_run(tmp_path):
     assert ran == {"logistic-regression"}
     failed = [s for s in report["skipped"] if s["classifier"] == "subspace-discriminant"]
     assert failed and "fit failed on fold" in failed[0]["reason"]
+
+
+def _square(x, k):
+    return x * k
+
+
+def test_run_tasks_keeps_order_and_reports_each_finished_task():
+    ticks = []
+    out = ev.run_tasks(_square, {"x": 3}, [{"k": k} for k in range(5)], n_jobs=1,
+                       on_done=lambda: ticks.append(1))
+    assert out == [0, 3, 6, 9, 12]
+    assert len(ticks) == 5

@@ -446,7 +446,7 @@ def test_decode_track_reads_prefix_and_lets_transient_errors_through(small_datas
 
 
 def test_progress_rate_and_eta():
-    from emodist.extract import eta_seconds, run_rate
+    from emodist.progress import eta_seconds, run_rate
 
     assert run_rate(30, 10, 4.0) == 5.0  # only this run's segments count
     assert run_rate(10, 10, 0.0) == 0.0 and run_rate(5, 0, None) == 0.0
