@@ -703,6 +703,7 @@ def run_extract(
     chunk: int | None = None,
     max_in_flight: int | None = None,
     on_result: Callable | None = None,
+    retry_failed: bool = False,
 ) -> ExtractResult:
     """Extract a dataset's features into a Zarr feature store.
 
@@ -739,6 +740,10 @@ def run_extract(
     -------
     ExtractResult
 
+    retry_failed : bool
+        Also redo the chunks holding segments that failed in an earlier run
+        (their failure records are dropped unless they fail again).
+
     Raises
     ------
     EmodistError
@@ -771,7 +776,12 @@ def run_extract(
         storage_options=storage_options,
     )
     status = st.read_status(store, storage_options)
-    todo = redo_unrecorded(status, table["track_id"].astype(str).to_numpy(), old_failures)
+    track_ids = table["track_id"].astype(str).to_numpy()
+    todo = redo_unrecorded(status, track_ids, old_failures)
+    if retry_failed:
+        retried = set(track_ids[todo == schema.STATUS_FAILED])
+        todo[todo == schema.STATUS_FAILED] = schema.STATUS_PENDING
+        old_failures = [f for f in old_failures if str(f.get("track_id")) not in retried]
     pending = st.pending_regions(todo, chunk_len)
     n_pending_segments = int(np.sum(todo == schema.STATUS_PENDING))
     if not pending:

@@ -81,6 +81,8 @@ def run_pipeline(
     model: str | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    chunk: int | None = None,
+    retry_failed: bool = False,
     features=None,
     classifiers=("all",),
     folds: int = 5,
@@ -111,6 +113,10 @@ def run_pipeline(
         Replace an existing store instead of resuming it.
     progress : bool
         Progress output.
+    chunk : int, optional
+        Segments per store chunk (see :func:`emodist.extract.run_extract`).
+    retry_failed : bool
+        Redo segments that failed in an earlier run.
     features : str or sequence, optional
         Feature sets to evaluate (default: every group extracted, and
         ``both`` when there are two).
@@ -130,7 +136,8 @@ def run_pipeline(
 
     def both_stages(c):
         ex = run_extract(dataset, store, config, client=c, storage_options=storage_options,
-                         model=model, overwrite=overwrite, progress=progress)
+                         model=model, overwrite=overwrite, progress=progress, chunk=chunk,
+                         retry_failed=retry_failed)
         if ex.n_done == 0:
             raise EmodistError(f"{store}: no segment was extracted; nothing to evaluate")
         feats = features or [g for g in default_feature_sets(config.features)]

@@ -254,6 +254,13 @@ def test_corrupt_and_empty_files_recorded(tmp_path, small_dataset, config, tiny_
     assert sorted(f["path"] for f in again.failures) == failed_paths
     assert run_extract(str(data), url, config, model=tiny_model, client=client,
                        progress=False).already_complete
+    # the broken file is repaired: --retry-failed redoes its segments and drops its record
+    files[2].write_bytes(head)
+    fixed = run_extract(str(data), url, config, model=tiny_model, client=client,
+                        progress=False, retry_failed=True)
+    assert fixed.n_done == 18 and fixed.n_failed == 0
+    assert sorted(f["path"] for f in fixed.failures) == sorted(str(f) for f in files[:2])
+    assert np.isfinite(st.open_store(url)[schema.HANDCRAFTED].values).all()
 
 
 def test_unreachable_scheduler_is_one_line(small_dataset, config, tmp_path):

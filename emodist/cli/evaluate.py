@@ -184,7 +184,8 @@ def cmd_run(args) -> int:
         scheduler=args.scheduler, scheduler_file=args.scheduler_file, n_workers=args.workers,
         threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
         storage_options=parse_storage_options(args.storage_options), model=args.model,
-        overwrite=args.overwrite, progress=not args.no_progress, features=args.evaluate_features,
+        overwrite=args.overwrite, progress=not args.no_progress, chunk=args.chunk_segments,
+        retry_failed=args.retry_failed, features=args.evaluate_features,
         classifiers=args.classifiers, folds=args.folds, seed=args.seed, balance=args.balance,
         target=args.target,
     )

@@ -67,6 +67,8 @@ def register(subparsers) -> None:
     p.add_argument("--chunk-segments", type=int, metavar="N",
                    help="segments per store chunk and per task (default: sized for ~2 MiB chunks)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--retry-failed", action="store_true",
+                   help="also redo segments that failed in an earlier run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cluster_options(p)
     p.set_defaults(func=cmd_extract)
@@ -109,6 +111,7 @@ def cmd_extract(args) -> int:
         overwrite=args.overwrite,
         chunk=args.chunk_segments,
         progress=not args.no_progress,
+        retry_failed=args.retry_failed,
     )
     if result.already_complete:
         print(f"{result.store} is complete: {result.n_done} of {result.n_segments} segments "
