@@ -252,7 +252,8 @@ def markdown_table(doc: dict) -> str:
         lines += [doc["summary"], ""]
     lines += ["| metric | median | spread | unit | note |", "|---|---:|---:|---|---|"]
     for row in doc["rows"]:
-        lines.append(f"| {_cell(row['metric'])} | {fmt(row['value'])} | ± {fmt(row['spread'])} "
+        spread = f"± {fmt(row['spread'])}" if row["spread"] else "–"
+        lines.append(f"| {_cell(row['metric'])} | {fmt(row['value'])} | {spread} "
                      f"| {_cell(row.get('unit', ''))} | {_cell(row.get('note', ''))} |")
     quick = " (quick inputs)" if doc.get("quick") else ""
     footer = (f"`{doc['command']}`, {doc['date']}, {doc['seconds']:.0f} s{quick}; "
@@ -263,7 +264,8 @@ def markdown_table(doc: dict) -> str:
 
 def markdown(docs: list[dict]) -> str:
     """``RESULTS.md``: every benchmark's table, in name order."""
-    intro = ("Median and spread (max - min) over repeated runs; written by "
+    intro = ("Median and spread (max - min) over repeated runs; '–' marks a derived figure "
+             "(ratio, count) or a single measurement. Written by "
              "`python -m benchmarks` (see `benchmarks/__main__.py`).")
     head = ["# emodist benchmark results", "", intro, ""]
     body = [markdown_table(d) for d in sorted(docs, key=lambda d: d["benchmark"])]

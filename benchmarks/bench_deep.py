@@ -216,9 +216,9 @@ def run(quick: bool = False) -> dict:
                         "ratio", f"batch {b}; {fp1_cpu * flop / 1e9:.1f} GFLOP/s of "
                                  f"{peak1 / 1e9:.1f}; target >= 0.6"))
         rows.append(row("fp32 share of ceiling, 1 thread, wall", fp1_wall * flop / peak1, 0,
-                        "ratio", f"batch {b}; other developers share the cores"))
+                        "ratio", f"batch {b}; 1-min load average {os.getloadavg()[0]:.1f}"))
         rows.append(row("fp32 share of ceiling, 2 threads, wall", fp2_wall * flop / (2 * peak1), 0,
-                        "ratio", f"batch {b}; 2-core ceiling; other developers share the cores"))
+                        "ratio", f"batch {b}; 2-core ceiling; 1-min load average {os.getloadavg()[0]:.1f}"))
         i1_wall, i1_cpu = figures["int8", 1, b]
         rows.append(row("int8 speed-up over fp32, 1 thread, CPU time", i1_cpu / fp1_cpu, 0, "x",
                         f"batch {b}; target >= 1.5; wall-clock ratio {i1_wall / fp1_wall:.2f}"))
