@@ -2,14 +2,14 @@
 
 What is measured
 ----------------
-- images/s of :func:`emodist.deep.session.embed` (uint8 images in, features
+- images/s of :func:`emodist.models.session.embed` (uint8 images in, features
   out, the ``x / 128 - 1`` mapping included) for batch 1 / 8 / 32, 1 and 2
   ONNX Runtime threads, fp32 and int8 (``emodist model build --quantize
   int8``), wall clock (median of repeats; spread = max - min);
 - the same per CPU-second of the process for 1 thread, which a shared,
   loaded machine distorts far less than wall clock;
 - multiply-accumulates per image counted from the graph's Conv nodes
-  (:func:`emodist.deep.graph.count_macs`), times 2 = FLOP per image;
+  (:func:`emodist.models.inception_graph.count_macs`), times 2 = FLOP per image;
 - the ceiling: cores x clock x FP32 lanes x FMA units x 2, from
   ``/proc/cpuinfo`` (flags, vendor, family) and the clock measured with a
   dependent integer chain (the ``cpu MHz`` field of a VM is the nominal TSC
@@ -106,12 +106,12 @@ def _emotify_segments(root: Path, tracks: range) -> list[Path]:
 
 def real_images(n: int, first_track: int, config) -> tuple[np.ndarray, list[float], str]:
     """Spectrogram images of ``n`` segments (first 15 s of tracks), image-making ms each."""
-    from emodist.images import spectrogram_image
-    from emodist.spectral import analyse
+    from emodist.features.images import spectrogram_image
+    from emodist.features.spectral import analyse
 
     root = os.environ.get("EMODIST_EMOTIFY_ROOT")
     if root and (Path(root) / "data.csv").is_file():
-        from emodist.audio import load_track
+        from emodist.data.audio import load_track
 
         paths = _emotify_segments(Path(root), range(first_track, first_track + 25))[:n]
         clips = [load_track(str(p), config.sr, offset_s=0.0, duration_s=config.segment_seconds)
@@ -133,7 +133,7 @@ def real_images(n: int, first_track: int, config) -> tuple[np.ndarray, list[floa
 
 
 def _throughput(images, model, batch, threads, reps):
-    from emodist.deep.session import embed
+    from emodist.models.session import embed
 
     n = len(images)
     cpu = []
@@ -152,10 +152,10 @@ def run(quick: bool = False) -> dict:
     """Run the deep-feature benchmark; see the module docstring."""
     import onnx
 
-    from emodist.config import Config
-    from emodist.deep import build, graph
-    from emodist.deep.quantize import quantize_int8
-    from emodist.deep.session import default_model_path, embed
+    from emodist.spec import Config
+    from emodist.models import build, inception_graph as graph
+    from emodist.models.quantize import quantize_int8
+    from emodist.models.session import default_model_path, embed
     from emodist.errors import ModelError
 
     cfg = Config()
@@ -167,7 +167,7 @@ def run(quick: bool = False) -> dict:
         else:
             model = default_model_path()
             try:
-                from emodist.deep.session import read_sidecar
+                from emodist.models.session import read_sidecar
 
                 ok = read_sidecar(model).get("archive_sha1") == build.ARCHIVE_SHA1
             except ModelError:

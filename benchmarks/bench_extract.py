@@ -1,13 +1,13 @@
 """End-to-end extraction speed, scaling and worker memory.
 
-Each measurement is a full :func:`emodist.extract.run_extract` into a fresh
+Each measurement is a full :func:`emodist.engine.extract.run_extract` into a fresh
 store on a fresh process-based LocalCluster (1-thread workers) whose workers
 were first warmed up (imports, numba compilation, ONNX session: a one-off
 cost per worker process, reported in the note): catalog,
 plan from headers, template, chunk tasks (decode, one STFT per segment,
 handcrafted features, spectrogram image, ONNX embedding in batches), region
 writes, consolidation.  The deep features use the tiny random ONNX model
-built by :func:`emodist.deep.session.build_tiny_model` in quick runs and
+built by :func:`emodist.models.session.build_tiny_model` in quick runs and
 for the memory runs; the full run on Emotify uses the real Inception-v3
 (fp32) when it has been built (``emodist model build``), and extrapolates
 the time of the full 1588-segment Emotify (target: <= 200 s on 2 cores).
@@ -44,8 +44,8 @@ def _warm_worker(config, model: str) -> float:
     """Imports, numba compilation and the ONNX session of one worker; seconds."""
     import numpy as np
 
-    from emodist.deep.session import embed, read_sidecar
-    from emodist.extract import segment_outputs
+    from emodist.models.session import embed, read_sidecar
+    from emodist.engine.extract import segment_outputs
 
     t0 = time.perf_counter()
     side = read_sidecar(model)
@@ -70,7 +70,7 @@ def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
     """
     from distributed import Client, LocalCluster
 
-    from emodist.extract import run_extract
+    from emodist.engine.extract import run_extract
 
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as c:
@@ -88,7 +88,7 @@ def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
 
 def _real_model() -> str | None:
     """The built Inception-v3 (``emodist model build``), or None."""
-    from emodist.deep.session import default_model_path, read_sidecar
+    from emodist.models.session import default_model_path, read_sidecar
     from emodist.errors import EmodistError
 
     path = default_model_path()
@@ -101,9 +101,9 @@ def _real_model() -> str | None:
 
 def run(quick: bool = False) -> dict:
     """Measure; see the module docstring."""
-    from emodist.config import Config
-    from emodist.deep.session import build_tiny_model
-    from emodist.demo import make_demo_dataset
+    from emodist.spec import Config
+    from emodist.models.session import build_tiny_model
+    from emodist.data.demo import make_demo_dataset
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="emodist-bench-extract-") as tmp:

@@ -9,9 +9,9 @@ On the same segments (15 s pieces of real Emotify tracks when
     envelope: rms, zero_crossing_rate, spectral_centroid, spectral_bandwidth,
     spectral_flatness, spectral_rolloff (85 %, 95 %), mfcc + delta,
     chroma_stft, tonnetz (from that chroma), onset_detect and tempo;
-(b) emodist: each track decoded once (:func:`emodist.audio.load_track`) and
-    cut into views, then :func:`emodist.spectral.analyse` +
-    :func:`emodist.handcrafted.extract` (the full set, 131 columns, which
+(b) emodist: each track decoded once (:func:`emodist.data.audio.load_track`) and
+    cut into views, then :func:`emodist.features.spectral.analyse` +
+    :func:`emodist.features.handcrafted.extract` (the full set, 131 columns, which
     includes everything (a) computes and more).
 
 Decode and feature milliseconds per segment are reported separately, with
@@ -116,7 +116,7 @@ def _cold_start_seconds() -> float:
     """Seconds for a fresh process to import emodist and extract one segment."""
     code = (
         "import time, numpy as np; t=time.perf_counter();"
-        "from emodist import spectral, handcrafted; from emodist.config import Config;"
+        "from emodist.features import spectral, handcrafted; from emodist.spec import Config;"
         "y=(0.1*np.random.default_rng(0).standard_normal(22050*15)).astype(np.float32);"
         "handcrafted.extract(spectral.analyse(y, 22050, Config()));"
         "print(time.perf_counter()-t)"
@@ -137,8 +137,10 @@ def run(quick: bool = False) -> dict:
     import librosa
     from threadpoolctl import threadpool_limits
 
-    from emodist import audio, handcrafted, spectral
-    from emodist.config import Config
+    from emodist.data import audio
+    from emodist.features import handcrafted
+    from emodist.features import spectral
+    from emodist.spec import Config
 
     cfg = Config(sr=SR)
     root = os.environ.get("EMODIST_EMOTIFY_ROOT")

@@ -1,13 +1,13 @@
 """Query speed, bytes read and memory on a large generated feature store.
 
 A store of ``N`` segments (1,000,000 by default; 10,000 with ``quick``) is
-written in the real layout and chunking (:func:`emodist.store.template`,
-:func:`emodist.store.create_store`) and filled block by block with random
+written in the real layout and chunking (:func:`emodist.store.zarrio.template`,
+:func:`emodist.store.zarrio.create_store`) and filled block by block with random
 float32 values through :mod:`zarr` (both feature variables; the deep one is
 ``N x 2048``, 8 GB at full size), so memory stays bounded while writing.
 Tracks have four segments; labels follow the Emotify class shares.
 
-Measured through :func:`emodist.query.counting_store` (every key and byte the
+Measured through :func:`emodist.store.query.counting_store` (every key and byte the
 query fetches from the store is counted):
 
 - one track's segments with 20 handcrafted columns (warm: store open and
@@ -61,7 +61,7 @@ WRITE_ROWS = 16_384
 
 def handcrafted_names() -> list[str]:
     """The real handcrafted feature names (131 in the full set)."""
-    from emodist.handcrafted import feature_names
+    from emodist.features.handcrafted import feature_names
 
     return list(feature_names("full"))
 
@@ -100,7 +100,8 @@ def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0)
     """
     import zarr
 
-    from emodist import schema, store
+    from emodist.store import layout as schema
+    from emodist.store import zarrio as store
 
     t0 = time.perf_counter()
     names = handcrafted_names()
@@ -131,7 +132,7 @@ def _du(path: str) -> int:
 
 
 def _reusable(path: str, n_segments: int, deep_dim: int) -> bool:
-    from emodist import query
+    from emodist.store import query
 
     try:
         ds = query.open_store(path)
@@ -184,7 +185,7 @@ def _reset_peak() -> None:
 
 def deep_similarity_child(path: str) -> dict:
     """Run in a fresh process: top-10 over the whole deep variable."""
-    from emodist import query
+    from emodist.store import query
 
     counter = query.counting_store(path)
     ds = query.open_store(counter)
@@ -213,7 +214,7 @@ def _deep_similarity(path: str) -> dict:
 
 def _query_rows(path: str, n_segments: int, deep_dim: int) -> list[dict]:
     """Time the selection and handcrafted similarity queries on one opened store."""
-    from emodist import query
+    from emodist.store import query
 
     rows = []
     counter = query.counting_store(path)

@@ -22,7 +22,7 @@ def emotify_root() -> Path:
 @pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """A small generated Emotify-layout dataset: 16 tracks of 20 s."""
-    from emodist.demo import make_demo_dataset
+    from emodist.data.demo import make_demo_dataset
 
     out = tmp_path_factory.mktemp("demo") / "dataset"
     make_demo_dataset(out, n_tracks=16, seed=0, duration_s=20.0)
@@ -32,7 +32,7 @@ def demo_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A small random Inception-shaped ONNX model built by emodist itself."""
-    from emodist.deep.session import build_tiny_model
+    from emodist.models.session import build_tiny_model
 
     out = tmp_path_factory.mktemp("model") / "tiny.onnx"
     return build_tiny_model(str(out), seed=0)

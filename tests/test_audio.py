@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodist import audio
+from emodist.data import audio
 from emodist.errors import DataError, EmodistError
 
 

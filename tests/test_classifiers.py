@@ -14,7 +14,7 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
-from emodist import classifiers as clf
+from emodist.learn import classifiers as clf
 from emodist.errors import EmodistError
 
 MATLAB_NAMES = {

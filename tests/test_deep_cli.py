@@ -11,7 +11,7 @@ import pytest
 
 from emodist.cli import main
 from emodist.cli.model import check_images
-from emodist.deep.session import read_sidecar
+from emodist.models.session import read_sidecar
 
 
 @pytest.fixture()

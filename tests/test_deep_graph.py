@@ -13,7 +13,7 @@ import onnxruntime as ort
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from emodist.deep import build, graph
+from emodist.models import build, inception_graph as graph
 from emodist.errors import ModelError
 from tests.test_deep_unpickle import Module, Storage, Tensor, write_archive
 
@@ -189,7 +189,7 @@ def _archive_of(layers) -> bytes:
 
 
 def test_archive_path_gives_the_same_model_as_direct_layers(tiny_layers, tmp_path):
-    from emodist.deep.unpickle import load_archive
+    from emodist.models.unpickle import load_archive
 
     layers = build.layers_from_archive(load_archive(_archive_of(tiny_layers)), TINY)
     assert set(layers) == set(tiny_layers)

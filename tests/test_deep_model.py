@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emodist.deep import build
-from emodist.deep.session import embed, get_session, read_sidecar
+from emodist.models import build
+from emodist.models.session import embed, get_session, read_sidecar
 from emodist.errors import ModelError
 
 pytestmark = pytest.mark.model
@@ -80,10 +80,10 @@ def test_real_model_outputs(real_model, images):
 
 
 def test_two_emotify_tracks_give_different_features(real_model, emotify_root):
-    from emodist.audio import load_track
-    from emodist.config import Config
-    from emodist.images import spectrogram_image
-    from emodist.spectral import analyse
+    from emodist.data.audio import load_track
+    from emodist.spec import Config
+    from emodist.features.images import spectrogram_image
+    from emodist.features.spectral import analyse
 
     cfg = Config()
     imgs = []
@@ -101,7 +101,7 @@ def test_onnx_matches_torchscript(real_model, wheel, images):
     torch = pytest.importorskip("torch")
     import zipfile
 
-    from emodist.images import to_network_input
+    from emodist.features.images import to_network_input
 
     with zipfile.ZipFile(wheel) as zf:
         archive = zf.read(build.ARCHIVE_MEMBER)

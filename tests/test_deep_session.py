@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emodist.deep import session as ds
+from emodist.models import session as ds
 from emodist.errors import EmodistError, ModelError
 
 
@@ -59,7 +59,7 @@ def test_embed_is_batch_size_invariant(tiny_model, images, batch_size):
 
 
 def test_embed_matches_a_direct_session_run(tiny_model, images):
-    from emodist.images import to_network_input
+    from emodist.features.images import to_network_input
 
     sess = ds.get_session(tiny_model)
     direct = sess.run(["features"], {"images": to_network_input(images[:2])})[0]
@@ -179,7 +179,7 @@ def test_model_read_from_s3(tiny_model, images):
 def _embed_on_worker(model: str, images: np.ndarray) -> tuple[int, int, int, np.ndarray]:
     import os
 
-    from emodist.deep import session
+    from emodist.models import session
 
     feats = session.embed(images, model, batch_size=2)
     return os.getpid(), id(session.get_session(model)), len(session._SESSIONS), feats

@@ -11,7 +11,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from emodist.deep.unpickle import ScriptRecord, load_archive, state_dict
+from emodist.models.unpickle import ScriptRecord, load_archive, state_dict
 from emodist.errors import ModelError
 
 

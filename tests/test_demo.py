@@ -7,8 +7,8 @@ import hashlib
 import numpy as np
 import pytest
 
-from emodist.catalog import load_dataset
-from emodist.demo import STYLES, make_demo_dataset, synthesize
+from emodist.data.catalog import load_dataset
+from emodist.data.demo import STYLES, make_demo_dataset, synthesize
 from emodist.errors import DataError
 
 

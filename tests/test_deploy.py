@@ -507,8 +507,8 @@ def test_compose_path_with_environment_credentials_only(demo_dataset, tmp_path):
     """The compose data path on 127.0.0.1: seed -> S3, driver and workers in
     separate processes that know the store only from AWS_* variables (as
     env_file gives them), the dataset and store URLs of the compose job."""
-    from emodist import schema
-    from emodist.store import open_store
+    from emodist.store import layout as schema
+    from emodist.store.zarrio import open_store
     from tests.servers import dask_cluster, moto_server, s3_env
 
     with moto_server() as (endpoint, options):

@@ -13,9 +13,9 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emodist import evaluate as ev
+from emodist.learn import evaluate as ev
 from emodist.errors import EmodistError, StoreError
-from emodist.store import open_store
+from emodist.store.zarrio import open_store
 from tests.test_evaluate_data import CLASSES, build, hc_names, make_arrays, make_store
 
 FAST = ["logistic-regression", "linear-svm", "medium-knn", "bagged-trees"]
@@ -281,7 +281,7 @@ def test_report_json_records_provenance(separable, tmp_path):
 
 
 def test_jensen_shannon_matches_scipy():
-    from emodist.distribution import jensen_shannon
+    from emodist.learn.distribution import jensen_shannon
 
     rng = np.random.default_rng(0)
     p, q = rng.dirichlet(np.ones(9), size=5), rng.dirichlet(np.ones(9), size=5)
@@ -294,7 +294,7 @@ def test_jensen_shannon_matches_scipy():
 
 
 def test_topk_agreement_and_train_mean_baseline():
-    from emodist.distribution import target_distribution, topk_agreement, train_mean_baseline
+    from emodist.learn.distribution import target_distribution, topk_agreement, train_mean_baseline
 
     true = np.array([[0.6, 0.3, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4]])
     pred = np.array([[0.1, 0.5, 0.3, 0.1], [0.4, 0.3, 0.2, 0.1]])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from emodist.classifiers import PRESETS
+from emodist.learn.classifiers import PRESETS
 from emodist.cli import main
 from tests.test_evaluate_data import make_store
 

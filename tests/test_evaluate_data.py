@@ -1,7 +1,7 @@
 """Generated feature stores for the evaluation tests (and tests of the generator).
 
 :func:`make_store` writes a real Zarr v3 store in the layout of
-:mod:`emodist.schema`: ``n_tracks`` tracks of ``n_segments`` segments, four
+:mod:`emodist.store.layout`: ``n_tracks`` tracks of ``n_segments`` segments, four
 classes, handcrafted features whose first columns carry the class (scaled by
 ``separation``) plus a strong per-track offset shared by a track's segments
 (so that a cross-validation that let a track into both train and test could
@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from emodist import schema
+from emodist.store import layout as schema
 
 CLASSES = ("calmness", "joyful_activation", "tension", "sadness")
 N_HC = 10
@@ -81,7 +81,7 @@ def make_store(path, deep: bool = True, attrs: dict | None = None, **kw) -> str:
 
 
 def test_generated_store_layout(tmp_path):
-    from emodist.store import open_store
+    from emodist.store.zarrio import open_store
 
     ds = open_store(make_store(tmp_path / "s.zarr", n_tracks=8, n_segments=2))
     assert ds.sizes["segment"] == 16

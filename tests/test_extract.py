@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emodist import schema
-from emodist import store as st
-from emodist.config import Config
+from emodist.store import layout as schema
+from emodist.store import zarrio as st
+from emodist.spec import Config
 from emodist.errors import ClusterError, DataError, StoreError
-from emodist.extract import (
+from emodist.engine.extract import (
     ChunkTask,
     apply_thread_budget,
     compute_chunk,
@@ -39,7 +39,7 @@ CHUNK = 2
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory) -> Path:
-    from emodist.demo import make_demo_dataset
+    from emodist.data.demo import make_demo_dataset
 
     out = tmp_path_factory.mktemp("extract") / "dataset"
     make_demo_dataset(out, n_tracks=8, seed=1, duration_s=12.0)
@@ -125,7 +125,7 @@ def test_apply_thread_budget_limits_blas():
 
 def test_compute_chunk_one_decode_failure(tmp_path, small_dataset, config, tiny_model):
     """A track that cannot be decoded fails alone; the chunk's other track is computed."""
-    from emodist.deep.session import read_sidecar
+    from emodist.models.session import read_sidecar
 
     good = min((small_dataset / "emotifymusic").rglob("*.mp3"))
     bad = tmp_path / "bad.mp3"
@@ -160,17 +160,17 @@ def test_reference_store_complete(reference, small_dataset, config, tiny_model):
     assert np.isfinite(ds[schema.DEEP].values).all()
     assert ds[schema.DEEP].chunks[0] == (CHUNK,) * 12
     stored = Config.from_json(ds.attrs["config"])
-    from emodist.deep.session import read_sidecar
+    from emodist.models.session import read_sidecar
 
     assert stored.model_sha256 == read_sidecar(tiny_model)["sha256"] == ds.attrs["model_sha256"]
     assert stored.segment_seconds == 4.0
-    from emodist import handcrafted
+    from emodist.features import handcrafted
 
     assert ds.attrs["feature_names_version"] == handcrafted.FEATURE_NAMES_VERSION
     assert list(ds["handcrafted_feature"].values) == handcrafted.feature_names("full")
     assert st.failures(ds) == []
-    from emodist.audio import cut, load_track
-    from emodist.spectral import analyse
+    from emodist.data.audio import cut, load_track
+    from emodist.features.spectral import analyse
 
     # each row holds its own segment's features: recompute segment 5 the way
     # chunk 2 (segments 4 and 5, one track) does, from one decode of its span
@@ -184,7 +184,7 @@ def test_reference_store_complete(reference, small_dataset, config, tiny_model):
     vec = handcrafted.extract(analyse(seg, config.sr, config), "full")
     np.testing.assert_allclose(ds[schema.HANDCRAFTED].values[k], vec, rtol=1e-6)
     # votes follow the catalog
-    from emodist.catalog import load_dataset
+    from emodist.data.catalog import load_dataset
 
     cat = load_dataset(str(small_dataset))
     tid = str(row.track_id.values)
@@ -425,7 +425,7 @@ def test_real_emotify_end_to_end(emotify_root, tmp_path, tiny_model):
 
 
 def test_redo_unrecorded_failures():
-    from emodist.extract import redo_unrecorded
+    from emodist.engine.extract import redo_unrecorded
 
     status = np.array([1, -1, -1, 0, -1], np.int8)
     tracks = np.array(["a", "b", "b", "c", "d"])
@@ -436,8 +436,8 @@ def test_redo_unrecorded_failures():
 
 
 def test_decode_track_reads_prefix_and_lets_transient_errors_through(small_dataset, monkeypatch):
-    import emodist.audio
-    import emodist.extract as ex
+    import emodist.data.audio
+    import emodist.engine.extract as ex
 
     good = str(min((small_dataset / "emotifymusic").rglob("*.mp3")))
     y = ex.decode_track(good, 22050, 4.0)
@@ -446,7 +446,7 @@ def test_decode_track_reads_prefix_and_lets_transient_errors_through(small_datas
     def dropped(*args, **kwargs):  # a connection lost while reading
         raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(emodist.audio.fsspec, "open", dropped)
+    monkeypatch.setattr(emodist.data.audio.fsspec, "open", dropped)
     # not a DataError: the chunk task fails and Dask retries it
     with pytest.raises(ConnectionResetError):
         ex.decode_track("s3://bucket/x.mp3", 22050, 4.0)

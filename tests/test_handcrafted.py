@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodist import audio, spectral
-from emodist import handcrafted as hc
-from emodist.config import Config
+from emodist.data import audio
+from emodist.features import spectral
+from emodist.features import handcrafted as hc
+from emodist.spec import Config
 from emodist.errors import EmodistError
 
 SR = 22050

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emodist.config import Config
+from emodist.spec import Config
 from emodist.errors import EmodistError
-from emodist.images import (
+from emodist.features.images import (
     log_spectrogram,
     resize_bilinear,
     resize_weights,
@@ -18,7 +18,7 @@ from emodist.images import (
     spectrogram_image,
     to_network_input,
 )
-from emodist.spectral import analyse
+from emodist.features.spectral import analyse
 
 SR = 22050
 

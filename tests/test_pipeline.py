@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from emodist import evaluate as ev
-from emodist import pipeline
+from emodist.learn import evaluate as ev
+from emodist.engine import pipeline
 from emodist.cli import main
 from emodist.errors import EmodistError
-from emodist.store import open_store
+from emodist.store.zarrio import open_store
 from tests.servers import dask_cluster
 
 

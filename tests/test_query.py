@@ -1,4 +1,4 @@
-"""Tests of emodist.query and the info / query / similar commands on real Zarr stores."""
+"""Tests of emodist.store.query and the info / query / similar commands on real Zarr stores."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from emodist import query, schema
+from emodist.store import query
+from emodist.store import layout as schema
 from emodist.cli import main
 from emodist.errors import EmodistError, StoreError
-from emodist.store import encoding
+from emodist.store.zarrio import encoding
 
 N_TRACKS, PER_TRACK, CHUNK = 30, 4, 7
 HC_NAMES = [f"mfcc_{i:02d}_mean" for i in range(13)] + ["centroid_mean", "rms_mean", "zcr_mean"]
@@ -94,7 +95,7 @@ def test_open_store_errors_name_the_path(tmp_path):
 
 
 def test_select_accepts_store_from_store_module(store):
-    from emodist.store import open_store as store_open
+    from emodist.store.zarrio import open_store as store_open
 
     path, mem = store
     df = query.select(store_open(path), tracks="2", features="rms_mean")
@@ -383,9 +384,9 @@ def test_cli_errors_exit_2_with_one_line(store, capsys, argv, words):
 
 
 def test_partly_written_store_from_the_store_module(tmp_path):
-    """A store filled by ``emodist.store`` region writes, one chunk still pending."""
-    from emodist import store as st
-    from emodist.config import Config
+    """A store filled by ``emodist.store.zarrio`` region writes, one chunk still pending."""
+    from emodist.store import zarrio as st
+    from emodist.spec import Config
 
     plan = make_plan(n_tracks=6, per_track=2)
     chunk = 4
@@ -422,8 +423,8 @@ def test_partly_written_store_from_the_store_module(tmp_path):
 @pytest.mark.emotify
 def test_info_and_select_on_the_emotify_plan(emotify_root, tmp_path):
     """A store laid out from the real Emotify plan (398 segments of 100 tracks)."""
-    from emodist.catalog import load_dataset
-    from emodist.segments import plan_segments
+    from emodist.data.catalog import load_dataset
+    from emodist.data.segments import plan_segments
 
     catalog = load_dataset(str(emotify_root))
     plan = plan_segments(catalog).table

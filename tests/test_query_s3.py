@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from emodist import query
+from emodist.store import query
 from emodist.cli import main
 from tests.servers import make_bucket, moto_server, upload_tree
 from tests.test_query import STATUS, write_store

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from rich.console import Console
 
-from emodist import evaluate as ev
-from emodist import report as rp
+from emodist.learn import evaluate as ev
+from emodist.learn import report as rp
 from tests.test_evaluate_data import build, make_arrays
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from emodist.catalog import load_dataset
-from emodist.config import Config
+from emodist.data.catalog import load_dataset
+from emodist.spec import Config
 from emodist.errors import DataError
-from emodist.segments import plan_segments, probe, window_starts
+from emodist.data.segments import plan_segments, probe, window_starts
 
 
 def test_windows_default_drop_partial_last_piece():

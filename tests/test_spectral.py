@@ -6,8 +6,8 @@ import librosa
 import numpy as np
 import pytest
 
-from emodist import spectral
-from emodist.config import Config
+from emodist.features import spectral
+from emodist.spec import Config
 from emodist.errors import DataError, EmodistError
 
 SR = 22050

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emodist import schema
-from emodist import store as st
-from emodist.config import Config
+from emodist.store import layout as schema
+from emodist.store import zarrio as st
+from emodist.spec import Config
 from emodist.errors import StoreError
 
 

@@ -62,7 +62,7 @@ def add_segment_options(parser) -> None:
 
 def load_from_args(args):
     """The catalog that ``dataset`` + dataset options describe."""
-    from emodist.catalog import load_dataset
+    from emodist.data.catalog import load_dataset
 
     return load_dataset(
         args.dataset,
@@ -104,8 +104,8 @@ def cmd_catalog(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from emodist.config import Config
-    from emodist.segments import plan_segments
+    from emodist.spec import Config
+    from emodist.data.segments import plan_segments
 
     catalog = load_from_args(args)
     config = Config(

@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def cmd_demo_data(args) -> int:
-    from emodist.demo import make_demo_dataset
+    from emodist.data.demo import make_demo_dataset
 
     out = make_demo_dataset(args.out, n_tracks=args.tracks, seed=args.seed,
                             duration_s=args.duration)

@@ -122,7 +122,7 @@ def register(subparsers) -> None:
 
 def print_presets(print_fn=print) -> None:
     """Print every classifier and distribution preset with its parameters."""
-    from emodist.classifiers import DISTRIBUTION_PRESETS, describe_presets
+    from emodist.learn.classifiers import DISTRIBUTION_PRESETS, describe_presets
 
     print_fn("classifier presets (MATLAB Classification Learner names; all standardise features):")
     for row in describe_presets():
@@ -141,14 +141,14 @@ def _maybe_client(scheduler: str | None, scheduler_file: str | None):
     if not (scheduler or scheduler_file):
         yield None
         return
-    from emodist.extract import connect
+    from emodist.engine.extract import connect
 
     with connect(scheduler, scheduler_file) as client:
         yield client
 
 
 def _finish(report: dict, top: int | None) -> None:
-    from emodist.report import print_summary
+    from emodist.learn.report import print_summary
 
     print_summary(report, top=top)
 
@@ -160,7 +160,7 @@ def cmd_evaluate(args) -> int:
         return 0
     if not args.store:
         raise EmodistError("give a STORE to evaluate (or --list)")
-    from emodist.evaluate import run_evaluate
+    from emodist.learn.evaluate import run_evaluate
 
     with _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
@@ -176,7 +176,7 @@ def cmd_evaluate(args) -> int:
 def cmd_run(args) -> int:
     """Run ``emodist run``: extract, then evaluate."""
     from emodist.cli.extract import config_from_args
-    from emodist.pipeline import run_pipeline
+    from emodist.engine.pipeline import run_pipeline
 
     config = config_from_args(args)
     result = run_pipeline(
@@ -198,7 +198,7 @@ def cmd_run(args) -> int:
 
 def cmd_demo(args) -> int:
     """Run ``emodist demo``."""
-    from emodist.pipeline import run_demo
+    from emodist.engine.pipeline import run_demo
 
     result = run_demo(args.out, n_tracks=args.tracks, seed=args.seed, duration_s=args.duration,
                       n_workers=args.workers)

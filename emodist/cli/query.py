@@ -154,7 +154,7 @@ def _size(n: int | None) -> str:
 
 
 def format_info(summary: dict) -> str:
-    """Human-readable text of :func:`emodist.query.info`."""
+    """Human-readable text of :func:`emodist.store.query.info`."""
     c = summary["completeness"]
     lines = [
         f"store: {summary['store'] or '(in memory)'}",
@@ -186,7 +186,7 @@ def format_info(summary: dict) -> str:
 
 def cmd_info(args) -> int:
     """``emodist info``."""
-    from emodist.query import info
+    from emodist.store.query import info
 
     summary = info(args.store, storage_options=parse_storage_options(args.storage_options))
     if args.json:
@@ -198,7 +198,7 @@ def cmd_info(args) -> int:
 
 def cmd_query(args) -> int:
     """``emodist query``."""
-    from emodist.query import select
+    from emodist.store.query import select
 
     fmt = output_format(args.format, args.output)
     df = select(
@@ -219,7 +219,7 @@ def cmd_query(args) -> int:
 
 def cmd_similar(args) -> int:
     """``emodist similar``."""
-    from emodist.query import similar
+    from emodist.store.query import similar
 
     fmt = output_format(args.format, args.output)
     df = similar(

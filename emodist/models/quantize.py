@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emodist.deep.build import file_sha256, sidecar_path
+from emodist.models.build import file_sha256, sidecar_path
 from emodist.errors import ModelError
 
 #: Layers left in float32 by default (the stem's first two convolutions).
@@ -37,12 +37,12 @@ def synthetic_calibration_images(n: int = 16, seed: int = 0, config=None) -> np.
 
     Each clip (``config.segment_seconds`` long) mixes a few harmonic notes
     with random pitches and decays, pink-ish noise bursts and a silent gap,
-    and goes through :func:`emodist.spectral.analyse` and
-    :func:`emodist.images.spectrogram_image` exactly like real segments.
+    and goes through :func:`emodist.features.spectral.analyse` and
+    :func:`emodist.features.images.spectrogram_image` exactly like real segments.
     """
-    from emodist.config import Config
-    from emodist.images import spectrogram_image
-    from emodist.spectral import analyse
+    from emodist.spec import Config
+    from emodist.features.images import spectrogram_image
+    from emodist.features.spectral import analyse
 
     cfg = config or Config()
     rng = np.random.default_rng(seed)
@@ -73,7 +73,7 @@ class _Reader:
     """CalibrationDataReader over uint8 images, a few at a time."""
 
     def __init__(self, images: np.ndarray, input_name: str, batch: int = 4):
-        from emodist.images import to_network_input
+        from emodist.features.images import to_network_input
 
         self._batches = iter([{input_name: to_network_input(images[i:i + batch])}
                               for i in range(0, len(images), batch)])
@@ -88,7 +88,7 @@ class _Reader:
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   calibration_images: np.ndarray, *, per_channel: bool = True,
                   keep_fp32: tuple[str, ...] = KEEP_FP32) -> str:
-    """Write an int8 copy of an fp32 model built by :mod:`emodist.deep.build`.
+    """Write an int8 copy of an fp32 model built by :mod:`emodist.models.build`.
 
     Parameters
     ----------

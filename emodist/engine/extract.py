@@ -1,19 +1,19 @@
 """Distributed extraction of a dataset into a feature store.
 
 The driver (:func:`run_extract`) reads the catalog, plans the segments from
-file headers, writes the store template (:mod:`emodist.store`) and then
+file headers, writes the store template (:mod:`emodist.store.zarrio`) and then
 hands out *chunk tasks*: one task per chunk of the store along ``segment``,
 so that exactly one writer touches each chunk.  A task carries paths, plan
 rows and the config, never arrays or models.  On the worker
 (:func:`extract_chunk`):
 
 1. every track the chunk needs is decoded once, from its start to the end
-   of the chunk's last segment of it (:func:`emodist.audio.load_track`);
-2. each segment gets one STFT (:func:`emodist.spectral.analyse`), from which
+   of the chunk's last segment of it (:func:`emodist.data.audio.load_track`);
+2. each segment gets one STFT (:func:`emodist.features.spectral.analyse`), from which
    the handcrafted vector and the spectrogram image are made;
 3. the images go through the ONNX model in batches, on a session cached per
-   worker process (:func:`emodist.deep.session.embed`);
-4. the chunk is written in place (:func:`emodist.store.write_region`),
+   worker process (:func:`emodist.models.session.embed`);
+4. the chunk is written in place (:func:`emodist.store.zarrio.write_region`),
    features first and ``status`` last.
 
 A track that cannot be decoded marks its segments failed (status -1) and is
@@ -38,9 +38,9 @@ from itertools import islice
 import numpy as np
 import pandas as pd
 
-from emodist import schema
-from emodist import store as st
-from emodist.config import Config
+from emodist.store import layout as schema
+from emodist.store import zarrio as st
+from emodist.spec import Config
 from emodist.errors import ClusterError, DataError, EmodistError, ModelError
 from emodist.progress import progress_bar
 
@@ -213,16 +213,16 @@ def segment_outputs(y: np.ndarray, config: Config, want_handcrafted: bool, want_
     (numpy.ndarray or None, numpy.ndarray or None)
         float32 feature vector and uint8 ``(size, size)`` image.
     """
-    from emodist.spectral import analyse
+    from emodist.features.spectral import analyse
 
     analysis = analyse(y, config.sr, config)
     vec = img = None
     if want_handcrafted:
-        from emodist import handcrafted
+        from emodist.features import handcrafted
 
         vec = handcrafted.extract(analysis, config.feature_set, config.n_mfcc)
     if want_image:
-        from emodist.images import spectrogram_image
+        from emodist.features.images import spectrogram_image
 
         img = spectrogram_image(analysis, config)
     return vec, img
@@ -236,7 +236,7 @@ def decode_track(path: str, sr: int, end_s: float,
     start.  A transient I/O error propagates (``OSError``) and Dask retries
     the chunk; a file that cannot be decoded raises :class:`DataError`.
     """
-    from emodist.audio import load_track
+    from emodist.data.audio import load_track
 
     return load_track(path, sr, storage_options, offset_s=0.0, duration_s=end_s)
 
@@ -260,7 +260,7 @@ def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, 
     failures : list of dict
         One ``{"track_id", "path", "error"}`` per track that failed.
     """
-    from emodist.audio import cut
+    from emodist.data.audio import cut
 
     cfg = task.config
     n = len(task.rows)
@@ -291,7 +291,7 @@ def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, 
                 images[i] = img
     values = {}
     if want_hc:
-        from emodist import handcrafted
+        from emodist.features import handcrafted
 
         width = len(handcrafted.feature_names(cfg.feature_set, cfg.n_mfcc))
         block = np.full((n, width), np.nan, np.float32)
@@ -299,7 +299,7 @@ def compute_chunk(task: ChunkTask, threads: int = 1) -> tuple[dict, np.ndarray, 
             block[i] = vec
         values[schema.HANDCRAFTED] = block
     if want_deep:
-        from emodist.deep.session import embed
+        from emodist.models.session import embed
 
         block = np.full((n, int(task.deep_dim)), np.nan, np.float32)
         if images:
@@ -531,7 +531,7 @@ def resolve_model(config: Config, model: str | None, storage_options: dict | Non
     """
     if schema.DEEP not in config.features:
         return None, config.replace(model_sha256=None), None
-    from emodist.deep import session
+    from emodist.models import session
 
     url = str(model) if model else session.default_model_path()
     try:
@@ -569,7 +569,7 @@ def _say(enabled: bool, text: str) -> None:
 
 def store_attrs(config: Config, catalog) -> dict:
     """Provenance attributes of a new store (no storage options, no credentials)."""
-    from emodist import handcrafted
+    from emodist.features import handcrafted
 
     return {
         "config": config.to_json(),
@@ -599,7 +599,7 @@ def prepare_store(
         Store location.
     table : pandas.DataFrame
         The segment plan.
-    catalog : emodist.catalog.Catalog
+    catalog : emodist.data.catalog.Catalog
         For votes and the dataset description.
     config : Config
         Complete extraction config (model sha256 filled in).
@@ -632,7 +632,7 @@ def prepare_store(
         st.check_compatible(store, attrs, config, [str(s) for s in table["segment_id"]],
                             st.read_segment_ids(store, storage_options))
         return st.store_chunk(store, storage_options), st.failures(attrs), True
-    from emodist import handcrafted
+    from emodist.features import handcrafted
 
     hc_names = (handcrafted.feature_names(config.feature_set, config.n_mfcc)
                 if schema.HANDCRAFTED in config.features else None)
@@ -710,7 +710,7 @@ def run_extract(
     Parameters
     ----------
     dataset : str
-        Dataset location (see :func:`emodist.catalog.load_dataset`).
+        Dataset location (see :func:`emodist.data.catalog.load_dataset`).
     store : str
         Store location, local path or fsspec URL.
     config : Config, optional
@@ -722,7 +722,7 @@ def run_extract(
     storage_options : dict, optional
         fsspec options for remote dataset, store and model.
     model : str, optional
-        ONNX model URL (default :func:`emodist.deep.session.default_model_path`).
+        ONNX model URL (default :func:`emodist.models.session.default_model_path`).
     overwrite : bool
         Replace an existing store instead of resuming it.
     progress : bool
@@ -730,7 +730,7 @@ def run_extract(
     client : distributed.Client, optional
         Use this client (tests, ``emodist run``); nothing is started.
     chunk : int, optional
-        Segments per chunk of a new store (default :func:`emodist.store.chunk_segments`).
+        Segments per chunk of a new store (default :func:`emodist.store.zarrio.chunk_segments`).
     max_in_flight : int, optional
         Cap on tasks in flight (default 2 per worker thread).
     on_result : callable, optional
@@ -750,8 +750,8 @@ def run_extract(
         Bad dataset, store of another config, unreachable scheduler, or
         chunks that failed after their retries (the store stays resumable).
     """
-    from emodist.catalog import load_dataset
-    from emodist.segments import plan_segments
+    from emodist.data.catalog import load_dataset
+    from emodist.data.segments import plan_segments
 
     t0 = time.perf_counter()
     config = config or Config()

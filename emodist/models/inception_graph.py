@@ -3,7 +3,7 @@
 One builder, :func:`build_graph`, turns a mapping of convolution layers
 (:class:`ConvLayer`: weight, batch-norm shift/mean/variance, stride, padding)
 into an ONNX model.  The real model gets its layers from the TorchScript
-archive (:mod:`emodist.deep.unpickle`), the tiny test model from
+archive (:mod:`emodist.models.unpickle`), the tiny test model from
 :func:`random_layers`; both go through the same builder, so the tiny model
 exercises every node type of the real one.
 

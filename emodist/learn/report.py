@@ -1,7 +1,7 @@
 """Evaluation reports: JSON, Markdown, confusion-matrix heatmaps, bar chart, console table.
 
 Everything here reads the report dictionary returned by
-:func:`emodist.evaluate.run_evaluate`; nothing is recomputed.  Confusion
+:func:`emodist.learn.evaluate.run_evaluate`; nothing is recomputed.  Confusion
 matrices are drawn as in the reference study: rows are the true class,
 cells are row-normalised percentages, and two extra columns give each true
 class's true-positive rate (TPR) and false-negative rate (FNR).
@@ -55,7 +55,7 @@ def confusion_figure(conf: dict, title: str = ""):
     ----------
     conf : dict
         ``classes``, ``percent``, ``counts``, ``tpr``, ``fnr`` as produced by
-        :func:`emodist.evaluate.confusion`.
+        :func:`emodist.learn.evaluate.confusion`.
     title : str
         Figure title.
 
@@ -259,7 +259,7 @@ def write_report(report: dict, out) -> dict:
     Parameters
     ----------
     report : dict
-        Report from :func:`emodist.evaluate.run_evaluate`; its ``files``
+        Report from :func:`emodist.learn.evaluate.run_evaluate`; its ``files``
         entry is set to the written paths.
     out : str or path-like
         Local folder (created if missing).

@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from emodist import schema
+from emodist.store import layout as schema
 from emodist.errors import EmodistError, StoreError
 
 #: Variables whose columns :func:`select` can return, in column order.
@@ -85,7 +85,7 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
     Returns
     -------
     xarray.Dataset
-        The store in the layout of :mod:`emodist.schema`.
+        The store in the layout of :mod:`emodist.store.layout`.
 
     Raises
     ------
@@ -100,7 +100,7 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
     """
     from zarr.abc.store import Store
 
-    from emodist.store import store_exists, zarr_store
+    from emodist.store.zarrio import store_exists, zarr_store
 
     if isinstance(url, Store):
         target, name = url, str(url)
@@ -173,7 +173,7 @@ def counting_store(url, storage_options: dict | None = None):
 
     from zarr.storage import WrapperStore
 
-    from emodist.store import zarr_store
+    from emodist.store.zarrio import zarr_store
 
     class CountingStore(WrapperStore):
         def __init__(self, store):

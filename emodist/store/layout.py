@@ -23,7 +23,7 @@ nine GEMS names; ``handcrafted_feature`` and ``deep_feature`` hold feature
 names (``deep_0000`` ... for the embedding).
 
 Store attributes (all JSON-serialisable): ``emodist_version``,
-``config`` (JSON of :class:`emodist.config.Config`), ``feature_names_version``,
+``config`` (JSON of :class:`emodist.spec.Config`), ``feature_names_version``,
 ``model_sha256``, ``dataset`` (a description), ``created`` (ISO time),
 ``label_rule``, ``failures`` (JSON list of ``{"track_id", "path", "error"}``).
 """

@@ -125,7 +125,7 @@ def analyse(y: np.ndarray, sr: int, config) -> Analysis:
         Mono samples (any float dtype; converted to float32).
     sr : int
         Sample rate in Hz.
-    config : emodist.config.Config
+    config : emodist.spec.Config
         Supplies ``n_fft`` and ``hop_length``.
 
     Returns

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from emodist.config import Config
+from emodist.spec import Config
 from emodist.errors import DataError
 
 #: Durations are compared with this slack (seconds) so that header rounding
@@ -159,7 +159,7 @@ def plan_segments(catalog, config: Config | None = None, *, max_workers: int = 1
 
     Parameters
     ----------
-    catalog : emodist.catalog.Catalog
+    catalog : emodist.data.catalog.Catalog
         Tracks with audio and kept labels are planned.
     config : Config, optional
         Window length, hop and shortest last piece.

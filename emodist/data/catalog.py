@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from emodist.errors import DataError
-from emodist.schema import GEMS
+from emodist.store.layout import GEMS
 
 #: Audio file extensions recognised by the folder-per-label layout.
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")

@@ -1,8 +1,8 @@
 """The whole job: extract a dataset's features, then cross-validate classifiers.
 
 :func:`run_pipeline` is ``emodist run``: one Dask client serves both the
-extraction (:func:`emodist.extract.run_extract`) and the evaluation
-(:func:`emodist.evaluate.run_evaluate`).  :func:`run_demo` is ``emodist
+extraction (:func:`emodist.engine.extract.run_extract`) and the evaluation
+(:func:`emodist.learn.evaluate.run_evaluate`).  :func:`run_demo` is ``emodist
 demo``: the same on a generated dataset, with deep features only when the
 real network has been built (a random network's output is never presented
 as deep features).
@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emodist import schema
-from emodist.config import Config
+from emodist.store import layout as schema
+from emodist.spec import Config
 from emodist.errors import EmodistError
 
 
@@ -25,10 +25,10 @@ class PipelineResult:
 
     Attributes
     ----------
-    extract : emodist.extract.ExtractResult
+    extract : emodist.engine.extract.ExtractResult
         What the extraction did.
     report : dict
-        The evaluation report (see :func:`emodist.evaluate.run_evaluate`).
+        The evaluation report (see :func:`emodist.learn.evaluate.run_evaluate`).
     notes : list of str
         One-line remarks for the user (e.g. deep features skipped).
     """
@@ -56,9 +56,9 @@ def model_available(model: str | None = None) -> str | None:
     Parameters
     ----------
     model : str, optional
-        Explicit model path; default :func:`emodist.deep.session.default_model_path`.
+        Explicit model path; default :func:`emodist.models.session.default_model_path`.
     """
-    from emodist.deep.session import default_model_path
+    from emodist.models.session import default_model_path
 
     path = model or default_model_path()
     if "://" in path and not path.startswith("file://"):
@@ -97,9 +97,9 @@ def run_pipeline(
     Parameters
     ----------
     dataset, store : str
-        As for :func:`emodist.extract.run_extract`.
+        As for :func:`emodist.engine.extract.run_extract`.
     out : str or None
-        Report folder (see :func:`emodist.evaluate.run_evaluate`).
+        Report folder (see :func:`emodist.learn.evaluate.run_evaluate`).
     config : Config, optional
         Extraction config.
     scheduler, scheduler_file, n_workers, threads_per_worker, memory_limit
@@ -114,14 +114,14 @@ def run_pipeline(
     progress : bool
         Progress output.
     chunk : int, optional
-        Segments per store chunk (see :func:`emodist.extract.run_extract`).
+        Segments per store chunk (see :func:`emodist.engine.extract.run_extract`).
     retry_failed : bool
         Redo segments that failed in an earlier run.
     features : str or sequence, optional
         Feature sets to evaluate (default: every group extracted, and
         ``both`` when there are two).
     classifiers, folds, seed, balance, label_rule, target
-        As for :func:`emodist.evaluate.run_evaluate`.
+        As for :func:`emodist.learn.evaluate.run_evaluate`.
     client : distributed.Client, optional
         Use this client for both stages.
 
@@ -129,8 +129,8 @@ def run_pipeline(
     -------
     PipelineResult
     """
-    from emodist.evaluate import run_evaluate
-    from emodist.extract import connect, run_extract
+    from emodist.learn.evaluate import run_evaluate
+    from emodist.engine.extract import connect, run_extract
 
     config = config or Config()
 
@@ -177,11 +177,11 @@ def run_demo(
 ) -> PipelineResult:
     """The whole job on generated data: dataset, features, cross-validated report.
 
-    Writes ``OUT/data`` (:func:`emodist.demo.make_demo_dataset`),
+    Writes ``OUT/data`` (:func:`emodist.data.demo.make_demo_dataset`),
     ``OUT/features.zarr`` and the report in ``OUT/report``, replacing what
     an earlier demo left there.  Deep features
     are extracted only when the real model exists at
-    :func:`emodist.deep.session.default_model_path`; otherwise one line says
+    :func:`emodist.models.session.default_model_path`; otherwise one line says
     how to build it and the demo runs on handcrafted features.
 
     Parameters
@@ -209,7 +209,7 @@ def run_demo(
     -------
     PipelineResult
     """
-    from emodist.demo import make_demo_dataset
+    from emodist.data.demo import make_demo_dataset
 
     if n_tracks < 2 * folds:
         raise EmodistError(f"--tracks must be at least {2 * folds} for {folds} folds")
@@ -220,7 +220,7 @@ def run_demo(
     say(f"generated {n_tracks} tracks of {duration_s:g} s in {data}")
     model = model_available()
     if model is None:
-        from emodist.deep.session import default_model_path
+        from emodist.models.session import default_model_path
 
         notes.append(f"deep features skipped: no model at {default_model_path()}; "
                      "build it with `emodist model build` and rerun")

@@ -2,7 +2,7 @@
 
 The reference study fed grey spectrogram pictures of each segment to an
 ImageNet Inception-v3.  :func:`spectrogram_image` makes that picture from the
-magnitude STFT already computed by :func:`emodist.spectral.analyse` (no second
+magnitude STFT already computed by :func:`emodist.features.spectral.analyse` (no second
 transform):
 
 1. power ``P = S ** 2`` (linear frequency axis) or the mel power spectrogram
@@ -108,9 +108,9 @@ def log_spectrogram(analysis, config) -> np.ndarray:
 
     Parameters
     ----------
-    analysis : emodist.spectral.Analysis
+    analysis : emodist.features.spectral.Analysis
         Holds ``S`` (magnitude STFT) and ``sr``, ``n_fft``.
-    config : emodist.config.Config
+    config : emodist.spec.Config
         Supplies ``image_scale`` and ``image_log_floor``.
 
     Returns
@@ -156,9 +156,9 @@ def spectrogram_image(analysis, config) -> np.ndarray:
 
     Parameters
     ----------
-    analysis : emodist.spectral.Analysis
+    analysis : emodist.features.spectral.Analysis
         The segment's one STFT (``S``, ``sr``, ``n_fft``).
-    config : emodist.config.Config
+    config : emodist.spec.Config
         ``image_size``, ``image_scale`` (``"linear"`` or ``"mel"``) and
         ``image_log_floor``.
 

@@ -31,8 +31,8 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from emodist import schema
-from emodist.config import Config
+from emodist.store import layout as schema
+from emodist.spec import Config
 from emodist.errors import StoreError
 
 #: Target size of one uncompressed chunk of the widest feature array.
@@ -158,7 +158,7 @@ def template(
     Parameters
     ----------
     plan : pandas.DataFrame
-        Segment plan table (see :data:`emodist.schema.SEGMENT_COORDS`).
+        Segment plan table (see :data:`emodist.store.layout.SEGMENT_COORDS`).
     handcrafted_names : list of str or None
         Handcrafted feature names, ``None`` for no handcrafted variable.
     deep_dim : int or None
@@ -406,7 +406,7 @@ def merge_failures(old: list[dict], new: list[dict]) -> list[dict]:
 def open_store(url: str, storage_options: dict | None = None) -> xr.Dataset:
     """Open a feature store with its string coordinates decoded.
 
-    The public lazy reader is :func:`emodist.query.open_store` (also
+    The public lazy reader is :func:`emodist.store.query.open_store` (also
     ``emodist.open_store``); this opens the store through it and then turns
     the string coordinates (track ids, labels, ...) into Python ``str``, which
     the evaluation driver wants in memory anyway.  Feature arrays stay lazy.
@@ -427,7 +427,7 @@ def open_store(url: str, storage_options: dict | None = None) -> xr.Dataset:
     StoreError
         Nothing usable is at ``url``.
     """
-    from emodist.query import open_store as open_lazy
+    from emodist.store.query import open_store as open_lazy
 
     ds = open_lazy(url, storage_options)
     strings = {

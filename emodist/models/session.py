@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emodist.deep.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
+from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
 from emodist.errors import ModelError
 
 #: Environment variable overriding the default model location.
@@ -210,7 +210,7 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
     Parameters
     ----------
     images_uint8 : np.ndarray
-        uint8 ``(N, H, W)`` images from :func:`emodist.images.spectrogram_image`.
+        uint8 ``(N, H, W)`` images from :func:`emodist.features.images.spectrogram_image`.
     model_url : str, optional
         Model path or URL; default :func:`default_model_path`.
     batch_size : int
@@ -235,7 +235,7 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
         Images that are not uint8 ``(N, H, W)``.
     """
     from emodist.errors import EmodistError
-    from emodist.images import to_network_input
+    from emodist.features.images import to_network_input
 
     images = np.asarray(images_uint8)
     if images.ndim != 3 or images.dtype != np.uint8:

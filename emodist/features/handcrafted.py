@@ -1,6 +1,6 @@
 """Handcrafted features: a MIRtoolbox-equivalent set from one STFT per segment.
 
-Every feature is derived from the :class:`emodist.spectral.Analysis` of a
+Every feature is derived from the :class:`emodist.features.spectral.Analysis` of a
 segment: its samples (RMS, zero crossings) and its one magnitude STFT
 (everything spectral, MFCC via the mel filterbank on ``S ** 2``, the onset
 envelope from the log-mel spectrogram, tempo from the onset envelope, chroma
@@ -31,7 +31,7 @@ import scipy.ndimage
 import scipy.signal
 
 from emodist.errors import EmodistError
-from emodist.spectral import N_MELS, Analysis, chroma_basis
+from emodist.features.spectral import N_MELS, Analysis, chroma_basis
 
 #: Version of the feature-name list and of the meaning of each column.
 FEATURE_NAMES_VERSION = "1"
@@ -895,7 +895,7 @@ def extract_dict(analysis: Analysis, feature_set: str = "full", n_mfcc: int = 13
 
     Parameters
     ----------
-    analysis : emodist.spectral.Analysis
+    analysis : emodist.features.spectral.Analysis
     feature_set : {"full", "seed17"}
     n_mfcc : int
     names : sequence of str, optional
@@ -925,8 +925,8 @@ def extract(analysis: Analysis, feature_set: str = "full", n_mfcc: int = 13) -> 
 
     Parameters
     ----------
-    analysis : emodist.spectral.Analysis
-        The segment and its one STFT (:func:`emodist.spectral.analyse`).
+    analysis : emodist.features.spectral.Analysis
+        The segment and its one STFT (:func:`emodist.features.spectral.analyse`).
     feature_set : {"full", "seed17"}
         Which named selection to compute.
     n_mfcc : int

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from emodist.catalog import EMOTIFY_GENRES
-from emodist.schema import GEMS
+from emodist.data.catalog import EMOTIFY_GENRES
+from emodist.store.layout import GEMS
 
 
 @dataclass(frozen=True)

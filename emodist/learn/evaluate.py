@@ -9,7 +9,7 @@ consolidated store and goes past it:
   classifier, feature set and balance mode; the fold of each segment is
   recorded;
 * every preprocessing step lives in a scikit-learn pipeline fit on the
-  training folds only (:func:`emodist.classifiers.make_pipeline`);
+  training folds only (:func:`emodist.learn.classifiers.make_pipeline`);
 * each (feature set, classifier, balance, fold) fit is an independent task
   run with :mod:`joblib` or on a Dask cluster; each task is seeded, so the
   results do not depend on where or in which order it runs;
@@ -43,10 +43,10 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 
-from emodist import classifiers as clf
-from emodist import schema
+from emodist.learn import classifiers as clf
+from emodist.store import layout as schema
 from emodist._version import __version__
-from emodist.distribution import (
+from emodist.learn.distribution import (
     distribution_metrics,
     fit_predict_distribution,
     fold_summary,
@@ -163,7 +163,7 @@ def recompute_labels(votes, votes_mean, rule: str, keep) -> np.ndarray:
     votes, votes_mean : array_like, shape (n, 9)
         Listener-normalised and plain-mean profiles of each segment.
     rule : {"listener", "mean"}
-        Label rule (see :func:`emodist.catalog.dominant_emotion`).
+        Label rule (see :func:`emodist.data.catalog.dominant_emotion`).
     keep : collection of str
         Classes kept at extraction; any other label is replaced by ``""``.
 
@@ -171,7 +171,7 @@ def recompute_labels(votes, votes_mean, rule: str, keep) -> np.ndarray:
     -------
     numpy.ndarray of str
     """
-    from emodist.catalog import dominant_emotion
+    from emodist.data.catalog import dominant_emotion
 
     labels = dominant_emotion(votes, votes_mean, rule)
     keep = set(keep)
@@ -224,7 +224,7 @@ def load_data(ds, features="handcrafted", label_rule: str | None = None,
     Parameters
     ----------
     ds : xarray.Dataset
-        An opened store (:func:`emodist.store.open_store`).
+        An opened store (:func:`emodist.store.zarrio.open_store`).
     features : str or sequence of str
         Feature spec (see :func:`resolve_feature_sets`).
     label_rule : {"listener", "mean"} or None
@@ -619,7 +619,7 @@ def _store_info(store, ds) -> dict:
 def _open(store, storage_options):
     if not isinstance(store, str):
         return store
-    from emodist.store import open_store
+    from emodist.store.zarrio import open_store
 
     return open_store(store, storage_options)
 
@@ -778,14 +778,14 @@ def run_evaluate(
     Parameters
     ----------
     store : str or xarray.Dataset
-        Store URL (opened with :func:`emodist.store.open_store`) or an
+        Store URL (opened with :func:`emodist.store.zarrio.open_store`) or an
         opened Dataset in the store layout.
     features : str or sequence of str
         Feature spec (see :func:`resolve_feature_sets`).
     classifiers : sequence of str
         Preset keys or names; ``"all"`` / ``"quick"`` are shorthands.  For
         ``target="distribution"`` the distribution presets
-        (:data:`emodist.classifiers.DISTRIBUTION_PRESETS`).
+        (:data:`emodist.learn.classifiers.DISTRIBUTION_PRESETS`).
     folds : int
         Number of grouped folds.
     seed : int
@@ -869,7 +869,7 @@ def run_evaluate(
     report["seconds"] = round(time.perf_counter() - t0, 3)
     report["results"] = rank_results(results)
     if out is not None:
-        from emodist.report import write_report
+        from emodist.learn.report import write_report
 
         report["files"] = write_report(report, out)
     return report
