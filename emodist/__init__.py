@@ -1,25 +1,35 @@
 """emodist: distributed feature extraction for music emotion recognition.
 
-Pipeline stages, one module each: :mod:`emodist.data.catalog` (tracks, labels,
-vote distributions), :mod:`emodist.data.segments` (segment plan from file
-headers), :mod:`emodist.data.audio` (decode once), :mod:`emodist.features.spectral` (one
-STFT per segment), :mod:`emodist.features.handcrafted`, :mod:`emodist.features.images`,
-:mod:`emodist.deep` (ONNX Inception-v3), :mod:`emodist.store.zarrio` (Zarr layout and
-region writes), :mod:`emodist.engine.extract` (Dask orchestration),
-:mod:`emodist.learn.evaluate` (grouped cross-validation) and :mod:`emodist.store.query`.
+The pipeline, one package per stage, imports one way down:
+
+- :mod:`emodist.data`: catalog (tracks, labels, vote profiles), segment plan
+  from file headers, decoding once per track, demo data;
+- :mod:`emodist.features`: the feature-group interface, the shared STFT, the
+  handcrafted and Inception-v3 groups and the registry;
+- :mod:`emodist.models`: ONNX models built without torch or TensorFlow, and
+  the sessions cached per worker;
+- :mod:`emodist.store`: the Zarr layout, template and region writes, the one
+  :func:`open_store`, and the ``ds.emodist`` accessor (select, similar);
+- :mod:`emodist.engine`: the pure extraction plan, the cluster and the
+  executor shared by extraction and evaluation;
+- :mod:`emodist.learn`: grouped cross-validation, classifiers, reports;
+- :mod:`emodist.cli`: the command line, the only place that knows flag names.
+
+:class:`~emodist.spec.ExtractionSpec` is what defines stored values;
+:class:`~emodist.spec.Runtime` is how a run goes.
 """
 
 from emodist._version import __version__
-from emodist.spec import Config
 from emodist.errors import EmodistError
+from emodist.spec import ExtractionSpec, Runtime
 
-__all__ = ["Config", "EmodistError", "__version__", "open_store", "select", "similar"]
+__all__ = ["EmodistError", "ExtractionSpec", "Runtime", "__version__", "open_store"]
 
 
 def __getattr__(name):
-    # The query API is imported lazily so that ``import emodist`` stays light.
-    if name in ("open_store", "select", "similar"):
-        from emodist.store import query
+    # the store API is imported lazily so that ``import emodist`` stays light
+    if name == "open_store":
+        from emodist.store import open_store
 
-        return getattr(query, name)
+        return open_store
     raise AttributeError(f"module 'emodist' has no attribute {name!r}")

@@ -16,13 +16,17 @@ class EmodistError(Exception):
     ----------
     message : str
         One line that names the problem (the file, column, name, address...).
+    param : str, optional
+        The parameter at fault (``"scheduler"``, ``"folds"``...); the command
+        line turns it into the flag that sets it.
     """
 
     exit_code = 2
 
-    def __init__(self, message: str):
+    def __init__(self, message: str, *, param: str | None = None):
         super().__init__(message)
         self.message = message
+        self.param = param
 
     def __str__(self) -> str:  # pragma: no cover - trivial
         return self.message

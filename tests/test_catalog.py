@@ -6,14 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emodist.data.catalog import (
-    dominant_emotion,
-    drop_small_classes,
-    listener_distribution,
-    load_dataset,
-)
+from emodist.data.catalog import load_dataset
+from emodist.data.labels import GEMS, dominant_emotion, drop_small_classes, listener_distribution
 from emodist.errors import DataError
-from emodist.store.layout import GEMS
 
 LISTENER_100 = {"calmness": 36, "joyful_activation": 18, "tension": 14, "nostalgia": 11,
                 "power": 8, "sadness": 5, "tenderness": 5, "solemnity": 3}

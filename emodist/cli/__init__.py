@@ -17,7 +17,7 @@ from emodist._version import __version__
 from emodist.errors import EmodistError
 
 #: Sub-modules that register commands, in the order shown by ``--help``.
-COMMAND_MODULES = ("catalog", "demo", "extract", "evaluate", "query", "model")
+COMMAND_MODULES = ("catalog", "demo", "extract", "evaluate", "pipeline", "query", "model")
 
 EPILOG = """examples:
   emodist demo                                   # whole job on generated data
@@ -52,6 +52,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def describe_error(exc: EmodistError) -> str:
+    """The one-line message of an error, naming the flag of the parameter at fault."""
+    if exc.param:
+        return f"{exc.message} (--{exc.param.replace('_', '-')})"
+    return exc.message
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emodist`` console script."""
     parser = build_parser()
@@ -64,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     except EmodistError as exc:
         if args.debug:
             raise
-        print(f"emodist: error: {exc.message}", file=sys.stderr)
+        print(f"emodist: error: {describe_error(exc)}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("emodist: interrupted; rerun the same command to resume", file=sys.stderr)

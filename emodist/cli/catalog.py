@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from emodist.cli.common import add_dataset_options, add_storage_options, parse_storage_options
+from emodist.cli.common import (
+    add_dataset_options,
+    add_segment_options,
+    add_storage_options,
+    parse_storage_options,
+    spec_from_args,
+)
 
 CATALOG_EXAMPLES = """examples:
   emodist catalog ../shared/data/emotify
@@ -31,7 +37,7 @@ def register(subparsers) -> None:
     )
     p.add_argument("dataset", help="dataset folder, manifest .csv, or fsspec URL")
     add_dataset_options(p)
-    add_storage_options(p)
+    add_storage_options(p, locations=())
     p.set_defaults(func=cmd_catalog)
 
     q = subparsers.add_parser(
@@ -45,19 +51,9 @@ def register(subparsers) -> None:
     q.add_argument("dataset", help="dataset folder, manifest .csv, or fsspec URL")
     add_dataset_options(q)
     add_segment_options(q)
-    add_storage_options(q)
+    add_storage_options(q, locations=())
     q.add_argument("--csv", metavar="FILE", help="write the plan table to FILE")
     q.set_defaults(func=cmd_plan)
-
-
-def add_segment_options(parser) -> None:
-    """``--segment-seconds``, ``--hop-seconds``, ``--min-last-seconds``."""
-    parser.add_argument("--segment-seconds", type=float, default=15.0, metavar="S",
-                        help="window length (default 15)")
-    parser.add_argument("--hop-seconds", type=float, default=15.0, metavar="S",
-                        help="hop between windows (default 15; less overlaps)")
-    parser.add_argument("--min-last-seconds", type=float, metavar="S",
-                        help="keep a partial last piece at least S long (default: drop it)")
 
 
 def load_from_args(args):
@@ -68,6 +64,7 @@ def load_from_args(args):
         args.dataset,
         label_rule=args.label_rule,
         min_class_tracks=args.min_class_tracks,
+        min_class_share=args.min_class_share,
         storage_options=parse_storage_options(args.storage_options),
     )
 
@@ -104,16 +101,10 @@ def cmd_catalog(args) -> int:
 
 
 def cmd_plan(args) -> int:
-    from emodist.spec import Config
     from emodist.data.segments import plan_segments
 
     catalog = load_from_args(args)
-    config = Config(
-        segment_seconds=args.segment_seconds,
-        hop_seconds=args.hop_seconds,
-        min_last_seconds=args.min_last_seconds,
-        label_rule=args.label_rule,
-    )
+    config = spec_from_args(args)
     plan = plan_segments(catalog, config)
     table = plan.table
     print(f"segments: {len(table)} from {table['track_id'].nunique()} tracks "

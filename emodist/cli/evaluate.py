@@ -1,4 +1,4 @@
-"""``emodist evaluate``, ``emodist run`` and ``emodist demo``."""
+"""``emodist evaluate``: grouped cross-validation on a store."""
 
 from __future__ import annotations
 
@@ -22,17 +22,7 @@ EVALUATE_EXAMPLES = """examples:
   emodist evaluate features.zarr --target distribution --out dist/
 """
 
-RUN_DESCRIPTION = """Extract DATASET into the store, then evaluate it (extract + evaluate
-on one Dask cluster).  Every extracted feature group is evaluated, and both groups
-together when there are two."""
-
-DEMO_DESCRIPTION = """The whole job on generated data: write a small Emotify-layout dataset,
-extract its features on a local Dask cluster, cross-validate a few classifiers and
-print the ranked table.  Deep features are used only when the real network has been
-built with `emodist model build`."""
-
-
-def _add_evaluation_options(p, features: bool = True) -> None:
+def add_evaluation_options(p, features: bool = True) -> None:
     g = p.add_argument_group("evaluation")
     if features:
         g.add_argument("--features", nargs="+", default=["handcrafted"], metavar="SET",
@@ -57,30 +47,8 @@ def _add_eval_cluster(p) -> None:
     g.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file")
 
 
-def _extract_parser() -> argparse.ArgumentParser:
-    """The ``emodist extract`` parser, as a parent of ``run`` (same options, kept in step)."""
-    from emodist.cli import extract
-
-    sub = argparse.ArgumentParser(add_help=False).add_subparsers()
-    extract.register(sub)
-    return sub.choices["extract"]
-
-
-RUN_EXAMPLES = """examples:
-  emodist run ../shared/data/emotify --store features.zarr --out report/
-  emodist run data/ --store features.zarr --out report/ --features handcrafted --classifiers quick
-  emodist run s3://bucket/data --store s3://bucket/features.zarr --out report/ \\
-      --scheduler tcp://scheduler:8786
-"""
-
-DEMO_EXAMPLES = """examples:
-  emodist demo                                  # 32 generated tracks into ./emodist-demo
-  emodist demo --out /tmp/demo --tracks 16 --duration 20
-"""
-
-
 def register(subparsers) -> None:
-    """Add ``evaluate``, ``run`` and (unless already there) ``demo``."""
+    """Add ``evaluate``."""
     p = subparsers.add_parser("evaluate", help="grouped cross-validation of classifiers on a store",
                               description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -90,34 +58,10 @@ def register(subparsers) -> None:
     p.add_argument("--out", metavar="DIR", help="write report.json, report.md and figures here")
     p.add_argument("--label-rule", choices=("listener", "mean"),
                    help="recompute labels from the stored votes (default: the stored labels)")
-    _add_evaluation_options(p)
+    add_evaluation_options(p)
     _add_eval_cluster(p)
-    add_storage_options(p)
+    add_storage_options(p, locations=())
     p.set_defaults(func=cmd_evaluate)
-
-    r = subparsers.add_parser("run", parents=[_extract_parser()], add_help=False,
-                              help="extract a dataset, then evaluate it", description=RUN_DESCRIPTION,
-                              epilog=RUN_EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("--out", required=True, metavar="DIR", help="report folder")
-    _add_evaluation_options(r, features=False)
-    r.add_argument("--evaluate-features", nargs="+", metavar="SET",
-                   help="feature sets to evaluate (default: every extracted group, and both)")
-    r.set_defaults(func=cmd_run)
-
-    if "demo" not in subparsers.choices:
-        d = subparsers.add_parser("demo", help="the whole job on generated demo data",
-                                  description=DEMO_DESCRIPTION, epilog=DEMO_EXAMPLES,
-                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-        d.add_argument("--out", default="emodist-demo", metavar="DIR",
-                       help="output folder (default ./emodist-demo)")
-        d.add_argument("--tracks", type=int, default=32, metavar="N",
-                       help="generated tracks (default 32)")
-        d.add_argument("--seed", type=int, default=0, help="seed of data, folds and models")
-        d.add_argument("--duration", type=float, default=30.0, metavar="S",
-                       help="length of each generated track in seconds (default 30)")
-        d.add_argument("--workers", type=int, metavar="N", help="local Dask workers")
-        d.set_defaults(func=cmd_demo)
 
 
 def print_presets(print_fn=print) -> None:
@@ -141,13 +85,14 @@ def _maybe_client(scheduler: str | None, scheduler_file: str | None):
     if not (scheduler or scheduler_file):
         yield None
         return
-    from emodist.engine.extract import connect
+    from emodist.engine.cluster import connect
+    from emodist.spec import Runtime
 
-    with connect(scheduler, scheduler_file) as client:
+    with connect(Runtime(scheduler=scheduler, scheduler_file=scheduler_file)) as client:
         yield client
 
 
-def _finish(report: dict, top: int | None) -> None:
+def print_report(report: dict, top: int | None) -> None:
     from emodist.learn.report import print_summary
 
     print_summary(report, top=top)
@@ -169,42 +114,5 @@ def cmd_evaluate(args) -> int:
             out=args.out, client=client, n_jobs=args.jobs,
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
         )
-    _finish(report, args.top)
-    return 0
-
-
-def cmd_run(args) -> int:
-    """Run ``emodist run``: extract, then evaluate."""
-    from emodist.cli.extract import config_from_args
-    from emodist.engine.pipeline import run_pipeline
-
-    config = config_from_args(args)
-    result = run_pipeline(
-        args.dataset, args.store, args.out, config,
-        scheduler=args.scheduler, scheduler_file=args.scheduler_file, n_workers=args.workers,
-        threads_per_worker=args.threads_per_worker, memory_limit=args.memory_limit,
-        storage_options=parse_storage_options(args.storage_options), model=args.model,
-        overwrite=args.overwrite, progress=not args.no_progress, chunk=args.chunk_segments,
-        retry_failed=args.retry_failed, features=args.evaluate_features,
-        classifiers=args.classifiers, folds=args.folds, seed=args.seed, balance=args.balance,
-        target=args.target,
-    )
-    ex = result.extract
-    print(f"extracted {ex.n_done} of {ex.n_segments} segments into {ex.store} "
-          f"({ex.n_failed} failed) in {ex.seconds:.1f} s")
-    _finish(result.report, args.top)
-    return 0
-
-
-def cmd_demo(args) -> int:
-    """Run ``emodist demo``."""
-    from emodist.engine.pipeline import run_demo
-
-    result = run_demo(args.out, n_tracks=args.tracks, seed=args.seed, duration_s=args.duration,
-                      n_workers=args.workers)
-    ex = result.extract
-    print(f"extracted {ex.n_done} of {ex.n_segments} segments in {ex.seconds:.1f} s")
-    _finish(result.report, None)
-    for note in result.notes:
-        print(note)
+    print_report(report, args.top)
     return 0

@@ -42,24 +42,25 @@ def register(subparsers) -> None:
         "(pending and failed segments), size on disk and chunking of a store.",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
-    add_storage_options(p)
+    add_storage_options(p, locations=())
 
     q = _command(
         subparsers, "query", cmd_query, QUERY_EXAMPLES,
         "select stored features of tracks, classes or genres",
         "One row per finished segment matching every filter: metadata columns, then the "
-        "chosen features (names, glob patterns or groups: handcrafted, deep, votes).",
+        "chosen features (names, glob patterns, groups such as handcrafted, inception_v3, "
+        "handcrafted+inception_v3, or votes).",
     )
     q.add_argument("--track", nargs="+", action="extend", metavar="ID", help="track ids")
     q.add_argument("--label", nargs="+", action="extend", metavar="CLASS", help="classes")
     q.add_argument("--genre", nargs="+", action="extend", metavar="GENRE", help="genres")
     q.add_argument("--segment", nargs="+", action="extend", metavar="ID", help="segment ids")
     q.add_argument("--features", nargs="+", action="extend", metavar="PATTERN",
-                   help="feature names, patterns like 'mfcc_*', or groups (default: handcrafted)")
+                   help="feature names, patterns like 'mfcc_*', or groups (default: the first group)")
     q.add_argument("--include-incomplete", action="store_true",
                    help="also list pending and failed segments (NaN features, status column)")
     add_output_options(q)
-    add_storage_options(q)
+    add_storage_options(q, locations=())
 
     s = _command(
         subparsers, "similar", cmd_similar, SIMILAR_EXAMPLES,
@@ -70,7 +71,7 @@ def register(subparsers) -> None:
     s.add_argument("--segment", required=True, metavar="ID", help="query segment id")
     s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
     s.add_argument("--features", nargs="+", action="extend", metavar="PATTERN",
-                   help="feature group, names or patterns (default: deep)")
+                   help="feature group, names or patterns (default: the last model group)")
     s.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
     s.add_argument("--exclude-same-track", action="store_true",
                    help="leave out the other segments of the query's track")
@@ -79,7 +80,7 @@ def register(subparsers) -> None:
     s.add_argument("--genre", nargs="+", action="extend", metavar="GENRE",
                    help="search only among these genres")
     add_output_options(s)
-    add_storage_options(s)
+    add_storage_options(s, locations=())
 
 
 def _command(subparsers, name: str, func, examples: str, help: str, description: str):
@@ -154,17 +155,20 @@ def _size(n: int | None) -> str:
 
 
 def format_info(summary: dict) -> str:
-    """Human-readable text of :func:`emodist.store.query.info`."""
-    c = summary["completeness"]
+    """Human-readable text of :func:`emodist.store.info.info`."""
     lines = [
         f"store: {summary['store'] or '(in memory)'}",
-        f"segments: {summary['segments']} from {summary['tracks']} tracks",
-        f"completeness: {c['done']} done, {c['pending']} pending, {c['failed']} failed",
+        (f"segments: {summary['segments']} from {summary['tracks']} tracks, "
+         f"{summary['complete']} done in every group"),
     ]
-    for f in c["failures"][:10]:
-        lines.append(f"  failed {f.get('track_id')} {f.get('path')}: {f.get('error')}")
-    if len(c["failures"]) > 10:
-        lines.append(f"  ... {len(c['failures']) - 10} more failures")
+    for name, c in summary["completeness"].items():
+        lines.append(f"  {name:<20} {c['done']} done, {c['pending']} pending, {c['failed']} failed")
+    fails = summary["failures"]
+    for f in fails[:10]:
+        where = f" [{f['group']}]" if f.get("group") else ""
+        lines.append(f"  failed {f.get('track_id')}{where} {f.get('path')}: {f.get('error')}")
+    if len(fails) > 10:
+        lines.append(f"  ... {len(fails) - 10} more failures")
     for title, key in (("classes", "classes"), ("genres", "genres")):
         lines.append(f"{title}:")
         for name, n in summary[key].items():
@@ -172,8 +176,10 @@ def format_info(summary: dict) -> str:
     lines.append("features: " + ", ".join(f"{k} {v}" for k, v in summary["features"].items()))
     for k, v in summary["provenance"].items():
         lines.append(f"{k}: {v}")
-    if summary["config"]:
-        lines.append("config: " + json.dumps(summary["config"], sort_keys=True))
+    if summary["spec"]:
+        lines.append("spec: " + json.dumps(summary["spec"], sort_keys=True))
+    for name, desc in (summary["feature_groups"] or {}).items():
+        lines.append(f"group {name}: " + json.dumps(desc, sort_keys=True))
     lines.append(f"size on disk: {_size(summary['size_bytes'])}")
     lines.append("chunking:")
     for name, ch in summary["chunking"].items():
@@ -186,9 +192,9 @@ def format_info(summary: dict) -> str:
 
 def cmd_info(args) -> int:
     """``emodist info``."""
-    from emodist.store.query import info
+    from emodist.store import open_store
 
-    summary = info(args.store, storage_options=parse_storage_options(args.storage_options))
+    summary = open_store(args.store, parse_storage_options(args.storage_options)).emodist.info()
     if args.json:
         sys.stdout.write(json.dumps(summary, indent=2) + "\n")
     else:
@@ -198,18 +204,17 @@ def cmd_info(args) -> int:
 
 def cmd_query(args) -> int:
     """``emodist query``."""
-    from emodist.store.query import select
+    from emodist.store import open_store
 
     fmt = output_format(args.format, args.output)
-    df = select(
-        args.store,
+    ds = open_store(args.store, parse_storage_options(args.storage_options))
+    df = ds.emodist.select(
         tracks=args.track,
         labels=args.label,
         genres=args.genre,
         segments=args.segment,
         features=args.features,
         include_incomplete=args.include_incomplete,
-        storage_options=parse_storage_options(args.storage_options),
     )
     write_frame(df, fmt, args.output)
     if args.output:
@@ -219,19 +224,18 @@ def cmd_query(args) -> int:
 
 def cmd_similar(args) -> int:
     """``emodist similar``."""
-    from emodist.store.query import similar
+    from emodist.store import open_store
 
     fmt = output_format(args.format, args.output)
-    df = similar(
-        args.store,
+    ds = open_store(args.store, parse_storage_options(args.storage_options))
+    df = ds.emodist.similar(
         args.segment,
         k=args.k,
-        features=args.features or "deep",
+        features=args.features,
         metric=args.metric,
         exclude_same_track=args.exclude_same_track,
         labels=args.label,
         genres=args.genre,
-        storage_options=parse_storage_options(args.storage_options),
     )
     write_frame(df, fmt, args.output)
     return 0

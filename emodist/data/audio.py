@@ -9,6 +9,7 @@ through the same code path.
 from __future__ import annotations
 
 import math
+import re
 
 import fsspec
 import numpy as np
@@ -86,6 +87,74 @@ def _read_frames(handle, path: str, offset_s: float, duration_s: float | None):
     return data, native
 
 
+def _read(path: str, storage_options: dict | None, offset_s: float,
+          duration_s: float | None) -> tuple[np.ndarray, int]:
+    """Decoded ``(frames, channels)`` float32 data and its native rate; one clear error."""
+    if offset_s < 0 or (duration_s is not None and duration_s <= 0):
+        raise EmodistError(f"{path}: offset must be >= 0 and duration > 0 seconds")
+    try:
+        with fsspec.open(str(path), "rb", **(storage_options or {})) as handle:
+            data, native = _read_frames(handle, str(path), offset_s, duration_s)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: audio file not found") from None
+    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError,
+            IsADirectoryError, PermissionError) as exc:
+        raise DataError(f"{path}: cannot decode audio ({_reason(exc)})") from None
+    # Any other OSError (a dropped connection, a throttled request) is left as
+    # it is: it says nothing about the file, and callers retry it.
+    if data.shape[0] == 0:
+        raise DataError(f"{path}: audio holds no samples")
+    return data, native
+
+
+def _reason(exc: BaseException) -> str:
+    """The library's reason, without the file object or path it may repeat."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    text = re.sub(r"Error opening <[^>]*>: ?", "", text)
+    text = re.sub(r"<[^>]* object at 0x[0-9a-f]+>:? ?", "", text)
+    return text.strip().rstrip(".") or type(exc).__name__
+
+
+def _finite(y: np.ndarray) -> np.ndarray:
+    return y if np.all(np.isfinite(y)) else np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+def decode(path: str, *, rates, end_s: float | None = None,
+           storage_options: dict | None = None) -> dict[int, np.ndarray]:
+    """Decode a track once and resample it once per rate.
+
+    Parameters
+    ----------
+    path : str
+        Local path or fsspec URL.
+    rates : sequence of int
+        Sample rates wanted, in Hz.
+    end_s : float, optional
+        Decode from the start to this many seconds (default: the whole file).
+    storage_options : dict, optional
+        Passed to :func:`fsspec.open`.
+
+    Returns
+    -------
+    dict of int to numpy.ndarray
+        Rate -> float32 mono samples ``(samples,)``.
+
+    Raises
+    ------
+    DataError
+        The file is missing, unreadable, not audio, or holds no samples.
+    OSError
+        A transient I/O problem; worth retrying.
+    """
+    rates = [_check_rate(r) for r in rates]
+    data, native = _read(path, storage_options, 0.0, end_s)
+    mono = to_mono(data)
+    del data
+    return {r: _finite(resample(mono, native, r)) for r in rates}
+
+
 def load_track(
     path: str,
     sr: int,
@@ -93,7 +162,7 @@ def load_track(
     offset_s: float = 0.0,
     duration_s: float | None = None,
 ) -> np.ndarray:
-    """Decode one track to float32 mono at ``sr`` Hz.
+    """Decode one track (or a part of it) to float32 mono at ``sr`` Hz.
 
     The file is opened through :func:`fsspec.open` (local path or URL such
     as ``s3://bucket/key.mp3``), decoded by soundfile (WAV, FLAC, OGG, MP3),
@@ -125,27 +194,8 @@ def load_track(
         A transient I/O problem (connection lost...); worth retrying.
     """
     sr = _check_rate(sr)
-    if offset_s < 0 or (duration_s is not None and duration_s <= 0):
-        raise EmodistError(f"{path}: offset must be >= 0 and duration > 0 seconds")
-    try:
-        with fsspec.open(str(path), "rb", **(storage_options or {})) as handle:
-            data, native = _read_frames(handle, str(path), offset_s, duration_s)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: audio file not found") from None
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError,
-            IsADirectoryError, PermissionError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise DataError(f"{path}: cannot decode audio ({reason})") from None
-    # Any other OSError (a dropped connection, a throttled request) is left as
-    # it is: it says nothing about the file, and callers retry it.
-    if data.shape[0] == 0:
-        raise DataError(f"{path}: audio holds no samples")
-    y = resample(to_mono(data), native, sr)
-    if not np.all(np.isfinite(y)):
-        y = np.nan_to_num(y, nan=0.0, posinf=0.0, neginf=0.0)
-    return y
+    data, native = _read(path, storage_options, offset_s, duration_s)
+    return _finite(resample(to_mono(data), native, sr))
 
 
 def cut(y: np.ndarray, sr: int, start_s: float, duration_s: float) -> np.ndarray:

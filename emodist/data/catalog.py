@@ -30,8 +30,8 @@ import fsspec
 import numpy as np
 import pandas as pd
 
+from emodist.data.labels import GEMS, dominant_emotion, drop_small_classes, listener_distribution
 from emodist.errors import DataError
-from emodist.store.layout import GEMS
 
 #: Audio file extensions recognised by the folder-per-label layout.
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
@@ -40,9 +40,6 @@ AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
 EMOTIFY_GENRES = ("classical", "rock", "electronic", "pop")
 
 EMOTIFY_COLUMNS = ("track id", "genre") + GEMS
-
-TIE_TOLERANCE = 1e-9
-
 
 @dataclass
 class Catalog:
@@ -85,88 +82,6 @@ class Catalog:
     def class_counts(self) -> pd.Series:
         """Usable tracks per class, largest first."""
         return self.usable()["label"].value_counts()
-
-
-# ---------------------------------------------------------------- vote profiles
-
-
-def listener_distribution(responses: np.ndarray) -> np.ndarray:
-    """Listener-normalised vote distribution of one track.
-
-    Parameters
-    ----------
-    responses : numpy.ndarray, shape (n_responses, 9)
-        0/1 ticks of each response.
-
-    Returns
-    -------
-    numpy.ndarray, shape (9,)
-        Each response's ticks divided by its number of ticks, averaged over
-        the responses with at least one tick; sums to 1 (all zeros when no
-        response ticked anything).
-    """
-    r = np.asarray(responses, dtype=np.float64)
-    n = r.sum(axis=1)
-    r = r[n > 0] / n[n > 0, None]
-    return r.mean(axis=0) if len(r) else np.zeros(r.shape[1])
-
-
-def dominant_emotion(votes, votes_mean, rule: str = "listener") -> np.ndarray:
-    """Dominant emotion of each row under a label rule.
-
-    Parameters
-    ----------
-    votes : array_like, shape (n, 9)
-        Listener-normalised distributions.
-    votes_mean : array_like, shape (n, 9)
-        Plain means of the 0/1 votes.
-    rule : {"listener", "mean"}
-        Which profile's argmax decides.
-
-    Returns
-    -------
-    numpy.ndarray of str, shape (n,)
-        GEMS names.  Ties (within 1e-9) go to the higher plain mean, then to
-        the first emotion in GEMS order.
-    """
-    if rule not in ("listener", "mean"):
-        raise DataError(f"unknown label rule {rule!r}; use listener or mean")
-    v = np.atleast_2d(np.asarray(votes, dtype=np.float64))
-    m = np.atleast_2d(np.asarray(votes_mean, dtype=np.float64))
-    primary = v if rule == "listener" else m
-    out = []
-    for p, mean in zip(primary, m):
-        tied = np.flatnonzero(p >= p.max() - TIE_TOLERANCE)
-        best = mean[tied].max()
-        tied = tied[mean[tied] >= best - TIE_TOLERANCE]
-        out.append(GEMS[int(tied[0])])
-    return np.array(out, dtype=object)
-
-
-def drop_small_classes(
-    labels: pd.Series, min_tracks: int | None = None, min_share: float = 0.02
-) -> dict[str, int]:
-    """Classes too small to keep.
-
-    Parameters
-    ----------
-    labels : pandas.Series
-        One label per usable track.
-    min_tracks : int, optional
-        Classes with fewer tracks are dropped.  When ``None`` the threshold is
-        ``min_share`` of the tracks.
-    min_share : float
-        Share of the tracks a class needs (default 2%: on Emotify this drops
-        'amazement', 4 of 400 tracks, as the reference study did).
-
-    Returns
-    -------
-    dict
-        Dropped class -> its number of tracks.
-    """
-    counts = labels.value_counts()
-    threshold = min_tracks if min_tracks is not None else min_share * len(labels)
-    return {str(k): int(v) for k, v in counts.items() if v < threshold}
 
 
 # ---------------------------------------------------------------- readers
@@ -431,7 +346,7 @@ def load_dataset(
     *,
     label_rule: str = "listener",
     min_class_tracks: int | None = None,
-    min_class_share: float | None = None,
+    min_class_share: float = 0.02,
     storage_options: dict | None = None,
     check_audio: bool = True,
 ) -> Catalog:
@@ -446,9 +361,9 @@ def load_dataset(
         Emotify label rule (ignored for layouts with given labels).
     min_class_tracks : int, optional
         Classes with fewer tracks are dropped.
-    min_class_share : float, optional
+    min_class_share : float
         Share-based threshold when ``min_class_tracks`` is unset (default
-        0.02 for Emotify, 0 for other layouts).
+        0.02 for every layout, the extraction spec's default).
     storage_options : dict, optional
         fsspec options for remote paths.
     check_audio : bool
@@ -467,15 +382,15 @@ def load_dataset(
         raise DataError(f"{path}: cannot read dataset: {exc}") from None
     if is_file and p.lower().endswith(".csv"):
         return load_manifest(path, min_class_tracks=min_class_tracks,
-                             min_class_share=min_class_share or 0.0,
+                             min_class_share=min_class_share,
                              storage_options=storage_options, check_audio=check_audio)
     if is_dir and fs.isfile(posixpath.join(p, "data.csv")):
         return load_emotify(path, label_rule=label_rule, min_class_tracks=min_class_tracks,
-                            min_class_share=0.02 if min_class_share is None else min_class_share,
+                            min_class_share=min_class_share,
                             storage_options=storage_options, check_audio=check_audio)
     if is_dir:
         return load_folders(path, min_class_tracks=min_class_tracks,
-                            min_class_share=min_class_share or 0.0,
+                            min_class_share=min_class_share,
                             storage_options=storage_options)
     if is_file:
         raise DataError(f"{path}: not a dataset (expected a folder or a manifest .csv)")

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from emodist.spec import Config
 from emodist.errors import DataError
+from emodist.spec import ExtractionSpec
 
 #: Durations are compared with this slack (seconds) so that header rounding
 #: never drops a full window.
@@ -154,14 +154,15 @@ class SegmentPlan:
         return len(self.table)
 
 
-def plan_segments(catalog, config: Config | None = None, *, max_workers: int = 16) -> SegmentPlan:
+def plan_segments(catalog, spec: ExtractionSpec | None = None, *,
+                  max_workers: int = 16) -> SegmentPlan:
     """Plan the segments of every usable track of a catalog.
 
     Parameters
     ----------
     catalog : emodist.data.catalog.Catalog
         Tracks with audio and kept labels are planned.
-    config : Config, optional
+    spec : ExtractionSpec, optional
         Window length, hop and shortest last piece.
     max_workers : int
         Threads probing headers concurrently (I/O bound on remote stores).
@@ -170,7 +171,7 @@ def plan_segments(catalog, config: Config | None = None, *, max_workers: int = 1
     -------
     SegmentPlan
     """
-    config = config or Config()
+    spec = spec or ExtractionSpec()
     tracks = catalog.usable()
     opts = catalog.storage_options
 
@@ -190,12 +191,12 @@ def plan_segments(catalog, config: Config | None = None, *, max_workers: int = 1
             continue
         durations[t["track_id"]] = info.duration_s
         windows = window_starts(
-            info.duration_s, config.segment_seconds, config.hop_seconds, config.min_last_seconds
+            info.duration_s, spec.segment_seconds, spec.hop_seconds, spec.min_last_seconds
         )
         if not windows:
             problems.append(
                 (t["track_id"], t["path"],
-                 f"{info.duration_s:.2f} s is shorter than the {config.min_last:g} s minimum")
+                 f"{info.duration_s:.2f} s is shorter than the {spec.min_last:g} s minimum")
             )
         for i, (start, dur) in enumerate(windows):
             rows.append(

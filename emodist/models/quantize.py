@@ -25,26 +25,29 @@ from pathlib import Path
 
 import numpy as np
 
-from emodist.models.build import file_sha256, sidecar_path
 from emodist.errors import ModelError
+from emodist.models.build import file_sha256, sidecar_path
 
 #: Layers left in float32 by default (the stem's first two convolutions).
 KEEP_FP32 = ("conv", "conv_1")
 
 
-def synthetic_calibration_images(n: int = 16, seed: int = 0, config=None) -> np.ndarray:
+def synthetic_calibration_images(n: int = 16, seed: int = 0, spec=None, group=None) -> np.ndarray:
     """uint8 ``(n, size, size)`` spectrogram images of generated music-like audio.
 
-    Each clip (``config.segment_seconds`` long) mixes a few harmonic notes
+    Each clip (``spec.segment_seconds`` long) mixes a few harmonic notes
     with random pitches and decays, pink-ish noise bursts and a silent gap,
     and goes through :func:`emodist.features.spectral.analyse` and
     :func:`emodist.features.images.spectrogram_image` exactly like real segments.
     """
-    from emodist.spec import Config
     from emodist.features.images import spectrogram_image
+    from emodist.features.inception import InceptionV3
     from emodist.features.spectral import analyse
+    from emodist.models.build import IMAGE_SIZE
+    from emodist.spec import ExtractionSpec
 
-    cfg = config or Config()
+    cfg = spec or ExtractionSpec()
+    picture = group or InceptionV3(image_size=IMAGE_SIZE)
     rng = np.random.default_rng(seed)
     sr = cfg.sr
     length = int(cfg.segment_seconds * sr)
@@ -65,7 +68,7 @@ def synthetic_calibration_images(n: int = 16, seed: int = 0, config=None) -> np.
         gap = int(rng.uniform(0, 0.8) * length)
         y[gap: gap + int(0.1 * length)] = 0.0
         y = (0.5 * y / (np.abs(y).max() + 1e-9)).astype(np.float32)
-        images.append(spectrogram_image(analyse(y, sr, cfg), cfg))
+        images.append(spectrogram_image(analyse(y, sr, cfg), picture))
     return np.stack(images)
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
 from emodist.errors import ModelError
+from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
 
 #: Environment variable overriding the default model location.
 MODEL_ENV = "EMODIST_MODEL"

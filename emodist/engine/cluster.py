@@ -1,0 +1,146 @@
+"""The Dask cluster a run uses: connect to a scheduler, or start a LocalCluster.
+
+Extraction and evaluation both get their client from :func:`connect`.
+Workers that emodist starts get :data:`WORKER_ENV`: Dask's nanny sets
+``MALLOC_TRIM_THRESHOLD_=65536``, which makes glibc hand every large freed
+temporary (an STFT, a batch of images) back to the kernel and fault it in
+again on the next segment; emodist keeps up to 128 MiB of freed heap per
+worker and serves arrays below 64 MiB from the heap instead.  Worker memory
+still stays flat (the heap is reused, not grown); set the same variables on
+the workers of your own cluster (see ``docs/DESIGN.md``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from emodist.errors import ClusterError
+from emodist.spec import Runtime
+
+#: Seconds to wait for a scheduler and for its first worker.
+CONNECT_TIMEOUT_S = 20
+#: glibc malloc settings of the workers emodist starts (see the module text).
+WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20),
+              "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+
+log = logging.getLogger(__name__)
+
+
+def one_line(exc: BaseException) -> str:
+    """First line of an exception's text (its type when it has none)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_cluster_args(runtime: Runtime) -> None:
+    """Refuse contradictory cluster settings with one line.
+
+    Raises
+    ------
+    ClusterError
+        Both a scheduler and a scheduler file, a scheduler together with
+        local-cluster sizes, sizes below one, or a missing scheduler file.
+    """
+    r = runtime
+    if r.scheduler and r.scheduler_file:
+        raise ClusterError("give either a scheduler address or a scheduler file, not both",
+                           param="scheduler_file")
+    if (r.scheduler or r.scheduler_file) and (r.n_workers or r.threads_per_worker
+                                              or r.memory_limit):
+        raise ClusterError("worker count, threads and memory limit size a local cluster; "
+                           "they do not combine with a scheduler", param="scheduler")
+    for name, value in (("n_workers", r.n_workers), ("threads_per_worker", r.threads_per_worker)):
+        if value is not None and int(value) < 1:
+            raise ClusterError(f"{name.replace('_', ' ')} must be at least 1", param=name)
+    if r.scheduler_file and not os.path.isfile(r.scheduler_file):
+        raise ClusterError(f"scheduler file {r.scheduler_file} does not exist",
+                           param="scheduler_file")
+
+
+def probe_scheduler(address: str, timeout: float = 5.0) -> None:
+    """Fail fast, with one line, when nothing listens at a ``tcp://`` address."""
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls") or not parts.hostname:
+        return
+    try:
+        port = parts.port or 8786
+    except ValueError:
+        raise ClusterError(f"scheduler address {address} has a bad port", param="scheduler") from None
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout):
+            pass
+    except OSError as exc:
+        raise ClusterError(f"cannot reach scheduler {address}: {one_line(exc)}",
+                           param="scheduler") from None
+
+
+def worker_environ() -> dict:
+    """Dask's pre-spawn worker environment with :data:`WORKER_ENV` on top."""
+    import dask
+
+    env = dict(dask.config.get("distributed.nanny.pre-spawn-environ", default={}) or {})
+    env.update(WORKER_ENV)
+    return env
+
+
+@contextlib.contextmanager
+def connect(runtime: Runtime) -> Iterator:
+    """A Dask client for ``runtime``: its own client, a scheduler, or a new LocalCluster.
+
+    Yields
+    ------
+    distributed.Client
+
+    Raises
+    ------
+    ClusterError
+        The scheduler cannot be reached or has no workers.
+    """
+    if runtime.client is not None:
+        yield runtime.client
+        return
+    import dask
+    from distributed import Client, LocalCluster
+
+    check_cluster_args(runtime)
+    if runtime.scheduler or runtime.scheduler_file:
+        where = runtime.scheduler or runtime.scheduler_file
+        if runtime.scheduler:
+            probe_scheduler(runtime.scheduler)
+        try:
+            client = Client(runtime.scheduler, scheduler_file=runtime.scheduler_file,
+                            timeout=f"{CONNECT_TIMEOUT_S}s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise ClusterError(f"cannot reach scheduler {where}: {one_line(exc)}",
+                               param="scheduler") from None
+        try:
+            try:
+                client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+            except (TimeoutError, OSError):
+                raise ClusterError(f"scheduler {where} has no workers", param="scheduler") from None
+            yield client
+        finally:
+            client.close()
+        return
+    kwargs = {"processes": True, "dashboard_address": ":0", "silence_logs": logging.ERROR}
+    for key, value in (("n_workers", runtime.n_workers),
+                       ("threads_per_worker", runtime.threads_per_worker),
+                       ("memory_limit", runtime.memory_limit)):
+        if value is not None:
+            kwargs[key] = value
+    try:
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+            cluster = LocalCluster(**kwargs)
+    except (ValueError, TypeError) as exc:
+        raise ClusterError(f"cannot start a local cluster: {one_line(exc)}",
+                           param="memory_limit") from None
+    try:
+        with Client(cluster) as client:
+            yield client
+    finally:
+        cluster.close()

@@ -1,0 +1,116 @@
+"""Running independent tasks: on a Dask client (bounded), or in local processes.
+
+Extraction (chunk tasks) and evaluation (one fit per task) both run through
+here.  :func:`run_bounded` keeps at most ``max_in_flight`` tasks submitted,
+so the scheduler never holds a whole million-segment job, and reports each
+result as it lands.  :func:`run_all` scatters the large shared arguments
+once and runs every task on the cluster, or with :mod:`joblib` without one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from itertools import islice
+
+from emodist.engine.cluster import one_line
+
+#: Dask retries of a task that raised (transient I/O errors).
+TASK_RETRIES = 2
+
+
+def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
+                max_in_flight: int, retries: int = TASK_RETRIES, name: str = "task",
+                key: Callable | None = None, resources: dict | None = None,
+                on_result: Callable | None = None) -> tuple[list, list]:
+    """Run ``func(item, *args)`` for every item with at most ``max_in_flight`` submitted.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    func : callable
+        The task function.
+    items : iterable
+        Consumed lazily.
+    args : tuple
+        Extra arguments of every call (small: sent with each task).
+    max_in_flight : int
+        Cap on submitted, unfinished tasks.
+    retries : int
+        Dask retries per task.
+    name : str
+        Prefix of the task keys (shown on the dashboard).
+    key : callable, optional
+        ``key(item) -> str`` part of each task key (default its position).
+    resources : dict, optional
+        Dask worker resources each task needs (e.g. ``{"GPU": 1}``).
+    on_result : callable, optional
+        Called as ``on_result(item, result, error)`` after each task.
+
+    Returns
+    -------
+    results : list
+        Results of the tasks that finished.
+    errors : list of (item, str)
+        Items that failed after their retries, with the error's first line.
+    """
+    from distributed import as_completed
+
+    run_id = uuid.uuid4().hex[:8]
+    it = iter(items)
+    by_key: dict[str, object] = {}
+    count = [0]
+
+    def submit(item):
+        part = key(item) if key is not None else f"{count[0]:07d}"
+        count[0] += 1
+        fut = client.submit(func, item, *args, retries=retries, pure=False,
+                            key=f"{name}-{part}-{run_id}", resources=resources)
+        by_key[fut.key] = item
+        return fut
+
+    ac = as_completed([submit(t) for t in islice(it, max(1, int(max_in_flight)))])
+    results, errors = [], []
+    for fut in ac:
+        item = by_key.pop(fut.key)
+        try:
+            res, err = fut.result(), None
+            results.append(res)
+        except Exception as exc:  # noqa: BLE001 - reported; the caller decides
+            res, err = None, exc
+            errors.append((item, one_line(exc)))
+        fut.release()
+        if on_result is not None:
+            on_result(item, res, err)
+        nxt = next(it, None)
+        if nxt is not None:
+            ac.add(submit(nxt))
+    return results, errors
+
+
+def run_all(func: Callable, common: dict, tasks: list[dict], *, client=None,
+            n_jobs: int | None = -1, on_done: Callable | None = None) -> list:
+    """Run ``func(**common, **task)`` for every task; results in task order.
+
+    With a :class:`distributed.Client` the ``common`` arguments are scattered
+    once and the tasks go to the cluster; otherwise :mod:`joblib` runs them
+    (``n_jobs`` processes, 1 = in this process).  ``on_done()`` is called once
+    per finished task (progress).
+    """
+    tick = on_done or (lambda: None)
+    if client is not None:
+        from distributed import as_completed
+
+        shared = {k: client.scatter(v, broadcast=True) for k, v in common.items()}
+        futures = [client.submit(func, **shared, **t, pure=False) for t in tasks]
+        for _ in as_completed(futures):
+            tick()
+        return client.gather(futures)
+    from joblib import Parallel, delayed
+
+    out = []
+    for result in Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(func)(**common, **t) for t in tasks):
+        out.append(result)
+        tick()
+    return out

@@ -1,0 +1,213 @@
+"""What a worker does with one chunk task: decode once, every group, one region write.
+
+For each track of the chunk (:func:`track_spans`), the file is decoded once
+from its start to the end of the chunk's last segment of it, and resampled
+once per rate the groups need (:func:`emodist.data.audio.decode`).  Each
+segment is a :class:`emodist.features.Segment` over that one decode: groups
+reading the STFT share one per segment.  Each group prepares its
+per-segment input, then finishes the chunk (batched ONNX inference for
+model groups, on a session cached per worker process).  The blocks and
+statuses are written to the chunk's region of the store.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emodist.errors import DataError
+from emodist.features import Segment, WorkerContext
+from emodist.spec import ExtractionSpec
+from emodist.store import layout
+from emodist.store.zarrio import write_region
+
+log = logging.getLogger(__name__)
+
+_BUDGET: dict = {}
+
+
+@dataclass(frozen=True)
+class ChunkTask:
+    """One chunk of the store to fill: its rows and the groups still pending there.
+
+    Attributes
+    ----------
+    chunk : int
+        Chunk index along ``segment``.
+    start, stop : int
+        Segment slice ``[start, stop)`` of the chunk.
+    rows : tuple of (track_id, path, start_s, duration_s)
+        One entry per segment of the slice, in store order.
+    groups : tuple of str
+        Names of the groups to compute in this chunk.
+    """
+
+    chunk: int
+    start: int
+    stop: int
+    rows: tuple
+    groups: tuple
+
+
+@dataclass(frozen=True)
+class Job:
+    """What every task of one extraction shares (sent with each task; small).
+
+    Attributes
+    ----------
+    store : str
+        Store location.
+    spec : ExtractionSpec
+        The resolved spec.
+    batch_size : int
+        Network inputs per inference call.
+    dataset_options, store_options, model_options : dict or None
+        fsspec options of each location (kept out of reprs: worker logs).
+    """
+
+    store: str
+    spec: ExtractionSpec
+    batch_size: int = 32
+    dataset_options: dict | None = field(default=None, repr=False)
+    store_options: dict | None = field(default=None, repr=False)
+    model_options: dict | None = field(default=None, repr=False)
+
+
+def apply_thread_budget(nthreads: int) -> int:
+    """Limit BLAS/OpenMP pools and numba to ``nthreads`` in this process (set once)."""
+    n = max(1, int(nthreads))
+    if _BUDGET.get("blas") != n:
+        from threadpoolctl import threadpool_limits
+
+        _BUDGET["limiter"] = threadpool_limits(limits=n)
+        _BUDGET["blas"] = n
+    try:
+        import numba
+    except ImportError:  # pragma: no cover - librosa brings numba
+        return n
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+    return n
+
+
+def worker_threads() -> int:
+    """Thread count of the Dask worker running this task (1 outside a worker)."""
+    try:
+        from distributed import get_worker
+
+        return int(get_worker().state.nthreads)
+    except (ImportError, ValueError, AttributeError):
+        return 1
+
+
+def track_spans(rows: Iterable[tuple]) -> list[tuple[str, str, float, list[int]]]:
+    """Group a chunk's segments by track, with the end of the span to decode.
+
+    Parameters
+    ----------
+    rows : iterable of (track_id, path, start_s, duration_s)
+
+    Returns
+    -------
+    list of (track_id, path, end_s, positions)
+        One entry per track in order of first appearance; ``positions`` index ``rows``.
+    """
+    order: dict[tuple[str, str], list[int]] = {}
+    rows = list(rows)
+    for i, (track_id, path, _, _) in enumerate(rows):
+        order.setdefault((str(track_id), str(path)), []).append(i)
+    return [(t, p, max(float(rows[i][2]) + float(rows[i][3]) for i in pos), pos)
+            for (t, p), pos in order.items()]
+
+
+def rates_needed(spec: ExtractionSpec, groups) -> list[int]:
+    """Sample rates the groups read (the spec's for STFT groups), each once."""
+    rates = []
+    for g in groups:
+        inp = g.input()
+        rate = spec.sr if inp.kind == "stft" or inp.sr is None else int(inp.sr)
+        if rate not in rates:
+            rates.append(rate)
+    return rates
+
+
+def compute_chunk(task: ChunkTask, job: Job, threads: int = 1) -> tuple[dict, dict, list[dict]]:
+    """Every pending group's block of one chunk, in memory (no store access).
+
+    Returns
+    -------
+    values : dict of str to numpy.ndarray
+        Group name -> ``(n, width)`` float32, NaN rows where a segment failed.
+    status : dict of str to numpy.ndarray
+        Group name -> int8 done (1) or failed (-1) per segment.
+    failures : list of dict
+        ``{"track_id", "path", "error", "group"}`` per track and group that failed
+        (``group`` is ``""`` when the track could not be decoded at all).
+    """
+    from emodist.data.audio import decode
+
+    spec = job.spec
+    groups = [spec.group(name) for name in task.groups]
+    n = len(task.rows)
+    status = {g.name: np.full(n, layout.STATUS_DONE, np.int8) for g in groups}
+    prepared: dict[str, dict[int, np.ndarray]] = {g.name: {} for g in groups}
+    failures: list[dict] = []
+    rates = rates_needed(spec, groups)
+    for track_id, path, end_s, positions in track_spans(task.rows):
+        # decode from the start of the file: seeking into an MP3 loses the bit
+        # reservoir of the first frame, and values then depend on where chunks cut
+        try:
+            tracks = decode(path, rates=rates, end_s=end_s, storage_options=job.dataset_options)
+        except DataError as exc:
+            for g in groups:
+                status[g.name][positions] = layout.STATUS_FAILED
+            failures.append({"track_id": track_id, "path": path, "error": exc.message,
+                             "group": ""})
+            continue
+        segments = {i: Segment(tracks, task.rows[i][2], task.rows[i][3], sr=spec.sr,
+                               n_fft=spec.n_fft, hop_length=spec.hop_length) for i in positions}
+        for g in groups:
+            try:
+                rows = {i: g.prepare(segments[i]) for i in positions}
+            except DataError as exc:
+                status[g.name][positions] = layout.STATUS_FAILED
+                failures.append({"track_id": track_id, "path": path, "error": exc.message,
+                                 "group": g.name})
+                continue
+            prepared[g.name].update(rows)
+    context = WorkerContext(threads=threads, batch_size=job.batch_size,
+                            storage_options=job.model_options)
+    values = {}
+    for g in groups:
+        block = np.full((n, g.width), np.nan, np.float32)
+        order = sorted(prepared[g.name])
+        if order:
+            block[order] = g.finish([prepared[g.name][i] for i in order], context)
+        values[g.name] = block
+    return values, status, failures
+
+
+def extract_chunk(task: ChunkTask, job: Job) -> dict:
+    """Worker entry point: compute one chunk and write its region of the store.
+
+    Returns
+    -------
+    dict
+        ``chunk``, ``n_done``, ``n_failed`` (segments, over the task's groups),
+        ``failures`` and ``seconds``; small, so the driver's memory stays flat.
+    """
+    t0 = time.perf_counter()
+    threads = apply_thread_budget(worker_threads())
+    values, status, failures = compute_chunk(task, job, threads)
+    write_region(job.store, task.start, task.stop, values, status, job.store_options)
+    every = np.stack(list(status.values()))
+    return {
+        "chunk": task.chunk,
+        "n_done": int(np.sum(np.all(every == layout.STATUS_DONE, axis=0))),
+        "n_failed": int(np.sum(np.any(every == layout.STATUS_FAILED, axis=0))),
+        "failures": failures,
+        "seconds": time.perf_counter() - t0,
+    }

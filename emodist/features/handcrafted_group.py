@@ -1,0 +1,47 @@
+"""The handcrafted feature group: MIRtoolbox-style descriptors from the shared STFT."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from emodist.features.base import FeatureGroup, Segment
+
+
+@dataclass(frozen=True)
+class Handcrafted(FeatureGroup):
+    """The handcrafted vector of :mod:`emodist.features.handcrafted`.
+
+    Parameters
+    ----------
+    feature_set : {"full", "seed17"}
+        Named selection (131 or 40 values with 13 MFCCs).
+    n_mfcc : int
+        Number of MFCCs.
+    """
+
+    name: ClassVar[str] = "handcrafted"
+    long_name: ClassVar[str] = "handcrafted descriptors (MIRtoolbox equivalent)"
+    feature_set: str = "full"
+    n_mfcc: int = 13
+
+    @property
+    def version(self) -> str:  # the feature definitions' own version
+        from emodist.features.handcrafted import FEATURE_NAMES_VERSION
+
+        return FEATURE_NAMES_VERSION
+
+    def __post_init__(self) -> None:
+        self.feature_names()  # an unknown feature set fails here, on the driver
+
+    def feature_names(self) -> list[str]:
+        from emodist.features.handcrafted import feature_names
+
+        return feature_names(self.feature_set, self.n_mfcc)
+
+    def prepare(self, segment: Segment) -> np.ndarray:
+        from emodist.features.handcrafted import extract
+
+        return extract(segment.analysis, self.feature_set, self.n_mfcc)

@@ -1,0 +1,196 @@
+"""The one way to open a store, and the ``ds.emodist`` accessor.
+
+:func:`open_store` opens a store lazily (consolidated metadata and the
+``segment`` index only; every other array is a lazy dask array whose blocks
+are the store's chunks).  The accessor keeps what queries cache with the
+Dataset it belongs to (the coordinate index, column statistics, the Zarr
+group for fast reads): ``ds.emodist.select(...)``, ``ds.emodist.similar(...)``,
+``ds.emodist.info()``.  A Dataset made from it (``isel``, ``copy``) gets an
+accessor of its own and builds its own index.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import xarray as xr
+
+from emodist.errors import StoreError
+from emodist.store import layout
+
+
+@xr.register_dataset_accessor("emodist")
+class EmodistAccessor:
+    """Queries of an emodist feature store; caches live with the Dataset."""
+
+    def __init__(self, ds: xr.Dataset):
+        self._ds = ds
+        self._index = None
+        self.zarr_group = None
+        self.url: str | None = None
+        self.storage_options: dict | None = None
+
+    @property
+    def groups(self) -> list[str]:
+        """The stored feature groups."""
+        return layout.stored_groups(self._ds)
+
+    @property
+    def index(self):
+        """The :class:`emodist.store.index.StoreIndex`, built on first use."""
+        if self._index is None:
+            from emodist.store.index import build_index
+
+            self._index = build_index(self._ds, self.zarr_group)
+        return self._index
+
+    def select(self, tracks=None, labels=None, genres=None, segments=None, features=None, *,
+               include_incomplete: bool = False):
+        """See :func:`emodist.store.select.select`."""
+        from emodist.store.select import select
+
+        return select(self._ds, tracks, labels, genres, segments, features,
+                      include_incomplete=include_incomplete)
+
+    def similar(self, segment_id: str | None = None, **kwargs):
+        """See :func:`emodist.store.similar.similar`."""
+        from emodist.store.similar import similar
+
+        return similar(self._ds, segment_id, **kwargs)
+
+    def info(self) -> dict:
+        """See :func:`emodist.store.info.info`."""
+        from emodist.store.info import info
+
+        return info(self._ds)
+
+
+def _open_zarr(target, name: str) -> xr.Dataset:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            return xr.open_zarr(target, consolidated=True, chunks={})
+        except (FileNotFoundError, KeyError, ValueError):
+            pass  # no consolidated metadata: an interrupted write, still readable
+        try:
+            return xr.open_zarr(target, consolidated=False, chunks={})
+        except Exception as exc:  # noqa: BLE001 - zarr and fsspec raise many kinds here
+            raise StoreError(f"{name}: not a readable Zarr store ({type(exc).__name__})") from None
+
+
+def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
+    """Open a feature store lazily.
+
+    Parameters
+    ----------
+    url : str, os.PathLike or zarr.abc.store.Store
+        Local path, fsspec URL (``s3://bucket/features.zarr``) or an open
+        Zarr store object.
+    storage_options : dict, optional
+        Filesystem options for URLs (credentials, ``client_kwargs``...).
+
+    Returns
+    -------
+    xarray.Dataset
+        The store in the layout of :mod:`emodist.store.layout`, indexed by
+        segment id; string coordinates decoded to Python ``str``.
+
+    Raises
+    ------
+    StoreError
+        Nothing is at ``url``, or what is there is not an emodist store.
+
+    Examples
+    --------
+    >>> ds = open_store("features.zarr")  # doctest: +SKIP
+    >>> ds.sel(segment="12:001").handcrafted  # doctest: +SKIP
+    """
+    import zarr
+    from zarr.abc.store import Store
+
+    from emodist.store.zarrio import store_exists, zarr_store
+
+    if isinstance(url, Store):
+        target, name = url, str(url)
+    else:
+        name = os.fspath(url) if isinstance(url, os.PathLike) else str(url)
+        try:
+            exists = store_exists(name, storage_options)
+        except Exception as exc:  # noqa: BLE001 - unreachable endpoint, bad credentials...
+            detail = (str(exc).strip().splitlines() or [""])[0]
+            raise StoreError(f"{name}: cannot reach the store ({type(exc).__name__}: {detail})")
+        if not exists:
+            raise StoreError(f"{name}: no feature store there (no zarr.json)")
+        target = zarr_store(name, storage_options, read_only=True)
+    ds = _open_zarr(target, name)
+    if layout.SEGMENT not in ds.coords or "feature_groups" not in ds.attrs:
+        raise StoreError(f"{name}: not an emodist feature store (no segment index or groups)")
+    strings = {n: (v.dims, layout.decode_strings(v.values), v.attrs)
+               for n, v in ds.coords.items()
+               if v.dtype.kind in "UOT" or str(v.dtype).startswith("StringDType")}
+    ds = ds.assign_coords(strings)
+    acc = ds.emodist
+    acc.url = None if isinstance(url, Store) else name
+    acc.storage_options = storage_options
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        acc.zarr_group = zarr.open_group(target, mode="r")
+    return ds
+
+
+def counting_store(url, storage_options: dict | None = None):
+    """A read-only Zarr store for ``url`` that counts what is read from it.
+
+    Open it with :func:`open_store` to measure the keys and bytes a query
+    fetches (``.keys`` lists them, ``.bytes_read`` sums their sizes).
+
+    Parameters
+    ----------
+    url : str
+        Local path or fsspec URL.
+    storage_options : dict, optional
+        Filesystem options.
+
+    Returns
+    -------
+    zarr.storage.WrapperStore
+        With ``bytes_read``, ``keys`` and ``reset()``.
+    """
+    import threading
+
+    from zarr.storage import WrapperStore
+
+    from emodist.store.zarrio import zarr_store
+
+    class CountingStore(WrapperStore):
+        def __init__(self, store):
+            super().__init__(store)
+            self._lock = threading.Lock()
+            self.reset()
+
+        def reset(self) -> None:
+            with self._lock:
+                self.bytes_read, self.keys = 0, []
+
+        def _count(self, key: str, buf) -> None:
+            if buf is not None:
+                with self._lock:
+                    self.bytes_read += len(buf)
+                    self.keys.append(key)
+
+        async def get(self, key, prototype, byte_range=None):
+            buf = await self._store.get(key, prototype, byte_range)
+            self._count(key, buf)
+            return buf
+
+        async def get_partial_values(self, prototype, key_ranges):
+            key_ranges = list(key_ranges)
+            bufs = await self._store.get_partial_values(prototype, key_ranges)
+            for (key, _), buf in zip(key_ranges, bufs):
+                self._count(key, buf)
+            return bufs
+
+    return CountingStore(zarr_store(str(url), storage_options, read_only=True))
+
+

@@ -1,0 +1,145 @@
+"""Read feature rows by position, and :func:`select`: filtered rows as a table.
+
+Only the chunks holding the wanted rows are read: a store opened with
+:func:`emodist.store.open_store` is read through its Zarr arrays (many chunks
+per call, concurrently); any other Dataset through its dask arrays.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from emodist.store.index import as_list, positions, resolve_features
+
+
+def _index_or_slice(idx: np.ndarray):
+    """``idx`` as a slice when it is a contiguous run, else as is."""
+    if len(idx) and idx[-1] - idx[0] + 1 == len(idx) and np.all(np.diff(idx) == 1):
+        return slice(int(idx[0]), int(idx[-1]) + 1)
+    return idx
+
+
+def _lazy_rows(darr, rows, cols):
+    """Lazy dask selection of ``rows`` x ``cols`` touching only their chunks."""
+    sub = darr[rows]
+    if not (isinstance(cols, slice) and cols == slice(0, darr.shape[1])):
+        sub = sub[:, cols]
+    return sub
+
+
+def read_values(store, chosen: dict, rows) -> list[np.ndarray]:
+    """Values of feature variables at some rows, reading only their chunks.
+
+    A Dataset from :func:`open_store` is read through its Zarr arrays
+    directly (many chunks per call, concurrently); any other Dataset through
+    its dask arrays.
+
+    Parameters
+    ----------
+    store : xarray.Dataset
+        An opened store.
+    chosen : dict of str to sequence of int
+        ``{variable: columns}`` as from :func:`resolve_features`.
+    rows : numpy.ndarray or slice
+        Sorted int positions along ``segment``, or a slice.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One ``(n_rows, len(columns))`` array per variable.
+    """
+    import dask
+
+    if not isinstance(rows, slice):
+        rows = _index_or_slice(np.asarray(rows, dtype=np.int64))
+    sel = [(var, _index_or_slice(np.asarray(cols, dtype=np.int64))) for var, cols in chosen.items()]
+    group = store.emodist.zarr_group
+    if group is not None:
+        return [np.asarray(group[var].get_orthogonal_selection((rows, cols))) for var, cols in sel]
+    lazies = [_lazy_rows(store[var].data, rows, cols) for var, cols in sel]
+    n_blocks = sum(int(np.prod(x.numblocks)) for x in lazies)
+    scheduler = "sync" if n_blocks <= 2 else "threads"
+    return [np.asarray(a) for a in dask.compute(*lazies, scheduler=scheduler)]
+
+
+def read_rows(store, variable: str, rows, cols=None) -> np.ndarray:
+    """Values of ``variable`` at row positions ``rows`` (and columns ``cols``).
+
+    Only the chunks that hold the rows are read.
+
+    Parameters
+    ----------
+    store : xarray.Dataset
+        An opened store.
+    variable : str
+        A feature group (``"handcrafted"``), ``"votes"`` or ``"votes_mean"``.
+    rows : numpy.ndarray or slice
+        Sorted int positions along ``segment``.
+    cols : sequence of int, optional
+        Column positions; all when ``None``.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n_rows, n_cols)`` values.
+    """
+    if cols is None:
+        cols = range(store[variable].shape[1])
+    return read_values(store, {variable: cols}, rows)[0]
+
+
+def select(ds, tracks=None, labels=None, genres=None, segments=None, features=None, *,
+           include_incomplete: bool = False) -> pd.DataFrame:
+    """Feature values of the segments that match the filters, as a table.
+
+    Also ``ds.emodist.select(...)``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store (:func:`emodist.store.open_store`).
+    tracks, labels, genres, segments : str or sequence of str, optional
+        Keep only segments of these tracks, classes, genres or segment ids;
+        filters combine with *and*.
+    features : str or sequence of str, optional
+        Groups (``"handcrafted"``, ``"handcrafted+inception_v3"``, ``"votes"``),
+        names or glob patterns (``"mfcc_*"``); see
+        :func:`emodist.store.index.resolve_features`.  An empty list gives the
+        metadata columns only.
+    include_incomplete : bool
+        Keep segments not done in the chosen groups (NaN features) and add one
+        ``NAME_status`` column per group.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per segment in store order: ``segment_id`` and the other
+        per-segment coordinates, then one column per feature.
+
+    Raises
+    ------
+    EmodistError
+        An unknown track, label, genre, segment or feature.
+
+    Examples
+    --------
+    >>> ds.emodist.select(tracks="17", features=["mfcc_*"])  # doctest: +SKIP
+    """
+    index = ds.emodist.index
+    chosen = {} if features is not None and not as_list(features) else (
+        resolve_features(index, features))
+    groups = [v for v in chosen if v in index.groups] or None
+    rows = positions(index, tracks, labels, genres, segments, groups=groups,
+                     include_incomplete=include_incomplete)
+    meta = index.meta(rows)
+    if include_incomplete:
+        for g in groups or index.groups:
+            meta[f"{g}_status"] = index.status[g][rows]
+    if not len(rows) or not chosen:
+        values = [np.empty((len(rows), len(c)), np.float32) for c in chosen.values()]
+    else:
+        values = read_values(ds, chosen, rows)
+    frames = [meta] + [pd.DataFrame(v, columns=[index.feature_names[var][c] for c in cols])
+                       for v, (var, cols) in zip(values, chosen.items())]
+    return pd.concat(frames, axis=1) if len(frames) > 1 else meta

@@ -1,0 +1,269 @@
+"""Nearest segments: :func:`similar` streams the store with a running top-k.
+
+Memory stays at the coordinate index plus a few blocks (the block in use and
+the next one being read) whatever the store's size.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+
+import numpy as np
+import pandas as pd
+
+from emodist.errors import EmodistError, StoreError
+from emodist.store.index import positions, resolve_features
+from emodist.store.select import read_rows, read_values
+
+#: Distance metrics of :func:`similar`.
+METRICS = ("cosine", "euclidean")
+#: Uncompressed bytes of one block streamed by :func:`similar`.
+BLOCK_BYTES = 32 * 2**20
+
+
+def _blocks(chunks: tuple[int, ...], row_bytes: int, block_bytes: int) -> list[tuple[int, int]]:
+    """Group consecutive chunks along ``segment`` into ``[start, stop)`` blocks."""
+    target = max(1, block_bytes // max(1, row_bytes))
+    out, start, stop = [], 0, 0
+    for c in chunks:
+        stop += c
+        if stop - start >= target:
+            out.append((start, stop))
+            start = stop
+    if stop > start:
+        out.append((start, stop))
+    return out
+
+
+def _read_block(ds, chosen: dict, start: int, stop: int) -> np.ndarray:
+    parts = read_values(ds, chosen, slice(start, stop))
+    block = parts[0] if len(parts) == 1 else np.hstack(parts)
+    return block.astype(np.float32, copy=False)
+
+
+def _iter_blocks(ds, chosen: dict, block_bytes: int):
+    """Yield ``(start, values)`` blocks, reading the next while one is used."""
+    var0 = next(iter(chosen))
+    width = sum(len(c) for c in chosen.values())
+    bounds = _blocks(ds[var0].data.chunks[0], 4 * width, block_bytes)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for i, (a, b) in enumerate(bounds):
+            if pending is None:
+                pending = pool.submit(_read_block, ds, chosen, a, b)
+            block = pending.result()
+            pending = None
+            if i + 1 < len(bounds):
+                pending = pool.submit(_read_block, ds, chosen, *bounds[i + 1])
+            yield a, block
+
+
+def column_stats(store, features=None, *, block_bytes: int = BLOCK_BYTES):
+    """Mean and standard deviation of feature columns over the done segments.
+
+    Streams the store block by block; results are cached per opened store.
+
+    Parameters
+    ----------
+    store : xarray.Dataset
+        An opened store.
+    features : str or sequence of str, optional
+        As in :func:`emodist.store.select.select`.
+    block_bytes : int
+        Uncompressed bytes per streamed block.
+
+    Returns
+    -------
+    mean, std : numpy.ndarray
+        float64 per column; a constant column gets ``std = 1``.
+    """
+    index = store.emodist.index
+    chosen = resolve_features(index, features)
+    key = tuple((var, tuple(cols)) for var, cols in chosen.items())
+    if key not in index.stats:
+        width = sum(len(c) for c in chosen.values())
+        total, sq, count = np.zeros(width), np.zeros(width), 0
+        done = index.done([v for v in chosen if v in index.groups] or None)
+        for start, block in _iter_blocks(store, chosen, block_bytes):
+            x = block[done[start: start + len(block)]].astype(np.float64)
+            total += x.sum(axis=0)
+            sq += np.einsum("ij,ij->j", x, x)
+            count += len(x)
+        if count == 0:
+            raise StoreError("store has no finished segments")
+        mean = total / count
+        std = np.sqrt(np.maximum(sq / count - mean**2, 0.0))
+        std[~(std > 1e-12 * np.maximum(1.0, np.abs(mean)))] = 1.0
+        index.stats[key] = (mean, std)
+    return index.stats[key]
+
+
+def distances(block: np.ndarray, query: np.ndarray, metric: str = "cosine") -> np.ndarray:
+    """Distances from each row of ``block`` to ``query``.
+
+    Parameters
+    ----------
+    block : numpy.ndarray
+        ``(n, d)`` float32 rows.
+    query : numpy.ndarray
+        ``(d,)`` query vector.
+    metric : {"cosine", "euclidean"}
+        ``1 - cos`` angle, or straight-line distance.
+
+    Returns
+    -------
+    numpy.ndarray
+        float64 ``(n,)``; rows with NaN, or zero rows under cosine, get ``inf``.
+    """
+    q = np.asarray(query, np.float32)
+    # float32 throughout: no float64 copy of the block
+    if metric == "cosine":
+        norms = np.sqrt(np.einsum("ij,ij->i", block, block)).astype(np.float64)
+        qn = float(np.sqrt(np.dot(q.astype(np.float64), q)))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            d = 1.0 - (block @ q).astype(np.float64) / (norms * qn)
+    elif metric == "euclidean":
+        diff = block - q
+        d = np.sqrt(np.einsum("ij,ij->i", diff, diff)).astype(np.float64)
+    else:
+        raise EmodistError(f"unknown metric {metric!r}; use {' or '.join(METRICS)}")
+    d[~np.isfinite(d)] = np.inf
+    return d
+
+
+def merge_topk(best_d, best_p, d, p, k: int):
+    """Keep the ``k`` smallest distances of two candidate sets.
+
+    Parameters
+    ----------
+    best_d, best_p : numpy.ndarray
+        Current best distances and positions.
+    d, p : numpy.ndarray
+        New candidates.
+    k : int
+        How many to keep.
+
+    Returns
+    -------
+    distances, positions : numpy.ndarray
+        Sorted by distance, then position.
+    """
+    d = np.concatenate([best_d, d])
+    p = np.concatenate([best_p, p])
+    if len(d) > k:
+        kth = d[np.argpartition(d, k - 1)[k - 1]]
+        keep = d <= kth  # ties at the cut are settled by position below
+        d, p = d[keep], p[keep]
+    order = np.lexsort((p, d))[:k]
+    return d[order], p[order]
+
+
+def similar(ds, segment_id: str | None = None, *, vector=None, k: int = 10, features=None,
+            metric: str = "cosine", exclude_same_track: bool = False,
+            standardize: bool | None = None, labels=None, genres=None,
+            block_bytes: int = BLOCK_BYTES) -> pd.DataFrame:
+    """The ``k`` segments nearest to a stored segment or to a vector.
+
+    The store is streamed block by block with a running top-k, so memory
+    stays at the store's coordinate index plus a few blocks (the block in
+    use, the next one being read and decoded) whatever the store's size.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store (also ``ds.emodist.similar(...)``).
+    segment_id : str, optional
+        Query with this segment's own features (it is never its own match).
+    vector : array_like, optional
+        Query with this vector instead, in the (unstandardised) feature
+        space of ``features``.
+    k : int
+        Number of neighbours.
+    features : str or sequence of str, optional
+        Groups (``"inception_v3"``, ``"handcrafted+musicnn_msd"``), names or
+        patterns; default the last stored model group (else the first group).
+    metric : {"cosine", "euclidean"}
+        Distance.
+    exclude_same_track : bool
+        Leave out segments of the query segment's track.
+    standardize : bool, optional
+        Z-score each column over the done segments first; default: when any
+        column of a group without a model (handcrafted) or a vote column is
+        used (their scales differ).
+    labels, genres : str or sequence of str, optional
+        Search only among segments of these classes or genres.
+    block_bytes : int
+        Uncompressed bytes per streamed block.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``rank``, ``segment_id``, ``track_id``, ``segment_index``,
+        ``start_s``, ``label``, ``genre``, ``distance``; nearest first.
+
+    Raises
+    ------
+    EmodistError
+        Unknown segment, feature or metric; both or neither of
+        ``segment_id`` and ``vector``; a query segment without features.
+    """
+    if (segment_id is None) == (vector is None):
+        raise EmodistError("give a query segment id or a vector, not both or neither")
+    if metric not in METRICS:
+        raise EmodistError(f"unknown metric {metric!r}; use {' or '.join(METRICS)}")
+    if int(k) < 1:
+        raise EmodistError(f"k must be a positive number of neighbours, not {k}")
+    index = ds.emodist.index
+    recorded = ds.attrs.get("feature_groups") or {}
+    if features is None:
+        models = [g for g in index.groups if recorded.get(g, {}).get("model_sha256")]
+        features = (models or index.groups or [None])[-1]
+    chosen = resolve_features(index, features)
+    groups = [v for v in chosen if v in index.groups] or None
+    width = sum(len(c) for c in chosen.values())
+    query_pos = -1
+    if segment_id is not None:
+        query_pos = int(positions(index, segments=segment_id, include_incomplete=True)[0])
+        if not index.done(groups)[query_pos]:
+            raise StoreError(f"segment {segment_id!r} has no {'+'.join(groups or index.groups)} "
+                             "features (pending or failed)")
+        rows = np.array([query_pos])
+        q = np.hstack([read_rows(ds, var, rows, cols)[0] for var, cols in chosen.items()])
+    else:
+        q = np.asarray(vector, dtype=np.float64).ravel()
+        if q.shape != (width,):
+            raise EmodistError(f"query vector has {q.size} values; the features have {width}")
+    if standardize is None:
+        standardize = any(not recorded.get(var, {}).get("model_sha256") for var in chosen)
+    scale = column_stats(ds, features, block_bytes=block_bytes) if standardize else None
+    if scale is not None:
+        q = (q - scale[0]) / scale[1]
+        m32, s32 = scale[0].astype(np.float32), scale[1].astype(np.float32)
+    q = np.asarray(q, np.float32)
+    candidates = (positions(index, labels=labels, genres=genres, groups=groups)
+                  if (labels or genres) else None)
+    allowed = index.done(groups)
+    if candidates is not None:
+        allowed = np.zeros(index.n, bool)
+        allowed[candidates] = True
+    if query_pos >= 0:
+        allowed[query_pos] = False
+        if exclude_same_track:
+            allowed &= index.codes["track_id"] != index.codes["track_id"][query_pos]
+    best_d, best_p = np.empty(0), np.empty(0, np.int64)
+    for start, block in _iter_blocks(ds, chosen, block_bytes):
+        keep = np.flatnonzero(allowed[start: start + len(block)])
+        if not len(keep):
+            continue
+        x = block if len(keep) == len(block) else block[keep]
+        if scale is not None:
+            x = (x - m32) / s32
+        d = distances(x, q, metric)
+        finite = np.isfinite(d)
+        best_d, best_p = merge_topk(best_d, best_p, d[finite], keep[finite] + start, int(k))
+    meta = index.meta(best_p)
+    out = pd.DataFrame({"rank": np.arange(1, len(best_p) + 1)})
+    for name in ("segment_id", "track_id", "segment_index", "start_s", "label", "genre"):
+        out[name] = meta[name].to_numpy()
+    out["distance"] = best_d
+    return out
