@@ -104,7 +104,7 @@ def _emotify_segments(root: Path, tracks: range) -> list[Path]:
             if (root / "emotifymusic" / g / f"{i}.mp3").is_file()]
 
 
-def real_images(n: int, first_track: int, config) -> tuple[np.ndarray, list[float], str]:
+def real_images(n: int, first_track: int, config, picture) -> tuple[np.ndarray, list[float], str]:
     """Spectrogram images of ``n`` segments (first 15 s of tracks), image-making ms each."""
     from emodist.features.images import spectrogram_image
     from emodist.features.spectral import analyse
@@ -127,7 +127,7 @@ def real_images(n: int, first_track: int, config) -> tuple[np.ndarray, list[floa
     for y in clips:
         an = analyse(y, config.sr, config)
         t0 = time.process_time()
-        images.append(spectrogram_image(an, config))
+        images.append(spectrogram_image(an, picture))
         ms.append((time.process_time() - t0) * 1e3)
     return np.stack(images), ms, source
 
@@ -152,13 +152,16 @@ def run(quick: bool = False) -> dict:
     """Run the deep-feature benchmark; see the module docstring."""
     import onnx
 
-    from emodist.spec import Config
-    from emodist.models import build, inception_graph as graph
+    from emodist.errors import ModelError
+    from emodist.features.inception import InceptionV3
+    from emodist.models import build
+    from emodist.models import inception_graph as graph
     from emodist.models.quantize import quantize_int8
     from emodist.models.session import default_model_path, embed
-    from emodist.errors import ModelError
+    from emodist.spec import ExtractionSpec
 
-    cfg = Config()
+    cfg = ExtractionSpec()
+    picture = InceptionV3(image_size=build.IMAGE_SIZE)
     rows = []
     with tempfile.TemporaryDirectory(prefix="emodist-bench-deep-") as tmp:
         if quick:
@@ -176,15 +179,15 @@ def run(quick: bool = False) -> dict:
                 model = build.build_real_model(Path(tmp) / "inception_v3_fid.onnx")
             what = "real Inception-v3 (2048 features)"
         n_cal, n_eval = (2, 4) if quick else (16, 32)
-        cal, _, _ = real_images(n_cal, 1, cfg)
-        evals, ms, source = real_images(n_eval, 5, cfg)
+        cal, _, _ = real_images(n_cal, 1, cfg, picture)
+        evals, ms, source = real_images(n_eval, 5, cfg, picture)
         rows.append(row("image making per segment", statistics.median(ms),
                         max(ms) - min(ms), "ms",
                         "spectrogram_image from the STFT: log, min-max, flip, bilinear resize "
                         "to 299 x 299 (CPU time)"))
         int8 = quantize_int8(model, Path(tmp) / "int8.onnx", cal)
 
-        macs = graph.count_macs(onnx.load(model), cfg.image_size)["macs"]
+        macs = graph.count_macs(onnx.load(model), picture.image_size)["macs"]
         flop = 2 * macs
         rows.append(row("graph MACs per image", macs, 0, "MAC",
                         f"{what}: Conv nodes counted from the graph at 299 x 299"))

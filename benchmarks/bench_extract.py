@@ -40,23 +40,23 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _warm_worker(config, model: str) -> float:
-    """Imports, numba compilation and the ONNX session of one worker; seconds."""
+def _warm_worker(spec) -> float:
+    """Imports, numba compilation and the ONNX sessions of one worker; seconds."""
     import numpy as np
 
-    from emodist.models.session import embed, read_sidecar
-    from emodist.engine.extract import segment_outputs
+    from emodist.features import Segment, WorkerContext
 
     t0 = time.perf_counter()
-    side = read_sidecar(model)
-    cfg = config.replace(image_size=int(side["image_size"]))
-    y = np.random.default_rng(0).standard_normal(int(cfg.sr * 2)).astype(np.float32)
-    _, img = segment_outputs(y, cfg, True, True)
-    embed(img[None], model, batch_size=1, sha256=side["sha256"])
+    y = np.random.default_rng(0).standard_normal(int(spec.sr * 2)).astype(np.float32)
+    rates = {spec.sr} | {g.input().sr for g in spec.groups if g.input().sr}
+    tracks = {r: y if r == spec.sr else y[: int(len(y) * r / spec.sr)] for r in rates}
+    seg = Segment(tracks, 0.0, 2.0, sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop_length)
+    for g in spec.groups:
+        g.finish([g.prepare(seg)], WorkerContext(batch_size=1))
     return time.perf_counter() - t0
 
 
-def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
+def extract_once(dataset: str, store: str, spec, n_workers: int,
                  chunk: int | None = None) -> dict:
     """One extraction on a fresh, warmed-up LocalCluster; rate and worker peak RSS.
 
@@ -70,15 +70,17 @@ def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
     """
     from distributed import Client, LocalCluster
 
-    from emodist.engine.extract import run_extract
+    from emodist.engine.extract import resolve_spec, run_extract
+    from emodist.spec import Runtime
 
     with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                       dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as c:
-        warm = max(c.run(_warm_worker, config, model).values())
+        runtime = Runtime(client=c, chunk=chunk, progress=False)
+        spec = resolve_spec(spec, runtime)
+        warm = max(c.run(_warm_worker, spec).values())
         load = os.getloadavg()[0]
         t0 = time.perf_counter()
-        result = run_extract(dataset, store, config, model=model, client=c, chunk=chunk,
-                             progress=False, overwrite=True)
+        result = run_extract(dataset, store, spec, runtime, overwrite=True)
         seconds = time.perf_counter() - t0
         rss = sorted(c.run(_peak_rss_mib).values())
         load = max(load, os.getloadavg()[0])
@@ -88,8 +90,8 @@ def extract_once(dataset: str, store: str, config, model: str, n_workers: int,
 
 def _real_model() -> str | None:
     """The built Inception-v3 (``emodist model build``), or None."""
-    from emodist.models.session import default_model_path, read_sidecar
     from emodist.errors import EmodistError
+    from emodist.models.session import default_model_path, read_sidecar
 
     path = default_model_path()
     try:
@@ -101,9 +103,14 @@ def _real_model() -> str | None:
 
 def run(quick: bool = False) -> dict:
     """Measure; see the module docstring."""
-    from emodist.spec import Config
-    from emodist.models.session import build_tiny_model
     from emodist.data.demo import make_demo_dataset
+    from emodist.features import make_groups
+    from emodist.models.session import build_tiny_model
+    from emodist.spec import ExtractionSpec
+
+    def config(model_path, **kw):
+        return ExtractionSpec(groups=make_groups(["handcrafted", "inception_v3"],
+                                                 {"model": model_path}), **kw)
 
     rows = []
     with tempfile.TemporaryDirectory(prefix="emodist-bench-extract-") as tmp:
@@ -115,17 +122,18 @@ def run(quick: bool = False) -> dict:
             speed_model, model_name = real, "real Inception-v3 fp32"
         root = os.environ.get("EMODIST_EMOTIFY_ROOT")
         if not quick and root and (Path(root) / "data.csv").is_file():
-            dataset, config, what = root, Config(), "shared Emotify (100 tracks, 398 x 15 s)"
+            dataset, spec = root, config(speed_model)
+            what = "shared Emotify (100 tracks, 398 x 15 s)"
         else:
             dataset = str(tmp / "gen")
             make_demo_dataset(dataset, n_tracks=8 if quick else 40, seed=0,
                               duration_s=10.0 if quick else 30.0)
-            config = Config(segment_seconds=5.0, hop_seconds=5.0)
+            spec = config(speed_model, segment_seconds=5.0)
             what = f"generated ({'8 x 10' if quick else '40 x 30'} s tracks, 5 s segments)"
         runs = {}
         repeats = 1 if quick else 3
         for n in (1, 2):
-            tries = [extract_once(dataset, str(tmp / f"s{n}.zarr"), config, speed_model, n)
+            tries = [extract_once(dataset, str(tmp / f"s{n}.zarr"), spec, n)
                      for _ in range(repeats)]
             rates = sorted(t["rate"] for t in tries)
             runs[n] = sorted(tries, key=lambda t: t["rate"])[len(tries) // 2]  # the median run
@@ -150,12 +158,12 @@ def run(quick: bool = False) -> dict:
 
         base = 2 if quick else 4
         chunk = 4
-        gen_cfg = Config(segment_seconds=5.0, hop_seconds=5.0)
+        gen_spec = config(model, segment_seconds=5.0)
         peaks = {}
         for mult in (1, 4, 16):
             ds = str(tmp / f"x{mult}")
             make_demo_dataset(ds, n_tracks=base * mult, seed=mult, duration_s=10.0)
-            r = extract_once(ds, str(tmp / f"x{mult}.zarr"), gen_cfg, model, 1, chunk=chunk)
+            r = extract_once(ds, str(tmp / f"x{mult}.zarr"), gen_spec, 1, chunk=chunk)
             peaks[mult] = r["worker_rss_mib"][0]
             rows.append(row(f"peak worker RSS at {mult}x", peaks[mult], unit="MiB",
                             note=f"{base * mult} generated tracks x 10 s, {r['segments']} "

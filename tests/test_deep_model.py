@@ -81,16 +81,17 @@ def test_real_model_outputs(real_model, images):
 
 def test_two_emotify_tracks_give_different_features(real_model, emotify_root):
     from emodist.data.audio import load_track
-    from emodist.spec import Config
     from emodist.features.images import spectrogram_image
+    from emodist.features.inception import InceptionV3
     from emodist.features.spectral import analyse
+    from emodist.spec import ExtractionSpec
 
-    cfg = Config()
+    cfg, picture = ExtractionSpec(), InceptionV3(image_size=299)
     imgs = []
     for rel in ("classical/1.mp3", "rock/1.mp3"):
         y = load_track(str(emotify_root / "emotifymusic" / rel), cfg.sr, offset_s=0.0,
                        duration_s=cfg.segment_seconds)
-        imgs.append(spectrogram_image(analyse(y, cfg.sr, cfg), cfg))
+        imgs.append(spectrogram_image(analyse(y, cfg.sr, cfg), picture))
     f = embed(np.stack(imgs), real_model, batch_size=2)
     assert np.isfinite(f).all()
     cos = float(f[0] @ f[1] / np.linalg.norm(f[0]) / np.linalg.norm(f[1]))

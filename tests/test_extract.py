@@ -19,22 +19,27 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emodist.store import layout as schema
-from emodist.store import zarrio as st
-from emodist.spec import Config
+from emodist.engine.extract import plan_failures, run_extract, segment_votes
+from emodist.engine.worker import ChunkTask, Job, apply_thread_budget, compute_chunk, track_spans
 from emodist.errors import ClusterError, DataError, StoreError
-from emodist.engine.extract import (
-    ChunkTask,
-    apply_thread_budget,
-    compute_chunk,
-    plan_failures,
-    run_extract,
-    segment_votes,
-    track_spans,
-)
+from emodist.features import make_groups
+from emodist.spec import ExtractionSpec, Runtime
+from emodist.store import layout, open_store
+from emodist.store import zarrio as io
 
 REPO = Path(__file__).resolve().parents[1]
 CHUNK = 2
+GROUPS = ("handcrafted", "inception_v3")
+
+
+def make_spec(model, *names, **kw) -> ExtractionSpec:
+    """4 s segments of the given groups (default handcrafted and Inception-v3)."""
+    kw.setdefault("segment_seconds", 4.0)
+    return ExtractionSpec(groups=make_groups(list(names or GROUPS), {"model": model}), **kw)
+
+
+def rt(client=None, **kw) -> Runtime:
+    return Runtime(client=client, progress=False, batch_size=4, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +52,8 @@ def small_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def config() -> Config:
-    return Config(segment_seconds=4.0, hop_seconds=4.0, batch_size=4)
+def spec(tiny_model) -> ExtractionSpec:
+    return make_spec(tiny_model)
 
 
 @pytest.fixture(scope="module")
@@ -61,29 +66,30 @@ def client():
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory, small_dataset, config, tiny_model, client):
+def reference(tmp_path_factory, small_dataset, spec, client):
     url = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
-    result = run_extract(str(small_dataset), url, config, model=tiny_model, client=client,
-                         chunk=CHUNK, progress=False)
+    result = run_extract(str(small_dataset), url, spec, rt(client, chunk=CHUNK))
     return url, result
 
 
 def assert_same_store(url, ref_url, storage_options=None, paths=True):
-    got = st.open_store(url, storage_options)
-    ref = st.open_store(ref_url)
-    assert list(got["segment_id"].values) == list(ref["segment_id"].values)
+    got = open_store(url, storage_options)
+    ref = open_store(ref_url)
+    assert list(got["segment"].values) == list(ref["segment"].values)
     for name in ("track_id", "label", "genre", "group", "segment_index", "start_s"):
         assert list(got[name].values) == list(ref[name].values), name
     if paths:
         assert list(got["path"].values) == list(ref["path"].values)
-    np.testing.assert_array_equal(got[schema.STATUS].values, ref[schema.STATUS].values)
-    np.testing.assert_array_equal(got[schema.VOTES].values, ref[schema.VOTES].values)
-    np.testing.assert_allclose(got[schema.HANDCRAFTED].values, ref[schema.HANDCRAFTED].values,
+    for g in GROUPS:
+        np.testing.assert_array_equal(got[f"{g}_status"].values, ref[f"{g}_status"].values)
+        assert got[g].chunks == ref[g].chunks
+    np.testing.assert_array_equal(got["votes"].values, ref["votes"].values)
+    np.testing.assert_allclose(got["handcrafted"].values, ref["handcrafted"].values,
                                rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(got[schema.DEEP].values, ref[schema.DEEP].values,
+    np.testing.assert_allclose(got["inception_v3"].values, ref["inception_v3"].values,
                                rtol=1e-4, atol=1e-5)
-    assert got.attrs["config"] == ref.attrs["config"]
-    assert got[schema.DEEP].chunks == ref[schema.DEEP].chunks
+    assert got.attrs["spec"] == ref.attrs["spec"]
+    assert got.attrs["feature_groups"] == ref.attrs["feature_groups"]
 
 
 # ----------------------------------------------------------------- pure helpers
@@ -92,15 +98,14 @@ def assert_same_store(url, ref_url, storage_options=None, paths=True):
 def test_track_spans_groups_and_spans():
     rows = [("a", "pa", 0.0, 4.0), ("a", "pa", 4.0, 4.0), ("b", "pb", 8.0, 4.0),
             ("b", "pb", 12.0, 3.0)]
-    spans = track_spans(rows)
-    assert spans == [("a", "pa", 0.0, 8.0, [0, 1]), ("b", "pb", 8.0, 7.0, [2, 3])]
+    assert track_spans(rows) == [("a", "pa", 8.0, [0, 1]), ("b", "pb", 15.0, [2, 3])]
     assert track_spans([]) == []
 
 
 def test_segment_votes_follow_segments():
     import pandas as pd
 
-    votes = pd.DataFrame(np.eye(9)[:2], index=["1", "2"], columns=list(schema.GEMS))
+    votes = pd.DataFrame(np.eye(9)[:2], index=["1", "2"], columns=list(layout.GEMS))
     table = pd.DataFrame({"track_id": ["2", "2", "1"]})
     got = segment_votes(table, votes)
     assert got.dtype == np.float32 and got.shape == (3, 9)
@@ -111,7 +116,7 @@ def test_segment_votes_follow_segments():
 
 def test_plan_failures_records():
     assert plan_failures([("7", "/x/7.mp3", "empty")]) == [
-        {"track_id": "7", "path": "/x/7.mp3", "error": "empty"}]
+        {"track_id": "7", "path": "/x/7.mp3", "error": "empty", "group": ""}]
 
 
 def test_apply_thread_budget_limits_blas():
@@ -123,160 +128,190 @@ def test_apply_thread_budget_limits_blas():
     assert apply_thread_budget(0) == 1
 
 
-def test_compute_chunk_one_decode_failure(tmp_path, small_dataset, config, tiny_model):
-    """A track that cannot be decoded fails alone; the chunk's other track is computed."""
-    from emodist.models.session import read_sidecar
+def _resolved(spec):
+    from emodist.engine.extract import resolve_spec
+
+    return resolve_spec(spec, Runtime())
+
+
+def test_compute_chunk_one_decode_failure_and_one_decode_per_track(tmp_path, small_dataset, spec,
+                                                                   monkeypatch):
+    """A track that cannot be decoded fails alone; every other track is decoded once."""
+    from emodist.data import audio
 
     good = min((small_dataset / "emotifymusic").rglob("*.mp3"))
     bad = tmp_path / "bad.mp3"
     bad.write_bytes(b"ID3" + os.urandom(4000))
-    side = read_sidecar(tiny_model)
-    cfg = config.replace(model_sha256=side["sha256"], image_size=side["image_size"])
+    reads = []
+    real_read = audio._read
+    monkeypatch.setattr(audio, "_read", lambda path, *a: reads.append(path) or real_read(path, *a))
     rows = (("g", str(good), 0.0, 4.0), ("g", str(good), 4.0, 4.0), ("x", str(bad), 0.0, 4.0))
-    task = ChunkTask(store="unused", chunk=0, start=0, stop=3, rows=rows, config=cfg,
-                     model=tiny_model, deep_dim=side["output_dim"])
-    values, status, failures = compute_chunk(task)
-    assert list(status) == [1, 1, -1]
-    assert [f["track_id"] for f in failures] == ["x"]
-    assert str(bad) in failures[0]["path"] and failures[0]["error"]
-    hc, deep = values[schema.HANDCRAFTED], values[schema.DEEP]
+    task = ChunkTask(chunk=0, start=0, stop=3, rows=rows, groups=GROUPS)
+    job = Job(store="unused", spec=_resolved(spec), batch_size=4)
+    values, status, failures = compute_chunk(task, job)
+    assert reads == [str(good), str(bad)]  # one decode per track, for both groups
+    assert list(status["handcrafted"]) == [1, 1, -1] and list(status["inception_v3"]) == [1, 1, -1]
+    assert [f["track_id"] for f in failures] == ["x"] and failures[0]["group"] == ""
+    assert failures[0]["path"] == str(bad) and failures[0]["error"].count(str(bad)) == 1
+    assert "0x" not in failures[0]["error"]  # no Python object repr in the message
+    hc, deep = values["handcrafted"], values["inception_v3"]
     assert np.isfinite(hc[:2]).all() and np.isnan(hc[2]).all()
     assert np.isfinite(deep[:2]).all() and np.isnan(deep[2]).all()
-    assert deep.shape == (3, side["output_dim"])
-    # the two segments of the same track differ (different audio)
-    assert not np.allclose(hc[0], hc[1])
+    assert not np.allclose(hc[0], hc[1])  # the two segments of the track differ
 
 
 # ----------------------------------------------------------------- in-process cluster
 
 
-def test_reference_store_complete(reference, small_dataset, config, tiny_model):
+def test_reference_store_complete(reference, small_dataset, tiny_model):
     url, result = reference
     assert result.n_segments == 24 and result.n_done == 24 and result.n_failed == 0
-    assert result.n_written == 24 and result.n_chunks == 12 and not result.resumed
-    ds = st.open_store(url)
-    assert (ds[schema.STATUS].values == schema.STATUS_DONE).all()
-    assert np.isfinite(ds[schema.HANDCRAFTED].values).all()
-    assert np.isfinite(ds[schema.DEEP].values).all()
-    assert ds[schema.DEEP].chunks[0] == (CHUNK,) * 12
-    stored = Config.from_json(ds.attrs["config"])
+    assert result.n_written == 48 and result.n_chunks == 12 and not result.resumed
+    ds = open_store(url)
+    for g in GROUPS:
+        assert (ds[f"{g}_status"].values == layout.STATUS_DONE).all()
+        assert np.isfinite(ds[g].values).all()
+        assert ds[g].chunks[0] == (CHUNK,) * 12
+    from emodist.features.handcrafted import FEATURE_NAMES_VERSION, feature_names
     from emodist.models.session import read_sidecar
 
-    assert stored.model_sha256 == read_sidecar(tiny_model)["sha256"] == ds.attrs["model_sha256"]
-    assert stored.segment_seconds == 4.0
-    from emodist.features import handcrafted
+    groups = ds.attrs["feature_groups"]
+    assert groups["inception_v3"]["model_sha256"] == read_sidecar(tiny_model)["sha256"]
+    assert groups["handcrafted"]["version"] == FEATURE_NAMES_VERSION
+    assert ds.attrs["spec"]["segment_seconds"] == 4.0
+    assert list(ds["handcrafted_feature"].values) == feature_names("full")
+    assert ds.attrs["failures"] == []
+    # each row holds its own segment: three features recomputed independently with librosa
+    import librosa
 
-    assert ds.attrs["feature_names_version"] == handcrafted.FEATURE_NAMES_VERSION
-    assert list(ds["handcrafted_feature"].values) == handcrafted.feature_names("full")
-    assert st.failures(ds) == []
-    from emodist.data.audio import cut, load_track
-    from emodist.features.spectral import analyse
-
-    # each row holds its own segment's features: recompute segment 5 the way
-    # chunk 2 (segments 4 and 5, one track) does, from one decode of its span
     k = 5
     row = ds.isel(segment=k)
-    rows = [(str(ds.track_id.values[i]), str(ds.path.values[i]), float(ds.start_s.values[i]),
-             float(ds.duration_s.values[i])) for i in (4, 5)]
-    (_, path, offset, duration, _), = track_spans(rows)
-    y = load_track(path, config.sr, duration_s=offset + duration)
-    seg = cut(y, config.sr, rows[1][2], rows[1][3])
-    vec = handcrafted.extract(analyse(seg, config.sr, config), "full")
-    np.testing.assert_allclose(ds[schema.HANDCRAFTED].values[k], vec, rtol=1e-6)
+    y, sr = librosa.load(str(row.path.values), sr=22050, offset=0.0,
+                         duration=float(row.start_s) + float(row.duration_s))
+    y = y[round(float(row.start_s) * sr):]
+    S = np.abs(librosa.stft(y, n_fft=2048, hop_length=512, center=True, pad_mode="constant"))
+    want = {"rms_mean": librosa.feature.rms(y=y, frame_length=2048, hop_length=512).mean(),
+            "spectral_centroid_mean": librosa.feature.spectral_centroid(S=S, sr=sr).mean(),
+            "zcr_mean": librosa.feature.zero_crossing_rate(y, frame_length=2048,
+                                                           hop_length=512).mean()}
+    got = ds["handcrafted"].isel(segment=k).to_series()
+    for name, value in want.items():
+        assert got[name] == pytest.approx(value, rel=1e-3), name
     # votes follow the catalog
     from emodist.data.catalog import load_dataset
 
     cat = load_dataset(str(small_dataset))
-    tid = str(row.track_id.values)
-    np.testing.assert_allclose(ds[schema.VOTES].values[k],
-                               cat.votes.loc[tid, list(schema.GEMS)].to_numpy(), rtol=1e-6)
+    np.testing.assert_allclose(ds["votes"].values[k],
+                               cat.votes.loc[str(row.track_id.values), list(layout.GEMS)]
+                               .to_numpy(), rtol=1e-6)
 
 
-def test_rerun_on_complete_store_does_nothing(reference, small_dataset, config, tiny_model,
-                                             client):
+def test_rerun_on_complete_store_does_nothing(reference, small_dataset, spec, client):
     url, _ = reference
-    chunk_file = Path(url) / "deep" / "c" / "0" / "0"
+    chunk_file = Path(url) / "inception_v3" / "c" / "0" / "0"
     before = chunk_file.stat().st_mtime_ns
-    result = run_extract(str(small_dataset), url, config, model=tiny_model, client=client,
-                         progress=False)
+    result = run_extract(str(small_dataset), url, spec, rt(client))
     assert result.already_complete and result.n_written == 0 and result.n_done == 24
     assert chunk_file.stat().st_mtime_ns == before
 
 
-def test_different_config_refused_then_overwrite(tmp_path, reference, small_dataset, config,
-                                                tiny_model, client):
+def test_group_added_later_leaves_the_others_untouched(tmp_path, reference, small_dataset,
+                                                        tiny_model, client):
+    url = str(tmp_path / "s.zarr")
+    first = run_extract(str(small_dataset), url, make_spec(tiny_model, "handcrafted"),
+                        rt(client, chunk=CHUNK))
+    assert first.n_done == 24 and open_store(url).emodist.groups == ["handcrafted"]
+    chunk_file = Path(url) / "handcrafted" / "c" / "0" / "0"
+    before = chunk_file.stat().st_mtime_ns
+    added = run_extract(str(small_dataset), url, make_spec(tiny_model, "inception_v3"),
+                        rt(client))
+    assert added.groups_added == ["inception_v3"] and added.n_written == 24
+    assert chunk_file.stat().st_mtime_ns == before  # handcrafted was not rewritten
+    assert_same_store(url, reference[0])
+    assert run_extract(str(small_dataset), url, make_spec(tiny_model), rt(client)).already_complete
+
+
+def test_changed_spec_refused_by_field_then_overwrite(tmp_path, reference, small_dataset,
+                                                      tiny_model, client, monkeypatch):
     url, _ = reference
-    with pytest.raises(StoreError, match="segment_seconds=4.0, not 3.0"):
-        run_extract(str(small_dataset), url, config.replace(segment_seconds=3.0, hop_seconds=3.0),
-                    model=tiny_model, client=client, progress=False)
-    with pytest.raises(StoreError, match="features"):
-        run_extract(str(small_dataset), url, config.replace(features=("handcrafted",)),
-                    client=client, progress=False)
+    with pytest.raises(StoreError, match=r"hop_seconds=4\.0, not 3\.0"):
+        run_extract(str(small_dataset), url, make_spec(tiny_model, segment_seconds=3.0),
+                    rt(client))
+    with pytest.raises(StoreError, match=r"group handcrafted was written with "
+                                         r"params\.n_mfcc=13, not 12"):
+        run_extract(str(small_dataset), url, ExtractionSpec(
+            groups=make_groups(["handcrafted"], {"n_mfcc": 12}), segment_seconds=4.0),
+            rt(client))
+    # a new version of the feature definitions is refused too (no mixed definitions)
+    import emodist.features.handcrafted as hc
+
+    monkeypatch.setattr(hc, "FEATURE_NAMES_VERSION", "999")
+    with pytest.raises(StoreError, match=r"group handcrafted was written with version='\d+', "
+                                         r"not '999'"):
+        run_extract(str(small_dataset), url, make_spec(tiny_model), rt(client))
+    monkeypatch.undo()
     copy = str(tmp_path / "copy.zarr")
     shutil.copytree(url, copy)
-    result = run_extract(str(small_dataset), copy, config.replace(features=("handcrafted",)),
-                         client=client, progress=False, overwrite=True, chunk=12)
-    assert result.n_done == 24 and not result.resumed
-    ds = st.open_store(copy)
-    assert schema.DEEP not in ds and ds[schema.HANDCRAFTED].chunks[0] == (12, 12)
-    np.testing.assert_allclose(ds[schema.HANDCRAFTED].values[:2],
-                               st.open_store(url)[schema.HANDCRAFTED].values[:2], rtol=1e-5)
+    result = run_extract(str(small_dataset), copy, make_spec(tiny_model, "handcrafted",
+                                                            segment_seconds=3.0),
+                         rt(client, chunk=12), overwrite=True)
+    assert result.n_segments == 32 and not result.resumed
+    ds = open_store(copy)
+    assert ds.emodist.groups == ["handcrafted"] and ds["handcrafted"].chunks[0] == (12, 12, 8)
 
 
-def test_corrupt_and_empty_files_recorded(tmp_path, small_dataset, config, tiny_model, client):
+def test_corrupt_and_empty_files_recorded(tmp_path, small_dataset, spec, client):
     data = tmp_path / "dataset"
     shutil.copytree(small_dataset, data)
     files = sorted((data / "emotifymusic").rglob("*.mp3"))
-    files[0].write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + os.urandom(3000))  # corrupt mp3
+    files[0].write_bytes(b"ID3\x04\x00\x00\x00\x00\x00\x00" + os.urandom(3000))  # corrupt
     files[1].write_bytes(b"")  # empty file
     head = files[2].read_bytes()  # valid header, then zeros: planned, fails to decode
     files[2].write_bytes(head[:3000] + bytes(len(head) - 3000))
     url = str(tmp_path / "s.zarr")
-    result = run_extract(str(data), url, config, model=tiny_model, client=client,
-                         chunk=CHUNK, progress=False)
+    result = run_extract(str(data), url, spec, rt(client, chunk=CHUNK))
     failed_paths = sorted(f["path"] for f in result.failures)
     assert failed_paths == sorted(str(f) for f in files[:3])
     assert all(f["error"] for f in result.failures)
-    ds = st.open_store(url)
+    ds = open_store(url)
     assert ds.sizes["segment"] == 18  # 6 planned tracks x 3 segments
     assert result.n_done == 15 and result.n_failed == 3  # the five good tracks complete
     bad = ds["path"].values == str(files[2])
-    assert (ds[schema.STATUS].values[bad] == schema.STATUS_FAILED).all()
-    assert (ds[schema.STATUS].values[~bad] == schema.STATUS_DONE).all()
-    assert np.isnan(ds[schema.HANDCRAFTED].values[bad]).all()
-    assert np.isfinite(ds[schema.HANDCRAFTED].values[~bad]).all()
-    assert sorted(f["path"] for f in st.failures(ds)) == failed_paths
+    for g in GROUPS:
+        assert (ds[f"{g}_status"].values[bad] == layout.STATUS_FAILED).all()
+        assert (ds[f"{g}_status"].values[~bad] == layout.STATUS_DONE).all()
+    assert np.isnan(ds["handcrafted"].values[bad]).all()
+    assert np.isfinite(ds["handcrafted"].values[~bad]).all()
+    assert sorted(f["path"] for f in ds.attrs["failures"]) == failed_paths
     # a driver killed before recording a chunk's failures: the rerun redoes that chunk
-    st.finish_store(url, {"failures": "[]"})
-    again = run_extract(str(data), url, config, model=tiny_model, client=client,
-                        progress=False)
-    assert again.resumed and 3 <= again.n_written < 18
+    io.finish_store(url, {"failures": []})
+    again = run_extract(str(data), url, spec, rt(client))
+    assert again.resumed and 3 <= again.n_written < 36
     assert sorted(f["path"] for f in again.failures) == failed_paths
-    assert run_extract(str(data), url, config, model=tiny_model, client=client,
-                       progress=False).already_complete
-    # the broken file is repaired: --retry-failed redoes its segments and drops its record
+    assert run_extract(str(data), url, spec, rt(client)).already_complete
+    # the broken file is repaired: retry_failed redoes its segments and drops its record
     files[2].write_bytes(head)
-    fixed = run_extract(str(data), url, config, model=tiny_model, client=client,
-                        progress=False, retry_failed=True)
+    fixed = run_extract(str(data), url, spec, rt(client), retry_failed=True)
     assert fixed.n_done == 18 and fixed.n_failed == 0
     assert sorted(f["path"] for f in fixed.failures) == sorted(str(f) for f in files[:2])
-    assert np.isfinite(st.open_store(url)[schema.HANDCRAFTED].values).all()
+    assert np.isfinite(open_store(url)["handcrafted"].values).all()
 
 
-def test_unreachable_scheduler_is_one_line(small_dataset, config, tmp_path):
+def test_unreachable_scheduler_is_one_line(small_dataset, tiny_model, tmp_path):
     from tests.servers import free_port
 
-    with pytest.raises(ClusterError, match="cannot reach scheduler"):
+    with pytest.raises(ClusterError, match="cannot reach scheduler") as err:
         run_extract(str(small_dataset), str(tmp_path / "s.zarr"),
-                    config.replace(features=("handcrafted",)),
-                    scheduler=f"tcp://127.0.0.1:{free_port()}", progress=False)
+                    make_spec(tiny_model, "handcrafted"),
+                    Runtime(scheduler=f"tcp://127.0.0.1:{free_port()}", progress=False))
+    assert err.value.param == "scheduler"
 
 
-def test_empty_dataset_refused(tmp_path, config):
+def test_empty_dataset_refused(tmp_path, tiny_model):
     (tmp_path / "empty.csv").write_text("path,label\n")
     with pytest.raises(DataError):
         run_extract(str(tmp_path / "empty.csv"), str(tmp_path / "s.zarr"),
-                    config.replace(features=("handcrafted",)), progress=False)
+                    make_spec(tiny_model, "handcrafted"), rt())
 
 
 # ----------------------------------------------------------------- command line
@@ -287,15 +322,17 @@ def test_cli_errors_exit_2(capsys, small_dataset, tmp_path):
     from tests.servers import free_port
 
     base = ["extract", str(small_dataset), "--store", str(tmp_path / "s.zarr")]
-    assert main(base + ["--features", "handcrafted,colour"]) == 2
+    assert main(base + ["--features", "handcrafted", "colour"]) == 2
     assert "unknown feature group 'colour'" in capsys.readouterr().err
     assert main(base + ["--storage-options", "{nope"]) == 2
     assert "--storage-options" in capsys.readouterr().err
     assert main(base + ["--features", "handcrafted",
                         "--scheduler", f"tcp://127.0.0.1:{free_port()}"]) == 2
     err = capsys.readouterr().err
-    assert "cannot reach scheduler" in err and len(err.strip().splitlines()) == 1
-    assert main(base + ["--scheduler", "tcp://127.0.0.1:1", "--workers", "2"]) == 2
+    assert "cannot reach scheduler" in err and "(--scheduler)" in err
+    assert len(err.strip().splitlines()) == 1
+    assert main(base + ["--features", "handcrafted", "--scheduler", "tcp://127.0.0.1:1",
+                        "--workers", "2"]) == 2
     assert "local cluster" in capsys.readouterr().err
 
 
@@ -303,28 +340,41 @@ def test_cli_complete_store_says_so(capsys, reference, small_dataset, tiny_model
     from emodist.cli import main
 
     url, _ = reference
-    address = client.scheduler.address
     code = main(["extract", str(small_dataset), "--store", url, "--segment-seconds", "4",
-                 "--batch-size", "4", "--model", tiny_model, "--scheduler", address,
-                 "--no-progress"])
+                 "--batch-size", "4", "--model", tiny_model, "--scheduler",
+                 client.scheduler.address, "--no-progress"])
     assert code == 0
-    assert "is complete: 24 of 24 segments done, 0 failed; nothing to do" in capsys.readouterr().out
+    assert "is complete: 24 of 24 segments done in every group, 0 failed; nothing to do" in (
+        capsys.readouterr().out)
+
+
+def test_cli_defaults_come_from_the_spec():
+    from emodist.cli import build_parser
+
+    parser = build_parser()
+    d = ExtractionSpec()
+    for command in (["extract", "x", "--store", "s"], ["plan", "x"], ["catalog", "x"]):
+        args = parser.parse_args(command)
+        assert args.label_rule == d.label_rule and args.min_class_share == d.min_class_share
+    for command in (["extract", "x", "--store", "s"], ["plan", "x"]):
+        args = parser.parse_args(command)
+        assert args.segment_seconds == d.segment_seconds and args.hop_seconds is None
+        assert args.min_last_seconds is None
 
 
 # ----------------------------------------------------------------- real processes
 
 
-def _status_counts(url):
+def _done_pending(url):
     try:
-        s = st.read_status(url)
+        s = io.read_state(url).status["handcrafted"]
     except Exception:  # noqa: BLE001 - store not created yet
         return 0, 0
     return int((s != 0).sum()), int((s == 0).sum())
 
 
 @pytest.mark.cluster
-def test_driver_killed_then_resumed(tmp_path, reference, small_dataset, tiny_model, client,
-                                    config):
+def test_driver_killed_then_resumed(tmp_path, reference, small_dataset, tiny_model, client, spec):
     """Kill ``emodist extract`` (driver and its local cluster) mid-run; rerun resumes."""
     url = str(tmp_path / "s.zarr")
     log = tmp_path / "stderr.txt"
@@ -339,7 +389,7 @@ def test_driver_killed_then_resumed(tmp_path, reference, small_dataset, tiny_mod
             deadline = time.monotonic() + 120
             done = pending = 0
             while time.monotonic() < deadline and proc.poll() is None:
-                done, pending = _status_counts(url)
+                done, pending = _done_pending(url)
                 if done >= CHUNK:
                     break
                 time.sleep(0.05)
@@ -348,18 +398,16 @@ def test_driver_killed_then_resumed(tmp_path, reference, small_dataset, tiny_mod
             proc.wait(30)
     assert done >= CHUNK and pending > 0, (done, pending, log.read_text()[-2000:])
     assert "dashboard:" in log.read_text()
-    result = run_extract(str(small_dataset), url, config, model=tiny_model, client=client,
-                         progress=False)
+    result = run_extract(str(small_dataset), url, spec, rt(client))
     assert result.resumed and not result.already_complete
-    assert 0 < result.n_written <= 24 - done
+    assert 0 < result.n_written <= 2 * (24 - done)
     assert result.n_done == 24
     assert_same_store(url, reference[0])
 
 
 @pytest.mark.cluster
-def test_multiprocess_cluster_survives_killed_worker(tmp_path, reference, small_dataset,
-                                                     tiny_model, config):
-    """`dask scheduler` + two `dask worker` processes; one worker is killed mid-run."""
+def test_multiprocess_cluster_survives_killed_worker(tmp_path, reference, small_dataset, spec):
+    """`dask scheduler` + two `dask worker` processes; one worker is SIGKILLed mid-run."""
     from tests.servers import dask_cluster, stop
 
     url = str(tmp_path / "s.zarr")
@@ -371,8 +419,8 @@ def test_multiprocess_cluster_survives_killed_worker(tmp_path, reference, small_
                 stop(workers[0], timeout=5)
                 killed.append(task.chunk)
 
-        result = run_extract(str(small_dataset), url, config, model=tiny_model,
-                             scheduler=address, chunk=CHUNK, progress=False,
+        result = run_extract(str(small_dataset), url, spec,
+                             Runtime(scheduler=address, chunk=CHUNK, progress=False, batch_size=4),
                              on_result=kill_first_worker)
         assert workers[0].poll() is not None and workers[1].poll() is None
     assert killed and result.n_chunks == 12 and result.n_done == 24
@@ -380,7 +428,7 @@ def test_multiprocess_cluster_survives_killed_worker(tmp_path, reference, small_
 
 
 @pytest.mark.s3
-def test_s3_dataset_and_store_on_moto(reference, small_dataset, tiny_model, config, client):
+def test_s3_dataset_and_store_on_moto(reference, small_dataset, spec, client):
     """Audio and store both on a moto S3 server, reached through storage options."""
     import s3fs
 
@@ -391,65 +439,52 @@ def test_s3_dataset_and_store_on_moto(reference, small_dataset, tiny_model, conf
         make_bucket(endpoint, "features")
         upload_tree(options, small_dataset, "s3://audio/emotify")
         url = "s3://features/run/store.zarr"
-        result = run_extract("s3://audio/emotify", url, config, model=tiny_model, client=client,
-                             storage_options=options, chunk=CHUNK, progress=False)
+        storage = {"dataset": options, "store": options}
+        result = run_extract("s3://audio/emotify", url, spec,
+                             rt(client, chunk=CHUNK, storage=storage))
         assert result.n_done == 24 and result.failures == []
         assert_same_store(url, reference[0], options, paths=False)
-        ds = st.open_store(url, options)
+        ds = open_store(url, options)
         assert all(p.startswith("s3://audio/emotify/") for p in ds["path"].values)
         # no credentials anywhere in the store's metadata
         fs = s3fs.S3FileSystem(**options)
         meta = " ".join(fs.cat_file(p).decode() for p in fs.find("features/run")
                         if p.endswith("zarr.json"))
         assert options["secret"] not in meta and options["key"] not in meta
-        again = run_extract("s3://audio/emotify", url, config, model=tiny_model, client=client,
-                            storage_options=options, progress=False)
+        again = run_extract("s3://audio/emotify", url, spec, rt(client, storage=storage))
         assert again.already_complete
 
 
 @pytest.mark.emotify
 def test_real_emotify_end_to_end(emotify_root, tmp_path, tiny_model):
-    """The 100 shared Emotify tracks: 398 segments of 15 s, handcrafted + tiny deep."""
+    """The 100 shared Emotify tracks: 398 segments of 15 s, handcrafted + tiny Inception."""
     url = str(tmp_path / "emotify.zarr")
-    result = run_extract(str(emotify_root), url, Config(), model=tiny_model, n_workers=2,
-                         threads_per_worker=1, progress=False)
+    result = run_extract(str(emotify_root), url, make_spec(tiny_model, segment_seconds=15.0),
+                         Runtime(n_workers=2, threads_per_worker=1, progress=False))
     assert result.n_segments == 398 and result.n_done == 398 and result.failures == []
-    ds = st.open_store(url)
-    assert np.isfinite(ds[schema.HANDCRAFTED].values).all()
-    assert np.isfinite(ds[schema.DEEP].values).all()
-    assert ds.sizes["segment"] == 398
-    assert (ds["segment_id"].values[:4] == np.array(["1:000", "1:001", "1:002", "1:003"])).all()
+    ds = open_store(url)
+    assert np.isfinite(ds["handcrafted"].values).all()
+    assert np.isfinite(ds["inception_v3"].values).all()
+    assert list(ds["segment"].values[:4]) == ["1:000", "1:001", "1:002", "1:003"]
     labels = set(ds["label"].values)
     assert "amazement" not in labels and "calmness" in labels
-    assert json.loads(ds.attrs["failures"]) == []
+    assert ds.attrs["failures"] == []
 
 
-def test_redo_unrecorded_failures():
-    from emodist.engine.extract import redo_unrecorded
-
-    status = np.array([1, -1, -1, 0, -1], np.int8)
-    tracks = np.array(["a", "b", "b", "c", "d"])
-    got = redo_unrecorded(status, tracks, [{"track_id": "b", "path": "p", "error": "x"}])
-    assert list(got) == [1, -1, -1, 0, 0]
-    assert list(status) == [1, -1, -1, 0, -1]  # input untouched
-    assert list(redo_unrecorded(status, tracks, [])) == [1, 0, 0, 0, 0]
-
-
-def test_decode_track_reads_prefix_and_lets_transient_errors_through(small_dataset, monkeypatch):
-    import emodist.data.audio
-    import emodist.engine.extract as ex
+def test_decode_reads_prefix_and_lets_transient_errors_through(small_dataset, monkeypatch):
+    from emodist.data import audio
 
     good = str(min((small_dataset / "emotifymusic").rglob("*.mp3")))
-    y = ex.decode_track(good, 22050, 4.0)
-    assert abs(len(y) - 4 * 22050) <= 1
+    ys = audio.decode(good, rates=[22050, 16000], end_s=4.0)
+    assert abs(len(ys[22050]) - 4 * 22050) <= 1 and abs(len(ys[16000]) - 4 * 16000) <= 1
 
     def dropped(*args, **kwargs):  # a connection lost while reading
         raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(emodist.data.audio.fsspec, "open", dropped)
+    monkeypatch.setattr(audio.fsspec, "open", dropped)
     # not a DataError: the chunk task fails and Dask retries it
     with pytest.raises(ConnectionResetError):
-        ex.decode_track("s3://bucket/x.mp3", 22050, 4.0)
+        audio.decode("s3://bucket/x.mp3", rates=[22050], end_s=4.0)
 
 
 def test_progress_rate_and_eta():
@@ -461,25 +496,25 @@ def test_progress_rate_and_eta():
     assert eta_seconds(100, 30, 0.0) is None
 
 
-def test_scheduler_file_connects_only(tmp_path, small_dataset, config, client):
-    """--scheduler-file reaches the running scheduler; a missing file is one line."""
+def test_scheduler_file_connects_only(tmp_path, small_dataset, tiny_model, client):
+    """A scheduler file reaches the running scheduler; a missing file is one line."""
     sched = tmp_path / "scheduler.json"
     sched.write_text(json.dumps({"address": client.scheduler.address}))
     workers_before = set(client.scheduler_info()["workers"])
-    result = run_extract(str(small_dataset), str(tmp_path / "s.zarr"),
-                         config.replace(features=("handcrafted",)), scheduler_file=str(sched),
-                         chunk=12, progress=False)
+    hc = make_spec(tiny_model, "handcrafted")
+    result = run_extract(str(small_dataset), str(tmp_path / "s.zarr"), hc,
+                         Runtime(scheduler_file=str(sched), chunk=12, progress=False))
     assert result.n_done == 24
     assert set(client.scheduler_info()["workers"]) == workers_before  # nothing started
     with pytest.raises(ClusterError, match="does not exist"):
-        run_extract(str(small_dataset), str(tmp_path / "t.zarr"),
-                    config.replace(features=("handcrafted",)),
-                    scheduler_file=str(tmp_path / "absent.json"), progress=False)
+        run_extract(str(small_dataset), str(tmp_path / "t.zarr"), hc,
+                    Runtime(scheduler_file=str(tmp_path / "absent.json"), progress=False))
     assert not (tmp_path / "t.zarr").exists()  # refused before any work
 
 
-def test_chunk_task_repr_hides_credentials():
-    task = ChunkTask(store="s3://b/s.zarr", chunk=0, start=0, stop=1, rows=(), config=Config(),
-                     storage_options={"key": "AKIA-visible", "secret": "s3cr3t"})
-    text = repr(task)
+def test_job_repr_hides_credentials():
+    job = Job(store="s3://b/s.zarr", spec=ExtractionSpec(),
+              store_options={"key": "AKIA-visible", "secret": "s3cr3t"},
+              dataset_options={"secret": "s3cr3t"})
+    text = repr(job) + repr(Runtime(storage={"store": {"secret": "s3cr3t"}}))
     assert "s3cr3t" not in text and "AKIA-visible" not in text and "s3://b/s.zarr" in text

@@ -7,7 +7,7 @@ import pytest
 import soundfile as sf
 
 from emodist.data.catalog import load_dataset
-from emodist.spec import Config
+from emodist.spec import ExtractionSpec
 from emodist.errors import DataError
 from emodist.data.segments import plan_segments, probe, window_starts
 
@@ -64,7 +64,7 @@ def test_plan_on_demo_reports_bad_files_and_continues(tmp_path, demo_dataset):
     short = root / "emotifymusic" / "rock" / "1.mp3"
     sf.write(short, np.zeros(22050 * 3, np.float32), 22050, format="MP3")
     cat = load_dataset(str(root))
-    plan = plan_segments(cat, Config(segment_seconds=5, hop_seconds=5))
+    plan = plan_segments(cat, ExtractionSpec(segment_seconds=5, hop_seconds=5))
     problems = {tid: msg for tid, _, msg in plan.problems}
     assert set(problems) == {"1", "101"}
     assert "shorter" in problems["101"]

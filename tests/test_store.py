@@ -1,177 +1,183 @@
-"""Feature store: template, region writes, resume detection, open (real Zarr)."""
+"""The store layout for N groups, the pure extraction plan and the region writes, on real Zarr."""
 
 from __future__ import annotations
 
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 
-from emodist.store import layout as schema
-from emodist.store import zarrio as st
-from emodist.spec import Config
+from emodist.engine.plan import plan
 from emodist.errors import StoreError
+from emodist.spec import ExtractionSpec
+from emodist.store import layout, open_store
+from emodist.store import zarrio as io
+from tests.stores import group, make_table
+
+HC = group("handcrafted", ["a", "b", "c"])
+EMB = group("emb", [f"e{i}" for i in range(5)], model=True)
 
 
-def _plan(n: int) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "segment_id": [f"t{i // 3}:{i % 3:03d}" for i in range(n)],
-            "track_id": [f"t{i // 3}" for i in range(n)],
-            "segment_index": [i % 3 for i in range(n)],
-            "start_s": [5.0 * (i % 3) for i in range(n)],
-            "duration_s": 5.0,
-            "label": "calmness",
-            "group": [f"t{i // 3}" for i in range(n)],
-            "genre": "rock",
-            "path": [f"/data/t{i // 3}.mp3" for i in range(n)],
-        }
-    )
+def _spec(*groups, **kw) -> ExtractionSpec:
+    return ExtractionSpec(groups=groups or (HC, EMB), segment_seconds=15.0, **kw)
 
 
-def _make(tmp_path, n=10, chunk=4, config=None, hc=3, deep=5, votes=True):
-    plan = _plan(n)
-    config = config or Config(segment_seconds=5, hop_seconds=5)
-    v = np.random.default_rng(0).random((n, 9)).astype(np.float32) if votes else None
-    ds = st.template(
-        plan,
-        handcrafted_names=[f"f{i}" for i in range(hc)],
-        deep_dim=deep,
-        chunk=chunk,
-        votes=v,
-        attrs={"config": config.to_json()},
-    )
+def _new_store(tmp_path, n_tracks=5, per_track=2, chunk=4, spec=None):
+    """Create a store from a plan, as the driver does; returns (url, table, plan)."""
+    table = make_table(n_tracks, per_track)
+    votes = np.random.default_rng(0).dirichlet(np.ones(9), size=len(table))
+    p = plan(table, spec or _spec(), votes=votes, attrs={"dataset": "t"}, chunk=chunk)
     url = str(tmp_path / "s.zarr")
-    st.create_store(url, ds, chunk)
-    return url, plan, config, v
+    io.create_store(url, p.create, p.chunk)
+    return url, table, p, votes
 
 
 def test_chunk_segments_sizes():
-    # big store: ~2 MiB deep chunks (2048 float32 per segment -> 256 segments)
-    assert st.chunk_segments(10**6, 2048 * 4) == 256
-    # small store: at least MIN_CHUNKS pieces, never fewer than MIN_CHUNK_SEGMENTS
-    assert st.chunk_segments(398, 2048 * 4) == 25
-    assert st.chunk_segments(20, 512) == st.MIN_CHUNK_SEGMENTS
-    assert st.chunk_segments(3, 512) == 3
-    assert st.chunk_segments(0, 512) == 1
+    assert io.chunk_segments(100_000, 2048 * 4) == 256  # 2 MiB of the widest array
+    assert io.chunk_segments(398, 2048 * 4) == 25  # at least 16 chunks
+    assert io.chunk_segments(10, 4) == 4  # at least 4 segments per chunk
+    assert io.chunk_segments(0, 4) == 1
 
 
 def test_chunk_regions_cover_without_overlap():
-    regions = st.chunk_regions(10, 4)
-    assert regions == [(0, 4), (4, 8), (8, 10)]
-    assert st.chunk_regions(0, 4) == []
+    assert io.chunk_regions(10, 4) == [(0, 4), (4, 8), (8, 10)]
+    assert io.chunk_regions(0, 4) == []
 
 
-def test_template_is_lazy_and_fixed_layout(tmp_path):
-    url, plan, config, votes = _make(tmp_path, n=10, chunk=4)
-    ds = st.open_store(url)
-    assert ds.sizes == {"segment": 10, "handcrafted_feature": 3, "deep_feature": 5, "emotion": 9}
-    assert ds[schema.HANDCRAFTED].chunks[0] == (4, 4, 2)
-    assert ds[schema.DEEP].chunks[0] == (4, 4, 2)
-    assert np.isnan(ds[schema.DEEP].values).all()
-    assert (ds[schema.STATUS].values == schema.STATUS_PENDING).all()
-    np.testing.assert_allclose(ds[schema.VOTES].values, votes)
-    assert list(ds["segment_id"].values) == list(plan["segment_id"])
+def test_template_layout_for_groups(tmp_path):
+    url, table, p, votes = _new_store(tmp_path)
+    ds = open_store(url)
+    assert ds.sizes == {"segment": 10, "handcrafted_feature": 3, "emb_feature": 5, "emotion": 9}
+    assert ds.emodist.groups == ["handcrafted", "emb"]
+    assert ds["handcrafted"].chunks[0] == (4, 4, 2)
+    assert np.isnan(ds["emb"].values).all()
+    assert (ds["emb_status"].values == layout.STATUS_PENDING).all()
+    np.testing.assert_allclose(ds["votes"].values, votes, rtol=1e-6)
+    # the segment dimension is indexed by segment id
+    assert list(ds["segment"].values) == list(table["segment_id"])
+    assert float(ds.sel(segment="3:001")["start_s"]) == 15.0
     assert isinstance(ds["track_id"].values[0], str)
-    assert json.loads(ds.attrs["config"]) == json.loads(config.to_json())
-    # no feature chunk was written by the template
-    assert not (tmp_path / "s.zarr" / "deep" / "c").exists()
-    # the data uses zstd
+    # native attributes, not JSON text; CF-style variable attributes
+    assert ds.attrs["spec"]["segment_seconds"] == 15.0
+    assert ds.attrs["feature_groups"]["emb"]["model_sha256"] == "0" * 64
+    assert ds["emb_status"].attrs["flag_meanings"] == "failed pending done"
+    assert ds["start_s"].attrs["units"] == "s"
+    # no feature chunk was written by the template, and the data uses zstd
+    assert not (tmp_path / "s.zarr" / "emb" / "c").exists()
     meta = json.loads((tmp_path / "s.zarr" / "handcrafted" / "zarr.json").read_text())
     assert any(c["name"] == "zstd" for c in meta["codecs"])
 
 
-def test_write_region_then_pending_and_values(tmp_path):
-    url, *_ = _make(tmp_path, n=10, chunk=4)
-    assert st.pending_regions(st.read_status(url), 4) == [(0, 0, 4), (1, 4, 8), (2, 8, 10)]
+def test_region_writes_per_group(tmp_path):
+    url, table, p, _ = _new_store(tmp_path)
     hc = np.arange(12, dtype=np.float32).reshape(4, 3)
-    dp = np.ones((4, 5), np.float32)
-    status = np.array([1, 1, -1, 1], np.int8)
-    st.write_region(url, 4, 8, {"handcrafted": hc, "deep": dp}, status)
-    got = st.read_status(url)
-    assert list(got) == [0, 0, 0, 0, 1, 1, -1, 1, 0, 0]
-    assert st.pending_regions(got, 4) == [(0, 0, 4), (2, 8, 10)]
-    ds = st.open_store(url)
-    np.testing.assert_array_equal(ds[schema.HANDCRAFTED].values[4:8], hc)
-    assert np.isnan(ds[schema.HANDCRAFTED].values[:4]).all()
-    # last, shorter chunk
-    st.write_region(url, 8, 10, {"handcrafted": hc[:2]}, np.ones(2, np.int8))
-    assert st.pending_regions(st.read_status(url), 4) == [(0, 0, 4)]
+    io.write_region(url, 4, 8, {"handcrafted": hc}, {"handcrafted": np.array([1, 1, -1, 1])})
+    state = io.read_state(url)
+    assert list(state.status["handcrafted"]) == [0, 0, 0, 0, 1, 1, -1, 1, 0, 0]
+    assert (state.status["emb"] == 0).all()  # the other group is untouched
+    ds = open_store(url)
+    np.testing.assert_array_equal(ds["handcrafted"].values[4:8], hc)
+    assert np.isnan(ds["handcrafted"].values[:4]).all()
+    assert np.isnan(ds["emb"].values[4:8]).all()
+    with pytest.raises(StoreError, match="cannot write"):
+        io.write_region(url, 0, 4, {"nope": np.ones((4, 1))}, {})
 
 
-def test_write_region_refuses_misaligned_or_misshaped(tmp_path):
-    url, *_ = _make(tmp_path, n=10, chunk=4)
-    with pytest.raises(StoreError, match="not one chunk"):
-        st.write_region(url, 2, 6, {}, np.ones(4, np.int8))
-    with pytest.raises(StoreError, match="does not fit"):
-        st.write_region(url, 0, 4, {"deep": np.ones((4, 6), np.float32)}, np.ones(4, np.int8))
-    with pytest.raises(StoreError, match="no 'nope' array"):
-        st.write_region(url, 0, 4, {"nope": np.ones((4, 1))}, np.ones(4, np.int8))
-    # nothing was marked done by the refused writes
-    assert (st.read_status(url) == 0).all()
+def test_plan_resumes_only_pending_chunks_and_groups(tmp_path):
+    url, table, p, _ = _new_store(tmp_path)
+    assert [(t.start, t.stop, t.groups) for t in p.tasks] == [
+        (0, 4, ("handcrafted", "emb")), (4, 8, ("handcrafted", "emb")),
+        (8, 10, ("handcrafted", "emb"))]
+    io.write_region(url, 0, 4, {"handcrafted": np.ones((4, 3))}, {"handcrafted": np.ones(4)})
+    io.write_region(url, 4, 8, {"emb": np.ones((4, 5))}, {"emb": np.ones(4)})
+    again = plan(table, _spec(), state=io.read_state(url))
+    assert again.resumed and again.create is None and again.add is None
+    assert [(t.start, t.groups) for t in again.tasks] == [
+        (0, ("emb",)), (4, ("handcrafted",)), (8, ("handcrafted", "emb"))]
+    assert again.pending == 4 + 4 + 2 * 2 and again.total == 20
 
 
-def test_check_compatible(tmp_path):
-    url, plan, config, _ = _make(tmp_path)
-    attrs = st.read_attrs(url)
-    ids = st.read_segment_ids(url)
-    st.check_compatible(url, attrs, config.replace(batch_size=7), list(plan["segment_id"]), ids)
-    with pytest.raises(StoreError, match=r"segment_seconds=5(\.0)?, not 15\.0"):
-        st.check_compatible(url, attrs, config.replace(segment_seconds=15.0),
-                            list(plan["segment_id"]), ids)
+def test_plan_adds_a_group_to_an_existing_store(tmp_path):
+    url, table, _, _ = _new_store(tmp_path, spec=_spec(HC))
+    io.write_region(url, 0, 4, {"handcrafted": np.ones((4, 3))}, {"handcrafted": np.ones(4)})
+    p = plan(table, _spec(HC, EMB), state=io.read_state(url))
+    assert set(p.add.data_vars) == {"emb", "emb_status"}
+    io.add_groups(url, p.add, p.chunk)
+    recorded = dict(io.read_state(url).attrs["feature_groups"])
+    recorded["emb"] = EMB.describe()
+    io.finish_store(url, {"feature_groups": recorded})
+    ds = open_store(url)
+    assert ds.emodist.groups == ["handcrafted", "emb"]
+    np.testing.assert_array_equal(ds["handcrafted"].values[:4], 1.0)  # kept
+    assert ds.attrs["spec"]["segment_seconds"] == 15.0  # store attributes kept
+    assert [t.groups for t in p.tasks] == [("emb",), ("handcrafted", "emb"),
+                                           ("handcrafted", "emb")]
+
+
+def test_plan_refuses_a_changed_group_by_name_then_replaces_it(tmp_path):
+    url, table, _, _ = _new_store(tmp_path)
+    changed = group("emb", [f"e{i}" for i in range(5)], model=True)
+    object.__setattr__(changed, "sha256", "1" * 64)
+    with pytest.raises(StoreError, match=r"group emb was written with model_sha256='0+', "
+                                         r"not '1+'") as err:
+        plan(table, _spec(HC, changed), state=io.read_state(url))
+    assert err.value.param == "overwrite"
+    p = plan(table, _spec(HC, changed), state=io.read_state(url), overwrite=True)
+    assert p.drop == ["emb"] and not p.replace_store
+    assert all(t.groups in (("handcrafted", "emb"),) for t in p.tasks)
+
+
+def test_plan_refuses_another_spec_or_plan(tmp_path):
+    url, table, _, _ = _new_store(tmp_path)
+    state = io.read_state(url)
+    with pytest.raises(StoreError, match=r"segment_seconds=15\.0, not 10\.0"):
+        plan(table, _spec().replace(segment_seconds=10.0), state=state)
     with pytest.raises(StoreError, match="another dataset plan"):
-        st.check_compatible(url, attrs, config, list(plan["segment_id"])[:-1], ids)
-    with pytest.raises(StoreError, match="not an emodist feature store"):
-        st.check_compatible(url, {}, config, [], [])
+        plan(table.iloc[:-1], _spec(), state=state)
+    p = plan(table.iloc[:-1], _spec(), state=state, overwrite=True)
+    assert p.replace_store and p.create is not None
 
 
-def test_finish_store_updates_consolidated_attrs(tmp_path):
-    url, *_ = _make(tmp_path)
-    fails = [{"track_id": "t1", "path": "/data/t1.mp3", "error": "cannot decode"}]
-    st.finish_store(url, {"failures": json.dumps(fails)})
-    ds = st.open_store(url)  # consolidated metadata must carry the new attrs
-    assert st.failures(ds) == fails
-    assert st.store_chunk(url) == 4
+def test_plan_redoes_unrecorded_failures_and_retry_failed(tmp_path):
+    url, table, _, _ = _new_store(tmp_path)
+    io.write_region(url, 0, 4, {"handcrafted": np.ones((4, 3))},
+                    {"handcrafted": np.array([1, 1, -1, -1])})  # track 2 failed, unrecorded
+    p = plan(table, _spec(HC), state=io.read_state(url))
+    assert 0 in [t.chunk for t in p.tasks]
+    fail = [{"track_id": "2", "path": "/music/2.mp3", "error": "bad", "group": ""}]
+    io.finish_store(url, {"failures": fail})
+    p = plan(table, _spec(HC), state=io.read_state(url))
+    assert 0 not in [t.chunk for t in p.tasks] and p.failures == fail
+    p = plan(table, _spec(HC), state=io.read_state(url), retry_failed=True)
+    assert 0 in [t.chunk for t in p.tasks] and p.failures == []
 
 
-def test_merge_failures_keeps_one_per_track():
-    a = [{"track_id": "1", "path": "p1", "error": "old"}]
-    b = [{"track_id": "1", "path": "p1", "error": "new"}, {"track_id": 2, "path": "p2", "error": "x"}]
-    merged = st.merge_failures(a, b)
-    assert merged == [{"track_id": "1", "path": "p1", "error": "new"},
-                      {"track_id": "2", "path": "p2", "error": "x"}]
+def test_merge_failures_keeps_one_per_track_and_group():
+    a = [{"track_id": "1", "path": "p1", "error": "old", "group": "g"}]
+    b = [{"track_id": "1", "path": "p1", "error": "new", "group": "g"},
+         {"track_id": 2, "path": "p2", "error": "x"}]
+    assert io.merge_failures(a, b) == [
+        {"track_id": "1", "path": "p1", "error": "new", "group": "g"},
+        {"track_id": "2", "path": "p2", "error": "x", "group": ""}]
 
 
 def test_open_store_missing_or_foreign(tmp_path):
-    with pytest.raises(StoreError, match="no feature store"):
-        st.open_store(str(tmp_path / "absent.zarr"))
-    assert not st.store_exists(str(tmp_path / "absent.zarr"))
     import zarr
 
+    with pytest.raises(StoreError, match="no feature store"):
+        open_store(str(tmp_path / "absent.zarr"))
+    assert not io.store_exists(str(tmp_path / "absent.zarr"))
     zarr.open_group(str(tmp_path / "other.zarr"), mode="w", zarr_format=3)
-    with pytest.raises(StoreError):
-        st.read_status(str(tmp_path / "other.zarr"))
+    with pytest.raises(StoreError, match="not an emodist feature store"):
+        open_store(str(tmp_path / "other.zarr"))
 
 
 def test_remove_store(tmp_path):
-    url, *_ = _make(tmp_path)
-    assert st.store_exists(url)
-    st.remove_store(url)
-    assert not st.store_exists(url)
-    st.remove_store(url)  # absent: no error
-
-
-def test_build_dataset_store_round_trip(tmp_path):
-    """A store written by schema.build_dataset (as other tests do) opens here."""
-    plan = _plan(6)
-    ds = schema.build_dataset(plan, ["a", "b"], 4,
-                              handcrafted=np.ones((6, 2)), status=np.ones(6),
-                              attrs={"config": Config().to_json()})
-    ds.to_zarr(tmp_path / "b.zarr", zarr_format=3, consolidated=True)
-    got = st.open_store(str(tmp_path / "b.zarr"))
-    assert (got[schema.STATUS].values == 1).all()
-    assert list(got["handcrafted_feature"].values) == ["a", "b"]
+    url, *_ = _new_store(tmp_path)
+    assert io.store_exists(url)
+    io.remove_store(url)
+    assert not io.store_exists(url)
+    io.remove_store(url)  # absent: no error
 
 
 @pytest.mark.s3
@@ -181,16 +187,15 @@ def test_store_on_s3_moto():
 
     with moto_server() as (endpoint, options):
         make_bucket(endpoint, "feat")
-        plan = _plan(5)
-        ds = st.template(plan, handcrafted_names=["a"], deep_dim=2, chunk=2,
-                         attrs={"config": Config().to_json()})
+        table = make_table(5, 1)
+        p = plan(table, _spec(), chunk=2)
         url = "s3://feat/s.zarr"
-        st.create_store(url, ds, 2, options)
-        assert st.store_exists(url, options)
-        st.write_region(url, 2, 4, {"deep": np.full((2, 2), 3.0)}, np.ones(2, np.int8), options)
-        st.finish_store(url, {"failures": "[]"}, options)
-        got = st.open_store(url, options)
-        assert list(got[schema.STATUS].values) == [0, 0, 1, 1, 0]
-        np.testing.assert_array_equal(got[schema.DEEP].values[2:4], 3.0)
+        io.create_store(url, p.create, 2, options)
+        assert io.store_exists(url, options)
+        io.write_region(url, 2, 4, {"emb": np.full((2, 5), 3.0)}, {"emb": np.ones(2)}, options)
+        io.finish_store(url, {"failures": []}, options)
+        got = open_store(url, options)
+        assert list(got["emb_status"].values) == [0, 0, 1, 1, 0]
+        np.testing.assert_array_equal(got["emb"].values[2:4], 3.0)
         text = json.dumps(dict(got.attrs))
         assert options["secret"] not in text and options["key"] not in text

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 
 from emodist._version import __version__
@@ -59,6 +60,18 @@ def describe_error(exc: EmodistError) -> str:
     return exc.message
 
 
+def setup_logging(args) -> None:
+    """emodist's log lines (resuming, dashboard...) go to stderr; quiet commands show warnings."""
+    quiet = getattr(args, "quiet", False) or getattr(args, "no_progress", False)
+    logger = logging.getLogger("emodist")
+    if not any(getattr(h, "_emodist", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._emodist = True
+        logger.addHandler(handler)
+    logger.setLevel(logging.WARNING if quiet else logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emodist`` console script."""
     parser = build_parser()
@@ -66,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    setup_logging(args)
     try:
         code = args.func(args)
     except EmodistError as exc:

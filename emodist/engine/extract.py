@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emodist.engine import executor
-from emodist.engine.cluster import connect
+from emodist.engine.cluster import check_cluster_args, connect, probe_scheduler
 from emodist.engine.plan import ExtractionPlan, plan
 from emodist.engine.worker import Job, extract_chunk
 from emodist.errors import DataError, EmodistError
@@ -173,6 +173,10 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
 
     t0 = time.perf_counter()
     runtime = runtime or Runtime()
+    if runtime.client is None:  # refuse a bad cluster choice before any work
+        check_cluster_args(runtime)
+        if runtime.scheduler:
+            probe_scheduler(runtime.scheduler)
     store = str(store)
     opts = runtime.options("store")
     spec = resolve_spec(spec or default_spec(), runtime)

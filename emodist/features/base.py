@@ -21,6 +21,7 @@ turns the prepared inputs of every segment of a chunk into the
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -169,7 +170,7 @@ class FeatureGroup:
                "input": {"kind": inp.kind, "sr": inp.sr}, "params": self.params()}
         if self.model_sha256:
             out["model_sha256"] = self.model_sha256
-        return out
+        return json.loads(json.dumps(out))  # as stored: tuples become lists
 
     # ---------------------------------------------------------------- compute
     def prepare(self, segment: Segment) -> np.ndarray:  # pragma: no cover - abstract
