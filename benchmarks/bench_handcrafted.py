@@ -138,8 +138,7 @@ def run(quick: bool = False) -> dict:
     from threadpoolctl import threadpool_limits
 
     from emodist.data import audio
-    from emodist.features import handcrafted
-    from emodist.features import spectral
+    from emodist.features import handcrafted, spectral
     from emodist.spec import Config
 
     cfg = Config(sr=SR)

@@ -7,6 +7,7 @@ centred.
 
 from __future__ import annotations
 
+import librosa
 import numpy as np
 
 from emodist.features.handcrafted.common import cached, framed_sums, stats
@@ -15,36 +16,6 @@ from emodist.features.spectral import Analysis
 
 def _n_frames(y: np.ndarray, hop_length: int, n_frames: int | None) -> int:
     return 1 + y.shape[0] // hop_length if n_frames is None else int(n_frames)
-
-
-def rms_frames(y: np.ndarray, *, frame_length: int = 2048, hop_length: int = 512,
-               n_frames: int | None = None) -> np.ndarray:
-    """Frame RMS of ``y`` with centred, zero-padded frames.
-
-    Equals ``librosa.feature.rms(y=y, frame_length=..., hop_length=...)``;
-    kept because it is faster on a 15 s segment (hop-block sums instead of a
-    framed copy; ``benchmarks/bench_library_copies.py`` row
-    "rms_frames vs librosa.feature.rms").
-
-    Parameters
-    ----------
-    y : np.ndarray
-        ``(samples,)`` audio.
-    frame_length, hop_length : int
-        Framing (the STFT's ``n_fft`` and hop).
-    n_frames : int, optional
-        Number of frames; default ``1 + len(y) // hop_length`` (the STFT's).
-
-    Returns
-    -------
-    np.ndarray
-        ``(n_frames,)`` float64.
-    """
-    y = np.asarray(y, dtype=np.float32)
-    n = _n_frames(y, hop_length, n_frames)
-    energy = framed_sums(y * y, frame_length=frame_length, hop_length=hop_length, n_frames=n,
-                         offset=frame_length // 2)
-    return np.sqrt(np.maximum(energy, 0.0) / frame_length)
 
 
 def zcr_frames(y: np.ndarray, *, frame_length: int = 2048, hop_length: int = 512,
@@ -96,9 +67,13 @@ def low_energy_rate(rms: np.ndarray) -> float:
 
 
 def frame_rms(an: Analysis) -> np.ndarray:
-    """:func:`rms_frames` of a segment on its STFT framing, cached (also the attack envelope)."""
-    return cached(an, "rms", lambda: rms_frames(an.y, frame_length=an.n_fft,
-                                                hop_length=an.hop_length, n_frames=an.n_frames))
+    """Frame RMS on the STFT framing, ``(frames,)``, cached (also the attack envelope).
+
+    ``librosa.feature.rms(y=y, frame_length=n_fft, hop_length=hop)``: centred,
+    zero-padded frames of the samples.
+    """
+    return cached(an, "rms", lambda: librosa.feature.rms(
+        y=an.y, frame_length=an.n_fft, hop_length=an.hop_length)[0])
 
 
 def dynamics_features(an: Analysis) -> dict[str, float]:

@@ -24,72 +24,23 @@ ATTACK_PROMINENCE = 0.05
 
 
 def onset_envelope(an: Analysis) -> np.ndarray:
-    """Onset strength from the log-mel spectrogram, as ``librosa.onset.onset_strength``.
+    """Onset strength, ``(frames,)``, cached.
 
-    Half-wave rectified first difference of the log-mel bands, averaged over
-    bands, shifted by ``1 + n_fft // (2 * hop)`` frames and trimmed to the
-    frame count.
+    ``librosa.onset.onset_strength(S=log_mel)``: the half-wave rectified first
+    difference of the log-mel bands, averaged over bands, centred.
     """
-    def compute():
-        L = log_mel(an)
-        diff = np.maximum(0.0, L[:, 1:] - L[:, :-1]).mean(axis=0)
-        shift = 1 + an.n_fft // (2 * an.hop_length)
-        env = np.concatenate((np.zeros(shift, dtype=diff.dtype), diff))[: L.shape[1]]
-        if env.shape[0] < L.shape[1]:
-            env = np.pad(env, (0, L.shape[1] - env.shape[0]))
-        return env
-
-    return cached(an, "onset_env", compute)
-
-
-def _moving_window(x: np.ndarray, before: int, after: int, reducer: str) -> np.ndarray:
-    """Max or mean of ``x[max(0, n - before) : min(n + after, len(x))]`` for every ``n``."""
-    n = x.shape[0]
-    idx = np.arange(n)
-    lo, hi = np.maximum(0, idx - before), np.minimum(n, idx + after)
-    if reducer == "mean":
-        c = np.concatenate(([0.0], np.cumsum(x, dtype=np.float64)))
-        return (c[hi] - c[lo]) / np.maximum(hi - lo, 1)
-    padded = np.concatenate((np.full(before, -np.inf), x, np.full(after, -np.inf)))
-    windows = np.lib.stride_tricks.sliding_window_view(padded, before + after)
-    return windows[:n].max(axis=1)
-
-
-def peak_pick(x: np.ndarray, pre_max: int, post_max: int, pre_avg: int, post_avg: int,
-              delta: float, wait: int) -> np.ndarray:
-    """Indices of peaks of ``x``, the rule of ``librosa.util.peak_pick`` in NumPy."""
-    x = np.asarray(x, dtype=np.float64)
-    if x.size == 0:
-        return np.zeros(0, dtype=int)
-    mov_max = _moving_window(x, pre_max, post_max, "max")
-    mov_avg = _moving_window(x, pre_avg, post_avg, "mean")
-    candidates = np.flatnonzero((x == mov_max) & (x >= mov_avg + delta))
-    peaks, next_ok = [], 0
-    for n in candidates:
-        if n >= next_ok:
-            peaks.append(n)
-            next_ok = n + wait + 1
-    return np.asarray(peaks, dtype=int)
+    return cached(an, "onset_env", lambda: librosa.onset.onset_strength(
+        S=log_mel(an), sr=an.sr, hop_length=an.hop_length, n_fft=an.n_fft))
 
 
 def onset_frames(an: Analysis) -> np.ndarray:
-    """Onset frames with ``librosa.onset.onset_detect``'s default peak-picking."""
-    def compute():
-        env = onset_envelope(an).astype(np.float64)
-        env = env - env.min()
-        env = env / (env.max() + np.finfo(np.float64).tiny)
-        if not env.any():
-            return np.zeros(0, dtype=int)
+    """Onset frames, ``(onsets,)`` int, cached.
 
-        # librosa's defaults: 30 ms max window, 100 ms mean windows, 30 ms wait
-        def frames(seconds: float, extra: int = 0) -> int:
-            return int(np.ceil(seconds * an.sr // an.hop_length + extra))
-
-        return peak_pick(env, pre_max=frames(0.03), post_max=frames(0.0, 1),
-                         pre_avg=frames(0.10), post_avg=frames(0.10, 1),
-                         delta=0.07, wait=frames(0.03))
-
-    return cached(an, "onsets", compute)
+    ``librosa.onset.onset_detect(onset_envelope=...)`` with its default
+    normalisation and peak picking.
+    """
+    return cached(an, "onsets", lambda: librosa.onset.onset_detect(
+        onset_envelope=onset_envelope(an), sr=an.sr, hop_length=an.hop_length))
 
 
 def _tempo_lag(ac: np.ndarray, fps: float) -> int | None:

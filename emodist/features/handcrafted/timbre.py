@@ -7,17 +7,25 @@ Shape statistics are taken over the frames that hold energy.
 
 from __future__ import annotations
 
-import functools
-
+import librosa
 import numpy as np
-import scipy.fft
-import scipy.signal
 
-from emodist.features.handcrafted.common import AMIN, cached, log_mel, row_stats, safe_div
-from emodist.features.handcrafted.common import stats, voiced
+from emodist.features.handcrafted.common import (
+    AMIN,
+    cached,
+    log_mel,
+    row_stats,
+    safe_div,
+    stats,
+    voiced,
+)
 from emodist.features.handcrafted.names import SHAPE_BASES, mfcc_bases, stat_names
-from emodist.features.handcrafted.peaks import ROUGHNESS_PEAK_FLOOR, Peaks, local_peaks
-from emodist.features.handcrafted.peaks import segment_peaks
+from emodist.features.handcrafted.peaks import (
+    ROUGHNESS_PEAK_FLOOR,
+    Peaks,
+    local_peaks,
+    segment_peaks,
+)
 from emodist.features.spectral import Analysis
 
 #: Brightness cut-off frequency (MIRtoolbox's mirbrightness default).
@@ -276,28 +284,27 @@ def roughness_features(an: Analysis) -> dict[str, float]:
     return stats("roughness", roughness_frames(an.S, an.freqs, peaks=segment_peaks(an)))
 
 
-@functools.lru_cache(maxsize=8)
-def _dct_matrix(n_mels: int, n_out: int) -> np.ndarray:
-    """Orthonormal DCT-II rows 0..n_out-1 as a matrix (scipy's ``dct(norm='ortho')``)."""
-    basis = scipy.fft.dct(np.eye(n_mels), type=2, norm="ortho", axis=0)[:n_out]
-    basis = basis.astype(np.float32)
-    basis.setflags(write=False)
-    return basis
-
-
 def mfcc(an: Analysis, n_mfcc: int = 13) -> np.ndarray:
-    """MFCCs 1..n_mfcc (0th excluded) as rows 1.. of ``librosa.feature.mfcc(n_mfcc=n_mfcc+1)``."""
+    """MFCCs 1..n_mfcc (0th excluded), ``(n_mfcc, frames)``, cached.
+
+    Rows 1.. of ``librosa.feature.mfcc(S=log_mel, n_mfcc=n_mfcc + 1)``
+    (orthonormal DCT-II of the log-mel spectrogram).
+    """
     return cached(an, ("mfcc", n_mfcc),
-                  lambda: (_dct_matrix(log_mel(an).shape[0], n_mfcc + 1) @ log_mel(an))[1:])
+                  lambda: librosa.feature.mfcc(S=log_mel(an), n_mfcc=n_mfcc + 1)[1:])
 
 
-def delta(x: np.ndarray, width: int = DELTA_WIDTH) -> np.ndarray:
-    """First-order deltas along frames, ``librosa.feature.delta``; short inputs use a narrower filter."""
+def delta(x: np.ndarray, *, width: int = DELTA_WIDTH) -> np.ndarray:
+    """First-order deltas along the last axis, ``librosa.feature.delta``, same shape as ``x``.
+
+    Inputs shorter than ``width`` frames use the widest odd width that fits
+    (librosa refuses them); under 3 frames the deltas are 0.
+    """
     n = x.shape[-1]
     width = min(width, n if n % 2 else n - 1)
     if width < 3:
         return np.zeros_like(x)
-    return scipy.signal.savgol_filter(x, width, polyorder=1, deriv=1, axis=-1, mode="interp")
+    return librosa.feature.delta(x, width=width)
 
 
 def mfcc_features(an: Analysis, n_mfcc: int = 13) -> dict[str, float]:

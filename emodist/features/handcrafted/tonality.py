@@ -27,13 +27,15 @@ PCP_FMIN_HZ, PCP_FMAX_HZ = 100.0, 5000.0
 
 
 def chroma(an: Analysis) -> np.ndarray:
-    """Chromagram from ``S ** 2``, max-normalised per frame, as ``librosa.feature.chroma_stft(tuning=0)``."""
-    def compute():
-        raw = chroma_basis(an.sr, an.n_fft) @ an.power
-        peak = raw.max(axis=0, keepdims=True)
-        return safe_div(raw, np.where(peak > np.finfo(np.float32).tiny, peak, 0))
+    """Chromagram ``(12, frames)`` from ``S ** 2``, max-normalised per frame, cached.
 
-    return cached(an, "chroma", compute)
+    What ``librosa.feature.chroma_stft(S=S**2, tuning=0)`` computes, with the
+    filterbank built once per ``(sr, n_fft)``
+    (:func:`emodist.features.spectral.chroma_basis`) instead of per call, and
+    ``librosa.util.normalize(norm=inf)``.
+    """
+    return cached(an, "chroma", lambda: librosa.util.normalize(
+        chroma_basis(an.sr, an.n_fft) @ an.power, norm=np.inf, axis=0))
 
 
 def chroma_features(an: Analysis) -> dict[str, float]:
