@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from emodist.spec import Config
 from emodist.errors import EmodistError
 from emodist.features.images import (
     log_spectrogram,
@@ -19,6 +18,7 @@ from emodist.features.images import (
     to_network_input,
 )
 from emodist.features.spectral import analyse
+from emodist.spec import Config
 
 SR = 22050
 

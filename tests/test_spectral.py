@@ -6,9 +6,9 @@ import librosa
 import numpy as np
 import pytest
 
+from emodist.errors import DataError, EmodistError
 from emodist.features import spectral
 from emodist.spec import Config
-from emodist.errors import DataError, EmodistError
 
 SR = 22050
 
