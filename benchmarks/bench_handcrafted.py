@@ -116,9 +116,9 @@ def _cold_start_seconds() -> float:
     """Seconds for a fresh process to import emodist and extract one segment."""
     code = (
         "import time, numpy as np; t=time.perf_counter();"
-        "from emodist.features import spectral, handcrafted; from emodist.spec import Config;"
+        "from emodist.features import spectral, handcrafted; from emodist.spec import ExtractionSpec;"
         "y=(0.1*np.random.default_rng(0).standard_normal(22050*15)).astype(np.float32);"
-        "handcrafted.extract(spectral.analyse(y, 22050, Config()));"
+        "handcrafted.extract(spectral.analyse(y, 22050, ExtractionSpec()));"
         "print(time.perf_counter()-t)"
     )
     root = str(Path(__file__).resolve().parents[1])
@@ -139,9 +139,9 @@ def run(quick: bool = False) -> dict:
 
     from emodist.data import audio
     from emodist.features import handcrafted, spectral
-    from emodist.spec import Config
+    from emodist.spec import ExtractionSpec
 
-    cfg = Config(sr=SR)
+    cfg = ExtractionSpec(sr=SR)
     root = os.environ.get("EMODIST_EMOTIFY_ROOT")
     n_tracks = 1 if quick else 12
     if root and (Path(root) / "data.csv").is_file():

@@ -170,9 +170,9 @@ def run(quick: bool = False) -> dict:
     from threadpoolctl import threadpool_limits
 
     from emodist.features import handcrafted, images, spectral
-    from emodist.spec import Config
+    from emodist.spec import ExtractionSpec
 
-    cfg = Config(sr=SR)
+    cfg = ExtractionSpec(sr=SR)
     segs, source = _segments(2 if quick else 12)
     reps = 1 if quick else 5
     copy_ms: dict[str, list[float]] = {}

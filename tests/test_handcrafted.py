@@ -12,10 +12,10 @@ from emodist.errors import EmodistError
 from emodist.features import handcrafted as hc
 from emodist.features import spectral
 from emodist.features.handcrafted import common, dynamics, rhythm, timbre, tonality
-from emodist.spec import Config
+from emodist.spec import ExtractionSpec
 
 SR = 22050
-CFG = Config()
+CFG = ExtractionSpec()
 #: Relative tolerance for features that librosa computes the same way.
 RTOL = 1e-4
 
@@ -64,7 +64,7 @@ def music_like(seconds: float = 5.0, seed: int = 1) -> np.ndarray:
     return (0.3 * y).astype(np.float32)
 
 
-def features(y: np.ndarray, sr: int = SR, config: Config = CFG, feature_set: str = "full") -> dict:
+def features(y: np.ndarray, sr: int = SR, config: ExtractionSpec = CFG, feature_set: str = "full") -> dict:
     return hc.extract_dict(spectral.analyse(y, sr, config), feature_set)
 
 

@@ -8,7 +8,7 @@ import pytest
 
 from emodist.errors import DataError, EmodistError
 from emodist.features import spectral
-from emodist.spec import Config
+from emodist.spec import ExtractionSpec
 
 SR = 22050
 
@@ -19,7 +19,7 @@ def _noise(seconds: float, seed: int = 0) -> np.ndarray:
 
 def test_analyse_matches_librosa_stft_magnitude():
     y = _noise(2.0)
-    an = spectral.analyse(y, SR, Config())
+    an = spectral.analyse(y, SR, ExtractionSpec())
     ref = np.abs(librosa.stft(y, n_fft=2048, hop_length=512))
     assert an.S.dtype == np.float32
     assert an.S.shape == (1025, 1 + y.shape[0] // 512) == ref.shape
@@ -30,7 +30,7 @@ def test_analyse_matches_librosa_stft_magnitude():
 
 def test_analyse_follows_config_sizes():
     y = _noise(1.0)
-    an = spectral.analyse(y, SR, Config(n_fft=1024, hop_length=256))
+    an = spectral.analyse(y, SR, ExtractionSpec(n_fft=1024, hop_length=256))
     assert an.S.shape == (513, 1 + y.shape[0] // 256)
     assert an.freqs.shape == (513,)
     assert an.freqs[-1] == pytest.approx(SR / 2)
@@ -40,23 +40,23 @@ def test_analyse_converts_and_cleans_input():
     y = _noise(0.5).astype(np.float64)
     y[10] = np.nan
     y[20] = np.inf
-    an = spectral.analyse(y, SR, Config())
+    an = spectral.analyse(y, SR, ExtractionSpec())
     assert an.y.dtype == np.float32
     assert an.y[10] == 0 and an.y[20] == 0
     assert np.all(np.isfinite(an.S))
 
 
 def test_analyse_short_segment_shorter_than_window():
-    an = spectral.analyse(_noise(0.05), SR, Config())
+    an = spectral.analyse(_noise(0.05), SR, ExtractionSpec())
     assert an.S.shape[0] == 1025 and an.S.shape[1] >= 1
     assert np.all(np.isfinite(an.S))
 
 
 def test_analyse_rejects_empty_and_multichannel():
     with pytest.raises(DataError, match="no samples"):
-        spectral.analyse(np.zeros(0, dtype=np.float32), SR, Config())
+        spectral.analyse(np.zeros(0, dtype=np.float32), SR, ExtractionSpec())
     with pytest.raises(EmodistError, match="mono"):
-        spectral.analyse(np.zeros((2, 100), dtype=np.float32), SR, Config())
+        spectral.analyse(np.zeros((2, 100), dtype=np.float32), SR, ExtractionSpec())
 
 
 def test_filterbanks_are_cached_and_match_librosa():
@@ -71,7 +71,7 @@ def test_filterbanks_are_cached_and_match_librosa():
 
 
 def test_power_and_mel_are_computed_once():
-    an = spectral.analyse(_noise(1.0), SR, Config())
+    an = spectral.analyse(_noise(1.0), SR, ExtractionSpec())
     p = an.power
     assert p is an.power
     np.testing.assert_allclose(p, an.S**2)

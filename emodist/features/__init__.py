@@ -1,6 +1,6 @@
 """Feature groups: the interface, the shared STFT, and the registry of groups.
 
-Each group is one file (:mod:`emodist.features.handcrafted_group`,
+Each group is one file (:mod:`emodist.features.handcrafted.group`,
 :mod:`emodist.features.inception`, ...) holding one
 :class:`~emodist.features.base.FeatureGroup` subclass; :data:`REGISTRY` maps
 the names users type (``--features handcrafted inception_v3``) to them.
@@ -13,7 +13,7 @@ import dataclasses
 
 from emodist.errors import EmodistError
 from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, check_name
-from emodist.features.handcrafted_group import Handcrafted
+from emodist.features.handcrafted.group import Handcrafted
 from emodist.features.inception import InceptionV3
 
 #: Group name -> group class (or factory taking the group's parameters).

@@ -113,7 +113,7 @@ def log_spectrogram(analysis, config) -> np.ndarray:
     ----------
     analysis : emodist.features.spectral.Analysis
         Holds ``S`` (magnitude STFT) and ``sr``, ``n_fft``.
-    config : emodist.spec.Config
+    config : emodist.features.inception.InceptionV3
         Supplies ``image_scale`` and ``image_log_floor``.
 
     Returns
@@ -161,7 +161,7 @@ def spectrogram_image(analysis, config) -> np.ndarray:
     ----------
     analysis : emodist.features.spectral.Analysis
         The segment's one STFT (``S``, ``sr``, ``n_fft``).
-    config : emodist.spec.Config
+    config : emodist.features.inception.InceptionV3
         ``image_size``, ``image_scale`` (``"linear"`` or ``"mel"``) and
         ``image_log_floor``.
 

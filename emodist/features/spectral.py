@@ -125,7 +125,7 @@ def analyse(y: np.ndarray, sr: int, config) -> Analysis:
         Mono samples (any float dtype; converted to float32).
     sr : int
         Sample rate in Hz.
-    config : emodist.spec.Config
+    config : emodist.spec.ExtractionSpec
         Supplies ``n_fft`` and ``hop_length``.
 
     Returns

@@ -103,7 +103,7 @@ def extract(analysis: Analysis, feature_set: str = "full", n_mfcc: int = 13) -> 
     feature_set : {"full", "seed17"}
         Which named selection to compute.
     n_mfcc : int
-        Number of MFCCs (``Config.n_mfcc``).
+        Number of MFCCs (the group's ``n_mfcc``).
 
     Returns
     -------
