@@ -95,6 +95,15 @@ def test_groups_spanning_several_tracks_never_split():
     assert any(len(v) > 1 for v in spread.values())
 
 
+def test_a_store_path_is_accepted(tmp_path):
+    from tests.stores import write
+
+    path = tmp_path / "s.zarr"
+    write(build(make_arrays(n_tracks=8, n_segments=1)), path)
+    r = ev.run_evaluate(path, features="handcrafted", classifiers=["linear-svm"], folds=2, n_jobs=1)
+    assert r["store"]["url"] == str(path) and r["data"]["n_segments"] == 8
+
+
 def test_too_many_folds_for_the_groups_names_the_groups():
     a = make_arrays(n_tracks=12, n_segments=1)
     a["plan"]["group"] = [f"g{int(t) % 4}" for t in a["plan"]["track_id"]]

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import logging
+import os
 import time
 
 import numpy as np
@@ -230,8 +231,8 @@ def run_evaluate(
 
     Parameters
     ----------
-    store : str or xarray.Dataset
-        Store URL or an opened Dataset in the store layout
+    store : str, path-like or xarray.Dataset
+        Store URL or path, or an opened Dataset in the store layout
         (:func:`emodist.learn.features.open_dataset`).
     features : str, sequence of str or None
         Feature-set spec (:func:`emodist.learn.features.resolve_feature_sets`):
@@ -283,6 +284,8 @@ def run_evaluate(
         presets = clf.resolve_distribution_presets(classifiers)
     else:
         presets = clf.resolve_presets(classifiers)
+    if isinstance(store, os.PathLike):
+        store = os.fspath(store)
     ds = open_dataset(store, storage_options)
     data = load_data(ds, features, label_rule, target)
     order = {e: i for i, e in enumerate(data.emotions)}
