@@ -1,4 +1,5 @@
-"""Classifier presets: names, pipelines, MATLAB conventions, the custom estimators."""
+"""Classifier presets (:mod:`emodist.learn.presets`), the custom estimators
+(:mod:`emodist.learn.estimators`) and the distribution output."""
 
 from __future__ import annotations
 
@@ -14,8 +15,10 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
-from emodist.learn import classifiers as clf
-from emodist.errors import EmodistError
+from emodist.learn import estimators as est
+from emodist.learn import presets as clf
+from emodist.learn.distribution import normalise_rows
+from emodist.learn.params import ParameterError
 
 MATLAB_NAMES = {
     "Linear SVM", "Quadratic SVM", "Cubic SVM", "Fine Gaussian SVM", "Medium Gaussian SVM",
@@ -56,8 +59,9 @@ def test_every_preset_learns_separable_blobs(key):
 def test_get_preset_accepts_names_and_keys():
     assert clf.get_preset("Bagged Trees").key == "bagged-trees"
     assert clf.get_preset("cubic_svm").name == "Cubic SVM"
-    with pytest.raises(EmodistError, match="unknown classifier 'tree'"):
+    with pytest.raises(ParameterError, match="unknown classifier 'tree'; choose from linear-svm") as err:
         clf.get_preset("tree")
+    assert err.value.parameter == "classifiers" and "--" not in err.value.message
 
 
 def test_resolve_presets_shorthands_and_duplicates():
@@ -71,16 +75,16 @@ def test_resolve_presets_shorthands_and_duplicates():
 def test_gaussian_kernel_scale_follows_matlab():
     X, y = blobs(dim=8)
     for factor in (0.25, 1.0, 4.0):
-        ours = clf.ScaledGaussianSVC(scale_factor=factor).fit(X, y)
+        ours = est.ScaledGaussianSVC(scale_factor=factor).fit(X, y)
         ref = SVC(kernel="rbf", gamma=1.0 / (factor**2 * X.shape[1])).fit(X, y)
         np.testing.assert_allclose(ours.decision_function(X), ref.decision_function(X))
-    fine, coarse = (clf.ScaledGaussianSVC(scale_factor=f).fit(X, y) for f in (0.25, 4.0))
+    fine, coarse = (est.ScaledGaussianSVC(scale_factor=f).fit(X, y) for f in (0.25, 4.0))
     assert fine.svc_.gamma == pytest.approx(16 / 8) and coarse.svc_.gamma == pytest.approx(1 / 128)
 
 
 def test_clipped_knn_uses_at_most_n_training_samples():
     X, y = blobs((5, 5, 5))
-    knn = clf.ClippedKNN(n_neighbors=100).fit(X, y)
+    knn = est.ClippedKNN(n_neighbors=100).fit(X, y)
     ref = KNeighborsClassifier(n_neighbors=15).fit(X, y)
     np.testing.assert_array_equal(knn.predict(X), ref.predict(X))
     np.testing.assert_allclose(knn.predict_proba(X), ref.predict_proba(X))
@@ -89,14 +93,14 @@ def test_clipped_knn_uses_at_most_n_training_samples():
 
 
 def test_squared_inverse_weights():
-    np.testing.assert_allclose(clf.squared_inverse(np.array([1.0, 2.0, 0.5])), [1.0, 0.25, 4.0])
-    assert np.isfinite(clf.squared_inverse(np.array([0.0]))).all()
+    np.testing.assert_allclose(est.squared_inverse(np.array([1.0, 2.0, 0.5])), [1.0, 0.25, 4.0])
+    assert np.isfinite(est.squared_inverse(np.array([0.0]))).all()
 
 
 def test_rusboost_balances_an_imbalanced_problem():
     X, y = blobs((120, 12, 12), sep=2.0, seed=1)
-    rus = clf.RUSBoostClassifier(n_estimators=30, random_state=0).fit(X, y)
-    again = clf.RUSBoostClassifier(n_estimators=30, random_state=0).fit(X, y)
+    rus = est.RUSBoostClassifier(n_estimators=30, random_state=0).fit(X, y)
+    again = est.RUSBoostClassifier(n_estimators=30, random_state=0).fit(X, y)
     Xt, yt = blobs((120, 12, 12), sep=2.0, seed=2)
     np.testing.assert_array_equal(rus.predict(Xt), again.predict(Xt))
     assert list(rus.classes_) == ["class0", "class1", "class2"]
@@ -122,7 +126,7 @@ def test_weight_support_is_reported_per_preset():
 
 
 def test_normalise_rows():
-    out = clf.normalise_rows([[1.0, -1.0, 3.0], [0.0, 0.0, 0.0]])
+    out = normalise_rows([[1.0, -1.0, 3.0], [0.0, 0.0, 0.0]])
     np.testing.assert_allclose(out, [[0.25, 0.0, 0.75], [1 / 3, 1 / 3, 1 / 3]])
 
 
@@ -133,8 +137,8 @@ def test_distribution_presets_predict_distributions(key):
     logits = np.column_stack([X[:, 0], -X[:, 0], np.zeros(80)])
     P = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
     model = clf.make_distribution_pipeline(key, seed=0).fit(X[:60], P[:60])
-    pred = clf.normalise_rows(model.predict(X[60:]))
+    pred = normalise_rows(model.predict(X[60:]))
     np.testing.assert_allclose(pred.sum(axis=1), 1.0)
     assert (np.argmax(pred, axis=1) == np.argmax(P[60:], axis=1)).mean() > 0.7
-    with pytest.raises(EmodistError, match="unknown distribution model"):
+    with pytest.raises(ParameterError, match="unknown distribution model"):
         clf.resolve_distribution_presets(["bagged-trees"])

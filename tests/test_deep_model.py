@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from emodist.errors import ModelError
 from emodist.models import build
 from emodist.models.session import embed, get_session, read_sidecar
-from emodist.errors import ModelError
 
 pytestmark = pytest.mark.model
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emodist.models import session as ds
 from emodist.errors import EmodistError, ModelError
+from emodist.models import session as ds
 
 
 @pytest.fixture(scope="module")

@@ -11,8 +11,8 @@ import zipfile
 import numpy as np
 import pytest
 
-from emodist.models.unpickle import ScriptRecord, load_archive, state_dict
 from emodist.errors import ModelError
+from emodist.models.unpickle import ScriptRecord, load_archive, state_dict
 
 
 class Global:

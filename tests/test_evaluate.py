@@ -1,8 +1,14 @@
-"""Grouped cross-validation driver: folds, data selection, metrics, leakage guards."""
+"""Grouped cross-validation driver: metrics, the experiment, leakage guards, reproducibility.
+
+Feature sets and data are tested in ``test_evaluate_features.py``, folds in
+``test_evaluate_folds.py``.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -14,9 +20,10 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from emodist.learn import evaluate as ev
-from emodist.errors import EmodistError, StoreError
-from emodist.store.zarrio import open_store
-from tests.test_evaluate_data import CLASSES, build, hc_names, make_arrays, make_store
+from emodist.learn import fits, scoring
+from emodist.learn.features import load_data, open_dataset
+from emodist.learn.params import ParameterError
+from tests.stores import DEEP, build, make_arrays, make_store
 
 FAST = ["logistic-regression", "linear-svm", "medium-knn", "bagged-trees"]
 
@@ -34,111 +41,15 @@ def shuffled(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def separable_report(separable, tmp_path_factory):
-    return ev.run_evaluate(separable, features=["handcrafted", "deep"], classifiers=FAST,
+    return ev.run_evaluate(separable, features=["handcrafted", DEEP], classifiers=FAST,
                            folds=5, seed=0, n_jobs=1)
-
-
-# ---------------------------------------------------------------- folds
-
-
-def test_make_folds_keeps_tracks_whole_and_is_seeded():
-    a = make_arrays(n_tracks=30, n_segments=4)
-    y, g = a["plan"]["label"].to_numpy(), a["plan"]["track_id"].to_numpy()
-    f = ev.make_folds(y, g, 5, seed=1)
-    assert set(f) == set(range(5))
-    for track in np.unique(g):
-        assert len(set(f[g == track])) == 1
-    np.testing.assert_array_equal(f, ev.make_folds(y, g, 5, seed=1))
-    assert not np.array_equal(f, ev.make_folds(y, g, 5, seed=2))
-    # stratified: every fold holds every class
-    for k in range(5):
-        assert set(y[f == k]) == set(CLASSES)
-
-
-def test_make_folds_rejects_too_few_tracks():
-    with pytest.raises(EmodistError, match="3 tracks cannot fill 5 folds"):
-        ev.make_folds(["a", "b", "a"], ["1", "2", "3"], 5)
-    with pytest.raises(EmodistError, match="at least 2"):
-        ev.make_folds(["a", "b"], ["1", "2"], 1)
-
-
-def test_check_folds_catches_a_split_track():
-    with pytest.raises(EmodistError, match="'t1' is in two folds"):
-        ev.check_folds([0, 1, 1], ["t1", "t1", "t2"])
-
-
-def test_report_never_puts_a_track_in_two_folds(separable_report):
-    folds = separable_report["folds"]
-    per_track = {}
-    for t, f in zip(folds["track_id"], folds["fold"]):
-        per_track.setdefault(t, set()).add(f)
-    assert len(per_track) == 40
-    assert all(len(v) == 1 for v in per_track.values())
-    assert len(folds["segment_id"]) == 120
-
-
-# ---------------------------------------------------------------- feature sets and data
-
-
-def test_resolve_feature_sets_groups_and_patterns():
-    avail = {"handcrafted": hc_names(), "deep": ["deep_0000", "deep_0001"]}
-    sets = ev.resolve_feature_sets(["handcrafted", "both", "mfcc_0[01]", "tempo", "deep_0001"], avail)
-    assert [s.name for s in sets] == ["handcrafted", "both", "custom"]
-    assert sets[1].names == hc_names() + ["deep_0000", "deep_0001"]
-    assert sets[2].names == ["mfcc_00", "mfcc_01", "tempo", "deep_0001"]
-    with pytest.raises(EmodistError, match="'chroma_\\*' matches no feature"):
-        ev.resolve_feature_sets(["chroma_*"], avail)
-    with pytest.raises(StoreError, match="no deep features"):
-        ev.resolve_feature_sets("both", {"handcrafted": hc_names()})
-
-
-def test_load_data_uses_finished_labelled_segments_only():
-    a = make_arrays(n_tracks=8, n_segments=2)
-    a["status"][[0, 5]] = [0, -1]
-    a["plan"].loc[[2, 3], "label"] = ""  # a class dropped at extraction
-    data = ev.load_data(build(a), "handcrafted")
-    assert len(data.y) == 16 - 4
-    assert "0:000" not in data.segment_id and "2:001" not in data.segment_id
-    assert data.excluded == {"not extracted (status != 1)": 2, "class dropped at extraction": 2}
-    np.testing.assert_allclose(data.X["handcrafted"][0], a["handcrafted"][1], rtol=1e-6)
-
-
-def test_load_data_recomputes_labels_with_another_rule():
-    a = make_arrays(n_tracks=8, n_segments=1)
-    # track 0: listener profile says calmness, plain mean says tension
-    a["votes_mean"][0] = 0.0
-    a["votes_mean"][0, 7] = 0.9
-    # track 1: plain mean says amazement, a class not kept at extraction
-    a["votes_mean"][1] = 0.0
-    a["votes_mean"][1, 0] = 0.9
-    ds = build(a)
-    stored = ev.load_data(ds, "handcrafted")
-    assert stored.label_rule == "listener" and stored.y[0] == "calmness"
-    mean = ev.load_data(ds, "handcrafted", label_rule="mean")
-    assert mean.label_rule == "mean"
-    assert mean.y[0] == "tension"
-    assert "1:000" not in mean.segment_id
-    assert mean.excluded["class dropped at extraction"] == 1
-
-
-def test_load_data_errors():
-    a = make_arrays(n_tracks=4, n_segments=1)
-    a["status"][:] = 0
-    with pytest.raises(StoreError, match="no finished, labelled segments"):
-        ev.load_data(build(a), "handcrafted")
-    b = make_arrays(n_tracks=4, n_segments=1)
-    b["handcrafted"][1, 3] = np.nan
-    with pytest.raises(StoreError, match="1 finished segments have non-finite handcrafted"):
-        ev.load_data(build(b), "handcrafted")
-    with pytest.raises(StoreError, match="no deep features"):
-        ev.load_data(build(make_arrays(n_tracks=4), deep=False), "deep")
 
 
 # ---------------------------------------------------------------- metrics
 
 
 def test_confusion_is_row_normalised_with_tpr_fnr():
-    c = ev.confusion(["a", "a", "a", "a", "b", "b"], ["a", "a", "a", "b", "b", "a"], ["a", "b", "c"])
+    c = scoring.confusion(["a", "a", "a", "a", "b", "b"], ["a", "a", "a", "b", "b", "a"], ["a", "b", "c"])
     assert c["counts"] == [[3, 1, 0], [1, 1, 0], [0, 0, 0]]
     np.testing.assert_allclose(c["percent"][0], [75, 25, 0])
     np.testing.assert_allclose(c["tpr"], [75, 50, 0])
@@ -146,12 +57,12 @@ def test_confusion_is_row_normalised_with_tpr_fnr():
 
 
 def test_majority_vote_breaks_ties_by_class_order():
-    votes = ev.majority_vote(["b", "a", "c", "c", "a"], ["t1", "t1", "t2", "t2", "t2"], ["a", "b", "c"])
+    votes = scoring.majority_vote(["b", "a", "c", "c", "a"], ["t1", "t1", "t2", "t2", "t2"], ["a", "b", "c"])
     assert votes.to_dict() == {"t1": "a", "t2": "c"}
 
 
 def test_baseline_rates():
-    r = ev.baseline_rates(["a", "a", "a", "b"], ["a", "b"])
+    r = scoring.baseline_rates(["a", "a", "a", "b"], ["a", "b"])
     assert r == {"chance": 0.5, "majority": 0.75, "majority_class": "a"}
 
 
@@ -167,25 +78,25 @@ def test_separable_data_beats_chance_widely(separable_report):
     assert best["segment"]["accuracy"]["mean"] > 0.75
     assert best["track"]["accuracy"]["mean"] > 0.75
     # random deep features carry nothing
-    deep = [x for x in r["results"] if x["features"] == "deep"]
+    deep = [x for x in r["results"] if x["features"] == DEEP]
     assert max(x["segment"]["accuracy"]["mean"] for x in deep) < 0.5
     accs = [x["segment"]["accuracy"]["mean"] for x in r["results"]]
     assert accs == sorted(accs, reverse=True)
 
 
 def test_shuffled_labels_stay_near_chance(shuffled):
-    r = ev.run_evaluate(shuffled, classifiers=FAST + ["fine-knn"], n_jobs=1)
+    r = ev.run_evaluate(shuffled, features="handcrafted", classifiers=FAST + ["fine-knn"], n_jobs=1)
     best = max(x["segment"]["accuracy"]["mean"] for x in r["results"])
     assert best < 0.42
     # the same preset on folds that split tracks is fooled by the per-track
     # offsets: this is the leakage the grouped folds prevent
-    data = ev.load_data(open_store(shuffled), "handcrafted")
+    data = load_data(open_dataset(shuffled), "handcrafted")
     leaky_folds = np.zeros(len(data.y), dtype=int)
     for k, (_, test) in enumerate(KFold(5, shuffle=True, random_state=0).split(data.y)):
         leaky_folds[test] = k
     pred = np.empty(len(data.y), dtype=object)
     for k in range(5):
-        pred[leaky_folds == k] = ev.fit_predict(data.X["handcrafted"], data.y, leaky_folds, k,
+        pred[leaky_folds == k] = fits.fit_predict(data.X["handcrafted"], data.y, leaky_folds, k,
                                                 "fine-knn", 0, False)
     assert accuracy_score(data.y, pred) > 0.8
 
@@ -194,7 +105,7 @@ def test_report_matches_direct_sklearn(separable, separable_report):
     r = separable_report
     res = next(x for x in r["results"]
                if x["classifier"] == "logistic-regression" and x["features"] == "handcrafted")
-    data = ev.load_data(open_store(separable), "handcrafted")
+    data = load_data(open_dataset(separable), "handcrafted")
     folds = np.asarray(r["folds"]["fold"])
     np.testing.assert_array_equal(r["folds"]["segment_id"], data.segment_id)
     pred = np.empty(len(data.y), dtype=object)
@@ -235,8 +146,8 @@ def test_balance_both_runs_weights_where_supported(tmp_path):
     keep = ~((a["plan"]["label"] == "sadness") & (a["plan"]["track_id"].astype(int) > 8))
     arrays = {k: (v[keep.to_numpy()] if k != "plan" else v[keep].reset_index(drop=True))
               for k, v in a.items()}
-    r = ev.run_evaluate(build(arrays), classifiers=["linear-svm", "medium-knn"], balance="both",
-                        folds=3, n_jobs=1)
+    r = ev.run_evaluate(build(arrays, deep=False), classifiers=["linear-svm", "medium-knn"],
+                        balance="both", folds=3, n_jobs=1)
     modes = {(x["classifier"], x["balance"]) for x in r["results"]}
     assert modes == {("linear-svm", "none"), ("linear-svm", "weights"), ("medium-knn", "none")}
     assert r["skipped"] == [{"features": "handcrafted", "classifier": "medium-knn",
@@ -245,7 +156,7 @@ def test_balance_both_runs_weights_where_supported(tmp_path):
 
 
 def test_distribution_target_beats_train_mean(separable):
-    r = ev.run_evaluate(separable, target="distribution", n_jobs=1, folds=4)
+    r = ev.run_evaluate(separable, features="handcrafted", target="distribution", n_jobs=1, folds=4)
     base = r["baselines"]["train_mean"]
     best = r["results"][0]["distribution"]
     assert best["jsd"]["mean"] < base["jsd"]["mean"] - 0.05
@@ -255,24 +166,34 @@ def test_distribution_target_beats_train_mean(separable):
     assert jsds == sorted(jsds)
 
 
-def test_run_evaluate_argument_errors(separable):
-    with pytest.raises(EmodistError, match="unknown balance"):
-        ev.run_evaluate(separable, balance="smote")
-    with pytest.raises(EmodistError, match="unknown target"):
-        ev.run_evaluate(separable, target="votes")
-    with pytest.raises(EmodistError, match="unknown label rule"):
-        ev.run_evaluate(separable, label_rule="median", classifiers=["linear-svm"])
-    with pytest.raises(EmodistError, match="unknown classifier 'svm'"):
-        ev.run_evaluate(separable, classifiers=["svm"])
+@pytest.mark.parametrize(("kwargs", "parameter", "message"), [
+    ({"balance": "smote"}, "balance", "unknown balance 'smote'; use none, weights, both"),
+    ({"target": "votes"}, "target", "unknown target 'votes'; use class, distribution"),
+    ({"label_rule": "median"}, "label_rule", "unknown label rule 'median'"),
+    ({"classifiers": ["svm"]}, "classifiers", "unknown classifier 'svm'; choose from linear-svm"),
+    ({"target": "distribution", "classifiers": ["svm"]}, "classifiers", "unknown distribution model"),
+    ({"features": ["both"]}, "features", "'both' is neither a stored feature group"),
+    ({"folds": 1}, "folds", "the number of folds must be at least 2, got 1"),
+    ({"folds": 41}, "folds", "40 groups cannot fill 41 folds; use 40 folds or fewer"),
+])
+def test_run_evaluate_argument_errors_name_the_parameter(separable, kwargs, parameter, message):
+    kwargs = {"classifiers": ["linear-svm"], "features": "handcrafted", **kwargs}
+    with pytest.raises(ParameterError, match=message) as err:
+        ev.run_evaluate(separable, n_jobs=1, **kwargs)
+    assert err.value.parameter == parameter
+    assert "--" not in err.value.message and "\n" not in err.value.message
 
 
 def test_report_json_records_provenance(separable, tmp_path):
-    r = ev.run_evaluate(separable, classifiers=["linear-svm"], out=str(tmp_path / "rep"), n_jobs=1)
+    r = ev.run_evaluate(separable, features="handcrafted", classifiers=["linear-svm"],
+                        out=str(tmp_path / "rep"), n_jobs=1)
     on_disk = json.loads((tmp_path / "rep" / "report.json").read_text())
     assert on_disk["store"]["url"] == separable
     assert on_disk["store"]["dataset"] == "generated test store"
     assert on_disk["settings"]["label_rule"] == "listener"
     assert on_disk["settings"]["cv"].startswith("StratifiedGroupKFold")
+    assert on_disk["settings"]["group_by"] == "group" and on_disk["data"]["n_groups"] == 40
+    assert on_disk["store"]["feature_groups"]["handcrafted"] == {"version": "1", "width": 10}
     assert on_disk["folds"]["fold"] == r["folds"]["fold"]
     assert on_disk["results"][0]["segment"]["accuracy"] == r["results"][0]["segment"]["accuracy"]
 
@@ -307,17 +228,6 @@ def test_topk_agreement_and_train_mean_baseline():
     np.testing.assert_allclose(target_distribution(counts, counts, "mean"), [[0.5, 0.25, 0.25], [0, 0, 0]])
 
 
-def test_make_folds_without_enough_tracks_per_class_groups_only():
-    y = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
-    g = np.array(["1", "1", "2", "2", "3", "3", "4", "4"])
-    f = ev.make_folds(y, g, 3, seed=0)
-    assert set(f) == {0, 1, 2}
-    ev.check_folds(f, g)
-    assert "not stratified" in ev.describe_splitter(ev.fold_splitter(y, g, 3, 0))
-    y[2:4] = "a"  # class a now has two tracks: two folds can be stratified
-    assert ev.describe_splitter(ev.fold_splitter(y, g, 2, 0)).startswith("StratifiedGroupKFold")
-
-
 def test_a_preset_that_cannot_fit_is_reported_and_others_still_run(tmp_path):
     # 4 classes and 4 training samples per fold: a discriminant cannot be fit
     store = make_store(tmp_path / "tiny.zarr", n_tracks=8, n_segments=1)
@@ -334,9 +244,101 @@ def _square(x, k):
     return x * k
 
 
-def test_run_tasks_keeps_order_and_reports_each_finished_task():
+def test_run_fits_keeps_order_and_reports_each_finished_task():
     ticks = []
-    out = ev.run_tasks(_square, {"x": 3}, [{"k": k} for k in range(5)], n_jobs=1,
+    out = ev._run_fits(_square, {"x": 3}, [{"k": k} for k in range(5)], n_jobs=1,
                        on_done=lambda: ticks.append(1))
     assert out == [0, 3, 6, 9, 12]
     assert len(ticks) == 5
+
+
+# ---------------------------------------------------------------- unchanged predictions
+
+# Digests of the out-of-fold predictions of every preset on one generated
+# store (16 tracks x 2 segments, seed 5; 3 folds, seed 7), recorded before the
+# evaluation modules were split.  A preset whose predictions change for the
+# same seed (different folds, model, preprocessing or data order) fails here;
+# a deliberate change of a preset must update its digest.
+GOLDEN_HANDCRAFTED = {
+    "bagged-trees/none": "382fd7b428c88c5e",
+    "bagged-trees/weights": "d4ca113181663078",
+    "boosted-trees/none": "28952eff339b9091",
+    "boosted-trees/weights": "8e988f1c497673bd",
+    "coarse-gaussian-svm/none": "122e826c1dfeae29",
+    "coarse-gaussian-svm/weights": "0645c5089b31555c",
+    "coarse-knn/none": "5905f229b57c4ee7",
+    "cosine-knn/none": "3a3cd882906fbe26",
+    "cubic-knn/none": "7296f61d1ef9e63a",
+    "cubic-svm/none": "e593ad0a58d2d7e7",
+    "cubic-svm/weights": "e593ad0a58d2d7e7",
+    "fine-gaussian-svm/none": "b1a267bfc718fd27",
+    "fine-gaussian-svm/weights": "b1a267bfc718fd27",
+    "fine-knn/none": "46529a0b309f7a45",
+    "histogram-gradient-boosting/none": "5905f229b57c4ee7",
+    "histogram-gradient-boosting/weights": "5d91fd3aaa964435",
+    "linear-svm/none": "f0d297107456cc92",
+    "linear-svm/weights": "f0d297107456cc92",
+    "logistic-regression/none": "9487d12d9d199a6f",
+    "logistic-regression/weights": "8fd18c8d94906121",
+    "medium-gaussian-svm/none": "7719033b7fd98f97",
+    "medium-gaussian-svm/weights": "0fcb587749344d50",
+    "medium-knn/none": "4bea6bfb95b81fcc",
+    "quadratic-svm/none": "386f667166ed9936",
+    "quadratic-svm/weights": "386f667166ed9936",
+    "rusboosted-trees/none": "dbfbebb903558863",
+    "rusboosted-trees/weights": "6bb3172c936970f5",
+    "subspace-discriminant/none": "d8532c64cc13903c",
+    "subspace-knn/none": "9fdbecadce658827",
+    "weighted-knn/none": "d3844dd4b39614df",
+}
+GOLDEN_DEEP = "8fc8dcb79e157593"
+GOLDEN_JSD = {
+    "bagged-trees-regression": [0.1379100024, 0.1469810404, 0.1447672292],
+    "medium-knn-regression": [0.136793843, 0.122010877, 0.1249656539],
+    "ridge-regression": [0.1107221267, 0.1116632719, 0.1046638283],
+}
+GOLDEN_FOLDS = [
+    0, 0, 0, 0, 0, 0, 1, 1, 2, 2, 2, 2, 2, 2, 2, 2, 1, 1, 0,
+    0, 1, 1, 1, 1, 2, 2, 1, 1, 0, 0, 0, 0,
+]
+
+
+def _digest(obj) -> str:
+    return hashlib.sha256(json.dumps(obj).encode()).hexdigest()[:16]
+
+
+def test_predictions_of_every_preset_are_unchanged_for_a_seed():
+    ds = build(make_arrays(n_tracks=16, n_segments=2, seed=5))
+    r = ev.run_evaluate(ds, features=["handcrafted", DEEP], classifiers=["all"], folds=3, seed=7,
+                        balance="both", n_jobs=1)
+    assert r["folds"]["fold"] == GOLDEN_FOLDS
+    got = {f"{x['classifier']}/{x['balance']}": _digest(x["predictions"])
+           for x in r["results"] if x["features"] == "handcrafted"}
+    assert got == GOLDEN_HANDCRAFTED
+    deep = sorted((f"deep/{x['classifier']}/{x['balance']}", _digest(x["predictions"]))
+                  for x in r["results"] if x["features"] == DEEP)
+    assert _digest(deep) == GOLDEN_DEEP
+    d = ev.run_evaluate(ds, features=["handcrafted"], target="distribution", folds=3, seed=7, n_jobs=1)
+    for x in d["results"]:
+        np.testing.assert_allclose(x["distribution"]["jsd"]["folds"], GOLDEN_JSD[x["classifier"]],
+                                   rtol=1e-8)
+
+
+# ---------------------------------------------------------------- feature groups in a run
+
+
+def test_default_features_are_every_group_and_all_joined():
+    r = ev.run_evaluate(build(make_arrays(n_tracks=12, n_segments=1)), classifiers=["linear-svm"],
+                        folds=3, n_jobs=1)
+    assert r["settings"]["features"] == ["handcrafted", DEEP, f"handcrafted+{DEEP}"]
+    joined = next(x for x in r["results"] if x["features"] == f"handcrafted+{DEEP}")
+    assert joined["n_features"] == 16
+
+
+def test_progress_goes_to_the_log_not_to_stdout(capsys, caplog):
+    with caplog.at_level(logging.INFO, logger="emodist.learn"):
+        ev.run_evaluate(build(make_arrays(n_tracks=8, n_segments=1)), features="handcrafted",
+                        classifiers=["linear-svm"], folds=2, n_jobs=1, progress=False)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    assert any("evaluated 2 fits on handcrafted features" in m for m in caplog.messages)

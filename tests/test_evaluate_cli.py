@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from emodist.learn.classifiers import PRESETS
 from emodist.cli import main
-from tests.test_evaluate_data import make_store
+from emodist.learn.presets import PRESETS
+from tests.stores import DEEP, make_store
 
 
 @pytest.fixture(scope="module")
@@ -44,9 +44,19 @@ def test_evaluate_writes_report_and_prints_ranked_table(store, tmp_path, capsys)
     [
         (["evaluate"], "give a STORE to evaluate"),
         (["evaluate", "{tmp}/missing.zarr"], "missing.zarr: no feature store there"),
-        (["evaluate", "{store}", "--classifiers", "svm"], "unknown classifier 'svm'"),
-        (["evaluate", "{store}", "--features", "chroma"], "feature 'chroma' matches no feature"),
-        (["evaluate", "{store}", "--folds", "50"], "20 tracks cannot fill 50 folds"),
+        (["evaluate", "{store}", "--classifiers", "svm"],
+         "--classifiers: unknown classifier 'svm'; choose from linear-svm"),
+        (["evaluate", "{store}", "--features", "chroma"],
+         f"--features: 'chroma' is neither a stored feature group (handcrafted, {DEEP})"),
+        (["evaluate", "{store}", "--features", "handcrafted+deep"],
+         f"--features: 'deep' is not a stored feature group (the store holds handcrafted, {DEEP})"),
+        (["evaluate", "{store}", "--features", "x_*"],
+         "--features: feature pattern 'x_*' matches no feature"),
+        (["evaluate", "{store}", "--folds", "50"],
+         "--folds: 20 groups cannot fill 50 folds; use 20 folds or fewer"),
+        (["evaluate", "{store}", "--folds", "1"], "--folds: the number of folds must be at least 2"),
+        (["evaluate", "{store}", "--label-rule", "mean", "--target", "distribution",
+          "--classifiers", "linear-svm"], "--classifiers: unknown distribution model 'linear-svm'"),
     ],
 )
 def test_evaluate_errors_are_one_line(argv, message, store, tmp_path, capsys):
@@ -69,3 +79,37 @@ def test_run_takes_every_extract_option():
                               "handcrafted", "--classifiers", "quick", "--folds", "3"])
     assert args.func.__name__ == "cmd_run"
     assert (args.features, args.classifiers, args.folds) == ("handcrafted", ["quick"], 3)
+
+
+def test_an_unknown_classifier_points_to_the_list(store, capsys):
+    assert main(["evaluate", store, "--classifiers", "svm"]) == 2
+    assert capsys.readouterr().err.strip().endswith("(see emodist evaluate --list)")
+
+
+def test_default_features_and_log_lines_on_stderr(store, tmp_path, capsys):
+    out = tmp_path / "rep"
+    assert main(["evaluate", store, "--classifiers", "linear-svm", "--folds", "2", "--jobs", "1",
+                 "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["features"] == ["handcrafted", DEEP, f"handcrafted+{DEEP}"]
+    assert f"evaluated 2 fits on handcrafted+{DEEP} features" in captured.err
+    assert "evaluated" not in captured.out
+    assert main(["evaluate", store, "--classifiers", "linear-svm", "--folds", "2", "--jobs", "1",
+                 "--features", "handcrafted", "--quiet"]) == 0
+    assert "evaluated" not in capsys.readouterr().err
+
+
+def test_run_names_its_own_feature_flag(monkeypatch, capsys):
+    from emodist.engine import pipeline
+    from emodist.learn.params import ParameterError
+
+    def fail(*args, **kwargs):
+        raise ParameterError("'both' is neither a stored feature group (handcrafted) nor a feature "
+                             "name", "features")
+
+    monkeypatch.setattr(pipeline, "run_pipeline", fail)
+    assert main(["run", "data", "--store", "s.zarr", "--out", "rep"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "emodist: error: --evaluate-features: 'both' is neither a stored feature group "
+        "(handcrafted) nor a feature name")

@@ -329,7 +329,7 @@ def test_cli_errors_exit_2(capsys, small_dataset, tmp_path):
     assert main(base + ["--features", "handcrafted",
                         "--scheduler", f"tcp://127.0.0.1:{free_port()}"]) == 2
     err = capsys.readouterr().err
-    assert "cannot reach scheduler" in err and "(--scheduler)" in err
+    assert "--scheduler: cannot reach scheduler" in err
     assert len(err.strip().splitlines()) == 1
     assert main(base + ["--features", "handcrafted", "--scheduler", "tcp://127.0.0.1:1",
                         "--workers", "2"]) == 2

@@ -7,10 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from emodist.learn import evaluate as ev
-from emodist.engine import pipeline
 from emodist.cli import main
+from emodist.engine import pipeline
 from emodist.errors import EmodistError
+from emodist.learn import evaluate as ev
 from emodist.store.zarrio import open_store
 from tests.servers import dask_cluster
 

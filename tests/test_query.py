@@ -9,10 +9,10 @@ import pandas as pd
 import pytest
 import xarray as xr
 
-from emodist.store import query
-from emodist.store import layout as schema
 from emodist.cli import main
 from emodist.errors import EmodistError, StoreError
+from emodist.store import layout as schema
+from emodist.store import query
 from emodist.store.zarrio import encoding
 
 N_TRACKS, PER_TRACK, CHUNK = 30, 4, 7
@@ -385,8 +385,8 @@ def test_cli_errors_exit_2_with_one_line(store, capsys, argv, words):
 
 def test_partly_written_store_from_the_store_module(tmp_path):
     """A store filled by ``emodist.store.zarrio`` region writes, one chunk still pending."""
-    from emodist.store import zarrio as st
     from emodist.spec import Config
+    from emodist.store import zarrio as st
 
     plan = make_plan(n_tracks=6, per_track=2)
     chunk = 4

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from emodist.store import query
 from emodist.cli import main
+from emodist.store import query
 from tests.servers import make_bucket, moto_server, upload_tree
 from tests.test_query import STATUS, write_store
 

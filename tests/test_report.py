@@ -10,16 +10,18 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from emodist.cli.evaluate import print_summary
 from emodist.learn import evaluate as ev
 from emodist.learn import report as rp
-from tests.test_evaluate_data import build, make_arrays
+from emodist.learn.scoring import confusion
+from tests.stores import DEEP, build, make_arrays
 
 
 @pytest.fixture(scope="module")
 def class_report(tmp_path_factory):
     out = tmp_path_factory.mktemp("rep") / "report"
     ds = build(make_arrays(n_tracks=24, n_segments=2), attrs={"model_sha256": "abc123"})
-    r = ev.run_evaluate(ds, features=["handcrafted", "deep"], classifiers=["linear-svm", "medium-knn"],
+    r = ev.run_evaluate(ds, features=["handcrafted", DEEP], classifiers=["linear-svm", "medium-knn"],
                         folds=3, balance="both", out=str(out), n_jobs=1)
     return r, out
 
@@ -54,7 +56,7 @@ def test_markdown_numbers_come_from_the_report(class_report):
 
 
 def test_confusion_markdown_rows():
-    conf = ev.confusion(["a", "a", "b", "b", "b"], ["a", "b", "b", "b", "a"], ["a", "b"])
+    conf = confusion(["a", "a", "b", "b", "b"], ["a", "b", "b", "b", "a"], ["a", "b"])
     per_class = {"a": {"precision": 0.5}, "b": {"precision": 2 / 3}}
     lines = rp.confusion_markdown(conf, per_class).splitlines()
     assert lines[0].startswith("| true \\ predicted | a | b | TPR | FNR | n |")
@@ -64,7 +66,7 @@ def test_confusion_markdown_rows():
 
 
 def test_confusion_figure_shows_percentages_and_rates():
-    conf = ev.confusion(list("aaabbc"), list("aabbbc"), ["a", "b", "c"])
+    conf = confusion(list("aaabbc"), list("aabbbc"), ["a", "b", "c"])
     fig = rp.confusion_figure(conf, "title here")
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "67%" in texts and "33%" in texts and "100%" in texts
@@ -85,7 +87,7 @@ def test_bar_figure_has_one_bar_per_result(class_report):
 def test_console_table_is_ranked(class_report):
     r, _ = class_report
     console = Console(width=160, record=True)
-    rp.print_summary(r, console=console, top=3)
+    print_summary(r, console=console, top=3)
     text = console.export_text()
     ranks = re.findall(r"^│\s+(\d+) │", text, flags=re.MULTILINE)
     assert ranks == ["1", "2", "3"]
@@ -95,7 +97,8 @@ def test_console_table_is_ranked(class_report):
 
 def test_distribution_report(tmp_path):
     ds = build(make_arrays(n_tracks=16, n_segments=2))
-    r = ev.run_evaluate(ds, target="distribution", classifiers=["ridge-regression"], folds=4,
+    r = ev.run_evaluate(ds, features="handcrafted", target="distribution",
+                        classifiers=["ridge-regression"], folds=4,
                         out=str(tmp_path), n_jobs=1)
     md = (tmp_path / "report.md").read_text()
     assert "train-mean baseline" in md and "JSD" in md

@@ -7,9 +7,9 @@ import pytest
 import soundfile as sf
 
 from emodist.data.catalog import load_dataset
-from emodist.spec import ExtractionSpec
-from emodist.errors import DataError
 from emodist.data.segments import plan_segments, probe, window_starts
+from emodist.errors import DataError
+from emodist.spec import ExtractionSpec
 
 
 def test_windows_default_drop_partial_last_piece():

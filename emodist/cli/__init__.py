@@ -53,10 +53,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Flags whose name is not the parameter's (``n_workers`` is set by ``--workers``).
+FLAG_NAMES = {"n_workers": "--workers"}
+
+
 def describe_error(exc: EmodistError) -> str:
-    """The one-line message of an error, naming the flag of the parameter at fault."""
+    """The one-line message of an error, led by the flag of the parameter at fault."""
     if exc.param:
-        return f"{exc.message} (--{exc.param.replace('_', '-')})"
+        flag = FLAG_NAMES.get(exc.param, f"--{exc.param.replace('_', '-')}")
+        return f"{flag}: {exc.message}"
     return exc.message
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import logging
+import sys
 
 from emodist.cli.common import add_storage_options, parse_storage_options
 from emodist.errors import EmodistError
 
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
-folds grouped by track and stratified by label (the same folds for every model),
+folds grouped by the manifest's group (else by track) and stratified by label
+(the same folds for every model),
 preprocessing fit on the training folds only, metrics at segment and track level,
 confusion matrices as in the study.  Writes report.json, report.md and PNG figures
 into --out and prints a ranked table."""
@@ -17,7 +20,8 @@ into --out and prints a ranked table."""
 EVALUATE_EXAMPLES = """examples:
   emodist evaluate --list
   emodist evaluate features.zarr --out report/
-  emodist evaluate features.zarr --features handcrafted deep both --classifiers "Bagged Trees" cubic-svm
+  emodist evaluate features.zarr --features handcrafted inception_v3 handcrafted+inception_v3 \
+      --classifiers "Bagged Trees" cubic-svm
   emodist evaluate features.zarr --features 'mfcc_*' tempo --balance both
   emodist evaluate features.zarr --target distribution --out dist/
 """
@@ -25,9 +29,11 @@ EVALUATE_EXAMPLES = """examples:
 def add_evaluation_options(p, features: bool = True) -> None:
     g = p.add_argument_group("evaluation")
     if features:
-        g.add_argument("--features", nargs="+", default=["handcrafted"], metavar="SET",
-                       help="handcrafted, deep, both (one evaluation each) and/or feature names "
-                       "or glob patterns (together one set); default handcrafted")
+        g.add_argument("--features", nargs="+", metavar="SET",
+                       help="stored group names and +-joined group names (handcrafted, "
+                       "handcrafted+inception_v3: one evaluation each) and/or feature names or "
+                       "glob patterns (together one set, 'custom'); default: every stored group, "
+                       "and all of them joined")
     g.add_argument("--classifiers", nargs="+", default=["all"], metavar="PRESET",
                    help="preset keys or names (see --list), or all / quick; default all")
     g.add_argument("--folds", type=int, default=5, help="grouped folds (default 5)")
@@ -63,10 +69,9 @@ def register(subparsers) -> None:
     add_storage_options(p, locations=())
     p.set_defaults(func=cmd_evaluate)
 
-
 def print_presets(print_fn=print) -> None:
     """Print every classifier and distribution preset with its parameters."""
-    from emodist.learn.classifiers import DISTRIBUTION_PRESETS, describe_presets
+    from emodist.learn.presets import DISTRIBUTION_PRESETS, describe_presets
 
     print_fn("classifier presets (MATLAB Classification Learner names; all standardise features):")
     for row in describe_presets():
@@ -92,9 +97,63 @@ def _maybe_client(scheduler: str | None, scheduler_file: str | None):
         yield client
 
 
-def print_report(report: dict, top: int | None) -> None:
-    from emodist.learn.report import print_summary
+#: Command-line flag of each :func:`emodist.learn.evaluate.run_evaluate` parameter.
+FLAGS = {"features": "--features", "classifiers": "--classifiers", "folds": "--folds",
+         "seed": "--seed", "balance": "--balance", "label_rule": "--label-rule",
+         "target": "--target"}
+#: Extra words for a parameter's message on the command line.
+HINTS = {"classifiers": " (see emodist evaluate --list)"}
 
+
+@contextlib.contextmanager
+def flagged(flags: dict | None = None):
+    """Re-raise a :class:`~emodist.learn.params.ParameterError` with its flag in front."""
+    from emodist.learn.params import ParameterError
+
+    flags = {**FLAGS, **(flags or {})}
+    try:
+        yield
+    except ParameterError as exc:
+        flag = flags.get(exc.parameter, exc.parameter)
+        raise EmodistError(f"{flag}: {exc.message}{HINTS.get(exc.parameter, '')}") from exc
+
+
+@contextlib.contextmanager
+def log_lines(enabled: bool):
+    """Show the INFO lines of :mod:`emodist.learn` on stderr while the block runs."""
+    if not enabled:
+        yield
+        return
+    logger = logging.getLogger("emodist.learn")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
+
+
+def print_summary(report: dict, console=None, top: int | None = None) -> None:
+    """Print the ranked table of a report, the baselines and where the files are."""
+    from rich.console import Console
+
+    from emodist.learn.report import ranked_table, summary_lines
+
+    if console is None:
+        console = Console()
+        if not console.is_terminal:
+            console = Console(width=140)
+    console.print(ranked_table(report, top))
+    for line in summary_lines(report):
+        console.print(line)
+
+
+def print_report(report: dict, top: int | None) -> None:
+    """The ranked table of a report (the ``top`` best rows)."""
     print_summary(report, top=top)
 
 
@@ -107,7 +166,7 @@ def cmd_evaluate(args) -> int:
         raise EmodistError("give a STORE to evaluate (or --list)")
     from emodist.learn.evaluate import run_evaluate
 
-    with _maybe_client(args.scheduler, args.scheduler_file) as client:
+    with flagged(), log_lines(not args.quiet), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
             args.store, features=args.features, classifiers=args.classifiers, folds=args.folds,
             seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,

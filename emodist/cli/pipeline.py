@@ -71,7 +71,7 @@ def register(subparsers) -> None:
 
 def cmd_run(args) -> int:
     """Run ``emodist run``: extract, then evaluate."""
-    from emodist.cli.evaluate import print_report
+    from emodist.cli.evaluate import flagged, print_report
     from emodist.cli.extract import print_result, spec_and_runtime
     from emodist.engine.pipeline import run_pipeline
 
@@ -80,9 +80,10 @@ def cmd_run(args) -> int:
                   "balance": args.balance, "target": args.target}
     if args.evaluate_features:
         evaluation["features"] = args.evaluate_features
-    result = run_pipeline(args.dataset, args.store, args.out, spec, runtime,
-                          overwrite=args.overwrite, retry_failed=args.retry_failed,
-                          evaluation=evaluation)
+    with flagged({"features": "--evaluate-features"}):
+        result = run_pipeline(args.dataset, args.store, args.out, spec, runtime,
+                              overwrite=args.overwrite, retry_failed=args.retry_failed,
+                              evaluation=evaluation)
     print_result(result.extract)
     print_report(result.report, args.top)
     return 0

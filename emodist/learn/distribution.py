@@ -2,8 +2,8 @@
 
 The reference study classified the dominant emotion only and noted that
 predicting the whole distribution of listener votes would have been the
-richer target.  ``emodist evaluate --target distribution`` does that: a
-multi-output regressor (:data:`emodist.learn.classifiers.DISTRIBUTION_PRESETS`)
+richer target.  An evaluation with ``target="distribution"`` does that: a
+multi-output regressor (:data:`emodist.learn.presets.DISTRIBUTION_PRESETS`)
 predicts the distribution, the output is clipped at 0 and renormalised, and
 it is scored against the true distribution with
 
@@ -22,13 +22,18 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from emodist.learn import classifiers as clf
+from emodist.learn.presets import make_distribution_pipeline
+from emodist.learn.scoring import fold_summary
 
 
-def fold_summary(values) -> dict:
-    """``mean``, ``std`` (population) and the list of per-fold ``values``."""
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "folds": v.tolist()}
+def normalise_rows(P) -> np.ndarray:
+    """Clip negative values to 0 and scale each row to sum 1 (uniform if all 0)."""
+    P = np.clip(np.asarray(P, dtype=np.float64), 0.0, None)
+    if P.ndim == 1:
+        P = P[None, :]
+    s = P.sum(axis=1, keepdims=True)
+    uniform = np.full_like(P, 1.0 / P.shape[1])
+    return np.where(s > 0, P / np.where(s > 0, s, 1.0), uniform)
 
 
 def target_distribution(votes, votes_mean, rule: str) -> np.ndarray:
@@ -51,11 +56,11 @@ def fit_predict_distribution(X, P, folds, fold: int, preset_key: str, seed: int)
         Non-negative predicted distributions, rows summing to 1.
     """
     train, test = folds != fold, folds == fold
-    model = clf.make_distribution_pipeline(preset_key, seed)
+    model = make_distribution_pipeline(preset_key, seed)
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
         model.fit(X[train], P[train])
-        return clf.normalise_rows(model.predict(X[test]))
+        return normalise_rows(model.predict(X[test]))
 
 
 def jensen_shannon(p, q) -> np.ndarray:

@@ -1,5 +1,8 @@
 """Evaluation reports: JSON, Markdown, confusion-matrix heatmaps, bar chart, console table.
 
+Nothing here prints: :func:`ranked_table` and :func:`summary_lines` are shown
+by the command line (:func:`emodist.cli.evaluate.print_summary`).
+
 Everything here reads the report dictionary returned by
 :func:`emodist.learn.evaluate.run_evaluate`; nothing is recomputed.  Confusion
 matrices are drawn as in the reference study: rows are the true class,
@@ -55,7 +58,7 @@ def confusion_figure(conf: dict, title: str = ""):
     ----------
     conf : dict
         ``classes``, ``percent``, ``counts``, ``tpr``, ``fnr`` as produced by
-        :func:`emodist.learn.evaluate.confusion`.
+        :func:`emodist.learn.scoring.confusion`.
     title : str
         Figure title.
 
@@ -135,7 +138,7 @@ def bar_figure(report: dict, metric: str = "accuracy"):
     fig = Figure(figsize=(8, 1.2 + 0.3 * n), layout="constrained")
     ax = fig.add_subplot()
     y = np.arange(n)[::-1]
-    colors = {"handcrafted": "C0", "deep": "C2", "both": "C4", "custom": "C5"}
+    colors = {name: f"C{i % 10}" for i, name in enumerate(report["settings"]["features"])}
     ax.barh(y, [scale * v["mean"] for v in vals], xerr=[scale * v["std"] for v in vals],
             color=[colors.get(r["features"], "C7") for r in results], alpha=0.85, capsize=2)
     ax.set_yticks(y, [result_label(r) for r in results], fontsize=8)
@@ -207,7 +210,9 @@ def markdown(report: dict) -> str:
                f"{', '.join(st['features'])}; balance: {st['balance']}")
     out.append(f"- cross-validation: {st['folds']} folds, {st['cv']}, seed {st['seed']}; "
                f"the same folds for every model (fold per segment in report.json)")
-    out.append(f"- evaluated: {data['n_segments']} segments of {data['n_tracks']} tracks; excluded: "
+    groups = (f" in {data['n_groups']} groups (by {st['group_by']})"
+              if "n_groups" in data and st.get("group_by", "track_id") != "track_id" else "")
+    out.append(f"- evaluated: {data['n_segments']} segments of {data['n_tracks']} tracks{groups}; excluded: "
                + ", ".join(f"{k}: {v}" for k, v in data["excluded"].items()))
     out.append(f"- created {report['created']} by emodist {report['emodist_version']} "
                f"in {report['seconds']:.1f} s ({st['executor']})")
@@ -315,21 +320,16 @@ def ranked_table(report: dict, top: int | None = None):
     return table
 
 
-def print_summary(report: dict, console=None, top: int | None = None) -> None:
-    """Print the ranked table, the baselines and where the files are."""
-    from rich.console import Console
-
-    if console is None:
-        console = Console()
-        if not console.is_terminal:
-            console = Console(width=140)
-    console.print(ranked_table(report, top))
+def summary_lines(report: dict) -> list[str]:
+    """The lines shown under the ranked table: baselines and where the files are."""
+    lines = []
     if report["settings"]["target"] == "class":
         b = report["baselines"]["segment"]
-        console.print(f"random guess {_pct(b['chance'])}%, majority class "
-                      f"({_short(b['majority_class'])}) {_pct(b['majority'])}% "
-                      f"of {report['data']['n_segments']} segments / {report['data']['n_tracks']} tracks")
+        lines.append(f"random guess {_pct(b['chance'])}%, majority class "
+                     f"({_short(b['majority_class'])}) {_pct(b['majority'])}% "
+                     f"of {report['data']['n_segments']} segments / {report['data']['n_tracks']} tracks")
     files = report.get("files")
     if files:
-        console.print(f"report: {files['markdown']} (and report.json, "
-                      f"{len(files.get('confusion', {}))} confusion-matrix PNGs)")
+        lines.append(f"report: {files['markdown']} (and report.json, "
+                     f"{len(files.get('confusion', {}))} confusion-matrix PNGs)")
+    return lines

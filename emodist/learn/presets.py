@@ -15,18 +15,20 @@ Kernel scales follow MATLAB: a Gaussian SVM with kernel scale ``s`` uses
 ``exp(-||x - y||^2 / s^2)``; the app's fine / medium / coarse presets use
 ``s = sqrt(P) / 4``, ``sqrt(P)``, ``4 sqrt(P)`` for ``P`` predictors, i.e.
 ``gamma = 16 / P``, ``1 / P``, ``1 / (16 P)`` on standardised features.
+The estimators scikit-learn lacks are in :mod:`emodist.learn.estimators`.
+
+The distribution presets (multi-output regressors of the vote distribution,
+``target="distribution"``) are here too.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, clone
+from sklearn.base import BaseEstimator, clone
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 from sklearn.ensemble import (
     AdaBoostClassifier,
@@ -41,179 +43,15 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
-from sklearn.utils.validation import check_is_fitted, has_fit_parameter
+from sklearn.utils.validation import has_fit_parameter
 
-from emodist.errors import EmodistError
-
-#: Balance modes understood by :func:`make_pipeline` (``"both"`` is expanded
-#: by the evaluation driver into one run of each).
-BALANCE_MODES = ("none", "weights")
-
-
-# --------------------------------------------------------------------------
-# Small estimators the MATLAB presets need and scikit-learn lacks.
-# --------------------------------------------------------------------------
-
-
-def squared_inverse(distances: np.ndarray) -> np.ndarray:
-    """MATLAB's ``'squaredinverse'`` distance weight ``1 / d^2``.
-
-    Parameters
-    ----------
-    distances : numpy.ndarray
-        Neighbour distances, any shape.
-
-    Returns
-    -------
-    numpy.ndarray
-        Weights of the same shape; a zero distance gets a very large weight.
-    """
-    d = np.asarray(distances, dtype=np.float64)
-    return 1.0 / np.maximum(d * d, 1e-12)
-
-
-class ScaledGaussianSVC(ClassifierMixin, BaseEstimator):
-    """Gaussian-kernel SVM whose kernel scale follows MATLAB's convention.
-
-    Parameters
-    ----------
-    scale_factor : float
-        Kernel scale as a multiple of ``sqrt(P)`` (``P`` = number of
-        predictors): 0.25 fine, 1 medium, 4 coarse.
-    C : float
-        Box constraint.
-    """
-
-    def __init__(self, scale_factor: float = 1.0, C: float = 1.0):
-        self.scale_factor = scale_factor
-        self.C = C
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit with ``gamma = 1 / (scale_factor^2 * P)``."""
-        X = np.asarray(X)
-        gamma = 1.0 / (self.scale_factor**2 * X.shape[1])
-        self.svc_ = SVC(kernel="rbf", C=self.C, gamma=gamma).fit(X, y, sample_weight=sample_weight)
-        self.classes_ = self.svc_.classes_
-        return self
-
-    def predict(self, X):
-        """Predicted class labels."""
-        check_is_fitted(self, "svc_")
-        return self.svc_.predict(X)
-
-    def decision_function(self, X):
-        """One-vs-one decision values."""
-        check_is_fitted(self, "svc_")
-        return self.svc_.decision_function(X)
-
-
-class ClippedKNN(KNeighborsClassifier):
-    """KNN that uses at most as many neighbours as training samples.
-
-    MATLAB's coarse KNN asks for 100 neighbours; on a small training fold
-    that is more than there are samples, so the fit uses ``min(k, n)``.
-    """
-
-    def fit(self, X, y):
-        """Fit, clipping the neighbour count to the training-set size."""
-        with self._clipped(len(X)):
-            super().fit(X, y)
-        self.n_neighbors_used_ = min(self.n_neighbors, len(X))
-        return self
-
-    @contextmanager
-    def _clipped(self, n: int | None = None):
-        requested = self.n_neighbors
-        self.n_neighbors = min(requested, n if n is not None else self.n_neighbors_used_)
-        try:
-            yield
-        finally:
-            self.n_neighbors = requested
-
-    def predict(self, X):
-        """Predicted class labels."""
-        with self._clipped():
-            return super().predict(X)
-
-    def predict_proba(self, X):
-        """Class probabilities from the (clipped) neighbourhood."""
-        with self._clipped():
-            return super().predict_proba(X)
-
-
-class RUSBoostClassifier(ClassifierMixin, BaseEstimator):
-    """RUSBoost: AdaBoost (SAMME) with random under-sampling per round.
-
-    Each round draws, without replacement, as many training samples from
-    every class as the smallest class holds, fits a depth-limited tree on
-    that balanced subset (with the current boosting weights), and reweights
-    all training samples by the tree's errors (Seiffert et al., 2010; the
-    method MATLAB's ``'RUSBoost'`` ensemble implements).
-
-    Parameters
-    ----------
-    n_estimators : int
-        Boosting rounds.
-    learning_rate : float
-        Shrinkage of each round's vote.
-    max_leaf_nodes : int
-        Leaves per tree (MATLAB's "maximum number of splits" + 1).
-    random_state : int or None
-        Seed of the under-sampling.
-    """
-
-    def __init__(self, n_estimators=30, learning_rate=0.1, max_leaf_nodes=21, random_state=None):
-        self.n_estimators = n_estimators
-        self.learning_rate = learning_rate
-        self.max_leaf_nodes = max_leaf_nodes
-        self.random_state = random_state
-
-    def fit(self, X, y, sample_weight=None):
-        """Fit the boosted ensemble."""
-        X = np.asarray(X)
-        y = np.asarray(y)
-        self.classes_, y_idx = np.unique(y, return_inverse=True)
-        k = len(self.classes_)
-        rng = np.random.default_rng(self.random_state)
-        w = np.full(len(y), 1.0 / len(y)) if sample_weight is None else np.asarray(sample_weight, float)
-        w = w / w.sum()
-        per_class = [np.flatnonzero(y_idx == c) for c in range(k)]
-        n_min = min(len(p) for p in per_class)
-        self.estimators_, self.estimator_weights_ = [], []
-        for _ in range(self.n_estimators):
-            sub = np.concatenate([rng.choice(p, n_min, replace=False) for p in per_class])
-            tree = DecisionTreeClassifier(
-                max_leaf_nodes=self.max_leaf_nodes, random_state=int(rng.integers(2**31))
-            )
-            tree.fit(X[sub], y_idx[sub], sample_weight=w[sub] / w[sub].sum())
-            wrong = tree.predict(X) != y_idx
-            err = float(np.clip(np.sum(w[wrong]), 1e-10, None))
-            if err >= 1.0 - 1.0 / k:
-                if not self.estimators_:
-                    self.estimators_.append(tree)
-                    self.estimator_weights_.append(1.0)
-                break
-            alpha = self.learning_rate * (np.log((1.0 - err) / err) + np.log(k - 1.0))
-            self.estimators_.append(tree)
-            self.estimator_weights_.append(alpha)
-            w = w * np.exp(alpha * wrong)
-            w = w / w.sum()
-        return self
-
-    def decision_function(self, X):
-        """Weighted votes of the rounds, one column per class."""
-        check_is_fitted(self, "estimators_")
-        X = np.asarray(X)
-        votes = np.zeros((len(X), len(self.classes_)))
-        rows = np.arange(len(X))
-        for tree, alpha in zip(self.estimators_, self.estimator_weights_):
-            votes[rows, tree.predict(X)] += alpha
-        return votes
-
-    def predict(self, X):
-        """Class with the largest weighted vote."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
-
+from emodist.learn.estimators import (
+    ClippedKNN,
+    RUSBoostClassifier,
+    ScaledGaussianSVC,
+    squared_inverse,
+)
+from emodist.learn.params import ParameterError
 
 # --------------------------------------------------------------------------
 # The presets.
@@ -347,14 +185,14 @@ def get_preset(name: str) -> Preset:
 
     Raises
     ------
-    EmodistError
-        For an unknown name; the message lists the valid keys.
+    ParameterError
+        For an unknown name (parameter ``classifiers``); the message lists
+        the valid keys.
     """
     key = _key(name)
     if key not in PRESETS:
-        raise EmodistError(
-            f"unknown classifier {name!r}; choose from {', '.join(PRESETS)} (see emodist evaluate --list)"
-        )
+        raise ParameterError(f"unknown classifier {name!r}; choose from {', '.join(PRESETS)}",
+                             "classifiers")
     return PRESETS[key]
 
 
@@ -372,7 +210,7 @@ def resolve_presets(names) -> list[Preset]:
             if p not in out:
                 out.append(p)
     if not out:
-        raise EmodistError("no classifier given")
+        raise ParameterError("no classifier given", "classifiers")
     return out
 
 
@@ -420,18 +258,8 @@ def describe_presets() -> list[dict[str, Any]]:
 
 
 # --------------------------------------------------------------------------
-# Distribution presets (``--target distribution``).
+# Distribution presets (``target="distribution"``).
 # --------------------------------------------------------------------------
-
-
-def normalise_rows(P) -> np.ndarray:
-    """Clip negative values to 0 and scale each row to sum 1 (uniform if all 0)."""
-    P = np.clip(np.asarray(P, dtype=np.float64), 0.0, None)
-    if P.ndim == 1:
-        P = P[None, :]
-    s = P.sum(axis=1, keepdims=True)
-    uniform = np.full_like(P, 1.0 / P.shape[1])
-    return np.where(s > 0, P / np.where(s > 0, s, 1.0), uniform)
 
 
 _DISTRIBUTION_LIST = [
@@ -465,12 +293,13 @@ def resolve_distribution_presets(names) -> list[Preset]:
         elif key in DISTRIBUTION_PRESETS:
             picks = [DISTRIBUTION_PRESETS[key]]
         else:
-            raise EmodistError(
-                f"unknown distribution model {n!r}; choose from {', '.join(DISTRIBUTION_PRESETS)}"
+            raise ParameterError(
+                f"unknown distribution model {n!r}; choose from {', '.join(DISTRIBUTION_PRESETS)}",
+                "classifiers",
             )
         out.extend(p for p in picks if p not in out)
     if not out:
-        raise EmodistError("no distribution model given")
+        raise ParameterError("no distribution model given", "classifiers")
     return out
 
 

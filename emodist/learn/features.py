@@ -1,0 +1,356 @@
+"""The store-facing part of an evaluation: feature groups, feature sets, data.
+
+Everything the evaluation reads from a feature store goes through this
+module:
+
+* :func:`open_dataset`: a store URL (or an opened Dataset) as a Dataset;
+* :func:`stored_groups`: the feature groups a store holds, with their
+  feature names;
+* :func:`resolve_feature_sets`: the feature-set syntax (below) turned into
+  :class:`FeatureSet` objects;
+* :func:`usable_rows`: the segments where every group of a set is done;
+* :func:`load_data`: the matrices, labels and ids of the evaluated segments;
+* :func:`store_info`: the store's provenance for the report.
+
+Store layout read here: dimension ``segment`` whose index holds the segment
+ids, per-segment coordinates ``track_id``, ``label``, ``group`` (...); for
+each feature group ``NAME`` a variable ``NAME`` (``segment``,
+``NAME_feature``) with the feature names in coordinate ``NAME_feature`` and a
+status variable ``NAME_status`` (0 pending, 1 done, -1 failed); the group's
+description in ``attrs["feature_groups"][NAME]``; ``votes`` / ``votes_mean``
+(``segment``, ``emotion``).
+
+Feature-set syntax (a string or a list of strings):
+
+* a stored group name (``handcrafted``): that group's columns;
+* ``+``-joined group names (``handcrafted+inception_v3``): their columns side
+  by side, on the segments where every one of them is done;
+* feature names and glob patterns (``mfcc_*``, ``tempo``): all of them
+  together form one set called ``custom``.
+
+With no spec, every stored group is evaluated alone, plus all of them joined
+when there are two or more (:func:`default_feature_sets`).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from emodist.errors import StoreError
+from emodist.learn.distribution import target_distribution
+from emodist.learn.labels import emotion_order, recompute_labels, stored_label_rule
+from emodist.learn.params import TARGETS, ParameterError, check_choice
+from emodist.spec import LABEL_RULES
+
+SEGMENT = "segment"
+STATUS_DONE = 1
+#: Name of the set formed by feature names and patterns.
+CUSTOM = "custom"
+_GLOB = set("*?[")
+
+
+def feature_dim(group: str) -> str:
+    """Dimension holding the feature names of ``group``."""
+    return f"{group}_feature"
+
+
+def status_var(group: str) -> str:
+    """Status variable of ``group``."""
+    return f"{group}_status"
+
+
+def _strings(values) -> np.ndarray:
+    return np.array([str(v) for v in np.asarray(values).ravel()], dtype=object)
+
+
+# --------------------------------------------------------------------------
+# Groups and feature sets.
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class FeatureSet:
+    """Named selection of feature columns.
+
+    Attributes
+    ----------
+    name : str
+        A group name, ``+``-joined group names, or ``"custom"``.
+    columns : list of (str, list of str)
+        Feature group and the feature names taken from it, in order.
+    """
+
+    name: str
+    columns: list[tuple[str, list[str]]]
+
+    @property
+    def names(self) -> list[str]:
+        """All feature names, in column order."""
+        return [n for _, names in self.columns for n in names]
+
+    @property
+    def groups(self) -> list[str]:
+        """The feature groups the set reads (all must be done on a segment)."""
+        return [g for g, _ in self.columns]
+
+
+def stored_groups(ds) -> dict[str, list[str]]:
+    """Feature groups of a store and their feature names, in store order.
+
+    A group is a data variable ``NAME`` over (``segment``, ``NAME_feature``)
+    with a status variable ``NAME_status``.  The order is that of
+    ``attrs["feature_groups"]``, then of the variables.
+    """
+    listed = list(dict(ds.attrs.get("feature_groups") or {}))
+    found = [str(v) for v in ds.data_vars
+             if ds[v].dims == (SEGMENT, feature_dim(str(v))) and status_var(str(v)) in ds]
+    order = [g for g in listed if g in found] + [g for g in found if g not in listed]
+    return {g: [str(n) for n in _strings(ds[feature_dim(g)].values)] for g in order}
+
+
+def default_feature_sets(available) -> list[str]:
+    """Every group alone, plus all of them joined when there are two or more."""
+    groups = list(available)
+    return groups + ["+".join(groups)] if len(groups) > 1 else groups
+
+
+def _unknown(token: str, available) -> ParameterError:
+    return ParameterError(
+        f"{token!r} is not a stored feature group (the store holds {', '.join(available) or 'none'})",
+        "features",
+    )
+
+
+def resolve_feature_sets(spec, available: dict[str, list[str]]) -> list[FeatureSet]:
+    """Turn a feature-set spec into feature sets.
+
+    Parameters
+    ----------
+    spec : str, sequence of str or None
+        Group names and ``+``-joined group names, each giving one set, and/or
+        feature names or glob patterns, which together give one set called
+        ``custom``.  ``None`` or empty: :func:`default_feature_sets`.
+    available : dict
+        Output of :func:`stored_groups`.
+
+    Returns
+    -------
+    list of FeatureSet
+
+    Raises
+    ------
+    ParameterError
+        (parameter ``features``) a joined name that is not a stored group,
+        a name that is neither a group nor a feature, a pattern that matches
+        no feature, or a store without feature groups.
+    """
+    if not available:
+        raise StoreError("the store holds no feature groups to evaluate")
+    tokens = [spec] if isinstance(spec, str) else list(spec or [])
+    tokens = tokens or default_feature_sets(available)
+    sets: list[FeatureSet] = []
+    patterns: list[str] = []
+    for tok in tokens:
+        tok = str(tok).strip()
+        if "+" in tok:
+            parts = list(dict.fromkeys(p.strip() for p in tok.split("+") if p.strip()))
+            bad = [p for p in parts if p not in available]
+            if bad or not parts:
+                raise _unknown(bad[0] if bad else tok, available)
+            fs = FeatureSet("+".join(parts), [(g, list(available[g])) for g in parts])
+        elif tok in available:
+            fs = FeatureSet(tok, [(tok, list(available[tok]))])
+        else:
+            patterns.append(tok)
+            continue
+        if all(s.name != fs.name for s in sets):
+            sets.append(fs)
+    if patterns:
+        chosen: dict[str, list[str]] = {g: [] for g in available}
+        for pat in patterns:
+            hits = [(g, n) for g, names in available.items() for n in names if fnmatch.fnmatchcase(n, pat)]
+            if not hits and not (_GLOB & set(pat)):
+                raise ParameterError(
+                    f"{pat!r} is neither a stored feature group ({', '.join(available)}) "
+                    "nor a feature name", "features")
+            if not hits:
+                raise ParameterError(f"feature pattern {pat!r} matches no feature in the store", "features")
+            for g, n in hits:
+                if n not in chosen[g]:
+                    chosen[g].append(n)
+        sets.append(FeatureSet(CUSTOM, [(g, ns) for g, ns in chosen.items() if ns]))
+    return sets
+
+
+def usable_rows(ds, groups) -> np.ndarray:
+    """Boolean mask of the segments where every group in ``groups`` has status 1."""
+    done = np.ones(ds.sizes[SEGMENT], dtype=bool)
+    for g in groups:
+        done &= np.asarray(ds[status_var(g)].values) == STATUS_DONE
+    return done
+
+
+# --------------------------------------------------------------------------
+# Data.
+# --------------------------------------------------------------------------
+
+
+@dataclass
+class EvalData:
+    """Segments taken into an evaluation, in store order.
+
+    Attributes
+    ----------
+    X : dict
+        Feature-set name -> float64 matrix ``(n, n_features)``.
+    sets : list of FeatureSet
+    y : numpy.ndarray of str
+        Labels.
+    segment_id, track_id : numpy.ndarray of str
+    group : numpy.ndarray of str or None
+        The store's ``group`` of each segment (``None`` without one).
+    distribution : numpy.ndarray or None
+        ``(n, 9)`` target distributions (``target="distribution"``).
+    label_rule : str
+    emotions : tuple of str
+        Emotion names in the store's order (the order classes are shown in).
+    excluded : dict
+        Reason -> number of segments left out.
+    """
+
+    X: dict[str, np.ndarray]
+    sets: list[FeatureSet]
+    y: np.ndarray
+    segment_id: np.ndarray
+    track_id: np.ndarray
+    group: np.ndarray | None
+    distribution: np.ndarray | None
+    label_rule: str
+    emotions: tuple[str, ...] = ()
+    excluded: dict[str, int] = field(default_factory=dict)
+
+
+def load_data(ds, features=None, label_rule: str | None = None,
+              target: str = "class") -> EvalData:
+    """Read the evaluated segments of a store into memory.
+
+    A segment is evaluated when every feature group of every requested set
+    is done on it (status 1) and its label is kept, so that all sets are
+    compared on the same segments and folds.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store (:func:`open_dataset`).
+    features : str, sequence of str or None
+        Feature-set spec (see :func:`resolve_feature_sets`).
+    label_rule : {"listener", "mean"} or None
+        ``None`` keeps the stored labels; a rule other than the stored one
+        recomputes them from ``votes`` / ``votes_mean``.
+    target : {"class", "distribution"}
+        Whether the vote distributions are needed.
+
+    Returns
+    -------
+    EvalData
+
+    Raises
+    ------
+    ParameterError
+        Unknown target, label rule or feature set.
+    StoreError
+        No finished segments, missing vote profiles, non-finite features.
+    """
+    check_choice("target", target, TARGETS)
+    if label_rule is not None:
+        check_choice("label_rule", label_rule, LABEL_RULES)
+    sets = resolve_feature_sets(features, stored_groups(ds))
+    involved = list(dict.fromkeys(g for fs in sets for g in fs.groups))
+    labels = _strings(ds["label"].values)
+    stored_rule = stored_label_rule(ds.attrs)
+    rule = label_rule or stored_rule
+    needs_votes = rule != stored_rule or target == "distribution"
+    if needs_votes and not ("votes" in ds and "votes_mean" in ds):
+        raise StoreError("the store keeps no vote profiles; cannot recompute labels or distributions")
+    votes = np.asarray(ds["votes"].values, np.float64) if needs_votes else None
+    votes_mean = np.asarray(ds["votes_mean"].values, np.float64) if needs_votes else None
+    if rule != stored_rule:
+        labels = recompute_labels(votes, votes_mean, rule, {lab for lab in labels if lab})
+    done = usable_rows(ds, involved)
+    labelled = labels != ""
+    excluded = {
+        "not extracted (status != 1)": int((~done).sum()),
+        "class dropped at extraction": int((done & ~labelled).sum()),
+    }
+    take = done & labelled
+    dist = None
+    if target == "distribution":
+        dist_all = target_distribution(votes, votes_mean, rule)
+        no_votes = dist_all.sum(axis=1) == 0
+        excluded["no votes"] = int((take & no_votes).sum())
+        take &= ~no_votes
+        dist = dist_all[take]
+    idx = np.flatnonzero(take)
+    if len(idx) == 0:
+        raise StoreError("the store has no finished, labelled segments to evaluate")
+    X = {}
+    for fs in sets:
+        parts = [np.asarray(ds[g].isel({SEGMENT: idx}).sel({feature_dim(g): names}).values, np.float64)
+                 for g, names in fs.columns]
+        mat = np.concatenate(parts, axis=1)
+        bad = ~np.isfinite(mat)
+        if bad.any():
+            raise StoreError(
+                f"{int(bad.any(axis=1).sum())} finished segments have non-finite {fs.name} features"
+            )
+        X[fs.name] = mat
+    return EvalData(
+        X=X,
+        sets=sets,
+        y=labels[idx],
+        segment_id=_strings(ds[SEGMENT].values)[idx],
+        track_id=_strings(ds["track_id"].values)[idx],
+        group=_strings(ds["group"].values)[idx] if "group" in ds.coords else None,
+        distribution=dist,
+        label_rule=rule,
+        emotions=emotion_order(ds),
+        excluded=excluded,
+    )
+
+
+# --------------------------------------------------------------------------
+# Opening a store and its provenance.
+# --------------------------------------------------------------------------
+
+
+def open_dataset(store, storage_options: dict | None = None):
+    """The store at ``store`` through :func:`emodist.store.open_store` (a Dataset is returned as is).
+
+    Raises
+    ------
+    StoreError
+        Nothing readable at ``store``.
+    """
+    if not isinstance(store, str):
+        return store
+    from emodist.store import open_store
+
+    return open_store(store, storage_options)
+
+
+def store_info(store, ds) -> dict:
+    """Provenance of the store for the report: URL, dataset, spec, groups, failures, size."""
+    attrs = dict(ds.attrs)
+    keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups")
+    info = {k: attrs[k] for k in keep if k in attrs}
+    info["url"] = store if isinstance(store, str) else "<in-memory dataset>"
+    if "spec" in attrs:
+        info["config"] = attrs["spec"]
+    failures = attrs.get("failures")
+    if isinstance(failures, (list, tuple)):
+        info["n_failures"] = len(failures)
+    info["n_segments"] = int(ds.sizes[SEGMENT])
+    return info

@@ -1,0 +1,111 @@
+"""Folds: grouped by the store's group (else the track), stratified, seeded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emodist.errors import EmodistError
+from emodist.learn import evaluate as ev
+from emodist.learn import folds as fo
+from emodist.learn.params import ParameterError
+from tests.stores import CLASSES, build, make_arrays
+
+
+def test_make_folds_keeps_tracks_whole_and_is_seeded():
+    a = make_arrays(n_tracks=30, n_segments=4)
+    y, g = a["plan"]["label"].to_numpy(), a["plan"]["track_id"].to_numpy()
+    f = fo.make_folds(y, g, 5, seed=1)
+    assert set(f) == set(range(5))
+    for track in np.unique(g):
+        assert len(set(f[g == track])) == 1
+    np.testing.assert_array_equal(f, fo.make_folds(y, g, 5, seed=1))
+    assert not np.array_equal(f, fo.make_folds(y, g, 5, seed=2))
+    # stratified: every fold holds every class
+    for k in range(5):
+        assert set(y[f == k]) == set(CLASSES)
+
+
+def test_make_folds_rejects_too_few_groups():
+    with pytest.raises(ParameterError, match="3 tracks cannot fill 5 folds; use 3 folds or fewer") as err:
+        fo.make_folds(["a", "b", "a"], ["1", "2", "3"], 5, unit="tracks")
+    assert err.value.parameter == "folds" and "--" not in err.value.message
+    with pytest.raises(ParameterError, match="at least 2, got 1"):
+        fo.make_folds(["a", "b"], ["1", "2"], 1)
+
+
+def test_check_folds_catches_a_split_group():
+    with pytest.raises(EmodistError, match="'t1' is in two folds"):
+        fo.check_folds([0, 1, 1], ["t1", "t1", "t2"])
+
+
+def test_fold_groups_fall_back_to_the_track():
+    t = ["1", "2", "3"]
+    assert fo.fold_groups(None, t)[1] == "track_id"
+    assert fo.fold_groups(["", "", ""], t)[1] == "track_id"
+    g, col = fo.fold_groups(["a", "", "a"], t)
+    assert list(g) == ["a", "2", "a"] and col == "group, else track_id"
+    assert fo.fold_groups(["a", "b", "a"], t)[1] == "group"
+
+
+def test_make_folds_without_enough_groups_per_class_groups_only():
+    y = np.array(["a", "a", "b", "b", "c", "c", "d", "d"])
+    g = np.array(["1", "1", "2", "2", "3", "3", "4", "4"])
+    f = fo.make_folds(y, g, 3, seed=0)
+    assert set(f) == {0, 1, 2}
+    fo.check_folds(f, g)
+    assert "not stratified" in fo.describe_splitter(fo.fold_splitter(y, g, 3, 0))
+    y[2:4] = "a"  # class a now has two tracks: two folds can be stratified
+    assert fo.describe_splitter(fo.fold_splitter(y, g, 2, 0)).startswith("StratifiedGroupKFold")
+
+
+def test_report_never_puts_a_track_in_two_folds():
+    r = ev.run_evaluate(build(make_arrays(n_tracks=20, n_segments=3)), features="handcrafted",
+                        classifiers=["logistic-regression"], folds=4, n_jobs=1)
+    per_track = {}
+    for t, f in zip(r["folds"]["track_id"], r["folds"]["fold"]):
+        per_track.setdefault(t, set()).add(f)
+    assert len(per_track) == 20 and all(len(v) == 1 for v in per_track.values())
+    assert len(r["folds"]["segment_id"]) == 60
+    assert r["settings"]["group_by"] == "group" and r["data"]["n_groups"] == 20
+
+
+def test_groups_spanning_several_tracks_never_split():
+    # 24 tracks in 8 groups (think: albums) of 3 tracks of one class each
+    a = make_arrays(n_tracks=24, n_segments=2)
+    tracks = a["plan"]["track_id"].astype(int)
+    a["plan"]["group"] = [f"album{(t % 4) + 4 * (t // 12)}" for t in tracks]
+    a["plan"].loc[tracks == 23, "group"] = ""  # no group: its own track
+    r = ev.run_evaluate(build(a), features="handcrafted", classifiers=["logistic-regression"],
+                        folds=3, n_jobs=1, seed=1)
+    per_group, per_track = {}, {}
+    for g, t, f in zip(r["folds"]["group"], r["folds"]["track_id"], r["folds"]["fold"]):
+        per_group.setdefault(g, set()).add(f)
+        per_track.setdefault(t, set()).add(f)
+    assert all(len(v) == 1 for v in per_group.values())
+    assert set(per_group) == {f"album{i}" for i in range(8)} | {"23"}
+    assert r["settings"]["group_by"] == "group, else track_id"
+    assert r["data"]["n_groups"] == 9 and r["data"]["n_tracks"] == 24
+    assert "grouped by group (track where none is set)" in r["settings"]["cv"]
+    # grouping by track alone would have split some of those groups
+    by_track = fo.make_folds(np.array(r["folds"]["label"]), np.array(r["folds"]["track_id"]), 3, 1)
+    spread = {}
+    for g, f in zip(r["folds"]["group"], by_track):
+        spread.setdefault(g, set()).add(f)
+    assert any(len(v) > 1 for v in spread.values())
+
+
+def test_a_store_path_is_accepted(tmp_path):
+    from tests.stores import write
+
+    path = tmp_path / "s.zarr"
+    write(build(make_arrays(n_tracks=8, n_segments=1)), path)
+    r = ev.run_evaluate(path, features="handcrafted", classifiers=["linear-svm"], folds=2, n_jobs=1)
+    assert r["store"]["url"] == str(path) and r["data"]["n_segments"] == 8
+
+
+def test_too_many_folds_for_the_groups_names_the_groups():
+    a = make_arrays(n_tracks=12, n_segments=1)
+    a["plan"]["group"] = [f"g{int(t) % 4}" for t in a["plan"]["track_id"]]
+    with pytest.raises(ParameterError, match="4 groups cannot fill 5 folds"):
+        ev.run_evaluate(build(a), features="handcrafted", classifiers=["linear-svm"], folds=5)
