@@ -11,15 +11,8 @@ from emodist.cli import main
 from emodist.engine import pipeline
 from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
-from emodist.store.zarrio import open_store
+from emodist.store import open_store
 from tests.servers import dask_cluster
-
-
-def test_default_feature_sets():
-    assert pipeline.default_feature_sets(("handcrafted", "deep")) == ["handcrafted", "deep", "both"]
-    assert pipeline.default_feature_sets({"handcrafted": 1, "status": 2}) == ["handcrafted"]
-    with pytest.raises(EmodistError, match="no feature variables"):
-        pipeline.default_feature_sets(("status",))
 
 
 def test_model_available(tmp_path, monkeypatch):
@@ -32,9 +25,10 @@ def test_model_available(tmp_path, monkeypatch):
     assert pipeline.model_available() == str(real)
 
 
-def test_demo_config_only_asks_for_deep_with_a_model():
-    assert pipeline.demo_config(False).features == ("handcrafted",)
-    assert pipeline.demo_config(True).features == ("handcrafted", "deep")
+def test_demo_spec_only_asks_for_inception_with_a_model():
+    assert pipeline.demo_spec(None).group_names == ("handcrafted",)
+    assert pipeline.demo_spec("/m.onnx").group_names == ("handcrafted", "inception_v3")
+    assert pipeline.demo_spec("/m.onnx").groups[1].model == "/m.onnx"
 
 
 @pytest.mark.cluster
@@ -46,14 +40,14 @@ def test_run_command_on_a_dask_cluster(demo_dataset, tmp_path, capsys):
     with dask_cluster(n_workers=2) as (address, _):
         assert main(args + ["--scheduler", address]) == 0
     text = capsys.readouterr().out
-    assert "extracted 16 of 16 segments" in text
+    assert "wrote " in text and "16 of 16 segments done in every group" in text
     assert "Bagged Trees" in text and "report.md" in text
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["executor"] == "dask"
     assert report["settings"]["features"] == ["handcrafted"]
     assert report["data"]["n_segments"] == 16 and report["data"]["n_tracks"] == 16
     ds = open_store(str(store))
-    assert (ds["status"].values == 1).all() and "deep" not in ds
+    assert (ds["handcrafted_status"].values == 1).all() and ds.emodist.groups == ["handcrafted"]
     # the fits made on the cluster equal the same evaluation in this process
     local = ev.run_evaluate(str(store), classifiers=["linear-svm", "bagged-trees"], folds=2, n_jobs=1)
     assert local["folds"] == report["folds"]
@@ -69,13 +63,13 @@ def test_demo_without_a_model_runs_handcrafted_only(tmp_path, monkeypatch, capsy
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--tracks", "8", "--duration", "20", "--workers", "1"]) == 0
     text = capsys.readouterr().out
-    assert "deep features skipped" in text and "emodist model build" in text
+    assert "Inception-v3 features skipped" in text and "emodist model build" in text
     assert "random guess 12.5%" in text
     report = json.loads((out / "report" / "report.json").read_text())
     assert report["settings"]["features"] == ["handcrafted"]
     assert report["data"]["n_tracks"] == 8 and report["data"]["n_segments"] == 16
     assert {r["classifier"] for r in report["results"]} == set(pipeline.DEMO_CLASSIFIERS)
-    assert "deep" not in open_store(str(out / "features.zarr"))
+    assert open_store(str(out / "features.zarr")).emodist.groups == ["handcrafted"]
 
 
 def test_demo_rejects_too_few_tracks(tmp_path):

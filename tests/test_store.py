@@ -45,7 +45,7 @@ def test_chunk_regions_cover_without_overlap():
 
 
 def test_template_layout_for_groups(tmp_path):
-    url, table, p, votes = _new_store(tmp_path)
+    url, table, _p, votes = _new_store(tmp_path)
     ds = open_store(url)
     assert ds.sizes == {"segment": 10, "handcrafted_feature": 3, "emb_feature": 5, "emotion": 9}
     assert ds.emodist.groups == ["handcrafted", "emb"]
@@ -69,7 +69,7 @@ def test_template_layout_for_groups(tmp_path):
 
 
 def test_region_writes_per_group(tmp_path):
-    url, table, p, _ = _new_store(tmp_path)
+    url, _table, _p, _ = _new_store(tmp_path)
     hc = np.arange(12, dtype=np.float32).reshape(4, 3)
     io.write_region(url, 4, 8, {"handcrafted": hc}, {"handcrafted": np.array([1, 1, -1, 1])})
     state = io.read_state(url)

@@ -37,14 +37,6 @@ class PipelineResult:
     notes: list
 
 
-def default_feature_sets(groups) -> list[str]:
-    """Feature sets to evaluate: every group alone, and all joined when there are several."""
-    groups = list(groups)
-    if not groups:
-        raise EmodistError("the store holds no feature groups to evaluate")
-    return groups + ["+".join(groups)] if len(groups) > 1 else groups
-
-
 def model_available(model: str | None = None) -> str | None:
     """Path of the real deep model if it exists locally, else ``None``.
 
@@ -78,7 +70,7 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
         As for :func:`emodist.engine.extract.run_extract`.
     evaluation : dict, optional
         Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate`
-        (``features`` defaults to every extracted group alone and joined).
+        (``features`` defaults to every stored group alone, and all joined).
 
     Returns
     -------
@@ -96,7 +88,6 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
         ex = run_extract(dataset, store, spec, rt, overwrite=overwrite, retry_failed=retry_failed)
         if ex.n_done == 0:
             raise EmodistError(f"{store}: no segment was extracted; nothing to evaluate")
-        evaluation.setdefault("features", default_feature_sets(spec.group_names))
         rep = run_evaluate(store, out=out, client=client, storage_options=rt.options("store"),
                            progress=rt.progress, **evaluation)
         return PipelineResult(ex, rep, [])
@@ -174,7 +165,7 @@ def run_demo(
     if model is None:
         from emodist.models.session import default_model_path
 
-        notes.append(f"deep features skipped: no model at {default_model_path()}; "
+        notes.append(f"Inception-v3 features skipped: no model at {default_model_path()}; "
                      "build it with `emodist model build` and rerun")
         say(notes[-1])
     runtime = Runtime(n_workers=n_workers, threads_per_worker=1, progress=progress)
