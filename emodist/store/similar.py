@@ -217,8 +217,10 @@ def similar(ds, segment_id: str | None = None, *, vector=None, k: int = 10, feat
     recorded = ds.attrs.get("feature_groups") or {}
     if features is None:
         models = [g for g in index.groups if recorded.get(g, {}).get("model_sha256")]
-        features = (models or index.groups or [None])[-1]
+        features = models[-1] if models else (index.groups[0] if index.groups else None)
     chosen = resolve_features(index, features)
+    if not chosen:
+        raise EmodistError("similar needs at least one feature column; features is empty")
     groups = [v for v in chosen if v in index.groups] or None
     width = sum(len(c) for c in chosen.values())
     query_pos = -1
