@@ -179,7 +179,12 @@ def test_accessor_groups_and_cached_index(store):
     counter = counting_store(path)
     ds = open_store(counter)
     assert ds.emodist.groups == GROUPS
+    counter.reset()
     index = ds.emodist.index
+    # the statuses and numeric coordinates are read; the strings open_store decoded are not
+    read = {k.split("/")[0] for k in counter.keys}
+    assert {layout.status_name(g) for g in GROUPS} <= read
+    assert not read & {"track_id", "label", "group", "genre", "path", "segment"}, read
     assert ds.emodist.index is index  # built once, kept with the Dataset
     assert index.n == N and index.groups == GROUPS
     for g in GROUPS:
