@@ -1,21 +1,24 @@
 """Query speed, bytes read and memory on a large generated feature store.
 
 A store of ``N`` segments (1,000,000 by default; 10,000 with ``quick``) is
-written in the real layout and chunking (:func:`emodist.store.zarrio.template`,
-:func:`emodist.store.zarrio.create_store`) and filled block by block with random
-float32 values through :mod:`zarr` (both feature variables; the deep one is
-``N x 2048``, 8 GB at full size), so memory stays bounded while writing.
-Tracks have four segments; labels follow the Emotify class shares.
+written in the real layout and chunking of two feature groups, the real
+``handcrafted`` group (131 columns) and an ``inception_v3`` model group
+(``N x 2048``, 8 GB at full size): :func:`emodist.store.layout.template`,
+:func:`emodist.store.zarrio.create_store`, then filled block by block with
+random float32 values through :mod:`zarr`, so memory stays bounded while
+writing.  Tracks have four segments; labels follow the Emotify class shares.
 
-Measured through :func:`emodist.store.query.counting_store` (every key and byte the
-query fetches from the store is counted):
+Queries go through :func:`emodist.store.open_store` and the ``ds.emodist``
+accessor, measured through :func:`emodist.store.counting_store` (every key
+and byte the query fetches from the store is counted):
 
 - one track's segments with 20 handcrafted columns (warm: store open and
   its coordinate index built), the target is < 100 ms;
-- one label's (the smallest class's) deep features;
+- one label's (the smallest class's) ``inception_v3`` features;
 - similarity top-10 over all segments with the same 20 handcrafted columns
   (standardised; first call also streams the column statistics);
-- similarity top-10 over the full ``N x 2048`` deep variable, in a separate
+- similarity top-10 over the full ``N x 2048`` ``inception_v3`` variable (the
+  default features of ``similar``: the last model group), in a separate
   process so that its peak RSS is its own.
 
 Environment: ``EMODIST_BENCH_DIR`` (where the store goes, default the
@@ -59,13 +62,6 @@ PER_TRACK = 4
 WRITE_ROWS = 16_384
 
 
-def handcrafted_names() -> list[str]:
-    """The real handcrafted feature names (131 in the full set)."""
-    from emodist.features.handcrafted import feature_names
-
-    return list(feature_names("full"))
-
-
 def make_plan(n_segments: int, seed: int = 0) -> pd.DataFrame:
     """A segment plan of ``n_segments`` rows, four 15 s segments per track."""
     rng = np.random.default_rng(seed)
@@ -90,6 +86,22 @@ def make_plan(n_segments: int, seed: int = 0) -> pd.DataFrame:
     )
 
 
+#: The stored feature groups: handcrafted descriptors and a model embedding.
+HANDCRAFTED, DEEP = "handcrafted", "inception_v3"
+
+
+def feature_groups(deep_dim: int):
+    """The real handcrafted group and an Inception-v3 group of ``deep_dim`` columns.
+
+    The model group is given its width and a (made-up) model hash, so that it
+    is recorded as a model embedding without reading a model.
+    """
+    from emodist.features.handcrafted_group import Handcrafted
+    from emodist.features.inception import InceptionV3
+
+    return [Handcrafted(), InceptionV3(dim=deep_dim, sha256="be" * 32, image_size=299)]
+
+
 def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0) -> dict:
     """Write a complete store of random features at ``path``.
 
@@ -100,17 +112,19 @@ def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0)
     """
     import zarr
 
-    from emodist.store import layout as schema
+    from emodist.spec import ExtractionSpec
+    from emodist.store import layout
     from emodist.store import zarrio as store
 
     t0 = time.perf_counter()
-    names = handcrafted_names()
+    groups = feature_groups(deep_dim)
+    width = {g.name: g.width for g in groups}
     plan = make_plan(n_segments, seed)
     chunk = store.chunk_segments(n_segments, 4 * deep_dim)
     attrs = {"dataset": f"random benchmark store, {n_segments} segments", "bench_seed": seed,
              "label_rule": "listener"}
-    ds = store.template(plan, handcrafted_names=names, deep_dim=deep_dim, chunk=chunk,
-                        attrs=attrs)
+    attrs.update(ExtractionSpec(groups=tuple(groups)).to_attrs())
+    ds = layout.template(plan, groups, chunk=chunk, attrs=attrs)
     store.create_store(path, ds, chunk)
     del ds, plan
     rng = np.random.default_rng(seed + 1)
@@ -120,9 +134,10 @@ def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0)
         step = max(chunk, WRITE_ROWS // chunk * chunk)
         for a in range(0, n_segments, step):
             b = min(a + step, n_segments)
-            g[schema.HANDCRAFTED][a:b] = rng.standard_normal((b - a, len(names)), np.float32)
-            g[schema.DEEP][a:b] = rng.random((b - a, deep_dim), np.float32)
-        g[schema.STATUS][:] = np.ones(n_segments, np.int8)
+            g[HANDCRAFTED][a:b] = rng.standard_normal((b - a, width[HANDCRAFTED]), np.float32)
+            g[DEEP][a:b] = rng.random((b - a, deep_dim), np.float32)
+        for name in width:
+            g[layout.status_name(name)][:] = np.full(n_segments, layout.STATUS_DONE, np.int8)
     store.finish_store(path, {"bench_complete": True})
     return {"seconds": time.perf_counter() - t0, "chunk": chunk, "bytes": _du(path)}
 
@@ -132,14 +147,16 @@ def _du(path: str) -> int:
 
 
 def _reusable(path: str, n_segments: int, deep_dim: int) -> bool:
-    from emodist.store import query
+    from emodist.errors import StoreError
+    from emodist.store import layout, open_store
 
     try:
-        ds = query.open_store(path)
-    except query.StoreError:
+        ds = open_store(path)
+    except StoreError:
         return False
     return (ds.attrs.get("bench_complete") is True and ds.sizes["segment"] == n_segments
-            and ds.sizes.get("deep_feature") == deep_dim)
+            and ds.emodist.groups == [HANDCRAFTED, DEEP]
+            and ds.sizes.get(layout.feature_dim(DEEP)) == deep_dim)
 
 
 def _measure(counter, fn, n: int, warmup: int = 1) -> tuple[float, float, int]:
@@ -184,22 +201,23 @@ def _reset_peak() -> None:
 
 
 def deep_similarity_child(path: str) -> dict:
-    """Run in a fresh process: top-10 over the whole deep variable."""
-    from emodist.store import query
+    """Run in a fresh process: top-10 over the whole deep (model) variable."""
+    from emodist.store import counting_store, open_store
+    from emodist.store.similar import BLOCK_BYTES
 
-    counter = query.counting_store(path)
-    ds = query.open_store(counter)
-    index = query.store_index(ds)
-    query_id = str(index.columns["segment_id"][len(index.status) // 2])
+    counter = counting_store(path)
+    ds = open_store(counter)
+    index = ds.emodist.index
+    query_id = str(index.columns["segment_id"][index.n // 2])
     index_peak, before = _status_mib("VmHWM"), _status_mib("VmRSS")
     _reset_peak()
     counter.reset()
     t0, c0 = time.perf_counter(), time.process_time()
-    hits = query.similar(ds, query_id, k=10, features="deep", exclude_same_track=True)
+    hits = ds.emodist.similar(query_id, k=10, exclude_same_track=True)  # default: DEEP
     seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"seconds": seconds, "cpu": cpu, "bytes": counter.bytes_read, "rss_before_mib": before,
             "index_peak_mib": index_peak, "peak_rss_mib": _status_mib("VmHWM"), "hits": len(hits),
-            "block_mib": query.BLOCK_BYTES / 2**20}
+            "block_mib": BLOCK_BYTES / 2**20}
 
 
 def _deep_similarity(path: str) -> dict:
@@ -214,37 +232,37 @@ def _deep_similarity(path: str) -> dict:
 
 def _query_rows(path: str, n_segments: int, deep_dim: int) -> list[dict]:
     """Time the selection and handcrafted similarity queries on one opened store."""
-    from emodist.store import query
+    from emodist.store import counting_store, open_store
 
     rows = []
-    counter = query.counting_store(path)
+    counter = counting_store(path)
     t0 = time.perf_counter()
-    ds = query.open_store(counter)
-    index = query.store_index(ds)
+    ds = open_store(counter)
+    index = ds.emodist.index
     rows.append(row("open + coordinate index (cold)", time.perf_counter() - t0, 0, "s",
                     f"bytes read {counter.bytes_read / 2**20:.1f} MiB"))
-    cols = [c for c in index.feature_names["handcrafted"] if c.startswith("mfcc_")][:20]
+    cols = [c for c in index.feature_names[HANDCRAFTED] if c.startswith("mfcc_")][:20]
     track = str(index.categories["track_id"][len(index.categories["track_id"]) // 2])
 
     med, spread, nbytes = _measure(
-        counter, lambda: query.select(ds, tracks=track, features=cols), n=20)
+        counter, lambda: ds.emodist.select(tracks=track, features=cols), n=20)
     rows.append(row("one track, 20 handcrafted columns (warm)", med * 1e3, spread * 1e3, "ms",
                     f"{PER_TRACK} rows; bytes read {nbytes / 2**10:.0f} KiB; target < 100 ms"))
 
     label = min(CLASS_SHARES, key=CLASS_SHARES.get)
     n_label = int(np.sum(index.categories["label"][index.codes["label"]] == label))
-    wall, cpu, nbytes = _once(counter, lambda: query.select(ds, labels=label, features="deep"))
+    wall, cpu, nbytes = _once(counter, lambda: ds.emodist.select(labels=label, features=DEEP))
     rows.append(row(f"one label's deep features ({label})", wall, 0, "s",
                     f"{n_label} rows x {deep_dim}; CPU {cpu:.1f} s; bytes read "
                     f"{nbytes / 2**30:.2f} GiB (labels are spread over nearly every chunk)"))
 
     qid = str(index.columns["segment_id"][n_segments // 3])
-    wall, cpu, nbytes = _once(counter, lambda: query.similar(ds, qid, k=10, features=cols))
+    wall, cpu, nbytes = _once(counter, lambda: ds.emodist.similar(qid, k=10, features=cols))
     rows.append(row("similar top-10, 20 handcrafted columns (cold)", wall, 0, "s",
                     f"standardised: column statistics pass + search pass; CPU {cpu:.1f} s; "
                     f"bytes read {nbytes / 2**20:.0f} MiB"))
     med, spread, nbytes = _measure(
-        counter, lambda: query.similar(ds, qid, k=10, features=cols), n=3, warmup=0)
+        counter, lambda: ds.emodist.similar(qid, k=10, features=cols), n=3, warmup=0)
     rows.append(row("similar top-10, 20 handcrafted columns (warm)", med, spread, "s",
                     f"{n_segments} segments; bytes read {nbytes / 2**20:.0f} MiB"))
     return rows

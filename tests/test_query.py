@@ -1,7 +1,13 @@
-"""Tests of emodist.store.query and the info / query / similar commands on real Zarr stores."""
+"""The store read path: open_store, ds.emodist (select / similar / info) and the CLI.
+
+Every store is a real Zarr store written by :mod:`tests.stores`; expected
+values are computed here with plain numpy from the arrays that were written.
+"""
 
 from __future__ import annotations
 
+import io
+import itertools
 import json
 
 import numpy as np
@@ -10,180 +16,438 @@ import pytest
 import xarray as xr
 
 from emodist.cli import main
+from emodist.data.labels import GEMS
 from emodist.errors import EmodistError, StoreError
-from emodist.store import layout as schema
-from emodist.store import query
-from emodist.store.zarrio import encoding
+from emodist.features.inception import embedding_names
+from emodist.store import counting_store, layout, open_store
+from emodist.store import similar as similar_mod
+from emodist.store.index import META_COLUMNS
+from emodist.store.info import info as info_fn
+from emodist.store.names import suggest
+from emodist.store.select import select as select_fn
+from emodist.store.similar import column_stats, distances, merge_topk
+from emodist.store.similar import similar as similar_fn
+from tests.stores import make_table, write_store
 
 N_TRACKS, PER_TRACK, CHUNK = 30, 4, 7
+N = N_TRACKS * PER_TRACK
 HC_NAMES = [f"mfcc_{i:02d}_mean" for i in range(13)] + ["centroid_mean", "rms_mean", "zcr_mean"]
-DEEP_DIM = 24
+EMB_DIM = 24
+EMB_NAMES = embedding_names("inception_v3", EMB_DIM)
+TEMPO_NAMES = ["tempo_bpm", "tempo_confidence", "onset_rate"]
+GROUPS = ["handcrafted", "inception_v3", "tempo"]
+
+# row 5 (2:001) is pending in handcrafted and inception_v3, rows 40/41 (11:000, 11:001)
+# pending / failed in handcrafted only, row 70 (18:002) failed in inception_v3 only,
+# rows 100..102 (26:000..26:002) pending in tempo only
+STATUS = {g: np.ones(N, np.int8) for g in GROUPS}
+STATUS["handcrafted"][[5, 40]] = layout.STATUS_PENDING
+STATUS["handcrafted"][41] = layout.STATUS_FAILED
+STATUS["inception_v3"][5] = layout.STATUS_PENDING
+STATUS["inception_v3"][70] = layout.STATUS_FAILED
+STATUS["tempo"][[100, 101, 102]] = layout.STATUS_PENDING
+FAILURES = [{"track_id": "11", "path": "/music/11.mp3", "error": "cannot decode",
+             "group": "handcrafted"}]
 
 
-def make_plan(n_tracks: int = N_TRACKS, per_track: int = PER_TRACK) -> pd.DataFrame:
-    """A segment plan: ``per_track`` 15 s segments per track, two genres."""
-    tr = np.repeat(np.arange(n_tracks), per_track)
-    idx = np.tile(np.arange(per_track), n_tracks)
-    return pd.DataFrame(
-        {
-            "segment_id": [f"{t + 1}:{i:03d}" for t, i in zip(tr, idx)],
-            "track_id": [str(t + 1) for t in tr],
-            "segment_index": idx,
-            "start_s": idx * 15.0,
-            "duration_s": 15.0,
-            "label": np.array(["calmness", "tension", "power", "sadness", "nostalgia"])[tr % 5],
-            "group": [str(t % 3) for t in tr],
-            "genre": np.array(["rock", "classical"])[tr % 2],
-            "path": [f"/music/{t + 1}.mp3" for t in tr],
-        }
-    )
+def done(*groups) -> np.ndarray:
+    """Rows done in every one of ``groups`` (all groups when none given)."""
+    out = np.ones(N, bool)
+    for g in groups or GROUPS:
+        out &= STATUS[g] == layout.STATUS_DONE
+    return out
 
 
-def write_store(path, seed: int = 0, status=None, failures=None, chunk: int = CHUNK):
-    """Write a store with random features; returns the in-memory Dataset."""
+def make_values(seed: int = 0) -> dict:
+    """Random values of the three groups and the votes, as numpy arrays."""
     rng = np.random.default_rng(seed)
-    plan = make_plan()
-    n = len(plan)
-    hc = rng.normal(size=(n, len(HC_NAMES))) * np.linspace(1, 500, len(HC_NAMES))
-    deep = rng.random((n, DEEP_DIM))
-    votes = rng.dirichlet(np.ones(9), size=n)
-    if status is None:
-        status = np.ones(n, np.int8)
-    attrs = {"config": json.dumps({"sr": 22050}), "failures": json.dumps(failures or []),
-             "dataset": "generated"}
-    ds = schema.build_dataset(plan, HC_NAMES, DEEP_DIM, handcrafted=hc, deep=deep,
-                              status=status, votes=votes, attrs=attrs)
-    ds.to_zarr(str(path), zarr_format=3, consolidated=True, mode="w",
-               encoding=encoding(ds, chunk))
-    return ds
+    return {
+        "handcrafted": (rng.normal(size=(N, len(HC_NAMES))) * np.linspace(1, 500, len(HC_NAMES))
+                        ).astype(np.float32),
+        "inception_v3": rng.random((N, EMB_DIM)).astype(np.float32),
+        "tempo": (rng.normal(size=(N, 3)) * [40, 1, 5] + [120, 0, 10]).astype(np.float32),
+        "votes": rng.dirichlet(np.ones(9), size=N).astype(np.float32),
+        "votes_mean": rng.random((N, 9)).astype(np.float32),
+    }
 
 
-STATUS = np.ones(N_TRACKS * PER_TRACK, np.int8)
-STATUS[[5, 40]] = schema.STATUS_PENDING
-STATUS[[41]] = schema.STATUS_FAILED
-FAILURES = [{"track_id": "11", "path": "/music/11.mp3", "error": "cannot decode"}]
+def write_test_store(path, seed: int = 0, chunk: int = CHUNK) -> dict:
+    """The three-group store of this module at ``path``; returns the values written."""
+    v = make_values(seed)
+    write_store(path, make_table(N_TRACKS, PER_TRACK),
+                {"handcrafted": (HC_NAMES, v["handcrafted"]),
+                 "inception_v3": (EMB_NAMES, v["inception_v3"]),
+                 "tempo": (TEMPO_NAMES, v["tempo"])},
+                status=STATUS, votes=v["votes"], votes_mean=v["votes_mean"], chunk=chunk,
+                failures=FAILURES, model_groups=["inception_v3"])
+    return v
+
+
+TABLE = make_table(N_TRACKS, PER_TRACK)
+IDS = TABLE["segment_id"].to_numpy().astype(str)
+TRACKS = TABLE["track_id"].to_numpy().astype(str)
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory):
     path = tmp_path_factory.mktemp("query") / "features.zarr"
-    mem = write_store(path, status=STATUS, failures=FAILURES)
-    return str(path), mem
+    values = write_test_store(path)
+    return str(path), values
+
+
+@pytest.fixture
+def ds(store):
+    return open_store(store[0])
+
+
+def features_of(df: pd.DataFrame) -> np.ndarray:
+    return df.iloc[:, len(META_COLUMNS):].to_numpy()
+
+
+def brute_force(x, q, metric):
+    x, q = np.asarray(x, np.float64), np.asarray(q, np.float64)
+    if metric == "cosine":
+        return 1 - x @ q / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
+    return np.linalg.norm(x - q, axis=1)
+
+
+def zscore(x, rows):
+    """Columns of ``x`` z-scored with the mean and std of ``rows``."""
+    x = np.asarray(x, np.float64)
+    mean, std = x[rows].mean(0), x[rows].std(0)
+    std[std == 0] = 1.0
+    return (x - mean) / std
+
+
+def nearest(d, allowed, k):
+    """Positions of the ``k`` smallest distances among ``allowed`` (ties by position)."""
+    d = np.where(allowed, d, np.inf)
+    order = np.argsort(d, kind="stable")
+    return order[np.isfinite(d[order])][:k]
 
 
 # --------------------------------------------------------------------------- opening
 
 
-def test_open_store_is_lazy_and_reads_metadata_only(store):
-    path, mem = store
-    counter = query.counting_store(path)
-    ds = query.open_store(counter)
-    assert ds.sizes[schema.SEGMENT] == len(mem.segment)
-    assert type(ds.deep.data).__name__ == "Array"  # dask
+def test_open_store_is_lazy_and_reads_no_feature_chunks(store):
+    path, _ = store
+    counter = counting_store(path)
+    ds = open_store(counter)
+    assert ds.sizes[layout.SEGMENT] == N
+    for g in GROUPS:
+        assert type(ds[g].data).__name__ == "Array"  # dask, not loaded
     read = set(counter.keys)
-    assert not any(k.startswith(("deep/", "handcrafted/", "status/", "track_id/")) for k in read)
     assert "zarr.json" in read
+    heavy = tuple(f"{v}/" for v in GROUPS + [layout.status_name(g) for g in GROUPS]
+                  + ["votes", "votes_mean"])
+    assert not any(k.startswith(heavy) for k in read), sorted(read)
 
 
 def test_open_store_errors_name_the_path(tmp_path):
     with pytest.raises(StoreError, match="no feature store"):
-        query.open_store(tmp_path / "missing.zarr")
+        open_store(tmp_path / "missing.zarr")
     other = tmp_path / "other.zarr"
     xr.Dataset({"x": ("a", np.arange(3))}).to_zarr(str(other), zarr_format=3, consolidated=True)
     with pytest.raises(StoreError, match="not an emodist feature store"):
-        query.open_store(other)
+        open_store(other)
 
 
-def test_select_accepts_store_from_store_module(store):
-    from emodist.store.zarrio import open_store as store_open
+def test_segment_dimension_is_indexed_by_segment_id(ds, store):
+    _, v = store
+    one = ds.sel(segment="12:001")
+    row = int(np.flatnonzero(IDS == "12:001")[0])
+    assert str(one["track_id"].values) == "12" and int(one["segment_index"]) == 1
+    np.testing.assert_array_equal(one["handcrafted"].values, v["handcrafted"][row])
+    np.testing.assert_array_equal(one["inception_v3"].values, v["inception_v3"][row])
+    assert int(one["tempo_status"]) == STATUS["tempo"][row]
+    many = ds.sel(segment=["30:003", "1:002"])
+    np.testing.assert_array_equal(many["tempo"].values,
+                                  v["tempo"][[int(np.flatnonzero(IDS == s)[0])
+                                              for s in ("30:003", "1:002")]])
+    # decoded strings and native attributes
+    assert all(type(s) is str for s in ds["segment"].values[:3])
+    assert list(ds["label"].values[:5]) == list(TABLE["label"][:5])
+    assert isinstance(ds.attrs["feature_groups"], dict)
+    assert list(ds.attrs["feature_groups"]) == GROUPS
+    assert ds.attrs["failures"] == FAILURES
+    with pytest.raises(KeyError):
+        ds.sel(segment="99:000")
 
-    path, mem = store
-    df = query.select(store_open(path), tracks="2", features="rms_mean")
-    rows = [4, 6, 7]  # row 5 is pending
-    np.testing.assert_allclose(df["rms_mean"], mem.handcrafted.values[rows, HC_NAMES.index("rms_mean")])
-    # a Dataset this module did not open is read through its dask arrays
-    got = query.similar(store_open(path), "5:001", k=4, features="handcrafted")
-    want = query.similar(query.open_store(path), "5:001", k=4, features="handcrafted")
-    pd.testing.assert_frame_equal(got, want)
+
+def test_accessor_groups_and_cached_index(store):
+    path, _ = store
+    counter = counting_store(path)
+    ds = open_store(counter)
+    assert ds.emodist.groups == GROUPS
+    counter.reset()
+    index = ds.emodist.index
+    # the statuses and numeric coordinates are read; the strings open_store decoded are not
+    read = {k.split("/")[0] for k in counter.keys}
+    assert {layout.status_name(g) for g in GROUPS} <= read
+    assert not read & {"track_id", "label", "group", "genre", "path", "segment"}, read
+    assert ds.emodist.index is index  # built once, kept with the Dataset
+    assert index.n == N and index.groups == GROUPS
+    for g in GROUPS:
+        np.testing.assert_array_equal(index.status[g], STATUS[g])
+    ds.emodist.select(tracks="3", features="rms_mean")
+    counter.reset()
+    ds.emodist.select(tracks="4", features="rms_mean")
+    assert ds.emodist.index is index
+    assert not any(k.startswith(("track_id/", "handcrafted_status/")) for k in counter.keys)
+    # another open of the same store has its own accessor and index
+    assert open_store(path).emodist.index is not index
+
+
+def test_subset_dataset_gets_its_own_index(store):
+    path, v = store
+    ds = open_store(path)
+    full = ds.emodist.index
+    sub = ds.isel(segment=slice(0, 10))
+    assert sub.emodist is not ds.emodist
+    assert sub.emodist.index is not full and sub.emodist.index.n == 10
+    assert ds.emodist.index is full and full.n == N  # the parent's state is untouched
+
+    rows = np.flatnonzero(done("inception_v3")[:10])
+    df = sub.emodist.select(features="inception_v3")
+    assert list(df["segment_id"]) == list(IDS[rows])
+    np.testing.assert_array_equal(features_of(df), v["inception_v3"][rows])
+    with pytest.raises(EmodistError, match="unknown track '30'"):
+        sub.emodist.select(tracks="30")  # not in the subset
+
+    x = v["inception_v3"][:10]
+    d = brute_force(x, x[2], "cosine")
+    allowed = done("inception_v3")[:10].copy()
+    allowed[2] = False
+    expect = nearest(d, allowed, 4)
+    got = sub.emodist.similar("1:002", k=4)
+    assert list(got["segment_id"]) == list(IDS[:10][expect])
+    np.testing.assert_allclose(got["distance"], d[expect], rtol=1e-5, atol=1e-6)
+    # standardised over the subset's own done rows, not the whole store's
+    hc_done = done("handcrafted")[:10]
+    z = zscore(v["handcrafted"][:10], hc_done)
+    d = brute_force(z, z[0], "euclidean")
+    allowed = hc_done.copy()
+    allowed[0] = False
+    expect = nearest(d, allowed, 3)
+    got = sub.emodist.similar("1:000", k=3, features="handcrafted", metric="euclidean")
+    assert list(got["segment_id"]) == list(IDS[:10][expect])
+    np.testing.assert_allclose(got["distance"], d[expect], rtol=1e-4)
+
+
+def test_scattered_subset_returns_its_own_positions(store):
+    path, v = store
+    ds = open_store(path)
+    picks = np.array([100, 3, 57, 41, 8, 119, 64])  # unsorted, across chunks
+    sub = ds.isel(segment=picks)
+    df = sub.emodist.select(features="handcrafted+tempo")
+    keep = done("handcrafted", "tempo")[picks]
+    assert list(df["segment_id"]) == list(IDS[picks][keep])  # the subset's order
+    np.testing.assert_array_equal(
+        features_of(df), np.hstack([v["handcrafted"], v["tempo"]])[picks][keep])
+    same = sub.emodist.select(segments=["30:003", "1:003"], features="tempo")
+    assert list(same["segment_id"]) == ["1:003", "30:003"]  # the subset's order
+    np.testing.assert_array_equal(features_of(same), v["tempo"][[3, 119]])
+    sel = ds.sel(segment=["30:003", "1:001"])
+    assert list(sel.emodist.select(features="rms_mean")["segment_id"]) == ["30:003", "1:001"]
+
+
+def test_subset_reads_only_its_chunks(store):
+    path, _ = store
+    counter = counting_store(path)
+    sub = open_store(counter).isel(segment=slice(56, 70))  # chunks 8 (56..62) and 9 (63..69)
+    assert sub.emodist.index.n
+    counter.reset()
+    df = sub.emodist.select(features="inception_v3")
+    assert len(df) == 14
+    assert sorted({k for k in counter.keys if k.startswith("inception_v3/")}) == [
+        "inception_v3/c/8/0", "inception_v3/c/9/0"]
+
+
+def test_in_memory_datasets_are_queried_too(store, tmp_path):
+    """A loaded store, a computed copy and a Dataset built in memory answer the same."""
+    path, v = store
+    mem = write_store(tmp_path / "again.zarr", TABLE,
+                      {"handcrafted": (HC_NAMES, v["handcrafted"]),
+                       "inception_v3": (EMB_NAMES, v["inception_v3"]),
+                       "tempo": (TEMPO_NAMES, v["tempo"])},
+                      status=STATUS, votes=v["votes"], votes_mean=v["votes_mean"], chunk=CHUNK,
+                      model_groups=["inception_v3"])
+    rows = np.flatnonzero(np.isin(TRACKS, ["2", "26"]) & done("handcrafted", "tempo"))
+    q_pos = 17
+    x = v["inception_v3"]
+    d = brute_force(x, x[q_pos], "euclidean")
+    allowed = done("inception_v3")
+    allowed[q_pos] = False
+    expect = nearest(d, allowed, 5)
+    for name, obj in [("loaded", open_store(path).load()), ("computed", open_store(path).compute()),
+                      ("built", mem)]:
+        df = obj.emodist.select(tracks=["2", "26"], features="handcrafted+tempo")
+        assert list(df["segment_id"]) == list(IDS[rows]), name
+        np.testing.assert_array_equal(features_of(df),
+                                      np.hstack([v["handcrafted"], v["tempo"]])[rows])
+        got = obj.emodist.similar(IDS[q_pos], k=5, metric="euclidean", block_bytes=500)
+        assert list(got["segment_id"]) == list(IDS[expect]), name
+        np.testing.assert_allclose(got["distance"], d[expect], rtol=1e-5)
+        summary = obj.emodist.info()
+        assert summary["complete"] == int(done().sum()), name
+        assert summary["chunking"]["tempo"]["shape"] == [N, 3]
+
+
+def test_functional_forms_take_a_dataset(ds):
+    pd.testing.assert_frame_equal(select_fn(ds, labels="power", features="tempo"),
+                                  ds.emodist.select(labels="power", features="tempo"))
+    pd.testing.assert_frame_equal(similar_fn(ds, "5:001", k=4),
+                                  ds.emodist.similar("5:001", k=4))
+    assert info_fn(ds) == ds.emodist.info()
 
 
 # --------------------------------------------------------------------------- select
 
 
-def test_select_one_track_values_and_metadata(store):
-    path, mem = store
-    ds = query.open_store(path)
-    df = query.select(ds, tracks="3", features=["mfcc_0*", "rms_mean"])
-    rows = np.flatnonzero(mem.track_id.values == "3")
+def test_select_one_track_values_and_metadata(ds, store):
+    _, v = store
+    df = ds.emodist.select(tracks="3", features=["mfcc_0*", "rms_mean"])
+    rows = np.flatnonzero(TRACKS == "3")
     assert list(df["segment_id"]) == [f"3:{i:03d}" for i in range(4)]
-    assert list(df.columns[: len(query.META_COLUMNS)]) == list(query.META_COLUMNS)
+    assert list(df.columns[: len(META_COLUMNS)]) == list(META_COLUMNS)
     cols = [f"mfcc_{i:02d}_mean" for i in range(10)] + ["rms_mean"]
-    assert list(df.columns[len(query.META_COLUMNS):]) == cols
-    expect = mem.handcrafted.sel(handcrafted_feature=cols).values[rows]
-    np.testing.assert_array_equal(df[cols].to_numpy(), expect)
-    assert df["genre"].iloc[0] == "rock" and df["path"].iloc[0] == "/music/3.mp3"
-    np.testing.assert_array_equal(df["start_s"], [0, 15, 30, 45])
+    assert list(df.columns[len(META_COLUMNS):]) == cols
+    np.testing.assert_array_equal(features_of(df),
+                                  v["handcrafted"][rows][:, [HC_NAMES.index(c) for c in cols]])
+    for col in ("track_id", "segment_index", "start_s", "duration_s", "label", "group",
+                "genre", "path"):
+        assert list(df[col]) == list(TABLE[col].iloc[rows]), col
 
 
-def test_select_leaves_out_pending_and_failed(store):
-    path, mem = store
-    df = query.select(path, tracks=["2", "11"], features="deep")
-    assert len(df) == 8 - 3  # track 2 lost row 5, track 11 rows 40 and 41
-    rows = [4, 6, 7, 42, 43]
-    np.testing.assert_array_equal(df.iloc[:, len(query.META_COLUMNS):].to_numpy(),
-                                  mem.deep.values[rows])
-    assert "2:001" not in set(df["segment_id"]) and "11:001" not in set(df["segment_id"])
-    full = query.select(path, tracks=["2", "11"], features="deep", include_incomplete=True)
-    assert len(full) == 8
-    assert dict(zip(full["segment_id"], full["status"]))["11:001"] == schema.STATUS_FAILED
+def test_select_leaves_out_rows_not_done_in_the_groups_involved(ds, store):
+    _, v = store
+    tracks = ["2", "11", "18"]
+    in_tracks = np.isin(TRACKS, tracks)
+    for features, groups in [("handcrafted", ["handcrafted"]),
+                             ("inception_v3", ["inception_v3"]),
+                             (["rms_mean", "inception_v3_0003"], ["handcrafted", "inception_v3"])]:
+        df = ds.emodist.select(tracks=tracks, features=features)
+        rows = np.flatnonzero(in_tracks & done(*groups))
+        assert list(df["segment_id"]) == list(IDS[rows]), features
+    # 11:000 / 11:001 are only missing handcrafted features; 18:002 only inception_v3
+    emb = ds.emodist.select(tracks=tracks, features="inception_v3")
+    assert {"11:000", "11:001"} <= set(emb["segment_id"]) and "18:002" not in set(emb["segment_id"])
+    np.testing.assert_array_equal(
+        features_of(emb), v["inception_v3"][in_tracks & done("inception_v3")])
+
+    full = ds.emodist.select(tracks=tracks, features="handcrafted", include_incomplete=True)
+    assert list(full["segment_id"]) == list(IDS[in_tracks])
+    assert list(full["handcrafted_status"]) == list(STATUS["handcrafted"][in_tracks])
+    assert "inception_v3_status" not in full  # only the groups involved
+    failed = full.set_index("segment_id").loc["11:001"]
+    assert failed["handcrafted_status"] == layout.STATUS_FAILED
+    np.testing.assert_array_equal(features_of(full.drop(columns="handcrafted_status")),
+                                  v["handcrafted"][in_tracks])  # whatever the store holds
+    both = ds.emodist.select(tracks="2", features="handcrafted+inception_v3",
+                             include_incomplete=True)
+    assert list(both.columns[len(META_COLUMNS):len(META_COLUMNS) + 2]) == [
+        "handcrafted_status", "inception_v3_status"]
 
 
-def test_select_filters_combine(store):
-    path, mem = store
-    df = query.select(path, labels="tension", genres="rock", features=[])
-    labels = mem.label.values.astype(str)
-    genres = mem.genre.values.astype(str)
-    expect = np.flatnonzero((labels == "tension") & (genres == "rock") & (STATUS == 1))
-    assert list(df["segment_id"]) == list(mem.segment_id.values.astype(str)[expect])
-    assert list(df.columns) == list(query.META_COLUMNS)
+def test_select_filters_combine(ds):
+    df = ds.emodist.select(labels="tension", genres="rock", features=[])
+    labels, genres = TABLE["label"].to_numpy(), TABLE["genre"].to_numpy()
+    expect = np.flatnonzero((labels == "tension") & (genres == "rock") & done())
+    assert len(expect) and list(df["segment_id"]) == list(IDS[expect])
+    assert list(df.columns) == list(META_COLUMNS)
+    two = ds.emodist.select(labels=["calmness", "power"], tracks=["1", "2", "3", "4"],
+                            features="tempo")
+    expect = np.flatnonzero(np.isin(labels, ["calmness", "power"])
+                            & np.isin(TRACKS, ["1", "2", "3", "4"]) & done("tempo"))
+    assert list(two["segment_id"]) == list(IDS[expect])
 
 
-def test_select_scattered_rows_across_chunks(store):
-    path, mem = store
-    ids = ["1:000", "9:003", "30:002", "2:002"]
-    df = query.select(path, segments=ids, features="deep")
-    rows = np.sort([list(mem.segment_id.values).index(i) for i in ids])
-    np.testing.assert_array_equal(df.iloc[:, len(query.META_COLUMNS):].to_numpy(),
-                                  mem.deep.values[rows])
+def test_select_scattered_rows_across_chunks(ds, store):
+    _, v = store
+    ids = ["1:000", "9:003", "30:002", "2:002", "2:001"]  # 2:001 is pending
+    df = ds.emodist.select(segments=ids, features="inception_v3")
+    rows = np.sort([int(np.flatnonzero(IDS == i)[0]) for i in ids if i != "2:001"])
+    assert list(df["segment_id"]) == list(IDS[rows])
+    np.testing.assert_array_equal(features_of(df), v["inception_v3"][rows])
 
 
-def test_select_groups_names_patterns_and_votes(store):
-    path, _ = store
-    ds = query.open_store(path)
-    cols = query.feature_columns(ds, ["rms_mean", "handcrafted", "votes"])
-    assert cols[0] == "rms_mean" and len(cols) == len(HC_NAMES) + 9
-    assert cols[-9:] == [f"votes_{e}" for e in schema.GEMS]
-    assert query.feature_columns(ds, None) == HC_NAMES
-    assert query.feature_columns(ds, "deep")[-1] == schema.deep_feature_names(DEEP_DIM)[-1]
+def test_feature_syntax_groups_joined_names_patterns_votes(ds, store):
+    _, v = store
+    sel = ds.emodist.select
+
+    def columns(features):
+        return list(sel(tracks="1", features=features).columns[len(META_COLUMNS):])
+
+    assert columns(None) == HC_NAMES  # default: the first stored group
+    assert columns("tempo") == TEMPO_NAMES
+    assert columns("handcrafted+inception_v3") == HC_NAMES + EMB_NAMES
+    assert columns(["tempo+handcrafted"]) == TEMPO_NAMES + HC_NAMES
+    assert columns(["rms_mean", "handcrafted", "votes"]) == (
+        ["rms_mean"] + [c for c in HC_NAMES if c != "rms_mean"] + [f"votes_{e}" for e in GEMS])
+    assert columns("votes_mean") == [f"votes_mean_{e}" for e in GEMS]
+    assert columns(["tempo_*", "onset_rate", "inception_v3_002?"]) == (
+        TEMPO_NAMES[:2] + ["onset_rate"] + EMB_NAMES[20:24])
+    assert columns(["mfcc_0[0-2]_mean", "mfcc_01_mean"]) == HC_NAMES[:3]  # no repeats
+
+    df = sel(segments=["7:001", "8:002"], features=["tempo+inception_v3", "votes"])
+    rows = [int(np.flatnonzero(IDS == s)[0]) for s in ("7:001", "8:002")]
+    np.testing.assert_array_equal(
+        features_of(df), np.hstack([v["tempo"], v["inception_v3"], v["votes"]])[rows])
+
+
+def test_joined_selection_needs_every_group_done(ds, store):
+    _, v = store
+    df = ds.emodist.select(features="inception_v3+tempo")
+    rows = np.flatnonzero(done("inception_v3", "tempo"))
+    assert list(df["segment_id"]) == list(IDS[rows])
+    assert not {"2:001", "18:002", "26:000", "26:001", "26:002"} & set(df["segment_id"])
+    assert {"11:000", "11:001"} <= set(df["segment_id"])  # handcrafted is not involved
+    np.testing.assert_array_equal(features_of(df),
+                                  np.hstack([v["inception_v3"], v["tempo"]])[rows])
+
+
+def test_pending_group_excludes_rows_only_when_involved(ds, store):
+    _, v = store
+    pending = ["26:000", "26:001", "26:002"]
+    assert not set(pending) & set(ds.emodist.select(tracks="26", features="tempo")["segment_id"])
+    hc = ds.emodist.select(tracks="26", features="handcrafted")
+    assert list(hc["segment_id"]) == [f"26:{i:03d}" for i in range(4)]
+    np.testing.assert_array_equal(features_of(hc), v["handcrafted"][100:104])
+    # similar on the default (model) group may return them; on tempo never
+    everything = ds.emodist.similar(vector=v["inception_v3"][0], k=N)
+    assert set(pending) <= set(everything["segment_id"])
+    assert len(everything) == done("inception_v3").sum()
+    tempo = ds.emodist.similar(vector=v["tempo"][0], k=N, features="tempo")
+    assert not set(pending) & set(tempo["segment_id"])
+    assert len(tempo) == done("tempo").sum()
+    with pytest.raises(StoreError, match="'26:001' has no tempo features"):
+        ds.emodist.similar("26:001", features="tempo")
+    assert len(ds.emodist.similar("26:001", k=3, features="handcrafted")) == 3
 
 
 def test_select_reads_only_the_chunks_of_its_rows(store):
     path, _ = store
-    counter = query.counting_store(path)
-    ds = query.open_store(counter)
-    query.store_index(ds)
+    counter = counting_store(path)
+    ds = open_store(counter)
+    assert ds.emodist.index.n
     counter.reset()
-    query.select(ds, tracks="3", features="mfcc_*")  # rows 8..11: chunks 1 (7..13)
+    ds.emodist.select(tracks="3", features="mfcc_*")  # rows 8..11: chunk 1 (7..13)
     assert sorted(set(counter.keys)) == ["handcrafted/c/1/0"]
     counter.reset()
-    query.select(ds, tracks=["1", "30"], features="deep")  # rows 0..3 and 116..119
-    assert sorted(set(counter.keys)) == ["deep/c/0/0", "deep/c/16/0", "deep/c/17/0"]
+    ds.emodist.select(tracks=["1", "30"], features="inception_v3")  # rows 0..3, 116..119
+    assert sorted(set(counter.keys)) == [
+        "inception_v3/c/0/0", "inception_v3/c/16/0", "inception_v3/c/17/0"]
+    counter.reset()
+    ds.emodist.select(tracks="3", features="handcrafted+tempo")
+    assert sorted(set(counter.keys)) == ["handcrafted/c/1/0", "tempo/c/1/0"]
     # the same through the dask arrays of a plain xarray Dataset
     plain = xr.open_zarr(counter, consolidated=True, chunks={})
+    assert plain.emodist.index.n
     counter.reset()
-    df = query.select(plain, segments=["2:001", "29:003"], features="deep_000*")
-    assert len(df) == 1  # 2:001 is pending
-    assert sorted({k for k in counter.keys if k.startswith("deep/")}) == ["deep/c/16/0"]
+    df = plain.emodist.select(segments=["2:001", "29:003"], features="inception_v3_000*")
+    assert list(df["segment_id"]) == ["29:003"]  # 2:001 is pending
+    assert sorted({k for k in counter.keys if k.startswith("inception_v3/")}) == [
+        "inception_v3/c/16/0"]
 
 
 @pytest.mark.parametrize(
@@ -194,13 +458,14 @@ def test_select_reads_only_the_chunks_of_its_rows(store):
         ({"genres": "jazz"}, ["genre 'jazz'", "classical, rock"]),
         ({"segments": "3:009"}, ["segment '3:009'", "3:00"]),
         ({"features": "mfcc_1_mean"}, ["feature 'mfcc_1_mean'", "mfcc_1"]),
-        ({"features": "chroma_*"}, ["pattern 'chroma_*'", "handcrafted, deep"]),
+        ({"features": "incepton_v3"}, ["feature 'incepton_v3'", "inception_v3"]),
+        ({"features": "handcrafted+tempoo"}, ["feature 'tempoo'", "tempo"]),
+        ({"features": "chroma_*"}, ["pattern 'chroma_*'", "handcrafted, inception_v3, tempo"]),
     ],
 )
-def test_unknown_names_are_one_line_errors(store, kwargs, words):
-    path, _ = store
+def test_unknown_names_are_one_line_errors(ds, kwargs, words):
     with pytest.raises(EmodistError) as err:
-        query.select(path, **kwargs)
+        ds.emodist.select(**kwargs)
     text = str(err.value)
     assert "\n" not in text
     for w in words:
@@ -209,94 +474,213 @@ def test_unknown_names_are_one_line_errors(store, kwargs, words):
 
 def test_suggest_narrows_long_lists():
     ids = [f"{t}:{i:03d}" for t in range(5000) for i in range(4)]
-    assert query.suggest("4321:004", ids)[0].startswith("4321:00")
-    assert query.suggest("zzz", ["alpha", "beta"]) == []
+    assert suggest("4321:004", ids)[0].startswith("4321:00")
+    assert suggest("zzz", ["alpha", "beta"]) == []
 
 
 # --------------------------------------------------------------------------- similarity
 
 
-def brute_force(x, q, metric):
-    if metric == "cosine":
-        return 1 - x @ q / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
-    return np.linalg.norm(x - q, axis=1)
-
-
 @pytest.mark.parametrize("metric", ["cosine", "euclidean"])
-def test_similar_deep_matches_brute_force(store, metric):
-    path, mem = store
-    ds = query.open_store(path)
-    x = mem.deep.values.astype(np.float64)
-    q_pos = 17
-    d = brute_force(x, x[q_pos], metric)
-    d[STATUS != 1] = np.inf
-    d[q_pos] = np.inf
-    expect = np.argsort(d, kind="stable")[:6]
+def test_similar_default_model_group_matches_brute_force(ds, store, metric):
+    _, v = store
+    x = v["inception_v3"]
+    q_pos = int(np.flatnonzero(IDS == "5:001")[0])
+    d = brute_force(x, x[q_pos], metric)  # a model group: not standardised
+    allowed = done("inception_v3")
+    allowed[q_pos] = False
+    expect = nearest(d, allowed, 6)
     # a tiny block size streams the store in many blocks
-    got = query.similar(ds, "5:001", k=6, metric=metric, block_bytes=500)
-    assert list(got["segment_id"]) == list(mem.segment_id.values.astype(str)[expect])
+    got = ds.emodist.similar("5:001", k=6, metric=metric, block_bytes=500)
+    assert list(got["segment_id"]) == list(IDS[expect])
     np.testing.assert_allclose(got["distance"], d[expect], rtol=1e-5, atol=1e-6)
     assert list(got["rank"]) == list(range(1, 7))
+    assert list(got.columns) == ["rank", "segment_id", "track_id", "segment_index", "start_s",
+                                 "label", "genre", "distance"]
 
 
-def test_similar_handcrafted_is_standardised_and_excludes_track(store):
-    path, mem = store
-    x = mem.handcrafted.values.astype(np.float64)
-    done = STATUS == 1
-    z = (x - x[done].mean(0)) / x[done].std(0)
-    q_pos = 50  # track 13
+def test_similar_handcrafted_is_standardised_and_excludes_track(ds, store):
+    _, v = store
+    ok = done("handcrafted")
+    z = zscore(v["handcrafted"], ok)
+    q_pos = int(np.flatnonzero(IDS == "13:002")[0])
     d = brute_force(z, z[q_pos], "euclidean")
-    d[~done] = np.inf
-    d[48:52] = np.inf
-    expect = np.argsort(d, kind="stable")[:5]
-    got = query.similar(path, "13:002", k=5, features="handcrafted", metric="euclidean",
-                        exclude_same_track=True)
+    allowed = ok & (TRACKS != "13")
+    expect = nearest(d, allowed, 5)
+    got = ds.emodist.similar("13:002", k=5, features="handcrafted", metric="euclidean",
+                             exclude_same_track=True)
     assert not (got["track_id"] == "13").any()
-    assert list(got["segment_id"]) == list(mem.segment_id.values.astype(str)[expect])
+    assert list(got["segment_id"]) == list(IDS[expect])
     np.testing.assert_allclose(got["distance"], d[expect], rtol=1e-4)
-    raw = query.similar(path, "13:002", k=5, features="handcrafted", metric="euclidean",
-                        exclude_same_track=True, standardize=False)
-    assert list(raw["segment_id"]) != list(got["segment_id"])  # scales differ a lot
+
+    raw_d = brute_force(v["handcrafted"], v["handcrafted"][q_pos], "euclidean")
+    raw_expect = nearest(raw_d, allowed, 5)
+    raw = ds.emodist.similar("13:002", k=5, features="handcrafted", metric="euclidean",
+                             exclude_same_track=True, standardize=False)
+    assert list(raw["segment_id"]) == list(IDS[raw_expect])
+    assert list(raw_expect) != list(expect)  # the scales differ a lot
 
 
-def test_similar_vector_query_and_filters(store):
-    path, mem = store
-    vec = mem.deep.values[0]
-    got = query.similar(path, vector=vec, k=3, labels="calmness")
+def test_similar_standardize_defaults(ds, store):
+    _, v = store
+    q_pos = 20
+    # a joined model + plain selection is standardised over rows done in both
+    ok = done("inception_v3", "tempo")
+    x = np.hstack([v["inception_v3"], v["tempo"]])
+    z = zscore(x, ok)
+    d = brute_force(z, z[q_pos], "cosine")
+    allowed = ok.copy()
+    allowed[q_pos] = False
+    got = ds.emodist.similar(IDS[q_pos], k=5, features="inception_v3+tempo")
+    assert list(got["segment_id"]) == list(IDS[nearest(d, allowed, 5)])
+    # votes are standardised too; an explicit standardize=True applies to a model group
+    z = zscore(v["votes"], done())
+    d = brute_force(z, z[q_pos], "euclidean")
+    allowed = done()
+    allowed[q_pos] = False
+    got = ds.emodist.similar(IDS[q_pos], k=4, features="votes", metric="euclidean")
+    assert list(got["segment_id"]) == list(IDS[nearest(d, allowed, 4)])
+    np.testing.assert_allclose(got["distance"], np.sort(d[allowed])[:4], rtol=1e-4)
+    ok = done("inception_v3")
+    z = zscore(v["inception_v3"], ok)
+    d = brute_force(z, z[q_pos], "euclidean")
+    allowed = ok.copy()
+    allowed[q_pos] = False
+    got = ds.emodist.similar(IDS[q_pos], k=4, metric="euclidean", standardize=True)
+    np.testing.assert_allclose(got["distance"], d[nearest(d, allowed, 4)], rtol=1e-4)
+
+
+def test_similar_default_without_model_group_is_first_group(tmp_path):
+    rng = np.random.default_rng(5)
+    table = make_table(6, 3)
+    n = len(table)
+    a = (rng.normal(size=(n, 4)) * [1, 10, 100, 1000]).astype(np.float32)
+    b = rng.random((n, 2)).astype(np.float32)
+    write_store(tmp_path / "plain.zarr", table, {"alpha": (list("abcd"), a), "beta": (["x", "y"], b)},
+                chunk=4)
+    ds = open_store(tmp_path / "plain.zarr")
+    z = zscore(a, np.ones(n, bool))
+    d = brute_force(z, z[4], "cosine")
+    allowed = np.ones(n, bool)
+    allowed[4] = False
+    got = ds.emodist.similar(str(table["segment_id"][4]), k=5)
+    expect = nearest(d, allowed, 5)
+    assert list(got["segment_id"]) == list(table["segment_id"].to_numpy()[expect])
+    np.testing.assert_allclose(got["distance"], d[expect], rtol=1e-4, atol=1e-6)
+
+
+def test_similar_vector_query_and_filters(ds, store):
+    _, v = store
+    vec = v["inception_v3"][0]
+    got = ds.emodist.similar(vector=vec, k=3, labels="calmness")
     assert got["segment_id"].iloc[0] == "1:000" and got["distance"].iloc[0] < 1e-6
     assert set(got["label"]) == {"calmness"}
-    everything = query.similar(path, vector=vec, k=10_000)
-    assert len(everything) == int((STATUS == 1).sum())
+    d = brute_force(v["inception_v3"], vec, "cosine")
+    allowed = done("inception_v3") & (TABLE["label"].to_numpy() == "calmness")
+    assert list(got["segment_id"]) == list(IDS[nearest(d, allowed, 3)])
+    rock = ds.emodist.similar(vector=vec, k=N, genres="rock", labels=["power", "calmness"])
+    allowed = (done("inception_v3") & (TABLE["genre"].to_numpy() == "rock")
+               & np.isin(TABLE["label"].to_numpy(), ["power", "calmness"]))
+    assert list(rock["segment_id"]) == list(IDS[nearest(d, allowed, N)])
+    everything = ds.emodist.similar(vector=vec, k=10_000)
+    assert len(everything) == int(done("inception_v3").sum())
     assert np.all(np.diff(everything["distance"]) >= 0)
 
 
-def test_similar_bad_queries(store):
-    path, _ = store
-    with pytest.raises(StoreError, match="'2:001' has no features"):
-        query.similar(path, "2:001")
+def test_similar_bad_queries(ds):
+    with pytest.raises(StoreError, match="'2:001' has no inception_v3 features"):
+        ds.emodist.similar("2:001")
+    with pytest.raises(StoreError, match="'18:002' has no inception_v3"):
+        ds.emodist.similar("18:002")
+    assert len(ds.emodist.similar("18:002", features="handcrafted", k=2)) == 2
     with pytest.raises(EmodistError, match="not both"):
-        query.similar(path, "1:000", vector=np.zeros(DEEP_DIM))
+        ds.emodist.similar("1:000", vector=np.zeros(EMB_DIM))
+    with pytest.raises(EmodistError, match="not both"):
+        ds.emodist.similar()
     with pytest.raises(EmodistError, match="has 3 values"):
-        query.similar(path, vector=[1, 2, 3])
+        ds.emodist.similar(vector=[1, 2, 3])
     with pytest.raises(EmodistError, match="metric 'manhattan'"):
-        query.similar(path, "1:000", metric="manhattan")
+        ds.emodist.similar("1:000", metric="manhattan")
+    with pytest.raises(EmodistError, match="unknown segment 'nope'"):
+        ds.emodist.similar("nope")
+    with pytest.raises(EmodistError, match="k must be"):
+        ds.emodist.similar("1:000", k=0)
+    with pytest.raises(EmodistError, match="at least one feature"):
+        ds.emodist.similar("1:000", features=[])
+
+
+def test_similar_top_k_ties_are_broken_by_store_order(tmp_path):
+    """Equal distances at the cut keep the rows that come first, across blocks."""
+    table = make_table(10, 4)
+    n = len(table)
+    x = np.tile(np.array([[1.0, 0.0]], np.float32), (n, 1))
+    x[[3, 17, 30]] = [0.0, 1.0]  # farther than every tie
+    x[25] = [2.0, 0.0]  # same direction: a cosine tie too
+    write_store(tmp_path / "ties.zarr", table, {"emb": (["e0", "e1"], x)}, chunk=3,
+                model_groups=["emb"])
+    ds = open_store(tmp_path / "ties.zarr")
+    ids = table["segment_id"].to_numpy()
+    for block_bytes in (8, 24, 10**6):  # one chunk per block, several, everything
+        got = ds.emodist.similar(ids[10], k=7, metric="cosine", block_bytes=block_bytes)
+        expect = [i for i in range(n) if i not in (3, 10, 17, 30)][:7]
+        assert list(got["segment_id"]) == list(ids[expect]), block_bytes
+        np.testing.assert_allclose(got["distance"], 0, atol=1e-6)
+    got = ds.emodist.similar(vector=[1.0, 0.0], k=n, metric="euclidean", block_bytes=8)
+    ties = [i for i in range(n) if i not in (3, 17, 30, 25)]
+    assert list(got["segment_id"]) == list(ids[ties + [25, 3, 17, 30]])
+
+
+def test_similar_streams_in_bounded_blocks(store, monkeypatch):
+    """similar reads the store one block of whole chunks at a time, never all rows."""
+    path, v = store
+    ds = open_store(path)
+    reads = []
+    real = similar_mod._read_block
+
+    def spy(ds_, chosen, start, stop):
+        reads.append((start, stop))
+        return real(ds_, chosen, start, stop)
+
+    monkeypatch.setattr(similar_mod, "_read_block", spy)
+    row_bytes = 4 * EMB_DIM
+    block_bytes = 3 * CHUNK * row_bytes  # three chunks a block
+    got = ds.emodist.similar("5:001", k=6, block_bytes=block_bytes)
+    assert reads[0][0] == 0 and reads[-1][1] == N
+    assert all(b == c for (_, b), (c, _) in itertools.pairwise(reads))  # consecutive
+    assert all(b - a <= 3 * CHUNK for a, b in reads) and len(reads) == -(-N // (3 * CHUNK))
+    assert all(a % CHUNK == 0 for a, _ in reads)  # whole chunks
+    x = v["inception_v3"]
+    d = brute_force(x, x[17], "cosine")
+    allowed = done("inception_v3")
+    allowed[17] = False
+    assert list(got["segment_id"]) == list(IDS[nearest(d, allowed, 6)])
 
 
 def test_distances_and_merge_topk():
     block = np.array([[1, 0], [0, 2], [0, 0], [np.nan, 1]], np.float32)
-    d = query.distances(block, np.array([1, 0], np.float32), "cosine")
+    d = distances(block, np.array([1, 0], np.float32), "cosine")
     np.testing.assert_allclose(d[:2], [0, 1])
     assert np.isinf(d[2]) and np.isinf(d[3])
-    bd, bp = query.merge_topk(np.array([0.5]), np.array([7]), np.array([0.1, 0.9, 0.5]),
-                              np.array([1, 2, 3]), k=2)
+    d = distances(block, np.array([1, 0], np.float32), "euclidean")
+    np.testing.assert_allclose(d[:3], [0, np.sqrt(5), 1])
+    assert np.isinf(d[3])
+    bd, bp = merge_topk(np.array([0.5]), np.array([7]), np.array([0.1, 0.9, 0.5]),
+                        np.array([1, 2, 3]), k=2)
     assert list(bp) == [1, 3] and list(bd) == [0.1, 0.5]
+    bd, bp = merge_topk(np.array([0.2, 0.2]), np.array([4, 9]), np.array([0.2, 0.2]),
+                        np.array([1, 6]), k=3)
+    assert list(bp) == [1, 4, 6]
 
 
-def test_column_stats_stream_matches_numpy(store):
-    path, mem = store
-    ds = query.open_store(path)
-    mean, std = query.column_stats(ds, "handcrafted", block_bytes=300)
-    x = mem.handcrafted.values[STATUS == 1].astype(np.float64)
+def test_column_stats_stream_matches_numpy(ds, store):
+    _, v = store
+    mean, std = column_stats(ds, "handcrafted", block_bytes=300)
+    x = v["handcrafted"][done("handcrafted")].astype(np.float64)
+    np.testing.assert_allclose(mean, x.mean(0), rtol=1e-6)
+    np.testing.assert_allclose(std, x.std(0), rtol=1e-5)
+    mean, std = column_stats(ds, "handcrafted+tempo", block_bytes=300)
+    rows = done("handcrafted", "tempo")
+    x = np.hstack([v["handcrafted"], v["tempo"]])[rows].astype(np.float64)
     np.testing.assert_allclose(mean, x.mean(0), rtol=1e-6)
     np.testing.assert_allclose(std, x.std(0), rtol=1e-5)
 
@@ -304,18 +688,30 @@ def test_column_stats_stream_matches_numpy(store):
 # --------------------------------------------------------------------------- info
 
 
-def test_info_reports_completeness_classes_and_layout(store):
-    path, _ = store
-    summary = query.info(path)
-    assert summary["segments"] == 120 and summary["tracks"] == 30
-    assert summary["completeness"] == {"done": 117, "pending": 2, "failed": 1,
-                                       "failures": FAILURES}
-    assert summary["classes"]["calmness"] == {"tracks": 6, "segments": 24}
-    assert summary["genres"]["rock"]["tracks"] == 15
-    assert summary["features"] == {"handcrafted": len(HC_NAMES), "deep": DEEP_DIM, "votes": 9}
-    assert summary["config"] == {"sr": 22050}
-    assert summary["chunking"]["deep"]["chunks"] == [CHUNK, DEEP_DIM]
-    assert summary["size_bytes"] > 120 * DEEP_DIM  # random floats barely compress
+def test_info_reports_completeness_classes_and_layout(ds):
+    summary = ds.emodist.info()
+    assert summary["segments"] == N and summary["tracks"] == N_TRACKS
+    assert summary["completeness"] == {
+        g: {"done": int((STATUS[g] == 1).sum()), "pending": int((STATUS[g] == 0).sum()),
+            "failed": int((STATUS[g] == -1).sum())} for g in GROUPS}
+    assert summary["completeness"]["handcrafted"] == {"done": 117, "pending": 2, "failed": 1}
+    assert summary["complete"] == int(done().sum()) == N - 7
+    assert summary["failures"] == FAILURES
+    labels = TABLE["label"]
+    assert summary["classes"]["calmness"] == {
+        "tracks": TABLE.loc[labels == "calmness", "track_id"].nunique(),
+        "segments": int((labels == "calmness").sum())}
+    assert summary["genres"]["rock"]["tracks"] == N_TRACKS // 2
+    assert summary["features"] == {"handcrafted": len(HC_NAMES), "inception_v3": EMB_DIM,
+                                   "tempo": 3, "votes": 9, "votes_mean": 9}
+    assert list(summary["feature_groups"]) == GROUPS
+    assert summary["feature_groups"]["inception_v3"]["model_sha256"]
+    assert "model_sha256" not in summary["feature_groups"]["tempo"]
+    assert summary["spec"]["sr"] == 22050
+    assert summary["chunking"]["inception_v3"]["chunks"] == [CHUNK, EMB_DIM]
+    assert summary["chunking"]["tempo_status"]["chunks"] == [CHUNK]
+    assert summary["size_bytes"] > N * EMB_DIM  # random floats barely compress
+    assert summary["store"].endswith("features.zarr")
     json.dumps(summary)
 
 
@@ -326,41 +722,70 @@ def test_cli_info(store, capsys):
     path, _ = store
     assert main(["info", path]) == 0
     out = capsys.readouterr().out
+    assert f"{N} from {N_TRACKS} tracks, {N - 7} done in every group" in out
     assert "117 done, 2 pending, 1 failed" in out and "cannot decode" in out
-    assert "calmness" in out and "chunks (7, 24)" in out
+    assert "[handcrafted]" in out
+    assert "calmness" in out and f"chunks ({CHUNK}, {EMB_DIM})" in out
+    for g in GROUPS:
+        assert f"group {g}:" in out
     assert main(["info", path, "--json"]) == 0
-    assert json.loads(capsys.readouterr().out)["tracks"] == 30
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["tracks"] == N_TRACKS and summary["complete"] == N - 7
 
 
 @pytest.mark.parametrize("fmt", ["csv", "parquet", "json"])
 def test_cli_query_writes_each_format(store, tmp_path, fmt, capsys):
-    path, _ = store
+    path, v = store
     out = tmp_path / f"t.{fmt}"
     rc = main(["query", path, "--label", "power", "--features", "mfcc_0*", "rms_mean",
                "--output", str(out)])
     assert rc == 0
-    expect = query.select(path, labels="power", features=["mfcc_0*", "rms_mean"])
+    assert f"to {out}" in capsys.readouterr().err
     got = {"csv": lambda p: pd.read_csv(p, dtype={"track_id": str, "group": str}),
            "parquet": pd.read_parquet,
            "json": lambda p: pd.DataFrame(json.loads(p.read_text()))}[fmt](out)
-    assert list(got.columns) == list(expect.columns)
-    assert list(got["segment_id"]) == list(expect["segment_id"])
-    np.testing.assert_allclose(got["rms_mean"], expect["rms_mean"], rtol=1e-6)
+    rows = np.flatnonzero((TABLE["label"].to_numpy() == "power") & done("handcrafted"))
+    cols = [f"mfcc_{i:02d}_mean" for i in range(10)] + ["rms_mean"]
+    assert list(got.columns) == list(META_COLUMNS) + cols
+    assert list(got["segment_id"]) == list(IDS[rows])
+    np.testing.assert_allclose(got[cols].to_numpy(np.float64),
+                               v["handcrafted"][rows][:, [HC_NAMES.index(c) for c in cols]],
+                               rtol=1e-6)
 
 
 def test_cli_query_table_to_stdout(store, capsys):
     path, _ = store
     assert main(["query", path, "--track", "4", "--features", "rms_mean"]) == 0
     out = capsys.readouterr().out
-    assert "4:003" in out and "(4 rows x 10 columns)" in out
+    assert "4:003" in out and f"(4 rows x {len(META_COLUMNS) + 1} columns)" in out
+    assert main(["query", path, "--segment", "26:000", "26:003", "--features", "tempo",
+                 "--include-incomplete", "--format", "csv"]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out))
+    assert list(df["segment_id"]) == ["26:000", "26:003"]
+    assert list(df["tempo_status"]) == [0, 1]
 
 
-def test_cli_similar(store, capsys):
-    path, _ = store
-    assert main(["similar", path, "--segment", "5:001", "-k", "3", "--format", "csv"]) == 0
-    df = pd.read_csv(__import__("io").StringIO(capsys.readouterr().out))
-    expect = query.similar(path, "5:001", k=3)
-    assert list(df["segment_id"]) == list(expect["segment_id"])
+def test_cli_similar_takes_segment_ids(store, capsys):
+    path, v = store
+    assert main(["similar", path, "--segment", "17:001", "-k", "3", "--format", "csv"]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"track_id": str})
+    q_pos = int(np.flatnonzero(IDS == "17:001")[0])
+    x = v["inception_v3"]
+    d = brute_force(x, x[q_pos], "cosine")
+    allowed = done("inception_v3")
+    allowed[q_pos] = False
+    expect = nearest(d, allowed, 3)
+    assert list(df["segment_id"]) == list(IDS[expect])
+    np.testing.assert_allclose(df["distance"], d[expect], rtol=1e-5, atol=1e-6)
+
+    assert main(["similar", path, "--segment", "17:001", "-k", "4", "--features", "handcrafted",
+                 "--exclude-same-track", "--metric", "euclidean", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    z = zscore(v["handcrafted"], done("handcrafted"))
+    d = brute_force(z, z[q_pos], "euclidean")
+    expect = nearest(d, done("handcrafted") & (TRACKS != "17"), 4)
+    assert [r["segment_id"] for r in rows] == list(IDS[expect])
+    assert [r["rank"] for r in rows] == [1, 2, 3, 4]
 
 
 @pytest.mark.parametrize(
@@ -370,6 +795,7 @@ def test_cli_similar(store, capsys):
         (["query", "{p}", "--track", "99"], "unknown track '99'"),
         (["query", "{p}", "--format", "parquet"], "give --output FILE"),
         (["similar", "{p}", "--segment", "nope"], "unknown segment 'nope'"),
+        (["similar", "{p}", "--segment", "2:001"], "'2:001' has no inception_v3 features"),
         (["info", "{p}/missing"], "no feature store"),
     ],
 )
@@ -385,35 +811,40 @@ def test_cli_errors_exit_2_with_one_line(store, capsys, argv, words):
 
 def test_partly_written_store_from_the_store_module(tmp_path):
     """A store filled by ``emodist.store.zarrio`` region writes, one chunk still pending."""
-    from emodist.spec import Config
-    from emodist.store import zarrio as st
+    from emodist.spec import ExtractionSpec
+    from emodist.store import zarrio
+    from tests.stores import group
 
-    plan = make_plan(n_tracks=6, per_track=2)
+    table = make_table(6, 2)
     chunk = 4
-    ds = st.template(plan, handcrafted_names=HC_NAMES, deep_dim=DEEP_DIM, chunk=chunk,
-                     attrs={"config": Config().to_json()})
+    groups = [group("handcrafted", HC_NAMES), group("inception_v3", EMB_NAMES, model=True)]
+    spec = ExtractionSpec(groups=tuple(groups))
+    tmpl = layout.template(table, groups, chunk=chunk, attrs=spec.to_attrs())
     url = str(tmp_path / "partial.zarr")
-    st.create_store(url, ds, chunk)
+    zarrio.create_store(url, tmpl, chunk)
     rng = np.random.default_rng(1)
     written = {}
-    for a, b in st.chunk_regions(len(plan), chunk)[:2]:  # the last chunk stays pending
+    for a, b in zarrio.chunk_regions(len(table), chunk)[:2]:  # the last chunk stays pending
         values = {"handcrafted": rng.normal(size=(b - a, len(HC_NAMES))),
-                  "deep": rng.random((b - a, DEEP_DIM))}
-        status = np.ones(b - a, np.int8)
-        status[0] = schema.STATUS_FAILED if a == 0 else schema.STATUS_DONE
-        st.write_region(url, a, b, values, status)
+                  "inception_v3": rng.random((b - a, EMB_DIM))}
+        status = {"handcrafted": np.ones(b - a, np.int8), "inception_v3": np.ones(b - a, np.int8)}
+        if a == 0:
+            status["inception_v3"][0] = layout.STATUS_FAILED
+        zarrio.write_region(url, a, b, values, status)
         written[a] = values
-    st.finish_store(url, {"failures": json.dumps(FAILURES[:1])})
+    zarrio.finish_store(url, {"failures": FAILURES[:1]})
 
-    summary = query.info(url)
-    assert summary["completeness"]["done"] == 7
-    assert summary["completeness"]["pending"] == 4 and summary["completeness"]["failed"] == 1
-    assert summary["config"]["sr"] == Config().sr
-    df = query.select(url, tracks="3", features="deep")  # rows 4, 5: second chunk
-    np.testing.assert_allclose(df.iloc[:, len(query.META_COLUMNS):].to_numpy(),
-                               written[4]["deep"][:2].astype(np.float32))
-    assert query.select(url, tracks="6", features="deep").empty  # pending chunk
-    hits = query.similar(url, "3:001", k=20)
+    ds = open_store(url)
+    summary = ds.emodist.info()
+    assert summary["completeness"]["inception_v3"] == {"done": 7, "pending": 4, "failed": 1}
+    assert summary["completeness"]["handcrafted"] == {"done": 8, "pending": 4, "failed": 0}
+    assert summary["complete"] == 7 and summary["failures"] == FAILURES[:1]
+    df = ds.emodist.select(tracks="3", features="inception_v3")  # rows 4, 5: second chunk
+    np.testing.assert_allclose(features_of(df), written[4]["inception_v3"][:2].astype(np.float32))
+    assert ds.emodist.select(tracks="6", features="inception_v3").empty  # pending chunk
+    hc = ds.emodist.select(tracks="1", features="handcrafted")  # 1:000 failed in the model only
+    assert list(hc["segment_id"]) == ["1:000", "1:001"]
+    hits = ds.emodist.similar("3:001", k=20)
     assert len(hits) == 7 - 1 and "1:000" not in set(hits["segment_id"])
 
 
@@ -430,15 +861,19 @@ def test_info_and_select_on_the_emotify_plan(emotify_root, tmp_path):
     plan = plan_segments(catalog).table
     n = len(plan)
     rng = np.random.default_rng(3)
-    ds = schema.build_dataset(plan, HC_NAMES, DEEP_DIM, handcrafted=rng.normal(size=(n, 16)),
-                              deep=rng.random((n, DEEP_DIM)), status=np.ones(n))
     url = str(tmp_path / "emotify.zarr")
-    ds.to_zarr(url, zarr_format=3, consolidated=True, encoding=encoding(ds, 25))
-    summary = query.info(url)
+    hc = rng.normal(size=(n, len(HC_NAMES))).astype(np.float32)
+    write_store(url, plan, {"handcrafted": (HC_NAMES, hc),
+                            "inception_v3": (EMB_NAMES, rng.random((n, EMB_DIM)))},
+                chunk=25, model_groups=["inception_v3"])
+    ds = open_store(url)
+    summary = ds.emodist.info()
     assert summary["segments"] == 398 and summary["tracks"] == 100
     assert summary["classes"]["calmness"]["tracks"] == 36  # the README's listener-rule counts
     assert summary["classes"]["solemnity"]["tracks"] == 3
     assert summary["genres"]["classical"]["segments"] == 98  # classical/16.mp3: 42 s, 2 pieces
     track = plan["track_id"].iloc[0]
-    df = query.select(url, tracks=track, features="rms_mean")
-    assert list(df["segment_id"]) == list(plan.loc[plan["track_id"] == track, "segment_id"])
+    df = ds.emodist.select(tracks=track, features="rms_mean")
+    rows = np.flatnonzero(plan["track_id"].to_numpy() == track)
+    assert list(df["segment_id"]) == list(plan["segment_id"].iloc[rows])
+    np.testing.assert_array_equal(df["rms_mean"], hc[rows, HC_NAMES.index("rms_mean")])

@@ -22,7 +22,7 @@ INFO_EXAMPLES = """examples:
 
 QUERY_EXAMPLES = """examples:
   emodist query features.zarr --track 17 --features 'mfcc_*' rms_mean
-  emodist query features.zarr --label calmness --features deep --output calm.parquet
+  emodist query features.zarr --label calmness --features inception_v3 --output calm.parquet
   emodist query features.zarr --genre rock --format csv --output rock.csv
 """
 

@@ -108,11 +108,14 @@ def build_index(ds, group=None) -> StoreIndex:
 
     groups = layout.stored_groups(ds)
     coords = [c for c in layout.SEGMENT_COORDS if c in ds.coords]
-    wanted = [layout.status_name(g) for g in groups] + coords
+    names = [layout.status_name(g) for g in groups] + coords
+    # coordinates already in memory (open_store decodes the strings) are not read again
+    raw = {c: ds[c].values for c in names if not dask.is_dask_collection(ds[c].data)}
+    wanted = [c for c in names if c not in raw]
     if group is not None:
-        raw = {c: np.asarray(group[c][...]) for c in wanted}
+        raw.update({c: np.asarray(group[c][...]) for c in wanted})
     else:
-        raw = dict(zip(wanted, dask.compute(*(ds[c].data for c in wanted), scheduler="threads")))
+        raw.update(zip(wanted, dask.compute(*(ds[c].data for c in wanted), scheduler="threads")))
     n = ds.sizes[layout.SEGMENT]
     codes, categories = {}, {}
     columns = {"segment_id": np.asarray(layout.decode_strings(ds[layout.SEGMENT].values), object)}

@@ -28,7 +28,7 @@ def _chunking(ds: xr.Dataset) -> dict:
         out[name] = {
             "shape": list(var.shape),
             "dtype": str(var.dtype),
-            "chunks": list(enc.get("chunks") or var.data.chunksize),
+            "chunks": list(enc.get("chunks") or getattr(var.data, "chunksize", var.shape)),
             "shards": list(enc["shards"]) if enc.get("shards") else None,
             "compressors": [type(c).__name__ for c in comp],
         }

@@ -33,7 +33,7 @@ def read_values(store, chosen: dict, rows) -> list[np.ndarray]:
 
     A Dataset from :func:`open_store` is read through its Zarr arrays
     directly (many chunks per call, concurrently); any other Dataset through
-    its dask arrays.
+    its dask arrays (or its in-memory arrays).
 
     Parameters
     ----------
@@ -57,10 +57,13 @@ def read_values(store, chosen: dict, rows) -> list[np.ndarray]:
     group = store.emodist.zarr_group
     if group is not None:
         return [np.asarray(group[var].get_orthogonal_selection((rows, cols))) for var, cols in sel]
-    lazies = [_lazy_rows(store[var].data, rows, cols) for var, cols in sel]
-    n_blocks = sum(int(np.prod(x.numblocks)) for x in lazies)
+    parts = [_lazy_rows(store[var].data, rows, cols) for var, cols in sel]
+    lazy = [i for i, x in enumerate(parts) if dask.is_dask_collection(x)]  # not in-memory ones
+    n_blocks = sum(int(np.prod(parts[i].numblocks)) for i in lazy)
     scheduler = "sync" if n_blocks <= 2 else "threads"
-    return [np.asarray(a) for a in dask.compute(*lazies, scheduler=scheduler)]
+    for i, arr in zip(lazy, dask.compute(*(parts[i] for i in lazy), scheduler=scheduler)):
+        parts[i] = arr
+    return [np.asarray(a) for a in parts]
 
 
 def read_rows(store, variable: str, rows, cols=None) -> np.ndarray:

@@ -35,6 +35,23 @@ def _blocks(chunks: tuple[int, ...], row_bytes: int, block_bytes: int) -> list[t
     return out
 
 
+def _bounds(var, row_bytes: int, block_bytes: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` blocks of whole chunks of ``var`` along ``segment``.
+
+    A dask-backed variable has its chunks; an in-memory one (``ds.load()``,
+    a Dataset built in memory) those recorded in its encoding, else none:
+    it is cut into blocks of ``block_bytes``.
+    """
+    n = int(var.shape[0])
+    chunks = getattr(var.data, "chunks", None)
+    if chunks and isinstance(chunks[0], tuple):
+        return _blocks(chunks[0], row_bytes, block_bytes)
+    size = (var.encoding.get("chunks") or (0,))[0] or block_bytes // max(1, row_bytes)
+    size = max(1, int(size))
+    return _blocks((size,) * (n // size) + ((n % size,) if n % size else ()), row_bytes,
+                   block_bytes)
+
+
 def _read_block(ds, chosen: dict, start: int, stop: int) -> np.ndarray:
     parts = read_values(ds, chosen, slice(start, stop))
     block = parts[0] if len(parts) == 1 else np.hstack(parts)
@@ -45,7 +62,7 @@ def _iter_blocks(ds, chosen: dict, block_bytes: int):
     """Yield ``(start, values)`` blocks, reading the next while one is used."""
     var0 = next(iter(chosen))
     width = sum(len(c) for c in chosen.values())
-    bounds = _blocks(ds[var0].data.chunks[0], 4 * width, block_bytes)
+    bounds = _bounds(ds[var0], 4 * width, block_bytes)
     with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
         pending = None
         for i, (a, b) in enumerate(bounds):
@@ -217,8 +234,10 @@ def similar(ds, segment_id: str | None = None, *, vector=None, k: int = 10, feat
     recorded = ds.attrs.get("feature_groups") or {}
     if features is None:
         models = [g for g in index.groups if recorded.get(g, {}).get("model_sha256")]
-        features = (models or index.groups or [None])[-1]
+        features = models[-1] if models else (index.groups[0] if index.groups else None)
     chosen = resolve_features(index, features)
+    if not chosen:
+        raise EmodistError("similar needs at least one feature column; features is empty")
     groups = [v for v in chosen if v in index.groups] or None
     width = sum(len(c) for c in chosen.values())
     query_pos = -1
