@@ -1,0 +1,1 @@
+"""Model builders that need neither TensorFlow nor torch: checkpoint reading, ONNX graphs."""
