@@ -443,8 +443,7 @@ def sidecar_extra(variant: str, source: str) -> dict:
 
 
 def build_musicnn(variant: str, out_path: str | os.PathLike,
-                  from_wheel: str | os.PathLike | None = None, *, quantize: str | None = None,
-                  calibration_patches: np.ndarray | None = None, progress=None) -> str:
+                  from_wheel: str | os.PathLike | None = None, *, progress=None) -> str:
     """Build the ``"msd"`` or ``"mtt"`` MusiCNN ONNX model and its sidecar.
 
     Parameters
@@ -454,16 +453,14 @@ def build_musicnn(variant: str, out_path: str | os.PathLike,
         The ``.onnx`` file to write (sidecar ``<model>.json`` next to it).
     from_wheel : str or path-like, optional
         A local ``musicnn-0.1.0-py3-none-any.whl``; default: ``pip download`` it.
-    quantize : {None, "int8"}
-        Also write ``<stem>.int8.onnx`` (see :func:`emodist.models.musicnn_quantize`).
-        Needs ``calibration_patches``.
     progress : callable, optional
         ``progress(message)`` at each step.
 
     Returns
     -------
     str
-        The fp32 model path.
+        The model path.  fp32 only: ONNX Runtime's static int8 quantization
+        loses too much here (docs/musicnn.md).
     """
     from emodist.deep.build import write_model
 
@@ -480,18 +477,7 @@ def build_musicnn(variant: str, out_path: str | os.PathLike,
               f"MusiCNN {variant.upper()} tagger (Pons & Serra 2019), ISC licence")
     say("assembling the ONNX graph")
     model = build_graph(weights, name=f"musicnn_{variant}", doc=source)
-    path = write_model(model, out_path, source=source, extra=sidecar_extra(variant, source))
-    if quantize:
-        if quantize != "int8":
-            raise ModelError(f"unknown quantization {quantize!r} (only 'int8')")
-        if calibration_patches is None:
-            raise ModelError("int8 quantization needs calibration patches")
-        from emodist.models.musicnn_quantize import quantize_int8
-
-        stem = Path(path)
-        say("quantizing to int8")
-        quantize_int8(path, stem.with_name(stem.stem + ".int8.onnx"), calibration_patches)
-    return path
+    return write_model(model, out_path, source=source, extra=sidecar_extra(variant, source))
 
 
 def build_random_model(out_path: str | os.PathLike, seed: int = 0) -> str:

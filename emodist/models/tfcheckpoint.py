@@ -501,7 +501,7 @@ def write_checkpoint(prefix: str | os.PathLike, tensors: dict[str, np.ndarray]) 
     blob = bytearray()
     items = [(b"", _field(1, 0, 1) + _field(3, 2, _field(1, 0, 1)))]  # num_shards 1, version.producer 1
     for name in sorted(tensors):
-        arr = np.ascontiguousarray(tensors[name])
+        arr = np.asarray(tensors[name], order="C")  # (ascontiguousarray would make scalars 1-D)
         dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in "|" else arr.dtype
         raw = arr.astype(dt, copy=False).tobytes()
         shape = b"".join(_field(2, 2, _field(1, 0, d) if d else b"") for d in arr.shape)

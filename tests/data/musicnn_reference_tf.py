@@ -26,7 +26,6 @@ value-based casting (musicnn pins numpy < 1.17), but in float16 under numpy
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 
@@ -36,12 +35,12 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 tf.compat.v1.disable_eager_execution()
 
-from musicnn import configuration as config  # noqa: E402
-from musicnn import extractor, models  # noqa: E402
+from musicnn import configuration as config
+from musicnn import extractor, models
 
 SEGMENTS = (("emotifymusic/classical/1.mp3", 0.0, 15.0), ("emotifymusic/rock/1.mp3", 0.0, 15.0))
 MODELS = ("MTT_musicnn", "MSD_musicnn")
@@ -72,7 +71,7 @@ def run_model(model: str, patches: np.ndarray) -> dict[str, np.ndarray]:
     with tf.name_scope("model"):
         x = tf.compat.v1.placeholder(tf.float32, [None, 187, config.N_MELS])
         is_training = tf.compat.v1.placeholder(tf.bool)
-        y, timbral, temporal, cnn1, cnn2, cnn3, mean_pool, max_pool, penultimate = \
+        y, _timbral, _temporal, _cnn1, _cnn2, _cnn3, mean_pool, max_pool, penultimate = \
             models.define_model(x, is_training, model, 50)
         normalized_y = tf.nn.sigmoid(y)
     sess = tf.compat.v1.Session()
