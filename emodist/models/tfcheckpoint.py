@@ -24,6 +24,7 @@ in parallel through a 256-entry table, then combined with the linear
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 from pathlib import Path
@@ -413,7 +414,7 @@ def read_checkpoint(prefix: str | os.PathLike, *, include_slots: bool = False) -
                 continue
             raise ModelError(f"{Path(prefix + '.index').name}: {name} has unsupported dtype {e['dtype']}")
         dtype = DTYPES[e["dtype"]]
-        count = int(np.prod(e["shape"], dtype=np.int64)) if e["shape"] else 1
+        count = math.prod(e["shape"])  # exact (no int64 wrap-around on a forged shape)
         if e["size"] != count * dtype.itemsize:
             raise ModelError(f"{Path(prefix + '.index').name}: {name} has {e['size']} bytes for shape "
                              f"{e['shape']} of {dtype}")
