@@ -1,0 +1,1 @@
+"""Learning from listener votes: factor targets, soft labels, imbalance, human ceiling."""
