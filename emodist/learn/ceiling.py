@@ -185,7 +185,7 @@ def split_half_ceiling(track_ids, ticks, *, level: str = "emotion", rule: str = 
         "level": level,
         "rule": rule,
         "n_splits": int(n_splits),
-        "n_tracks": int(len(agree)),
+        "n_tracks": len(agree),
         "n_skipped": int(skipped),
         "mean_half_size": float(np.mean(halves)),
         "agreement": _summary(agree.mean(axis=0), agree.mean(axis=1), boot_rng, n_boot, ci),

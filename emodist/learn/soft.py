@@ -278,7 +278,7 @@ class SoftLogisticRegression(ClassifierMixin, BaseEstimator):
         """
         X, y = _validate_fit(self, X, y)
         self.classes_, Y = _resolve_targets(self.classes, y, soft, len(X))
-        n, d = X.shape
+        _n, d = X.shape
         k = Y.shape[1]
         w = _check_sample_weight(sample_weight, X, dtype=np.float64)
         w = w * Y.sum(axis=1)  # rows without votes carry nothing
