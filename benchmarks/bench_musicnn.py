@@ -65,7 +65,7 @@ def _patches(n_segments: int) -> tuple[np.ndarray, float, str]:
     root = os.environ.get("EMODIST_EMOTIFY_ROOT")
     clips, source = [], ""
     if root and (Path(root) / "data.csv").is_file():
-        from emodist.audio import load_track
+        from emodist.data.audio import load_track
 
         paths = [Path(root) / "emotifymusic" / g / f"{i}.mp3" for i in range(1, 26) for g in GENRES]
         paths = [p for p in paths if p.is_file()][:n_segments]

@@ -42,8 +42,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emodist import audio, handcrafted, images, spectral
-from emodist.config import Config
+from emodist.data import audio
+from emodist.features import handcrafted, images, spectral
+from emodist.features.inception import InceptionV3
+from emodist.spec import ExtractionSpec
 
 # the fixtures that build or locate the real model (EMODIST_MODEL or pytest's cache)
 from tests.test_deep_model import model_cache, real_model, wheel  # noqa: F401
@@ -84,7 +86,7 @@ def test_reference_is_for_the_current_feature_definition():
     """A change of feature definition must change the version and the reference together."""
     ref, now = HANDCRAFTED["feature_names_version"], handcrafted.FEATURE_NAMES_VERSION
     assert ref == now, (
-        f"emodist.handcrafted.FEATURE_NAMES_VERSION is {now!r} but "
+        f"emodist.features.handcrafted.FEATURE_NAMES_VERSION is {now!r} but "
         f"tests/data/golden_handcrafted.json was made for version {ref!r}: a feature "
         f"definition changed, so the independent reference must be reviewed and {REGENERATE}")
     cfg = HANDCRAFTED["config"]
@@ -114,7 +116,7 @@ def _projection() -> np.ndarray:
 def analyses(emotify_root):
     """emodist's decode + one STFT of each reference segment (each track decoded once)."""
     c = HANDCRAFTED["config"]
-    cfg = Config(sr=c["sr"], n_fft=c["n_fft"], hop_length=c["hop_length"], n_mfcc=c["n_mfcc"])
+    cfg = ExtractionSpec(sr=c["sr"], n_fft=c["n_fft"], hop_length=c["hop_length"])
     tracks: dict[str, np.ndarray] = {}
     out = []
     for seg in HANDCRAFTED["segments"]:
@@ -129,8 +131,9 @@ def analyses(emotify_root):
 
 @pytest.fixture(scope="module")
 def handcrafted_values(analyses):
-    cfg, ans = analyses
-    return np.array([handcrafted.extract(an, HANDCRAFTED["feature_set"], n_mfcc=cfg.n_mfcc)
+    _, ans = analyses
+    n_mfcc = HANDCRAFTED["config"]["n_mfcc"]
+    return np.array([handcrafted.extract(an, HANDCRAFTED["feature_set"], n_mfcc=n_mfcc)
                      for an in ans], dtype=np.float64)
 
 
@@ -195,9 +198,9 @@ def _blocks(img: np.ndarray, grid: int) -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def spectrogram_images(analyses):
-    cfg, ans = analyses
-    assert cfg.image_size == DEEP["image"]["size"]
-    return np.stack([images.spectrogram_image(an, cfg) for an in ans])
+    _, ans = analyses
+    picture = InceptionV3(image_size=DEEP["image"]["size"])
+    return np.stack([images.spectrogram_image(an, picture) for an in ans])
 
 
 def _identical(img: np.ndarray, ref: dict) -> bool:
@@ -220,7 +223,7 @@ def test_spectrogram_images_match_reference(spectrogram_images):
 @pytest.mark.emotify
 @pytest.mark.model
 def test_inception_matches_torchscript_reference(spectrogram_images, real_model):  # noqa: F811
-    from emodist.deep.session import embed
+    from emodist.models.session import embed
 
     feats = embed(spectrogram_images, real_model, batch_size=len(spectrogram_images))
     feats = feats.astype(np.float64)

@@ -215,7 +215,7 @@ def real_musicnn(musicnn_wheel, tmp_path_factory) -> dict[str, str]:
 @pytest.mark.model
 @pytest.mark.emotify
 def test_real_musicnn_matches_tensorflow(real_musicnn, emotify_root):
-    from emodist.audio import load_track
+    from emodist.data.audio import load_track
 
     sys.path.insert(0, str(DATA))
     try:

@@ -1,5 +1,1 @@
-"""Evaluation of a feature store: grouped cross-validation, scores, reports.
-
-The driver is :func:`emodist.learn.evaluate.run_evaluate`; the module layout
-and the order of imports are described in :mod:`emodist.learn.evaluate`.
-"""
+"""Grouped cross-validation, classifiers, targets beyond one label, the human ceiling, reports."""

