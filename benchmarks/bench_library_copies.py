@@ -170,9 +170,11 @@ def run(quick: bool = False) -> dict:
     from threadpoolctl import threadpool_limits
 
     from emodist.features import handcrafted, images, spectral
+    from emodist.features.inception import InceptionV3
     from emodist.spec import ExtractionSpec
 
     cfg = ExtractionSpec(sr=SR)
+    picture = InceptionV3(image_size=299)
     segs, source = _segments(2 if quick else 12)
     reps = 1 if quick else 5
     copy_ms: dict[str, list[float]] = {}
@@ -184,7 +186,7 @@ def run(quick: bool = False) -> dict:
         for y in segs:
             full_ms.append(_cpu_ms(lambda y=y: handcrafted.extract(spectral.analyse(y, SR, cfg)), reps))
             an = spectral.analyse(y, SR, cfg)
-            px = np.ascontiguousarray(images.scale_to_pixels(images.log_spectrogram(an, cfg))[::-1])
+            px = np.ascontiguousarray(images.scale_to_pixels(images.log_spectrogram(an, picture))[::-1])
             for name, copy, lib, compare in _pairs(an, px):
                 lib_out = lib()
                 lib_ms.setdefault(name, []).append(_cpu_ms(lib, reps))

@@ -96,7 +96,7 @@ def feature_groups(deep_dim: int):
     The model group is given its width and a (made-up) model hash, so that it
     is recorded as a model embedding without reading a model.
     """
-    from emodist.features.handcrafted_group import Handcrafted
+    from emodist.features.handcrafted.group import Handcrafted
 
     from emodist.features.inception import InceptionV3
 

@@ -153,42 +153,14 @@ def _compare(got: np.ndarray, ref: np.ndarray, names: list[str]) -> list[str]:
     return bad
 
 
-def _known() -> list[str]:
-    return HANDCRAFTED["known_discrepancies"]["features"]
-
-
 @pytest.mark.emotify
 def test_handcrafted_matches_independent_reference(handcrafted_values):
     test_reference_is_for_the_current_feature_definition()
     names = HANDCRAFTED["names"]
     ref = np.array(HANDCRAFTED["values"], dtype=np.float64)
-    cols = [j for j, n in enumerate(names) if n not in _known()]
-    bad = _compare(handcrafted_values[:, cols], ref[:, cols], [names[j] for j in cols])
+    bad = _compare(handcrafted_values, ref, names)
     assert not bad, (f"{len(bad)} handcrafted features differ from the independent "
                      "reference:\n" + "\n".join(bad))
-
-
-@pytest.mark.emotify
-def test_key_features_regression(handcrafted_values):
-    """Key/mode: emodist's value when the reference was made (until the known bug is fixed)."""
-    test_reference_is_for_the_current_feature_definition()
-    names = HANDCRAFTED["names"]
-    cols = [names.index(n) for n in _known()]
-    ref = np.array(HANDCRAFTED["known_discrepancies"]["emodist_values"], dtype=np.float64)
-    bad = _compare(handcrafted_values[:, cols], ref, _known())
-    assert not bad, "key features changed since the reference was made:\n" + "\n".join(bad)
-
-
-@pytest.mark.emotify
-@pytest.mark.xfail(strict=True, reason=HANDCRAFTED["known_discrepancies"]["reason"])
-def test_key_features_match_independent_reference(handcrafted_values):
-    """Fails until pitch_class_profile applies its parabolic refinement; then drop the xfail
-    and the 'known_discrepancies' entry (regenerate the reference)."""
-    names = HANDCRAFTED["names"]
-    cols = [names.index(n) for n in _known()]
-    ref = np.array(HANDCRAFTED["values"], dtype=np.float64)[:, cols]
-    bad = _compare(handcrafted_values[:, cols], ref, _known())
-    assert not bad, "\n".join(bad)
 
 
 def _blocks(img: np.ndarray, grid: int) -> np.ndarray:

@@ -10,6 +10,7 @@ exposes ``register(subparsers)``, which adds its parsers and sets
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
 import sys
@@ -65,16 +66,24 @@ def describe_error(exc: EmodistError) -> str:
     return exc.message
 
 
-def setup_logging(args) -> None:
-    """emodist's log lines (resuming, dashboard...) go to stderr; quiet commands show warnings."""
+@contextlib.contextmanager
+def log_to_stderr(args):
+    """emodist's log lines (resuming, dashboard...) on stderr while a command runs.
+
+    Quiet commands (``--quiet``, ``--no-progress``) show warnings only.
+    """
     quiet = getattr(args, "quiet", False) or getattr(args, "no_progress", False)
     logger = logging.getLogger("emodist")
-    if not any(getattr(h, "_emodist", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        handler._emodist = True
-        logger.addHandler(handler)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    old = logger.level
+    logger.addHandler(handler)
     logger.setLevel(logging.WARNING if quiet else logging.INFO)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,9 +93,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    setup_logging(args)
     try:
-        code = args.func(args)
+        with log_to_stderr(args):
+            code = args.func(args)
     except EmodistError as exc:
         if args.debug:
             raise

@@ -273,17 +273,6 @@ def independent_features(y, sr):
     return f, extra
 
 
-#: Features where emodist disagrees with the documented definition (see README):
-#: the reference keeps the independent value, and emodist's current value is
-#: stored next to it for regression protection until the bug is fixed.
-KNOWN_DISCREPANCIES = {
-    "features": ["key", "key_mode", "key_clarity", "mode"],
-    "reason": "emodist.features.handcrafted.pitch_class_profile never applies its documented "
-              "parabolic frequency refinement: _safe_div(0.5 * (a - c), where(den < 0, den, 0)) "
-              "divides only where the denominator is > 0, so every shift is 0 and each peak "
-              "keeps its bin-centre frequency (a G#2 tone is read as A, D#3 as D)",
-}
-
 #: How each feature's reference is computed (README table). Keys are name prefixes.
 METHOD = {
     "rms": "numpy sqrt(mean(y^2)) of the whole segment",
@@ -361,9 +350,6 @@ def cmd_handcrafted(args) -> None:
         "segments": segs,
         "names": names,
         "regression_only": [],
-        "known_discrepancies": dict(KNOWN_DISCREPANCIES, emodist_values=[
-            [float(f"{row[names.index(n)]:.9g}") for n in KNOWN_DISCREPANCIES["features"]]
-            for row in ours]),
         "values": [[float(f"{v:.9g}") for v in row] for row in ref],
     }
     HANDCRAFTED_JSON.write_text(dump(doc) + "\n")

@@ -12,7 +12,7 @@ from emodist.errors import EmodistError
 from emodist.features.spectral import N_MELS
 
 #: Version of the feature-name list and of the meaning of each column.
-FEATURE_NAMES_VERSION = "1"
+FEATURE_NAMES_VERSION = "2"
 
 #: Named feature selections accepted by :func:`feature_names` and ``extract``.
 FEATURE_SETS = ("full", "seed17")

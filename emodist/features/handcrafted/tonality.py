@@ -98,8 +98,8 @@ def pitch_class_profile(an: Analysis, *, fmin: float = PCP_FMIN_HZ, fmax: float 
         amp = pk.amp[keep].astype(np.float64)
         near = np.stack([pk.left[keep], pk.amp[keep], pk.right[keep]]).astype(np.float64)
         a, b, c = np.log(near + AMIN)
-        den = a - 2 * b + c
-        shift = np.clip(safe_div(0.5 * (a - c), np.where(den < 0, den, 0.0)), -0.5, 0.5)
+        den = a - 2 * b + c  # < 0 at a peak: the parabola through the log amplitudes opens down
+        shift = np.clip(safe_div(0.5 * (c - a), np.where(den < 0, -den, 0.0)), -0.5, 0.5)
         freq = (k + shift) * an.sr / an.n_fft
         pc = np.mod(np.round(12 * np.log2(freq / 440.0)) + 9, 12).astype(np.int64)
         prof = np.bincount(t * 12 + pc, weights=amp * amp,
