@@ -97,7 +97,6 @@ def feature_groups(deep_dim: int):
     is recorded as a model embedding without reading a model.
     """
     from emodist.features.handcrafted.group import Handcrafted
-
     from emodist.features.inception import InceptionV3
 
     return [Handcrafted(), InceptionV3(dim=deep_dim, sha256="be" * 32, image_size=299)]
