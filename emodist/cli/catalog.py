@@ -27,33 +27,29 @@ PLAN_EXAMPLES = """examples:
 
 def register(subparsers) -> None:
     """Add ``catalog`` and ``plan``."""
-    p = subparsers.add_parser(
-        "catalog",
-        help="tracks per class and genre, dropped classes, missing audio",
-        description="Read a dataset (Emotify folder, manifest CSV or folder per label) and "
-        "report its tracks per class and per genre, dropped classes and missing audio.",
-        epilog=CATALOG_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    _dataset_command(
+        subparsers, "catalog", cmd_catalog, CATALOG_EXAMPLES,
+        "tracks per class and genre, dropped classes, missing audio",
+        "Read a dataset (Emotify folder, manifest CSV or folder per label) and report its "
+        "tracks per class and per genre, dropped classes and missing audio.")
+    q = _dataset_command(
+        subparsers, "plan", cmd_plan, PLAN_EXAMPLES,
+        "the segment plan of a dataset (from file headers)",
+        "Plan fixed windows over every usable track from its header and report segment "
+        "counts and tracks that gave none.")
+    add_segment_options(q)
+    q.add_argument("--csv", metavar="FILE", help="write the plan table to FILE")
+
+
+def _dataset_command(subparsers, name: str, func, examples: str, help: str, description: str):
+    """A sub-command that reads a dataset (DATASET plus the dataset and storage options)."""
+    p = subparsers.add_parser(name, help=help, description=description, epilog=examples,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("dataset", help="dataset folder, manifest .csv, or fsspec URL")
     add_dataset_options(p)
     add_storage_options(p, locations=())
-    p.set_defaults(func=cmd_catalog)
-
-    q = subparsers.add_parser(
-        "plan",
-        help="the segment plan of a dataset (from file headers)",
-        description="Plan fixed windows over every usable track from its header and report "
-        "segment counts and tracks that gave none.",
-        epilog=PLAN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    q.add_argument("dataset", help="dataset folder, manifest .csv, or fsspec URL")
-    add_dataset_options(q)
-    add_segment_options(q)
-    add_storage_options(q, locations=())
-    q.add_argument("--csv", metavar="FILE", help="write the plan table to FILE")
-    q.set_defaults(func=cmd_plan)
+    p.set_defaults(func=func)
+    return p
 
 
 def load_from_args(args):

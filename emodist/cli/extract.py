@@ -67,10 +67,15 @@ def register(subparsers) -> None:
     p = subparsers.add_parser("extract", help="extract feature groups into a Zarr store",
                               description=DESCRIPTION, epilog=EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
-    p.add_argument("--store", required=True, metavar="URL", help="output store (path or s3://...)")
+    add_dataset_and_store(p)
     add_extract_options(p)
     p.set_defaults(func=cmd_extract)
+
+
+def add_dataset_and_store(p) -> None:
+    """DATASET and ``--store`` (``extract`` and ``run``)."""
+    p.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
+    p.add_argument("--store", required=True, metavar="URL", help="output store (path or s3://...)")
 
 
 def spec_and_runtime(args):

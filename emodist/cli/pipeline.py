@@ -41,13 +41,12 @@ DEMO_EXAMPLES = """examples:
 def register(subparsers) -> None:
     """Add ``run`` and ``demo``."""
     from emodist.cli.evaluate import add_evaluation_options
-    from emodist.cli.extract import add_extract_options
+    from emodist.cli.extract import add_dataset_and_store, add_extract_options
 
     r = subparsers.add_parser("run", help="extract a dataset, then evaluate it",
                               description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    r.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
-    r.add_argument("--store", required=True, metavar="URL", help="output store (path or s3://...)")
+    add_dataset_and_store(r)
     r.add_argument("--out", required=True, metavar="DIR", help="report folder")
     add_extract_options(r)
     add_evaluation_options(r, features=False)

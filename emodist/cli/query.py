@@ -202,20 +202,24 @@ def cmd_info(args) -> int:
     return 0
 
 
-def cmd_query(args) -> int:
-    """``emodist query``."""
+def _open(args):
+    """The output format and the opened store of a query command."""
     from emodist.store import open_store
 
     fmt = output_format(args.format, args.output)
-    ds = open_store(args.store, parse_storage_options(args.storage_options))
-    df = ds.emodist.select(
-        tracks=args.track,
-        labels=args.label,
-        genres=args.genre,
-        segments=args.segment,
-        features=args.features,
-        include_incomplete=args.include_incomplete,
-    )
+    return fmt, open_store(args.store, parse_storage_options(args.storage_options))
+
+
+def _filters(args) -> dict:
+    """The class and genre filters of a query command."""
+    return {"labels": args.label, "genres": args.genre}
+
+
+def cmd_query(args) -> int:
+    """``emodist query``."""
+    fmt, ds = _open(args)
+    df = ds.emodist.select(tracks=args.track, segments=args.segment, features=args.features,
+                           include_incomplete=args.include_incomplete, **_filters(args))
     write_frame(df, fmt, args.output)
     if args.output:
         print(f"wrote {len(df)} rows x {df.shape[1]} columns to {args.output}", file=sys.stderr)
@@ -224,18 +228,8 @@ def cmd_query(args) -> int:
 
 def cmd_similar(args) -> int:
     """``emodist similar``."""
-    from emodist.store import open_store
-
-    fmt = output_format(args.format, args.output)
-    ds = open_store(args.store, parse_storage_options(args.storage_options))
-    df = ds.emodist.similar(
-        args.segment,
-        k=args.k,
-        features=args.features,
-        metric=args.metric,
-        exclude_same_track=args.exclude_same_track,
-        labels=args.label,
-        genres=args.genre,
-    )
+    fmt, ds = _open(args)
+    df = ds.emodist.similar(args.segment, k=args.k, features=args.features, metric=args.metric,
+                            exclude_same_track=args.exclude_same_track, **_filters(args))
     write_frame(df, fmt, args.output)
     return 0

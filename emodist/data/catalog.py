@@ -341,15 +341,9 @@ def _finish_generic(tracks, where, kind, min_tracks, min_share, storage_options,
     )
 
 
-def load_dataset(
-    path: str,
-    *,
-    label_rule: str = "listener",
-    min_class_tracks: int | None = None,
-    min_class_share: float = 0.02,
-    storage_options: dict | None = None,
-    check_audio: bool = True,
-) -> Catalog:
+def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: int | None = None,
+                 min_class_share: float = 0.02, storage_options: dict | None = None,
+                 check_audio: bool = True) -> Catalog:
     """Read any supported dataset layout.
 
     Parameters
