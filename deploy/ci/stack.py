@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -32,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests import deploy_commands as dc  # noqa: E402
+from tests import deploy_commands as dc
 
 HOST = "127.0.0.1"
 EMODIST_SERVICES = ("seed", "scheduler", "worker", "job")
@@ -91,6 +90,16 @@ def _replace(argv: list[str], old: str, new: str) -> list[str]:
     return [a.replace(old, new) for a in argv]
 
 
+def without_ports() -> dict:
+    """The compose file with every service's ``ports:`` removed."""
+    import copy
+
+    spec = copy.deepcopy(dc.compose_spec())
+    for svc in spec["services"].values():
+        svc.pop("ports", None)
+    return {k: v for k, v in spec.items() if not k.startswith("x-")}
+
+
 def override(image: str, moto_image: str, s3_port: int, sched_port: int, dash_port: int) -> dict:
     """The compose override for a bridge-less host (see the module docstring)."""
     spec = dc.compose_spec()
@@ -128,8 +137,11 @@ def write_compose(
     import yaml
 
     folder.mkdir(parents=True, exist_ok=True)
-    for name in ("docker-compose.yml", "seed_s3.py"):
-        shutil.copyfile(dc.COMPOSE.parent / name, folder / name)
+    shutil.copyfile(dc.COMPOSE.parent / "seed_s3.py", folder / "seed_s3.py")
+    # the compose file as it is, less its published ports: there are none in
+    # the host's network namespace, and compose refuses them with network_mode
+    # host (an override can add to `ports:` but not remove them)
+    (folder / "docker-compose.yml").write_text(yaml.safe_dump(without_ports(), sort_keys=False))
     text = yaml.safe_dump(override(image, moto_image, s3_port, sched_port, dash_port),
                           sort_keys=False)
     (folder / "docker-compose.override.yml").write_text(text)
