@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install model demo test lint bench image clean lock
+.PHONY: install model demo test test-min deploy-test lint bench image clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
@@ -25,6 +25,21 @@ demo: model
 test: install
 	$(PY) -m pytest -q -ra
 
+## the fast tests in a fresh environment at the lowest versions pyproject.toml allows
+VENV_MIN ?= build/venv-min
+test-min:
+	rm -rf $(VENV_MIN)
+	python3 -m venv $(VENV_MIN)
+	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
+	$(VENV_MIN)/bin/python -m pip install -q -c constraints-min.txt -e '.[dev]'
+	$(VENV_MIN)/bin/python -m pip check
+	$(VENV_MIN)/bin/python -m pytest -q -ra -m "not model and not cluster and not s3" \
+	    --deselect tests/test_deploy.py::test_lock_closure_matches_this_environment
+
+## the image built and the compose stack run for real (root: installs docker.io, starts dockerd)
+deploy-test: install
+	PY=$(abspath $(PY)) deploy/ci/deploy-test.sh
+
 lint: install
 	$(VENV)/bin/ruff check emodist tests benchmarks
 
@@ -32,9 +47,9 @@ lint: install
 bench: install
 	$(PY) -m benchmarks --readme README.md
 
-## container image (needs docker)
+## container image (needs docker with BuildKit)
 image:
-	docker buildx build -f deploy/docker/Dockerfile -t emodist:$$(sed -n 's/__version__ = "\(.*\)"/\1/p' emodist/_version.py) .
+	DOCKER_BUILDKIT=1 docker build -f deploy/docker/Dockerfile -t emodist:$$(sed -n 's/__version__ = "\(.*\)"/\1/p' emodist/_version.py) .
 
 ## re-pin constraints.txt to the versions installed in .venv
 lock: install
