@@ -533,8 +533,7 @@ def test_compose_path_with_environment_credentials_only(demo_dataset, tmp_path):
     """The compose data path on 127.0.0.1: seed -> S3, driver and workers in
     separate processes that know the store only from AWS_* variables (as
     env_file gives them), the dataset and store URLs of the compose job."""
-    from emodist.store import layout as schema
-    from emodist.store.zarrio import open_store
+    from emodist.store import open_store
     from tests.servers import dask_cluster, moto_server, s3_env
 
     with moto_server() as (endpoint, options):
@@ -561,9 +560,9 @@ def test_compose_path_with_environment_credentials_only(demo_dataset, tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
         ds = open_store(store, options)
         n_tracks = len(list((demo_dataset / "emotifymusic").rglob("*.*")))
-        assert ds.sizes[schema.SEGMENT] >= n_tracks > 0
-        values = ds[schema.HANDCRAFTED].values
-        assert values.shape[0] == ds.sizes[schema.SEGMENT] and np.isfinite(values).all()
+        assert ds.sizes["segment"] >= n_tracks > 0
+        values = ds["handcrafted"].values
+        assert values.shape[0] == ds.sizes["segment"] and np.isfinite(values).all()
         assert all(str(p).startswith(dataset + "/") for p in ds["path"].values)
         import s3fs
 

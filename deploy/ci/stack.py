@@ -208,25 +208,27 @@ def check_store(url: str, options: dict, same_as: str | None, min_tracks: int) -
     """Problems with the store at ``url`` (empty: complete, finite and, with
     ``same_as``, equal to that store)."""
     import numpy as np
-    import xarray as xr
+
+    from emodist.store import open_store
 
     problems = []
-    ds = xr.open_zarr(url, storage_options=options)
-    status = ds["status"].values
-    if not status.size or not (status == 1).all():
-        problems.append(f"{url}: status {dict(zip(*np.unique(status, return_counts=True)))}")
-    n_tracks = len(set(ds["track_id"].values.tolist()))
-    if n_tracks < min_tracks:
-        problems.append(f"{url}: {n_tracks} tracks, expected {min_tracks}")
-    groups = [v for v in ("handcrafted", "deep") if v in ds]
+    ds = open_store(url, options)
+    groups = ds.emodist.groups
     if len(groups) < 2:
         problems.append(f"{url}: feature groups {groups}")
     for name in groups:
+        status = ds[f"{name}_status"].values
+        if not status.size or not (status == 1).all():
+            counts = dict(zip(*np.unique(status, return_counts=True)))
+            problems.append(f"{url}: {name} status {counts}")
         if not np.isfinite(ds[name].values).all():
             problems.append(f"{url}: {name} has non-finite values")
+    n_tracks = len(set(ds["track_id"].values.tolist()))
+    if n_tracks < min_tracks:
+        problems.append(f"{url}: {n_tracks} tracks, expected {min_tracks}")
     if same_as:
-        ref = xr.open_zarr(same_as, storage_options=options)
-        for name in ("segment_id", "track_id", "start_s", "duration_s", "label", "path"):
+        ref = open_store(same_as, options)
+        for name in ("segment", "track_id", "start_s", "duration_s", "label", "path"):
             if name in ds and not np.array_equal(ds[name].values, ref[name].values):
                 problems.append(f"{name} differs between {url} and {same_as}")
         for name in groups:
@@ -234,7 +236,7 @@ def check_store(url: str, options: dict, same_as: str | None, min_tracks: int) -
             if a.shape != b.shape or not np.allclose(a, b, rtol=1e-5, atol=1e-5):
                 diff = np.abs(a - b).max() if a.shape == b.shape else a.shape
                 problems.append(f"{name} differs between {url} and {same_as}: {diff}")
-    print(f"stack: {url}: {status.size} segments, {n_tracks} tracks, groups {groups}"
+    print(f"stack: {url}: {ds.sizes['segment']} segments, {n_tracks} tracks, groups {groups}"
           + (f", equal to {same_as}" if same_as and not problems else ""))
     return problems
 
