@@ -155,7 +155,8 @@ def run_demo(
     from emodist.data.demo import make_demo_dataset
 
     if n_tracks < 2 * folds:
-        raise EmodistError(f"--tracks must be at least {2 * folds} for {folds} folds")
+        raise EmodistError(f"the demo needs at least {2 * folds} tracks for {folds} folds",
+                           param="tracks")
     root = Path(out)
     data = root / "data"
     notes = []
