@@ -11,6 +11,8 @@ import pytest
 
 from emodist.errors import ModelError
 from emodist.models import tfcheckpoint as tc
+from emodist.models.crc32c import MASK_DELTA, crc32c, mask_crc
+from tests.tfwriter import _field, write_checkpoint
 
 
 @pytest.fixture()
@@ -32,21 +34,21 @@ def tensors() -> dict[str, np.ndarray]:
 
 @pytest.fixture()
 def ckpt(tmp_path, tensors) -> str:
-    return tc.write_checkpoint(str(tmp_path / "model.ckpt"), tensors)
+    return write_checkpoint(str(tmp_path / "model.ckpt"), tensors)
 
 
 @pytest.mark.parametrize("n", [0, 1, 9, 4095, 4096, 5000, 7 * 1024 + 3, 100_003])
 def test_crc32c_matches_a_reference(n):
     data = np.random.default_rng(n).integers(0, 256, n, dtype=np.uint8).tobytes()
     google_crc32c = pytest.importorskip("google_crc32c")
-    assert tc.crc32c(data) == google_crc32c.value(data)
+    assert crc32c(data) == google_crc32c.value(data)
 
 
 def test_crc32c_known_values():
-    assert tc.crc32c(b"123456789") == 0xE3069283  # the standard check value
-    assert tc.crc32c(b"") == 0
-    assert tc.crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4
-    assert tc.mask_crc(0) == tc.MASK_DELTA
+    assert crc32c(b"123456789") == 0xE3069283  # the standard check value
+    assert crc32c(b"") == 0
+    assert crc32c(bytes(32)) == 0x8A9136AA  # RFC 3720 B.4
+    assert mask_crc(0) == MASK_DELTA
 
 
 def test_round_trip(ckpt, tensors):
@@ -126,8 +128,8 @@ def test_tampered_entry_with_a_matching_block_checksum(ckpt):
     # make "big" claim more bytes than its shape holds
     prefix = ckpt
     idx = bytearray(Path(prefix + ".index").read_bytes())
-    old = tc._field(5, 0, e["size"])
-    new = tc._field(5, 0, e["size"] + 4)
+    old = _field(5, 0, e["size"])
+    new = _field(5, 0, e["size"] + 4)
     assert len(old) == len(new) and idx.count(old) >= 1
     idx = idx.replace(old, new, 1)
     _fix_block_checksums(idx)
@@ -146,7 +148,7 @@ def _fix_block_checksums(idx: bytearray) -> None:
         off, size, _ = tc._handle(handle, 0, len(handle))
         blocks.append((off, size))
     for off, size in blocks:
-        crc = tc.mask_crc(tc.crc32c(bytes(idx[off:off + size + 1])))
+        crc = mask_crc(crc32c(bytes(idx[off:off + size + 1])))
         idx[off + size + 1:off + size + 5] = struct.pack("<I", crc)
 
 
@@ -174,7 +176,7 @@ def test_compressed_table_is_refused(ckpt):
 
 
 def test_unsupported_dtype_is_refused(tmp_path):
-    prefix = tc.write_checkpoint(str(tmp_path / "s"), {"a": np.zeros(3, np.float32)})
+    prefix = write_checkpoint(str(tmp_path / "s"), {"a": np.zeros(3, np.float32)})
     idx = bytearray(Path(prefix + ".index").read_bytes())
     idx = idx.replace(b"a" + bytes([0x08, 0x01]), b"a" + bytes([0x08, 0x07]), 1)  # DT_STRING
     _fix_block_checksums(idx)

@@ -17,9 +17,7 @@ checksum, and returns numpy arrays.  Nothing is executed or unpickled:
 only uncompressed tables, numeric dtypes and unsliced tensors are accepted,
 anything else is a :class:`~emodist.errors.ModelError` naming the file.
 
-CRC-32C (Castagnoli) is computed with numpy (:func:`crc32c`): many chunks
-in parallel through a 256-entry table, then combined with the linear
-"append n zero bytes" operator.  It runs at model build time only.
+CRC-32C comes from :mod:`emodist.models.crc32c` (numpy, no compiled extension).
 """
 
 from __future__ import annotations
@@ -32,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from emodist.errors import ModelError
+from emodist.models.crc32c import crc32c, mask_crc
 
 #: Last 8 bytes of every LevelDB / TensorFlow table.
 TABLE_MAGIC = 0xDB4775248B80FB57
@@ -39,9 +38,6 @@ TABLE_MAGIC = 0xDB4775248B80FB57
 FOOTER_SIZE = 48
 #: Size of a block trailer: compression type byte + masked CRC-32C.
 TRAILER_SIZE = 5
-#: Added to the rotated CRC by LevelDB's and TensorFlow's ``crc32c::Mask``.
-MASK_DELTA = 0xA282EAD8
-
 #: TensorFlow ``DataType`` enum values this reader accepts -> numpy dtype.
 DTYPES = {
     1: np.dtype("<f4"),   # DT_FLOAT
@@ -61,81 +57,7 @@ DTYPES = {
 SLOT_SUFFIXES = ("/Adam", "/Adam_1", "/Momentum", "/RMSProp", "/RMSProp_1")
 SLOT_NAMES = ("beta1_power", "beta2_power", "global_step")
 
-# ---------------------------------------------------------------------------
-# CRC-32C
-# ---------------------------------------------------------------------------
 
-_POLY = 0x82F63B78  # Castagnoli, reflected
-
-
-def _make_table() -> np.ndarray:
-    table = np.arange(256, dtype=np.uint32)
-    for _ in range(8):
-        table = np.where(table & 1, (table >> 1) ^ np.uint32(_POLY), table >> 1).astype(np.uint32)
-    return table
-
-
-_TABLE = _make_table()
-_TABLE_LIST = [int(v) for v in _TABLE]
-_CHUNK = 1024  # bytes per parallel chunk
-_SHIFT_CACHE: dict[int, list[np.ndarray]] = {}
-
-
-def _crc_bytes(crc: int, data: bytes | memoryview) -> int:
-    """Raw (un-inverted) CRC register after ``data``, one byte at a time."""
-    t = _TABLE_LIST
-    for b in bytes(data):
-        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc
-
-
-def _shift_tables(nbytes: int) -> list[np.ndarray]:
-    """Four 256-entry tables applying "feed ``nbytes`` zero bytes" to a CRC register."""
-    if nbytes not in _SHIFT_CACHE:
-        basis = (np.uint32(1) << np.arange(32, dtype=np.uint32)).astype(np.uint32)
-        for _ in range(nbytes):
-            basis = _TABLE[basis & 0xFF] ^ (basis >> 8)
-        tables = []
-        values = np.arange(256, dtype=np.uint32)
-        for k in range(4):
-            out = np.zeros(256, np.uint32)
-            for bit in range(8):
-                out ^= np.where((values >> bit) & 1, basis[8 * k + bit], np.uint32(0)).astype(np.uint32)
-            tables.append(out)
-        _SHIFT_CACHE[nbytes] = tables
-    return _SHIFT_CACHE[nbytes]
-
-
-def crc32c(data: bytes | bytearray | memoryview) -> int:
-    """CRC-32C (Castagnoli) of ``data``, as ``crc32c::Value`` computes it.
-
-    >>> hex(crc32c(b"123456789"))
-    '0xe3069283'
-    """
-    mv = memoryview(data).cast("B")
-    n = len(mv)
-    if n < 4 * _CHUNK:
-        return _crc_bytes(0xFFFFFFFF, mv) ^ 0xFFFFFFFF
-    k = n // _CHUNK
-    block = np.frombuffer(mv[: k * _CHUNK], dtype=np.uint8).reshape(k, _CHUNK).astype(np.uint32)
-    regs = np.zeros(k, np.uint32)
-    regs[0] = 0xFFFFFFFF
-    for j in range(_CHUNK):
-        regs = _TABLE[(regs ^ block[:, j]) & 0xFF] ^ (regs >> 8)
-    t0, t1, t2, t3 = (t.tolist() for t in _shift_tables(_CHUNK))
-    crc = 0
-    for r in regs.tolist():
-        crc = t0[crc & 0xFF] ^ t1[(crc >> 8) & 0xFF] ^ t2[(crc >> 16) & 0xFF] ^ t3[crc >> 24] ^ r
-    return _crc_bytes(crc, mv[k * _CHUNK:]) ^ 0xFFFFFFFF
-
-
-def mask_crc(crc: int) -> int:
-    """LevelDB's ``crc32c::Mask``: rotate right by 15 bits and add :data:`MASK_DELTA`."""
-    crc &= 0xFFFFFFFF
-    return ((((crc >> 15) | (crc << 17)) & 0xFFFFFFFF) + MASK_DELTA) & 0xFFFFFFFF
-
-
-# ---------------------------------------------------------------------------
 # varints and protobuf fields
 # ---------------------------------------------------------------------------
 
@@ -439,93 +361,3 @@ def read_checkpoint(prefix: str | os.PathLike, *, include_slots: bool = False) -
         arr = np.frombuffer(raw, dtype=dtype).reshape(e["shape"])
         out[name] = arr.astype(dtype.newbyteorder("="), copy=True)
     return dict(sorted(out.items()))
-
-
-# ---------------------------------------------------------------------------
-# a minimal writer (tests and fixtures)
-# ---------------------------------------------------------------------------
-
-_DTYPE_ENUM = {v.str.lstrip("<|="): k for k, v in DTYPES.items()}
-
-
-def _put_varint(value: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = value & 0x7F
-        value >>= 7
-        if value:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _field(number: int, wire: int, payload: bytes | int) -> bytes:
-    key = _put_varint(number << 3 | wire)
-    if wire == 0:
-        return key + _put_varint(payload)
-    if wire == 5:
-        return key + struct.pack("<I", payload)
-    return key + _put_varint(len(payload)) + payload
-
-
-def _table_block(items: list[tuple[bytes, bytes]], restart_interval: int = 16) -> bytes:
-    out, restarts, last = bytearray(), [], b""
-    for i, (key, value) in enumerate(items):
-        if i % restart_interval == 0:
-            restarts.append(len(out))
-            shared = 0
-        else:
-            shared = 0
-            while shared < min(len(key), len(last)) and key[shared] == last[shared]:
-                shared += 1
-        out += _put_varint(shared) + _put_varint(len(key) - shared) + _put_varint(len(value))
-        out += key[shared:] + value
-        last = key
-    if not restarts:
-        restarts = [0]
-    out += struct.pack(f"<{len(restarts)}I", *restarts) + struct.pack("<I", len(restarts))
-    return bytes(out)
-
-
-def write_checkpoint(prefix: str | os.PathLike, tensors: dict[str, np.ndarray]) -> str:
-    """Write ``tensors`` as a one-shard tensor bundle (what TensorFlow's saver writes).
-
-    For tests and fixtures: an uncompressed table with one data block.
-
-    Returns
-    -------
-    str
-        The prefix.
-    """
-    prefix = os.fspath(prefix)
-    blob = bytearray()
-    items = [(b"", _field(1, 0, 1) + _field(3, 2, _field(1, 0, 1)))]  # num_shards 1, version.producer 1
-    for name in sorted(tensors):
-        arr = np.asarray(tensors[name], order="C")  # (ascontiguousarray would make scalars 1-D)
-        dt = arr.dtype.newbyteorder("<") if arr.dtype.byteorder not in "|" else arr.dtype
-        raw = arr.astype(dt, copy=False).tobytes()
-        shape = b"".join(_field(2, 2, _field(1, 0, d) if d else b"") for d in arr.shape)
-        value = (_field(1, 0, _DTYPE_ENUM[dt.str.lstrip("<|=")]) + _field(2, 2, shape)
-                 + (_field(4, 0, len(blob)) if blob else b"") + _field(5, 0, len(raw))
-                 + _field(6, 5, mask_crc(crc32c(raw))))
-        items.append((name.encode(), value))
-        blob += raw
-    index = bytearray()
-
-    def add_block(contents: bytes) -> tuple[int, int]:
-        off = len(index)
-        index.extend(contents + b"\x00")
-        index.extend(struct.pack("<I", mask_crc(crc32c(contents + b"\x00"))))
-        return off, len(contents)
-
-    d_off, d_size = add_block(_table_block(items))
-    m_off, m_size = add_block(_table_block([]))
-    last_key = items[-1][0]
-    i_off, i_size = add_block(_table_block([(last_key + b"\x00" if last_key else b"\x00",
-                                             _put_varint(d_off) + _put_varint(d_size))]))
-    footer = _put_varint(m_off) + _put_varint(m_size) + _put_varint(i_off) + _put_varint(i_size)
-    footer = footer.ljust(40, b"\x00") + struct.pack("<Q", TABLE_MAGIC)
-    Path(prefix + ".index").write_bytes(bytes(index) + footer)
-    Path(prefix + ".data-00000-of-00001").write_bytes(bytes(blob))
-    return prefix
