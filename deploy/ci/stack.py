@@ -189,10 +189,13 @@ def storage_options(folder: Path) -> dict:
 
 
 def _status(url: str, options: dict):
+    """Per segment, the lowest status over the feature groups (1 only when all are done)."""
+    import numpy as np
     import zarr
 
     group = zarr.open_group(url, mode="r", storage_options=options)
-    return group["status"][:]
+    names = list(group.attrs.get("feature_groups") or {})
+    return np.min(np.stack([group[f"{n}_status"][:] for n in names]), axis=0)
 
 
 def progress(url: str, options: dict) -> tuple[int, int]:
