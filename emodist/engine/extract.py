@@ -139,6 +139,22 @@ def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
             int(np.any(sts == layout.STATUS_FAILED, axis=0).sum()))
 
 
+def check_store_location(store: str) -> None:
+    """Refuse, in one line, a local store path that is a file or cannot be written."""
+    import os
+
+    if io.is_url(store):
+        return
+    path = store.removeprefix("file://")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StoreError(f"{path} is a file, not a store folder", param="store")
+    probe = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if probe and not os.access(probe, os.W_OK):
+        raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
+
+
 def verified_state(store: str, options, *, overwrite: bool):
     """The state of an existing store, read by :func:`emodist.store.verify.verify_store`.
 
@@ -226,6 +242,7 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
             probe_scheduler(runtime.scheduler)
     store = str(store)
     opts = runtime.options("store")
+    check_store_location(store)
     spec = resolve_spec(spec or default_spec(), runtime)
     catalog = load_dataset(dataset, label_rule=spec.label_rule,
                            min_class_tracks=spec.min_class_tracks,
