@@ -86,31 +86,32 @@ def _check_rate(sr: int) -> int:
 
 
 def _read_mono(snd, start: int, count: int, *, exact_seek: bool = True) -> np.ndarray:
-    """``count`` frames (-1: to the end) from frame ``start``, read in blocks, as mono.
+    """``count`` frames (-1: to the end) from frame ``start``, as mono float32.
 
-    Each block of :data:`BLOCK_SECONDS` is down-mixed as it is read, so a
-    long multichannel file never lives in memory at its native width; the
-    frames are the same as one read.  Without ``exact_seek`` (MP3, Ogg) the
-    frames before ``start`` are decoded and dropped, so that the decoder's
-    state (the MP3 bit reservoir) is that of a decode from the start.
+    WAV and FLAC (:data:`EXACT_SEEK_FORMATS`) are read in blocks of
+    :data:`BLOCK_SECONDS`, each down-mixed as it is read, so a long
+    multichannel file never lives in memory at its native width; the frames
+    are those of one read.  Other formats (MP3, Ogg) are read in one call, as
+    libsndfile's MP3 decoder gives other samples when a file is read in
+    pieces; without ``exact_seek`` the frames before ``start`` are decoded
+    and dropped, so that the decoder's state is that of a decode from the start.
     """
+    if str(snd.format).upper() not in EXACT_SEEK_FORMATS:
+        skip = 0 if exact_seek else start
+        if start and exact_seek:
+            snd.seek(start)
+        data = snd.read(frames=-1 if count < 0 else count + skip, dtype="float32",
+                        always_2d=True)
+        return to_mono(data[skip:])
     block = max(1, int(BLOCK_SECONDS * snd.samplerate))
-    if start and exact_seek:
+    if start:
         snd.seek(start)
-    elif start:
-        left = start
-        while left > 0:
-            got = len(snd.read(frames=min(block, left), dtype="float32", always_2d=True))
-            if not got:
-                break
-            left -= got
     known = snd.frames - start if snd.frames > 0 else block
-    size = known if count < 0 else min(count, max(known, 0))
-    out = np.empty(max(size, 0), np.float32)
+    out = np.empty(max(known if count < 0 else min(count, known), 0), np.float32)
     n = 0
     while count < 0 or n < count:
-        want = block if count < 0 else min(block, count - n)
-        data = snd.read(frames=want, dtype="float32", always_2d=True)
+        data = snd.read(frames=block if count < 0 else min(block, count - n), dtype="float32",
+                        always_2d=True)
         if not len(data):
             break
         if n + len(data) > out.size:  # the header under-counted the frames
@@ -118,10 +119,6 @@ def _read_mono(snd, start: int, count: int, *, exact_seek: bool = True) -> np.nd
         out[n:n + len(data)] = to_mono(data)
         n += len(data)
     return out[:n]
-
-
-def _exact_seek(snd) -> bool:
-    return str(snd.format).upper() in EXACT_SEEK_FORMATS
 
 
 def _read_frames(handle, path: str, offset_s: float, duration_s: float | None, *,
@@ -138,7 +135,7 @@ def _read_frames(handle, path: str, offset_s: float, duration_s: float | None, *
             count = max(1, round(end_s * native) - start)
         else:
             count = -1 if duration_s is None else round(duration_s * native)
-        data = _read_mono(snd, start, count, exact_seek=end_s is None or _exact_seek(snd))
+        data = _read_mono(snd, start, count, exact_seek=end_s is None)
     return data, native, start
 
 
@@ -258,9 +255,11 @@ class WindowedTrack:
 
     The first :func:`cut` decodes from :data:`PREROLL_S` before that segment
     to the decode's end (a cut before the window decodes again from there).
-    WAV and FLAC seek there exactly; MP3 and Ogg are decoded from the start
-    and the frames before the window dropped (the MP3 bit reservoir stays
-    that of a full decode), in blocks, so memory stays bounded either way.
+    WAV and FLAC seek there exactly and are read in blocks, so memory stays
+    bounded; MP3 and Ogg are decoded from the start in one call and the
+    frames before the window dropped (the samples stay those of a full
+    decode, but the prefix is held while it is read: memory is bounded for
+    WAV and FLAC only).
     Decoded samples equal those of a decode from the start; resampled ones
     differ only by the resampler's start-up, which the pre-roll absorbs
     (below 1e-6 of full scale; 8e-8 measured on WAV, FLAC and MP3 at 16,
