@@ -69,6 +69,9 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_and_store(p)
     add_extract_options(p)
+    p.add_argument("--repair", action="store_true",
+                   help="recompute the chunks that `emodist verify` finds damaged (a damaged "
+                   "store is refused without it)")
     p.set_defaults(func=cmd_extract)
 
 
@@ -101,6 +104,8 @@ def print_result(result) -> None:
         print(f"added group {name}")
     for name in result.groups_replaced:
         print(f"replaced group {name}")
+    for line in getattr(result, "repaired", ()):
+        print(f"repaired {line}")
     if result.failures:
         print(f"{len(result.failures)} failures:")
         for f in result.failures:
@@ -114,6 +119,6 @@ def cmd_extract(args) -> int:
 
     spec, runtime = spec_and_runtime(args)
     result = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
-                         retry_failed=args.retry_failed)
+                         retry_failed=args.retry_failed, repair=getattr(args, "repair", False))
     print_result(result)
     return 0

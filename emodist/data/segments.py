@@ -79,8 +79,10 @@ def probe(path: str, storage_options: dict | None = None) -> AudioInfo:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    """The library's reason, without the file object it may print (see audio._reason)."""
+    from emodist.data.audio import _reason
+
+    return _reason(exc)
 
 
 def window_starts(

@@ -24,11 +24,12 @@ from emodist.engine import executor
 from emodist.engine.cluster import check_cluster_args, connect, probe_scheduler
 from emodist.engine.plan import ExtractionPlan, plan
 from emodist.engine.worker import Job, extract_chunk
-from emodist.errors import DataError, EmodistError
+from emodist.errors import DataError, EmodistError, StoreError
 from emodist.progress import progress_bar
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store import zarrio as io
+from emodist.store.verify import repair_regions, state_of, verify_store
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,8 @@ class ExtractResult:
         Groups added to an existing store / replaced in it.
     dashboard : str or None
         The Dask dashboard address used.
+    repaired : list of str
+        The damaged chunks this run recomputed (``--repair``), one line each.
     """
 
     store: str
@@ -79,6 +82,7 @@ class ExtractResult:
     groups_added: list = field(default_factory=list)
     groups_replaced: list = field(default_factory=list)
     dashboard: str | None = None
+    repaired: list = field(default_factory=list)
 
 
 def default_spec(**changes) -> ExtractionSpec:
@@ -123,7 +127,7 @@ def apply_plan(store: str, p: ExtractionPlan, options: dict | None) -> None:
         io.drop_groups(store, p.drop, options)
     if p.add is not None:
         io.add_groups(store, p.add, p.chunk, options)
-    recorded = dict(io.read_state(store, options).attrs.get("feature_groups") or {})
+    recorded = dict(io.open_group(store, options).attrs.get("feature_groups") or {})
     recorded.update({g.name: g.describe() for g in p.spec.groups})
     io.finish_store(store, {"feature_groups": recorded}, options)
 
@@ -135,9 +139,65 @@ def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
             int(np.any(sts == layout.STATUS_FAILED, axis=0).sum()))
 
 
+def check_store_location(store: str) -> None:
+    """Refuse, in one line, a local store path that is a file or cannot be written."""
+    import os
+
+    if io.is_url(store):
+        return
+    path = store.removeprefix("file://")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise StoreError(f"{path} is a file, not a store folder", param="store")
+    probe = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
+    while probe and not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    if probe and not os.access(probe, os.W_OK):
+        raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
+
+
+def verified_state(store: str, options, *, overwrite: bool):
+    """The state of an existing store, read by :func:`emodist.store.verify.verify_store`.
+
+    Returns ``(state, report)``; ``state`` is ``None`` when the index or the
+    coordinates are damaged and ``overwrite`` rebuilds the store.
+
+    Raises
+    ------
+    StoreError
+        The store's index or coordinates are damaged and ``overwrite`` is off.
+    """
+    report = verify_store(store, options)
+    if report.repairable:
+        return state_of(report), report
+    if not overwrite:
+        repair_regions(report)  # raises: names the damage, suggests --overwrite
+    log.warning("%s; it is rebuilt", report.summary())
+    return None, report
+
+
+def refuse_damage(report, p: ExtractionPlan, repair: bool) -> list[str]:
+    """The damage lines a plan repairs; refuses a damaged store without ``repair``."""
+    if report is None or report.ok or p.replace_store:
+        return []
+    if not repair:
+        raise StoreError(f"{report.summary()}; rerun with --repair to recompute the damaged "
+                         "chunks (emodist verify lists them)")
+    for d in report.damage:
+        log.warning("repairing %s: %s", report.store, d.message)
+    return [d.message for d in report.damage]
+
+
+def check_after_run(store: str, options) -> None:
+    """Verify a store after its chunks were written; damage is one line."""
+    report = verify_store(store, options)
+    if not report.ok:
+        raise StoreError(f"{report.summary()} after the run; rerun with --repair")
+
+
 def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                 runtime: Runtime | None = None, *, overwrite: bool = False,
-                retry_failed: bool = False, on_result: Callable | None = None) -> ExtractResult:
+                retry_failed: bool = False, repair: bool = False,
+                on_result: Callable | None = None) -> ExtractResult:
     """Extract a dataset's feature groups into a Zarr feature store.
 
     Parameters
@@ -155,6 +215,9 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         Replace a store (or a group) whose recorded spec differs, instead of refusing.
     retry_failed : bool
         Redo segments that failed in an earlier run.
+    repair : bool
+        Recompute the chunks that :func:`emodist.store.verify.verify_store`
+        finds damaged (without it a damaged store is refused).
     on_result : callable, optional
         ``on_result(task, result, error)`` after each chunk task.
 
@@ -179,6 +242,7 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
             probe_scheduler(runtime.scheduler)
     store = str(store)
     opts = runtime.options("store")
+    check_store_location(store)
     spec = resolve_spec(spec or default_spec(), runtime)
     catalog = load_dataset(dataset, label_rule=spec.label_rule,
                            min_class_tracks=spec.min_class_tracks,
@@ -189,17 +253,22 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     if len(table) == 0:
         raise DataError(f"{dataset}: no segments to extract ({len(segplan.problems)} tracks "
                         "unusable)")
-    state = io.read_state(store, opts) if io.store_exists(store, opts) else None
+    state, report = (verified_state(store, opts, overwrite=overwrite)
+                     if io.store_exists(store, opts) else (None, None))
     p = plan(table, spec, state=state, votes=segment_votes(table, catalog.votes),
              votes_mean=segment_votes(table, catalog.votes_mean),
              attrs={"dataset": catalog.description, "label_rule": catalog.label_rule},
-             overwrite=overwrite, retry_failed=retry_failed, chunk=runtime.chunk)
+             overwrite=overwrite, retry_failed=retry_failed, chunk=runtime.chunk,
+             repair=repair_regions(report) if repair and report is not None else None)
+    p.replace_store = p.replace_store or (report is not None and state is None)
+    repaired = refuse_damage(report, p, repair)
     added = [] if p.create is not None else [
         g.name for g in spec.groups if state is None or g.name not in state.status]
     apply_plan(store, p, opts)
     failures = io.merge_failures(p.failures, plan_failures(segplan.problems))
     result = ExtractResult(store=store, n_segments=len(table), n_done=0, n_failed=0,
-                           resumed=p.resumed, groups_added=added, groups_replaced=list(p.drop))
+                           resumed=p.resumed, groups_added=added, groups_replaced=list(p.drop),
+                           repaired=repaired)
     if not p.tasks:
         io.finish_store(store, {"failures": failures}, opts)
         result.n_segments, result.n_done, result.n_failed = _counts(store, spec, opts)
@@ -241,11 +310,12 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
             # also when interrupted (Ctrl-C, lost scheduler): keep what finished on record
             failures = io.merge_failures(failures, new_failures)
             io.finish_store(store, {"failures": failures}, opts)
-    result.n_segments, result.n_done, result.n_failed = _counts(store, spec, opts)
-    result.failures, result.n_chunks = failures, len(results)
-    result.seconds = time.perf_counter() - t0
     if errors:
         task, message = errors[0]
         raise EmodistError(f"{len(errors)} of {len(p.tasks)} chunks did not finish (chunk "
                            f"{task.chunk}: {message}); rerun the same command to resume")
+    check_after_run(store, opts)
+    result.n_segments, result.n_done, result.n_failed = _counts(store, spec, opts)
+    result.failures, result.n_chunks = failures, len(results)
+    result.seconds = time.perf_counter() - t0
     return result

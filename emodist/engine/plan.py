@@ -126,9 +126,18 @@ def _todo(status: np.ndarray, track_ids: np.ndarray, failures: list[dict], group
     return out
 
 
+def _mark_damaged(todo: dict, repair: dict) -> None:
+    """Turn the damaged chunk ranges of each group back to pending (in place)."""
+    for name, regions in repair.items():
+        if name in todo and regions is not None:
+            for a, b in regions:
+                todo[name][int(a):int(b)] = layout.STATUS_PENDING
+
+
 def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None = None,
          votes=None, votes_mean=None, attrs: dict | None = None, overwrite: bool = False,
-         retry_failed: bool = False, chunk: int | None = None) -> ExtractionPlan:
+         retry_failed: bool = False, chunk: int | None = None,
+         repair: dict | None = None) -> ExtractionPlan:
     """Plan an extraction of ``table``'s segments into a store.
 
     Parameters
@@ -149,6 +158,10 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
         Redo segments that failed in an earlier run.
     chunk : int, optional
         Segments per chunk of a new store.
+    repair : dict, optional
+        Damage found by :func:`emodist.store.verify.verify_store`, from
+        :func:`emodist.store.verify.repair_regions`: group -> ``[start, stop)``
+        chunk ranges marked pending again, or ``None`` to rebuild the group.
 
     Returns
     -------
@@ -174,6 +187,9 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
             out.replace_store, new_store = True, True
         else:
             out.drop = list(group_diffs)
+            out.drop += [name for name, regions in (repair or {}).items()
+                         if regions is None and name not in out.drop
+                         and name in spec.group_names]
     if new_store:
         widest = max([g.width for g in spec.groups] or [1]) * 4
         out.chunk = int(chunk or chunk_segments(n, widest))
@@ -202,6 +218,8 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
             for name, st in statuses.items()}
     if retry_failed:
         out.failures = []
+    if state is not None and not out.replace_store:
+        _mark_damaged(todo, repair or {})
     rows = list(zip(table["track_id"].astype(str), table["path"].astype(str),
                     table["start_s"].astype(float), table["duration_s"].astype(float)))
     for i, (a, b) in enumerate(chunk_regions(n, out.chunk)):
