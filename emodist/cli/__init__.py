@@ -18,7 +18,7 @@ from emodist._version import __version__
 from emodist.errors import EmodistError
 
 #: Sub-modules that register commands, in the order shown by ``--help``.
-COMMAND_MODULES = ("catalog", "demo", "extract", "evaluate", "pipeline", "query", "model")
+COMMAND_MODULES = ("catalog", "demo", "extract", "evaluate", "compare", "pipeline", "query", "model")
 
 EPILOG = """examples:
   emodist demo                                   # whole job on generated data
