@@ -388,7 +388,7 @@ def open_dataset(store, storage_options: dict | None = None):
 def store_info(store, ds) -> dict:
     """Provenance of the store for the report: URL, dataset, spec, groups, failures, size."""
     attrs = dict(ds.attrs)
-    keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups")
+    keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups", "model_sha256")
     info = {k: attrs[k] for k in keep if k in attrs}
     info["url"] = store if isinstance(store, str) else "<in-memory dataset>"
     if "spec" in attrs:

@@ -223,8 +223,12 @@ def markdown(report: dict) -> str:
     out = ["# emodist evaluation report", "", comparison_markdown([("this run", report)]), "## Run", ""]
     out.append(f"- store: `{store.get('url')}` ({store.get('n_segments')} segments; "
                f"dataset: {store.get('dataset', 'n/a')})")
+    models = {g: d.get("model_sha256") for g, d in (store.get("feature_groups") or {}).items()
+              if isinstance(d, dict) and d.get("model_sha256")}
     if store.get("model_sha256"):
-        out.append(f"- deep model sha256: `{store['model_sha256']}`")
+        models.setdefault("deep", store["model_sha256"])
+    for g, sha in models.items():
+        out.append(f"- {g} model sha256: `{sha}`")
     out.append(f"- target: {st['target']}; ranked by: {_ranked_by(report)}; label rule: {st['label_rule']}; features: "
                f"{', '.join(st['features'])}; balance: {st['balance']}")
     out.append(f"- cross-validation: {st['folds']} folds, {st['cv']}, seed {st['seed']}; "
