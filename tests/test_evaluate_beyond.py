@@ -26,7 +26,7 @@ from emodist.learn.imbalance import PriorShiftClassifier
 from emodist.learn.metrics import jensen_shannon
 from emodist.learn.params import ParameterError
 from emodist.learn.soft import SoftLogisticRegression
-from tests.stores import build, make_arrays, make_store, write
+from tests.stores import build, make_arrays, make_store
 
 BEYOND = list(clf.BEYOND_PRESETS)
 

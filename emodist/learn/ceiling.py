@@ -230,8 +230,7 @@ def responses_path(source) -> str | None:
     attribute).  ``None`` when nothing readable is there.
     """
     text = str(source)
-    if text.startswith("emotify:"):
-        text = text[len("emotify:"):]
+    text = text.removeprefix("emotify:")
     path = os.path.join(text, "data.csv") if os.path.isdir(text) else text
     return path if os.path.isfile(path) else None
 
@@ -274,4 +273,4 @@ def report_ceiling(source, tracks, *, level: str, rule: str, n_classes: int, see
         raise DataError(f"{path}: none of the evaluated tracks has a response")
     out = emotify_ceiling(df, level=level, rule=rule, n_splits=n_splits, seed=seed, n_classes=n_classes)
     out.pop("labels")
-    return {"available": True, "source": path, "n_responses": int(len(df)), **out}
+    return {"available": True, "source": path, "n_responses": len(df), **out}

@@ -28,8 +28,7 @@ Feature-set syntax (a string or a list of strings):
 * feature names and glob patterns (``mfcc_*``, ``tempo``): all of them
   together form one set called ``custom``.
 
-With no spec, every stored group is evaluated alone, plus all of them joined
-when there are two or more (:func:`default_feature_sets`).
+With no spec: every group alone, and all joined (:func:`default_feature_sets`).
 """
 
 from __future__ import annotations

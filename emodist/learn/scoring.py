@@ -27,7 +27,6 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-
 #: The headline metrics, in display order.
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
 
