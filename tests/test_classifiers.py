@@ -17,7 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from emodist.learn import estimators as est
 from emodist.learn import presets as clf
-from emodist.learn.distribution import normalise_rows
+from emodist.learn.distribution import fit_predict_distribution, normalise_rows
 from emodist.learn.params import ParameterError
 
 MATLAB_NAMES = {
@@ -65,7 +65,9 @@ def test_get_preset_accepts_names_and_keys():
 
 
 def test_resolve_presets_shorthands_and_duplicates():
-    assert [p.key for p in clf.resolve_presets(["all"])] == list(clf.PRESETS)
+    assert [p.key for p in clf.resolve_presets(["all"])] == list(clf.ALL_PRESETS)
+    both = [p.key for p in clf.resolve_presets(["all", "beyond"])]
+    assert both == list(clf.PRESETS) == list(clf.ALL_PRESETS) + list(clf.BEYOND_PRESETS)
     quick = clf.resolve_presets("quick")
     assert [p.key for p in quick] == list(clf.QUICK_PRESETS)
     keys = [p.key for p in clf.resolve_presets(["Fine KNN", "fine-knn", "linear-svm"])]
@@ -136,9 +138,13 @@ def test_distribution_presets_predict_distributions(key):
     X = rng.normal(size=(80, 5))
     logits = np.column_stack([X[:, 0], -X[:, 0], np.zeros(80)])
     P = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    model = clf.make_distribution_pipeline(key, seed=0).fit(X[:60], P[:60])
-    pred = normalise_rows(model.predict(X[60:]))
+    folds = np.repeat([0, 1], [60, 20])
+    pred = fit_predict_distribution(X, P, folds, 1, key, 0, tracks=np.arange(80) // 2,
+                                    groups=np.arange(80) // 2)
+    assert pred.shape == (20, 3) and (pred >= 0).all()
     np.testing.assert_allclose(pred.sum(axis=1), 1.0)
+    if clf.DISTRIBUTION_PRESETS[key].track_mean:  # both segments of a test track alike
+        np.testing.assert_allclose(pred[::2], pred[1::2])
     assert (np.argmax(pred, axis=1) == np.argmax(P[60:], axis=1)).mean() > 0.7
     with pytest.raises(ParameterError, match="unknown distribution model"):
         clf.resolve_distribution_presets(["bagged-trees"])

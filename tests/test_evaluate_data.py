@@ -21,7 +21,9 @@ def test_generated_store_layout(tmp_path):
     assert [str(v) for v in ds["segment"].values[:2]] == ["0:000", "0:001"]
     assert [str(v) for v in ds["handcrafted_feature"].values] == hc_names()
     assert ds[DEEP].shape == (16, 6) and ds[f"{DEEP}_status"].dtype == np.int8
-    assert ds.attrs["feature_groups"][DEEP] == {"version": "1", "width": 6}
+    recorded = ds.attrs["feature_groups"][DEEP]
+    assert recorded["version"] == "1" and recorded["width"] == 6
+    assert recorded["model_sha256"] == "0" * 64
     assert ds["segment_index"].dtype == np.int32
     # the segments of one track share label and votes
     labels = pd.Series(ds["label"].values).groupby(ds["track_id"].values).nunique()

@@ -1,11 +1,10 @@
-"""Fold metrics and track-level aggregation of segment predictions."""
+"""Fold metrics and track-level aggregation of segment probabilities."""
 
 from __future__ import annotations
 
 import warnings
 
 import numpy as np
-import pandas as pd
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from emodist.learn import metrics as M
@@ -39,15 +38,6 @@ def test_balanced_accuracy_index_equals_sklearn():
         assert np.isclose(balanced_accuracy_index(y, pred, 5), balanced_accuracy_score(y, pred))
 
 
-def test_track_vote_equals_evaluate_majority_vote():
-    rng = np.random.default_rng(2)
-    classes = ["calmness", "power", "tension"]
-    groups = rng.choice([f"t{i}" for i in range(30)], 120)
-    pred = rng.choice(classes, 120)
-    pd.testing.assert_series_equal(M.track_vote(pred, groups, classes),
-                                   majority_vote(pred, groups, classes), check_names=False)
-
-
 def test_track_mean_proba_and_its_ties():
     classes = ["b", "a", "c"]
     proba = np.array([
@@ -61,7 +51,7 @@ def test_track_mean_proba_and_its_ties():
     assert by_mean.index.tolist() == ["x", "y"]
     assert by_mean.tolist() == ["b", "b"]
     pred = np.asarray(classes)[proba.argmax(axis=1)]
-    assert M.track_vote(pred, groups, classes).tolist() == ["a", "b"]
+    assert majority_vote(pred, groups, classes).tolist() == ["a", "b"]
     spread = M.spread_track_mean(proba, groups)
     np.testing.assert_allclose(spread[0], proba[:3].mean(axis=0))
     np.testing.assert_allclose(spread[3], proba[3])

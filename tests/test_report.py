@@ -51,6 +51,11 @@ def test_markdown_numbers_come_from_the_report(class_report):
     assert best["name"] in row
     assert "Random guess: 25.0%" in md
     assert "deep model sha256: `abc123`" in md
+    assert f"{DEEP} model sha256: `{'0' * 64}`" in md  # the group's own model hash
+    lines = md.splitlines()
+    assert lines[2].startswith("| source | target | features |")  # the comparison table first
+    assert any(line.startswith("| this run | emotion (4) | best, handcrafted |") for line in lines)
+    assert "Human ceiling: not available" in md
     assert md.count("![confusion matrix](") == len(r["results"])
     assert "medium-knn (handcrafted, weights)" in md  # the skipped runs are named
 

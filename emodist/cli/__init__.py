@@ -19,8 +19,8 @@ from emodist._version import __version__
 from emodist.errors import EmodistError
 
 #: Sub-modules that register commands, in the order shown by ``--help``.
-COMMAND_MODULES = ("catalog", "demo", "extract", "verify", "evaluate", "pipeline", "query",
-                   "model")
+COMMAND_MODULES = ("catalog", "demo", "extract", "verify", "evaluate", "compare", "pipeline",
+                   "query", "model")
 
 EPILOG = """examples:
   emodist demo                                   # whole job on generated data

@@ -24,6 +24,10 @@ EVALUATE_EXAMPLES = """examples:
       --classifiers "Bagged Trees" cubic-svm
   emodist evaluate features.zarr --features 'mfcc_*' tempo --balance both
   emodist evaluate features.zarr --target distribution --out dist/
+  emodist evaluate features.zarr --classifiers all beyond --rank-by balanced_accuracy \
+      --ceiling ../shared/data/emotify --out report/
+  emodist evaluate features.zarr --target factors --classifiers beyond --out factors/
+  emodist compare report/ factors/ --out comparison.md
 """
 
 def add_evaluation_options(p, features: bool = True) -> None:
@@ -35,13 +39,15 @@ def add_evaluation_options(p, features: bool = True) -> None:
                        "glob patterns (together one set, 'custom'); default: every stored group, "
                        "and all of them joined")
     g.add_argument("--classifiers", nargs="+", default=["all"], metavar="PRESET",
-                   help="preset keys or names (see --list), or all / quick; default all")
+                   help="preset keys or names (see --list), or all (the study's presets and two "
+                   "extras) / quick / beyond (soft labels, prior shift, balanced bagging); default all")
     g.add_argument("--folds", type=int, default=5, help="grouped folds (default 5)")
     g.add_argument("--seed", type=int, default=0, help="seed of folds and models (default 0)")
     g.add_argument("--balance", choices=("none", "weights", "both"), default="none",
                    help="class weights: none, weights, or both (each model both ways)")
-    g.add_argument("--target", choices=("class", "distribution"), default="class",
-                   help="predict the dominant emotion or the 9-way vote distribution")
+    g.add_argument("--target", choices=("class", "factors", "distribution"), default="class",
+                   help="predict the dominant emotion, the dominant GEMS factor (sublimity, "
+                   "vitality, unease) or the 9-way vote distribution")
     g.add_argument("--top", type=int, metavar="N", help="print only the N best rows")
 
 
@@ -65,6 +71,12 @@ def register(subparsers) -> None:
     p.add_argument("--label-rule", choices=("listener", "mean"),
                    help="recompute labels from the stored votes (default: the stored labels)")
     add_evaluation_options(p)
+    g = p.add_argument_group("comparison")
+    g.add_argument("--rank-by", choices=("accuracy", "balanced_accuracy", "macro_f1"),
+                   default="accuracy", help="segment metric the table is ranked by (default accuracy)")
+    g.add_argument("--ceiling", metavar="DATA_CSV_OR_EMOTIFY_DIR",
+                   help="listener responses for the human ceiling (default: the store's dataset "
+                   "folder when it is an Emotify folder here; 'none' to skip)")
     _add_eval_cluster(p)
     add_storage_options(p, locations=())
     p.set_defaults(func=cmd_evaluate)
@@ -77,6 +89,8 @@ def print_presets(print_fn=print) -> None:
     for row in describe_presets():
         params = ", ".join(f"{k}={v}" for k, v in row["params"].items())
         weights = "" if row["class_weights"] else "  [no --balance weights]"
+        if row["fit_params"]:
+            weights += f"  [fit gets {', '.join(row['fit_params'])}]"
         note = f"  ({row['note']})" if row["note"] else ""
         print_fn(f"  {row['key']:<28} {row['name']:<28} {row['family']:<9} {params}{weights}{note}")
     print_fn("distribution models (--target distribution):")
@@ -100,7 +114,7 @@ def _maybe_client(scheduler: str | None, scheduler_file: str | None):
 #: Command-line flag of each :func:`emodist.learn.evaluate.run_evaluate` parameter.
 FLAGS = {"features": "--features", "classifiers": "--classifiers", "folds": "--folds",
          "seed": "--seed", "balance": "--balance", "label_rule": "--label-rule",
-         "target": "--target"}
+         "target": "--target", "rank_by": "--rank-by", "ceiling": "--ceiling"}
 #: Extra words for a parameter's message on the command line.
 HINTS = {"classifiers": " (see emodist evaluate --list)"}
 
@@ -157,6 +171,13 @@ def print_report(report: dict, top: int | None) -> None:
     print_summary(report, top=top)
 
 
+def ceiling_arg(value: str | None):
+    """``--ceiling``: a path, ``none`` (skip: False), or unset (the store's dataset: None)."""
+    if value is None:
+        return None
+    return False if value.strip().lower() == "none" else value
+
+
 def cmd_evaluate(args) -> int:
     """Run ``emodist evaluate``."""
     if args.list:
@@ -172,6 +193,7 @@ def cmd_evaluate(args) -> int:
             seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
             out=args.out, client=client, n_jobs=args.jobs,
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
+            rank_by=args.rank_by, ceiling=ceiling_arg(args.ceiling),
         )
     print_report(report, args.top)
     return 0

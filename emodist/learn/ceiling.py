@@ -53,11 +53,15 @@ def read_responses(root) -> pd.DataFrame:
         Columns ``track id`` (int) and the nine GEMS columns (0/1 int), plus
         the file's other columns.
     """
-    df = pd.read_csv(os.path.join(str(root), "data.csv"), skipinitialspace=True)
+    return _read_csv(os.path.join(str(root), "data.csv"))
+
+
+def _read_csv(path) -> pd.DataFrame:
+    df = pd.read_csv(path, skipinitialspace=True)
     df.columns = [str(c).strip() for c in df.columns]
     missing = [c for c in ("track id",) + GEMS if c not in df.columns]
     if missing:
-        raise DataError(f"{root}/data.csv: missing column {missing[0]!r}")
+        raise DataError(f"{path}: missing column {missing[0]!r}")
     return df
 
 
@@ -217,3 +221,56 @@ def emotify_ceiling(responses: pd.DataFrame, *, tracks=None, **kwargs) -> dict:
     """
     df = responses if tracks is None else responses[responses["track id"].isin(list(tracks))]
     return split_half_ceiling(df["track id"].to_numpy(), df[list(GEMS)].to_numpy(), **kwargs)
+
+
+def responses_path(source) -> str | None:
+    """The ``data.csv`` named by ``source``: the file, or ``data.csv`` in a folder.
+
+    ``source`` may carry the store's ``emotify:`` prefix (its ``dataset``
+    attribute).  ``None`` when nothing readable is there.
+    """
+    text = str(source)
+    text = text.removeprefix("emotify:")
+    path = os.path.join(text, "data.csv") if os.path.isdir(text) else text
+    return path if os.path.isfile(path) else None
+
+
+def report_ceiling(source, tracks, *, level: str, rule: str, n_classes: int, seed: int = 0,
+                   n_splits: int = 200) -> dict:
+    """The human ceiling of the evaluated tracks for a report.
+
+    Parameters
+    ----------
+    source : str or path-like
+        An Emotify ``data.csv`` or the folder holding it.
+    tracks : sequence of str
+        Track ids of the evaluated segments (Emotify ids ``1`` .. ``400``).
+    level : {"emotion", "factor"}
+    rule : {"listener", "mean"}
+    n_classes : int
+        Classes of the evaluation (the chance rate).
+    seed, n_splits : int
+        As in :func:`split_half_ceiling`.
+
+    Returns
+    -------
+    dict
+        :func:`split_half_ceiling`'s figures without the per-track labels,
+        plus ``available`` (True), ``source`` and ``n_responses``.
+
+    Raises
+    ------
+    DataError
+        An unreadable file, or no evaluated track in it.
+    """
+    path = responses_path(source)
+    if path is None:
+        raise DataError(f"{source}: no Emotify data.csv there")
+    df = _read_csv(path)
+    wanted = {str(t) for t in tracks}
+    df = df[df["track id"].astype(str).isin(wanted)]
+    if df.empty:
+        raise DataError(f"{path}: none of the evaluated tracks has a response")
+    out = emotify_ceiling(df, level=level, rule=rule, n_splits=n_splits, seed=seed, n_classes=n_classes)
+    out.pop("labels")
+    return {"available": True, "source": path, "n_responses": len(df), **out}

@@ -70,6 +70,17 @@ def inner_splitter(y, groups, n_splits: int, seed):
     return GroupKFold(n_splits=k, shuffle=True, random_state=seed), k
 
 
+def aligned_proba(model, X, classes) -> np.ndarray:
+    """``model.predict_proba(X)`` with columns ``classes`` (0 for a class it never saw)."""
+    p = model.predict_proba(X)
+    out = np.zeros((len(p), len(classes)))
+    col = {c: j for j, c in enumerate(np.asarray(classes).tolist())}
+    for j, c in enumerate(np.asarray(model.classes_).tolist()):
+        if c in col:
+            out[:, col[c]] = p[:, j]
+    return out
+
+
 def oof_predict_proba(estimator, X, y, folds, *, classes=None, fit_params=None,
                       groups_param: str | None = None, groups=None) -> np.ndarray:
     """Out-of-fold class probabilities over given folds.
@@ -100,7 +111,6 @@ def oof_predict_proba(estimator, X, y, folds, *, classes=None, fit_params=None,
     """
     X, y, folds = np.asarray(X), np.asarray(y), np.asarray(folds)
     classes = np.unique(y) if classes is None else np.asarray(classes)
-    col = {c: j for j, c in enumerate(classes.tolist())}
     out = np.zeros((len(y), len(classes)))
     for k in np.unique(folds):
         train, test = np.flatnonzero(folds != k), np.flatnonzero(folds == k)
@@ -111,8 +121,5 @@ def oof_predict_proba(estimator, X, y, folds, *, classes=None, fit_params=None,
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model.fit(X[train], y[train], **kw)
-            proba = model.predict_proba(X[test])
-        for j, c in enumerate(model.classes_.tolist()):
-            if c in col:
-                out[test, col[c]] = proba[:, j]
+            out[test] = aligned_proba(model, X[test], classes)
     return out

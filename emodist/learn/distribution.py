@@ -12,7 +12,9 @@ it is scored against the true distribution with
 * top-3 agreement: the true most-voted emotion is among the predicted three,
 
 next to the baseline that predicts, for every test segment, the mean
-distribution of the training folds.
+distribution of the training folds.  The soft-label presets learn the
+distribution as class probabilities (cross-entropy to the vote shares),
+optionally averaged over each test track's segments.
 """
 
 from __future__ import annotations
@@ -22,7 +24,10 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from emodist.learn.presets import make_distribution_pipeline
+from emodist.learn.cv import aligned_proba
+from emodist.learn.fits import set_classes
+from emodist.learn.metrics import jensen_shannon, spread_track_mean
+from emodist.learn.presets import make_distribution_pipeline, resolve_distribution_presets
 from emodist.learn.scoring import fold_summary
 
 
@@ -47,34 +52,55 @@ def target_distribution(votes, votes_mean, rule: str) -> np.ndarray:
     return np.divide(p, s, out=np.zeros_like(p), where=s > 0)
 
 
-def fit_predict_distribution(X, P, folds, fold: int, preset_key: str, seed: int) -> np.ndarray:
+def fit_predict_distribution(X, P, folds, fold: int, preset_key: str, seed: int,
+                             tracks=None, groups=None) -> np.ndarray:
     """Fit a distribution model on the training folds and predict ``fold``.
+
+    Parameters
+    ----------
+    X : numpy.ndarray
+        All samples.
+    P : numpy.ndarray, shape (n, k)
+        Target distribution of every sample.
+    folds : numpy.ndarray
+        Fold of each sample.
+    fold : int
+        Held-out fold.
+    preset_key : str
+        Distribution preset.
+    seed : int
+        Random state of the model.
+    tracks : numpy.ndarray, optional
+        Track of every sample (presets that average over a test track).
+    groups : numpy.ndarray, optional
+        Group of every sample (presets with a grouped inner CV).
 
     Returns
     -------
-    numpy.ndarray, shape (n_test, 9)
-        Non-negative predicted distributions, rows summing to 1.
+    numpy.ndarray, shape (n_test, k)
+        Non-negative predicted distributions, rows summing to 1.  A soft-label
+        preset learns from ``P`` with the argmax as hard label and predicts
+        its probabilities; with ``track_mean`` each test row is replaced by
+        the mean over its track's test rows.
     """
     train, test = folds != fold, folds == fold
-    model = make_distribution_pipeline(preset_key, seed)
+    preset = resolve_distribution_presets([preset_key])[0]
+    model = make_distribution_pipeline(preset, seed)
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
-        model.fit(X[train], P[train])
-        return normalise_rows(model.predict(X[test]))
-
-
-def jensen_shannon(p, q) -> np.ndarray:
-    """Jensen-Shannon divergence (base 2, in [0, 1]) between rows of ``p`` and ``q``."""
-    p = np.asarray(p, np.float64)
-    q = np.asarray(q, np.float64)
-    m = 0.5 * (p + q)
-
-    def kl(a, b):
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.where(a > 0, a * np.log2(a / np.where(b > 0, b, 1.0)), 0.0)
-        return t.sum(axis=-1)
-
-    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+        if "soft" not in preset.fit_params:
+            model.fit(X[train], P[train])
+            return normalise_rows(model.predict(X[test]))
+        k = P.shape[1]
+        set_classes(model, range(k))
+        kw = {"model__soft": P[train]}
+        if "groups" in preset.fit_params and groups is not None:
+            kw["model__groups"] = np.asarray(groups)[train]
+        model.fit(X[train], np.argmax(P[train], axis=1), **kw)
+        out = aligned_proba(model, X[test], list(range(k)))
+    if preset.track_mean and tracks is not None:
+        out = spread_track_mean(out, np.asarray(tracks)[test])
+    return normalise_rows(out)
 
 
 def topk_agreement(true, pred, k: int) -> np.ndarray:

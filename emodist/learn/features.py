@@ -28,8 +28,7 @@ Feature-set syntax (a string or a list of strings):
 * feature names and glob patterns (``mfcc_*``, ``tempo``): all of them
   together form one set called ``custom``.
 
-With no spec, every stored group is evaluated alone, plus all of them joined
-when there are two or more (:func:`default_feature_sets`).
+With no spec: every group alone, and all joined (:func:`default_feature_sets`).
 """
 
 from __future__ import annotations
@@ -38,11 +37,14 @@ import fnmatch
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from emodist.errors import StoreError
 from emodist.learn.distribution import target_distribution
+from emodist.learn.factors import FACTORS, factor_targets
 from emodist.learn.labels import emotion_order, recompute_labels, stored_label_rule
 from emodist.learn.params import TARGETS, ParameterError, check_choice
+from emodist.learn.soft import soft_targets
 from emodist.spec import LABEL_RULES
 
 SEGMENT = "segment"
@@ -214,6 +216,15 @@ class EvalData:
         The store's ``group`` of each segment (``None`` without one).
     distribution : numpy.ndarray or None
         ``(n, 9)`` target distributions (``target="distribution"``).
+    classes : list of str
+        The classes of ``y`` in display order (emotion or factor order).
+    soft : numpy.ndarray or None
+        ``(n, len(classes))`` vote shares of the classes (rows sum to 1, or
+        0 without votes for any of them); ``None`` when the store keeps no
+        votes or the target is the distribution.
+    strata : numpy.ndarray of str or None
+        The emotion labels the folds are stratified by (``target="factors"``:
+        the same folds as for the emotion classes); ``None``: ``y``.
     label_rule : str
     emotions : tuple of str
         Emotion names in the store's order (the order classes are shown in).
@@ -231,6 +242,9 @@ class EvalData:
     label_rule: str
     emotions: tuple[str, ...] = ()
     excluded: dict[str, int] = field(default_factory=dict)
+    classes: list[str] = field(default_factory=list)
+    soft: np.ndarray | None = None
+    strata: np.ndarray | None = None
 
 
 def load_data(ds, features=None, label_rule: str | None = None,
@@ -250,8 +264,12 @@ def load_data(ds, features=None, label_rule: str | None = None,
     label_rule : {"listener", "mean"} or None
         ``None`` keeps the stored labels; a rule other than the stored one
         recomputes them from ``votes`` / ``votes_mean``.
-    target : {"class", "distribution"}
-        Whether the vote distributions are needed.
+    target : {"class", "factors", "distribution"}
+        ``class``: the dominant emotion, with the vote shares of the kept
+        classes as ``soft`` when the store keeps votes; ``factors``: the
+        dominant GEMS factor and the factor distribution
+        (:func:`emodist.learn.factors.factor_targets`) of the same segments;
+        ``distribution``: the nine-way distribution.
 
     Returns
     -------
@@ -272,11 +290,12 @@ def load_data(ds, features=None, label_rule: str | None = None,
     labels = _strings(ds["label"].values)
     stored_rule = stored_label_rule(ds.attrs)
     rule = label_rule or stored_rule
-    needs_votes = rule != stored_rule or target == "distribution"
-    if needs_votes and not ("votes" in ds and "votes_mean" in ds):
+    needs_votes = rule != stored_rule or target != "class"
+    has_votes = "votes" in ds and "votes_mean" in ds
+    if needs_votes and not has_votes:
         raise StoreError("the store keeps no vote profiles; cannot recompute labels or distributions")
-    votes = np.asarray(ds["votes"].values, np.float64) if needs_votes else None
-    votes_mean = np.asarray(ds["votes_mean"].values, np.float64) if needs_votes else None
+    votes = np.asarray(ds["votes"].values, np.float64) if has_votes else None
+    votes_mean = np.asarray(ds["votes_mean"].values, np.float64) if has_votes else None
     if rule != stored_rule:
         labels = recompute_labels(votes, votes_mean, rule, {lab for lab in labels if lab})
     done = usable_rows(ds, involved)
@@ -286,16 +305,25 @@ def load_data(ds, features=None, label_rule: str | None = None,
         "class dropped at extraction": int((done & ~labelled).sum()),
     }
     take = done & labelled
-    dist = None
-    if target == "distribution":
-        dist_all = target_distribution(votes, votes_mean, rule)
+    dist_all = None if votes is None else target_distribution(votes, votes_mean, rule)
+    if target != "class":
         no_votes = dist_all.sum(axis=1) == 0
         excluded["no votes"] = int((take & no_votes).sum())
         take &= ~no_votes
-        dist = dist_all[take]
     idx = np.flatnonzero(take)
     if len(idx) == 0:
         raise StoreError("the store has no finished, labelled segments to evaluate")
+    emotions = emotion_order(ds)
+    y, strata, soft, dist = labels[idx], None, None, None
+    if target == "distribution":
+        dist = dist_all[idx]
+    elif target == "factors":
+        F, y = _factor_targets(votes[idx], votes_mean[idx], emotions, rule)
+        strata = labels[idx]
+        soft = F[:, [FACTORS.index(f) for f in _ordered(y, FACTORS)]]
+    classes = _ordered(y, FACTORS if target == "factors" else emotions)
+    if target == "class" and dist_all is not None:
+        soft = soft_targets(dist_all[idx], classes=classes, columns=emotions)
     X = {}
     for fs in sets:
         parts = [np.asarray(ds[g].isel({SEGMENT: idx}).sel({feature_dim(g): names}).values, np.float64)
@@ -310,15 +338,30 @@ def load_data(ds, features=None, label_rule: str | None = None,
     return EvalData(
         X=X,
         sets=sets,
-        y=labels[idx],
+        y=y,
         segment_id=_strings(ds[SEGMENT].values)[idx],
         track_id=_strings(ds["track_id"].values)[idx],
         group=_strings(ds["group"].values)[idx] if "group" in ds.coords else None,
         distribution=dist,
         label_rule=rule,
-        emotions=emotion_order(ds),
+        emotions=emotions,
         excluded=excluded,
+        classes=classes,
+        soft=soft,
+        strata=strata,
     )
+
+
+def _ordered(labels, order) -> list[str]:
+    """The distinct ``labels`` in ``order`` (unknown ones last, sorted)."""
+    present = set(labels)
+    return [c for c in order if c in present] + sorted(present - set(order))
+
+
+def _factor_targets(votes, votes_mean, emotions, rule):
+    """Factor distribution and dominant factor of rows whose columns are ``emotions``."""
+    cols = list(emotions)
+    return factor_targets(pd.DataFrame(votes, columns=cols), pd.DataFrame(votes_mean, columns=cols), rule)
 
 
 # --------------------------------------------------------------------------
@@ -344,7 +387,7 @@ def open_dataset(store, storage_options: dict | None = None):
 def store_info(store, ds) -> dict:
     """Provenance of the store for the report: URL, dataset, spec, groups, failures, size."""
     attrs = dict(ds.attrs)
-    keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups")
+    keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups", "model_sha256")
     info = {k: attrs[k] for k in keep if k in attrs}
     info["url"] = store if isinstance(store, str) else "<in-memory dataset>"
     if "spec" in attrs:

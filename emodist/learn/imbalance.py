@@ -30,7 +30,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
-from emodist.learn.cv import inner_splitter, slice_params
+from emodist.learn.cv import aligned_proba, inner_splitter, slice_params
 
 _EPS = 1e-9
 
@@ -153,16 +153,6 @@ def tune_prior_power(log_proba, y_idx, *, grid=None) -> tuple[np.ndarray, float,
     return b - b.mean(), best[1], best[0]
 
 
-def _aligned_proba(model, X, classes) -> np.ndarray:
-    p = model.predict_proba(X)
-    out = np.zeros((len(p), len(classes)))
-    col = {c: j for j, c in enumerate(classes.tolist())}
-    for j, c in enumerate(np.asarray(model.classes_).tolist()):
-        if c in col:
-            out[:, col[c]] = p[:, j]
-    return out
-
-
 class PriorShiftClassifier(ClassifierMixin, BaseEstimator):
     """Base classifier with per-class decision offsets tuned for balanced accuracy.
 
@@ -242,7 +232,7 @@ class PriorShiftClassifier(ClassifierMixin, BaseEstimator):
             warnings.simplefilter("ignore")
             for tr, te in splitter.split(X, y, groups):
                 model = clone(self._base()).fit(X[tr], y[tr], **slice_params(fit_params, tr, n))
-                oof[te] = _aligned_proba(model, X[te], self.classes_)
+                oof[te] = aligned_proba(model, X[te], self.classes_)
             L = np.log(oof + _EPS)
             self.inner_score_untuned_ = balanced_accuracy_index(y_idx, np.argmax(L, axis=1),
                                                                 len(self.classes_))
@@ -259,7 +249,7 @@ class PriorShiftClassifier(ClassifierMixin, BaseEstimator):
         """Shifted probabilities ``p * exp(offsets)`` renormalised, shape (n, k)."""
         check_is_fitted(self, "offsets_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
-        p = _aligned_proba(self.estimator_, X, self.classes_)
+        p = aligned_proba(self.estimator_, X, self.classes_)
         return softmax(np.log(p + _EPS) + self.offsets_, axis=1)
 
     def predict(self, X):
@@ -351,7 +341,7 @@ class BalancedBaggingClassifier(ClassifierMixin, BaseEstimator):
         total = np.zeros((len(X), len(self.classes_)))
         for m in self.estimators_:
             if hasattr(m, "predict_proba"):
-                total += _aligned_proba(m, X, self.classes_)
+                total += aligned_proba(m, X, self.classes_)
             else:
                 total[np.arange(len(X)), np.searchsorted(self.classes_, m.predict(X))] += 1.0
         return total / len(self.estimators_)

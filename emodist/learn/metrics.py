@@ -1,35 +1,25 @@
-"""Per-fold classification metrics and track-level aggregation of segment outputs.
+"""Track-level aggregation of segment probabilities, and fold metrics.
+
+A track's prediction comes from its segments either by majority vote over
+predicted labels (:func:`emodist.learn.scoring.majority_vote`) or by the
+argmax of the mean predicted probability (:func:`track_mean_proba`).  Ties:
+a vote tie goes to the first class in ``classes``; a mean-probability tie
+(within 1e-12) likewise, so both aggregators break ties by the same order
+(pass the GEMS-ordered classes to match ``emodist evaluate``).
 
 :func:`fold_metrics` gives accuracy, balanced accuracy and macro-F1 per fold
-(scikit-learn's own functions) with their mean, population std and pooled
-value -- the layout of ``report.json``.  A track's prediction comes from its
-segments either by majority vote over predicted labels (:func:`track_vote`)
-or by the argmax of the mean predicted probability (:func:`track_mean_proba`).
-Ties: a vote tie goes to the first class in ``classes``; a mean-probability
-tie (within 1e-12) likewise, so both aggregators break ties by the same
-order (pass the GEMS-ordered classes to match ``emodist evaluate``).
+with their mean, population std and pooled value (the layout of
+``report.json``); it is :func:`emodist.learn.scoring.classification_metrics`
+without the per-class part.  :func:`jensen_shannon` is the divergence between
+distributions used by the distribution target and the human ceiling.
 """
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 import pandas as pd
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-#: Metric name -> function of (y_true, y_pred).
-METRICS = {
-    "accuracy": accuracy_score,
-    "balanced_accuracy": balanced_accuracy_score,
-    "macro_f1": lambda t, p: f1_score(t, p, average="macro", zero_division=0),
-}
-
-
-def summarize(values) -> dict:
-    """``mean``, population ``std`` and the list ``folds`` of per-fold values."""
-    v = np.asarray(values, dtype=np.float64)
-    return {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "folds": v.tolist()}
+from emodist.learn.scoring import HEADLINE, fold_scores, fold_summary
 
 
 def fold_metrics(y_true, y_pred, folds) -> dict:
@@ -50,38 +40,27 @@ def fold_metrics(y_true, y_pred, folds) -> dict:
         over all samples at once.
     """
     y_true, y_pred, folds = np.asarray(y_true), np.asarray(y_pred), np.asarray(folds)
+    per = [fold_scores(y_true[folds == k], y_pred[folds == k]) for k in np.unique(folds)]
+    pooled = fold_scores(y_true, y_pred)
     out = {}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        for name, fn in METRICS.items():
-            per = [fn(y_true[folds == k], y_pred[folds == k]) for k in np.unique(folds)]
-            out[name] = summarize(per)
-            out[name]["pooled"] = float(fn(y_true, y_pred))
+    for name in HEADLINE:
+        out[name] = fold_summary([f[name] for f in per])
+        out[name]["pooled"] = pooled[name]
     return out
 
 
-def track_vote(pred, groups, classes) -> pd.Series:
-    """Majority vote of each group's predicted labels.
+def jensen_shannon(p, q) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between rows of ``p`` and ``q``."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    m = 0.5 * (p + q)
 
-    Parameters
-    ----------
-    pred : array_like, shape (n,)
-    groups : array_like, shape (n,)
-        Track of each segment.
-    classes : sequence
-        Tie order: a tie goes to the class listed first.
+    def kl(a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(a > 0, a * np.log2(a / np.where(b > 0, b, 1.0)), 0.0)
+        return t.sum(axis=-1)
 
-    Returns
-    -------
-    pandas.Series
-        Index: group, in first-appearance order; values: predicted class.
-    """
-    rank = {c: i for i, c in enumerate(classes)}
-    frame = pd.DataFrame({"g": np.asarray(groups), "p": np.asarray(pred)})
-    counts = frame.groupby(["g", "p"], sort=False).size().rename("n").reset_index()
-    counts["rank"] = counts["p"].map(rank)
-    counts = counts.sort_values(["g", "n", "rank"], ascending=[True, False, True], kind="stable")
-    return counts.drop_duplicates("g").set_index("g")["p"].reindex(pd.unique(frame["g"]))
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
 
 
 def mean_proba(proba, groups) -> tuple[np.ndarray, np.ndarray]:

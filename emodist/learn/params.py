@@ -13,8 +13,11 @@ from __future__ import annotations
 
 from emodist.errors import EmodistError
 
-#: What is predicted: the dominant emotion, or the nine-way vote distribution.
-TARGETS = ("class", "distribution")
+#: What is predicted: the dominant emotion, the dominant GEMS factor
+#: (sublimity, vitality, unease), or the nine-way vote distribution.
+TARGETS = ("class", "factors", "distribution")
+#: Segment metrics the results can be ranked by.
+RANK_BY = ("accuracy", "balanced_accuracy", "macro_f1")
 #: Class weighting of a run; ``both`` evaluates each preset both ways.
 BALANCES = ("none", "weights", "both")
 #: Balance modes of one fit (``both`` expands into these).

@@ -17,15 +17,24 @@ Kernel scales follow MATLAB: a Gaussian SVM with kernel scale ``s`` uses
 ``gamma = 16 / P``, ``1 / P``, ``1 / (16 P)`` on standardised features.
 The estimators scikit-learn lacks are in :mod:`emodist.learn.estimators`.
 
-The distribution presets (multi-output regressors of the vote distribution,
-``target="distribution"``) are here too.
+Beyond one label per song (:data:`BEYOND_PRESETS`, ``--classifiers beyond``):
+presets that learn from each segment's vote distribution (soft targets,
+:mod:`emodist.learn.soft`, :mod:`emodist.learn.tuning`), tune per-class
+decision offsets inside the training folds (:mod:`emodist.learn.imbalance`)
+or bag class-balanced samples.  A preset's ``fit_params`` names what its
+fit needs besides ``X, y``: ``soft`` (the vote shares of the kept classes)
+and ``groups`` (the training rows' groups, for a grouped inner CV).
+
+The distribution presets (``target="distribution"``) are here too:
+multi-output regressors of the vote distribution, and soft-label logistic
+regression read through its probabilities.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sklearn.base import BaseEstimator, clone
@@ -51,7 +60,10 @@ from emodist.learn.estimators import (
     ScaledGaussianSVC,
     squared_inverse,
 )
+from emodist.learn.imbalance import BalancedBaggingClassifier, PriorShiftClassifier
 from emodist.learn.params import ParameterError
+from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression
+from emodist.learn.tuning import InFoldSoftLogisticRegression
 
 # --------------------------------------------------------------------------
 # The presets.
@@ -76,6 +88,13 @@ class Preset:
         ``build(seed) -> estimator`` (unfitted, without scaling).
     note : str
         How the preset maps onto MATLAB, where it is not one-to-one.
+    fit_params : tuple of str
+        What ``fit`` needs besides ``X, y``: ``"soft"`` (vote shares of the
+        kept classes, columns set through the model's ``classes``
+        parameter), ``"groups"`` (group of each training row).
+    track_mean : bool
+        Distribution presets: a test segment's prediction is the mean over
+        its track's test segments.
     """
 
     name: str
@@ -84,6 +103,8 @@ class Preset:
     params: dict[str, Any]
     build: Callable[[int], BaseEstimator] = field(repr=False)
     note: str = ""
+    fit_params: tuple[str, ...] = ()
+    track_mean: bool = False
 
 
 def _key(name: str) -> str:
@@ -169,15 +190,66 @@ _PRESET_LIST = [
                                                        random_state=seed)),
 ]
 
-#: Every preset by key, in display order.
+def _lr(seed):
+    return LogisticRegression(C=1.0, max_iter=2000)
+
+
+def _prior(base: Callable[[int], BaseEstimator]) -> Callable[[int], BaseEstimator]:
+    return lambda seed: PriorShiftClassifier(base(seed), method="prior_power", cv=5, random_state=seed)
+
+
+def _soft_lr(seed):
+    return SoftLogisticRegression(C=0.1)
+
+
+_PRIOR = {"offsets": "-tau log(class share), tau in 0..1.5 by inner grouped 5-fold CV "
+                     "(balanced accuracy, training folds only)"}
+_BEYOND_LIST = [
+    Preset("Soft Logistic Regression", "", "Soft labels",
+           {"C": 0.1, "target": "vote shares of the kept classes"}, _soft_lr,
+           fit_params=("soft",)),
+    Preset("Soft Logistic Regression in-fold C", "", "Soft labels",
+           {"C": "0.003..1 by inner grouped 4-fold CV (JSD, training folds only)",
+            "target": "vote shares of the kept classes"},
+           lambda seed: InFoldSoftLogisticRegression(random_state=seed),
+           fit_params=("soft", "groups")),
+    Preset("Soft Bagged Trees", "", "Soft labels",
+           {"learners": 100, "min_leaf_size": 5, "target": "vote shares (rows repeated per class)"},
+           lambda seed: SoftLabelClassifier(RandomForestClassifier(
+               n_estimators=100, min_samples_leaf=5, random_state=seed, n_jobs=1), min_share=0.02),
+           fit_params=("soft",)),
+    Preset("Prior-shift Logistic Regression", "", "Imbalance", {"C": 1, **_PRIOR}, _prior(_lr),
+           fit_params=("groups",)),
+    Preset("Prior-shift Soft Logistic Regression", "", "Imbalance", {"C": 0.1, **_PRIOR},
+           _prior(_soft_lr), fit_params=("soft", "groups")),
+    Preset("Prior-shift Subspace Discriminant", "", "Imbalance",
+           {"learners": 30, "subspace_dimension": "P/2", **_PRIOR},
+           _prior(_subspace(LinearDiscriminantAnalysis())), fit_params=("groups",)),
+    Preset("Balanced Bagged Trees", "", "Imbalance",
+           {"learners": 100, "bag": "every class under-sampled to the smallest",
+            "predictors_per_split": "sqrt(P)"},
+           lambda seed: BalancedBaggingClassifier(DecisionTreeClassifier(max_features="sqrt"),
+                                                  n_estimators=100, random_state=seed)),
+    Preset("Balanced Bagged Soft Logistic Regression", "", "Imbalance",
+           {"learners": 30, "C": 0.1, "bag": "every class under-sampled to the smallest"},
+           lambda seed: BalancedBaggingClassifier(SoftLogisticRegression(C=0.1), n_estimators=30,
+                                                  random_state=seed),
+           fit_params=("soft",)),
+]
+
+#: Every preset by key, in display order: the study's, then the ones beyond.
 PRESETS: dict[str, Preset] = {}
-for _p in _PRESET_LIST:
-    _p = Preset(_p.name, _key(_p.name), _p.family, _p.params, _p.build, _p.note)
+for _p in _PRESET_LIST + _BEYOND_LIST:
+    _p = replace(_p, key=_key(_p.name))
     PRESETS[_p.key] = _p
 del _p
 
 #: Presets a quick run uses (fast on small data, one per family).
 QUICK_PRESETS = ("linear-svm", "medium-knn", "bagged-trees", "logistic-regression")
+#: The presets beyond one label per song (``--classifiers beyond``).
+BEYOND_PRESETS = tuple(_key(p.name) for p in _BEYOND_LIST)
+#: What ``--classifiers all`` runs: the study's presets and the two extras.
+ALL_PRESETS = tuple(_key(p.name) for p in _PRESET_LIST)
 
 
 def get_preset(name: str) -> Preset:
@@ -197,7 +269,10 @@ def get_preset(name: str) -> Preset:
 
 
 def resolve_presets(names) -> list[Preset]:
-    """Presets for a list of names; ``"all"`` means every preset, ``"quick"`` a fast few.
+    """Presets for a list of names; ``"all"``, ``"quick"``, ``"beyond"`` are shorthands.
+
+    ``all``: the study's presets and the two extras (:data:`ALL_PRESETS`);
+    ``quick``: a fast few; ``beyond``: :data:`BEYOND_PRESETS`.
 
     Duplicates are removed, order is kept.
     """
@@ -205,7 +280,7 @@ def resolve_presets(names) -> list[Preset]:
         names = [names]
     out: list[Preset] = []
     for n in names:
-        group = {"all": list(PRESETS), "quick": list(QUICK_PRESETS)}.get(_key(n))
+        group = {"all": ALL_PRESETS, "quick": QUICK_PRESETS, "beyond": BEYOND_PRESETS}.get(_key(n))
         for p in [get_preset(k) for k in group] if group else [get_preset(n)]:
             if p not in out:
                 out.append(p)
@@ -219,6 +294,8 @@ def supports_weights(preset: Preset) -> bool:
     est = preset.build(0)
     if isinstance(est, BaggingClassifier):
         est = est.estimator
+    if "soft" in preset.fit_params or isinstance(est, (PriorShiftClassifier, BalancedBaggingClassifier)):
+        return False
     return has_fit_parameter(est, "sample_weight")
 
 
@@ -251,6 +328,7 @@ def describe_presets() -> list[dict[str, Any]]:
             "family": p.family,
             "params": dict(p.params),
             "class_weights": supports_weights(p),
+            "fit_params": list(p.fit_params),
             "note": p.note,
         }
         for p in PRESETS.values()
@@ -272,12 +350,21 @@ _DISTRIBUTION_LIST = [
            {"learners": 30, "min_leaf_size": 5, "output": "mean leaf distribution"},
            lambda seed: RandomForestRegressor(n_estimators=30, min_samples_leaf=5,
                                               max_features=0.33, random_state=seed, n_jobs=1)),
+    Preset("Soft Logistic Regression in-fold C", "", "Soft labels",
+           {"C": "0.003..1 by inner grouped 4-fold CV (JSD, training folds only)",
+            "output": "predicted probabilities"},
+           lambda seed: InFoldSoftLogisticRegression(group_mean=False, random_state=seed),
+           fit_params=("soft", "groups")),
+    Preset("Soft Logistic Regression in-fold C track mean", "", "Soft labels",
+           {"C": "0.003..1 by inner grouped 4-fold CV (JSD of track means, training folds only)",
+            "output": "mean probabilities over the test track's segments"},
+           lambda seed: InFoldSoftLogisticRegression(group_mean=True, random_state=seed),
+           fit_params=("soft", "groups"), track_mean=True),
 ]
 
-#: Multi-output regressors of the vote distribution, by key.
+#: Models of the vote distribution, by key.
 DISTRIBUTION_PRESETS: dict[str, Preset] = {
-    _key(p.name): Preset(p.name, _key(p.name), p.family, p.params, p.build, p.note)
-    for p in _DISTRIBUTION_LIST
+    _key(p.name): replace(p, key=_key(p.name)) for p in _DISTRIBUTION_LIST
 }
 
 

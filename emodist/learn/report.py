@@ -18,6 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
+from emodist.learn.compare import comparison_markdown
+
 #: Headline metrics in display order, with their short column titles.
 METRICS = (("accuracy", "acc"), ("balanced_accuracy", "bal acc"), ("macro_f1", "macro-F1"))
 
@@ -179,11 +181,28 @@ def confusion_markdown(conf: dict, per_class: dict | None = None) -> str:
 def _class_rows(report: dict) -> list[list[str]]:
     rows = []
     for i, r in enumerate(report["results"], 1):
-        s, t = r["segment"], r["track"]
+        s, t, tp = r["segment"], r["track"], r.get("track_proba")
         rows.append([str(i), r["name"], r["features"], r["balance"]]
                     + [_pm(s[m]) for m, _ in METRICS]
-                    + [_pm(t["accuracy"]), _pm(t["balanced_accuracy"])])
+                    + [_pm(t["accuracy"]), _pm(t["balanced_accuracy"])]
+                    + ([_pm(tp["accuracy"]), _pm(tp["balanced_accuracy"])] if tp else ["-", "-"]))
     return rows
+
+
+def _ranked_by(report: dict) -> str:
+    return _short(report["settings"].get("rank_by", "accuracy"))
+
+
+def ceiling_line(report: dict) -> str:
+    """One sentence on the human ceiling of the report (or why there is none)."""
+    c = report.get("ceiling") or {}
+    if not c.get("available"):
+        return f"Human ceiling: not available ({c.get('reason', 'no listener responses')})."
+    a, k = c["agreement"], c["kappa"]
+    return (f"Human ceiling ({c['level']} level, {c['n_tracks']} tracks, {c['n_splits']} random "
+            f"split-halves of the listeners): the halves agree on the dominant class for "
+            f"{_pct(a['value'])}% of tracks (95% CI {_pct(a['ci'][0])}-{_pct(a['ci'][1])}), "
+            f"kappa {k['value']:.2f}; chance {_pct(c['chance'])}%, majority {_pct(c['majority'])}%.")
 
 
 def _dist_rows(report: dict) -> list[list[str]]:
@@ -201,12 +220,16 @@ def _dist_rows(report: dict) -> list[list[str]]:
 def markdown(report: dict) -> str:
     """The whole report as Markdown text."""
     st, data, store = report["settings"], report["data"], report["store"]
-    out = ["# emodist evaluation report", ""]
+    out = ["# emodist evaluation report", "", comparison_markdown([("this run", report)]), "## Run", ""]
     out.append(f"- store: `{store.get('url')}` ({store.get('n_segments')} segments; "
                f"dataset: {store.get('dataset', 'n/a')})")
+    models = {g: d.get("model_sha256") for g, d in (store.get("feature_groups") or {}).items()
+              if isinstance(d, dict) and d.get("model_sha256")}
     if store.get("model_sha256"):
-        out.append(f"- deep model sha256: `{store['model_sha256']}`")
-    out.append(f"- target: {st['target']}; label rule: {st['label_rule']}; features: "
+        models.setdefault("deep", store["model_sha256"])
+    for g, sha in models.items():
+        out.append(f"- {g} model sha256: `{sha}`")
+    out.append(f"- target: {st['target']}; ranked by: {_ranked_by(report)}; label rule: {st['label_rule']}; features: "
                f"{', '.join(st['features'])}; balance: {st['balance']}")
     out.append(f"- cross-validation: {st['folds']} folds, {st['cv']}, seed {st['seed']}; "
                f"the same folds for every model (fold per segment in report.json)")
@@ -218,6 +241,7 @@ def markdown(report: dict) -> str:
                f"in {report['seconds']:.1f} s ({st['executor']})")
     out += ["", "## Classes", ""]
     out.append(_table(["class", "segments"], [[_short(c), str(n)] for c, n in data["class_counts"].items()]))
+    out += ["", ceiling_line(report)]
     if st["target"] == "distribution":
         out += ["", "## Vote-distribution prediction (mean ± std over folds)", ""]
         out.append("JSD: Jensen-Shannon divergence (base 2) to the true 9-way distribution; "
@@ -226,12 +250,14 @@ def markdown(report: dict) -> str:
         out += ["", _table(["rank", "model", "features", "JSD", "top-1 %", "top-3 %"], _dist_rows(report))]
     else:
         b = report["baselines"]
-        out += ["", "## Results (%, mean ± std over folds; ranked by segment accuracy)", ""]
+        out += ["", f"## Results (%, mean ± std over folds; ranked by segment {_ranked_by(report)})", ""]
         out.append(f"Random guess: {_pct(b['segment']['chance'])}%; majority class "
                    f"({_short(b['segment']['majority_class'])}): {_pct(b['segment']['majority'])}% of "
                    f"segments, {_pct(b['track']['majority'])}% of tracks.")
         header = ["rank", "classifier", "features", "balance"] + [t for _, t in METRICS] + [
-            "track acc", "track bal acc"]
+            "track acc", "track bal acc", "track acc (mean proba)", "track bal acc (mean proba)"]
+        out.append("Track level: majority vote of the segments' predictions, and the argmax of the "
+                   "mean of their class probabilities (presets with probabilities only).")
         out += ["", _table(header, _class_rows(report))]
         if report.get("skipped"):
             out += ["", "Not run: " + "; ".join(
@@ -240,8 +266,11 @@ def markdown(report: dict) -> str:
         for r in report["results"]:
             s = r["segment"]
             out += [f"### {result_label(r)}", ""]
+            tp = r.get("track_proba")
+            extra = f" (mean proba: {_pm(tp['accuracy'])})" if tp else ""
             out.append(f"accuracy {_pm(s['accuracy'])}, balanced accuracy {_pm(s['balanced_accuracy'])}, "
-                       f"macro-F1 {_pm(s['macro_f1'])}; track-level accuracy {_pm(r['track']['accuracy'])}")
+                       f"macro-F1 {_pm(s['macro_f1'])}; track-level accuracy {_pm(r['track']['accuracy'])}"
+                       + extra)
             out += ["", confusion_markdown(s["confusion"], s["per_class"]), ""]
             png = report.get("files", {}).get("confusion", {}).get(_result_key(r))
             if png:
@@ -299,7 +328,9 @@ def ranked_table(report: dict, top: int | None = None):
     from rich.table import Table
 
     dist = report["settings"]["target"] == "distribution"
-    table = Table(title="grouped cross-validation, mean ± std over folds", title_justify="left")
+    table = Table(title=f"grouped cross-validation, mean ± std over folds, ranked by {_ranked_by(report)}"
+                  if not dist else "grouped cross-validation, mean ± std over folds",
+                  title_justify="left")
     table.add_column("#", justify="right")
     for col in ("classifier", "features"):
         table.add_column(col)
@@ -315,19 +346,22 @@ def ranked_table(report: dict, top: int | None = None):
     for _, title in METRICS:
         table.add_column(title + " %", justify="right")
     table.add_column("track acc %", justify="right")
+    table.add_column("track acc (proba) %", justify="right")
     for row in _class_rows(report)[:top]:
-        table.add_row(*row[:7], row[7])
+        table.add_row(*row[:8], row[9])
     return table
 
 
 def summary_lines(report: dict) -> list[str]:
     """The lines shown under the ranked table: baselines and where the files are."""
     lines = []
-    if report["settings"]["target"] == "class":
+    if report["settings"]["target"] != "distribution":
         b = report["baselines"]["segment"]
         lines.append(f"random guess {_pct(b['chance'])}%, majority class "
                      f"({_short(b['majority_class'])}) {_pct(b['majority'])}% "
                      f"of {report['data']['n_segments']} segments / {report['data']['n_tracks']} tracks")
+    if "ceiling" in report:
+        lines.append(ceiling_line(report))
     files = report.get("files")
     if files:
         lines.append(f"report: {files['markdown']} (and report.json, "

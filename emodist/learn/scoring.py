@@ -27,6 +27,9 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+#: The headline metrics, in display order.
+HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
+
 
 def fold_summary(values) -> dict:
     """``mean``, ``std`` (population) and the list of per-fold ``values``."""
@@ -90,7 +93,7 @@ def classification_metrics(y_true, y_pred, folds, classes) -> dict:
     per_fold = [fold_scores(y_true[folds == k], y_pred[folds == k]) for k in np.unique(folds)]
     pooled = fold_scores(y_true, y_pred)
     out = {}
-    for m in ("accuracy", "balanced_accuracy", "macro_f1"):
+    for m in HEADLINE:
         out[m] = fold_summary([f[m] for f in per_fold])
         out[m]["pooled"] = pooled[m]
     with warnings.catch_warnings():
@@ -143,7 +146,10 @@ def baseline_rates(y, classes) -> dict:
 
 
 def rank_results(results: list[dict], metric: str = "accuracy") -> list[dict]:
-    """Results sorted best first by a segment metric's fold mean (JSD: lowest first)."""
+    """Results sorted best first by a segment metric's fold mean (JSD: lowest first).
+
+    ``metric`` is one of :data:`HEADLINE`; ties keep the given order.
+    """
     if results and "distribution" in results[0]:
         return sorted(results, key=lambda r: r["distribution"]["jsd"]["mean"])
     return sorted(results, key=lambda r: -r["segment"][metric]["mean"])

@@ -1,0 +1,37 @@
+"""``emodist compare``: several evaluation reports side by side."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+COMPARE_DESCRIPTION = """Lay evaluation reports side by side in one Markdown table: the reference
+study's figures, each report's chance and majority rates, human ceiling, and best accuracy,
+balanced accuracy, macro-F1 and track-level accuracy per feature set (mean ± fold std)."""
+
+COMPARE_EXAMPLES = """examples:
+  emodist compare report/ factors/ dist/
+  emodist compare report/report.json other/report.json --out comparison.md
+"""
+
+
+def register(subparsers) -> None:
+    """Add ``compare``."""
+    p = subparsers.add_parser("compare", help="evaluation reports side by side",
+                              description=COMPARE_DESCRIPTION, epilog=COMPARE_EXAMPLES,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or report folders")
+    p.add_argument("--out", metavar="FILE", help="also write the table to this Markdown file")
+    p.set_defaults(func=cmd_compare)
+
+
+def cmd_compare(args) -> int:
+    """Run ``emodist compare``."""
+    from emodist.learn.compare import comparison_markdown, load_report
+
+    pairs = [(str(path), load_report(path)) for path in args.reports]
+    text = comparison_markdown(pairs)
+    print(text, end="")
+    if args.out:
+        Path(args.out).write_text(text, encoding="utf-8")
+    return 0
