@@ -79,6 +79,63 @@ def probe_scheduler(address: str, timeout: float = 5.0) -> None:
                            param="scheduler") from None
 
 
+def _resource_text(resources: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in resources.items())
+
+
+def workers_with(client, resources: dict | None) -> list[str]:
+    """Addresses of the workers advertising at least ``resources`` (all workers for none)."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    need = dict(resources or {})
+    return sorted(a for a, w in info.items()
+                  if all(float((w.get("resources") or {}).get(k, 0)) >= float(v)
+                         for k, v in need.items()))
+
+
+def check_routing(client, runtime: Runtime) -> None:
+    """Refuse, with one line, a device or resources the run cannot get.
+
+    With ``client=None`` (before any cluster starts) only the local case is
+    checked: a LocalCluster's workers run on this machine, so ``--device
+    cuda`` needs the CUDA execution provider in this process.  With a
+    client, every worker that will run model tasks (those advertising
+    ``runtime.model_resources``) is asked for its ONNX Runtime providers, and
+    each resource asked for must be advertised by some worker (Dask would
+    otherwise wait forever).
+
+    Raises
+    ------
+    ModelError
+        The device is unknown, or its execution provider is missing.
+    ClusterError
+        No worker advertises the resources asked for.
+    """
+    from emodist.errors import ModelError
+    from emodist.models.session import device_problem, parse_device, require_device
+
+    kind, _ = parse_device(runtime.device)
+    if client is None:
+        local = runtime.client is None and not (runtime.scheduler or runtime.scheduler_file)
+        if kind != "cpu" and local:
+            require_device(runtime.device)
+        return
+    for flag, need in (("resources", runtime.resources),
+                       ("model_resources", runtime.model_resources)):
+        if need and not workers_with(client, need):
+            raise ClusterError(f"no worker advertises {_resource_text(need)} (start workers "
+                               f"with 'dask worker ... --resources {_resource_text(need)}')",
+                               param=flag)
+    if kind == "cpu":
+        return
+    workers = workers_with(client, runtime.model_resources)
+    problems = {a: p for a, p in client.run(device_problem, runtime.device,
+                                            workers=workers).items() if p}
+    if problems:
+        addr = min(problems)
+        raise ModelError(f"{runtime.device}: {len(problems)} of {len(workers)} model workers "
+                         f"cannot use it ({addr}: {problems[addr]})", param="device")
+
+
 def worker_environ() -> dict:
     """Dask's pre-spawn worker environment with :data:`WORKER_ENV` on top."""
     import dask
