@@ -7,7 +7,7 @@ temporary (an STFT, a batch of images) back to the kernel and fault it in
 again on the next segment; emodist keeps up to 128 MiB of freed heap per
 worker and serves arrays below 64 MiB from the heap instead.  Worker memory
 still stays flat (the heap is reused, not grown); set the same variables on
-the workers of your own cluster (see ``docs/DESIGN.md``).
+the workers of your own cluster (see ``docs/performance.md``).
 """
 
 from __future__ import annotations

@@ -8,6 +8,15 @@ reading the STFT share one per segment.  Each group prepares its
 per-segment input, then finishes the chunk (batched ONNX inference for
 model groups, on a session cached per worker process).  The blocks and
 statuses are written to the chunk's region of the store.
+
+On the CPU a chunk is one task (:func:`extract_chunk`).  When model tasks
+are to run on other workers (Dask worker resources such as ``GPU=1``,
+:func:`chunk_route`), a chunk is two: :func:`prepare_stage` (decode,
+prepare every group, finish the groups without a model) returns a
+:class:`PreparedChunk` holding the model inputs (uint8 pictures, small), and
+:func:`model_stage` finishes the model groups and writes the region.  Every
+task returns the thread CPU seconds of its stages (the compute floor of
+``benchmarks/bench_pipeline.py``).
 """
 
 from __future__ import annotations
