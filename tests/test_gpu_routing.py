@@ -33,13 +33,25 @@ def _environ(names):
     return {n: os.environ.get(n) for n in names}
 
 
+def _profiler(dask_worker):
+    import dask
+
+    return (dask.config.get("distributed.worker.profile.enabled"),
+            sorted(dask_worker.periodic_callbacks))
+
+
 def test_worker_env_reaches_local_cluster_workers():
     """The malloc settings are in the environment of the worker processes themselves."""
+    import dask
+
     with connect(Runtime(n_workers=1, threads_per_worker=1)) as c:
         seen = list(c.run(_environ, list(WORKER_ENV)).values())
         pids = list(c.run(os.getpid).values())
+        [(enabled, callbacks)] = c.run(_profiler).values()
     assert pids and pids[0] != os.getpid()  # a separate process, not this one
     assert seen == [WORKER_ENV]
+    assert enabled is False and "profile" not in callbacks  # no statistical profiler
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # driver untouched
     assert WORKER_ENV["MALLOC_TRIM_THRESHOLD_"] != "65536"  # not the nanny's default
 
 

@@ -28,6 +28,11 @@ CONNECT_TIMEOUT_S = 20
 WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20),
               "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
 
+#: Dask settings of the workers emodist starts: no statistical profiler (it
+#: samples every thread's stack every 10 ms, about 3-4 % of a core per worker,
+#: measured in docs/performance.md; the dashboard's profile page stays empty).
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
 log = logging.getLogger(__name__)
 
 
@@ -191,7 +196,8 @@ def connect(runtime: Runtime) -> Iterator:
         if value is not None:
             kwargs[key] = value
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(),
+                              **WORKER_CONFIG}):
             cluster = LocalCluster(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ClusterError(f"cannot start a local cluster: {one_line(exc)}",
