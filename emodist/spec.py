@@ -130,6 +130,13 @@ class Runtime:
         Show the progress bar.
     client : distributed.Client, optional
         Use this client; nothing is started.
+    device : str
+        Where model groups run: ``"cpu"`` or ``"cuda"`` / ``"cuda:N"``.
+    resources : dict, optional
+        Dask worker resources every chunk task (its CPU stage) needs.
+    model_resources : dict, optional
+        Dask worker resources of the model stage (e.g. ``{"GPU": 1}``): a
+        chunk is then split into a CPU task and a model task.
     """
 
     scheduler: str | None = None
@@ -143,6 +150,9 @@ class Runtime:
     max_in_flight: int | None = None
     progress: bool = True
     client: Any = field(default=None, repr=False, compare=False)
+    device: str = "cpu"
+    resources: dict | None = None
+    model_resources: dict | None = None
 
     def options(self, location: str) -> dict | None:
         """Storage options of ``location`` (``dataset``, ``store`` or ``model``)."""

@@ -102,6 +102,32 @@ def add_cluster_options(parser) -> None:
     g.add_argument("--workers", type=int, metavar="N", help="local cluster: worker processes")
     g.add_argument("--threads-per-worker", type=int, metavar="T", help="local cluster: threads each")
     g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker (4GiB)")
+    g.add_argument("--resources", metavar="NAME=N[,...]",
+                   help="Dask worker resources every chunk task needs (its CPU stage when "
+                   "--model-resources is given), e.g. CPU=1")
+    g.add_argument("--model-resources", metavar="NAME=N[,...]",
+                   help="Dask worker resources of the model stage, e.g. GPU=1: each chunk "
+                   "becomes a CPU task (decode, prepare, handcrafted) and a model task on a "
+                   "worker started with 'dask worker ... --resources GPU=1'")
+
+
+def parse_resources(text: str | None, flag: str) -> dict | None:
+    """``"GPU=1,MEM=2e9"`` -> ``{"GPU": 1.0, "MEM": 2e9}`` (one-line error when malformed)."""
+    if not text:
+        return None
+    out = {}
+    for part in str(text).replace(" ", ",").split(","):
+        if not part:
+            continue
+        name, eq, value = part.partition("=")
+        try:
+            amount = float(value)
+        except ValueError:
+            amount = -1.0
+        if not eq or not name or amount <= 0:
+            raise EmodistError(f"{flag} takes NAME=N[,NAME=N...] with N > 0, got {text!r}")
+        out[name] = amount
+    return out or None
 
 
 def runtime_from_args(args, **extra) -> Runtime:
@@ -117,7 +143,12 @@ def runtime_from_args(args, **extra) -> Runtime:
           "memory_limit": getattr(args, "memory_limit", None),
           "storage": storage_from_args(args),
           "chunk": getattr(args, "chunk_segments", None),
-          "progress": not getattr(args, "no_progress", False)}
+          "progress": not getattr(args, "no_progress", False),
+          "resources": parse_resources(getattr(args, "resources", None), "--resources"),
+          "model_resources": parse_resources(getattr(args, "model_resources", None),
+                                             "--model-resources")}
+    if getattr(args, "device", None):
+        kw["device"] = args.device
     if getattr(args, "batch_size", None):
         kw["batch_size"] = args.batch_size
     kw.update(extra)

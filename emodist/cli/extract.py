@@ -43,7 +43,10 @@ def add_group_options(parser) -> None:
                    help="Inception-v3 picture frequency axis")
     g.add_argument("--model", metavar="PATH", help="Inception-v3 ONNX model (default: the built one)")
     g.add_argument("--batch-size", type=int, default=32, metavar="B",
-                   help="network inputs per ONNX call")
+                   help="network inputs per ONNX call (on the CPU; automatic on a GPU)")
+    g.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="where model groups run: cpu (default), cuda or cuda:N (needs "
+                   "emodist[gpu], i.e. onnxruntime-gpu, on the workers running models)")
 
 
 def add_extract_options(p) -> None:

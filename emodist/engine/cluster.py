@@ -7,7 +7,7 @@ temporary (an STFT, a batch of images) back to the kernel and fault it in
 again on the next segment; emodist keeps up to 128 MiB of freed heap per
 worker and serves arrays below 64 MiB from the heap instead.  Worker memory
 still stays flat (the heap is reused, not grown); set the same variables on
-the workers of your own cluster (see ``docs/DESIGN.md``).
+the workers of your own cluster (see ``docs/performance.md``).
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ CONNECT_TIMEOUT_S = 20
 #: glibc malloc settings of the workers emodist starts (see the module text).
 WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20),
               "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
+
+#: Dask settings of the workers emodist starts: no statistical profiler (it
+#: samples every thread's stack every 10 ms, about 3-4 % of a core per worker,
+#: measured in docs/performance.md; the dashboard's profile page stays empty).
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +82,63 @@ def probe_scheduler(address: str, timeout: float = 5.0) -> None:
     except OSError as exc:
         raise ClusterError(f"cannot reach scheduler {address}: {one_line(exc)}",
                            param="scheduler") from None
+
+
+def _resource_text(resources: dict) -> str:
+    return ",".join(f"{k}={v}" for k, v in resources.items())
+
+
+def workers_with(client, resources: dict | None) -> list[str]:
+    """Addresses of the workers advertising at least ``resources`` (all workers for none)."""
+    info = client.scheduler_info(n_workers=-1)["workers"]
+    need = dict(resources or {})
+    return sorted(a for a, w in info.items()
+                  if all(float((w.get("resources") or {}).get(k, 0)) >= float(v)
+                         for k, v in need.items()))
+
+
+def check_routing(client, runtime: Runtime) -> None:
+    """Refuse, with one line, a device or resources the run cannot get.
+
+    With ``client=None`` (before any cluster starts) only the local case is
+    checked: a LocalCluster's workers run on this machine, so ``--device
+    cuda`` needs the CUDA execution provider in this process.  With a
+    client, every worker that will run model tasks (those advertising
+    ``runtime.model_resources``) is asked for its ONNX Runtime providers, and
+    each resource asked for must be advertised by some worker (Dask would
+    otherwise wait forever).
+
+    Raises
+    ------
+    ModelError
+        The device is unknown, or its execution provider is missing.
+    ClusterError
+        No worker advertises the resources asked for.
+    """
+    from emodist.errors import ModelError
+    from emodist.models.session import device_problem, parse_device, require_device
+
+    kind, _ = parse_device(runtime.device)
+    if client is None:
+        local = runtime.client is None and not (runtime.scheduler or runtime.scheduler_file)
+        if kind != "cpu" and local:
+            require_device(runtime.device)
+        return
+    for flag, need in (("resources", runtime.resources),
+                       ("model_resources", runtime.model_resources)):
+        if need and not workers_with(client, need):
+            raise ClusterError(f"no worker advertises {_resource_text(need)} (start workers "
+                               f"with 'dask worker ... --resources {_resource_text(need)}')",
+                               param=flag)
+    if kind == "cpu":
+        return
+    workers = workers_with(client, runtime.model_resources)
+    problems = {a: p for a, p in client.run(device_problem, runtime.device,
+                                            workers=workers).items() if p}
+    if problems:
+        addr = min(problems)
+        raise ModelError(f"{runtime.device}: {len(problems)} of {len(workers)} model workers "
+                         f"cannot use it ({addr}: {problems[addr]})", param="device")
 
 
 def worker_environ() -> dict:
@@ -134,7 +196,8 @@ def connect(runtime: Runtime) -> Iterator:
         if value is not None:
             kwargs[key] = value
     try:
-        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ()}):
+        with dask.config.set({"distributed.nanny.pre-spawn-environ": worker_environ(),
+                              **WORKER_CONFIG}):
             cluster = LocalCluster(**kwargs)
     except (ValueError, TypeError) as exc:
         raise ClusterError(f"cannot start a local cluster: {one_line(exc)}",

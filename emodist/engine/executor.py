@@ -22,8 +22,14 @@ TASK_RETRIES = 2
 def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
                 max_in_flight: int, retries: int = TASK_RETRIES, name: str = "task",
                 key: Callable | None = None, resources: dict | None = None,
-                on_result: Callable | None = None) -> tuple[list, list]:
+                on_result: Callable | None = None, then: Callable | None = None,
+                then_resources: dict | None = None) -> tuple[list, list]:
     """Run ``func(item, *args)`` for every item with at most ``max_in_flight`` submitted.
+
+    With ``then``, each item is two tasks: ``func(item, *args)`` (key
+    ``NAME-cpu-...``, needing ``resources``) and ``then(first, item, *args)``
+    on its result (key ``NAME-model-...``, needing ``then_resources``); the
+    second task's result is the item's.
 
     Parameters
     ----------
@@ -46,6 +52,10 @@ def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
         Dask worker resources each task needs (e.g. ``{"GPU": 1}``).
     on_result : callable, optional
         Called as ``on_result(item, result, error)`` after each task.
+    then : callable, optional
+        Second stage of every item, fed the first stage's result.
+    then_resources : dict, optional
+        Dask worker resources of the second stage.
 
     Returns
     -------
@@ -64,8 +74,14 @@ def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
     def submit(item):
         part = key(item) if key is not None else f"{count[0]:07d}"
         count[0] += 1
-        fut = client.submit(func, item, *args, retries=retries, pure=False,
-                            key=f"{name}-{part}-{run_id}", resources=resources)
+        if then is None:
+            fut = client.submit(func, item, *args, retries=retries, pure=False,
+                                key=f"{name}-{part}-{run_id}", resources=resources)
+        else:
+            first = client.submit(func, item, *args, retries=retries, pure=False,
+                                  key=f"{name}-cpu-{part}-{run_id}", resources=resources)
+            fut = client.submit(then, first, item, *args, retries=retries, pure=False,
+                                key=f"{name}-model-{part}-{run_id}", resources=then_resources)
         by_key[fut.key] = item
         return fut
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emodist.engine import executor
-from emodist.engine.cluster import check_cluster_args, connect, probe_scheduler
+from emodist.engine.cluster import check_cluster_args, check_routing, connect, probe_scheduler
 from emodist.engine.plan import ExtractionPlan, plan
-from emodist.engine.worker import Job, extract_chunk
+from emodist.engine.worker import Job, chunk_route
 from emodist.errors import DataError, EmodistError, StoreError
 from emodist.progress import progress_bar
 from emodist.spec import ExtractionSpec, Runtime
@@ -240,6 +240,7 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         check_cluster_args(runtime)
         if runtime.scheduler:
             probe_scheduler(runtime.scheduler)
+    check_routing(None, runtime)
     store = str(store)
     opts = runtime.options("store")
     check_store_location(store)
@@ -277,11 +278,12 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         return result
     job = Job(store=store, spec=spec, batch_size=runtime.batch_size,
               dataset_options=runtime.options("dataset"), store_options=opts,
-              model_options=runtime.options("model"))
+              model_options=runtime.options("model"), device=runtime.device)
     new_failures: list[dict] = []
     with contextlib.ExitStack() as stack:
         client = stack.enter_context(connect(runtime))
         result.dashboard = getattr(client, "dashboard_link", None)
+        check_routing(client, runtime)
         if p.resumed:
             log.info("resuming %s: %d chunks (%d segment-group pairs) left", store,
                      len(p.tasks), p.pending)
@@ -304,8 +306,9 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
 
         try:
             results, errors = executor.run_bounded(
-                client, extract_chunk, p.tasks, args=(job,), max_in_flight=cap,
-                name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done)
+                client, items=p.tasks, args=(job,), max_in_flight=cap,
+                name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done,
+                **chunk_route(job, runtime.resources, runtime.model_resources))
         finally:
             # also when interrupted (Ctrl-C, lost scheduler): keep what finished on record
             failures = io.merge_failures(failures, new_failures)

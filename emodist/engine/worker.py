@@ -8,6 +8,15 @@ reading the STFT share one per segment.  Each group prepares its
 per-segment input, then finishes the chunk (batched ONNX inference for
 model groups, on a session cached per worker process).  The blocks and
 statuses are written to the chunk's region of the store.
+
+On the CPU a chunk is one task (:func:`extract_chunk`).  When model tasks
+are to run on other workers (Dask worker resources such as ``GPU=1``,
+:func:`chunk_route`), a chunk is two: :func:`prepare_stage` (decode,
+prepare every group, finish the groups without a model) returns a
+:class:`PreparedChunk` holding the model inputs (uint8 pictures, small), and
+:func:`model_stage` finishes the model groups and writes the region.  Every
+task returns the thread CPU seconds of its stages (the compute floor of
+``benchmarks/bench_pipeline.py``).
 """
 
 from __future__ import annotations
@@ -75,6 +84,7 @@ class Job:
     dataset_options: dict | None = field(default=None, repr=False)
     store_options: dict | None = field(default=None, repr=False)
     model_options: dict | None = field(default=None, repr=False)
+    device: str = "cpu"
 
 
 def apply_thread_budget(nthreads: int) -> int:
@@ -134,6 +144,111 @@ def rates_needed(spec: ExtractionSpec, groups) -> list[int]:
     return rates
 
 
+def _stage_timer(stages: dict, name: str):
+    """Context adding the thread CPU seconds of a block to ``stages[name]``."""
+    import contextlib
+
+    @contextlib.contextmanager
+    def timed():
+        t0 = time.thread_time()
+        try:
+            yield
+        finally:
+            stages[name] = stages.get(name, 0.0) + time.thread_time() - t0
+
+    return timed()
+
+
+@dataclass
+class PreparedChunk:
+    """The CPU stage's output: finished blocks of non-model groups, inputs of model groups.
+
+    Small enough to travel between workers: model inputs are the prepared
+    per-segment arrays (uint8 pictures, mel patches), not audio.
+
+    Attributes
+    ----------
+    values : dict of str to numpy.ndarray
+        Finished ``(n, width)`` blocks (non-model groups so far).
+    inputs : dict of str to (list of int, list of numpy.ndarray)
+        Model group -> positions in the chunk and their prepared inputs.
+    status : dict of str to numpy.ndarray
+        int8 done / failed per segment and group.
+    failures : list of dict
+        As :func:`compute_chunk` returns them.
+    stages : dict of str to float
+        Thread CPU seconds per stage (``decode``, ``prepare/NAME``, ``finish/NAME``).
+    """
+
+    values: dict
+    inputs: dict
+    status: dict
+    failures: list
+    stages: dict = field(default_factory=dict)
+
+
+def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
+    """Decode every track once, prepare every group, finish the non-model groups."""
+    from emodist.data.audio import decode
+
+    spec = job.spec
+    groups = [spec.group(name) for name in task.groups]
+    n = len(task.rows)
+    status = {g.name: np.full(n, layout.STATUS_DONE, np.int8) for g in groups}
+    prepared: dict[str, dict[int, np.ndarray]] = {g.name: {} for g in groups}
+    failures: list[dict] = []
+    stages: dict[str, float] = {}
+    rates = rates_needed(spec, groups)
+    for track_id, path, end_s, positions in track_spans(task.rows):
+        # decode from the start of the file: seeking into an MP3 loses the bit
+        # reservoir of the first frame, and values then depend on where chunks cut
+        try:
+            with _stage_timer(stages, "decode"):
+                tracks = decode(path, rates=rates, end_s=end_s,
+                                storage_options=job.dataset_options)
+        except DataError as exc:
+            for g in groups:
+                status[g.name][positions] = layout.STATUS_FAILED
+            failures.append({"track_id": track_id, "path": path, "error": exc.message,
+                             "group": ""})
+            continue
+        segments = {i: Segment(tracks, task.rows[i][2], task.rows[i][3], sr=spec.sr,
+                               n_fft=spec.n_fft, hop_length=spec.hop_length) for i in positions}
+        for g in groups:
+            try:
+                with _stage_timer(stages, f"prepare/{g.name}"):
+                    rows = {i: g.prepare(segments[i]) for i in positions}
+            except DataError as exc:
+                status[g.name][positions] = layout.STATUS_FAILED
+                failures.append({"track_id": track_id, "path": path, "error": exc.message,
+                                 "group": g.name})
+                continue
+            prepared[g.name].update(rows)
+    out = PreparedChunk(values={}, inputs={}, status=status, failures=failures, stages=stages)
+    for g in groups:
+        order = sorted(prepared[g.name])
+        out.inputs[g.name] = (order, [prepared[g.name][i] for i in order])
+    finish_groups(out, task, job, threads, models=False)
+    return out
+
+
+def finish_groups(chunk: PreparedChunk, task: ChunkTask, job: Job, threads: int,
+                  models: bool) -> PreparedChunk:
+    """Finish the pending groups of ``chunk`` that run a model (``models``) or do not."""
+    context = WorkerContext(threads=threads, batch_size=job.batch_size,
+                            storage_options=job.model_options, device=job.device)
+    n = len(task.rows)
+    for name in [k for k in chunk.inputs if job.spec.group(k).batched == models]:
+        g = job.spec.group(name)
+        order, inputs = chunk.inputs.pop(name)
+        block = np.full((n, g.width), np.nan, np.float32)
+        if order:
+            with _stage_timer(chunk.stages, f"finish/{name}"):
+                block[order] = g.finish(inputs, context)
+        chunk.values[name] = block
+    return chunk
+
+
 def compute_chunk(task: ChunkTask, job: Job, threads: int = 1) -> tuple[dict, dict, list[dict]]:
     """Every pending group's block of one chunk, in memory (no store access).
 
@@ -147,47 +262,24 @@ def compute_chunk(task: ChunkTask, job: Job, threads: int = 1) -> tuple[dict, di
         ``{"track_id", "path", "error", "group"}`` per track and group that failed
         (``group`` is ``""`` when the track could not be decoded at all).
     """
-    from emodist.data.audio import decode
+    chunk = finish_groups(prepare_chunk(task, job, threads), task, job, threads, models=True)
+    return chunk.values, chunk.status, chunk.failures
 
-    spec = job.spec
-    groups = [spec.group(name) for name in task.groups]
-    n = len(task.rows)
-    status = {g.name: np.full(n, layout.STATUS_DONE, np.int8) for g in groups}
-    prepared: dict[str, dict[int, np.ndarray]] = {g.name: {} for g in groups}
-    failures: list[dict] = []
-    rates = rates_needed(spec, groups)
-    for track_id, path, end_s, positions in track_spans(task.rows):
-        # decode from the start of the file: seeking into an MP3 loses the bit
-        # reservoir of the first frame, and values then depend on where chunks cut
-        try:
-            tracks = decode(path, rates=rates, end_s=end_s, storage_options=job.dataset_options)
-        except DataError as exc:
-            for g in groups:
-                status[g.name][positions] = layout.STATUS_FAILED
-            failures.append({"track_id": track_id, "path": path, "error": exc.message,
-                             "group": ""})
-            continue
-        segments = {i: Segment(tracks, task.rows[i][2], task.rows[i][3], sr=spec.sr,
-                               n_fft=spec.n_fft, hop_length=spec.hop_length) for i in positions}
-        for g in groups:
-            try:
-                rows = {i: g.prepare(segments[i]) for i in positions}
-            except DataError as exc:
-                status[g.name][positions] = layout.STATUS_FAILED
-                failures.append({"track_id": track_id, "path": path, "error": exc.message,
-                                 "group": g.name})
-                continue
-            prepared[g.name].update(rows)
-    context = WorkerContext(threads=threads, batch_size=job.batch_size,
-                            storage_options=job.model_options)
-    values = {}
-    for g in groups:
-        block = np.full((n, g.width), np.nan, np.float32)
-        order = sorted(prepared[g.name])
-        if order:
-            block[order] = g.finish([prepared[g.name][i] for i in order], context)
-        values[g.name] = block
-    return values, status, failures
+
+def _write(task: ChunkTask, job: Job, chunk: PreparedChunk, t0: float) -> dict:
+    """Write a finished chunk's region; the small summary the driver receives."""
+    with _stage_timer(chunk.stages, "write"):
+        write_region(job.store, task.start, task.stop, chunk.values, chunk.status,
+                     job.store_options)
+    every = np.stack(list(chunk.status.values()))
+    return {
+        "chunk": task.chunk,
+        "n_done": int(np.sum(np.all(every == layout.STATUS_DONE, axis=0))),
+        "n_failed": int(np.sum(np.any(every == layout.STATUS_FAILED, axis=0))),
+        "failures": chunk.failures,
+        "seconds": time.perf_counter() - t0,
+        "stages": chunk.stages,
+    }
 
 
 def extract_chunk(task: ChunkTask, job: Job) -> dict:
@@ -197,17 +289,38 @@ def extract_chunk(task: ChunkTask, job: Job) -> dict:
     -------
     dict
         ``chunk``, ``n_done``, ``n_failed`` (segments, over the task's groups),
-        ``failures`` and ``seconds``; small, so the driver's memory stays flat.
+        ``failures``, ``seconds`` and ``stages`` (thread CPU seconds per stage);
+        small, so the driver's memory stays flat.
     """
     t0 = time.perf_counter()
     threads = apply_thread_budget(worker_threads())
-    values, status, failures = compute_chunk(task, job, threads)
-    write_region(job.store, task.start, task.stop, values, status, job.store_options)
-    every = np.stack(list(status.values()))
-    return {
-        "chunk": task.chunk,
-        "n_done": int(np.sum(np.all(every == layout.STATUS_DONE, axis=0))),
-        "n_failed": int(np.sum(np.any(every == layout.STATUS_FAILED, axis=0))),
-        "failures": failures,
-        "seconds": time.perf_counter() - t0,
-    }
+    chunk = finish_groups(prepare_chunk(task, job, threads), task, job, threads, models=True)
+    return _write(task, job, chunk, t0)
+
+
+def prepare_stage(task: ChunkTask, job: Job) -> PreparedChunk:
+    """Worker entry point of the CPU stage of a split chunk (decode, prepare, CPU groups)."""
+    return prepare_chunk(task, job, apply_thread_budget(worker_threads()))
+
+
+def model_stage(chunk: PreparedChunk, task: ChunkTask, job: Job) -> dict:
+    """Worker entry point of the model stage of a split chunk: finish models, write."""
+    t0 = time.perf_counter()
+    threads = apply_thread_budget(worker_threads())
+    return _write(task, job, finish_groups(chunk, task, job, threads, models=True), t0)
+
+
+def chunk_route(job: Job, resources: dict | None = None,
+                model_resources: dict | None = None) -> dict:
+    """How chunk tasks are submitted: keyword arguments of :func:`run_bounded`.
+
+    Without ``model_resources`` a chunk is one task (:func:`extract_chunk`),
+    needing ``resources`` if given.  With them, and a model group pending, a
+    chunk is a CPU task (:func:`prepare_stage`, needing ``resources``) whose
+    output feeds a model task (:func:`model_stage`, needing
+    ``model_resources``) that also writes the region.
+    """
+    if not model_resources or not any(g.batched for g in job.spec.groups):
+        return {"func": extract_chunk, "resources": resources or None}
+    return {"func": prepare_stage, "resources": resources or None,
+            "then": model_stage, "then_resources": dict(model_resources)}

@@ -68,11 +68,14 @@ class WorkerContext:
         Network inputs per inference call.
     storage_options : dict or None
         fsspec options to read a remote model.
+    device : str
+        Where models run: ``"cpu"`` or ``"cuda"`` (``"cuda:N"``).
     """
 
     threads: int = 1
     batch_size: int = 32
     storage_options: dict | None = field(default=None, repr=False)
+    device: str = "cpu"
 
 
 class Segment:

@@ -3,7 +3,8 @@
 Each segment's picture is made from its shared STFT
 (:func:`emodist.features.images.spectrogram_image`); the pictures of a
 chunk go through the ONNX network in batches, on a session cached per worker
-process (:func:`emodist.models.session.embed`).
+process (:func:`emodist.models.session.embed`), on the CPU or, with
+``WorkerContext.device == "cuda"``, on the CUDA execution provider.
 """
 
 from __future__ import annotations
@@ -98,4 +99,4 @@ class InceptionV3(FeatureGroup):
             return np.empty((0, self.width), np.float32)
         return embed(np.stack(prepared), self.model, batch_size=context.batch_size,
                      threads=context.threads, sha256=self.sha256,
-                     storage_options=context.storage_options)
+                     storage_options=context.storage_options, device=context.device)
