@@ -78,7 +78,7 @@ def test_run_takes_every_extract_option():
     args = parser.parse_args(["run", "data", "--store", "s.zarr", "--out", "rep", "--features",
                               "handcrafted", "--classifiers", "quick", "--folds", "3"])
     assert args.func.__name__ == "cmd_run"
-    assert (args.features, args.classifiers, args.folds) == ("handcrafted", ["quick"], 3)
+    assert (args.features, args.classifiers, args.folds) == (["handcrafted"], ["quick"], 3)
 
 
 def test_an_unknown_classifier_points_to_the_list(store, capsys):

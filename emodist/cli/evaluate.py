@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import logging
-import sys
 
 from emodist.cli.common import add_storage_options, parse_storage_options
 from emodist.errors import EmodistError
@@ -132,25 +130,6 @@ def flagged(flags: dict | None = None):
         raise EmodistError(f"{flag}: {exc.message}{HINTS.get(exc.parameter, '')}") from exc
 
 
-@contextlib.contextmanager
-def log_lines(enabled: bool):
-    """Show the INFO lines of :mod:`emodist.learn` on stderr while the block runs."""
-    if not enabled:
-        yield
-        return
-    logger = logging.getLogger("emodist.learn")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(message)s"))
-    old = logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(old)
-
-
 def print_summary(report: dict, console=None, top: int | None = None) -> None:
     """Print the ranked table of a report, the baselines and where the files are."""
     from rich.console import Console
@@ -187,7 +166,7 @@ def cmd_evaluate(args) -> int:
         raise EmodistError("give a STORE to evaluate (or --list)")
     from emodist.learn.evaluate import run_evaluate
 
-    with flagged(), log_lines(not args.quiet), _maybe_client(args.scheduler, args.scheduler_file) as client:
+    with flagged(), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
             args.store, features=args.features, classifiers=args.classifiers, folds=args.folds,
             seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,

@@ -61,6 +61,9 @@ def add_extract_options(p) -> None:
                    help="replace a store or group written with another spec")
     p.add_argument("--retry-failed", action="store_true",
                    help="also redo segments that failed in an earlier run")
+    p.add_argument("--repair", action="store_true",
+                   help="recompute the chunks that `emodist verify` finds damaged (a damaged "
+                   "store is refused without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_cluster_options(p)
 
@@ -72,9 +75,6 @@ def register(subparsers) -> None:
                               formatter_class=argparse.RawDescriptionHelpFormatter)
     add_dataset_and_store(p)
     add_extract_options(p)
-    p.add_argument("--repair", action="store_true",
-                   help="recompute the chunks that `emodist verify` finds damaged (a damaged "
-                   "store is refused without it)")
     p.set_defaults(func=cmd_extract)
 
 
@@ -122,6 +122,6 @@ def cmd_extract(args) -> int:
 
     spec, runtime = spec_and_runtime(args)
     result = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
-                         retry_failed=args.retry_failed, repair=getattr(args, "repair", False))
+                         retry_failed=args.retry_failed, repair=args.repair)
     print_result(result)
     return 0
