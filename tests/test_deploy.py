@@ -699,3 +699,24 @@ def test_deploy_test_subset_stays_outside_the_repository(tmp_path):
         "1.mp3", "2.mp3"]
     with pytest.raises(SystemExit, match="repository"):
         stack.make_subset(src, ROOT / "build" / "subset", 2)
+
+
+def _worker_envs():
+    """Every worker environment of the deployments: compose, DaskJob, Helm values."""
+    compose = _load(DEPLOY / "compose" / "docker-compose.yml")["services"]["worker"]["environment"]
+    yield "compose", {k: str(v) for k, v in compose.items()}
+    job = _load(K8S / "daskjob.yaml")
+    (worker,) = job["spec"]["cluster"]["spec"]["worker"]["spec"]["containers"]
+    yield "daskjob", {e["name"]: e["value"] for e in worker["env"] if "value" in e}
+    helm = _load(K8S / "helm-values.yaml")["worker"]["env"]
+    yield "helm", {e["name"]: e["value"] for e in helm if "value" in e}
+
+
+@pytest.mark.parametrize("where,env", list(_worker_envs()), ids=lambda x: x if isinstance(x, str) else "")
+def test_deployed_workers_get_the_local_cluster_worker_settings(where, env):
+    """The malloc and profiler settings emodist gives its own workers, in every deployment."""
+    from emodist.engine.cluster import WORKER_ENV
+
+    for key, value in WORKER_ENV.items():
+        assert env.get(key) == value, (where, key)
+    assert env.get("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED") == "False", where
