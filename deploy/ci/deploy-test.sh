@@ -121,6 +121,15 @@ if ! "$DOCKER" info >/dev/null 2>&1; then
     fi
 fi
 DOCKER_UP=1
+# containers and volumes an interrupted earlier run left behind (its teardown never ran)
+stale=$( { "$DOCKER" ps -aq --filter "label=com.docker.compose.project=$PROJECT"
+           "$DOCKER" ps -aq --filter "name=$PROJECT"; } | sort -u)
+if [ -n "$stale" ]; then
+    log "removing $(echo "$stale" | wc -l) containers left by an interrupted run"
+    "$DOCKER" rm -f $stale >/dev/null
+fi
+stale=$("$DOCKER" volume ls -q --filter "label=com.docker.compose.project=$PROJECT")
+[ -z "$stale" ] || "$DOCKER" volume rm -f $stale >/dev/null
 
 # --- 3. base image ---------------------------------------------------------
 if "$DOCKER" image inspect "$BASE_IMAGE" >/dev/null 2>&1; then
