@@ -248,5 +248,5 @@ def run_evaluate(
     if out is not None:
         from emodist.learn.report import write_report
 
-        report["files"] = write_report(report, out)
+        report["files"] = write_report(report, out, storage_options)
     return report

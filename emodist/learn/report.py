@@ -287,8 +287,8 @@ def _result_key(r: dict) -> str:
 # --------------------------------------------------------------------------
 
 
-def write_report(report: dict, out) -> dict:
-    """Write report.json, report.md and the figures into folder ``out``.
+def write_report(report: dict, out, storage_options: dict | None = None) -> dict:
+    """Write report.json, report.md and the figures into ``out``: a folder or any fsspec URL.
 
     Parameters
     ----------
@@ -296,15 +296,51 @@ def write_report(report: dict, out) -> dict:
         Report from :func:`emodist.learn.evaluate.run_evaluate`; its ``files``
         entry is set to the written paths.
     out : str or path-like
-        Local folder (created if missing).
+        Local folder (created if missing) or a URL such as ``s3://bucket/report/``:
+        the files are written to a local temporary folder and uploaded once.
+    storage_options : dict, optional
+        Filesystem options of a URL.
 
     Returns
     -------
     dict
         ``json``, ``markdown``, ``bar_chart`` paths and ``confusion``
-        (result key ``features/classifier/balance`` -> PNG path).
+        (result key ``features/classifier/balance`` -> PNG path), under ``out``.
     """
-    out = Path(out)
+    if "://" in str(out) and not str(out).startswith("file://"):
+        return _write_remote(report, str(out), storage_options)
+    return _write_local(report, Path(str(out).removeprefix("file://")))
+
+
+def _write_remote(report: dict, url: str, storage_options: dict | None) -> dict:
+    import tempfile
+
+    import fsspec
+
+    from emodist.errors import EmodistError
+
+    root = url.rstrip("/")
+
+    def moved(p: str) -> str:
+        return f"{root}/{Path(p).name}"
+
+    with tempfile.TemporaryDirectory(prefix="emodist-report-") as tmp:
+        local = _write_local(report, Path(tmp))
+        report["files"] = {k: (moved(v) if isinstance(v, str) else
+                               {r: moved(q) for r, q in v.items()}) for k, v in local.items()}
+        (Path(tmp) / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+        try:
+            fs, path = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
+            names = sorted(p.name for p in Path(tmp).iterdir())
+            fs.put([str(Path(tmp) / n) for n in names], [f"{path}/{n}" for n in names])
+        except (OSError, ValueError) as exc:
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise EmodistError(f"{url}: cannot write the report there ({detail})",
+                               param="out") from None
+    return report["files"]
+
+
+def _write_local(report: dict, out: Path) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     files = {"json": str(out / "report.json"), "markdown": str(out / "report.md"),
              "bar_chart": str(out / "classifiers.png"), "confusion": {}}
