@@ -234,7 +234,7 @@ def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, datase
                      "a first chunk")
             os.killpg(sched.pid, signal.SIGKILL)
             sched.wait(10)
-            out, err = proc.communicate(timeout=60)
+            _out, err = proc.communicate(timeout=60)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
