@@ -105,3 +105,146 @@ def test_verify_of_something_that_is_not_a_store(tmp_path, capsys):
     assert main(["verify", str(tmp_path / "plain")]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"emodist: error: {tmp_path / 'plain'}: not a feature store"]
+
+
+# ------------------------------------------------------------------ datasets, clusters, S3
+
+EXTRACT = ["--features", "handcrafted", "--segment-seconds", "4", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def emotify(tmp_path_factory) -> Path:
+    """A small generated Emotify-layout dataset (8 tracks of 12 s)."""
+    from emodist.data.demo import make_demo_dataset
+
+    out = tmp_path_factory.mktemp("emotify") / "dataset"
+    make_demo_dataset(out, n_tracks=8, seed=1, duration_s=12.0)
+    return out
+
+
+def _error_line(capsys) -> str:
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("emodist: error: "), lines
+    return lines[0]
+
+
+@pytest.mark.parametrize("vote", ["nan", "-1"])
+def test_bad_vote_in_emotify_data_csv(emotify, tmp_path, capsys, vote):
+    import shutil
+
+    root = tmp_path / "emotify"
+    shutil.copytree(emotify, root)
+    lines = (root / "data.csv").read_text().splitlines()
+    header = [c.strip() for c in lines[0].split(",")]
+    col = header.index("calmness")
+    row = lines[5].split(",")
+    row[col] = vote
+    lines[5] = ",".join(row)
+    (root / "data.csv").write_text("\n".join(lines) + "\n")
+    assert main(["extract", str(root), "--store", str(tmp_path / "s.zarr"), *EXTRACT]) == 2
+    line = _error_line(capsys)
+    assert f"{root / 'data.csv'}: column 'calmness', line 6: " in line, line
+    assert not (tmp_path / "s.zarr").exists()
+
+
+def test_duplicate_track_ids_in_a_manifest(batch, tmp_path, capsys):
+    manifest = tmp_path / "dup.csv"
+    manifest.write_text("track_id,path,label\n"
+                        f"a,{batch / 'good.mp3'},calmness\n"
+                        f"b,{batch / 'r16k_16_stereo.wav'},calmness\n"
+                        f"a,{batch / 'r22k_16_mono.flac'},power\n")
+    assert main(["extract", str(manifest), "--store", str(tmp_path / "s.zarr"), *EXTRACT]) == 2
+    assert _error_line(capsys) == f"emodist: error: {manifest}: duplicate track 'a'"
+    # without a track_id column the path is the id: the same file twice
+    manifest.write_text("path,label\ngood.mp3,calmness\ngood.mp3,power\n")
+    (tmp_path / "good.mp3").write_bytes((batch / "good.mp3").read_bytes())
+    assert main(["extract", str(manifest), "--store", str(tmp_path / "s.zarr"), *EXTRACT]) == 2
+    line = _error_line(capsys)
+    assert line.startswith(f"emodist: error: {manifest}: duplicate track ") and "good.mp3" in line
+
+
+def test_stale_scheduler_file_is_one_fast_line(emotify, tmp_path, capsys):
+    """The file exists, nothing listens at its address: refused at once, nothing written."""
+    import json
+    import time
+
+    from tests.servers import free_port
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    sched = tmp_path / "scheduler.json"
+    sched.write_text(json.dumps({"type": "Scheduler", "address": address}))
+    t0 = time.monotonic()
+    assert main(["extract", str(emotify), "--store", str(tmp_path / "s.zarr"), *EXTRACT,
+                 "--scheduler-file", str(sched)]) == 2
+    assert time.monotonic() - t0 < 5
+    line = _error_line(capsys)
+    assert line.startswith(f"emodist: error: --scheduler-file: cannot reach scheduler {address} "
+                           f"(from {sched}): "), line
+    assert not (tmp_path / "s.zarr").exists()
+    sched.write_text("{not json")
+    assert main(["extract", str(emotify), "--store", str(tmp_path / "s.zarr"), *EXTRACT,
+                 "--scheduler-file", str(sched)]) == 2
+    assert "is not readable JSON" in _error_line(capsys)
+
+
+@pytest.mark.s3
+def test_s3_bucket_that_does_not_exist(emotify, tmp_path, capsys):
+    """Dataset or store in a missing bucket: one line each, before any cluster starts."""
+    import json
+
+    from tests.servers import make_bucket, moto_server, upload_tree
+
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "audio")
+        upload_tree(options, emotify, "s3://audio/emotify")
+        so = ["--storage-options", json.dumps(options)]
+        assert main(["extract", "s3://nobucket/emotify", "--store", str(tmp_path / "s.zarr"),
+                     *EXTRACT, *so]) == 2
+        assert _error_line(capsys) == "emodist: error: s3://nobucket/emotify: no such dataset"
+        assert not (tmp_path / "s.zarr").exists()
+        for dataset in (str(emotify), "s3://audio/emotify"):
+            assert main(["extract", dataset, "--store", "s3://nobucket/s.zarr", *EXTRACT,
+                         *so]) == 2
+            line = _error_line(capsys)
+            assert line.startswith("emodist: error: --store: s3://nobucket/s.zarr: "), line
+            assert "bucket does not exist" in line, line
+
+
+@pytest.mark.s3
+def test_wrong_s3_credentials(emotify, tmp_path, capsys):
+    """moto accepts any key unless told to check them (``INITIAL_NO_AUTH_ACTION_COUNT=0``).
+
+    With its default settings a wrong key and secret are accepted (so that
+    case cannot be tested against moto); with authentication on, every
+    request with a key moto does not know is refused, as S3 does: the
+    dataset and the store each give one line.
+    """
+    import json
+    import os
+    import subprocess
+
+    from tests.servers import S3_REGION, _bin, free_port, stop, wait_port
+
+    port = free_port()
+    proc = subprocess.Popen([_bin("moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            env=dict(os.environ, INITIAL_NO_AUTH_ACTION_COUNT="0"),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        wait_port(port, 30, proc)
+        wrong = {"key": "wrong-key", "secret": "wrong-secret",
+                 "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}",
+                                   "region_name": S3_REGION}}
+        so = ["--storage-options", json.dumps(wrong)]
+        assert main(["extract", "s3://audio/emotify", "--store", str(tmp_path / "s.zarr"),
+                     *EXTRACT, *so]) == 2
+        line = _error_line(capsys)
+        assert line.startswith("emodist: error: s3://audio/emotify: cannot read dataset: "), line
+        assert "Access Key" in line and "wrong-secret" not in line
+        assert main(["extract", str(emotify), "--store", "s3://features/s.zarr", *EXTRACT,
+                     *so]) == 2
+        line = _error_line(capsys)
+        assert line.startswith("emodist: error: --store: s3://features/s.zarr: access denied"), line
+        assert "wrong-secret" not in line
+    finally:
+        stop(proc)

@@ -67,21 +67,61 @@ def check_cluster_args(runtime: Runtime) -> None:
                            param="scheduler_file")
 
 
-def probe_scheduler(address: str, timeout: float = 5.0) -> None:
-    """Fail fast, with one line, when nothing listens at a ``tcp://`` address."""
+def probe_scheduler(address: str, timeout: float = 5.0, *, param: str = "scheduler",
+                    where: str = "") -> None:
+    """Fail fast, with one line, when nothing listens at a ``tcp://`` address.
+
+    ``where`` (a scheduler file) is named in the message, ``param`` is the
+    flag at fault.
+    """
     parts = urlsplit(address if "://" in address else f"tcp://{address}")
     if parts.scheme not in ("tcp", "tls") or not parts.hostname:
         return
+    source = f" (from {where})" if where else ""
     try:
         port = parts.port or 8786
     except ValueError:
-        raise ClusterError(f"scheduler address {address} has a bad port", param="scheduler") from None
+        raise ClusterError(f"scheduler address {address}{source} has a bad port",
+                           param=param) from None
     try:
         with socket.create_connection((parts.hostname, port), timeout=timeout):
             pass
     except OSError as exc:
-        raise ClusterError(f"cannot reach scheduler {address}: {one_line(exc)}",
-                           param="scheduler") from None
+        raise ClusterError(f"cannot reach scheduler {address}{source}: {one_line(exc)}",
+                           param=param) from None
+
+
+def scheduler_file_address(path: str) -> str:
+    """The scheduler address written in a Dask scheduler file (one line if unreadable)."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            info = json.load(f)
+    except FileNotFoundError:
+        raise ClusterError(f"scheduler file {path} does not exist",
+                           param="scheduler_file") from None
+    except (OSError, ValueError) as exc:
+        raise ClusterError(f"scheduler file {path} is not readable JSON: {one_line(exc)}",
+                           param="scheduler_file") from None
+    address = info.get("address") if isinstance(info, dict) else None
+    if not isinstance(address, str) or not address:
+        raise ClusterError(f"scheduler file {path} names no scheduler address",
+                           param="scheduler_file")
+    return address
+
+
+def probe_cluster(runtime: Runtime) -> None:
+    """Fail fast when the scheduler (given, or named by the scheduler file) is not listening.
+
+    A stale scheduler file (the scheduler it names is gone) is refused in
+    one line instead of waiting for the connect timeout.
+    """
+    if runtime.scheduler:
+        probe_scheduler(runtime.scheduler)
+    elif runtime.scheduler_file:
+        probe_scheduler(scheduler_file_address(runtime.scheduler_file), param="scheduler_file",
+                        where=runtime.scheduler_file)
 
 
 def _resource_text(resources: dict) -> str:
@@ -150,6 +190,39 @@ def worker_environ() -> dict:
     return env
 
 
+class _LostSchedulerFilter(logging.Filter):
+    """Drops Dask's client log records once its client lost the scheduler."""
+
+    def __init__(self, client):
+        super().__init__()
+        self.client = client
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(self.client, "status", "running") == "running"
+
+
+#: Loggers whose reconnect errors (with tracebacks) follow a lost scheduler.
+CLIENT_LOGGERS = ("distributed.client", "distributed.utils")
+
+
+@contextlib.contextmanager
+def quiet_when_lost(client) -> Iterator[None]:
+    """Silence the client's reconnect tracebacks after the scheduler is gone.
+
+    The run reports a lost scheduler itself, in one line; Dask would add a
+    traceback per reconnect attempt on stderr while the client closes.
+    """
+    filt = _LostSchedulerFilter(client)
+    loggers = [logging.getLogger(name) for name in CLIENT_LOGGERS]
+    for lg in loggers:
+        lg.addFilter(filt)
+    try:
+        yield
+    finally:
+        for lg in loggers:
+            lg.removeFilter(filt)
+
+
 @contextlib.contextmanager
 def connect(runtime: Runtime) -> Iterator:
     """A Dask client for ``runtime``: its own client, a scheduler, or a new LocalCluster.
@@ -171,23 +244,28 @@ def connect(runtime: Runtime) -> Iterator:
 
     check_cluster_args(runtime)
     if runtime.scheduler or runtime.scheduler_file:
+        stack = contextlib.ExitStack()
         where = runtime.scheduler or runtime.scheduler_file
-        if runtime.scheduler:
-            probe_scheduler(runtime.scheduler)
+        probe_cluster(runtime)
         try:
             client = Client(runtime.scheduler, scheduler_file=runtime.scheduler_file,
                             timeout=f"{CONNECT_TIMEOUT_S}s")
         except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(f"cannot reach scheduler {where}: {one_line(exc)}",
-                               param="scheduler") from None
+                               param="scheduler" if runtime.scheduler else "scheduler_file"
+                               ) from None
         try:
+            stack.enter_context(quiet_when_lost(client))
             try:
                 client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
             except (TimeoutError, OSError):
                 raise ClusterError(f"scheduler {where} has no workers", param="scheduler") from None
             yield client
         finally:
-            client.close()
+            try:
+                client.close()
+            finally:
+                stack.close()
         return
     kwargs = {"processes": True, "dashboard_address": ":0", "silence_logs": logging.ERROR}
     for key, value in (("n_workers", runtime.n_workers),

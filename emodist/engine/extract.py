@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from emodist.engine import executor
-from emodist.engine.cluster import check_cluster_args, check_routing, connect, probe_scheduler
+from emodist.engine.cluster import check_cluster_args, check_routing, connect, probe_cluster
 from emodist.engine.plan import ExtractionPlan, plan
 from emodist.engine.worker import Job, chunk_route
-from emodist.errors import DataError, EmodistError, StoreError
+from emodist.errors import ClusterError, DataError, EmodistError, StoreError
 from emodist.progress import progress_bar
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
@@ -155,6 +155,24 @@ def check_store_location(store: str) -> None:
         raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
 
 
+@contextlib.contextmanager
+def store_access(store: str):
+    """Store I/O whose failures are one line naming the store.
+
+    A remote store in a bucket that does not exist, or refused with the
+    credentials given, raises ``FileNotFoundError``/``PermissionError`` deep
+    in the filesystem layer; they become a :class:`StoreError` naming the store.
+    """
+    from emodist.engine.cluster import one_line
+
+    try:
+        yield
+    except PermissionError as exc:
+        raise StoreError(f"{store}: access denied ({one_line(exc)})", param="store") from None
+    except FileNotFoundError as exc:
+        raise StoreError(f"{store}: {one_line(exc)}", param="store") from None
+
+
 def verified_state(store: str, options, *, overwrite: bool):
     """The state of an existing store, read by :func:`emodist.store.verify.verify_store`.
 
@@ -192,6 +210,47 @@ def check_after_run(store: str, options) -> None:
     report = verify_store(store, options)
     if not report.ok:
         raise StoreError(f"{report.summary()} after the run; rerun with --repair")
+
+
+def scheduler_address(client) -> str:
+    """The address of a client's scheduler (``"the scheduler"`` when unknown)."""
+    sched = getattr(client, "scheduler", None)
+    return str(getattr(sched, "address", None) or "the scheduler")
+
+
+def scheduler_lost(client, err: BaseException) -> bool:
+    """Whether a task error means the client lost its scheduler (not the task failing).
+
+    Dask cancels every future of a client whose connection to the scheduler
+    closed (reason ``scheduler-connection-lost``); futures submitted while it
+    tries to reconnect would never finish.
+    """
+    from concurrent.futures import CancelledError
+
+    if getattr(err, "reason", None) == "scheduler-connection-lost":
+        return True
+    return isinstance(err, CancelledError) and getattr(client, "status", "running") != "running"
+
+
+def lost_scheduler(client, err: BaseException | None = None) -> ClusterError:
+    """The one-line error of a run whose scheduler went away."""
+    from emodist.engine.cluster import one_line
+
+    why = f" ({one_line(err)})" if err is not None and not scheduler_lost(client, err) else ""
+    return ClusterError(f"lost the scheduler {scheduler_address(client)} mid-run{why}; the chunks "
+                        "written so far are kept: rerun the same command against a running "
+                        "scheduler to resume")
+
+
+@contextlib.contextmanager
+def scheduler_watch(client):
+    """Turn a connection error raised while the scheduler is gone into :func:`lost_scheduler`."""
+    try:
+        yield
+    except (OSError, TimeoutError) as exc:
+        if getattr(client, "status", "running") == "running":
+            raise
+        raise lost_scheduler(client, exc) from None
 
 
 def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
@@ -238,8 +297,7 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     runtime = runtime or Runtime()
     if runtime.client is None:  # refuse a bad cluster choice before any work
         check_cluster_args(runtime)
-        if runtime.scheduler:
-            probe_scheduler(runtime.scheduler)
+        probe_cluster(runtime)
     check_routing(None, runtime)
     store = str(store)
     opts = runtime.options("store")
@@ -254,8 +312,9 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     if len(table) == 0:
         raise DataError(f"{dataset}: no segments to extract ({len(segplan.problems)} tracks "
                         "unusable)")
-    state, report = (verified_state(store, opts, overwrite=overwrite)
-                     if io.store_exists(store, opts) else (None, None))
+    with store_access(store):
+        state, report = (verified_state(store, opts, overwrite=overwrite)
+                         if io.store_exists(store, opts) else (None, None))
     p = plan(table, spec, state=state, votes=segment_votes(table, catalog.votes),
              votes_mean=segment_votes(table, catalog.votes_mean),
              attrs={"dataset": catalog.description, "label_rule": catalog.label_rule},
@@ -265,7 +324,8 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     repaired = refuse_damage(report, p, repair)
     added = [] if p.create is not None else [
         g.name for g in spec.groups if state is None or g.name not in state.status]
-    apply_plan(store, p, opts)
+    with store_access(store):
+        apply_plan(store, p, opts)
     failures = io.merge_failures(p.failures, plan_failures(segplan.problems))
     result = ExtractResult(store=store, n_segments=len(table), n_done=0, n_failed=0,
                            resumed=p.resumed, groups_added=added, groups_replaced=list(p.drop),
@@ -296,6 +356,8 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                                                          completed=first, first=first)
 
         def done(task, res, err):
+            if err is not None and scheduler_lost(client, err):
+                raise lost_scheduler(client, err)
             if res is not None:
                 new_failures.extend(res["failures"])
                 result.n_written += (task.stop - task.start) * len(task.groups)
@@ -305,10 +367,11 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                 on_result(task, res, err)
 
         try:
-            results, errors = executor.run_bounded(
-                client, items=p.tasks, args=(job,), max_in_flight=cap,
-                name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done,
-                **chunk_route(job, runtime.resources, runtime.model_resources))
+            with scheduler_watch(client):
+                results, errors = executor.run_bounded(
+                    client, items=p.tasks, args=(job,), max_in_flight=cap,
+                    name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done,
+                    **chunk_route(job, runtime.resources, runtime.model_resources))
         finally:
             # also when interrupted (Ctrl-C, lost scheduler): keep what finished on record
             failures = io.merge_failures(failures, new_failures)
