@@ -43,7 +43,8 @@ from emodist.learn.factors import FACTORS, factor_targets
 from emodist.learn.features import load_data
 from emodist.learn.folds import make_folds
 from emodist.learn.imbalance import BalancedBaggingClassifier, PriorShiftClassifier
-from emodist.learn.metrics import fold_metrics, spread_track_mean, track_mean_proba, track_truth
+from emodist.learn.metrics import spread_track_mean, track_mean_proba, track_truth
+from emodist.learn.scoring import headline_metrics
 from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression, soft_targets
 
 
@@ -117,10 +118,10 @@ def _run_one(est, X, y, folds, classes, fit_params, groups_param, groups):
 
 def score_classes(name, P, y, folds, track, classes, seconds):
     pred = np.asarray(classes, dtype=object)[np.argmax(P, axis=1)]
-    seg = fold_metrics(y, pred, folds)
+    seg = headline_metrics(y, pred, folds)
     keys, t_y, t_f = track_truth(y, folds, track)
     t_pred = track_mean_proba(P, track, classes).loc[keys].to_numpy()
-    trk = fold_metrics(t_y, t_pred, t_f)
+    trk = headline_metrics(t_y, t_pred, t_f)
     return {"preset": name, "seconds": round(seconds, 1),
             **{f"seg_{m}": seg[m]["mean"] for m in seg}, **{f"seg_{m}_std": seg[m]["std"] for m in seg},
             **{f"track_{m}": trk[m]["mean"] for m in trk}}

@@ -10,7 +10,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from emodist.learn import metrics as M
 from emodist.learn.cv import oof_predict_proba
 from emodist.learn.imbalance import balanced_accuracy_index
-from emodist.learn.scoring import majority_vote
+from emodist.learn.scoring import headline_metrics, majority_vote
 
 
 def test_fold_metrics_equal_sklearn():
@@ -18,7 +18,7 @@ def test_fold_metrics_equal_sklearn():
     y = rng.choice(list("abcd"), 200)
     pred = np.where(rng.random(200) < 0.4, y, rng.choice(list("abcd"), 200))
     folds = rng.integers(0, 5, 200)
-    out = M.fold_metrics(y, pred, folds)
+    out = headline_metrics(y, pred, folds)
     for name, fn in [("accuracy", accuracy_score), ("balanced_accuracy", balanced_accuracy_score),
                      ("macro_f1", lambda t, p: f1_score(t, p, average="macro", zero_division=0))]:
         per = [fn(y[folds == k], pred[folds == k]) for k in range(5)]

@@ -11,6 +11,14 @@ from emodist.spec import LABEL_RULES, ExtractionSpec, Runtime
 LOCATIONS = ("dataset", "store", "model")
 
 
+def add_command(subparsers, name: str, *, help: str, description: str, epilog: str):
+    """A sub-command parser whose examples keep their line breaks."""
+    import argparse
+
+    return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def parse_json_object(text: str | None, flag: str) -> dict | None:
     """JSON text of an option -> dict (one-line error when malformed)."""
     if not text:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from emodist.cli.common import add_command
 
 COMPARE_DESCRIPTION = """Lay evaluation reports side by side in one Markdown table: the reference
 study's figures, each report's chance and majority rates, human ceiling, and best accuracy,
@@ -17,9 +18,8 @@ COMPARE_EXAMPLES = """examples:
 
 def register(subparsers) -> None:
     """Add ``compare``."""
-    p = subparsers.add_parser("compare", help="evaluation reports side by side",
-                              description=COMPARE_DESCRIPTION, epilog=COMPARE_EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "compare", help="evaluation reports side by side",
+                    description=COMPARE_DESCRIPTION, epilog=COMPARE_EXAMPLES)
     p.add_argument("reports", nargs="+", metavar="REPORT", help="report.json files or report folders")
     p.add_argument("--out", metavar="FILE", help="also write the table to this Markdown file")
     p.set_defaults(func=cmd_compare)

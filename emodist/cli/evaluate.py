@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 
-from emodist.cli.common import add_storage_options, parse_storage_options
+from emodist.cli.common import add_command, add_storage_options, parse_storage_options
 from emodist.errors import EmodistError
 
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
@@ -59,9 +58,8 @@ def _add_eval_cluster(p) -> None:
 
 def register(subparsers) -> None:
     """Add ``evaluate``."""
-    p = subparsers.add_parser("evaluate", help="grouped cross-validation of classifiers on a store",
-                              description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "evaluate", help="grouped cross-validation of classifiers on a store",
+                    description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES)
     p.add_argument("store", nargs="?", metavar="STORE", help="feature store (path or s3://...)")
     p.add_argument("--list", action="store_true", help="list the classifier presets and exit")
     p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")

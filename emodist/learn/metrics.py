@@ -7,10 +7,7 @@ a vote tie goes to the first class in ``classes``; a mean-probability tie
 (within 1e-12) likewise, so both aggregators break ties by the same order
 (pass the GEMS-ordered classes to match ``emodist evaluate``).
 
-:func:`fold_metrics` gives accuracy, balanced accuracy and macro-F1 per fold
-with their mean, population std and pooled value (the layout of
-``report.json``); it is :func:`emodist.learn.scoring.classification_metrics`
-without the per-class part.  :func:`jensen_shannon` is the divergence between
+:func:`jensen_shannon` is the divergence between
 distributions used by the distribution target and the human ceiling.
 """
 
@@ -18,35 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from emodist.learn.scoring import HEADLINE, fold_scores, fold_summary
-
-
-def fold_metrics(y_true, y_pred, folds) -> dict:
-    """Accuracy, balanced accuracy and macro-F1 per fold, summarised.
-
-    Parameters
-    ----------
-    y_true, y_pred : array_like, shape (n,)
-        Out-of-fold labels and predictions.
-    folds : array_like of int, shape (n,)
-        Test fold of each sample.
-
-    Returns
-    -------
-    dict
-        Metric -> ``{"mean", "std", "folds", "pooled"}``; ``folds`` lists the
-        per-fold values in increasing fold number; ``pooled`` is the metric
-        over all samples at once.
-    """
-    y_true, y_pred, folds = np.asarray(y_true), np.asarray(y_pred), np.asarray(folds)
-    per = [fold_scores(y_true[folds == k], y_pred[folds == k]) for k in np.unique(folds)]
-    pooled = fold_scores(y_true, y_pred)
-    out = {}
-    for name in HEADLINE:
-        out[name] = fold_summary([f[name] for f in per])
-        out[name]["pooled"] = pooled[name]
-    return out
 
 
 def jensen_shannon(p, q) -> np.ndarray:

@@ -71,6 +71,33 @@ def fold_scores(y_true, y_pred) -> dict[str, float]:
         }
 
 
+def headline_metrics(y_true, y_pred, folds) -> dict:
+    """Accuracy, balanced accuracy and macro-F1 per fold, summarised.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (n,)
+        Out-of-fold labels and predictions.
+    folds : array_like of int, shape (n,)
+        Test fold of each sample.
+
+    Returns
+    -------
+    dict
+        Metric -> ``{"mean", "std", "folds", "pooled"}``; ``folds`` lists the
+        per-fold values in increasing fold number; ``pooled`` is the metric
+        over all samples at once.
+    """
+    y_true, y_pred, folds = np.asarray(y_true), np.asarray(y_pred), np.asarray(folds)
+    per = [fold_scores(y_true[folds == k], y_pred[folds == k]) for k in np.unique(folds)]
+    pooled = fold_scores(y_true, y_pred)
+    out = {}
+    for name in HEADLINE:
+        out[name] = fold_summary([f[name] for f in per])
+        out[name]["pooled"] = pooled[name]
+    return out
+
+
 def classification_metrics(y_true, y_pred, folds, classes) -> dict:
     """Per-fold mean/std and pooled metrics, per-class scores and confusion.
 
@@ -90,12 +117,7 @@ def classification_metrics(y_true, y_pred, folds, classes) -> dict:
         ``std``, ``folds`` and ``pooled``), ``per_class`` and ``confusion``.
     """
     y_true, y_pred, folds = np.asarray(y_true), np.asarray(y_pred), np.asarray(folds)
-    per_fold = [fold_scores(y_true[folds == k], y_pred[folds == k]) for k in np.unique(folds)]
-    pooled = fold_scores(y_true, y_pred)
-    out = {}
-    for m in HEADLINE:
-        out[m] = fold_summary([f[m] for f in per_fold])
-        out[m]["pooled"] = pooled[m]
+    out = headline_metrics(y_true, y_pred, folds)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         p, r, f, s = precision_recall_fscore_support(

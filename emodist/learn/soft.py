@@ -263,18 +263,9 @@ class SoftLogisticRegression(ClassifierMixin, BaseEstimator):
         self.tol = tol
 
     def fit(self, X, y=None, *, soft=None, sample_weight=None):
-        """Fit on soft targets ``soft`` (n, k), or on one-hot ``y`` without them.
+        """Minimise the soft-label cross-entropy (L2 penalty ``1 / C``) by L-BFGS.
 
-        Parameters
-        ----------
-        X : array_like, shape (n, d)
-        y : array_like, shape (n,), optional
-        soft : array_like, shape (n, k), optional
-        sample_weight : array_like, shape (n,), optional
-
-        Returns
-        -------
-        self
+        The arguments are those of :meth:`SoftLabelClassifier.fit`; returns ``self``.
         """
         X, y = _validate_fit(self, X, y)
         self.classes_, Y = _resolve_targets(self.classes, y, soft, len(X))

@@ -39,20 +39,11 @@ FOOTER_SIZE = 48
 #: Size of a block trailer: compression type byte + masked CRC-32C.
 TRAILER_SIZE = 5
 #: TensorFlow ``DataType`` enum values this reader accepts -> numpy dtype.
-DTYPES = {
-    1: np.dtype("<f4"),   # DT_FLOAT
-    2: np.dtype("<f8"),   # DT_DOUBLE
-    3: np.dtype("<i4"),   # DT_INT32
-    4: np.dtype("u1"),    # DT_UINT8
-    5: np.dtype("<i2"),   # DT_INT16
-    6: np.dtype("i1"),    # DT_INT8
-    9: np.dtype("<i8"),   # DT_INT64
-    10: np.dtype("?"),    # DT_BOOL
-    17: np.dtype("<u2"),  # DT_UINT16
-    19: np.dtype("<f2"),  # DT_HALF
-    22: np.dtype("<u4"),  # DT_UINT32
-    23: np.dtype("<u8"),  # DT_UINT64
-}
+#: (DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_INT64, DT_BOOL,
+#: DT_UINT16, DT_HALF, DT_UINT32, DT_UINT64)
+DTYPES = {enum: np.dtype(code) for enum, code in (
+    (1, "<f4"), (2, "<f8"), (3, "<i4"), (4, "u1"), (5, "<i2"), (6, "i1"), (9, "<i8"),
+    (10, "?"), (17, "<u2"), (19, "<f2"), (22, "<u4"), (23, "<u8"))}
 #: Names of optimizer slot variables (Adam moments, beta powers), left out by default.
 SLOT_SUFFIXES = ("/Adam", "/Adam_1", "/Momentum", "/RMSProp", "/RMSProp_1")
 SLOT_NAMES = ("beta1_power", "beta2_power", "global_step")
@@ -133,21 +124,31 @@ def _parse_shape(buf: bytes) -> tuple[int, ...]:
     return tuple(dims)
 
 
+#: Scalar fields of a ``BundleEntryProto``: number -> (name, wire type).
+_ENTRY_FIELDS = {1: ("dtype", 0), 3: ("shard_id", 0), 4: ("offset", 0), 5: ("size", 0),
+                 6: ("crc32c", 5)}
+#: Fields of a ``BundleHeaderProto``.
+_HEADER_FIELDS = {1: ("num_shards", 0), 2: ("endianness", 0)}
+
+
+def _scalar(out: dict, spec: dict, field: int, wire: int, value) -> bool:
+    """Store a scalar field named in ``spec`` (checking its wire type); False if not one."""
+    if field not in spec:
+        return False
+    name, want = spec[field]
+    _expect(wire, want, name)
+    out[name] = value
+    return True
+
+
 def _parse_entry(buf: bytes) -> dict:
     entry = {"dtype": 0, "shape": (), "shard_id": 0, "offset": 0, "size": 0, "crc32c": None}
     for field, wire, value in _fields(buf):
-        if field == 1:
-            _expect(wire, 0, "dtype")
-            entry["dtype"] = value
-        elif field == 2:
+        if _scalar(entry, _ENTRY_FIELDS, field, wire, value):
+            continue
+        if field == 2:
             _expect(wire, 2, "shape")
             entry["shape"] = _parse_shape(value)
-        elif field in (3, 4, 5):
-            _expect(wire, 0, ("shard_id", "offset", "size")[field - 3])
-            entry[("shard_id", "offset", "size")[field - 3]] = value
-        elif field == 6:
-            _expect(wire, 5, "crc32c")
-            entry["crc32c"] = value
         elif field == 7:
             raise _Corrupt("sliced (partitioned) tensors are not supported")
     return entry
@@ -156,12 +157,7 @@ def _parse_entry(buf: bytes) -> dict:
 def _parse_header(buf: bytes) -> dict:
     header = {"num_shards": 0, "endianness": 0}
     for field, wire, value in _fields(buf):
-        if field == 1:
-            _expect(wire, 0, "num_shards")
-            header["num_shards"] = value
-        elif field == 2:
-            _expect(wire, 0, "endianness")
-            header["endianness"] = value
+        _scalar(header, _HEADER_FIELDS, field, wire, value)
     return header
 
 
