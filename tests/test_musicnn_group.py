@@ -177,3 +177,34 @@ def test_real_groups_store_the_tensorflow_values(real_musicnn, emotify_root, tmp
                                            rtol=TOL["norm_rel"])
                 np.testing.assert_allclose(vec @ projection(753), ref[f"{s}/{v}/{pool}_proj16"],
                                            atol=TOL["proj16"], rtol=0)
+
+
+def test_evaluate_takes_the_musicnn_groups_like_any_other(tmp_path, capsys):
+    """``emodist evaluate --features musicnn_msd musicnn_mtt handcrafted+musicnn_msd``."""
+    import json
+
+    from emodist.cli import main
+    from tests.stores import make_table, write_store
+
+    table = make_table(n_tracks=24, per_track=2, labels=("calmness", "tension", "power"),
+                       n_groups=8)
+    rng = np.random.default_rng(0)
+    codes = table["label"].map({"calmness": 0, "tension": 1, "power": 2}).to_numpy()
+    msd = rng.standard_normal((len(table), 1756)).astype(np.float32)
+    msd[:, :300] += 3.0 * np.repeat(np.eye(3, dtype=np.float32), 100, axis=1)[codes]  # MSD only
+    values = {"handcrafted": ([f"hc_{i}" for i in range(5)], rng.standard_normal((len(table), 5))),
+              "musicnn_msd": (MusiCNN(variant="msd").feature_names(), msd),
+              "musicnn_mtt": (MusiCNN(variant="mtt").feature_names(),
+                              rng.standard_normal((len(table), 1756)))}
+    write_store(tmp_path / "s.zarr", table, values, model_groups=("musicnn_msd", "musicnn_mtt"))
+    out = tmp_path / "rep"
+    assert main(["evaluate", str(tmp_path / "s.zarr"), "--features", "musicnn_msd", "musicnn_mtt",
+                 "handcrafted+musicnn_msd", "--classifiers", "linear-svm", "--folds", "4",
+                 "--jobs", "1", "--out", str(out)]) == 0
+    capsys.readouterr()
+    report = json.loads((out / "report.json").read_text())
+    acc = {r["features"]: r["segment"]["accuracy"]["mean"] for r in report["results"]}
+    assert set(acc) == {"musicnn_msd", "musicnn_mtt", "handcrafted+musicnn_msd"}
+    assert acc["musicnn_msd"] > 0.9 and acc["musicnn_mtt"] < 0.7
+    width = {r["features"]: r["n_features"] for r in report["results"]}
+    assert width == {"musicnn_msd": 1756, "musicnn_mtt": 1756, "handcrafted+musicnn_msd": 1761}
