@@ -208,3 +208,23 @@ def test_evaluate_takes_the_musicnn_groups_like_any_other(tmp_path, capsys):
     assert acc["musicnn_msd"] > 0.9 and acc["musicnn_mtt"] < 0.7
     width = {r["features"]: r["n_features"] for r in report["results"]}
     assert width == {"musicnn_msd": 1756, "musicnn_mtt": 1756, "handcrafted+musicnn_msd": 1761}
+
+
+def test_demo_adds_musicnn_only_with_a_real_model(tmp_path, monkeypatch):
+    import json
+
+    from emodist.engine import pipeline
+
+    path = tmp_path / "musicnn_msd.onnx"
+    monkeypatch.setenv("EMODIST_MUSICNN_MSD_MODEL", str(path))
+    monkeypatch.setenv("EMODIST_MUSICNN_MTT_MODEL", str(tmp_path / "none.onnx"))
+    assert pipeline.musicnn_available() == []
+    m.build_random_model(path)
+    assert pipeline.musicnn_available() == []  # random weights are never shown as features
+    side = Path(str(path) + ".json")
+    side.write_text(json.dumps(dict(json.loads(side.read_text()), wheel_sha256=m.WHEEL_SHA256)))
+    assert pipeline.musicnn_available() == ["msd"]
+    spec = pipeline.demo_spec(None, pipeline.musicnn_available())
+    assert spec.group_names == ("handcrafted", "musicnn_msd") and spec.segment_seconds == 10.0
+    assert pipeline.demo_spec("/m.onnx", ["msd", "mtt"]).group_names == (
+        "handcrafted", "inception_v3", "musicnn_msd", "musicnn_mtt")

@@ -65,6 +65,8 @@ def register(subparsers) -> None:
                        epilog="examples:\n  emodist model check\n"
                               "  emodist model check --model /opt/models/inception_v3.onnx --threads 2",
                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    c.add_argument("what", nargs="?", default="inception", choices=TARGETS[:-1],
+                   help="which model (default inception)")
     c.add_argument("--model", default=None, help=HELP_MODEL)
     c.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     c.set_defaults(func=cmd_check)
@@ -182,8 +184,14 @@ def cmd_check(args) -> int:
     """Run the model on :func:`check_images` and print statistics."""
     from emodist.models.session import embed, read_sidecar
 
+    if args.what != "inception":
+        from emodist.models.musicnn import default_model_path
+
+        args.model = args.model or default_model_path(args.what.split("-")[1])
     path = _model_path(args)
     meta = read_sidecar(path)
+    if meta.get("model") == "musicnn":
+        return _check_musicnn(path, meta, args.threads)
     size = int(meta["image_size"])
     feats = embed(check_images(size), path, threads=args.threads)
     if not np.isfinite(feats).all():
@@ -196,4 +204,23 @@ def cmd_check(args) -> int:
     for name, f in zip(("black", "ramp", "noise"), feats):
         print(f"  {name:6s} mean {f.mean():.6f}  std {f.std():.6f}  min {f.min():.6f}  "
               f"max {f.max():.6f}  norm {np.linalg.norm(f):.6f}")
+    return 0
+
+
+def _check_musicnn(path: str, meta: dict, threads: int) -> int:
+    """Run a MusiCNN model on two fixed patches (silence, seeded noise) and print statistics."""
+    from emodist.models.musicnn import N_FRAMES, N_MELS
+    from emodist.models.session import run_outputs
+
+    noise = np.random.default_rng(0).uniform(0.0, 3.0, (N_FRAMES, N_MELS))
+    out = run_outputs(np.stack([np.zeros((N_FRAMES, N_MELS)), noise]), path, threads=threads)
+    if not all(np.isfinite(v).all() for v in out.values()):
+        raise ModelError(f"model {path} gives non-finite outputs")
+    print(f"model   {path}")
+    print(f"sha256  {meta['sha256']} (verified)")
+    print(f"source  {meta.get('source', '?')}")
+    print(f"input   {meta['input_name']} (N, {N_FRAMES}, {N_MELS}) log-mel patches")
+    for name, v in out.items():
+        print(f"output  {name:12s} {v.shape[1]:4d} wide: silence norm {np.linalg.norm(v[0]):.6f}, "
+              f"noise norm {np.linalg.norm(v[1]):.6f}")
     return 0
