@@ -164,8 +164,8 @@ def test_real_groups_store_the_tensorflow_values(real_musicnn, emotify_root, tmp
     from tests.test_musicnn import TOL
 
     for s in segs:
-        k = [i for i, p in enumerate(ds.path.values) if str(p).endswith(str(ref[f"{s}/path"]))
-             and float(ds.start_s.values[i]) == 0.0][0]
+        k = next(i for i, p in enumerate(ds.path.values)
+                 if str(p).endswith(str(ref[f"{s}/path"])) and float(ds.start_s.values[i]) == 0.0)
         for v in ("msd", "mtt"):
             row = ds[f"musicnn_{v}"].values[k].astype(np.float64)
             parts = np.split(row, np.cumsum([50, 200, 753]))

@@ -271,7 +271,7 @@ class CardGroup(FeatureGroup):
     sha256: str | None = None
 
     @property
-    def name(self) -> str:  # noqa: D401 - from the card
+    def name(self) -> str:
         """The card's name."""
         return self.card.name
 

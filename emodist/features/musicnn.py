@@ -75,7 +75,7 @@ class MusiCNN(FeatureGroup):
         object.__setattr__(self, "outputs", outs)
 
     @property
-    def name(self) -> str:  # noqa: D401 - the group name depends on the variant
+    def name(self) -> str:
         """``musicnn_msd`` or ``musicnn_mtt``."""
         return f"musicnn_{self.variant}"
 
