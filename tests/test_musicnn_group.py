@@ -228,3 +228,46 @@ def test_demo_adds_musicnn_only_with_a_real_model(tmp_path, monkeypatch):
     assert spec.group_names == ("handcrafted", "musicnn_msd") and spec.segment_seconds == 10.0
     assert pipeline.demo_spec("/m.onnx", ["msd", "mtt"]).group_names == (
         "handcrafted", "inception_v3", "musicnn_msd", "musicnn_mtt")
+
+
+def test_cli_group_options_reach_the_groups(tmp_path):
+    from emodist.cli import build_parser
+    from emodist.cli.extract import spec_and_runtime
+
+    args = build_parser().parse_args(
+        ["extract", "x", "--store", "s", "--features", "inception_v3", "musicnn_msd+musicnn_mtt",
+         "--model", "/inc.onnx", "--musicnn-outputs", "penultimate", "taggram",
+         "--musicnn-dir", str(tmp_path)])
+    spec, _ = spec_and_runtime(args)
+    inc, msd, mtt = spec.groups
+    assert inc.model == "/inc.onnx" and spec.group_names == ("inception_v3", "musicnn_msd",
+                                                             "musicnn_mtt")
+    assert msd.outputs == mtt.outputs == ("penultimate", "taggram")
+    assert mtt.model_url == f"{tmp_path}/musicnn_mtt.onnx" and msd.width == 250
+    args = build_parser().parse_args(["extract", "x", "--store", "s", "--features", "musicnn_msd"])
+    assert spec_and_runtime(args)[0].groups[0].outputs == ("taggram", "penultimate", "max_pool",
+                                                           "mean_pool")
+
+
+def test_both_taggers_share_one_set_of_patches_per_segment(monkeypatch):
+    from emodist.features.base import Segment
+
+    calls = []
+    real = m.input_patches
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(m, "input_patches", counting)
+    y = (0.1 * np.random.default_rng(0).standard_normal(16000 * 8)).astype(np.float32)
+    seg = Segment({16000: y}, 1.0, 7.0, sr=22050, n_fft=2048, hop_length=512)
+    msd, mtt = make_groups(["musicnn_msd", "musicnn_mtt"])
+    a, b = msd.prepare(seg), mtt.prepare(seg)
+    assert a is b and a.shape == (2, 187, 96) and len(calls) == 1 and not a.flags.writeable
+    np.testing.assert_array_equal(a, real(y[16000:16000 * 8]))
+    short = Segment({16000: y}, 0.0, 2.5, sr=22050, n_fft=2048, hop_length=512)
+    from emodist.errors import DataError
+
+    with pytest.raises(DataError, match="shorter than one MusiCNN patch"):
+        msd.prepare(short)
