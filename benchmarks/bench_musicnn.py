@@ -9,7 +9,15 @@ What is measured
 - multiply-accumulates per patch, counted from the graph's Conv and Gemm
   nodes;
 - milliseconds of :func:`emodist.models.musicnn.input_patches` for one 15 s
-  segment (mel spectrogram + log + patching).
+  segment (mel spectrogram + log + patching);
+- the wall time of a whole extraction (``run_extract`` on a LocalCluster of
+  2 workers x 1 thread, 15 s segments) of handcrafted + Inception-v3 alone
+  (A) and with both MusiCNN groups added (B), side by side in the same run
+  on the same tracks (``$EMODIST_BENCH_TRACKS`` of them, default 16): a
+  warm-up extraction of 2 tracks, then A B B A, means of the two; and the
+  added share (target: at most 30 %).  Quick mode times the same two
+  group lists through the worker's chunk computation in process, on 2
+  generated tracks with the tiny Inception and random-weight MusiCNN models.
 
 Patches are real (first 15 s of Emotify tracks) when ``EMODIST_EMOTIFY_ROOT``
 is set, else from generated noise.  The full run builds the real MSD model
@@ -94,6 +102,116 @@ def _session(path: str, threads: int):
     return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
 
 
+def _dataset(tmp: str, n_tracks: int, quick: bool) -> str:
+    """Emotify's first ``n_tracks`` tracks as a manifest, else generated tracks."""
+    root = os.environ.get("EMODIST_EMOTIFY_ROOT")
+    if not quick and root and (Path(root) / "data.csv").is_file():
+        paths = [Path(root) / "emotifymusic" / g / f"{i}.mp3" for i in range(1, 26) for g in GENRES]
+        paths = [p for p in paths if p.is_file()][:n_tracks]
+        manifest = Path(tmp) / "tracks.csv"
+        manifest.parent.mkdir(parents=True, exist_ok=True)
+        manifest.write_text("path,label\n" + "".join(f"{p},{p.parent.name}\n" for p in paths))
+        return str(manifest)
+    from emodist.data.demo import make_demo_dataset
+
+    return make_demo_dataset(Path(tmp) / "data", n_tracks=n_tracks, seed=0,
+                             duration_s=6.0 if quick else 60.0)
+
+
+def _quick_models(tmp: str) -> tuple[str, str]:
+    """Tiny Inception and random MusiCNN stand-ins (MSD and MTT) in ``tmp``."""
+    import json
+
+    from emodist.models import musicnn
+    from emodist.models.build import build_tiny_model
+
+    for v in ("msd", "mtt"):
+        path = musicnn.build_random_model(Path(tmp) / f"musicnn_{v}.onnx")
+        side = Path(path + ".json")
+        side.write_text(json.dumps(dict(json.loads(side.read_text()), variant=v)))
+    return build_tiny_model(Path(tmp) / "tiny.onnx"), tmp
+
+
+def extraction_rows(tmp: str, quick: bool, musicnn_dir: str | None = None) -> list[dict]:
+    """Wall time of an extraction without and with the two MusiCNN groups (side by side)."""
+    from emodist.features import make_groups
+    from emodist.models.session import default_model_path
+    from emodist.spec import ExtractionSpec, Runtime
+
+    n_tracks = 2 if quick else int(os.environ.get("EMODIST_BENCH_TRACKS", "16"))
+    data = _dataset(tmp, n_tracks, quick)
+    if quick:
+        inception, musicnn_dir = _quick_models(tmp)
+    else:
+        inception = default_model_path()
+        if not Path(inception).is_file():
+            return [row("extraction with MusiCNN added", float("nan"), 0.0, "%",
+                        f"skipped: no Inception-v3 model at {inception}")]
+    opts = {"model": inception, "model_dir": musicnn_dir}
+    base = ["handcrafted", "inception_v3"]
+    specs = {"without": base, "with": base + ["musicnn_msd", "musicnn_mtt"]}
+    seg = 3.0 if quick else 15.0
+    specs = {k: ExtractionSpec(groups=make_groups(v, opts), segment_seconds=seg, min_class_tracks=1)
+             for k, v in specs.items()}
+    seconds, spread = {}, {"without": 0.0, "with": 0.0}
+    if quick:
+        seconds = {k: _in_process(data, spec) for k, spec in specs.items()}
+        where = (f"in process, {n_tracks} generated tracks of 6 s, 3 s segments, tiny Inception "
+                 "(not representative)")
+    else:
+        from distributed import Client, LocalCluster
+
+        from emodist.engine.extract import run_extract
+
+        times: dict = {"without": [], "with": []}
+        cpu: dict = {"without": 0.0, "with": 0.0}
+        with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster, \
+                Client(cluster) as client:
+            rt = Runtime(client=client, progress=False)
+            # warm-up on 2 tracks (imports, numba, sessions), then A B B A
+            warm = _dataset(str(Path(tmp) / "warm"), 2, False)
+            run_extract(warm, str(Path(tmp) / "warm.zarr"), specs["with"], rt, overwrite=True)
+            for i, k in enumerate(("without", "with", "with", "without")):
+                c0 = sum(client.run(time.process_time).values())
+                t0 = time.perf_counter()  # a new store each time: a complete one is left alone
+                run_extract(data, str(Path(tmp) / f"{k}{i}.zarr"), specs[k], rt)
+                times[k].append(time.perf_counter() - t0)
+                cpu[k] += (sum(client.run(time.process_time).values()) - c0) / 2
+        seconds = {k: float(np.mean(v)) for k, v in times.items()}
+        spread = {k: float(np.ptp(v)) for k, v in times.items()}
+        where = (f"LocalCluster 2 workers x 1 thread, {n_tracks} tracks, 15 s segments; "
+                 "mean of 2 runs (order A B B A after a warm-up)")
+    added = 100.0 * (seconds["with"] / seconds["without"] - 1.0)
+    cpu_rows = [] if quick else [
+        row("worker CPU time, handcrafted + Inception-v3", cpu["without"], 0.0, "CPU-s",
+            "both workers, mean of 2 runs (less sensitive to other load than wall time)"),
+        row("worker CPU time, + musicnn_msd + musicnn_mtt", cpu["with"], 0.0, "CPU-s",
+            "both workers, mean of 2 runs"),
+        row("CPU time added by the two MusiCNN groups",
+            100.0 * (cpu["with"] / cpu["without"] - 1.0), 0.0, "%", "target: at most 30 %")]
+    return cpu_rows + [row("extraction, handcrafted + Inception-v3", seconds["without"], spread["without"],
+                "s", where),
+            row("extraction, + musicnn_msd + musicnn_mtt", seconds["with"], spread["with"], "s",
+                where),
+            row("time added by the two MusiCNN groups", added, 0.0, "%", "target: at most 30 %")]
+
+
+def _in_process(data: str, spec) -> float:
+    """Seconds of the worker's chunk computation over every segment of ``data``, in process."""
+    from emodist.data.catalog import load_dataset
+    from emodist.data.segments import plan_segments
+    from emodist.engine.extract import resolve_spec
+    from emodist.engine.worker import ChunkTask, Job, compute_chunk
+    from emodist.spec import Runtime
+
+    spec = resolve_spec(spec, Runtime())
+    table = plan_segments(load_dataset(data, min_class_tracks=1), spec).table
+    rows = tuple(zip(table["track_id"], table["path"], table["start_s"], table["duration_s"]))
+    t0 = time.perf_counter()
+    compute_chunk(ChunkTask(0, 0, len(rows), rows, spec.group_names), Job("unused", spec))
+    return time.perf_counter() - t0
+
+
 def run(quick: bool = False) -> dict:
     from emodist.models import musicnn
 
@@ -140,9 +258,14 @@ def run(quick: bool = False) -> dict:
         if not quick:
             rows.append(row("model build (wheel to ONNX)", build_s, 0.0, "s",
                             "pip download (or local wheel), sha256, checkpoint read with crc32c, graph"))
+            musicnn.build_musicnn("mtt", Path(tmp) / "musicnn_mtt.onnx",
+                                  from_wheel=os.environ.get("EMODIST_MUSICNN_WHEEL"))
+        ext = extraction_rows(tmp, quick, None if quick else tmp)
+        rows += ext
     one = rows[0]["value"]
     summary = (f"{which}: {one:.1f} patches/s on 1 thread ({one * 3:.0f} s of audio per second), "
-               f"{rows[2]['value']:.1f} on 2; {macs / 1e9:.2f} GMAC per patch")
+               f"{rows[2]['value']:.1f} on 2; {macs / 1e9:.2f} GMAC per patch; extraction "
+               f"+{ext[-1]['value']:.0f} % with both MusiCNN groups")
     return {"name": "musicnn", "machine": machine(), "rows": rows, "summary": summary}
 
 

@@ -12,6 +12,7 @@ import pytest
 from emodist.cli import main
 from emodist.cli.model import check_images
 from emodist.models.session import read_sidecar
+from tests.test_musicnn import musicnn_wheel  # noqa: F401 - shared fixture
 
 
 @pytest.fixture()
@@ -89,3 +90,55 @@ def test_check_images_are_fixed():
     a, b = check_images(), check_images()
     np.testing.assert_array_equal(a, b)
     assert a.shape == (3, 299, 299) and a.dtype == np.uint8
+
+
+# ---------------------------------------------------------------- MusiCNN
+
+
+def test_build_random_musicnn_and_refusals(tmp_path, capsys):
+    from emodist.models import musicnn
+
+    path = tmp_path / "musicnn_mtt.onnx"
+    assert main(["model", "build", "musicnn-mtt", "--tiny", "--out", str(path)]) == 0
+    assert "random-weight" in capsys.readouterr().out
+    meta = read_sidecar(str(path))
+    assert meta["model"] == "musicnn" and meta["outputs"] == musicnn.OUTPUTS
+    assert main(["model", "check", "musicnn-mtt", "--model", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert "(verified)" in out and "penultimate   200 wide" in out and "mean_pool     753" in out
+    for argv, message in ((["all", "--out", str(tmp_path / "x.onnx")], "takes no --out"),
+                          (["musicnn-msd", "--quantize", "int8", "--out", str(path)],
+                           "Inception-v3 only"),
+                          (["musicnn-msd", "--out", "s3://bucket/m.onnx"], "local file")):
+        assert main(["model", "build", *argv]) == 2
+        assert message in capsys.readouterr().err
+    fake = tmp_path / musicnn.WHEEL_FILE
+    fake.write_bytes(b"not a wheel")
+    out = tmp_path / "m.onnx"
+    assert main(["model", "build", "musicnn-msd", "--from-wheel", str(fake), "--out", str(out)]) == 2
+    assert "sha256" in capsys.readouterr().err and not out.exists()
+
+
+def test_musicnn_default_path_follows_the_environment(tmp_path, capsys, monkeypatch):
+    target = tmp_path / "elsewhere" / "msd.onnx"
+    monkeypatch.setenv("EMODIST_MUSICNN_MSD_MODEL", str(target))
+    assert main(["model", "build", "musicnn-msd", "--tiny"]) == 0
+    assert str(target) in capsys.readouterr().out and target.is_file()
+
+
+@pytest.mark.model
+def test_build_real_musicnn_from_the_wheel_once(musicnn_wheel, tmp_path, capsys):  # noqa: F811
+    from emodist.models import musicnn
+
+    out = tmp_path / "musicnn_msd.onnx"
+    argv = ["model", "build", "musicnn-msd", "--from-wheel", musicnn_wheel, "--out", str(out)]
+    assert main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    meta = read_sidecar(str(out))
+    assert meta["variant"] == "msd" and meta["wheel_sha256"] == musicnn.WHEEL_SHA256
+    assert main(argv) == 0
+    assert "already built" in capsys.readouterr().out
+    # a random model at the same place is not taken for the real one
+    musicnn.build_random_model(out)
+    assert main(argv) == 0
+    assert f"wrote {out}" in capsys.readouterr().out

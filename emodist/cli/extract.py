@@ -22,6 +22,9 @@ EXAMPLES = """examples:
   emodist extract ../shared/data/emotify --store features.zarr
   emodist extract data/ --store features.zarr --features handcrafted --workers 2
   emodist extract data/ --store features.zarr --features inception_v3   # add a group later
+  emodist extract data/ --store features.zarr --features musicnn_msd musicnn_mtt \
+      --musicnn-outputs taggram penultimate     # after 'emodist model build musicnn-msd' (-mtt)
+  emodist extract data/ --store features.zarr --features mymodel --model-card mymodel.toml
   emodist extract s3://bucket/emotify --store s3://bucket/features.zarr \\
       --scheduler tcp://scheduler:8786 --storage-options '{"client_kwargs": {"endpoint_url": "http://minio:9000"}}'
   emodist extract data/ --store features.zarr          # rerun: resumes, or says it is complete
@@ -42,6 +45,16 @@ def add_group_options(parser) -> None:
     g.add_argument("--image-scale", default="linear", choices=("linear", "mel"),
                    help="Inception-v3 picture frequency axis")
     g.add_argument("--model", metavar="PATH", help="Inception-v3 ONNX model (default: the built one)")
+    g.add_argument("--musicnn-outputs", nargs="+", metavar="OUT",
+                   choices=("taggram", "penultimate", "max_pool", "mean_pool"),
+                   help="MusiCNN outputs to keep, averaged over a segment's 3 s patches "
+                   "(default: all four)")
+    g.add_argument("--musicnn-dir", metavar="DIR",
+                   help="folder holding musicnn_msd.onnx / musicnn_mtt.onnx (default: "
+                   "$EMODIST_MUSICNN_<MSD|MTT>_MODEL, else the user cache folder)")
+    g.add_argument("--model-card", nargs="+", default=[], metavar="TOML",
+                   help="model cards of your own ONNX models: each registers a group under "
+                   "its name (then list it in --features)")
     g.add_argument("--batch-size", type=int, default=32, metavar="B",
                    help="network inputs per ONNX call (on the CPU; automatic on a GPU)")
     g.add_argument("--device", default="cpu", metavar="DEVICE",
@@ -87,9 +100,14 @@ def add_dataset_and_store(p) -> None:
 def spec_and_runtime(args):
     """The spec and runtime that the ``extract`` options describe."""
     from emodist.features import make_groups
+    from emodist.features.card import register_card
 
+    for card in getattr(args, "model_card", None) or ():
+        register_card(card)
+    outputs = tuple(args.musicnn_outputs) if getattr(args, "musicnn_outputs", None) else None
     options = {"feature_set": args.feature_set, "n_mfcc": args.n_mfcc,
-               "image_scale": args.image_scale, "model": args.model}
+               "image_scale": args.image_scale, "model": args.model, "outputs": outputs,
+               "model_dir": getattr(args, "musicnn_dir", None)}
     return spec_from_args(args, make_groups(args.features, options)), runtime_from_args(args)
 
 

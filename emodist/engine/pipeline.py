@@ -95,12 +95,48 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
         return PipelineResult(ex, rep, [])
 
 
-def demo_spec(model: str | None) -> ExtractionSpec:
-    """Extraction spec of the demo: 10 s segments; Inception-v3 when its model exists."""
-    from emodist.features import make_groups
+def musicnn_available(variants=("msd", "mtt")) -> list[str]:
+    """The MusiCNN variants whose real model (built from the musicnn wheel) exists locally.
+
+    A random-weight model at the default place (``emodist model build musicnn-msd
+    --tiny``) does not count: its sidecar lacks the wheel's hash.
+    """
+    from emodist.models import musicnn
+    from emodist.models.session import read_sidecar
+
+    found = []
+    for v in variants:
+        path = musicnn.default_model_path(v)
+        if model_available(path) is None:
+            continue
+        try:
+            if read_sidecar(path).get("wheel_sha256") == musicnn.WHEEL_SHA256:
+                found.append(v)
+        except EmodistError:
+            continue
+    return found
+
+
+def demo_spec(model: str | None, musicnn=()) -> ExtractionSpec:
+    """Extraction spec of the demo: 10 s segments; each deep group when its model exists.
+
+    Parameters
+    ----------
+    model : str or None
+        The Inception-v3 model (``None``: no Inception-v3 group).
+    musicnn : sequence of str
+        MusiCNN variants to add (``"msd"``, ``"mtt"``), default models.
+    """
+    from emodist.features import make_group, make_groups
 
     names = ["handcrafted"] + (["inception_v3"] if model else [])
-    return ExtractionSpec(groups=make_groups(names, {"model": model}), segment_seconds=10.0)
+    groups = make_groups(names, {"model": model}) + tuple(make_group(f"musicnn_{v}")
+                                                         for v in musicnn)
+    return ExtractionSpec(groups=groups, segment_seconds=10.0)
+
+
+#: MusiCNN taggers the demo adds when built (the better one on Emotify; docs/musicnn.md).
+DEMO_MUSICNN = ("msd",)
 
 
 #: Presets the demo evaluates: one or two of each family, quick on 2 cores.
@@ -125,9 +161,10 @@ def run_demo(
     Writes ``OUT/data`` (:func:`emodist.data.demo.make_demo_dataset`),
     ``OUT/features.zarr`` and the report in ``OUT/report``, replacing what
     an earlier demo left there.  Deep features
-    are extracted only when the real model exists at
-    :func:`emodist.models.session.default_model_path`; otherwise one line says
-    how to build it and the demo runs on handcrafted features.
+    are extracted only when the real models exist (Inception-v3 at
+    :func:`emodist.models.session.default_model_path`, MusiCNN at
+    :func:`emodist.models.musicnn.default_model_path`); otherwise one line
+    per missing model says how to build it.
 
     Parameters
     ----------
@@ -171,9 +208,16 @@ def run_demo(
         notes.append(f"Inception-v3 features skipped: no model at {default_model_path()}; "
                      "build it with `emodist model build` and rerun")
         say(notes[-1])
+    musicnn = musicnn_available(DEMO_MUSICNN)
+    if not musicnn:
+        from emodist.models.musicnn import default_model_path
+
+        notes.append(f"MusiCNN features skipped: no model at {default_model_path(DEMO_MUSICNN[0])}; "
+                     f"build it with `emodist model build musicnn-{DEMO_MUSICNN[0]}` and rerun")
+        say(notes[-1])
     runtime = Runtime(n_workers=n_workers, threads_per_worker=1, progress=progress)
     result = run_pipeline(str(data), str(root / "features.zarr"), str(root / "report"),
-                          demo_spec(model), runtime, overwrite=True,
+                          demo_spec(model, musicnn), runtime, overwrite=True,
                           evaluation={"classifiers": classifiers, "folds": folds, "seed": seed})
     result.notes[:0] = notes
     return result

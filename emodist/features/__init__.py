@@ -13,11 +13,15 @@ import dataclasses
 
 from emodist.errors import EmodistError
 from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, check_name
+from emodist.features.card import Bound
 from emodist.features.handcrafted.group import Handcrafted
 from emodist.features.inception import InceptionV3
+from emodist.features.musicnn import MusiCNN
 
 #: Group name -> group class (or factory taking the group's parameters).
-REGISTRY: dict[str, type] = {Handcrafted.name: Handcrafted, InceptionV3.name: InceptionV3}
+REGISTRY: dict[str, type] = {Handcrafted.name: Handcrafted, InceptionV3.name: InceptionV3,
+                             "musicnn_msd": Bound(MusiCNN, variant="msd"),
+                             "musicnn_mtt": Bound(MusiCNN, variant="mtt")}
 
 __all__ = ["REGISTRY", "FeatureGroup", "InputSpec", "Segment", "WorkerContext", "make_group",
            "make_groups", "register", "split_names"]

@@ -112,6 +112,32 @@ MIDEND = (("conv2d_5", "batch_normalization_6"), ("conv2d_6", "batch_normalizati
           ("conv2d_7", "batch_normalization_8"))
 
 
+#: Environment variable overriding where a variant's model lives (``{}`` = ``MSD`` or ``MTT``).
+MODEL_ENV = "EMODIST_MUSICNN_{}_MODEL"
+
+
+def default_model_path(variant: str) -> str:
+    """Where a variant's model lives: ``$EMODIST_MUSICNN_<VARIANT>_MODEL``, else next to Inception-v3.
+
+    Returns
+    -------
+    str
+        The environment variable when set, else ``musicnn_<variant>.onnx`` in
+        the folder of :func:`emodist.models.session.default_model_path`
+        (``<user cache dir>/emodist/``, or the folder ``$EMODIST_MODEL``
+        points into).
+    """
+    from emodist.models.session import default_model_path as inception_path
+
+    v = str(variant).lower()
+    _labels(v)
+    env = os.environ.get(MODEL_ENV.format(v.upper()))
+    if env:
+        return env
+    folder = inception_path().replace(os.sep, "/").rsplit("/", 1)[0]
+    return f"{folder}/musicnn_{v}.onnx"
+
+
 def tag_names(variant: str) -> list[str]:
     """The 50 tags of the ``"mtt"`` or ``"msd"`` tagger, in taggram order."""
     return list(_labels(variant))

@@ -10,7 +10,9 @@ budget, so workers never oversubscribe the cores.
 
 :func:`embed` turns uint8 spectrogram images into feature vectors in
 batches, filling one preallocated input buffer (the last, shorter batch uses
-a leading slice of it; nothing is reallocated per batch).
+a leading slice of it; nothing is reallocated per batch).  :func:`run_outputs`
+runs models with several outputs (MusiCNN, models described by a card) on
+float32 inputs, in batches, on the same cached sessions.
 
 ``device="cuda"`` (``"cuda:N"``) runs the session on ONNX Runtime's CUDA
 execution provider (``pip install emodist[gpu]``, i.e. onnxruntime-gpu):
@@ -216,7 +218,8 @@ def _providers(device: str) -> list:
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 
-def _cached(model_url, sha256, threads, storage_options, device="cpu") -> tuple[object, dict]:
+def _cached(model_url, sha256, threads, storage_options, device="cpu",
+            meta=None) -> tuple[object, dict]:
     url = str(model_url or default_model_path())
     key = (url, int(threads), str(device))
     with _LOCK:
@@ -225,10 +228,10 @@ def _cached(model_url, sha256, threads, storage_options, device="cpu") -> tuple[
             return hit
         # not loaded yet, or another hash is asked for (the file may have been
         # rebuilt): read and verify it again
-        meta = read_sidecar(url, storage_options)
+        meta = dict(meta) if meta is not None else read_sidecar(url, storage_options)
         data = _read_bytes(url, storage_options)
         actual = file_sha256(data)
-        for what, want in (("requested", sha256), ("its sidecar's", meta["sha256"])):
+        for what, want in (("requested", sha256), ("its sidecar's", meta.get("sha256"))):
             if want and actual != want:
                 raise ModelError(f"model {url} has sha256 {actual[:12]}..., not {what} "
                                  f"{want[:12]}... (rebuild it with 'emodist model build')")
@@ -389,3 +392,60 @@ def halving_batches(run, start: int) -> int:
                 raise
             log.warning("device out of memory at batch %d; retrying with %d", bs, bs // 2)
             bs //= 2
+
+
+def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batch_size: int = 32,
+                threads: int = 1, sha256: str | None = None, storage_options: dict | None = None,
+                meta: dict | None = None) -> dict[str, np.ndarray]:
+    """Several outputs of a model on float32 inputs, in batches, on the cached session.
+
+    Parameters
+    ----------
+    x : np.ndarray
+        ``(N, ...)`` network inputs (converted to contiguous float32).
+    model_url : str, optional
+        Model path or URL; default :func:`default_model_path`.
+    names : sequence of str, optional
+        Outputs to compute (default: every output of the model).
+    batch_size : int
+        Inputs per ONNX Runtime call.
+    threads : int
+        Threads of the (cached) session.
+    sha256 : str, optional
+        Expected model hash.
+    storage_options : dict, optional
+        fsspec options for a remote model.
+    meta : dict, optional
+        What the sidecar would say (``input_name``, ``output_name``,
+        ``output_dim``, optional ``sha256``), for a model that has no sidecar
+        (a model card); default: read the sidecar.
+
+    Returns
+    -------
+    dict of str to np.ndarray
+        Output name -> float32 ``(N, width)``, in the order of ``names``.
+
+    Raises
+    ------
+    ModelError
+        Model problems, or an output name the model lacks.
+    """
+    from emodist.errors import EmodistError
+
+    if int(batch_size) < 1:
+        raise EmodistError(f"batch size must be positive, got {batch_size}")
+    sess, info = _cached(model_url, sha256, threads, storage_options, meta=meta)
+    widths = {o.name: o.shape[-1] for o in sess.get_outputs()}
+    names = list(names or widths)
+    missing = [n for n in names if n not in widths]
+    if missing:
+        raise ModelError(f"model {model_url} has no output {', '.join(missing)} "
+                         f"(it has {', '.join(widths)})")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) == 0:
+        return {n: np.zeros((0, widths[n] if isinstance(widths[n], int) else 0), np.float32)
+                for n in names}
+    bs = int(batch_size)
+    parts = [sess.run(names, {info["input_name"]: x[i:i + bs]}) for i in range(0, len(x), bs)]
+    return {n: np.concatenate([p[j] for p in parts]).astype(np.float32, copy=False)
+            for j, n in enumerate(names)}
