@@ -190,25 +190,28 @@ log "stack up in $(( $(date +%s) - ts )) s"
 compose run --rm -T seed 2>&1 | sed 's/^/  /'
 [ "${PIPESTATUS[0]}" = 0 ] || die "the seed service failed"
 
-# --- 6a. run 1: the compose job's command (the quick presets keep CI short) --
+# --- 6a. run 1: the compose job's command, the report to S3 too ---------------
+# (the quick presets keep CI short)
 store1="s3://$BUCKET/features.zarr"
+report1="s3://$BUCKET/report-1"
 mapfile -t argv1 < <("$PY" deploy/ci/stack.py job-argv "$compose_dir" --store "$store1" \
-    --out /srv/emodist/results --classifiers quick)
+    --out "$report1" --classifiers quick)
+[ "${#argv1[@]}" -gt 3 ] || die "could not make the job command of run 1"
 tr=$(date +%s)
 log "run 1: ${argv1[*]}"
 compose run -T --name "$PROJECT-job-1" job "${argv1[@]}" >"$work/job-1.log" 2>&1 \
     || { tail -40 "$work/job-1.log" >&2; die "run 1 failed"; }
 run1=$(( $(date +%s) - tr ))
 tail -3 "$work/job-1.log" | sed 's/^/  /'
-"$DOCKER" cp "$PROJECT-job-1:/srv/emodist/results" "$work/report-1" >/dev/null
-"$PY" deploy/ci/stack.py report "$work/report-1"
-"$PY" deploy/ci/stack.py check "$compose_dir" "$store1" --tracks "$n"
+"$PY" deploy/ci/stack.py report "$report1" --compose "$compose_dir" || die "run 1 left no report on S3"
+"$PY" deploy/ci/stack.py check "$compose_dir" "$store1" --tracks "$n" || die "run 1's store is not whole"
 log "run 1 passed in $run1 s"
 
 # --- 6b. run 2: fresh store, a worker killed in the middle -----------------
 store2="s3://$BUCKET/features-killed.zarr"
 mapfile -t argv < <("$PY" deploy/ci/stack.py job-argv "$compose_dir" --store "$store2" \
     --out /srv/emodist/results/run-2 --chunk-segments 8 --classifiers quick)
+[ "${#argv[@]}" -gt 3 ] || die "could not make the job command of run 2"
 log "run 2: ${argv[*]}"
 tr=$(date +%s)
 compose run -T --name "$PROJECT-job-2" job "${argv[@]}" >"$work/job-2.log" 2>&1 &

@@ -14,7 +14,7 @@ with the same host/port substitutions the cluster tests use
     python deploy/ci/stack.py job-argv DIR --store URL --out DIR [EXTRA ...]
     python deploy/ci/stack.py progress URL                  # "done total" of a store
     python deploy/ci/stack.py check URL [--same-as URL] [--tracks N]
-    python deploy/ci/stack.py report DIR                    # report.json/report.md present
+    python deploy/ci/stack.py report DIR|URL [--compose DIR] # report.json/report.md present
 """
 
 from __future__ import annotations
@@ -244,16 +244,20 @@ def check_store(url: str, options: dict, same_as: str | None, min_tracks: int) -
     return problems
 
 
-def check_report(folder: Path) -> list[str]:
-    """Problems with a report folder written by ``emodist run --out``."""
-    problems = [f"{folder}: no {n}" for n in ("report.json", "report.md")
-                if not (folder / n).is_file()]
+def check_report(where: str, options: dict | None = None) -> list[str]:
+    """Problems with a report written by ``emodist run --out``: a folder or an ``s3://`` URL."""
+    import fsspec
+
+    fs, root = fsspec.core.url_to_fs(str(where), **dict(options or {}))
+    root = root.rstrip("/")
+    names = {p.rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)} if fs.exists(root) else set()
+    problems = [f"{where}: no {n}" for n in ("report.json", "report.md") if n not in names]
     if not problems:
-        report = json.loads((folder / "report.json").read_text())
-        pngs = list(folder.glob("*.png"))
+        report = json.loads(fs.cat_file(f"{root}/report.json"))
+        pngs = [n for n in names if n.endswith(".png")]
         if not pngs:
-            problems.append(f"{folder}: no figures")
-        print(f"stack: report {folder}: report.json ({len(report)} keys), {len(pngs)} PNGs")
+            problems.append(f"{where}: no figures")
+        print(f"stack: report {where}: report.json ({len(report)} keys), {len(pngs)} PNGs")
     return problems
 
 
@@ -278,7 +282,6 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("folder", type=Path)
     s.add_argument("--store", required=True)
     s.add_argument("--out", required=True)
-    s.add_argument("extra", nargs=argparse.REMAINDER)
     for name in ("progress", "check"):
         s = sub.add_parser(name)
         s.add_argument("folder", type=Path)
@@ -287,8 +290,12 @@ def main(argv: list[str] | None = None) -> int:
             s.add_argument("--same-as")
             s.add_argument("--tracks", type=int, default=1)
     s = sub.add_parser("report")
-    s.add_argument("folder", type=Path)
-    args = p.parse_args(argv)
+    s.add_argument("where", help="report folder, or an s3:// URL (then give --compose)")
+    s.add_argument("--compose", type=Path, help="compose folder: the S3 endpoint and keys")
+    # job-argv passes the emodist options it does not know on to the job's command
+    args, extra = p.parse_known_args(argv)
+    if extra and args.cmd != "job-argv":
+        p.error(f"unrecognized arguments: {' '.join(extra)}")
 
     if args.cmd == "ports":
         print("\n".join(map(str, free_ports(args.n))))
@@ -298,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         write_compose(args.folder, args.image, args.moto_image, args.s3_port,
                       args.scheduler_port, args.dashboard_port, args.data.resolve())
     elif args.cmd == "job-argv":
-        print("\n".join(job_argv(args.folder, args.store, args.out, args.extra)))
+        print("\n".join(job_argv(args.folder, args.store, args.out, extra)))
     elif args.cmd == "progress":
         print(*progress(args.url, storage_options(args.folder)))
     elif args.cmd == "check":
@@ -307,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"stack: {line}", file=sys.stderr)
         return 1 if problems else 0
     elif args.cmd == "report":
-        problems = check_report(args.folder)
+        problems = check_report(args.where, storage_options(args.compose) if args.compose else None)
         for line in problems:
             print(f"stack: {line}", file=sys.stderr)
         return 1 if problems else 0
