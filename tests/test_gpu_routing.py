@@ -189,7 +189,7 @@ def test_cli_device_cuda_one_line_before_any_cluster(small_dataset, tiny_model, 
 
 def test_bad_device_and_resource_flags():
     from emodist.cli.common import parse_resources
-    from emodist.models.session import parse_device
+    from emodist.models.devices import parse_device
 
     assert parse_device("cuda:1") == ("cuda", 1) and parse_device(None) == ("cpu", 0)
     for bad in ("tpu", "cuda:x", "cpu:1"):
@@ -203,7 +203,8 @@ def test_bad_device_and_resource_flags():
 
 def test_io_binding_gives_the_session_run_values(tiny_model):
     """The I/O-binding call the CUDA path uses, run on the CPU device."""
-    from emodist.models.session import _cached, run_bound
+    from emodist.models.devices import run_bound
+    from emodist.models.session import _cached
 
     sess, meta = _cached(tiny_model, None, 1, None)
     x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 80, 80)).astype(np.float32)
@@ -218,7 +219,7 @@ def test_io_binding_gives_the_session_run_values(tiny_model):
 
 
 def test_automatic_batch_halves_on_out_of_memory_only():
-    from emodist.models.session import halving_batches
+    from emodist.models.devices import halving_batches
 
     tried = []
 

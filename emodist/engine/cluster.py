@@ -156,7 +156,7 @@ def check_routing(client, runtime: Runtime) -> None:
         No worker advertises the resources asked for.
     """
     from emodist.errors import ModelError
-    from emodist.models.session import device_problem, parse_device, require_device
+    from emodist.models.devices import device_problem, parse_device, require_device
 
     kind, _ = parse_device(runtime.device)
     if client is None:

@@ -76,6 +76,8 @@ class Job:
         Network inputs per inference call.
     dataset_options, store_options, model_options : dict or None
         fsspec options of each location (kept out of reprs: worker logs).
+    device : str
+        Where model groups run (``cpu``, ``cuda``, ``cuda:N``).
     """
 
     store: str

@@ -116,7 +116,7 @@ class ModelCard:
     Attributes
     ----------
     name : str
-        Group name.
+        Group name (the store variable and the ``--features`` word).
     model : str
         Model location (made absolute against the card's folder).
     input : tuple of (str, value)

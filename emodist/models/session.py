@@ -35,56 +35,24 @@ import numpy as np
 
 from emodist.errors import ModelError
 from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
+from emodist.models.devices import (
+    AUTO_BATCH_MAX,
+    halving_batches,
+    parse_device,
+    require_device,
+    run_bound,
+)
 
 #: Environment variable overriding the default model location.
 MODEL_ENV = "EMODIST_MODEL"
 #: File name of the real model in the cache folder.
 MODEL_FILE = "inception_v3_fid.onnx"
 
-#: Devices model groups may run on (``cuda:N`` picks a GPU).
-DEVICES = ("cpu", "cuda")
-#: Largest automatic batch on a GPU.
-AUTO_BATCH_MAX = 128
-_PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
-
 log = logging.getLogger(__name__)
 
 _SESSIONS: dict[tuple, tuple[object, dict]] = {}
 _AUTO_BATCH: dict[tuple, int] = {}
 _LOCK = threading.Lock()
-
-
-def parse_device(device: str | None) -> tuple[str, int]:
-    """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> ``(kind, device_id)``."""
-    from emodist.errors import EmodistError
-
-    text = str(device or "cpu").strip().lower()
-    kind, _, index = text.partition(":")
-    if kind not in DEVICES or (index and (kind == "cpu" or not index.isdigit())):
-        raise EmodistError(f"unknown device {device!r}; use cpu, cuda or cuda:N", param="device")
-    return kind, int(index or 0)
-
-
-def device_problem(device: str | None) -> str | None:
-    """Why ``device`` cannot run models in this process (``None`` when it can)."""
-    kind, _ = parse_device(device)
-    try:
-        import onnxruntime as ort
-    except ImportError:  # pragma: no cover - a core dependency
-        return "onnxruntime is not installed"
-    have = list(ort.get_available_providers())
-    if _PROVIDERS[kind] in have:
-        return None
-    return (f"onnxruntime {ort.__version__} has no {_PROVIDERS[kind]} (it has "
-            f"{', '.join(have)}); install emodist[gpu] (onnxruntime-gpu) on a machine with a "
-            "CUDA GPU and driver")
-
-
-def require_device(device: str | None) -> None:
-    """Raise :class:`ModelError` (one line, ``--device``) unless ``device`` is usable here."""
-    problem = device_problem(device)
-    if problem:
-        raise ModelError(f"{device}: {problem}", param="device")
 
 
 def default_model_path() -> str:
@@ -347,51 +315,6 @@ def _embed_batches(sess, meta: dict, images: np.ndarray, out: np.ndarray, batch_
             out[start:stop] = sess.run([out_name], {in_name: x})[0]
         else:
             out[start:stop] = run_bound(sess, in_name, out_name, x, *bound, cache=device_inputs)
-
-
-def run_bound(sess, in_name: str, out_name: str, x: np.ndarray, device_type: str = "cuda",
-              device_id: int = 0, cache: dict | None = None) -> np.ndarray:
-    """One inference through I/O binding: ``x`` copied into a device buffer, output copied back.
-
-    The device input buffer is kept in ``cache`` per shape, so a run of
-    equal batches uploads into one allocation.  Works with
-    ``device_type="cpu"`` too (what the tests without a GPU check).
-    """
-    import onnxruntime as ort
-
-    cache = {} if cache is None else cache
-    shape = tuple(x.shape)
-    value = cache.get(shape)
-    if value is None:
-        value = ort.OrtValue.ortvalue_from_shape_and_type(shape, np.float32, device_type,
-                                                          device_id)
-        cache[shape] = value
-    value.update_inplace(np.ascontiguousarray(x, dtype=np.float32))
-    binding = sess.io_binding()
-    binding.bind_ortvalue_input(in_name, value)
-    binding.bind_output(out_name, device_type, device_id)
-    sess.run_with_iobinding(binding)
-    return binding.copy_outputs_to_cpu()[0]
-
-
-def out_of_memory(exc: BaseException) -> bool:
-    """Whether an ONNX Runtime error says the device ran out of memory."""
-    text = str(exc).lower()
-    return "out of memory" in text or "failed to allocate" in text
-
-
-def halving_batches(run, start: int) -> int:
-    """Call ``run(batch)`` from ``start``, halving on out-of-memory; the batch that worked."""
-    bs = max(1, int(start))
-    while True:
-        try:
-            run(bs)
-            return bs
-        except Exception as exc:
-            if bs == 1 or not out_of_memory(exc):
-                raise
-            log.warning("device out of memory at batch %d; retrying with %d", bs, bs // 2)
-            bs //= 2
 
 
 def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batch_size: int = 32,
