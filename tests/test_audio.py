@@ -170,12 +170,13 @@ def _long_file(path, seconds: float, sr: int = 44100, channels: int = 2, **kw) -
 def test_window_far_into_a_file_equals_a_full_decode(tmp_path, fmt):
     """WAV/FLAC seek exactly, MP3 decodes from the start and drops the frames: equal values.
 
-    The reference is what a worker decoded before windows: the file from its
-    start to the chunk's end, as one array, resampled once per rate.
+    The reference is the whole file decoded from its start as one array and
+    resampled once per rate: the window (which reads ``TAIL_S`` past the end a
+    chunk needs) must give the same samples, up to the segment's last one.
     """
     path = tmp_path / f"long.{fmt}"
     _long_file(path, 160.0, format=fmt.upper())
-    mono, native = audio._read(str(path), None, 0.0, 155.0)
+    mono, native = audio._read(str(path), None, 0.0, None)
     full = {r: audio.resample(mono, native, r) for r in (22050, 16000, 44100)}
     part = audio.decode(str(path), rates=[22050, 16000, 44100], end_s=155.0)
     assert isinstance(part[22050], audio.WindowedTrack)
@@ -185,12 +186,13 @@ def test_window_far_into_a_file_equals_a_full_decode(tmp_path, fmt):
         assert got.shape == want.shape == (15 * rate,)
         np.testing.assert_allclose(got, want, rtol=0, atol=1e-6)
     # only the window was decoded: one pre-roll second before the first segment cut
-    assert part[22050].window.arrays[22050].shape[0] == pytest.approx(16 * 22050, abs=50)
+    assert part[22050].window.arrays[22050].shape[0] == pytest.approx(
+        (16 + audio.TAIL_S) * 22050, abs=50)
     # a cut before the window decodes again from there, with the same values
     np.testing.assert_allclose(audio.cut(part[22050], 22050, 125.0, 4.0),
                                audio.cut(full[22050], 22050, 125.0, 4.0), atol=1e-6)
     with pytest.raises(DataError, match="starts after the end"):
-        audio.cut(part[22050], 22050, 156.0, 1.0)
+        audio.cut(part[22050], 22050, 155.0 + audio.TAIL_S, 1.0)
 
 
 @pytest.mark.cluster

@@ -206,6 +206,24 @@ def test_reference_store_complete(reference, small_dataset, tiny_model):
                                .to_numpy(), rtol=1e-6)
 
 
+def test_values_do_not_depend_on_the_chunking(tmp_path, tiny_model, client):
+    """Chunks of 2 and of 3 cut 44.1 kHz tracks (resampled once) in different places:
+    a segment's values must not depend on where its chunk ended the decode."""
+    from emodist.data.demo import make_demo_dataset
+
+    data = tmp_path / "data"
+    make_demo_dataset(data, n_tracks=4, seed=3, duration_s=12.0, sr=44100)
+    hc = make_spec(tiny_model, "handcrafted")
+    stores = []
+    for chunk in (2, 3):
+        url = str(tmp_path / f"c{chunk}.zarr")
+        run_extract(str(data), url, hc, rt(client, chunk=chunk))
+        stores.append(open_store(url))
+    a, b = (s["handcrafted"].values.astype(np.float64) for s in stores)
+    assert stores[0]["handcrafted"].chunks[0] != stores[1]["handcrafted"].chunks[0]
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
 def test_rerun_on_complete_store_does_nothing(reference, small_dataset, spec, client):
     url, _ = reference
     chunk_file = Path(url) / "inception_v3" / "c" / "0" / "0"
@@ -475,8 +493,9 @@ def test_decode_reads_prefix_and_lets_transient_errors_through(small_dataset, mo
     from emodist.data import audio
 
     good = str(min((small_dataset / "emotifymusic").rglob("*.mp3")))
-    ys = audio.decode(good, rates=[22050, 16000], end_s=4.0)
-    assert abs(len(ys[22050]) - 4 * 22050) <= 1 and abs(len(ys[16000]) - 4 * 16000) <= 1
+    ys = audio.decode(good, rates=[22050, 16000], end_s=4.0)  # and TAIL_S more
+    for rate in (22050, 16000):
+        assert abs(len(ys[rate]) - (4 + audio.TAIL_S) * rate) <= 1
 
     def dropped(*args, **kwargs):  # a connection lost while reading
         raise ConnectionResetError("connection reset by peer")

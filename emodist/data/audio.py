@@ -28,6 +28,9 @@ BLOCK_SECONDS = 10.0
 WINDOW_AFTER_S = 120.0
 #: Audio decoded (and resampled) before a window's first segment, then dropped.
 PREROLL_S = 1.0
+#: Seconds decoded past the end a chunk needs: a segment's samples never touch the
+#: resampler's or the decoder's end, so they do not depend on how chunks cut a track.
+TAIL_S = 1.0
 #: soundfile formats whose seek is sample-exact (PCM containers, FLAC); the
 #: others (MP3, Ogg) are decoded from the start and the frames before a window dropped.
 EXACT_SEEK_FORMATS = ("WAV", "WAVEX", "W64", "RF64", "AIFF", "AU", "CAF", "FLAC")
@@ -198,7 +201,8 @@ def decode(path: str, *, rates, end_s: float | None = None,
     rates : sequence of int
         Sample rates wanted, in Hz.
     end_s : float, optional
-        Decode from the start to this many seconds (default: the whole file).
+        Decode from the start to this many seconds, plus :data:`TAIL_S`
+        (default: the whole file).
     storage_options : dict, optional
         Passed to :func:`fsspec.open`.
 
@@ -215,6 +219,10 @@ def decode(path: str, *, rates, end_s: float | None = None,
         A transient I/O problem; worth retrying.
     """
     rates = [_check_rate(r) for r in rates]
+    if end_s is not None:
+        # read past the chunk's last segment: the resampler's edge (and the decoder's
+        # last frame) must not reach a segment, or values would depend on where chunks cut
+        end_s = float(end_s) + TAIL_S
     if end_s is None or end_s <= WINDOW_AFTER_S + PREROLL_S:
         mono, native = _read(path, storage_options, 0.0, end_s)
         return {r: _finite(resample(mono, native, r)) for r in rates}
