@@ -59,13 +59,20 @@ def _delta(after: dict, before: dict) -> dict:
     return {k: after[k] - before[k] for k in ("user", "sys", "minflt", "majflt")}
 
 
-def available_groups(model: str) -> tuple[list, list[str]]:
-    """The feature groups to run with Inception model ``model``, and notes on skipped ones."""
+def available_groups(model: str, optional: bool = True) -> tuple[list, list[str]]:
+    """The feature groups to run with Inception model ``model``, and notes on skipped ones.
+
+    ``optional=False`` (the quick run: tiny models, 2 s segments) leaves the
+    MusiCNN groups out.
+    """
     from emodist.errors import EmodistError
     from emodist.features import REGISTRY, make_group, make_groups
 
     groups, notes = list(make_groups(["handcrafted", "inception_v3"], {"model": model})), []
     for name in OPTIONAL_GROUPS:
+        if not optional:
+            notes.append(f"{name} left out of the quick run")
+            continue
         if name not in REGISTRY:
             notes.append(f"{name} not registered")
             continue
@@ -174,7 +181,7 @@ def run(quick: bool = False) -> dict:
             if model is None:
                 notes.append("int8 model not built (emodist model build --quantize int8)")
                 continue
-            groups, skipped = available_groups(model)
+            groups, skipped = available_groups(model, optional=not quick)
             notes = sorted(set(notes + skipped))
             spec = ExtractionSpec(groups=tuple(groups), segment_seconds=seg_s)
             runs[tag] = measure(dataset, str(tmp / f"{tag}.zarr"), spec)
