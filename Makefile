@@ -31,7 +31,7 @@ test-min:
 	rm -rf $(VENV_MIN)
 	python3 -m venv $(VENV_MIN)
 	$(VENV_MIN)/bin/python -m pip install -q --upgrade pip
-	$(VENV_MIN)/bin/python -m pip install -q -c constraints-min.txt -e '.[dev]'
+	$(VENV_MIN)/bin/python -m pip install -q -c constraints-min.txt -e '.[dashboard]' pytest pyyaml pillow
 	$(VENV_MIN)/bin/python -m pip check
 	$(VENV_MIN)/bin/python -m pytest -q -ra -m "not model and not cluster and not s3" \
 	    --deselect tests/test_deploy.py::test_lock_closure_matches_this_environment
