@@ -129,6 +129,7 @@ def test_load_track_real_emotify_mp3(emotify_root):
     assert seg.shape == (15 * 22050,)
 
 
+@pytest.mark.s3
 def test_load_track_from_s3_moto(stereo_wav):
     pytest.importorskip("s3fs")
     import boto3

@@ -158,7 +158,9 @@ def test_status_and_coordinate_damage(store, original, dataset, spec, client):
     assert_equal_stores(store, original)
     # a duplicated segment id cannot be repaired by recomputing chunks
     seg = g["segment"]
-    seg[1] = seg[0]
+    ids = np.asarray(seg[:], dtype=object)
+    ids[1] = ids[0]
+    seg[:] = ids
     report = verify_store(store)
     assert not report.repairable
     assert report.damage[0].message == f"segment id {seg[0]} appears more than once"
