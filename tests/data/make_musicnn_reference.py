@@ -2,13 +2,13 @@
 
 Run with the project's Python after ``musicnn_reference_tf.py``::
 
-    python tests/data/make_musicnn_reference.py /tmp/musicnn_tf.npz tests/data/musicnn_reference.npz
+    python tests/data/make_musicnn_reference.py musicnn_tf.npz tests/data/musicnn_reference.npz
 
 and, to print the TensorFlow-vs-ONNX figures of docs/musicnn.md, with the
 two built models::
 
-    python tests/data/make_musicnn_reference.py /tmp/musicnn_tf.npz tests/data/musicnn_reference.npz \\
-        --compare mtt=/tmp/musicnn_mtt.onnx msd=/tmp/musicnn_msd.onnx --emotify /work/shared/data/emotify
+    python tests/data/make_musicnn_reference.py musicnn_tf.npz tests/data/musicnn_reference.npz \\
+        --compare mtt=musicnn_mtt.onnx msd=musicnn_msd.onnx --emotify ../shared/data/emotify
 
 Per segment ``s`` (``seg0``, ``seg1``) the file keeps ``s/path`` (relative
 to the Emotify root), ``s/start_s``, ``s/duration_s``, ``s/n_patches``; per

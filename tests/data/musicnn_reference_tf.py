@@ -5,12 +5,12 @@ environment outside the project, to produce the figures of docs/musicnn.md
 and, through ``tests/data/make_musicnn_reference.py``, the committed
 ``tests/data/musicnn_reference.npz``::
 
-    python3 -m venv /tmp/tfvenv
-    /tmp/tfvenv/bin/pip install tensorflow-cpu==2.21.0 tf_keras==2.21.0 librosa==0.11.0 soundfile soxr
-    /tmp/tfvenv/bin/pip install numpy==1.26.4 ml_dtypes==0.5.1
-    /tmp/tfvenv/bin/pip install --no-deps musicnn-0.1.0-py3-none-any.whl
-    TF_USE_LEGACY_KERAS=1 /tmp/tfvenv/bin/python tests/data/musicnn_reference_tf.py \\
-        /work/shared/data/emotify /tmp/musicnn_tf.npz
+    python3 -m venv TFVENV
+    TFVENV/bin/pip install tensorflow-cpu==2.21.0 tf_keras==2.21.0 librosa==0.11.0 soundfile soxr
+    TFVENV/bin/pip install numpy==1.26.4 ml_dtypes==0.5.1
+    TFVENV/bin/pip install --no-deps musicnn-0.1.0-py3-none-any.whl
+    TF_USE_LEGACY_KERAS=1 TFVENV/bin/python tests/data/musicnn_reference_tf.py \\
+        ../shared/data/emotify musicnn_tf.npz
 
 Inputs are made by musicnn's own ``extractor.batch_data`` (its librosa.load
 limited to the segment: offset 0 s, duration 15 s); the graph is musicnn's
