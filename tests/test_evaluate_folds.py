@@ -109,3 +109,37 @@ def test_too_many_folds_for_the_groups_names_the_groups():
     a["plan"]["group"] = [f"g{int(t) % 4}" for t in a["plan"]["track_id"]]
     with pytest.raises(ParameterError, match="4 groups cannot fill 5 folds"):
         ev.run_evaluate(build(a), features="handcrafted", classifiers=["linear-svm"], folds=5)
+
+
+def test_a_leak_prone_grouping_scores_higher_than_the_honest_one():
+    """Three files per recording, a strong per-recording signature and no class signal:
+    grouping by file (the leak) lets a recording's other files into training and scores far
+    above chance; grouping by recording (the manifest's group column) stays near chance."""
+    import pandas as pd
+
+    from tests.stores import GEMS, dataset
+
+    rng = np.random.default_rng(0)
+    n_rec, files, segs = 16, 3, 2
+    rec = np.repeat(np.arange(n_rec), files * segs)
+    file = np.repeat(np.arange(n_rec * files), segs)
+    label_of = np.array(CLASSES)[rng.permutation(np.arange(n_rec) % len(CLASSES))]
+    plan = pd.DataFrame({
+        "segment_id": [f"{f}:{i % segs:03d}" for i, f in enumerate(file)],
+        "track_id": file.astype(str), "label": label_of[rec],
+        "segment_index": np.arange(len(file)) % segs})
+    values = (8.0 * rng.normal(size=(n_rec, 10))[rec] + rng.normal(size=(len(rec), 10)))
+    votes = np.zeros((len(rec), 9), np.float32)
+    votes[np.arange(len(rec)), [GEMS.index(c) for c in label_of[rec]]] = 1.0
+    scores = {}
+    for name, group in (("honest", rec), ("leaky", file)):
+        ds = dataset(plan.assign(group=group.astype(str)),
+                     {"handcrafted": ([f"f{i}" for i in range(10)], values, np.ones(len(rec)))},
+                     votes, votes)
+        r = ev.run_evaluate(ds, features="handcrafted", classifiers=["fine-knn"], folds=4,
+                            n_jobs=1, seed=0)
+        scores[name] = r["results"][0]["segment"]["accuracy"]["mean"]
+        assert r["data"]["n_groups"] == len(np.unique(group))
+    chance = 1 / len(CLASSES)
+    assert scores["leaky"] > scores["honest"] + 0.4, scores
+    assert scores["honest"] < chance + 0.2, scores
