@@ -22,6 +22,7 @@ task returns the thread CPU seconds of its stages (the compute floor of
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,6 +38,10 @@ from emodist.store.zarrio import write_region
 log = logging.getLogger(__name__)
 
 _BUDGET: dict = {}
+#: The first call in a process loads BLAS and numba's threading layer; two worker threads
+#: doing it at once deadlocked (threadpoolctl walking the loaded libraries while numba
+#: dlopens its layer), so calls are serialised.
+_BUDGET_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -92,16 +97,17 @@ class Job:
 def apply_thread_budget(nthreads: int) -> int:
     """Limit BLAS/OpenMP pools and numba to ``nthreads`` in this process (set once)."""
     n = max(1, int(nthreads))
-    if _BUDGET.get("blas") != n:
-        from threadpoolctl import threadpool_limits
+    with _BUDGET_LOCK:
+        if _BUDGET.get("blas") != n:
+            from threadpoolctl import threadpool_limits
 
-        _BUDGET["limiter"] = threadpool_limits(limits=n)
-        _BUDGET["blas"] = n
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - librosa brings numba
-        return n
-    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+            _BUDGET["limiter"] = threadpool_limits(limits=n)
+            _BUDGET["blas"] = n
+        try:
+            import numba
+        except ImportError:  # pragma: no cover - librosa brings numba
+            return n
+        numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     return n
 
 
