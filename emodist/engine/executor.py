@@ -9,11 +9,14 @@ once and runs every task on the cluster, or with :mod:`joblib` without one.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterable
 from itertools import islice
 
 from emodist.engine.cluster import one_line
+
+log = logging.getLogger(__name__)
 
 #: Dask retries of a task that raised (transient I/O errors).
 TASK_RETRIES = 2
@@ -109,19 +112,16 @@ def run_all(func: Callable, common: dict, tasks: list[dict], *, client=None,
     """Run ``func(**common, **task)`` for every task; results in task order.
 
     With a :class:`distributed.Client` the ``common`` arguments are scattered
-    once and the tasks go to the cluster; otherwise :mod:`joblib` runs them
+    once and the tasks go to the cluster; tasks cancelled because a lost
+    worker took their scattered inputs with it are resubmitted on freshly
+    scattered inputs (up to :data:`TASK_RETRIES` times); an error raised by
+    ``func`` itself is not retried.  Without a client :mod:`joblib` runs them
     (``n_jobs`` processes, 1 = in this process).  ``on_done()`` is called once
     per finished task (progress).
     """
     tick = on_done or (lambda: None)
     if client is not None:
-        from distributed import as_completed
-
-        shared = {k: client.scatter(v, broadcast=True) for k, v in common.items()}
-        futures = [client.submit(func, **shared, **t, pure=False) for t in tasks]
-        for _ in as_completed(futures):
-            tick()
-        return client.gather(futures)
+        return _run_all_dask(client, func, common, tasks, tick)
     from joblib import Parallel, delayed
 
     out = []
@@ -130,3 +130,35 @@ def run_all(func: Callable, common: dict, tasks: list[dict], *, client=None,
         out.append(result)
         tick()
     return out
+
+
+def _run_all_dask(client, func: Callable, common: dict, tasks: list[dict], tick) -> list:
+    from concurrent.futures import CancelledError
+
+    from distributed import as_completed
+
+    from emodist.errors import ClusterError
+
+    results: dict[int, object] = {}
+    pending = list(range(len(tasks)))
+    for attempt in range(TASK_RETRIES + 1):
+        shared = {k: client.scatter(v, broadcast=True) for k, v in common.items()}
+        submitted = [client.submit(func, **shared, **tasks[i], pure=False) for i in pending]
+        index = {fut.key: i for fut, i in zip(submitted, pending)}
+        lost = []
+        for fut in as_completed(submitted):
+            i = index[fut.key]
+            try:
+                results[i] = fut.result()
+            except CancelledError:  # its inputs went with a lost worker
+                lost.append(i)
+                continue
+            tick()
+        if not lost:
+            return [results[i] for i in range(len(tasks))]
+        log.warning("%d tasks lost their inputs with a worker; resubmitting (%d of %d)",
+                    len(lost), attempt + 1, TASK_RETRIES)
+        pending = sorted(lost)
+    raise ClusterError(f"{len(pending)} tasks kept losing their inputs to lost workers; "
+                       "is the cluster stable?")
+
