@@ -142,7 +142,9 @@ def _run_all_dask(client, func: Callable, common: dict, tasks: list[dict], tick)
     results: dict[int, object] = {}
     pending = list(range(len(tasks)))
     for attempt in range(TASK_RETRIES + 1):
-        shared = {k: client.scatter(v, broadcast=True) for k, v in common.items()}
+        # hash=False: equal data scattered by an earlier call (the same labels for the next
+        # feature set) would get that call's key, and its release would cancel these tasks
+        shared = {k: client.scatter(v, broadcast=True, hash=False) for k, v in common.items()}
         submitted = [client.submit(func, **shared, **tasks[i], pure=False) for i in pending]
         index = {fut.key: i for fut, i in zip(submitted, pending)}
         lost = []
