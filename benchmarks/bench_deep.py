@@ -239,10 +239,7 @@ def run(quick: bool = False) -> dict:
             "summary": summary}
 
 
-if __name__ == "__main__":  # pragma: no cover
-    import sys
+if __name__ == "__main__":
+    from benchmarks.common import main
 
-    result = run(quick="--quick" in sys.argv)
-    for r in result["rows"]:
-        print(f"{r['metric']:48s} {r['value']:14.4f} ± {r['spread']:.4f} {r['unit']:9s} {r['note']}")
-    print(result["summary"])
+    main(run)

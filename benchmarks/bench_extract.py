@@ -180,7 +180,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    out = run(quick="--quick" in sys.argv)
-    for r in out["rows"]:
-        print(f"{r['metric']:<40} {r['value']:>10.3f} {r['unit']:<12} {r['note']}")
-    print(out["summary"])
+    from benchmarks.common import main
+
+    main(run)

@@ -262,7 +262,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(quick="--quick" in sys.argv)
-    for r in result["rows"]:
-        print(f"{r['metric']:<52} {r['value']:>10.3f} ± {r['spread']:<8.3f} {r['unit']:<11} {r['note']}")
-    print(result["summary"])
+    from benchmarks.common import main
+
+    main(run)

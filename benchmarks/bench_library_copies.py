@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
@@ -220,7 +219,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(quick="--quick" in sys.argv)
-    for r in result["rows"]:
-        print(f"{r['metric']:<78} {r['value']:>9.3f} ± {r['spread']:<7.3f} {r['unit']:<15} {r['note']}")
-    print(result["summary"])
+    from benchmarks.common import main
+
+    main(run)

@@ -270,9 +270,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    import sys
+    from benchmarks.common import main
 
-    res = run(quick="--quick" in sys.argv)
-    for r in res["rows"]:
-        print(f"{r['metric']:45s} {r['value']:10.3f} ± {r['spread']:.3f} {r['unit']:14s} {r['note']}")
-    print(res["summary"])
+    main(run)

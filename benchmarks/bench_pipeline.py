@@ -204,7 +204,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    out = run(quick="--quick" in sys.argv)
-    for r in out["rows"]:
-        print(f"{r['metric']:<44} {r['value']:>12.3f} {r['unit']:<8} {r['note']}")
-    print(out["summary"])
+    from benchmarks.common import main
+
+    main(run)

@@ -307,8 +307,6 @@ def run(quick: bool = False) -> dict:
 
 
 if __name__ == "__main__":
-    result = run(quick="--quick" in sys.argv)
-    for r in result["rows"]:
-        print(f"{r['metric']:<55} {r['value']:>12.4g} ± {r['spread']:<9.3g} {r['unit']:<4} "
-              f"{r['note']}")
-    print(result["summary"])
+    from benchmarks.common import main
+
+    main(run)

@@ -76,3 +76,14 @@ def row(metric: str, value: float, spread: float = 0.0, unit: str = "", note: st
     """One result row in the shape every benchmark returns."""
     return {"metric": metric, "value": float(value), "spread": float(spread), "unit": unit,
             "note": note}
+
+
+def main(run: Callable[..., dict], argv: list[str] | None = None) -> None:
+    """Command-line entry of a benchmark module: run it (``--quick`` for the smoke sizes), print."""
+    import sys
+
+    result = run(quick="--quick" in (sys.argv[1:] if argv is None else argv))
+    for r in result["rows"]:
+        print(f"{r['metric']:<52} {r['value']:>12.4g} ± {r['spread']:<9.3g} {r['unit']:<12} "
+              f"{r['note']}")
+    print(result["summary"])
