@@ -198,11 +198,15 @@ class _LostSchedulerFilter(logging.Filter):
         self.client = client
 
     def filter(self, record: logging.LogRecord) -> bool:
+        if record.name == "distributed.batched" and record.levelno < logging.WARNING:
+            # "Batched Comm Closed" with a traceback, logged as the connection
+            # drops and before the client's status says so.
+            return False
         return getattr(self.client, "status", "running") == "running"
 
 
 #: Loggers whose reconnect errors (with tracebacks) follow a lost scheduler.
-CLIENT_LOGGERS = ("distributed.client", "distributed.utils")
+CLIENT_LOGGERS = ("distributed.client", "distributed.utils", "distributed.batched")
 
 
 @contextlib.contextmanager
