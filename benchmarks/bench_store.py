@@ -102,8 +102,21 @@ def feature_groups(deep_dim: int):
     return [Handcrafted(), InceptionV3(dim=deep_dim, sha256="be" * 32, image_size=299)]
 
 
-def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0) -> dict:
+def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0, *,
+                by_track: bool = False, signal: float = 0.0,
+                dataset: str = "random benchmark store") -> dict:
     """Write a complete store of random features at ``path``.
+
+    Parameters
+    ----------
+    by_track : bool
+        Group column = track id (folds grouped by track, as Emotify);
+        otherwise the genre.
+    signal : float
+        0: pure noise; else every column gets a class-dependent offset of
+        this many noise standard deviations (Gaussian noise in both groups).
+    dataset : str
+        The store's ``dataset`` attribute (followed by the segment count).
 
     Returns
     -------
@@ -120,22 +133,31 @@ def build_store(path: str, n_segments: int, deep_dim: int = 2048, seed: int = 0)
     groups = feature_groups(deep_dim)
     width = {g.name: g.width for g in groups}
     plan = make_plan(n_segments, seed)
+    if by_track:
+        plan["group"] = plan["track_id"]
+    label = plan["label"].map({c: i for i, c in enumerate(CLASS_SHARES)}).to_numpy()
     chunk = store.chunk_segments(n_segments, 4 * deep_dim)
-    attrs = {"dataset": f"random benchmark store, {n_segments} segments", "bench_seed": seed,
+    attrs = {"dataset": f"{dataset}, {n_segments} segments", "bench_seed": seed,
              "label_rule": "listener"}
     attrs.update(ExtractionSpec(groups=tuple(groups)).to_attrs())
     ds = layout.template(plan, groups, chunk=chunk, attrs=attrs)
     store.create_store(path, ds, chunk)
     del ds, plan
     rng = np.random.default_rng(seed + 1)
+    centres = {g: signal * rng.standard_normal((len(CLASS_SHARES), w)).astype(np.float32)
+               for g, w in width.items()} if signal else None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         g = zarr.open_group(path, mode="r+")
         step = max(chunk, WRITE_ROWS // chunk * chunk)
         for a in range(0, n_segments, step):
             b = min(a + step, n_segments)
-            g[HANDCRAFTED][a:b] = rng.standard_normal((b - a, width[HANDCRAFTED]), np.float32)
-            g[DEEP][a:b] = rng.random((b - a, deep_dim), np.float32)
+            if centres is None:
+                g[HANDCRAFTED][a:b] = rng.standard_normal((b - a, width[HANDCRAFTED]), np.float32)
+                g[DEEP][a:b] = rng.random((b - a, deep_dim), np.float32)
+            else:
+                for name, w in width.items():
+                    g[name][a:b] = rng.standard_normal((b - a, w), np.float32) + centres[name][label[a:b]]
         for name in width:
             g[layout.status_name(name)][:] = np.full(n_segments, layout.STATUS_DONE, np.int8)
     store.finish_store(path, {"bench_complete": True})
@@ -146,7 +168,7 @@ def _du(path: str) -> int:
     return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file())
 
 
-def _reusable(path: str, n_segments: int, deep_dim: int) -> bool:
+def _reusable(path: str, n_segments: int, deep_dim: int, dataset: str = "random benchmark store,") -> bool:
     from emodist.errors import StoreError
     from emodist.store import layout, open_store
 
@@ -155,6 +177,7 @@ def _reusable(path: str, n_segments: int, deep_dim: int) -> bool:
     except StoreError:
         return False
     return (ds.attrs.get("bench_complete") is True and ds.sizes["segment"] == n_segments
+            and str(ds.attrs.get("dataset", "")).startswith(dataset)
             and ds.emodist.groups == [HANDCRAFTED, DEEP]
             and ds.sizes.get(layout.feature_dim(DEEP)) == deep_dim)
 

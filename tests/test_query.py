@@ -20,7 +20,7 @@ from emodist.data.labels import GEMS
 from emodist.errors import EmodistError, StoreError
 from emodist.features.inception import embedding_names
 from emodist.store import counting_store, layout, open_store
-from emodist.store import similar as similar_mod
+from emodist.store import select as select_mod
 from emodist.store.index import META_COLUMNS
 from emodist.store.info import info as info_fn
 from emodist.store.names import suggest
@@ -635,13 +635,13 @@ def test_similar_streams_in_bounded_blocks(store, monkeypatch):
     path, v = store
     ds = open_store(path)
     reads = []
-    real = similar_mod._read_block
+    real = select_mod._read_block
 
     def spy(ds_, chosen, start, stop):
         reads.append((start, stop))
         return real(ds_, chosen, start, stop)
 
-    monkeypatch.setattr(similar_mod, "_read_block", spy)
+    monkeypatch.setattr(select_mod, "_read_block", spy)
     row_bytes = 4 * EMB_DIM
     block_bytes = 3 * CHUNK * row_bytes  # three chunks a block
     got = ds.emodist.similar("5:001", k=6, block_bytes=block_bytes)

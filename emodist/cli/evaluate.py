@@ -35,7 +35,7 @@ def add_evaluation_options(p, features: bool = True) -> None:
                        "handcrafted+inception_v3: one evaluation each) and/or feature names or "
                        "glob patterns (together one set, 'custom'); default: every stored group, "
                        "and all of them joined")
-    g.add_argument("--classifiers", nargs="+", default=["all"], metavar="PRESET",
+    g.add_argument("--classifiers", nargs="+", metavar="PRESET",
                    help="preset keys or names (see --list), or all (the study's presets and two "
                    "extras) / quick / beyond (soft labels, prior shift, balanced bagging); default all")
     g.add_argument("--folds", type=int, default=5, help="grouped folds (default 5)")
@@ -74,6 +74,14 @@ def register(subparsers) -> None:
                    help="listener responses for the human ceiling (default: the store's dataset "
                    "folder when it is an Emotify folder here; 'none' to skip)")
     _add_eval_cluster(p)
+    g = p.add_argument_group("streaming (stores larger than memory)")
+    g.add_argument("--stream", action="store_true",
+                   help="read the features block by block and fit one streamed linear model "
+                   "(logistic loss, SGD partial_fit per fold, standardised from streamed "
+                   "statistics): the driver keeps a few bytes per segment")
+    g.add_argument("--epochs", type=int, default=5, help="--stream: passes over the training rows (default 5)")
+    g.add_argument("--block-mib", type=float, default=64.0, metavar="MIB",
+                   help="--stream: uncompressed feature MiB read per block (default 64)")
     add_storage_options(p, locations=())
     p.set_defaults(func=cmd_evaluate)
 
@@ -162,15 +170,41 @@ def cmd_evaluate(args) -> int:
         return 0
     if not args.store:
         raise EmodistError("give a STORE to evaluate (or --list)")
+    if args.stream:
+        return cmd_stream(args)
     from emodist.learn.evaluate import run_evaluate
 
     with flagged(), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
-            args.store, features=args.features, classifiers=args.classifiers, folds=args.folds,
+            args.store, features=args.features, classifiers=args.classifiers or ["all"], folds=args.folds,
             seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
             out=args.out, client=client, n_jobs=args.jobs,
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
             rank_by=args.rank_by, ceiling=ceiling_arg(args.ceiling),
         )
+    print_report(report, args.top)
+    return 0
+
+
+#: Options of the in-memory evaluation that ``--stream`` does not take, with their flags.
+NOT_STREAMED = {"classifiers": "--classifiers", "label_rule": "--label-rule", "scheduler": "--scheduler",
+                "scheduler_file": "--scheduler-file", "ceiling": "--ceiling"}
+
+
+def cmd_stream(args) -> int:
+    """``emodist evaluate --stream``: the streamed linear model over the store."""
+    from emodist.learn.stream import stream_evaluate
+
+    for name, flag in NOT_STREAMED.items():
+        if getattr(args, name, None) is not None:
+            raise EmodistError(f"{flag}: not with --stream (it fits one streamed linear model "
+                               "on the stored labels, on this machine)")
+    if args.target != "class":
+        raise EmodistError("--target: --stream predicts the dominant emotion (class) only")
+    with flagged({"epochs": "--epochs", "block_bytes": "--block-mib"}):
+        report = stream_evaluate(
+            args.store, features=args.features, folds=args.folds, seed=args.seed, balance=args.balance,
+            epochs=args.epochs, block_bytes=int(args.block_mib * 2**20), out=args.out,
+            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet)
     print_report(report, args.top)
     return 0

@@ -75,7 +75,7 @@ def cmd_run(args) -> int:
     from emodist.engine.pipeline import run_pipeline
 
     spec, runtime = spec_and_runtime(args)
-    evaluation = {"classifiers": args.classifiers, "folds": args.folds, "seed": args.seed,
+    evaluation = {"classifiers": args.classifiers or ["all"], "folds": args.folds, "seed": args.seed,
                   "balance": args.balance, "target": args.target}
     if args.evaluate_features:
         evaluation["features"] = args.evaluate_features

@@ -146,3 +146,76 @@ def select(ds, tracks=None, labels=None, genres=None, segments=None, features=No
     frames = [meta] + [pd.DataFrame(v, columns=[index.feature_names[var][c] for c in cols])
                        for v, (var, cols) in zip(values, chosen.items())]
     return pd.concat(frames, axis=1) if len(frames) > 1 else meta
+
+
+def _blocks(chunks: tuple[int, ...], row_bytes: int, block_bytes: int) -> list[tuple[int, int]]:
+    """Group consecutive chunks along ``segment`` into ``[start, stop)`` blocks."""
+    target = max(1, block_bytes // max(1, row_bytes))
+    out, start, stop = [], 0, 0
+    for c in chunks:
+        stop += c
+        if stop - start >= target:
+            out.append((start, stop))
+            start = stop
+    if stop > start:
+        out.append((start, stop))
+    return out
+
+
+def block_bounds(var, row_bytes: int, block_bytes: int) -> list[tuple[int, int]]:
+    """``[start, stop)`` blocks of whole chunks of ``var`` along ``segment``.
+
+    A dask-backed variable has its chunks; an in-memory one (``ds.load()``,
+    a Dataset built in memory) those recorded in its encoding, else none:
+    it is cut into blocks of ``block_bytes``.
+    """
+    n = int(var.shape[0])
+    chunks = getattr(var.data, "chunks", None)
+    if chunks and isinstance(chunks[0], tuple):
+        return _blocks(chunks[0], row_bytes, block_bytes)
+    size = (var.encoding.get("chunks") or (0,))[0] or block_bytes // max(1, row_bytes)
+    size = max(1, int(size))
+    return _blocks((size,) * (n // size) + ((n % size,) if n % size else ()), row_bytes,
+                   block_bytes)
+
+
+def _read_block(ds, chosen: dict, start: int, stop: int) -> np.ndarray:
+    parts = read_values(ds, chosen, slice(start, stop))
+    block = parts[0] if len(parts) == 1 else np.hstack(parts)
+    return block.astype(np.float32, copy=False)
+
+
+def iter_blocks(ds, chosen: dict, *, block_bytes: int):
+    """Yield ``(start, values)`` blocks of whole chunks, reading the next while one is used.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+    chosen : dict of str to sequence of int
+        ``{variable: columns}`` as from :func:`resolve_features`.
+    block_bytes : int
+        Uncompressed float32 bytes per block (at least one chunk).
+
+    Yields
+    ------
+    start : int
+        Row position of the block's first segment.
+    values : numpy.ndarray of float32, shape (n_rows, n_columns)
+        The chosen columns, variables side by side in ``chosen``'s order.
+    """
+    import concurrent.futures
+
+    var0 = next(iter(chosen))
+    width = sum(len(c) for c in chosen.values())
+    bounds = block_bounds(ds[var0], 4 * width, block_bytes)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        pending = None
+        for i, (a, b) in enumerate(bounds):
+            if pending is None:
+                pending = pool.submit(_read_block, ds, chosen, a, b)
+            block = pending.result()
+            pending = None
+            if i + 1 < len(bounds):
+                pending = pool.submit(_read_block, ds, chosen, *bounds[i + 1])
+            yield a, block

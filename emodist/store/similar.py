@@ -6,73 +6,17 @@ the next one being read) whatever the store's size.
 
 from __future__ import annotations
 
-import concurrent.futures
-
 import numpy as np
 import pandas as pd
 
 from emodist.errors import EmodistError, StoreError
 from emodist.store.index import positions, resolve_features
-from emodist.store.select import read_rows, read_values
+from emodist.store.select import iter_blocks, read_rows
 
 #: Distance metrics of :func:`similar`.
 METRICS = ("cosine", "euclidean")
 #: Uncompressed bytes of one block streamed by :func:`similar`.
 BLOCK_BYTES = 32 * 2**20
-
-
-def _blocks(chunks: tuple[int, ...], row_bytes: int, block_bytes: int) -> list[tuple[int, int]]:
-    """Group consecutive chunks along ``segment`` into ``[start, stop)`` blocks."""
-    target = max(1, block_bytes // max(1, row_bytes))
-    out, start, stop = [], 0, 0
-    for c in chunks:
-        stop += c
-        if stop - start >= target:
-            out.append((start, stop))
-            start = stop
-    if stop > start:
-        out.append((start, stop))
-    return out
-
-
-def _bounds(var, row_bytes: int, block_bytes: int) -> list[tuple[int, int]]:
-    """``[start, stop)`` blocks of whole chunks of ``var`` along ``segment``.
-
-    A dask-backed variable has its chunks; an in-memory one (``ds.load()``,
-    a Dataset built in memory) those recorded in its encoding, else none:
-    it is cut into blocks of ``block_bytes``.
-    """
-    n = int(var.shape[0])
-    chunks = getattr(var.data, "chunks", None)
-    if chunks and isinstance(chunks[0], tuple):
-        return _blocks(chunks[0], row_bytes, block_bytes)
-    size = (var.encoding.get("chunks") or (0,))[0] or block_bytes // max(1, row_bytes)
-    size = max(1, int(size))
-    return _blocks((size,) * (n // size) + ((n % size,) if n % size else ()), row_bytes,
-                   block_bytes)
-
-
-def _read_block(ds, chosen: dict, start: int, stop: int) -> np.ndarray:
-    parts = read_values(ds, chosen, slice(start, stop))
-    block = parts[0] if len(parts) == 1 else np.hstack(parts)
-    return block.astype(np.float32, copy=False)
-
-
-def _iter_blocks(ds, chosen: dict, block_bytes: int):
-    """Yield ``(start, values)`` blocks, reading the next while one is used."""
-    var0 = next(iter(chosen))
-    width = sum(len(c) for c in chosen.values())
-    bounds = _bounds(ds[var0], 4 * width, block_bytes)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-        pending = None
-        for i, (a, b) in enumerate(bounds):
-            if pending is None:
-                pending = pool.submit(_read_block, ds, chosen, a, b)
-            block = pending.result()
-            pending = None
-            if i + 1 < len(bounds):
-                pending = pool.submit(_read_block, ds, chosen, *bounds[i + 1])
-            yield a, block
 
 
 def column_stats(store, features=None, *, block_bytes: int = BLOCK_BYTES):
@@ -101,7 +45,7 @@ def column_stats(store, features=None, *, block_bytes: int = BLOCK_BYTES):
         width = sum(len(c) for c in chosen.values())
         total, sq, count = np.zeros(width), np.zeros(width), 0
         done = index.done([v for v in chosen if v in index.groups] or None)
-        for start, block in _iter_blocks(store, chosen, block_bytes):
+        for start, block in iter_blocks(store, chosen, block_bytes=block_bytes):
             x = block[done[start: start + len(block)]].astype(np.float64)
             total += x.sum(axis=0)
             sq += np.einsum("ij,ij->j", x, x)
@@ -270,7 +214,7 @@ def similar(ds, segment_id: str | None = None, *, vector=None, k: int = 10, feat
         if exclude_same_track:
             allowed &= index.codes["track_id"] != index.codes["track_id"][query_pos]
     best_d, best_p = np.empty(0), np.empty(0, np.int64)
-    for start, block in _iter_blocks(ds, chosen, block_bytes):
+    for start, block in iter_blocks(ds, chosen, block_bytes=block_bytes):
         keep = np.flatnonzero(allowed[start: start + len(block)])
         if not len(keep):
             continue
