@@ -112,7 +112,8 @@ def test_plan_site_batches_and_the_plan_on_option():
     big = [f"/d/{i}.wav" for i in range(PLAN_ON_WORKERS_TRACKS + 1)]
     assert plan_site(dataset="/d", paths=big) == "workers"
     assert plan_site(dataset="/d", paths=big[:-1]) == "driver"
-    assert plan_site(dataset="s3://b/e", paths=[], plan_on="driver") == "driver"
+    assert plan_site(dataset="s3://b/e", paths=[]) == "driver"
+    assert plan_site(dataset="s3://b/e", paths=["s3://b/x"], plan_on="driver") == "driver"
     assert plan_site(dataset="/d", paths=local, plan_on="workers") == "workers"
     assert not is_remote("file:///data/a.mp3") and is_remote("s3://b/a.mp3")
     assert batch_length(n_paths=100_000, n_threads=16) == 500

@@ -308,15 +308,15 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                            min_class_tracks=spec.min_class_tracks,
                            min_class_share=spec.min_class_share,
                            storage_options=runtime.options("dataset"))
+    with store_access(store):  # before planning, which may start a cluster
+        state, report = (verified_state(store, opts, overwrite=overwrite)
+                         if io.store_exists(store, opts) else (None, None))
     with contextlib.ExitStack() as stack:  # the client, when planning needs it first
         segplan, client = plan_dataset(catalog, spec, runtime, dataset=dataset, stack=stack)
         table = segplan.table
         if len(table) == 0:
             raise DataError(f"{dataset}: no segments to extract ({len(segplan.problems)} tracks "
                             "unusable)")
-        with store_access(store):
-            state, report = (verified_state(store, opts, overwrite=overwrite)
-                             if io.store_exists(store, opts) else (None, None))
         p = plan(table, spec, state=state, votes=segment_votes(table, catalog.votes),
                  votes_mean=segment_votes(table, catalog.votes_mean),
                  attrs={"dataset": catalog.description, "label_rule": catalog.label_rule},

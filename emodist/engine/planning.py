@@ -64,7 +64,7 @@ def plan_site(*, dataset: str, paths: Sequence[str], plan_on: str = "auto",
         The audio paths to probe (``n`` usable tracks).
     plan_on : {"auto", "driver", "workers"}
         ``auto``: workers when the dataset or a track path is remote, or
-        there are more than ``threshold`` tracks.
+        there are more than ``threshold`` tracks (driver for no tracks).
     threshold : int
         Track count above which ``auto`` plans on the workers.
 
@@ -74,6 +74,8 @@ def plan_site(*, dataset: str, paths: Sequence[str], plan_on: str = "auto",
     """
     if plan_on != "auto":
         return plan_on
+    if not paths:
+        return "driver"
     if len(paths) > threshold or is_remote(dataset):
         return "workers"
     return "workers" if any(is_remote(p) for p in paths) else "driver"
