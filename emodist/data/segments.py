@@ -222,35 +222,28 @@ def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> Segment
     """
     if len(probes) != len(tracks):
         raise ValueError(f"{len(probes)} probe results for {len(tracks)} tracks")
-    rows, problems, durations = [], [], {}
-    for (_, t), (info, err) in zip(tracks.iterrows(), probes):
+    cols: dict[str, list] = {c: [] for c in PLAN_COLUMNS}  # columns, not row dicts: less memory
+    problems, durations = [], {}
+    keys = ("track_id", "path", "label", "group", "genre")
+    for (tid, path, label, group, genre), (info, err) in zip(
+            zip(*(tracks[k].tolist() for k in keys)), probes):
         if info is None:
-            problems.append((t["track_id"], t["path"], err))
+            problems.append((tid, path, err))
             continue
-        durations[t["track_id"]] = info.duration_s
+        durations[tid] = info.duration_s
         windows = window_starts(
             info.duration_s, spec.segment_seconds, spec.hop_seconds, spec.min_last_seconds
         )
         if not windows:
             problems.append(
-                (t["track_id"], t["path"],
+                (tid, path,
                  f"{info.duration_s:.2f} s is shorter than the {spec.min_last:g} s minimum")
             )
         for i, (start, dur) in enumerate(windows):
-            rows.append(
-                {
-                    "segment_id": f"{t['track_id']}:{i:03d}",
-                    "track_id": t["track_id"],
-                    "segment_index": i,
-                    "start_s": start,
-                    "duration_s": dur,
-                    "label": t["label"],
-                    "group": t["group"],
-                    "genre": t["genre"],
-                    "path": t["path"],
-                }
-            )
-    table = pd.DataFrame(rows, columns=PLAN_COLUMNS)
+            for col, value in zip(PLAN_COLUMNS, (f"{tid}:{i:03d}", tid, i, start, dur, label,
+                                                 group, genre, path)):
+                cols[col].append(value)
+    table = pd.DataFrame(cols, columns=PLAN_COLUMNS)
     table["segment_index"] = table["segment_index"].astype(np.int32)
     table["start_s"] = table["start_s"].astype(np.float64)
     table["duration_s"] = table["duration_s"].astype(np.float64)
