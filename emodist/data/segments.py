@@ -10,6 +10,7 @@ count.  A hop shorter than the window overlaps windows (augmentation).
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -222,11 +223,12 @@ def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> Segment
     """
     if len(probes) != len(tracks):
         raise ValueError(f"{len(probes)} probe results for {len(tracks)} tracks")
-    cols: dict[str, list] = {c: [] for c in PLAN_COLUMNS}  # columns, not row dicts: less memory
+    # per segment only its track's position and three numbers; the text columns are
+    # taken from the tracks at the end (no Python object per segment and column)
+    owner, index, starts, lengths = array("q"), array("q"), array("d"), array("d")
     problems, durations = [], {}
-    keys = ("track_id", "path", "label", "group", "genre")
-    for (tid, path, label, group, genre), (info, err) in zip(
-            zip(*(tracks[k].tolist() for k in keys)), probes):
+    for pos, (tid, path, (info, err)) in enumerate(
+            zip(tracks["track_id"].tolist(), tracks["path"].tolist(), probes)):
         if info is None:
             problems.append((tid, path, err))
             continue
@@ -240,14 +242,31 @@ def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> Segment
                  f"{info.duration_s:.2f} s is shorter than the {spec.min_last:g} s minimum")
             )
         for i, (start, dur) in enumerate(windows):
-            for col, value in zip(PLAN_COLUMNS, (f"{tid}:{i:03d}", tid, i, start, dur, label,
-                                                 group, genre, path)):
-                cols[col].append(value)
-    table = pd.DataFrame(cols, columns=PLAN_COLUMNS)
-    table["segment_index"] = table["segment_index"].astype(np.int32)
-    table["start_s"] = table["start_s"].astype(np.float64)
-    table["duration_s"] = table["duration_s"].astype(np.float64)
-    return SegmentPlan(table=table, problems=problems, durations=durations)
+            owner.append(pos)
+            index.append(i)
+            starts.append(start)
+            lengths.append(dur)
+    return SegmentPlan(table=_segment_table(tracks, owner, index, starts, lengths),
+                       problems=problems, durations=durations)
+
+
+def _segment_table(tracks: pd.DataFrame, owner, index, starts, lengths) -> pd.DataFrame:
+    """The :data:`PLAN_COLUMNS` table of ``m`` segments: track positions, indices, windows."""
+    if not len(owner):
+        table = pd.DataFrame([], columns=PLAN_COLUMNS)
+        return table.astype({"segment_index": np.int32, "start_s": np.float64,
+                             "duration_s": np.float64})
+    index = np.asarray(index, np.int64)
+    sub = tracks[["track_id", "label", "group", "genre", "path"]].take(
+        np.asarray(owner, np.int64)).reset_index(drop=True)
+    columns = {
+        "segment_id": sub["track_id"] + ":" + pd.Series(index).astype(str).str.zfill(3),
+        "segment_index": index.astype(np.int32),
+        "start_s": np.asarray(starts, np.float64),
+        "duration_s": np.asarray(lengths, np.float64),
+    }
+    return pd.DataFrame({c: columns[c] if c in columns else sub[c] for c in PLAN_COLUMNS},
+                        columns=PLAN_COLUMNS)
 
 
 def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: int = 16,
