@@ -20,6 +20,9 @@ from emodist.errors import EmodistError
 #: Label rules: argmax of the listener-normalised or of the plain-mean profile.
 LABEL_RULES = ("listener", "mean")
 
+#: Where the segment plan's file headers are read (see :mod:`emodist.engine.planning`).
+PLAN_SITES = ("auto", "driver", "workers")
+
 
 @dataclass(frozen=True)
 class ExtractionSpec:
@@ -137,6 +140,10 @@ class Runtime:
     model_resources : dict, optional
         Dask worker resources of the model stage (e.g. ``{"GPU": 1}``): a
         chunk is then split into a CPU task and a model task.
+    plan_on : {"auto", "driver", "workers"}
+        Where the file headers of the segment plan are read: ``auto`` reads
+        them on the workers when the dataset is remote or large (see
+        :func:`emodist.engine.planning.plan_site`), on the driver otherwise.
     """
 
     scheduler: str | None = None
@@ -153,6 +160,13 @@ class Runtime:
     device: str = "cpu"
     resources: dict | None = None
     model_resources: dict | None = None
+    plan_on: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.plan_on not in PLAN_SITES:
+            raise EmodistError(f"unknown planning site {self.plan_on!r}; use "
+                               f"{', '.join(PLAN_SITES[:-1])} or {PLAN_SITES[-1]}",
+                               param="plan_on")
 
     def options(self, location: str) -> dict | None:
         """Storage options of ``location`` (``dataset``, ``store`` or ``model``)."""

@@ -54,6 +54,8 @@ def test_demo_data_cli(tmp_path, capsys):
     [
         (["catalog", "/no/such/dataset"], "no such dataset"),
         (["catalog", ".", "--storage-options", "{bad"], "--storage-options"),
+        (["extract", ".", "--store", "never.zarr", "--plan-on", "gpu"],
+         "--plan-on: unknown planning site 'gpu'; use auto, driver or workers"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, needle):

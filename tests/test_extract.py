@@ -423,6 +423,22 @@ def test_driver_killed_then_resumed(tmp_path, reference, small_dataset, tiny_mod
     assert_same_store(url, reference[0])
 
 
+def test_planning_on_the_workers_writes_the_same_store(tmp_path, reference, small_dataset,
+                                                      spec, client):
+    """``plan_on="workers"``: headers read by worker tasks, the store equals the reference."""
+    from distributed import get_task_stream
+
+    from emodist.engine.planning import TASK_NAME
+
+    url = str(tmp_path / "w.zarr")
+    with get_task_stream(client) as stream:
+        result = run_extract(str(small_dataset), url, spec,
+                             rt(client, chunk=CHUNK, plan_on="workers"))
+    assert result.n_done == 24 and result.failures == []
+    assert any(t["key"].startswith(TASK_NAME) for t in stream.data)
+    assert_same_store(url, reference[0])
+
+
 @pytest.mark.cluster
 def test_multiprocess_cluster_survives_killed_worker(tmp_path, reference, small_dataset, spec):
     """`dask scheduler` + two `dask worker` processes; one worker is SIGKILLed mid-run."""

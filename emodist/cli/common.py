@@ -159,5 +159,7 @@ def runtime_from_args(args, **extra) -> Runtime:
         kw["device"] = args.device
     if getattr(args, "batch_size", None):
         kw["batch_size"] = args.batch_size
+    if getattr(args, "plan_on", None):
+        kw["plan_on"] = args.plan_on
     kw.update(extra)
     return Runtime(**kw)

@@ -64,6 +64,8 @@ def add_group_options(parser) -> None:
 
 def add_extract_options(p) -> None:
     """Every option of ``extract`` (``run`` takes them too)."""
+    from emodist.engine.planning import PLAN_ON_WORKERS_TRACKS
+
     add_group_options(p)
     add_segment_options(p)
     add_dataset_options(p)
@@ -78,6 +80,10 @@ def add_extract_options(p) -> None:
                    help="recompute the chunks that `emodist verify` finds damaged (a damaged "
                    "store is refused without it)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--plan-on", default="auto", metavar="WHERE",
+                   help="where the file headers of the segment plan are read: auto (default: "
+                   "on the workers when the dataset is remote or has more than "
+                   f"{PLAN_ON_WORKERS_TRACKS} tracks), driver or workers")
     add_cluster_options(p)
 
 

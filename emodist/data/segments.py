@@ -10,6 +10,8 @@ count.  A hop shorter than the window overlaps windows (augmentation).
 
 from __future__ import annotations
 
+from array import array
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -156,8 +158,120 @@ class SegmentPlan:
         return len(self.table)
 
 
-def plan_segments(catalog, spec: ExtractionSpec | None = None, *,
-                  max_workers: int = 16) -> SegmentPlan:
+#: What probing one file gives: its header, or the one-line reason it has none.
+Probed = tuple  # (AudioInfo | None, str | None)
+
+
+def probe_outcome(path: str, storage_options: dict | None = None) -> Probed:
+    """:func:`probe` that returns its :class:`DataError` instead of raising it.
+
+    Returns
+    -------
+    (AudioInfo, None) or (None, str)
+        The header, or the error's one-line message.
+    """
+    try:
+        return probe(path, storage_options), None
+    except DataError as exc:
+        return None, exc.message
+
+
+def probe_batch(paths, storage_options: dict | None = None, *,
+                max_workers: int = 16) -> list[Probed]:
+    """Probe the headers of a batch of files, a few at a time (I/O bound).
+
+    A module-level function, so that it also runs as a Dask task
+    (:func:`emodist.engine.planning.probe_on_workers`).
+
+    Parameters
+    ----------
+    paths : sequence of str
+        Local paths or fsspec URLs.
+    storage_options : dict, optional
+        fsspec options for remote paths.
+    max_workers : int
+        Threads reading headers concurrently.
+
+    Returns
+    -------
+    list of (AudioInfo or None, str or None)
+        One :func:`probe_outcome` per path, in the order of ``paths``.
+    """
+    paths = list(paths)
+    if not paths:
+        return []
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths)))) as pool:
+        return list(pool.map(lambda p: probe_outcome(p, storage_options), paths))
+
+
+def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> SegmentPlan:
+    """The segment plan of tracks whose headers are known (pure).
+
+    Parameters
+    ----------
+    tracks : pandas.DataFrame
+        ``n`` usable tracks (:meth:`Catalog.usable`): ``track_id``, ``path``,
+        ``label``, ``group`` and ``genre``, in catalog order.
+    probes : sequence of (AudioInfo or None, str or None)
+        ``n`` probe outcomes (:func:`probe_outcome`), row by row.
+    spec : ExtractionSpec
+        Window length, hop and shortest last piece.
+
+    Returns
+    -------
+    SegmentPlan
+    """
+    if len(probes) != len(tracks):
+        raise ValueError(f"{len(probes)} probe results for {len(tracks)} tracks")
+    # per segment only its track's position and three numbers; the text columns are
+    # taken from the tracks at the end (no Python object per segment and column)
+    owner, index, starts, lengths = array("q"), array("q"), array("d"), array("d")
+    problems, durations = [], {}
+    for pos, (tid, path, (info, err)) in enumerate(
+            zip(tracks["track_id"].tolist(), tracks["path"].tolist(), probes)):
+        if info is None:
+            problems.append((tid, path, err))
+            continue
+        durations[tid] = info.duration_s
+        windows = window_starts(
+            info.duration_s, spec.segment_seconds, spec.hop_seconds, spec.min_last_seconds
+        )
+        if not windows:
+            problems.append(
+                (tid, path,
+                 f"{info.duration_s:.2f} s is shorter than the {spec.min_last:g} s minimum")
+            )
+        for i, (start, dur) in enumerate(windows):
+            owner.append(pos)
+            index.append(i)
+            starts.append(start)
+            lengths.append(dur)
+    return SegmentPlan(table=_segment_table(tracks, owner, index, starts, lengths),
+                       problems=problems, durations=durations)
+
+
+def _segment_table(tracks: pd.DataFrame, owner, index, starts, lengths) -> pd.DataFrame:
+    """The :data:`PLAN_COLUMNS` table of ``m`` segments: track positions, indices, windows."""
+    if not len(owner):
+        table = pd.DataFrame([], columns=PLAN_COLUMNS)
+        return table.astype({"segment_index": np.int32, "start_s": np.float64,
+                             "duration_s": np.float64})
+    index = np.asarray(index, np.int64)
+    sub = tracks[["track_id", "label", "group", "genre", "path"]].take(
+        np.asarray(owner, np.int64)).reset_index(drop=True)
+    columns = {
+        "segment_id": sub["track_id"] + ":" + pd.Series(index).astype(str).str.zfill(3),
+        "segment_index": index.astype(np.int32),
+        "start_s": np.asarray(starts, np.float64),
+        "duration_s": np.asarray(lengths, np.float64),
+    }
+    return pd.DataFrame({c: columns[c] if c in columns else sub[c] for c in PLAN_COLUMNS},
+                        columns=PLAN_COLUMNS)
+
+
+def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: int = 16,
+                  client=None, batch_size: int | None = None,
+                  on_probed: Callable[[int], None] | None = None) -> SegmentPlan:
     """Plan the segments of every usable track of a catalog.
 
     Parameters
@@ -167,7 +281,16 @@ def plan_segments(catalog, spec: ExtractionSpec | None = None, *,
     spec : ExtractionSpec, optional
         Window length, hop and shortest last piece.
     max_workers : int
-        Threads probing headers concurrently (I/O bound on remote stores).
+        Threads probing headers concurrently (I/O bound on remote stores);
+        with a client, per task on the workers.
+    client : distributed.Client, optional
+        Probe the headers on this cluster's workers, in batches
+        (:func:`emodist.engine.planning.probe_on_workers`): this process
+        opens no audio file.  The plan is the same as without it.
+    batch_size : int, optional
+        With a client: files per task (default: sized to the cluster).
+    on_probed : callable, optional
+        ``on_probed(n)`` after each ``n`` more headers were probed (progress).
 
     Returns
     -------
@@ -175,47 +298,22 @@ def plan_segments(catalog, spec: ExtractionSpec | None = None, *,
     """
     spec = spec or ExtractionSpec()
     tracks = catalog.usable()
+    paths = tracks["path"].tolist()
     opts = catalog.storage_options
+    if client is not None:
+        from emodist.engine.planning import probe_on_workers
 
-    def _probe(path):
-        try:
-            return probe(path, opts), None
-        except DataError as exc:
-            return None, exc.message
+        probes = probe_on_workers(client, paths=paths, storage_options=opts,
+                                  batch_size=batch_size, threads=max_workers,
+                                  on_probed=on_probed)
+    else:
+        tick = on_probed or (lambda n: None)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(tracks) or 1))) as pool:
-        infos = list(pool.map(_probe, tracks["path"]))
+        def _probe(path):
+            out = probe_outcome(path, opts)
+            tick(1)
+            return out
 
-    rows, problems, durations = [], [], {}
-    for (_, t), (info, err) in zip(tracks.iterrows(), infos):
-        if info is None:
-            problems.append((t["track_id"], t["path"], err))
-            continue
-        durations[t["track_id"]] = info.duration_s
-        windows = window_starts(
-            info.duration_s, spec.segment_seconds, spec.hop_seconds, spec.min_last_seconds
-        )
-        if not windows:
-            problems.append(
-                (t["track_id"], t["path"],
-                 f"{info.duration_s:.2f} s is shorter than the {spec.min_last:g} s minimum")
-            )
-        for i, (start, dur) in enumerate(windows):
-            rows.append(
-                {
-                    "segment_id": f"{t['track_id']}:{i:03d}",
-                    "track_id": t["track_id"],
-                    "segment_index": i,
-                    "start_s": start,
-                    "duration_s": dur,
-                    "label": t["label"],
-                    "group": t["group"],
-                    "genre": t["genre"],
-                    "path": t["path"],
-                }
-            )
-    table = pd.DataFrame(rows, columns=PLAN_COLUMNS)
-    table["segment_index"] = table["segment_index"].astype(np.int32)
-    table["start_s"] = table["start_s"].astype(np.float64)
-    table["duration_s"] = table["duration_s"].astype(np.float64)
-    return SegmentPlan(table=table, problems=problems, durations=durations)
+        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths) or 1))) as pool:
+            probes = list(pool.map(_probe, paths))
+    return build_plan(tracks=tracks, probes=probes, spec=spec)

@@ -1,8 +1,9 @@
 """The extraction driver: catalog -> segment plan -> plan -> chunk tasks on the cluster.
 
 :func:`run_extract` resolves the spec (model hashes, widths), reads the
-catalog and plans the segments from file headers, reads the store's state
-once, makes the pure :func:`emodist.engine.plan.plan`, applies its store
+catalog and plans the segments from file headers (on the workers, connected
+first, for a remote or large dataset: :mod:`emodist.engine.planning`), reads
+the store's state once, makes the pure :func:`emodist.engine.plan.plan`, applies its store
 changes (create, replace or add groups), runs the chunk tasks
 (:func:`emodist.engine.worker.extract_chunk`) through the bounded executor,
 and records failures.  Undecodable tracks are recorded and the rest
@@ -23,6 +24,7 @@ import numpy as np
 from emodist.engine import executor
 from emodist.engine.cluster import check_cluster_args, check_routing, connect, probe_cluster
 from emodist.engine.plan import ExtractionPlan, plan
+from emodist.engine.planning import plan_dataset
 from emodist.engine.worker import Job, chunk_route
 from emodist.errors import ClusterError, DataError, EmodistError, StoreError
 from emodist.progress import progress_bar
@@ -291,7 +293,6 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         chunks that failed after their retries (the store stays resumable).
     """
     from emodist.data.catalog import load_dataset
-    from emodist.data.segments import plan_segments
 
     t0 = time.perf_counter()
     runtime = runtime or Runtime()
@@ -307,43 +308,44 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                            min_class_tracks=spec.min_class_tracks,
                            min_class_share=spec.min_class_share,
                            storage_options=runtime.options("dataset"))
-    segplan = plan_segments(catalog, spec)
-    table = segplan.table
-    if len(table) == 0:
-        raise DataError(f"{dataset}: no segments to extract ({len(segplan.problems)} tracks "
-                        "unusable)")
-    with store_access(store):
+    with store_access(store):  # before planning, which may start a cluster
         state, report = (verified_state(store, opts, overwrite=overwrite)
                          if io.store_exists(store, opts) else (None, None))
-    p = plan(table, spec, state=state, votes=segment_votes(table, catalog.votes),
-             votes_mean=segment_votes(table, catalog.votes_mean),
-             attrs={"dataset": catalog.description, "label_rule": catalog.label_rule},
-             overwrite=overwrite, retry_failed=retry_failed, chunk=runtime.chunk,
-             repair=repair_regions(report) if repair and report is not None else None)
-    p.replace_store = p.replace_store or (report is not None and state is None)
-    repaired = refuse_damage(report, p, repair)
-    added = [] if p.create is not None else [
-        g.name for g in spec.groups if state is None or g.name not in state.status]
-    with store_access(store):
-        apply_plan(store, p, opts)
-    failures = io.merge_failures(p.failures, plan_failures(segplan.problems))
-    result = ExtractResult(store=store, n_segments=len(table), n_done=0, n_failed=0,
-                           resumed=p.resumed, groups_added=added, groups_replaced=list(p.drop),
-                           repaired=repaired)
-    if not p.tasks:
-        io.finish_store(store, {"failures": failures}, opts)
-        result.n_segments, result.n_done, result.n_failed = _counts(store, spec, opts)
-        result.failures, result.already_complete = failures, True
-        result.seconds = time.perf_counter() - t0
-        return result
-    job = Job(store=store, spec=spec, batch_size=runtime.batch_size,
-              dataset_options=runtime.options("dataset"), store_options=opts,
-              model_options=runtime.options("model"), device=runtime.device)
-    new_failures: list[dict] = []
-    with contextlib.ExitStack() as stack:
-        client = stack.enter_context(connect(runtime))
+    with contextlib.ExitStack() as stack:  # the client, when planning needs it first
+        segplan, client = plan_dataset(catalog, spec, runtime, dataset=dataset, stack=stack)
+        table = segplan.table
+        if len(table) == 0:
+            raise DataError(f"{dataset}: no segments to extract ({len(segplan.problems)} tracks "
+                            "unusable)")
+        p = plan(table, spec, state=state, votes=segment_votes(table, catalog.votes),
+                 votes_mean=segment_votes(table, catalog.votes_mean),
+                 attrs={"dataset": catalog.description, "label_rule": catalog.label_rule},
+                 overwrite=overwrite, retry_failed=retry_failed, chunk=runtime.chunk,
+                 repair=repair_regions(report) if repair and report is not None else None)
+        p.replace_store = p.replace_store or (report is not None and state is None)
+        repaired = refuse_damage(report, p, repair)
+        added = [] if p.create is not None else [
+            g.name for g in spec.groups if state is None or g.name not in state.status]
+        with store_access(store):
+            apply_plan(store, p, opts)
+        failures = io.merge_failures(p.failures, plan_failures(segplan.problems))
+        result = ExtractResult(store=store, n_segments=len(table), n_done=0, n_failed=0,
+                               resumed=p.resumed, groups_added=added, groups_replaced=list(p.drop),
+                               repaired=repaired)
+        if not p.tasks:
+            io.finish_store(store, {"failures": failures}, opts)
+            result.n_segments, result.n_done, result.n_failed = _counts(store, spec, opts)
+            result.failures, result.already_complete = failures, True
+            result.seconds = time.perf_counter() - t0
+            return result
+        job = Job(store=store, spec=spec, batch_size=runtime.batch_size,
+                  dataset_options=runtime.options("dataset"), store_options=opts,
+                  model_options=runtime.options("model"), device=runtime.device)
+        new_failures: list[dict] = []
+        if client is None:
+            client = stack.enter_context(connect(runtime))
+            check_routing(client, runtime)
         result.dashboard = getattr(client, "dashboard_link", None)
-        check_routing(client, runtime)
         if p.resumed:
             log.info("resuming %s: %d chunks (%d segment-group pairs) left", store,
                      len(p.tasks), p.pending)

@@ -1,0 +1,199 @@
+"""Segment planning of a large remote dataset: on the driver vs on the workers.
+
+``N`` tiny WAV files (20,000 by default, 200 with ``quick``; 1 s mono 8 kHz
+16-bit each) are uploaded in parallel to a moto S3 server
+(:func:`tests.servers.moto_server`, a separate process on 127.0.0.1) with a
+manifest CSV (``track_id,path,label,group,genre``, the layout
+:func:`emodist.data.catalog.load_manifest` reads), so the plan has one
+header to read per file.  Then :func:`emodist.data.segments.plan_segments`
+plans them, 1 s segments:
+
+- on the driver (``client=None``, today's path: a 16-thread pool here);
+- on the workers of a process-based LocalCluster of 2 one-thread workers
+  (:func:`emodist.engine.planning.probe_on_workers`: batches of at most
+  500 files per task, 16 threads per task, bounded in flight).
+
+Each measurement runs in a fresh process (so one's heap does not hide the
+next one's growth), at ``N / 4`` and at ``N`` files, and reports wall time,
+files/s and the driver process's peak RSS growth during planning (RSS
+sampled every 20 ms by a thread, minus the RSS just before planning; a
+warm-up plan of a few files first, so imports and connections are not
+counted), next to the size of the plan table itself.  The two plans must be equal.
+
+Environment: ``EMODIST_BENCH_PLAN_FILES`` (another ``N``).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+
+from benchmarks.common import machine, row
+
+#: Segment length of the plan (every file gives one segment).
+SEGMENT_S = 1.0
+LABELS = ("calmness", "joyful_activation", "tension", "nostalgia", "power", "sadness",
+          "tenderness", "solemnity")
+BUCKET = "bench-planning"
+#: Files planned once, untimed, before each measurement.
+WARMUP = 32
+
+
+def wav_bytes(seconds: float = 1.0, sr: int = 8000) -> bytes:
+    """One mono 16-bit WAV file of a quiet tone, as bytes."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * sr)) / sr
+    buf = io.BytesIO()
+    sf.write(buf, (0.1 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), sr, format="WAV",
+             subtype="PCM_16")
+    return buf.getvalue()
+
+
+def manifest_text(n: int, prefix: str) -> str:
+    """A manifest CSV of ``n`` tracks ``prefix/NNNNNN.wav``, labels round robin."""
+    lines = ["track_id,path,label,group,genre"]
+    lines += [f"t{i:06d},{prefix}/{i:06d}.wav,{LABELS[i % len(LABELS)]},g{i // 4},bench"
+              for i in range(n)]
+    return "\n".join(lines) + "\n"
+
+
+def upload(options: dict, sizes: tuple[int, ...]) -> tuple[dict, float]:
+    """``max(sizes)`` WAV files, and a manifest of the first ``k`` per size ``k``.
+
+    Returns the manifest URL of each size and the seconds the audio upload took.
+    """
+    import s3fs
+
+    fs = s3fs.S3FileSystem(**options)
+    data = wav_bytes()
+    t0 = time.perf_counter()
+    fs.pipe({f"{BUCKET}/audio/{i:06d}.wav": data for i in range(max(sizes))}, batch_size=64)
+    seconds = time.perf_counter() - t0
+    urls = {k: f"s3://{BUCKET}/manifest-{k}.csv" for k in sizes}
+    for k, url in urls.items():
+        fs.pipe(url, manifest_text(k, f"s3://{BUCKET}/audio").encode())
+    return urls, seconds
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+class RssPeak:
+    """Peak RSS of this process while the ``with`` block runs, sampled by a thread."""
+
+    def __init__(self, every_s: float = 0.02):
+        self.every_s, self.peak, self.base = every_s, 0, 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, _rss())
+
+    def __enter__(self):
+        self.base = self.peak = _rss()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
+
+
+def measure(mode: str, manifest: str, options: dict) -> dict:
+    """Plan ``manifest`` on the driver or on 2 workers (in a fresh process); figures."""
+    import contextlib
+    import dataclasses
+    import hashlib
+    import logging
+
+    from emodist.data.catalog import load_dataset
+    from emodist.data.segments import plan_segments
+    from emodist.spec import ExtractionSpec
+
+    cat = load_dataset(manifest, storage_options=options, check_audio=False)
+    spec = ExtractionSpec(segment_seconds=SEGMENT_S)
+    with contextlib.ExitStack() as stack:
+        client = None
+        if mode == "workers":
+            from distributed import Client, LocalCluster
+
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+        # warm-up on a few files: imports, connections and the first tasks are not timed
+        plan_segments(dataclasses.replace(cat, tracks=cat.tracks.iloc[:WARMUP]), spec,
+                      client=client)
+        with RssPeak() as rss:
+            t0 = time.perf_counter()
+            plan = plan_segments(cat, spec, client=client)
+            seconds = time.perf_counter() - t0
+    table = plan.table
+    digest = hashlib.sha256(table.to_csv(index=False).encode()
+                            + repr(plan.problems).encode()).hexdigest()
+    return {"seconds": seconds, "n": len(cat.usable()), "segments": len(table),
+            "problems": len(plan.problems), "growth_mib": (rss.peak - rss.base) / 2**20,
+            "table_mib": table.memory_usage(deep=True).sum() / 2**20, "digest": digest}
+
+
+def in_fresh_process(*args) -> dict:
+    """:func:`measure` in a new spawned Python process."""
+    with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
+        return pool.submit(measure, *args).result()
+
+
+def run(quick: bool = False) -> dict:
+    """Upload, then plan at N/4 and N files on the driver and on the workers."""
+    from tests.servers import make_bucket, moto_server
+
+    n = 200 if quick else int(os.environ.get("EMODIST_BENCH_PLAN_FILES", "20000"))
+    sizes = (n // 4, n)
+    rows, figures = [], {}
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, BUCKET)
+        manifests, up = upload(options, sizes)
+        rows.append(row("upload to moto", n / up, unit="files/s",
+                        note=f"{n} WAV files of 16 KB, s3fs pipe, 64 at a time"))
+        for size in sizes:
+            for mode in ("driver", "workers"):
+                figures[mode, size] = r = in_fresh_process(mode, manifests[size], options)
+                assert r["segments"] == size and r["problems"] == 0, r
+                where = ("16 threads on the driver" if mode == "driver"
+                         else "2 one-thread workers (LocalCluster), 16 threads per task")
+                rows += [
+                    row(f"plan {size} files on the {mode}: wall time", r["seconds"], unit="s",
+                        note=where),
+                    row(f"plan {size} files on the {mode}: rate", size / r["seconds"],
+                        unit="files/s"),
+                    row(f"plan {size} files on the {mode}: driver RSS growth", r["growth_mib"],
+                        unit="MiB", note=f"peak during planning minus before; the table "
+                        f"itself is {r['table_mib']:.2f} MiB"),
+                ]
+            same = figures["driver", size]["digest"] == figures["workers", size]["digest"]
+            assert same, f"worker planning of {size} files differs from driver planning"
+    big_d, big_w = figures["driver", n], figures["workers", n]
+    small_w = figures["workers", n // 4]
+    summary = (f"{n} remote WAV headers on moto (2-core machine): driver "
+               f"{big_d['seconds']:.1f} s ({n / big_d['seconds']:.0f} files/s, RSS "
+               f"+{big_d['growth_mib']:.0f} MiB), workers {big_w['seconds']:.1f} s "
+               f"({n / big_w['seconds']:.0f} files/s, driver RSS +{big_w['growth_mib']:.0f} "
+               f"MiB; +{small_w['growth_mib']:.0f} MiB at {n // 4}); plans equal")
+    return {"name": "segment planning: driver vs workers", "machine": machine(), "rows": rows,
+            "summary": summary}
+
+
+if __name__ == "__main__":
+    from benchmarks.common import main
+
+    main(run)

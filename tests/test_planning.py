@@ -1,0 +1,175 @@
+"""Segment planning split into probing and table building; planning on the workers.
+
+The table builder is checked against a plan written out by hand; planning on
+a cluster's workers (an in-process one, then real ``dask scheduler``/``dask
+worker`` processes reading a moto S3 server) must give the driver's plan,
+row for row, with every header read by a worker task.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import soundfile as sf
+
+from emodist.data.catalog import load_dataset
+from emodist.data.segments import (
+    PLAN_COLUMNS,
+    AudioInfo,
+    build_plan,
+    plan_segments,
+    probe_batch,
+)
+from emodist.engine.planning import (
+    PLAN_ON_WORKERS_TRACKS,
+    TASK_NAME,
+    batch_length,
+    batches,
+    is_remote,
+    plan_site,
+)
+from emodist.errors import EmodistError
+from emodist.spec import ExtractionSpec, Runtime
+
+SPEC = ExtractionSpec(segment_seconds=5.0)
+
+
+@pytest.fixture
+def small_manifest(tmp_path):
+    """Six tracks: four good WAVs, an unreadable file and a too-short one."""
+    sr = 8000
+    lengths = {"a": 10.0, "b": 7.5, "short": 3.0, "c": 15.2, "d": 5.0}
+    for name, seconds in lengths.items():
+        sf.write(tmp_path / f"{name}.wav", np.zeros(int(seconds * sr), np.float32), sr)
+    (tmp_path / "bad.wav").write_bytes(b"this is not audio at all" * 10)
+    order = ["a", "bad", "b", "short", "c", "d"]
+    lines = ["track_id,path,label,group,genre"] + [
+        f"{n},{n}.wav,{'calmness' if i % 2 else 'power'},g{i % 3},rock"
+        for i, n in enumerate(order)]
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    return tmp_path / "manifest.csv"
+
+
+def expected_table(root) -> pd.DataFrame:
+    """The plan of :func:`small_manifest` with 5 s windows, written out by hand."""
+    rows = [("a", 0, 0.0, "power", "g0"), ("a", 1, 5.0, "power", "g0"),
+            ("b", 0, 0.0, "power", "g2"),
+            ("c", 0, 0.0, "power", "g1"), ("c", 1, 5.0, "power", "g1"),
+            ("c", 2, 10.0, "power", "g1"),
+            ("d", 0, 0.0, "calmness", "g2")]
+    return pd.DataFrame(
+        {"segment_id": [f"{t}:{i:03d}" for t, i, *_ in rows],
+         "track_id": [r[0] for r in rows],
+         "segment_index": np.array([r[1] for r in rows], np.int32),
+         "start_s": [r[2] for r in rows], "duration_s": 5.0,
+         "label": [r[3] for r in rows], "group": [r[4] for r in rows], "genre": "rock",
+         "path": [str(root / f"{r[0]}.wav") for r in rows]}, columns=PLAN_COLUMNS)
+
+
+def assert_same_plan(got, want) -> None:
+    pd.testing.assert_frame_equal(got.table, want.table)
+    assert got.problems == want.problems
+    assert got.durations == want.durations
+
+
+# ------------------------------------------------------------- pure builder
+
+
+def test_build_plan_gives_the_plan_written_by_hand(small_manifest):
+    cat = load_dataset(str(small_manifest))
+    tracks = cat.usable()
+    probes = probe_batch(tracks["path"], max_workers=3)
+    assert [err is None for _, err in probes] == [True, False, True, True, True, True]
+    assert probes[0] == (AudioInfo(10.0, 8000, 1), None)
+    got = build_plan(tracks=tracks, probes=probes, spec=SPEC)
+    pd.testing.assert_frame_equal(got.table, expected_table(small_manifest.parent))
+    root = small_manifest.parent
+    assert [(t, p) for t, p, _ in got.problems] == [("bad", str(root / "bad.wav")),
+                                                     ("short", str(root / "short.wav"))]
+    assert "bad.wav: not readable audio" in got.problems[0][2]
+    assert got.problems[1][2] == "3.00 s is shorter than the 5 s minimum"
+    assert got.durations == {"a": 10.0, "b": 7.5, "short": 3.0, "c": 15.2, "d": 5.0}
+    # the driver's plan_segments is the same function of the same probes
+    assert_same_plan(plan_segments(cat, SPEC), got)
+    with pytest.raises(ValueError, match="5 probe results for 6 tracks"):
+        build_plan(tracks=tracks, probes=probes[:5], spec=SPEC)
+
+
+def test_build_plan_of_no_tracks_is_an_empty_typed_table(small_manifest):
+    tracks = load_dataset(str(small_manifest)).usable().iloc[:0]
+    got = build_plan(tracks=tracks, probes=[], spec=SPEC)
+    assert list(got.table.columns) == PLAN_COLUMNS and len(got) == 0
+    assert got.table["segment_index"].dtype == np.int32
+    assert probe_batch([]) == []
+
+
+def test_plan_site_batches_and_the_plan_on_option():
+    local = ["/data/a.mp3", "/data/b.mp3"]
+    assert plan_site(dataset="/data", paths=local) == "driver"
+    assert plan_site(dataset="s3://bucket/emotify", paths=["s3://bucket/a.mp3"]) == "workers"
+    assert plan_site(dataset="/data/m.csv", paths=["/data/a.mp3", "gs://b/x.mp3"]) == "workers"
+    big = [f"/d/{i}.wav" for i in range(PLAN_ON_WORKERS_TRACKS + 1)]
+    assert plan_site(dataset="/d", paths=big) == "workers"
+    assert plan_site(dataset="/d", paths=big[:-1]) == "driver"
+    assert plan_site(dataset="s3://b/e", paths=[]) == "driver"
+    assert plan_site(dataset="s3://b/e", paths=["s3://b/x"], plan_on="driver") == "driver"
+    assert plan_site(dataset="/d", paths=local, plan_on="workers") == "workers"
+    assert not is_remote("file:///data/a.mp3") and is_remote("s3://b/a.mp3")
+    assert batch_length(n_paths=100_000, n_threads=16) == 500
+    assert batch_length(n_paths=10, n_threads=2) == 2 and batch_length(n_paths=0, n_threads=0) == 1
+    assert [s for s, _ in batches(big[:7], 3)] == [0, 3, 6]
+    assert [p for _, b in batches(big[:7], 3) for p in b] == big[:7]
+    assert Runtime().plan_on == "auto"
+    with pytest.raises(EmodistError, match="unknown planning site 'gpu'; use auto, driver or "
+                                           "workers") as e:
+        Runtime(plan_on="gpu")
+    assert e.value.param == "plan_on"
+
+
+# ------------------------------------------------------------ on the workers
+
+
+def header_tasks(stream) -> list[dict]:
+    """The header tasks a :func:`distributed.get_task_stream` recorded."""
+    return [t for t in stream.data if t["key"].startswith(TASK_NAME)]
+
+
+def test_worker_planning_equals_driver_planning_in_order(small_manifest):
+    from distributed import Client, LocalCluster, get_task_stream
+
+    cat = load_dataset(str(small_manifest))
+    want = plan_segments(cat, SPEC)
+    seen = []
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        with get_task_stream(client) as stream:
+            got = plan_segments(cat, SPEC, client=client, batch_size=2, on_probed=seen.append)
+        tasks = header_tasks(stream)
+    assert_same_plan(got, want)
+    assert sorted(seen) == [2, 2, 2] and len(tasks) == 3
+
+
+@pytest.mark.cluster
+@pytest.mark.s3
+def test_worker_planning_of_an_s3_dataset_reads_every_header_on_a_worker(small_manifest):
+    """Real `dask worker` processes plan a dataset on a moto server: the driver's plan."""
+    from distributed import Client, get_task_stream
+
+    from tests.servers import dask_cluster, make_bucket, moto_server, upload_tree
+
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "audio")
+        upload_tree(options, small_manifest.parent, "s3://audio/set")
+        cat = load_dataset("s3://audio/set/manifest.csv", storage_options=options)
+        assert all(p.startswith("s3://audio/set/") for p in cat.usable()["path"])
+        want = plan_segments(cat, SPEC)
+        assert len(want) == 7 and [t for t, _, _ in want.problems] == ["bad", "short"]
+        with dask_cluster(n_workers=2, nthreads=1, memory_limit="1GiB") as (address, _), \
+                Client(address) as client:
+            with get_task_stream(client) as stream:
+                got = plan_segments(cat, SPEC, client=client, batch_size=2)
+            tasks = header_tasks(stream)
+            workers = set(client.scheduler_info()["workers"])
+    assert_same_plan(got, want)
+    assert len(tasks) == 3 and workers and all(t["worker"] in workers for t in tasks)
