@@ -69,11 +69,19 @@ class WideInputPCA(TransformerMixin, BaseEstimator):
 
     def fit(self, X, y=None):
         """Fit the components on ``X`` when it is wider than ``max_columns``."""
+        self.fit_transform(X)
+        return self
+
+    def fit_transform(self, X, y=None):
+        """:meth:`fit`, then the training rows' components (as a pipeline of ``PCA`` gives them)."""
         X = np.asarray(X)
         self.n_features_in_ = X.shape[1]
         width = reduced_width(X.shape[0], X.shape[1], self.max_columns, self.n_components)
-        self.pca_ = None if width == X.shape[1] else PCA(width, svd_solver="full").fit(X)
-        return self
+        if width == X.shape[1]:
+            self.pca_ = None
+            return X
+        self.pca_ = PCA(width, svd_solver="full")
+        return self.pca_.fit_transform(X)
 
     def transform(self, X):
         """``X`` projected on the components, or ``X`` itself for a narrow input."""
