@@ -193,3 +193,34 @@ def test_module_entry_point_lists_benchmarks():
                           text=True, check=False, timeout=60)
     assert proc.returncode == 0
     assert BENCHES and proc.stdout.split() == list(BENCHES)
+
+
+def _report(rows, folds=(0, 1, 0, 1)):
+    return {"folds": {"fold": list(folds)},
+            "results": [{"features": f, "classifier": c, "balance": b, "params": p,
+                         "predictions": pred,
+                         "segment": {"accuracy": {"mean": acc}, "balanced_accuracy": {"mean": acc / 2}}}
+                        for f, c, b, p, pred, acc in rows]}
+
+
+def test_evaluate_benchmark_compares_predictions_and_lists_changed_presets():
+    from benchmarks.bench_evaluate import changed_table, compare_reports, evaluate_command
+
+    base = _report([("hc", "svm", "none", {"C": 1}, ["a", "b", "a", "b"], 0.5),
+                    ("hc", "hgb", "none", {"it": 100}, ["a", "a", "a", "b"], 0.75),
+                    ("hc", "knn", "none", {"k": 10}, ["b", "b", "a", "b"], 0.25)])
+    new = _report([("hc", "svm", "none", {"C": 1}, ["a", "b", "a", "b"], 0.5),
+                   ("hc", "hgb", "none", {"it": 100, "wide": "pca"}, ["a", "b", "a", "b"], 1.0),
+                   ("hc", "knn", "none", {"k": 10}, ["b", "a", "a", "b"], 0.5)])
+    rows = {r["classifier"]: r for r in compare_reports(base, new)}
+    assert rows["svm"]["identical"] and not rows["svm"]["changed"]
+    assert rows["hgb"]["changed"] and not rows["hgb"]["identical"]
+    assert rows["hgb"]["accuracy"] == (0.75, 1.0) and rows["hgb"]["balanced_accuracy"] == (0.375, 0.5)
+    assert not rows["knn"]["changed"] and not rows["knn"]["identical"]
+    table = changed_table(list(rows.values())).splitlines()
+    assert len(table) == 4 and "| hc | hgb | none | no | 0.750 | 1.000 |" in table[2]
+    with pytest.raises(ValueError, match="different folds"):
+        compare_reports(base, _report([], folds=(1, 0, 0, 1)))
+    cmd = evaluate_command("s.zarr", ["hc", "deep"], ["all"], "out", 2)
+    assert cmd[cmd.index("--features") + 1:cmd.index("--classifiers")] == ["hc", "deep"]
+    assert cmd[cmd.index("--jobs") + 1] == "2" and cmd[-1] == "out"

@@ -14,8 +14,9 @@ consolidated store and goes past it:
 * each (feature set, classifier, balance, fold) fit is an independent task
   (:mod:`emodist.learn.fits`) run by
   :func:`emodist.engine.executor.run_all` with :mod:`joblib` or on a Dask
-  cluster; each task is seeded, so the results do not depend on where or in
-  which order it runs;
+  cluster, every feature set's fits together, the longest first
+  (:mod:`emodist.learn.schedule`); each task is seeded, so the results do
+  not depend on where or in which order it runs;
 * metrics are computed from the out-of-fold predictions at segment level and
   at track level (majority vote over a track's segments,
   :mod:`emodist.learn.scoring`; and, for presets with probabilities, the
@@ -31,7 +32,8 @@ distribution of each segment (:mod:`emodist.learn.distribution`).
 
 Module layout, imports one way (no module imports one below it):
 :mod:`~emodist.learn.params`, :mod:`~emodist.learn.estimators`,
-:mod:`~emodist.learn.scoring`, :mod:`~emodist.learn.factors` <-
+:mod:`~emodist.learn.reduce`, :mod:`~emodist.learn.scoring`,
+:mod:`~emodist.learn.factors` <- :mod:`~emodist.learn.schedule`,
 :mod:`~emodist.learn.metrics`, :mod:`~emodist.learn.cv` <-
 :mod:`~emodist.learn.soft`, :mod:`~emodist.learn.imbalance`,
 :mod:`~emodist.learn.tuning` <- :mod:`~emodist.learn.presets` <-

@@ -11,6 +11,7 @@ and groups reach the presets that need them (:attr:`Preset.fit_params
 
 from __future__ import annotations
 
+import time
 import warnings
 from dataclasses import dataclass
 
@@ -141,3 +142,30 @@ def fit_predict_or_failure(**kwargs):
     except (ValueError, np.linalg.LinAlgError) as exc:
         text = str(exc).strip().splitlines()
         return FitFailure(f"{type(exc).__name__}: {text[0] if text else ''}")
+
+
+def fit_on_set(Xs, x_index: int, **kwargs):
+    """:func:`fit_predict_or_failure` on the feature set ``Xs[x_index]``, and its seconds.
+
+    The task of an evaluation that sends every feature set's fits to the
+    executor at once (:mod:`emodist.learn.schedule`).
+
+    Parameters
+    ----------
+    Xs : sequence of numpy.ndarray
+        The matrix of every feature set (shared by all tasks).
+    x_index : int
+        Position of this fit's feature set in ``Xs``.
+    **kwargs
+        The other arguments of :func:`fit_predict_proba`.
+
+    Returns
+    -------
+    result : tuple or FitFailure
+        What :func:`fit_predict_or_failure` returns.
+    seconds : float
+        Wall seconds of the fit.
+    """
+    t0 = time.perf_counter()
+    result = fit_predict_or_failure(X=Xs[x_index], **kwargs)
+    return result, time.perf_counter() - t0

@@ -6,10 +6,11 @@ app's default hyper-parameters, so a MATLAB user recognises the names
 (``"Bagged Trees"``, ``"Cubic SVM"``, ``"Fine KNN"`` ...).  Two presets go
 beyond the app: logistic regression and histogram gradient boosting.
 
-Every preset is built by :func:`make_pipeline` as a
-:class:`sklearn.pipeline.Pipeline` whose first step standardises the
-features (MATLAB standardises SVM and KNN inputs by default; trees are
-unaffected), so every preprocessing step is fit on the training folds only.
+Every preset is a :class:`sklearn.pipeline.Pipeline` (:func:`make_pipeline`)
+whose first step standardises the features (as MATLAB does for SVM and KNN;
+trees are unaffected); boosted trees get the leading principal components of
+inputs wider than 512 columns (:mod:`emodist.learn.reduce`).  Every step is
+fit on the training folds only.
 
 Kernel scales follow MATLAB: a Gaussian SVM with kernel scale ``s`` uses
 ``exp(-||x - y||^2 / s^2)``; the app's fine / medium / coarse presets use
@@ -25,9 +26,8 @@ or bag class-balanced samples.  A preset's ``fit_params`` names what its
 fit needs besides ``X, y``: ``soft`` (the vote shares of the kept classes)
 and ``groups`` (the training rows' groups, for a grouped inner CV).
 
-The distribution presets (``target="distribution"``) are here too:
-multi-output regressors of the vote distribution, and soft-label logistic
-regression read through its probabilities.
+The distribution presets (``target="distribution"``) are here too: vote
+distribution regressors, soft-label logistic regression's probabilities.
 """
 
 from __future__ import annotations
@@ -62,12 +62,9 @@ from emodist.learn.estimators import (
 )
 from emodist.learn.imbalance import BalancedBaggingClassifier, PriorShiftClassifier
 from emodist.learn.params import ParameterError
+from emodist.learn.reduce import WIDE_PARAMS, WideInputPCA
 from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression
 from emodist.learn.tuning import InFoldSoftLogisticRegression
-
-# --------------------------------------------------------------------------
-# The presets.
-# --------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -95,6 +92,9 @@ class Preset:
     track_mean : bool
         Distribution presets: a test segment's prediction is the mean over
         its track's test segments.
+    reduce : bool
+        Wide inputs reach the model as their leading principal components
+        (:class:`~emodist.learn.reduce.WideInputPCA`); narrow ones unchanged.
     """
 
     name: str
@@ -105,6 +105,7 @@ class Preset:
     note: str = ""
     fit_params: tuple[str, ...] = ()
     track_mean: bool = False
+    reduce: bool = False
 
 
 def _key(name: str) -> str:
@@ -164,10 +165,10 @@ _PRESET_LIST = [
                                              "max_splits": "n - 1"},
            lambda seed: RandomForestClassifier(n_estimators=30, random_state=seed, n_jobs=1)),
     Preset("Boosted Trees", "", "Ensemble", {"method": "AdaBoost (SAMME)", "learners": 30,
-                                              "learning_rate": 0.1, "max_splits": 20},
+                                              "learning_rate": 0.1, "max_splits": 20, **WIDE_PARAMS},
            lambda seed: AdaBoostClassifier(
                estimator=DecisionTreeClassifier(max_leaf_nodes=21), n_estimators=30,
-               learning_rate=0.1, random_state=seed)),
+               learning_rate=0.1, random_state=seed), reduce=True),
     Preset("RUSBoosted Trees", "", "Ensemble", {"method": "RUSBoost", "learners": 30,
                                                  "learning_rate": 0.1, "max_splits": 20},
            lambda seed: RUSBoostClassifier(n_estimators=30, learning_rate=0.1,
@@ -185,9 +186,9 @@ _PRESET_LIST = [
            lambda seed: LogisticRegression(C=1.0, max_iter=2000)),
     Preset("Histogram Gradient Boosting", "", "Other", {"max_iter": 100, "learning_rate": 0.1,
                                                          "max_leaf_nodes": 31,
-                                                         "early_stopping": False},
+                                                         "early_stopping": False, **WIDE_PARAMS},
            lambda seed: HistGradientBoostingClassifier(max_iter=100, early_stopping=False,
-                                                       random_state=seed)),
+                                                       random_state=seed), reduce=True),
 ]
 
 def _lr(seed):
@@ -312,11 +313,13 @@ def make_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
     Returns
     -------
     sklearn.pipeline.Pipeline
-        Steps ``scale`` (:class:`~sklearn.preprocessing.StandardScaler`) and
-        ``model``.
+        Steps ``scale`` (:class:`~sklearn.preprocessing.StandardScaler`),
+        ``reduce`` (:class:`~emodist.learn.reduce.WideInputPCA`, presets
+        with ``reduce``), ``model``.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
-    return Pipeline([("scale", StandardScaler()), ("model", p.build(seed))])
+    reduce = [("reduce", WideInputPCA())] if p.reduce else []
+    return Pipeline([("scale", StandardScaler()), *reduce, ("model", p.build(seed))])
 
 
 def describe_presets() -> list[dict[str, Any]]:

@@ -23,8 +23,9 @@ from emodist.learn.distribution import (
     fit_predict_distribution,
     train_mean_baseline,
 )
-from emodist.learn.fits import FitFailure, fit_predict_or_failure
+from emodist.learn.fits import FitFailure, fit_on_set
 from emodist.learn.metrics import track_mean_proba
+from emodist.learn.schedule import fit_cost, in_task_order, longest_first
 from emodist.learn.scoring import baseline_rates, classification_metrics, track_level
 
 log = logging.getLogger("emodist.learn.evaluate")
@@ -81,11 +82,28 @@ def _class_tasks(data, folds, presets, modes):
     return tasks, skipped
 
 
+def _run_class_tasks(data, tasks, common, seed, client, n_jobs, bar):
+    """Run every fit of ``tasks`` at once, longest first; ``(result, seconds)`` per task."""
+    names = [fs.name for fs in data.sets]
+    n_train = len(data.y) * (1 - 1 / max(1, int(common["folds"].max()) + 1))
+    costs = [fit_cost(t["preset"].key, n_train, data.X[t["fs"]].shape[1], reduce=t["preset"].reduce,
+                      beyond=t["preset"].key in clf.BEYOND_PRESETS) for t in tasks]
+    order = longest_first(costs)
+    run = [{"x_index": names.index(tasks[i]["fs"]), "fold": tasks[i]["fold"],
+            "preset_key": tasks[i]["preset"].key, "seed": seed,
+            "weights": tasks[i]["mode"] == "weights"} for i in order]
+    out = run_all(fit_on_set, {"Xs": [data.X[n] for n in names], **common}, run,
+                  client=client, n_jobs=n_jobs, on_done=bar.tick)
+    return in_task_order(order, out)
+
+
 def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, progress):
     """Fit and score every class preset; ``(results, skipped, baselines)``.
 
     ``groups`` is the grouping of the folds; presets with a grouped inner
-    cross-validation get the training rows' groups.
+    cross-validation get the training rows' groups.  The fits of every
+    feature set run together, longest first (:mod:`emodist.learn.schedule`);
+    a result's ``seconds`` is the sum of its fits' wall seconds.
     """
     classes = data.classes
     tasks, skipped = _class_tasks(data, folds, presets, modes)
@@ -94,17 +112,14 @@ def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, pro
     outs: dict[tuple, dict] = {}
     failed: set[tuple] = set()
     bar = FitProgress(progress, len(tasks))
+    t0 = time.perf_counter()
+    done = _run_class_tasks(data, tasks, common, seed, client, n_jobs, bar) if tasks else []
+    log.info("evaluated %d fits in %.1f s (longest first)", len(tasks), time.perf_counter() - t0)
     for fs in data.sets:
-        group = [t for t in tasks if t["fs"] == fs.name]
+        group = [(t, res, sec) for t, (res, sec) in zip(tasks, done) if t["fs"] == fs.name]
         if not group:
             continue
-        t0 = time.perf_counter()
-        out = run_all(fit_predict_or_failure, {"X": data.X[fs.name], **common},
-                      [{"fold": t["fold"], "preset_key": t["preset"].key, "seed": seed,
-                        "weights": t["mode"] == "weights"} for t in group],
-                      client=client, n_jobs=n_jobs, on_done=bar.tick)
-        per_task = (time.perf_counter() - t0) / len(group)
-        for t, res in zip(group, out):
+        for t, res, sec in group:
             key = (fs.name, t["preset"].key, t["mode"])
             if isinstance(res, FitFailure):
                 failed.add(key)
@@ -116,12 +131,13 @@ def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, pro
                                          "has_proba": True, "seconds": 0.0})
             pred, proba = res
             slot["pred"][folds == t["fold"]] = pred
-            slot["seconds"] += per_task
+            slot["seconds"] += sec
             if proba is None:
                 slot["has_proba"] = False
             else:
                 slot["proba"][folds == t["fold"]] = proba
-        log.info("evaluated %d fits on %s features in %.1f s", len(group), fs.name, time.perf_counter() - t0)
+        log.info("evaluated %d fits on %s features (%.1f s of fitting)", len(group), fs.name,
+                 sum(sec for _, _, sec in group))
     bar.close()
     t_true, _, t_folds = track_level(data.y, data.y, folds, data.track_id, classes)
     first = list(dict.fromkeys(data.track_id))
