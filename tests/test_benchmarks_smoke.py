@@ -30,9 +30,12 @@ from benchmarks.__main__ import (
 )
 
 BENCHES = discover()
+#: Benchmarks that start a moto S3 server (marked ``s3``, like the other tests that need one).
+S3_BENCHES = {"planning"}
 
 
-@pytest.mark.parametrize("name", sorted(BENCHES))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.s3) if n in S3_BENCHES else n
+                                  for n in sorted(BENCHES)])
 def test_benchmark_quick_run_has_the_documented_shape(name):
     outcome = run_one(BENCHES[name], quick=True, timeout=420, capture=True)
     assert outcome["status"] == "ok", f"{outcome['error']}\n{outcome['output'][-2000:]}"

@@ -67,9 +67,16 @@ def expected_table(root) -> pd.DataFrame:
          "path": [str(root / f"{r[0]}.wav") for r in rows]}, columns=PLAN_COLUMNS)
 
 
+def _problem(track: str, path: str, message: str) -> tuple[str, str, str]:
+    # the file and what is wrong with it; libsndfile's own reason in brackets is left out:
+    # its error string is global, and older soundfile releases read it garbled when
+    # several threads fail at once ("Garbled error message from libsndfile")
+    return track, path, message.split(" (")[0]
+
+
 def assert_same_plan(got, want) -> None:
     pd.testing.assert_frame_equal(got.table, want.table)
-    assert got.problems == want.problems
+    assert [_problem(*p) for p in got.problems] == [_problem(*p) for p in want.problems]
     assert got.durations == want.durations
 
 
