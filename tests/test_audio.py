@@ -35,6 +35,43 @@ def test_to_mono_averages_channels():
         audio.to_mono(np.zeros((2, 2, 2)))
 
 
+@pytest.mark.parametrize("channels", [2, 3, 6, 7, 8, 9])
+def test_to_mono_gives_numpy_mean_bit_for_bit(channels):
+    """The column sum keeps ndarray.mean's bits, signed zeros and non-finite values included."""
+    rng = np.random.default_rng(channels)
+    y = rng.standard_normal((5000, channels)).astype(np.float32)
+    y[:50] = -0.0
+    y[50:60, 0] = np.inf
+    y[60:70, 1] = np.nan
+    y[70:80] = np.float32(1e-45) * rng.choice([-1, 1], size=(10, channels))
+    y[80:90] = np.float32(3e38)
+    want = y.mean(axis=1)
+    got = audio.to_mono(y)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
+def test_local_files_decode_as_through_a_file_object(tmp_path, stereo_wav):
+    """A local file (read by libsndfile from its descriptor) gives what fsspec's file object gives."""
+    import fsspec
+
+    path = stereo_wav[0]
+    mp3 = tmp_path / "tone.mp3"
+    sf.write(mp3, stereo_wav[1], stereo_wav[2], format="MP3")
+    memory = fsspec.filesystem("memory")
+    for p in (path, mp3):
+        memory.pipe(f"/decode/{p.name}", p.read_bytes())
+        local = audio.load_track(str(p), 22050)
+        through_object = audio.load_track(f"memory://decode/{p.name}", 22050)
+        np.testing.assert_array_equal(local, through_object)
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF....WAVEfmt " + bytes(64))
+    with pytest.raises(DataError) as err:
+        audio.load_track(str(corrupt), 22050)
+    assert str(err.value).startswith(f"{corrupt}: cannot decode audio (")
+    assert "Error opening" not in str(err.value) and "<" not in str(err.value)
+
+
 def test_resample_length_and_identity():
     y = _tone(440, 48000, 1.0)
     out = audio.resample(y, 48000, 22050)
