@@ -19,6 +19,9 @@ files/s and the driver process's peak RSS growth during planning (RSS
 sampled every 20 ms by a thread, minus the RSS just before planning; a
 warm-up plan of a few files first, so imports and connections are not
 counted), next to the size of the plan table itself.  The two plans must be equal.
+Before that, the catalog's audio check of the manifest, each in a fresh
+process: one ``exists`` per file (what it did before) against the listing of
+each folder once that :func:`emodist.data.catalog.paths_exist` does.
 
 Environment: ``EMODIST_BENCH_PLAN_FILES`` (another ``N``).
 """
@@ -147,10 +150,32 @@ def measure(mode: str, manifest: str, options: dict) -> dict:
             "table_mib": table.memory_usage(deep=True).sum() / 2**20, "digest": digest}
 
 
-def in_fresh_process(*args) -> dict:
-    """:func:`measure` in a new spawned Python process."""
+def catalog_check(manifest: str, options: dict, lookups: bool) -> dict:
+    """Load ``manifest`` with its audio check (a fresh process: no listing cache).
+
+    ``lookups=False``: :func:`emodist.data.catalog.load_dataset` as it is
+    (one listing per folder); ``True``: the same catalog without the check,
+    then one ``exists`` per file, what the check did before.
+    """
+    import s3fs
+
+    from emodist.data.catalog import load_dataset
+
+    t0 = time.perf_counter()
+    if lookups:
+        cat = load_dataset(manifest, storage_options=options, check_audio=False)
+        fs = s3fs.S3FileSystem(**options)
+        found = sum(bool(fs.exists(p)) for p in cat.tracks["path"])
+    else:
+        cat = load_dataset(manifest, storage_options=options)
+        found = int(cat.tracks["has_audio"].sum())
+    return {"seconds": time.perf_counter() - t0, "n": len(cat.tracks), "found": found}
+
+
+def in_fresh_process(*args, fn=measure) -> dict:
+    """``fn(*args)`` (default :func:`measure`) in a new spawned Python process."""
     with ProcessPoolExecutor(1, mp_context=get_context("spawn")) as pool:
-        return pool.submit(measure, *args).result()
+        return pool.submit(fn, *args).result()
 
 
 def run(quick: bool = False) -> dict:
@@ -165,6 +190,14 @@ def run(quick: bool = False) -> dict:
         manifests, up = upload(options, sizes)
         rows.append(row("upload to moto", n / up, unit="files/s",
                         note=f"{n} WAV files of 16 KB, s3fs pipe, 64 at a time"))
+        checks = {}
+        for size, lookups in ((sizes[0], True), (sizes[0], False), (n, False)):
+            checks[size, lookups] = c = in_fresh_process(manifests[size], options, lookups,
+                                                         fn=catalog_check)
+            assert c["found"] == c["n"] == size, c
+            how = "one exists per file (before)" if lookups else "one listing per folder"
+            rows.append(row(f"catalog of {size} files with the audio check, {how}",
+                            c["seconds"], unit="s", note=f"{size / c['seconds']:.0f} files/s"))
         for size in sizes:
             for mode in ("driver", "workers"):
                 figures[mode, size] = r = in_fresh_process(mode, manifests[size], options)
@@ -188,7 +221,9 @@ def run(quick: bool = False) -> dict:
                f"{big_d['seconds']:.1f} s ({n / big_d['seconds']:.0f} files/s, RSS "
                f"+{big_d['growth_mib']:.0f} MiB), workers {big_w['seconds']:.1f} s "
                f"({n / big_w['seconds']:.0f} files/s, driver RSS +{big_w['growth_mib']:.0f} "
-               f"MiB; +{small_w['growth_mib']:.0f} MiB at {n // 4}); plans equal")
+               f"MiB; +{small_w['growth_mib']:.0f} MiB at {n // 4}); plans equal; audio check of "
+               f"{n // 4} files: {checks[n // 4, True]['seconds']:.1f} s with a lookup per "
+               f"file, {checks[n // 4, False]['seconds']:.2f} s listing the folder")
     return {"name": "segment planning: driver vs workers", "machine": machine(), "rows": rows,
             "summary": summary}
 

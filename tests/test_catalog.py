@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emodist.data.catalog import load_dataset
+from emodist.data.catalog import load_dataset, paths_exist
 from emodist.data.labels import GEMS, dominant_emotion, drop_small_classes, listener_distribution
 from emodist.errors import DataError
 
@@ -141,3 +141,49 @@ def test_folder_per_label(tmp_path, demo_dataset):
 def test_missing_dataset_is_one_line_error(tmp_path):
     with pytest.raises(DataError, match="no such dataset"):
         load_dataset(str(tmp_path / "nope"))
+
+
+def test_paths_exist_lists_each_folder_once_locally(tmp_path):
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    for name in ("a/x.wav", "a/y.wav", "a/b/z.wav"):
+        (tmp_path / name).write_bytes(b"")
+    paths = [str(tmp_path / p) for p in ("a/x.wav", "a/b/../y.wav", "a/b/z.wav", "a/b/gone.wav",
+                                         "nowhere/q.wav", "a/x.wav/under-a-file.wav")]
+    assert paths_exist(paths) == [True, True, True, False, False, False]
+
+
+@pytest.mark.s3
+def test_manifest_on_s3_lists_each_prefix_once_instead_of_a_lookup_per_file(tmp_path,
+                                                                          monkeypatch):
+    """A remote manifest's audio check costs one listing per folder, same answer as lookups."""
+    import s3fs
+
+    from tests.servers import make_bucket, moto_server, upload_tree
+
+    for folder in ("one", "two"):
+        (tmp_path / folder).mkdir()
+        for i in range(6):
+            (tmp_path / folder / f"{i}.wav").write_bytes(b"RIFF")
+    lines = ["path,label"] + [f"{f}/{i}.wav,{'calmness' if i % 2 else 'power'}"
+                              for f in ("one", "two") for i in range(6)]
+    lines += ["one/missing.wav,power", "three/9.wav,calmness"]
+    (tmp_path / "manifest.csv").write_text("\n".join(lines) + "\n")
+    calls = {"_ls": 0, "_exists": 0, "_info": 0}
+    for name in calls:
+        real = getattr(s3fs.S3FileSystem, name)
+
+        async def counted(self, *a, _real=real, _name=name, **k):
+            calls[_name] += 1
+            return await _real(self, *a, **k)
+        monkeypatch.setattr(s3fs.S3FileSystem, name, counted)
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "audio")
+        upload_tree(options, tmp_path, "s3://audio/set")
+        for name in calls:
+            calls[name] = 0
+        cat = load_dataset("s3://audio/set/manifest.csv", storage_options=options)
+    assert sorted(cat.missing_audio) == ["one/missing.wav", "three/9.wav"]
+    assert len(cat.usable()) == 12
+    # 14 paths in three folders: three listings, no lookup per file (the manifest
+    # itself is opened with an info call or two)
+    assert calls["_ls"] == 3 and calls["_exists"] == 0 and calls["_info"] <= 2, calls
