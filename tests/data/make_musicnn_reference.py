@@ -10,6 +10,11 @@ two built models::
     python tests/data/make_musicnn_reference.py musicnn_tf.npz tests/data/musicnn_reference.npz \\
         --compare mtt=musicnn_mtt.onnx msd=musicnn_msd.onnx --emotify ../shared/data/emotify
 
+and with ``--wheel musicnn-0.1.0-py3-none-any.whl`` also each side's distance
+from the exact network (the float64 transcription of ``models.py`` in
+``tests/test_musicnn.py``, run with the checkpoint's weights): TensorFlow's
+fp32 graph vs float64 and the ONNX graph vs float64.
+
 Per segment ``s`` (``seg0``, ``seg1``) the file keeps ``s/path`` (relative
 to the Emotify root), ``s/start_s``, ``s/duration_s``, ``s/n_patches``; per
 variant ``v`` (``mtt``, ``msd``) the mean over the segment's patches of
@@ -48,12 +53,27 @@ def summarise(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return out
 
 
+def _float64(variant: str, wheel: str, patches: np.ndarray) -> dict[str, np.ndarray]:
+    """The network on ``patches`` in float64 (``tests.test_musicnn.numpy_musicnn``), stacked."""
+    from pathlib import Path
+
+    from emodist.models.musicnn import load_weights
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+    from tests.test_musicnn import numpy_musicnn
+
+    weights = load_weights(variant, wheel)
+    each = [numpy_musicnn(weights, p) for p in patches]
+    return {k: np.stack([e[k] for e in each]) for k in each[0]}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("tf_npz")
     ap.add_argument("out_npz")
     ap.add_argument("--compare", nargs="*", default=[])
     ap.add_argument("--emotify")
+    ap.add_argument("--wheel", help="musicnn wheel: also compare both sides with float64")
     args = ap.parse_args(argv)
     tf = np.load(args.tf_npz)
     arrays = {"projection_seed": np.int64(PROJECTION_SEED), "tf_version": tf["tf_version"]}
@@ -89,10 +109,15 @@ def main(argv=None) -> int:
             print("; ".join(line))
             for v, path in models.items():
                 outs = run_model(path, ref_patches, threads=1)
+                exact = _float64(v, args.wheel, ref_patches) if args.wheel else None
                 diffs = []
                 for k, val in outs.items():
                     ref = tf[f"{s}/{VARIANTS[v]}/{k}"]
-                    diffs.append(f"{k} {np.abs(val - ref).max():.2e} (max |value| {np.abs(ref).max():.3g})")
+                    text = f"{k} {np.abs(val - ref).max():.2e} (max |value| {np.abs(ref).max():.3g}"
+                    if exact is not None:
+                        text += (f"; vs float64: TensorFlow {np.abs(ref - exact[k]).max():.2e}, "
+                                 f"ONNX {np.abs(val - exact[k]).max():.2e}")
+                    diffs.append(text + ")")
                 print(f"  {v}: " + ", ".join(diffs))
     return 0
 
