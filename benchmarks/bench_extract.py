@@ -47,10 +47,11 @@ def _warm_worker(spec) -> float:
     from emodist.features import Segment, WorkerContext
 
     t0 = time.perf_counter()
-    y = np.random.default_rng(0).standard_normal(int(spec.sr * 2)).astype(np.float32)
+    seconds = 4.0  # at least one MusiCNN patch (3 s)
+    y = np.random.default_rng(0).standard_normal(int(spec.sr * seconds)).astype(np.float32)
     rates = {spec.sr} | {g.input().sr for g in spec.groups if g.input().sr}
     tracks = {r: y if r == spec.sr else y[: int(len(y) * r / spec.sr)] for r in rates}
-    seg = Segment(tracks, 0.0, 2.0, sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop_length)
+    seg = Segment(tracks, 0.0, seconds, sr=spec.sr, n_fft=spec.n_fft, hop_length=spec.hop_length)
     for g in spec.groups:
         g.finish([g.prepare(seg)], WorkerContext(batch_size=1))
     return time.perf_counter() - t0
