@@ -262,7 +262,7 @@ def stream_fit_predict(ds, chosen, rows: StreamRows, *, weights: bool, seed: int
     return pred, proba
 
 
-def _chosen(ds, index, fs) -> dict:
+def _chosen(index, fs) -> dict:
     position = {var: {n: i for i, n in enumerate(cols)} for var, cols in index.feature_names.items()}
     return {g: [position[g][n] for n in names] for g, names in fs.columns}
 
@@ -335,7 +335,7 @@ def stream_evaluate(store, *, features=None, folds: int = 5, seed: int = 0, bala
             "stream", total=n_blocks * (epochs + 2) * len(modes))
         tick = None if bar is None else (lambda: bar.update(task, advance=1))
         for fs in sets:
-            chosen = _chosen(ds, index, fs)
+            chosen = _chosen(index, fs)
             for mode in modes:
                 t1 = time.perf_counter()
                 pred, proba = stream_fit_predict(ds, chosen, rows, weights=mode == "weights", seed=seed,
@@ -382,7 +382,7 @@ def stream_evaluate(store, *, features=None, folds: int = 5, seed: int = 0, bala
 def _n_blocks(ds, index, fs, block_bytes: int) -> int:
     from emodist.store.select import block_bounds
 
-    chosen = _chosen(ds, index, fs)
+    chosen = _chosen(index, fs)
     width = sum(len(c) for c in chosen.values())
     return len(block_bounds(ds[next(iter(chosen))], 4 * width, block_bytes))
 
