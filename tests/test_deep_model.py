@@ -96,3 +96,9 @@ def test_two_emotify_tracks_give_different_features(real_model, emotify_root):
     assert np.isfinite(f).all()
     cos = float(f[0] @ f[1] / np.linalg.norm(f[0]) / np.linalg.norm(f[1]))
     assert cos < 0.99 and np.abs(f[0] - f[1]).max() > 0.05
+
+
+def test_int8_real_model_keeps_its_average_pools_in_float(real_model, tmp_path):
+    from tests.test_quantize import _check_pools
+
+    _check_pools(real_model, tmp_path, n_pools=8)

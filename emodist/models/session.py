@@ -133,7 +133,9 @@ def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
     return meta
 
 
-def _session_options(threads: int):
+def _session_options(threads: int, config: dict | None = None):
+    """Session options: ``threads`` intra-op threads, sequential, every graph
+    optimisation, plus the model sidecar's ``session_config`` entries."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -144,6 +146,8 @@ def _session_options(threads: int):
     if int(threads) <= 1:
         # a single-threaded session must not spin a thread pool
         opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    for key, value in (config or {}).items():
+        opts.add_session_config_entry(str(key), str(value))
     return opts
 
 
@@ -206,7 +210,8 @@ def _cached(model_url, sha256, threads, storage_options, device="cpu",
         import onnxruntime as ort
 
         try:
-            sess = ort.InferenceSession(data, sess_options=_session_options(threads),
+            sess = ort.InferenceSession(data, sess_options=_session_options(
+                                            threads, meta.get("session_config")),
                                         providers=_providers(device))
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"onnxruntime cannot load model {url}: {str(exc).splitlines()[0]}")
