@@ -20,6 +20,13 @@ from emodist.errors import EmodistError
 #: Label rules: argmax of the listener-normalised or of the plain-mean profile.
 LABEL_RULES = ("listener", "mean")
 
+#: Network inputs per ONNX call on the CPU.  Inception-v3 runs as many images
+#: per CPU-second at 8 as at 32 (benchmarks/results/deep.json, fp32 and int8) and
+#: gives the same bits, while ONNX Runtime's memory for a batch of 32 fp32 images
+#: is about four times larger (a one-off ~1.1 GiB and ~300,000 page faults per
+#: worker, docs/performance.md).  A GPU chooses its own batch size.
+BATCH_SIZE = 8
+
 #: Where the segment plan's file headers are read (see :mod:`emodist.engine.planning`).
 PLAN_SITES = ("auto", "driver", "workers")
 
@@ -152,7 +159,7 @@ class Runtime:
     threads_per_worker: int | None = None
     memory_limit: str | None = None
     storage: dict = field(default_factory=dict, repr=False)
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE
     chunk: int | None = None
     max_in_flight: int | None = None
     progress: bool = True

@@ -12,6 +12,7 @@ from emodist.cli.common import (
     runtime_from_args,
     spec_from_args,
 )
+from emodist.spec import BATCH_SIZE
 
 DESCRIPTION = """Extract feature groups of every segment of DATASET into a chunked Zarr
 store, on a Dask cluster (a LocalCluster sized to this machine unless --scheduler or
@@ -55,8 +56,9 @@ def add_group_options(parser) -> None:
     g.add_argument("--model-card", nargs="+", default=[], metavar="TOML",
                    help="model cards of your own ONNX models: each registers a group under "
                    "its name (then list it in --features)")
-    g.add_argument("--batch-size", type=int, default=32, metavar="B",
-                   help="network inputs per ONNX call (on the CPU; automatic on a GPU)")
+    g.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="B",
+                   help=f"network inputs per ONNX call on the CPU (default {BATCH_SIZE}; "
+                   "automatic on a GPU)")
     g.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="where model groups run: cpu (default), cuda or cuda:N (needs "
                    "emodist[gpu], i.e. onnxruntime-gpu, on the workers running models)")

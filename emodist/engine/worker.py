@@ -31,7 +31,7 @@ import numpy as np
 
 from emodist.errors import DataError
 from emodist.features import Segment, WorkerContext
-from emodist.spec import ExtractionSpec
+from emodist.spec import BATCH_SIZE, ExtractionSpec
 from emodist.store import layout
 from emodist.store.zarrio import write_region
 
@@ -87,7 +87,7 @@ class Job:
 
     store: str
     spec: ExtractionSpec
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE
     dataset_options: dict | None = field(default=None, repr=False)
     store_options: dict | None = field(default=None, repr=False)
     model_options: dict | None = field(default=None, repr=False)

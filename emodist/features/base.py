@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emodist.errors import EmodistError
+from emodist.spec import BATCH_SIZE
 
 #: Input kinds: the shared STFT (at the spec's ``sr``) or raw samples at a rate.
 INPUT_KINDS = ("stft", "samples")
@@ -73,7 +74,7 @@ class WorkerContext:
     """
 
     threads: int = 1
-    batch_size: int = 32
+    batch_size: int = BATCH_SIZE
     storage_options: dict | None = field(default=None, repr=False)
     device: str = "cpu"
 

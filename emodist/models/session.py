@@ -42,6 +42,7 @@ from emodist.models.devices import (
     require_device,
     run_bound,
 )
+from emodist.spec import BATCH_SIZE
 
 #: Environment variable overriding the default model location.
 MODEL_ENV = "EMODIST_MODEL"
@@ -240,7 +241,7 @@ def clear_sessions() -> None:
         _AUTO_BATCH.clear()
 
 
-def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size: int = 32,
+def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size: int = BATCH_SIZE,
           threads: int = 1, sha256: str | None = None,
           storage_options: dict | None = None, device: str = "cpu") -> np.ndarray:
     """Deep features of grey spectrogram images, in batches.
@@ -322,7 +323,7 @@ def _embed_batches(sess, meta: dict, images: np.ndarray, out: np.ndarray, batch_
             out[start:stop] = run_bound(sess, in_name, out_name, x, *bound, cache=device_inputs)
 
 
-def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batch_size: int = 32,
+def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batch_size: int = BATCH_SIZE,
                 threads: int = 1, sha256: str | None = None, storage_options: dict | None = None,
                 meta: dict | None = None) -> dict[str, np.ndarray]:
     """Several outputs of a model on float32 inputs, in batches, on the cached session.
