@@ -227,3 +227,20 @@ def test_evaluate_benchmark_compares_predictions_and_lists_changed_presets():
     cmd = evaluate_command("s.zarr", ["hc", "deep"], ["all"], "out", 2)
     assert cmd[cmd.index("--features") + 1:cmd.index("--classifiers")] == ["hc", "deep"]
     assert cmd[cmd.index("--jobs") + 1] == "2" and cmd[-1] == "out"
+
+
+def test_pipeline_study_manifest_lists_every_track_again_under_new_ids(demo_dataset, tmp_path):
+    from benchmarks.bench_pipeline import repeated_manifest
+    from emodist.data.catalog import load_dataset
+    from emodist.data.segments import plan_segments
+
+    one = load_dataset(str(demo_dataset)).usable()
+    path = repeated_manifest(str(demo_dataset), tmp_path / "x3.csv", 3)
+    three = load_dataset(path).usable()
+    assert len(three) == 3 * len(one) and three["track_id"].is_unique
+    assert three["group"].nunique() == 3 * one["group"].nunique()
+    assert sorted(three["path"]) == sorted(list(one["path"]) * 3)
+    assert three.groupby("path")["label"].nunique().max() == 1
+    # each copy is planned as its own track: three times the segments
+    assert len(plan_segments(load_dataset(path)).table) == 3 * len(
+        plan_segments(load_dataset(str(demo_dataset))).table)
