@@ -11,14 +11,19 @@ plans them, 1 s segments:
 - on the driver (``client=None``, today's path: a 16-thread pool here);
 - on the workers of a process-based LocalCluster of 2 one-thread workers
   (:func:`emodist.engine.planning.probe_on_workers`: batches of at most
-  500 files per task, 16 threads per task, bounded in flight).
+  500 files per task, 16 threads per task, bounded in flight), whose
+  scheduler lives in the driver's process;
+- on 2 one-thread ``dask worker`` processes of a separate ``dask scheduler``
+  (:func:`tests.servers.dask_cluster`, the compose deployment's commands):
+  the driver is a client only, as on a cloud cluster.
 
 Each measurement runs in a fresh process (so one's heap does not hide the
 next one's growth), at ``N / 4`` and at ``N`` files, and reports wall time,
 files/s and the driver process's peak RSS growth during planning (RSS
 sampled every 20 ms by a thread, minus the RSS just before planning; a
 warm-up plan of a few files first, so imports and connections are not
-counted), next to the size of the plan table itself.  The two plans must be equal.
+counted), next to the size of the plan table itself, and the growth per
+file from ``N / 4`` to ``N``.  The plans must be equal.
 Before that, the catalog's audio check of the manifest, each in a fresh
 process: one ``exists`` per file (what it did before) against the listing of
 each folder once that :func:`emodist.data.catalog.paths_exist` does.
@@ -44,6 +49,17 @@ LABELS = ("calmness", "joyful_activation", "tension", "nostalgia", "power", "sad
 BUCKET = "bench-planning"
 #: Files planned once, untimed, before each measurement.
 WARMUP = 32
+#: Where the headers are read: mode -> the rows' wording.
+ON = {"driver": "on the driver", "workers": "on the workers",
+      "cluster": "on a separate cluster's workers"}
+#: Where the headers are read: mode -> how (the row notes).
+MODES = {
+    "driver": "16 threads on the driver",
+    "workers": "2 one-thread workers of a LocalCluster (its scheduler in the driver's process), "
+               "16 threads per task",
+    "cluster": "2 one-thread 'dask worker' processes and a separate 'dask scheduler' "
+                 "(the driver is a client only), 16 threads per task",
+}
 
 
 def wav_bytes(seconds: float = 1.0, sr: int = 8000) -> bytes:
@@ -135,6 +151,13 @@ def measure(mode: str, manifest: str, options: dict) -> dict:
                 n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
+        elif mode == "cluster":
+            from distributed import Client
+
+            from tests.servers import dask_cluster
+
+            address, _ = stack.enter_context(dask_cluster(n_workers=2, nthreads=1))
+            client = stack.enter_context(Client(address))
         # warm-up on a few files: imports, connections and the first tasks are not timed
         plan_segments(dataclasses.replace(cat, tracks=cat.tracks.iloc[:WARMUP]), spec,
                       client=client)
@@ -199,28 +222,33 @@ def run(quick: bool = False) -> dict:
             rows.append(row(f"catalog of {size} files with the audio check, {how}",
                             c["seconds"], unit="s", note=f"{size / c['seconds']:.0f} files/s"))
         for size in sizes:
-            for mode in ("driver", "workers"):
+            for mode, where in MODES.items():
                 figures[mode, size] = r = in_fresh_process(mode, manifests[size], options)
                 assert r["segments"] == size and r["problems"] == 0, r
-                where = ("16 threads on the driver" if mode == "driver"
-                         else "2 one-thread workers (LocalCluster), 16 threads per task")
                 rows += [
-                    row(f"plan {size} files on the {mode}: wall time", r["seconds"], unit="s",
+                    row(f"plan {size} files {ON[mode]}: wall time", r["seconds"], unit="s",
                         note=where),
-                    row(f"plan {size} files on the {mode}: rate", size / r["seconds"],
+                    row(f"plan {size} files {ON[mode]}: rate", size / r["seconds"],
                         unit="files/s"),
-                    row(f"plan {size} files on the {mode}: driver RSS growth", r["growth_mib"],
+                    row(f"plan {size} files {ON[mode]}: driver RSS growth", r["growth_mib"],
                         unit="MiB", note=f"peak during planning minus before; the table "
                         f"itself is {r['table_mib']:.2f} MiB"),
                 ]
-            same = figures["driver", size]["digest"] == figures["workers", size]["digest"]
-            assert same, f"worker planning of {size} files differs from driver planning"
-    big_d, big_w = figures["driver", n], figures["workers", n]
-    small_w = figures["workers", n // 4]
+            for mode in MODES:
+                same = figures["driver", size]["digest"] == figures[mode, size]["digest"]
+                assert same, f"{mode} planning of {size} files differs from driver planning"
+        for mode in MODES:
+            per = (figures[mode, n]["growth_mib"] - figures[mode, n // 4]["growth_mib"]) * 2**10
+            rows.append(row(f"plan {ON[mode]}: driver RSS growth per file", per / (n - n // 4),
+                            unit="KiB", note=f"from {n // 4} to {n} files; the plan table "
+                            f"is {figures[mode, n]['table_mib'] * 2**10 / n:.2f} KiB a file"))
+    big_d, big_w = figures["driver", n], figures["cluster", n]
+    small_w = figures["cluster", n // 4]
     summary = (f"{n} remote WAV headers on moto (2-core machine): driver "
                f"{big_d['seconds']:.1f} s ({n / big_d['seconds']:.0f} files/s, RSS "
                f"+{big_d['growth_mib']:.0f} MiB), workers {big_w['seconds']:.1f} s "
-               f"({n / big_w['seconds']:.0f} files/s, driver RSS +{big_w['growth_mib']:.0f} "
+               f"({n / big_w['seconds']:.0f} files/s, separate scheduler, driver RSS "
+               f"+{big_w['growth_mib']:.0f} "
                f"MiB; +{small_w['growth_mib']:.0f} MiB at {n // 4}); plans equal; audio check of "
                f"{n // 4} files: {checks[n // 4, True]['seconds']:.1f} s with a lookup per "
                f"file, {checks[n // 4, False]['seconds']:.2f} s listing the folder")

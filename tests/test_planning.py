@@ -17,9 +17,11 @@ from emodist.data.catalog import load_dataset
 from emodist.data.segments import (
     PLAN_COLUMNS,
     AudioInfo,
+    Probes,
     build_plan,
     plan_segments,
     probe_batch,
+    probe_columns,
 )
 from emodist.engine.planning import (
     PLAN_ON_WORKERS_TRACKS,
@@ -101,6 +103,30 @@ def test_build_plan_gives_the_plan_written_by_hand(small_manifest):
     assert_same_plan(plan_segments(cat, SPEC), got)
     with pytest.raises(ValueError, match="5 probe results for 6 tracks"):
         build_plan(tracks=tracks, probes=probes[:5], spec=SPEC)
+
+
+def test_probes_hold_the_outcomes_as_columns(small_manifest):
+    import pickle
+
+    paths = load_dataset(str(small_manifest)).usable()["path"].tolist()
+    outcomes = probe_batch(paths, max_workers=2)
+    cols = probe_columns(paths, max_workers=2)
+    assert len(cols) == 6 and [cols[i] for i in range(6)] == outcomes
+    assert cols.duration_s.dtype == np.float64 and cols.samplerate.dtype == np.int32
+    assert np.isnan(cols.duration_s[1]) and list(cols.errors) == [1]
+    # what a header task sends back: arrays and the reasons, nothing per file
+    back = pickle.loads(pickle.dumps(cols))
+    assert [back[i] for i in range(6)] == outcomes
+    whole = Probes(10)
+    whole.put(3, back)
+    assert [whole[i] for i in range(3, 9)] == outcomes and list(whole.errors) == [4]
+    assert np.isnan(whole.duration_s[[0, 1, 2, 9]]).all()
+    tracks = load_dataset(str(small_manifest)).usable()
+    assert_same_plan(build_plan(tracks=tracks, probes=cols, spec=SPEC),
+                     build_plan(tracks=tracks, probes=outcomes, spec=SPEC))
+    with pytest.raises(ValueError, match="5 probe results for 6 files"):
+        Probes.from_outcomes(iter(outcomes[:5]), n=6)
+    assert len(probe_columns([])) == 0
 
 
 def test_build_plan_of_no_tracks_is_an_empty_typed_table(small_manifest):

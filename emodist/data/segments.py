@@ -146,16 +146,95 @@ class SegmentPlan:
         catalog order) then start.
     problems : list of (track_id, path, message)
         Tracks that could not be planned (unreadable, empty, too short).
-    durations : dict
-        Track id -> duration in seconds from the header.
+    track_durations : pandas.Series
+        float64 duration in seconds from the header, indexed by track id
+        (tracks whose header was read).
     """
 
     table: pd.DataFrame
     problems: list[tuple[str, str, str]] = field(default_factory=list)
-    durations: dict[str, float] = field(default_factory=dict)
+    track_durations: pd.Series = field(
+        default_factory=lambda: pd.Series([], dtype=np.float64))
 
     def __len__(self) -> int:
         return len(self.table)
+
+    @property
+    def durations(self) -> dict[str, float]:
+        """Track id -> duration in seconds (a dict made on request)."""
+        return dict(zip(self.track_durations.index.tolist(),
+                        self.track_durations.to_numpy().tolist()))
+
+
+class Probes:
+    """The probe outcomes of ``n`` files, column by column.
+
+    What a header task returns and the driver keeps: three numbers per file
+    in NumPy arrays (14 bytes) and a reason per unreadable file, instead of
+    a Python tuple and header object per file.
+
+    Attributes
+    ----------
+    duration_s : np.ndarray
+        float64 ``(n,)``, NaN where the header could not be read.
+    samplerate : np.ndarray
+        int32 ``(n,)``, 0 where unreadable.
+    channels : np.ndarray
+        int16 ``(n,)``, 0 where unreadable.
+    errors : dict
+        Position -> the one-line reason of each unreadable file.
+    """
+
+    __slots__ = ("channels", "duration_s", "errors", "samplerate")
+
+    def __init__(self, n: int):
+        self.duration_s = np.full(int(n), np.nan, np.float64)
+        self.samplerate = np.zeros(int(n), np.int32)
+        self.channels = np.zeros(int(n), np.int16)
+        self.errors: dict[int, str] = {}
+
+    @classmethod
+    def from_outcomes(cls, outcomes, n: int | None = None) -> Probes:
+        """Columns of :func:`probe_outcome` results (a sequence, or an iterable of ``n``)."""
+        if n is None:
+            outcomes = list(outcomes)
+            n = len(outcomes)
+        out = cls(n)
+        count = 0
+        for i, (info, err) in enumerate(outcomes):
+            count += 1
+            if info is None:
+                out.errors[i] = str(err)
+            else:
+                out.duration_s[i], out.samplerate[i], out.channels[i] = info
+        if count != n:
+            raise ValueError(f"{count} probe results for {n} files")
+        return out
+
+    def __len__(self) -> int:
+        return len(self.duration_s)
+
+    def __getitem__(self, i: int) -> tuple:
+        """Outcome ``i`` as :func:`probe_outcome` gives it."""
+        i = int(i)
+        if i in self.errors:
+            return None, self.errors[i]
+        return (AudioInfo(float(self.duration_s[i]), int(self.samplerate[i]),
+                          int(self.channels[i])), None)
+
+    def put(self, start: int, part: Probes) -> None:
+        """Copy ``part`` into positions ``start ... start + len(part) - 1``."""
+        stop = int(start) + len(part)
+        self.duration_s[start:stop] = part.duration_s
+        self.samplerate[start:stop] = part.samplerate
+        self.channels[start:stop] = part.channels
+        self.errors.update({int(start) + i: e for i, e in part.errors.items()})
+
+    def __getstate__(self):
+        return self.duration_s, self.samplerate, self.channels, self.errors
+
+    def __setstate__(self, state):
+        self.duration_s, self.samplerate, self.channels, self.errors = state
 
 
 #: What probing one file gives: its header, or the one-line reason it has none.
@@ -180,9 +259,6 @@ def probe_batch(paths, storage_options: dict | None = None, *,
                 max_workers: int = 16) -> list[Probed]:
     """Probe the headers of a batch of files, a few at a time (I/O bound).
 
-    A module-level function, so that it also runs as a Dask task
-    (:func:`emodist.engine.planning.probe_on_workers`).
-
     Parameters
     ----------
     paths : sequence of str
@@ -204,6 +280,21 @@ def probe_batch(paths, storage_options: dict | None = None, *,
         return list(pool.map(lambda p: probe_outcome(p, storage_options), paths))
 
 
+def probe_columns(paths, storage_options: dict | None = None, *,
+                  max_workers: int = 16) -> Probes:
+    """:func:`probe_batch` as :class:`Probes` (what a header task sends back).
+
+    A module-level function, so that it runs as a Dask task
+    (:func:`emodist.engine.planning.probe_on_workers`).
+    """
+    paths = list(paths)
+    if not paths:
+        return Probes(0)
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths)))) as pool:
+        return Probes.from_outcomes(pool.map(lambda p: probe_outcome(p, storage_options), paths),
+                                    n=len(paths))
+
+
 def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> SegmentPlan:
     """The segment plan of tracks whose headers are known (pure).
 
@@ -212,7 +303,7 @@ def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> Segment
     tracks : pandas.DataFrame
         ``n`` usable tracks (:meth:`Catalog.usable`): ``track_id``, ``path``,
         ``label``, ``group`` and ``genre``, in catalog order.
-    probes : sequence of (AudioInfo or None, str or None)
+    probes : Probes or sequence of (AudioInfo or None, str or None)
         ``n`` probe outcomes (:func:`probe_outcome`), row by row.
     spec : ExtractionSpec
         Window length, hop and shortest last piece.
@@ -223,31 +314,35 @@ def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> Segment
     """
     if len(probes) != len(tracks):
         raise ValueError(f"{len(probes)} probe results for {len(tracks)} tracks")
+    if not isinstance(probes, Probes):
+        probes = Probes.from_outcomes(probes)
     # per segment only its track's position and three numbers; the text columns are
     # taken from the tracks at the end (no Python object per segment and column)
     owner, index, starts, lengths = array("q"), array("q"), array("d"), array("d")
-    problems, durations = [], {}
-    for pos, (tid, path, (info, err)) in enumerate(
-            zip(tracks["track_id"].tolist(), tracks["path"].tolist(), probes)):
-        if info is None:
-            problems.append((tid, path, err))
-            continue
-        durations[tid] = info.duration_s
-        windows = window_starts(
-            info.duration_s, spec.segment_seconds, spec.hop_seconds, spec.min_last_seconds
-        )
+    problems = []
+    ok = np.isfinite(probes.duration_s)
+    ok[list(probes.errors)] = False
+    for pos in np.flatnonzero(~ok).tolist():
+        problems.append((pos, (tracks["track_id"].iat[pos], tracks["path"].iat[pos],
+                               probes.errors.get(pos, "no header"))))
+    for pos, duration in zip(np.flatnonzero(ok).tolist(), probes.duration_s[ok].tolist()):
+        windows = window_starts(duration, spec.segment_seconds, spec.hop_seconds,
+                                spec.min_last_seconds)
         if not windows:
-            problems.append(
-                (tid, path,
-                 f"{info.duration_s:.2f} s is shorter than the {spec.min_last:g} s minimum")
-            )
+            problems.append((pos, (
+                tracks["track_id"].iat[pos], tracks["path"].iat[pos],
+                f"{duration:.2f} s is shorter than the {spec.min_last:g} s minimum")))
         for i, (start, dur) in enumerate(windows):
             owner.append(pos)
             index.append(i)
             starts.append(start)
             lengths.append(dur)
+    problems = [p for _, p in sorted(problems, key=lambda item: item[0])]  # catalog order
+    # indexed by the catalog's own column (no Python string per track)
+    durations = pd.Series(probes.duration_s[ok], index=pd.Index(tracks["track_id"].array[ok]),
+                          dtype=np.float64)
     return SegmentPlan(table=_segment_table(tracks, owner, index, starts, lengths),
-                       problems=problems, durations=durations)
+                       problems=problems, track_durations=durations)
 
 
 def _segment_table(tracks: pd.DataFrame, owner, index, starts, lengths) -> pd.DataFrame:
@@ -298,7 +393,7 @@ def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: i
     """
     spec = spec or ExtractionSpec()
     tracks = catalog.usable()
-    paths = tracks["path"].tolist()
+    paths = tracks["path"]  # a column; batches make their strings as they go
     opts = catalog.storage_options
     if client is not None:
         from emodist.engine.planning import probe_on_workers
@@ -315,5 +410,5 @@ def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: i
             return out
 
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths) or 1))) as pool:
-            probes = list(pool.map(_probe, paths))
+            probes = Probes.from_outcomes(pool.map(_probe, paths), n=len(paths))
     return build_plan(tracks=tracks, probes=probes, spec=spec)

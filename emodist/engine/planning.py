@@ -8,7 +8,8 @@ into batches (:data:`PROBE_BATCH` files at most), each batch is one task
 with a small thread pool on a worker and returns compact results (duration,
 sample rate, channels, or an error line, per file), and at most a few
 batches per worker thread are in flight.  The driver keeps only those
-results, puts them back in catalog order and builds the same plan as
+results (:class:`emodist.data.segments.Probes`: NumPy columns, no Python
+object per file), puts them back in catalog order and builds the same plan as
 driver planning (:func:`emodist.data.segments.build_plan`): the store's
 segment coordinates are the same, nothing downstream changes.
 
@@ -74,7 +75,7 @@ def plan_site(*, dataset: str, paths: Sequence[str], plan_on: str = "auto",
     """
     if plan_on != "auto":
         return plan_on
-    if not paths:
+    if len(paths) == 0:
         return "driver"
     if len(paths) > threshold or is_remote(dataset):
         return "workers"
@@ -96,16 +97,21 @@ def batch_length(*, n_paths: int, n_threads: int, cap: int = PROBE_BATCH) -> int
 def batches(paths: Sequence[str], size: int) -> Iterator[tuple[int, list[str]]]:
     """``(start, paths[start:start + size])`` over ``paths``, lazily.
 
+    ``paths`` may be a pandas Series (a catalog's column): each batch's
+    strings are made as it is sent, not one Python string per file up front.
+
     >>> list(batches(["a", "b", "c"], 2))
     [(0, ['a', 'b']), (2, ['c'])]
     """
     for start in range(0, len(paths), max(1, int(size))):
-        yield start, list(paths[start:start + size])
+        stop = start + size
+        part = paths.iloc[start:stop] if hasattr(paths, "iloc") else paths[start:stop]
+        yield start, [str(p) for p in part]
 
 
 def probe_headers(batch: tuple[int, list[str]], storage_options: dict | None,
-                  threads: int) -> list[tuple]:
-    """Task: the probe outcomes of one batch (see :func:`emodist.data.segments.probe_batch`).
+                  threads: int):
+    """Task: the probe outcomes of one batch (see :func:`emodist.data.segments.probe_columns`).
 
     Parameters
     ----------
@@ -118,18 +124,19 @@ def probe_headers(batch: tuple[int, list[str]], storage_options: dict | None,
 
     Returns
     -------
-    list of (AudioInfo or None, str or None)
-        One per path, in order.
+    emodist.data.segments.Probes
+        One outcome per path, in order, column by column (14 bytes a file
+        and the reasons of unreadable ones go back to the driver).
     """
-    from emodist.data.segments import probe_batch
+    from emodist.data.segments import probe_columns
 
-    return probe_batch(batch[1], storage_options, max_workers=threads)
+    return probe_columns(batch[1], storage_options, max_workers=threads)
 
 
 def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | None = None,
                      batch_size: int | None = None, threads: int = 16,
                      max_in_flight: int | None = None,
-                     on_probed: Callable[[int], None] | None = None) -> list[tuple]:
+                     on_probed: Callable[[int], None] | None = None):
     """Probe every path's header on the workers of ``client``; outcomes in path order.
 
     Parameters
@@ -151,8 +158,9 @@ def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | No
 
     Returns
     -------
-    list of (AudioInfo or None, str or None)
-        ``n`` outcomes, as :func:`emodist.data.segments.probe_batch` gives.
+    emodist.data.segments.Probes
+        ``n`` outcomes: each batch's columns copied into arrays made once,
+        so the driver keeps no Python object per file.
 
     Raises
     ------
@@ -161,18 +169,19 @@ def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | No
     DataError
         A batch failed after its retries.
     """
+    from emodist.data.segments import Probes
     from emodist.engine.extract import scheduler_address, scheduler_lost
 
     n_threads = sum(client.nthreads().values()) or 1
     size = batch_size or batch_length(n_paths=len(paths), n_threads=n_threads)
-    out: list = [None] * len(paths)
+    out = Probes(len(paths))
 
     def done(batch, res, err):
         if err is not None and scheduler_lost(client, err):
             raise ClusterError(f"lost the scheduler {scheduler_address(client)} while "
                                "planning; rerun the same command against a running scheduler")
         if res is not None:
-            out[batch[0]:batch[0] + len(res)] = res
+            out.put(batch[0], res)
             if on_probed is not None:
                 on_probed(len(res))
 
@@ -247,7 +256,7 @@ def plan_dataset(catalog, spec, runtime, *, dataset: str, stack: contextlib.Exit
     from emodist.data.segments import plan_segments
     from emodist.engine.cluster import check_routing, connect
 
-    paths = catalog.usable()["path"].tolist()
+    paths = catalog.usable()["path"]  # a column: no Python string per file here
     where = plan_site(dataset=dataset, paths=paths, plan_on=runtime.plan_on)
     client = None
     if where == "workers":
