@@ -287,12 +287,7 @@ def probe_columns(paths, storage_options: dict | None = None, *,
     A module-level function, so that it runs as a Dask task
     (:func:`emodist.engine.planning.probe_on_workers`).
     """
-    paths = list(paths)
-    if not paths:
-        return Probes(0)
-    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths)))) as pool:
-        return Probes.from_outcomes(pool.map(lambda p: probe_outcome(p, storage_options), paths),
-                                    n=len(paths))
+    return Probes.from_outcomes(probe_batch(paths, storage_options, max_workers=max_workers))
 
 
 def build_plan(*, tracks: pd.DataFrame, probes, spec: ExtractionSpec) -> SegmentPlan:
