@@ -129,6 +129,17 @@ def test_probes_hold_the_outcomes_as_columns(small_manifest):
     assert len(probe_columns([])) == 0
 
 
+def test_driver_planning_in_rounds_gives_the_same_plan(small_manifest, monkeypatch):
+    import emodist.data.segments as segments
+
+    cat = load_dataset(str(small_manifest))
+    whole = plan_segments(cat, SPEC)
+    monkeypatch.setattr(segments, "DRIVER_BATCH", 4)  # 6 files: rounds of 4 and 2
+    seen = []
+    assert_same_plan(plan_segments(cat, SPEC, on_probed=seen.append), whole)
+    assert seen == [1] * 6
+
+
 def test_build_plan_of_no_tracks_is_an_empty_typed_table(small_manifest):
     tracks = load_dataset(str(small_manifest)).usable().iloc[:0]
     got = build_plan(tracks=tracks, probes=[], spec=SPEC)

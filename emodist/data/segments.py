@@ -24,6 +24,9 @@ import soundfile as sf
 from emodist.errors import DataError
 from emodist.spec import ExtractionSpec
 
+#: Files whose headers the driver reads per round of its thread pool.
+DRIVER_BATCH = 2000
+
 #: Durations are compared with this slack (seconds) so that header rounding
 #: never drops a full window.
 EPSILON_S = 1e-3
@@ -404,6 +407,11 @@ def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: i
             tick(1)
             return out
 
+        from emodist.engine.planning import batches
+
+        # a batch of paths (and of pending futures) at a time, not one per file up front
+        probes = Probes(len(paths))
         with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths) or 1))) as pool:
-            probes = Probes.from_outcomes(pool.map(_probe, paths), n=len(paths))
+            for start, part in batches(paths, DRIVER_BATCH):
+                probes.put(start, Probes.from_outcomes(pool.map(_probe, part), n=len(part)))
     return build_plan(tracks=tracks, probes=probes, spec=spec)
