@@ -26,9 +26,13 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from emodist.engine import executor
 from emodist.errors import ClusterError, DataError
+
+if TYPE_CHECKING:
+    from emodist.data.segments import Probes
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +114,7 @@ def batches(paths: Sequence[str], size: int) -> Iterator[tuple[int, list[str]]]:
 
 
 def probe_headers(batch: tuple[int, list[str]], storage_options: dict | None,
-                  threads: int):
+                  threads: int) -> Probes:
     """Task: the probe outcomes of one batch (see :func:`emodist.data.segments.probe_columns`).
 
     Parameters
@@ -136,7 +140,7 @@ def probe_headers(batch: tuple[int, list[str]], storage_options: dict | None,
 def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | None = None,
                      batch_size: int | None = None, threads: int = 16,
                      max_in_flight: int | None = None,
-                     on_probed: Callable[[int], None] | None = None):
+                     on_probed: Callable[[int], None] | None = None) -> Probes:
     """Probe every path's header on the workers of ``client``; outcomes in path order.
 
     Parameters
