@@ -129,8 +129,21 @@ def test_probes_hold_the_outcomes_as_columns(small_manifest):
     assert len(probe_columns([])) == 0
 
 
+def test_concurrent_failures_keep_their_reason(tmp_path):
+    """libsndfile keeps the code of a failed open in one global; soundfile
+    before 0.14 read it unlocked, so a thread's failure could report another
+    thread's success as "(Garbled error message from libsndfile)"."""
+    sf.write(tmp_path / "good.wav", np.zeros(800, np.float32), 8000)
+    (tmp_path / "bad.wav").write_bytes(b"this is not audio at all" * 10)
+    paths = [str(tmp_path / n) for n in ("bad.wav", "good.wav")] * 200
+    outcomes = probe_batch(paths, max_workers=8)
+    reasons = {reason for _, reason in outcomes[0::2]}
+    assert reasons == {f"{tmp_path / 'bad.wav'}: not readable audio (Format not recognised)"}
+    assert all(info is not None for info, _ in outcomes[1::2])
+
+
 def test_driver_planning_in_rounds_gives_the_same_plan(small_manifest, monkeypatch):
-    import emodist.data.segments as segments
+    from emodist.data import segments
 
     cat = load_dataset(str(small_manifest))
     whole = plan_segments(cat, SPEC)
