@@ -1,4 +1,5 @@
-"""Real servers for integration tests: a moto S3 server and a Dask cluster.
+"""Real servers for integration tests: a moto S3 server (and a proxy that gives it
+latency) and a Dask cluster.
 
 Both run as separate processes on 127.0.0.1 (never mocks inside the test
 process), are bounded in time, and are stopped by the fixtures that start them.
@@ -91,6 +92,30 @@ def moto_server():
             "client_kwargs": {"endpoint_url": endpoint, "region_name": S3_REGION},
         }
         yield endpoint, options
+    finally:
+        stop(proc)
+
+
+@contextmanager
+def latency_proxy(endpoint: str, options: dict, delay_s: float):
+    """Put a proxy that delays each request by ``delay_s`` before ``endpoint``.
+
+    Yields the storage options that reach ``endpoint`` through it (a copy of
+    ``options`` with another endpoint URL); see :mod:`tests.latency_proxy`.
+    """
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.latency_proxy", str(port),
+         endpoint.rsplit(":", 1)[1], str(delay_s)],
+        cwd=str(Path(__file__).resolve().parents[1]),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        wait_port(port, 30, proc)
+        client = dict(options.get("client_kwargs", {}), endpoint_url=f"http://127.0.0.1:{port}")
+        yield dict(options, client_kwargs=client)
     finally:
         stop(proc)
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -188,6 +190,76 @@ def test_load_track_from_s3_moto(stereo_wav):
         with pytest.raises(DataError, match="s3://audio-bucket/tracks/nothere.wav"):
             audio.load_track("s3://audio-bucket/tracks/nothere.wav", 22050,
                              storage_options=options)
+
+
+class _Fetches(list):
+    """The objects s3fs reads, from its debug log of S3 calls: ``(start, end)`` each,
+    ``end`` exclusive, ``(0, None)`` for a whole object."""
+
+    def __init__(self):
+        import logging
+        import re
+
+        super().__init__()
+        self._range = re.compile(r"'Range': 'bytes=(\d+)-(\d+)'")
+        self._handler = logging.Handler()
+        self._handler.emit = self._emit
+        self._logger = logging.getLogger("s3fs")
+
+    def _emit(self, record):
+        text = record.getMessage()
+        if text.startswith("CALL: get_object"):
+            m = self._range.search(text)
+            self.append((int(m[1]), int(m[2]) + 1) if m else (0, None))
+
+    def __enter__(self):
+        import logging
+
+        self._level = self._logger.level
+        self._logger.setLevel(logging.DEBUG)
+        self._logger.addHandler(self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self._handler)
+        self._logger.setLevel(self._level)
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "MP3"])
+def test_remote_header_reads_two_blocks_fetched_before_libsndfile_opens(tmp_path, fmt):
+    """Probing a 60 s file on S3 fetches its first and last block, not the file,
+    and libsndfile's open (under soundfile's process-wide lock) fetches nothing;
+    a decode's open fetches nothing either: its first block came before it.
+    A header read past both blocks is fetched as asked."""
+    pytest.importorskip("s3fs")
+    import s3fs
+
+    from emodist.data.segments import probe
+    from tests.servers import make_bucket, moto_server
+
+    path = tmp_path / f"long.{fmt.lower()}"
+    _long_file(path, 60.0, sr=44100, channels=2, format=fmt)
+    size = path.stat().st_size
+    assert size > 8 * audio.HEADER_BLOCK
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "audio-bucket")
+        url = f"s3://audio-bucket/{path.name}"
+        s3fs.S3FileSystem(**options).put(str(path), url)
+        with _Fetches() as fetched:
+            assert probe(url, options) == probe(str(path))
+        assert sorted(fetched) == [(0, audio.HEADER_BLOCK), (size - audio.HEADER_BLOCK, size)]
+        for header_only in (True, False):
+            with audio._audio_file(url, options, header_only=header_only) as f:
+                with _Fetches() as fetched, sf.SoundFile(f) as snd:
+                    assert snd.samplerate == 44100
+                assert fetched == []
+        with audio._audio_file(url, options, header_only=True) as f, _Fetches() as fetched:
+            f.seek(size // 2)
+            assert f.read(10) == path.read_bytes()[size // 2:size // 2 + 10]
+            f.seek(-3, os.SEEK_END)
+            assert f.read(10) == path.read_bytes()[-3:] and f.tell() == size
+        assert fetched == [(size // 2, size // 2 + 10)]
 
 
 # ------------------------------------------------------ windows of long files

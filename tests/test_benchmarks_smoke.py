@@ -31,7 +31,7 @@ from benchmarks.__main__ import (
 
 BENCHES = discover()
 #: Benchmarks that start a moto S3 server (marked ``s3``, like the other tests that need one).
-S3_BENCHES = {"planning"}
+S3_BENCHES = {"headers", "planning"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.s3) if n in S3_BENCHES else n

@@ -516,7 +516,7 @@ def test_decode_reads_prefix_and_lets_transient_errors_through(small_dataset, mo
     def dropped(*args, **kwargs):  # a connection lost while reading
         raise ConnectionResetError("connection reset by peer")
 
-    monkeypatch.setattr(audio.fsspec, "open", dropped)
+    monkeypatch.setattr(audio.fsspec.core, "url_to_fs", dropped)
     # not a DataError: the chunk task fails and Dask retries it
     with pytest.raises(ConnectionResetError):
         audio.decode("s3://bucket/x.mp3", rates=[22050], end_s=4.0)

@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-import fsspec
 import numpy as np
 import pandas as pd
 import soundfile as sf
@@ -71,12 +70,15 @@ def probe(path: str, storage_options: dict | None = None) -> AudioInfo:
     DataError
         When the file is missing, empty or not audio.
     """
+    from emodist.data.audio import _audio_file
+
     try:
-        with fsspec.open(path, "rb", **(storage_options or {})) as f:
-            info = sf.info(f)
+        with _audio_file(path, storage_options, header_only=True) as handle:
+            info = sf.info(handle)
     except FileNotFoundError:
         raise DataError(f"{path}: audio file not found") from None
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as exc:
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError,
+            IsADirectoryError, PermissionError) as exc:
         raise DataError(f"{path}: not readable audio ({_one_line(exc)})") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise DataError(f"{path}: empty audio file")

@@ -1,0 +1,157 @@
+"""Reading audio headers from S3 with an object store's round trip.
+
+Planning reads one header per file (:func:`emodist.data.segments.probe`).
+``N`` copies (256 by default, 16 with ``quick``) of one 60 s stereo 44.1 kHz
+MP3 (the shape of an Emotify track) are uploaded to a moto S3 server, which
+is reached through :func:`tests.servers.latency_proxy`: every request waits
+``DELAY_MS`` (20 ms by default) before moto sees it, as a request to a real
+object store waits for its round trip; loopback has none, so without the
+proxy a request's cost is moto's own CPU time.
+
+Each probe is measured with 1 and with 16 threads (the pool a planning task
+uses), against the former probe in the same run: ``fsspec.open`` with the
+filesystem's defaults, then ``soundfile.info`` on the file object.  That
+read ahead one block (50 MiB on s3fs, so the whole track) from inside
+libsndfile's open, which soundfile (0.14) runs under a process-wide lock:
+one thread's download kept every other thread from opening a file.  The
+rows give files/s, the requests and the bytes fetched per file (from
+s3fs's debug log), and the speed-up; the headers must be equal.
+
+Environment: ``EMODIST_BENCH_HEADER_FILES`` (another ``N``),
+``EMODIST_BENCH_HEADER_DELAY_MS`` (another delay).
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from benchmarks.common import machine, row
+
+BUCKET = "bench-headers"
+THREADS = (1, 16)
+
+
+def mp3_bytes(seconds: float = 60.0, sr: int = 44100) -> bytes:
+    """A stereo MP3 of a tone in noise, as bytes."""
+    import numpy as np
+    import soundfile as sf
+
+    t = np.arange(int(seconds * sr)) / sr
+    rng = np.random.default_rng(0)
+    y = 0.3 * np.sin(2 * np.pi * 440 * t) + 0.05 * rng.standard_normal(t.size)
+    buf = io.BytesIO()
+    sf.write(buf, np.stack([y, y], axis=1).astype(np.float32), sr, format="MP3")
+    return buf.getvalue()
+
+
+def former_probe(path: str, options: dict):
+    """The probe before the header blocks were fetched ahead: the filesystem's defaults."""
+    import fsspec
+    import soundfile as sf
+
+    with fsspec.open(path, "rb", **options) as f:
+        info = sf.info(f)
+    return info.frames / info.samplerate, info.samplerate, info.channels
+
+
+def probe(path: str, options: dict):
+    from emodist.data.segments import probe as emodist_probe
+
+    return tuple(emodist_probe(path, options))
+
+
+class Requests(logging.Handler):
+    """Counts s3fs's requests and the bytes they asked for, from its debug log of S3 calls."""
+
+    span = re.compile(r"'Range': 'bytes=(\d+)-(\d+)'")
+
+    def __init__(self, size: int):
+        super().__init__()
+        self.size, self.calls, self.bytes = size, 0, 0
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith(("CALL: head_object", "CALL: get_object")):
+            self.calls += 1
+        if text.startswith("CALL: get_object"):
+            m = self.span.search(text)
+            self.bytes += min(int(m[2]) + 1, self.size) - int(m[1]) if m else self.size
+
+
+def measure(fn, paths: list[str], options: dict, threads: int, size: int) -> dict:
+    counter = Requests(size)
+    log = logging.getLogger("s3fs")
+    level, log.level = log.level, logging.DEBUG
+    log.addHandler(counter)
+    try:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(threads) as pool:
+            headers = list(pool.map(lambda p: fn(p, options), paths))
+        seconds = time.perf_counter() - t0
+    finally:
+        log.removeHandler(counter)
+        log.setLevel(level)
+    n = len(paths)
+    return {"rate": n / seconds, "headers": headers,
+            "requests": counter.calls / n, "kib": counter.bytes / n / 1024}
+
+
+def run(quick: bool = False) -> dict:
+    import s3fs
+
+    from emodist.data.audio import HEADER_BLOCK
+    from tests.servers import latency_proxy, make_bucket, moto_server
+
+    n = 16 if quick else int(os.environ.get("EMODIST_BENCH_HEADER_FILES", "256"))
+    delay_ms = float(os.environ.get("EMODIST_BENCH_HEADER_DELAY_MS", "20"))
+    data = mp3_bytes()
+    rows, got = [], {}
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, BUCKET)
+        s3fs.S3FileSystem(**options).pipe(
+            {f"{BUCKET}/audio/{i:05d}.mp3": data for i in range(n)}, batch_size=64)
+        paths = [f"s3://{BUCKET}/audio/{i:05d}.mp3" for i in range(n)]
+        with latency_proxy(endpoint, options, delay_ms / 1000) as slow:
+            measure(probe, paths[:4], slow, 4, len(data))  # connections and imports
+            for threads in THREADS:
+                for name, fn in (("former", former_probe), ("emodist", probe)):
+                    got[name, threads] = r = measure(fn, paths, slow, threads, len(data))
+                    how = ("fsspec defaults, read ahead inside libsndfile's open" if
+                           name == "former" else f"first and last {HEADER_BLOCK // 1024} KiB "
+                           "fetched together before the open")
+                    rows += [
+                        row(f"{name} probe, {threads} thread(s): rate", r["rate"],
+                            unit="files/s", note=how),
+                        row(f"{name} probe, {threads} thread(s): requests", r["requests"],
+                            unit="per file", note="HEAD + GETs" if name == "former" else
+                            "HEAD, then both GETs at once: 2 round trips"),
+                        row(f"{name} probe, {threads} thread(s): fetched", r["kib"],
+                            unit="KiB/file", note=f"of a {len(data) / 1024:.0f} KiB file"),
+                    ]
+                same = all(abs(a[0] - b[0]) < 1e-9 and a[1:] == b[1:] for a, b in
+                           zip(got["former", threads]["headers"], got["emodist", threads]["headers"]))
+                assert same, "the two probes read different headers"
+                rows.append(row(f"probe speed-up, {threads} thread(s)",
+                                got["emodist", threads]["rate"] / got["former", threads]["rate"],
+                                unit="x", note="emodist / former, same run"))
+    top = max(THREADS)
+    summary = (f"{n} headers of {len(data) / 1024:.0f} KiB MP3s on moto behind {delay_ms:g} ms "
+               f"a request: {top} threads {got['emodist', top]['rate']:.0f} files/s (former "
+               f"{got['former', top]['rate']:.0f}, "
+               f"{got['emodist', top]['rate'] / got['former', top]['rate']:.1f}x), "
+               f"{got['emodist', top]['kib']:.0f} KiB fetched a file (former "
+               f"{got['former', top]['kib']:.0f}); 1 thread "
+               f"{got['emodist', 1]['rate']:.1f} vs {got['former', 1]['rate']:.1f} files/s")
+    return {"name": "audio headers from S3 at a round trip's latency", "machine": machine(),
+            "rows": rows, "summary": summary}
+
+
+if __name__ == "__main__":
+    from benchmarks.common import main
+
+    main(run)
