@@ -1,4 +1,4 @@
-"""Reading audio headers from S3 with an object store's round trip.
+"""Reading audio headers, and opening audio, from S3 with an object store's round trip.
 
 Planning reads one header per file (:func:`emodist.data.segments.probe`).
 ``N`` copies (256 by default, 16 with ``quick``) of one 60 s stereo 44.1 kHz
@@ -17,6 +17,11 @@ one thread's download kept every other thread from opening a file.  The
 rows give files/s, the requests and the bytes fetched per file (from
 s3fs's debug log), and the speed-up; the headers must be equal.
 
+A decode's open is measured the same way (open, then read the first 5 s;
+1 and 8 threads, as a worker with several threads decodes): the former
+open let libsndfile's first read fetch the file's first block inside the
+lock; :func:`emodist.data.audio._audio_file` fetches it before the open.
+
 Environment: ``EMODIST_BENCH_HEADER_FILES`` (another ``N``),
 ``EMODIST_BENCH_HEADER_DELAY_MS`` (another delay).
 """
@@ -34,6 +39,9 @@ from benchmarks.common import machine, row
 
 BUCKET = "bench-headers"
 THREADS = (1, 16)
+#: Threads of the decode's open (a worker's threads) and the seconds it reads.
+OPEN_THREADS = (1, 8)
+READ_S = 5.0
 
 
 def mp3_bytes(seconds: float = 60.0, sr: int = 44100) -> bytes:
@@ -63,6 +71,24 @@ def probe(path: str, options: dict):
     from emodist.data.segments import probe as emodist_probe
 
     return tuple(emodist_probe(path, options))
+
+
+def former_open(path: str, options: dict):
+    """A decode's open before the first block was fetched ahead, then READ_S seconds."""
+    import fsspec
+    import soundfile as sf
+
+    with fsspec.open(path, "rb", **options) as f, sf.SoundFile(f) as snd:
+        return snd.read(frames=int(READ_S * snd.samplerate)).shape
+
+
+def emodist_open(path: str, options: dict):
+    import soundfile as sf
+
+    from emodist.data.audio import _audio_file
+
+    with _audio_file(path, options) as f, sf.SoundFile(f) as snd:
+        return snd.read(frames=int(READ_S * snd.samplerate)).shape
 
 
 class Requests(logging.Handler):
@@ -139,15 +165,31 @@ def run(quick: bool = False) -> dict:
                 rows.append(row(f"probe speed-up, {threads} thread(s)",
                                 got["emodist", threads]["rate"] / got["former", threads]["rate"],
                                 unit="x", note="emodist / former, same run"))
-    top = max(THREADS)
+            for threads in OPEN_THREADS:
+                for name, fn in (("former", former_open), ("emodist", emodist_open)):
+                    got["open", name, threads] = r = measure(fn, paths, slow, threads, len(data))
+                    rows.append(row(f"{name} decode open + {READ_S:g} s read, {threads} "
+                                    "thread(s): rate", r["rate"], unit="files/s",
+                                    note="first block read inside libsndfile's open" if
+                                    name == "former" else "first block fetched before the open"))
+                assert got["open", "former", threads]["headers"] == \
+                    got["open", "emodist", threads]["headers"]
+                rows.append(row(f"decode open speed-up, {threads} thread(s)",
+                                got["open", "emodist", threads]["rate"]
+                                / got["open", "former", threads]["rate"],
+                                unit="x", note="emodist / former, same run"))
+    top, wide = max(THREADS), max(OPEN_THREADS)
     summary = (f"{n} headers of {len(data) / 1024:.0f} KiB MP3s on moto behind {delay_ms:g} ms "
                f"a request: {top} threads {got['emodist', top]['rate']:.0f} files/s (former "
                f"{got['former', top]['rate']:.0f}, "
                f"{got['emodist', top]['rate'] / got['former', top]['rate']:.1f}x), "
                f"{got['emodist', top]['kib']:.0f} KiB fetched a file (former "
                f"{got['former', top]['kib']:.0f}); 1 thread "
-               f"{got['emodist', 1]['rate']:.1f} vs {got['former', 1]['rate']:.1f} files/s")
-    return {"name": "audio headers from S3 at a round trip's latency", "machine": machine(),
+               f"{got['emodist', 1]['rate']:.1f} vs {got['former', 1]['rate']:.1f} files/s; "
+               f"decode opens with {wide} threads "
+               f"{got['open', 'emodist', wide]['rate']:.0f} vs "
+               f"{got['open', 'former', wide]['rate']:.0f} files/s")
+    return {"name": "audio headers and opens from S3 at a round trip's latency", "machine": machine(),
             "rows": rows, "summary": summary}
 
 
