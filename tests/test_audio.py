@@ -231,7 +231,7 @@ def test_remote_header_reads_two_blocks_fetched_before_libsndfile_opens(tmp_path
     """Probing a 60 s file on S3 fetches its first and last block, not the file,
     and libsndfile's open (under soundfile's process-wide lock) fetches nothing;
     a decode's open fetches nothing either: its first block came before it.
-    A header read past both blocks is fetched as asked."""
+    A read past both blocks fetches a block from there."""
     pytest.importorskip("s3fs")
     import s3fs
 
@@ -255,11 +255,67 @@ def test_remote_header_reads_two_blocks_fetched_before_libsndfile_opens(tmp_path
                     assert snd.samplerate == 44100
                 assert fetched == []
         with audio._audio_file(url, options, header_only=True) as f, _Fetches() as fetched:
-            f.seek(size // 2)
-            assert f.read(10) == path.read_bytes()[size // 2:size // 2 + 10]
+            whole, mid = path.read_bytes(), size // 2
+            f.seek(mid)
+            assert f.read(10) == whole[mid:mid + 10]
+            f.seek(100, os.SEEK_CUR)
+            assert f.read(1000) == whole[mid + 110:mid + 1110] and f.tell() == mid + 1110
             f.seek(-3, os.SEEK_END)
-            assert f.read(10) == path.read_bytes()[-3:] and f.tell() == size
-        assert fetched == [(size // 2, size // 2 + 10)]
+            assert f.read(10) == whole[-3:] and f.tell() == size
+        # one block from the first miss on; the read close after it is in it
+        assert fetched == [(mid, mid + audio.HEADER_BLOCK)]
+
+
+def _id3v2(body_size: int, *, footer: bool = False) -> bytes:
+    """An ID3v2.3 tag of one APIC (cover art) frame whose picture is ``body_size`` bytes."""
+    import struct
+
+    body = b"\x00image/jpeg\x00\x03\x00" + np.random.default_rng(1).bytes(body_size)
+    frame = b"APIC" + struct.pack(">I", len(body)) + b"\x00\x00" + body
+    n = len(frame)
+    size = bytes([(n >> 21) & 0x7F, (n >> 14) & 0x7F, (n >> 7) & 0x7F, n & 0x7F])
+    tag = b"ID3\x03\x00" + (b"\x10" if footer else b"\x00") + size + frame
+    return tag + (b"3DI\x03\x00\x10" + size if footer else b"")
+
+
+def test_id3v2_end_reads_the_tag_header():
+    tag = _id3v2(1000)
+    assert audio.id3v2_end(tag + b"\xff\xfb") == len(tag)
+    with_footer = _id3v2(1000, footer=True)
+    assert audio.id3v2_end(with_footer) == len(with_footer)
+    assert audio.id3v2_end(b"RIFF\x00\x00\x00\x00WAVE") == 0
+    assert audio.id3v2_end(b"ID3\x03\x00\x00\x80\x00\x00\x00") == 0  # not 7-bit bytes
+    assert audio.id3v2_end(b"ID3") == 0
+
+
+@pytest.mark.s3
+def test_remote_header_of_an_mp3_with_cover_art_is_fetched_before_the_open(tmp_path):
+    """A 300 KB ID3v2 tag: libsndfile reads all of it, so it is fetched with the
+    first block's reply, before the open; the open fetches nothing."""
+    pytest.importorskip("s3fs")
+    import s3fs
+
+    from emodist.data.segments import probe
+    from tests.servers import make_bucket, moto_server
+
+    plain = tmp_path / "plain.mp3"
+    _long_file(plain, 60.0, sr=44100, channels=2, format="MP3")
+    tag = _id3v2(300_000)
+    path = tmp_path / "art.mp3"
+    path.write_bytes(tag + plain.read_bytes())
+    size, block = path.stat().st_size, audio.HEADER_BLOCK
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "audio-bucket")
+        url = "s3://audio-bucket/art.mp3"
+        s3fs.S3FileSystem(**options).put(str(path), url)
+        with _Fetches() as fetched:
+            assert probe(url, options) == probe(str(path)) == probe(str(plain))
+        assert sorted(fetched) == [(0, block), (block, len(tag) + block),
+                                   (size - block, size)]
+        with audio._audio_file(url, options, header_only=True) as f:
+            with _Fetches() as fetched, sf.SoundFile(f) as snd:
+                assert snd.channels == 2
+            assert fetched == []
 
 
 # ------------------------------------------------------ windows of long files

@@ -150,17 +150,33 @@ def _read_mono(snd, start: int, count: int, *, exact_seek: bool = True) -> np.nd
 HEADER_BLOCK = 64 * 1024
 
 
-class _EndsFetched:
+def id3v2_end(head: bytes) -> int:
+    """Where an ID3v2 tag at the start of ``head`` ends (0 without one).
+
+    An MP3 may begin with such a tag (titles, cover art: hundreds of
+    kilobytes), which libsndfile reads whole before the first audio frame.
+    Its 10-byte header gives its size as four 7-bit bytes, plus 10 bytes of
+    footer when flag bit 4 is set.
+    """
+    if len(head) < 10 or head[:3] != b"ID3" or any(x & 0x80 for x in head[6:10]):
+        return 0
+    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
+    return 10 + size + (10 if head[5] & 0x10 else 0)
+
+
+class _Prefetched:
     """A remote file whose first and last bytes were fetched ahead, as soundfile reads it.
 
-    Reads inside ``head`` or ``tail`` come from memory; any other range is
-    fetched from ``fs`` as it is asked for.  ``seek``/``tell``/``read`` are
+    ``spans`` maps a start offset to the bytes fetched from there.  A read
+    inside one comes from memory; any other read is fetched from ``fs`` as it
+    is asked for, at least :data:`HEADER_BLOCK` of it, and kept (the reads
+    that follow it are usually close by).  ``seek``/``tell``/``read`` are
     what soundfile's virtual I/O calls.
     """
 
-    def __init__(self, fs, path: str, size: int, head: bytes, tail: bytes):
-        self._fs, self._path, self._size = fs, path, size
-        self._head, self._tail, self._pos = head, tail, 0
+    def __init__(self, fs, path: str, size: int, spans: dict[int, bytes]):
+        self._fs, self._path, self._size, self._pos = fs, path, size, 0
+        self._spans = dict(spans)
 
     def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
         base = {os.SEEK_SET: 0, os.SEEK_CUR: self._pos, os.SEEK_END: self._size}[whence]
@@ -173,17 +189,19 @@ class _EndsFetched:
     def read(self, n: int = -1) -> bytes:
         start = self._pos
         stop = self._size if n is None or n < 0 else min(self._size, start + n)
-        tail_at = self._size - len(self._tail)
         if stop <= start:
-            data = b""
-        elif stop <= len(self._head):
-            data = self._head[start:stop]
-        elif start >= tail_at:
-            data = self._tail[start - tail_at:stop - tail_at]
+            return b""
+        for at, data in self._spans.items():
+            if at <= start and stop <= at + len(data):
+                break
         else:
-            data = self._fs.cat_file(self._path, start=start, end=stop)
-        self._pos = start + len(data)
-        return data
+            at = start
+            data = self._fs.cat_file(self._path, start=at,
+                                     end=min(self._size, max(stop, at + HEADER_BLOCK)))
+            self._spans[at] = data
+        out = data[start - at:stop - at]
+        self._pos = start + len(out)
+        return out
 
 
 @contextlib.contextmanager
@@ -203,7 +221,9 @@ def _audio_file(path: str, storage_options: dict | None, *, header_only: bool = 
     its first and last :data:`HEADER_BLOCK` together (libsndfile reads an
     MP3's first kilobyte and its last 128 bytes, a WAV's first 48 bytes, a
     FLAC's first 8 KiB): two round trips, and a header read does not
-    download the file (:class:`_EndsFetched`).
+    download the file (:class:`_Prefetched`).  An MP3 that starts with a
+    longer ID3v2 tag (:func:`id3v2_end`) has the rest of the tag and a block
+    past it fetched too, before the open: libsndfile reads all of it.
     """
     fs, where = fsspec.core.url_to_fs(str(path), **(storage_options or {}))
     if isinstance(fs, LocalFileSystem):
@@ -215,12 +235,16 @@ def _audio_file(path: str, storage_options: dict | None, *, header_only: bool = 
     elif header_only:
         size = fs.size(where)
         if size is None or size <= 2 * HEADER_BLOCK:
-            head, tail = fs.cat_file(where), b""
-            size = len(head)
-        else:
-            head, tail = fs.cat_ranges([where, where], [0, size - HEADER_BLOCK],
-                                       [HEADER_BLOCK, size], on_error="raise")
-        yield _EndsFetched(fs, where, size, head, tail)
+            head = fs.cat_file(where)
+            yield _Prefetched(fs, where, len(head), {0: head})
+            return
+        head, tail = fs.cat_ranges([where, where], [0, size - HEADER_BLOCK],
+                                   [HEADER_BLOCK, size], on_error="raise")
+        tag_end = id3v2_end(head)
+        if tag_end + HEADER_BLOCK // 16 > len(head) and tag_end < size - HEADER_BLOCK:
+            head += fs.cat_file(where, start=len(head),
+                                end=min(size - HEADER_BLOCK, tag_end + HEADER_BLOCK))
+        yield _Prefetched(fs, where, size, {0: head, size - HEADER_BLOCK: tail})
     else:
         with fs.open(where, "rb") as f:
             f.read(1)
