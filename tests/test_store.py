@@ -68,6 +68,45 @@ def test_template_layout_for_groups(tmp_path):
     assert any(c["name"] == "zstd" for c in meta["codecs"])
 
 
+def test_plan_tasks_carry_their_rows_as_columns():
+    """Chunks of 3 over tracks of 2 segments: a track cut by a chunk edge is in two
+    tasks; each task's rows are the table's, and each track's strings are made once."""
+    from emodist.engine.worker import SegmentRows, track_spans
+
+    table = make_table(5, 2)
+    table.loc[table["track_id"] == "4", "duration_s"] = 9.5
+    p = plan(table, _spec(), chunk=3)
+    want = list(zip(table["track_id"], table["path"], table["start_s"], table["duration_s"]))
+    assert [(t.start, t.stop) for t in p.tasks] == [(0, 3), (3, 6), (6, 9), (9, 10)]
+    for t in p.tasks:
+        assert isinstance(t.rows, SegmentRows) and len(t.rows) == t.stop - t.start
+        assert list(t.rows) == want[t.start:t.stop]
+        assert t.rows.owner.dtype == np.int32 and t.rows.start_s.dtype == np.float64
+    assert p.tasks[1].rows.tracks == (("2", "/music/2.mp3"), ("3", "/music/3.mp3"))
+    assert list(p.tasks[1].rows.owner) == [0, 1, 1]
+    # the last segment of track 4 ends at 15 + 9.5 s
+    assert track_spans(p.tasks[2].rows) == [("4", "/music/4.mp3", 24.5, [0, 1]),
+                                            ("5", "/music/5.mp3", 15.0, [2])]
+    assert track_spans(p.tasks[2].rows) == track_spans(list(p.tasks[2].rows))
+    again = SegmentRows.from_tuples(want[3:6])
+    assert again.tracks == p.tasks[1].rows.tracks and list(again) == want[3:6]
+
+
+def test_shared_strings_hold_one_string_per_value():
+    import pandas as pd
+
+    col = pd.Series(["rock", "jazz", None, "rock", float("nan"), "jazz"] * 2)
+    out = layout.shared_strings(col)
+    assert out.dtype == object
+    assert list(out) == ["rock", "jazz", "", "rock", "", "jazz"] * 2
+    assert all(type(v) is str for v in out)
+    assert out[0] is out[3] is out[6] and out[1] is out[5] and out[2] is out[4]
+    coords = layout.segment_coords(make_table(4, 3))
+    assert coords["path"].values[0] is coords["path"].values[2]
+    assert coords["path"].values[0] is not coords["path"].values[3]
+    assert coords["start_s"].attrs["units"] == "s" and coords["segment"].dtype == object
+
+
 def test_region_writes_per_group(tmp_path):
     url, _table, _p, _ = _new_store(tmp_path)
     hc = np.arange(12, dtype=np.float32).reshape(4, 3)

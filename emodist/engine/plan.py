@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from emodist.engine.worker import ChunkTask
+from emodist.engine.worker import ChunkTask, SegmentRows
 from emodist.errors import StoreError
 from emodist.spec import ExtractionSpec
 from emodist.store import layout
@@ -126,6 +126,18 @@ def _todo(status: np.ndarray, track_ids: np.ndarray, failures: list[dict], group
     return out
 
 
+def _rows(codes: np.ndarray, track_ids, paths: np.ndarray, starts: np.ndarray,
+          durations: np.ndarray) -> SegmentRows:
+    """A chunk's :class:`SegmentRows` from its segments' track codes (``pd.factorize``)."""
+    distinct, first, owner = np.unique(codes, return_index=True, return_inverse=True)
+    order = np.argsort(first)  # tracks in order of first appearance
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    tracks = tuple((str(track_ids[distinct[k]]), str(paths[distinct[k]])) for k in order)
+    return SegmentRows(tracks, rank[np.ravel(owner)].astype(np.int32),
+                       starts.copy(), durations.copy())
+
+
 def _mark_damaged(todo: dict, repair: dict) -> None:
     """Turn the damaged chunk ranges of each group back to pending (in place)."""
     for name, regions in repair.items():
@@ -174,11 +186,10 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
         names the field (or group and field), the stored and the new value.
     """
     n = len(table)
-    ids = [str(s) for s in table["segment_id"]]
     out = ExtractionPlan(spec=spec, chunk=0)
     new_store = state is None
     if state is not None:
-        store_diff, group_diffs = compare(state, spec, ids)
+        store_diff, group_diffs = compare(state, spec, table["segment_id"].astype(str).tolist())
         if store_diff and not overwrite:
             raise StoreError(f"the store cannot be resumed: {store_diff}", param="overwrite")
         if group_diffs and not overwrite:
@@ -213,21 +224,25 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
         added = {g.name for g in missing}
         statuses = {g.name: (np.zeros(n, np.int8) if g.name in added else state.status[g.name])
                     for g in spec.groups}
-    track_ids = table["track_id"].astype(str).to_numpy()
+    codes, uniques = pd.factorize(table["track_id"])
+    track_ids = layout.shared_strings(table["track_id"])
     todo = {name: _todo(st, track_ids, out.failures, name, retry_failed)
             for name, st in statuses.items()}
     if retry_failed:
         out.failures = []
     if state is not None and not out.replace_store:
         _mark_damaged(todo, repair or {})
-    rows = list(zip(table["track_id"].astype(str), table["path"].astype(str),
-                    table["start_s"].astype(float), table["duration_s"].astype(float)))
+    first = np.unique(codes, return_index=True)[1]  # each track's first segment
+    paths = layout.shared_strings(table["path"])[first]
+    starts = table["start_s"].to_numpy(np.float64)
+    durations = table["duration_s"].to_numpy(np.float64)
     for i, (a, b) in enumerate(chunk_regions(n, out.chunk)):
         groups = tuple(name for name, st in todo.items()
                        if np.any(st[a:b] == layout.STATUS_PENDING))
         if groups:
-            out.tasks.append(ChunkTask(chunk=i, start=a, stop=b, rows=tuple(rows[a:b]),
-                                       groups=groups))
+            out.tasks.append(ChunkTask(chunk=i, start=a, stop=b, groups=groups,
+                                       rows=_rows(codes[a:b], uniques, paths,
+                                                  starts[a:b], durations[a:b])))
             out.pending += (b - a) * len(groups)
     out.total = n * len(spec.groups)
     return out

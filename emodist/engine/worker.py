@@ -45,6 +45,51 @@ _BUDGET_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
+class SegmentRows:
+    """A chunk's segments as columns: their track, start and duration.
+
+    Row ``i`` is ``(track_id, path, start_s, duration_s)`` (``rows[i]``,
+    iteration), as a tuple per segment would be; held as NumPy columns and
+    one ``(track_id, path)`` per track, so that a plan of millions of
+    segments keeps no Python object per segment on the driver.
+
+    Attributes
+    ----------
+    tracks : tuple of (str, str)
+        ``(track_id, path)`` of each track of the chunk, in order of first appearance.
+    owner : numpy.ndarray
+        ``(n,)`` int32: each segment's index into ``tracks``.
+    start_s, duration_s : numpy.ndarray
+        ``(n,)`` float64.
+    """
+
+    tracks: tuple
+    owner: np.ndarray
+    start_s: np.ndarray
+    duration_s: np.ndarray
+
+    @classmethod
+    def from_tuples(cls, rows: Iterable[tuple]) -> SegmentRows:
+        """Columns of ``(track_id, path, start_s, duration_s)`` tuples."""
+        rows = list(rows)
+        index: dict[tuple[str, str], int] = {}
+        owner = [index.setdefault((str(t), str(p)), len(index)) for t, p, _, _ in rows]
+        return cls(tuple(index), np.asarray(owner, np.int32),
+                   np.asarray([r[2] for r in rows], np.float64),
+                   np.asarray([r[3] for r in rows], np.float64))
+
+    def __len__(self) -> int:
+        return len(self.owner)
+
+    def __getitem__(self, i: int) -> tuple[str, str, float, float]:
+        track_id, path = self.tracks[self.owner[i]]
+        return track_id, path, float(self.start_s[i]), float(self.duration_s[i])
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
+@dataclass(frozen=True)
 class ChunkTask:
     """One chunk of the store to fill: its rows and the groups still pending there.
 
@@ -54,8 +99,8 @@ class ChunkTask:
         Chunk index along ``segment``.
     start, stop : int
         Segment slice ``[start, stop)`` of the chunk.
-    rows : tuple of (track_id, path, start_s, duration_s)
-        One entry per segment of the slice, in store order.
+    rows : SegmentRows or sequence of (track_id, path, start_s, duration_s)
+        One row per segment of the slice, in store order.
     groups : tuple of str
         Names of the groups to compute in this chunk.
     """
@@ -63,7 +108,7 @@ class ChunkTask:
     chunk: int
     start: int
     stop: int
-    rows: tuple
+    rows: SegmentRows | tuple
     groups: tuple
 
 
@@ -126,19 +171,20 @@ def track_spans(rows: Iterable[tuple]) -> list[tuple[str, str, float, list[int]]
 
     Parameters
     ----------
-    rows : iterable of (track_id, path, start_s, duration_s)
+    rows : SegmentRows or iterable of (track_id, path, start_s, duration_s)
 
     Returns
     -------
     list of (track_id, path, end_s, positions)
         One entry per track in order of first appearance; ``positions`` index ``rows``.
     """
-    order: dict[tuple[str, str], list[int]] = {}
-    rows = list(rows)
-    for i, (track_id, path, _, _) in enumerate(rows):
-        order.setdefault((str(track_id), str(path)), []).append(i)
-    return [(t, p, max(float(rows[i][2]) + float(rows[i][3]) for i in pos), pos)
-            for (t, p), pos in order.items()]
+    cols = rows if isinstance(rows, SegmentRows) else SegmentRows.from_tuples(rows)
+    ends = cols.start_s + cols.duration_s
+    spans = []
+    for k, (track_id, path) in enumerate(cols.tracks):
+        pos = np.flatnonzero(cols.owner == k)
+        spans.append((track_id, path, float(ends[pos].max()), pos.tolist()))
+    return spans
 
 
 def rates_needed(spec: ExtractionSpec, groups) -> list[int]:

@@ -88,18 +88,39 @@ def decode_strings(values) -> np.ndarray:
     return arr.astype(object) if arr.dtype.kind in "UOT" else arr
 
 
-def segment_coords(table: pd.DataFrame) -> dict[str, tuple]:
-    """The ``segment`` index and per-segment coordinates of a segment plan."""
-    coords: dict[str, tuple] = {
-        SEGMENT: (SEGMENT, np.array([str(s) for s in table["segment_id"]], dtype=object))}
+def shared_strings(values) -> np.ndarray:
+    """``values`` as an ``object`` array of ``str`` holding one string per distinct value.
+
+    A track's id, path, label, group and genre repeat on each of its
+    segments; the array points at one Python string per distinct value
+    (8 bytes a segment, not a string a segment).  Missing values become ``""``.
+    """
+    codes, uniques = pd.factorize(pd.Series(values, copy=False), use_na_sentinel=True)
+    pool = np.array([str(u) for u in uniques] + [""], dtype=object)
+    return pool[codes]  # code -1 (missing) is the pool's last entry, ""
+
+
+def segment_coords(table: pd.DataFrame) -> dict[str, xr.Variable]:
+    """The ``segment`` index and per-segment coordinates of a segment plan.
+
+    The variables are made with ``fastpath``: their arrays are already what
+    xarray stores (``object`` arrays of ``str``, NumPy numbers), and
+    xarray's own check of an ``object`` array sends it through a pandas
+    Series, which under pandas 3 builds an Arrow copy and new strings for
+    every element (pydata/xarray#11470; 116 MiB and 0.3 s for 400,000
+    segment ids, against 7 MiB and 0.05 s).
+    """
+    ids = np.asarray(table["segment_id"].to_numpy(dtype=object), dtype=object)
+    coords = {SEGMENT: xr.Variable((SEGMENT,), ids, fastpath=True)}
     for name, dtype in SEGMENT_COORDS.items():
-        col = table[name] if name in table else pd.Series([""] * len(table) if dtype is object
-                                                          else np.zeros(len(table)))
         if dtype is object:
-            values = np.array(["" if pd.isna(v) else str(v) for v in col], dtype=object)
+            values = (shared_strings(table[name]) if name in table
+                      else np.full(len(table), "", dtype=object))
         else:
-            values = np.asarray(col, dtype=dtype)
-        coords[name] = (SEGMENT, values, _COORD_ATTRS.get(name, {}))
+            values = np.asarray(table[name] if name in table else np.zeros(len(table)),
+                                dtype=dtype)
+        coords[name] = xr.Variable((SEGMENT,), values, dict(_COORD_ATTRS.get(name, {})),
+                                   fastpath=True)
     return coords
 
 
