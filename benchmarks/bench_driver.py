@@ -26,12 +26,11 @@ from __future__ import annotations
 
 import os
 import pickle
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from benchmarks.common import machine, row
+from benchmarks.common import RssPeak, machine, row
 
 PER_TRACK = 4
 CHUNK = 4000
@@ -90,31 +89,16 @@ def emodist_plan(table):
 def measure(n: int, which: str) -> dict:
     import gc
 
-    import psutil
-
     fn = former_plan if which == "former" else emodist_plan
     fn(segment_plan(100))  # imports and first calls are not counted
     table = segment_plan(n)
-    proc = psutil.Process()
     gc.collect()
-    base = proc.memory_info().rss
-    peak, stop = [base], threading.Event()
-
-    def sample():
-        while not stop.is_set():
-            peak[0] = max(peak[0], proc.memory_info().rss)
-            time.sleep(0.005)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    t0 = time.perf_counter()
-    out = fn(table)
-    seconds = time.perf_counter() - t0
-    stop.set()
-    sampler.join()
-    peak[0] = max(peak[0], proc.memory_info().rss)
+    with RssPeak(every_s=0.005) as rss:
+        t0 = time.perf_counter()
+        out = fn(table)
+        seconds = time.perf_counter() - t0
     tasks = out[1]
-    return {"seconds": seconds, "growth_mib": (peak[0] - base) / 2**20,
+    return {"seconds": seconds, "growth_mib": (rss.peak - rss.base) / 2**20,
             "segments": len(table), "task_mib": sum(len(pickle.dumps(t)) for t in tasks) / 2**20,
             "table_mib": table.memory_usage(deep=True).sum() / 2**20,
             "rows": [tuple(r) for r in (list(tasks[0])[:3] + list(tasks[-1])[-3:])]}

@@ -35,12 +35,11 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing import get_context
 
-from benchmarks.common import machine, row
+from benchmarks.common import RssPeak, machine, row
 
 #: Segment length of the plan (every file gives one segment).
 SEGMENT_S = 1.0
@@ -98,35 +97,6 @@ def upload(options: dict, sizes: tuple[int, ...]) -> tuple[dict, float]:
     for k, url in urls.items():
         fs.pipe(url, manifest_text(k, f"s3://{BUCKET}/audio").encode())
     return urls, seconds
-
-
-def _rss() -> int:
-    import psutil
-
-    return psutil.Process().memory_info().rss
-
-
-class RssPeak:
-    """Peak RSS of this process while the ``with`` block runs, sampled by a thread."""
-
-    def __init__(self, every_s: float = 0.02):
-        self.every_s, self.peak, self.base = every_s, 0, 0
-        self._stop = threading.Event()
-
-    def _sample(self) -> None:
-        while not self._stop.wait(self.every_s):
-            self.peak = max(self.peak, _rss())
-
-    def __enter__(self):
-        self.base = self.peak = _rss()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._thread.join()
-        self.peak = max(self.peak, _rss())
 
 
 def measure(mode: str, manifest: str, options: dict) -> dict:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable
 
@@ -87,3 +88,32 @@ def main(run: Callable[..., dict], argv: list[str] | None = None) -> None:
         print(f"{r['metric']:<52} {r['value']:>12.4g} ± {r['spread']:<9.3g} {r['unit']:<12} "
               f"{r['note']}")
     print(result["summary"])
+
+
+def _rss() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+class RssPeak:
+    """Peak RSS of this process while the ``with`` block runs, sampled by a thread."""
+
+    def __init__(self, every_s: float = 0.02):
+        self.every_s, self.peak, self.base = every_s, 0, 0
+        self._stop = threading.Event()
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.peak = max(self.peak, _rss())
+
+    def __enter__(self):
+        self.base = self.peak = _rss()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, _rss())
