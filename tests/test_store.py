@@ -90,6 +90,7 @@ def test_plan_tasks_carry_their_rows_as_columns():
     assert track_spans(p.tasks[2].rows) == track_spans(list(p.tasks[2].rows))
     again = SegmentRows.from_tuples(want[3:6])
     assert again.tracks == p.tasks[1].rows.tracks and list(again) == want[3:6]
+    assert len({p.tasks[0], p.tasks[1], p.tasks[0]}) == 2  # tasks stay hashable
 
 
 def test_shared_strings_hold_one_string_per_value():

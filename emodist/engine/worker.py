@@ -44,14 +44,16 @@ _BUDGET: dict = {}
 _BUDGET_LOCK = threading.Lock()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class SegmentRows:
     """A chunk's segments as columns: their track, start and duration.
 
     Row ``i`` is ``(track_id, path, start_s, duration_s)`` (``rows[i]``,
     iteration), as a tuple per segment would be; held as NumPy columns and
     one ``(track_id, path)`` per track, so that a plan of millions of
-    segments keeps no Python object per segment on the driver.
+    segments keeps no Python object per segment on the driver.  Equality and
+    hashing are by identity (NumPy columns have no truth value), so a
+    :class:`ChunkTask` stays hashable; compare ``list(rows)`` for values.
 
     Attributes
     ----------
