@@ -10,10 +10,10 @@ thread, once with the fp32 Inception-v3 and once with its int8 copy
 When the MusiCNN groups are there, the study's pair (handcrafted +
 inception_v3) is also run alone, fp32 and int8 (rows ``study ...``): int8
 is Inception-v3's only, so with MusiCNN's fp32 networks in the run it
-shortens a smaller share of the work.  The pair runs at the full Emotify's
-size: a manifest lists the shared tracks :data:`STUDY_REPEAT` times under
+shortens a smaller share of the work.  Both run at the full Emotify's
+size: a manifest lists the shared tracks :data:`FULL_REPEAT` times under
 distinct track ids and groups (1592 segments, each decoded and computed as
-its own track), so its system share and page faults are those of a
+its own track), so their system share and page faults are those of a
 full-sized run, measured, not extrapolated: a worker's one-off costs (ONNX
 Runtime's arena growing to its batch, the first files' reads) weigh four
 times less in them than in a 398-segment run.
@@ -31,8 +31,8 @@ Per run:
   ratio wall / floor, and all CPU seconds over the stages' own (what that
   ratio would be on an idle machine, packed perfectly: load-independent);
 - the wall time and page faults at the 1588 segments of the full Emotify
-  (linear in segments: extrapolated from a 398-segment run, scaled by
-  1588 / 1592 for the full-sized study runs).
+  (the 1592-segment run's, scaled by 1588 / 1592; the quick run's are
+  extrapolated linearly from its few segments).
 
 Input: the shared Emotify tracks (``EMODIST_EMOTIFY_ROOT``, 100 tracks, 398
 segments of 15 s) with the real model; ``quick=True`` (or without them):
@@ -58,8 +58,8 @@ from benchmarks.common import machine, row
 FULL_SEGMENTS = 1588
 #: Groups added by the MusiCNN converter, used when registered and built.
 OPTIONAL_GROUPS = ("musicnn_msd", "musicnn_mtt")
-#: Times the study's pair runs through the shared tracks (4 x 398 = 1592 segments).
-STUDY_REPEAT = 4
+#: Times a full-sized run goes through the shared tracks (4 x 398 = 1592 segments).
+FULL_REPEAT = 4
 
 
 def repeated_manifest(dataset: str, out: Path, times: int) -> str:
@@ -246,9 +246,9 @@ def run(quick: bool = False) -> dict:
         for prefix, by_tag in configs.items():
             runs = {}
             source, about = dataset, what
-            if prefix:  # the study's pair: the full Emotify's size
-                source = repeated_manifest(dataset, tmp / "repeated.csv", STUDY_REPEAT)
-                about = f"{what}, listed {STUDY_REPEAT} times"
+            if not quick:  # the full Emotify's size
+                source = repeated_manifest(dataset, tmp / "repeated.csv", FULL_REPEAT)
+                about = f"{what}, listed {FULL_REPEAT} times"
             for tag, groups in by_tag.items():
                 spec = ExtractionSpec(groups=tuple(groups), segment_seconds=seg_s)
                 runs[tag] = measure(source, str(tmp / f"{prefix.strip() or 'all'}-{tag}.zarr"),
