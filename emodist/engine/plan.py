@@ -126,9 +126,10 @@ def _todo(status: np.ndarray, track_ids: np.ndarray, failures: list[dict], group
     return out
 
 
-def _rows(codes: np.ndarray, track_ids, paths: np.ndarray, starts: np.ndarray,
+def _rows(codes: np.ndarray, track_ids: np.ndarray, paths: np.ndarray, starts: np.ndarray,
           durations: np.ndarray) -> SegmentRows:
-    """A chunk's :class:`SegmentRows` from its segments' track codes (``pd.factorize``)."""
+    """A chunk's :class:`SegmentRows` from its segments' track codes (``pd.factorize``);
+    ``track_ids`` and ``paths`` are indexed by code."""
     distinct, first, owner = np.unique(codes, return_index=True, return_inverse=True)
     order = np.argsort(first)  # tracks in order of first appearance
     rank = np.empty_like(order)
@@ -224,8 +225,9 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
         added = {g.name for g in missing}
         statuses = {g.name: (np.zeros(n, np.int8) if g.name in added else state.status[g.name])
                     for g in spec.groups}
-    codes, uniques = pd.factorize(table["track_id"])
-    track_ids = layout.shared_strings(table["track_id"])
+    codes, uniques = pd.factorize(table["track_id"])  # one string per track
+    names = np.array([str(u) for u in uniques], dtype=object)
+    track_ids = names[codes]
     todo = {name: _todo(st, track_ids, out.failures, name, retry_failed)
             for name, st in statuses.items()}
     if retry_failed:
@@ -241,7 +243,7 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
                        if np.any(st[a:b] == layout.STATUS_PENDING))
         if groups:
             out.tasks.append(ChunkTask(chunk=i, start=a, stop=b, groups=groups,
-                                       rows=_rows(codes[a:b], uniques, paths,
+                                       rows=_rows(codes[a:b], names, paths,
                                                   starts[a:b], durations[a:b])))
             out.pending += (b - a) * len(groups)
     out.total = n * len(spec.groups)
