@@ -31,9 +31,7 @@ Environment: ``EMODIST_BENCH_HEADER_FILES`` (another ``N``),
 from __future__ import annotations
 
 import io
-import logging
 import os
-import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -106,41 +104,18 @@ def emodist_open(path: str, options: dict):
         return snd.read(frames=int(READ_S * snd.samplerate)).shape
 
 
-class Requests(logging.Handler):
-    """Counts s3fs's requests and the bytes they asked for, from its debug log of S3 calls."""
-
-    span = re.compile(r"'Range': 'bytes=(\d+)-(\d+)'")
-
-    def __init__(self, size: int):
-        super().__init__()
-        self.size, self.calls, self.bytes = size, 0, 0
-
-    def emit(self, record):
-        text = record.getMessage()
-        if text.startswith(("CALL: head_object", "CALL: get_object")):
-            self.calls += 1
-        if text.startswith("CALL: get_object"):
-            m = self.span.search(text)
-            self.bytes += min(int(m[2]) + 1, self.size) - int(m[1]) if m else self.size
-
-
 def measure(fn, paths: list[str], options: dict, threads: int, size: int) -> dict:
-    counter = Requests(size)
-    log = logging.getLogger("s3fs")
-    level = log.level
-    log.setLevel(logging.DEBUG)
-    log.addHandler(counter)
-    try:
+    from tests.servers import S3Requests
+
+    with S3Requests() as calls:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(threads) as pool:
             headers = list(pool.map(lambda p: fn(p, options), paths))
         seconds = time.perf_counter() - t0
-    finally:
-        log.removeHandler(counter)
-        log.setLevel(level)
     n = len(paths)
+    fetched = sum(min(end, size) - start if end else size for start, end in calls.gets)
     return {"rate": n / seconds, "headers": headers,
-            "requests": counter.calls / n, "kib": counter.bytes / n / 1024}
+            "requests": (calls.heads + len(calls.gets)) / n, "kib": fetched / n / 1024}
 
 
 def run(quick: bool = False) -> dict:

@@ -7,7 +7,9 @@ process), are bounded in time, and are stopped by the fixtures that start them.
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -94,6 +96,40 @@ def moto_server():
         yield endpoint, options
     finally:
         stop(proc)
+
+
+class S3Requests(logging.Handler):
+    """The S3 requests s3fs makes inside a ``with`` block, from its debug log.
+
+    ``heads`` counts ``head_object`` calls; ``gets`` lists each
+    ``get_object`` as ``(start, end)``, ``end`` exclusive, or ``(0, None)``
+    for a whole object.
+    """
+
+    _range = re.compile(r"'Range': 'bytes=(\d+)-(\d+)'")
+
+    def __init__(self):
+        super().__init__()
+        self.heads, self.gets = 0, []
+        self._logger = logging.getLogger("s3fs")
+
+    def emit(self, record):
+        text = record.getMessage()
+        if text.startswith("CALL: head_object"):
+            self.heads += 1
+        elif text.startswith("CALL: get_object"):
+            m = self._range.search(text)
+            self.gets.append((int(m[1]), int(m[2]) + 1) if m else (0, None))
+
+    def __enter__(self):
+        self._level = self._logger.level
+        self._logger.setLevel(logging.DEBUG)  # setLevel, not .level: it clears the logger's cache
+        self._logger.addHandler(self)
+        return self
+
+    def __exit__(self, *exc):
+        self._logger.removeHandler(self)
+        self._logger.setLevel(self._level)
 
 
 @contextmanager

@@ -192,39 +192,6 @@ def test_load_track_from_s3_moto(stereo_wav):
                              storage_options=options)
 
 
-class _Fetches(list):
-    """The objects s3fs reads, from its debug log of S3 calls: ``(start, end)`` each,
-    ``end`` exclusive, ``(0, None)`` for a whole object."""
-
-    def __init__(self):
-        import logging
-        import re
-
-        super().__init__()
-        self._range = re.compile(r"'Range': 'bytes=(\d+)-(\d+)'")
-        self._handler = logging.Handler()
-        self._handler.emit = self._emit
-        self._logger = logging.getLogger("s3fs")
-
-    def _emit(self, record):
-        text = record.getMessage()
-        if text.startswith("CALL: get_object"):
-            m = self._range.search(text)
-            self.append((int(m[1]), int(m[2]) + 1) if m else (0, None))
-
-    def __enter__(self):
-        import logging
-
-        self._level = self._logger.level
-        self._logger.setLevel(logging.DEBUG)
-        self._logger.addHandler(self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        self._logger.removeHandler(self._handler)
-        self._logger.setLevel(self._level)
-
-
 @pytest.mark.s3
 @pytest.mark.parametrize("fmt", ["WAV", "FLAC", "MP3"])
 def test_remote_header_reads_two_blocks_fetched_before_libsndfile_opens(tmp_path, fmt):
@@ -236,7 +203,7 @@ def test_remote_header_reads_two_blocks_fetched_before_libsndfile_opens(tmp_path
     import s3fs
 
     from emodist.data.segments import probe
-    from tests.servers import make_bucket, moto_server
+    from tests.servers import S3Requests, make_bucket, moto_server
 
     path = tmp_path / f"long.{fmt.lower()}"
     _long_file(path, 60.0, sr=44100, channels=2, format=fmt)
@@ -246,15 +213,15 @@ def test_remote_header_reads_two_blocks_fetched_before_libsndfile_opens(tmp_path
         make_bucket(endpoint, "audio-bucket")
         url = f"s3://audio-bucket/{path.name}"
         s3fs.S3FileSystem(**options).put(str(path), url)
-        with _Fetches() as fetched:
+        with S3Requests() as calls:
             assert probe(url, options) == probe(str(path))
-        assert sorted(fetched) == [(0, audio.HEADER_BLOCK), (size - audio.HEADER_BLOCK, size)]
+        assert sorted(calls.gets) == [(0, audio.HEADER_BLOCK), (size - audio.HEADER_BLOCK, size)]
         for header_only in (True, False):
             with audio._audio_file(url, options, header_only=header_only) as f:
-                with _Fetches() as fetched, sf.SoundFile(f) as snd:
+                with S3Requests() as calls, sf.SoundFile(f) as snd:
                     assert snd.samplerate == 44100
-                assert fetched == []
-        with audio._audio_file(url, options, header_only=True) as f, _Fetches() as fetched:
+                assert calls.gets == []
+        with audio._audio_file(url, options, header_only=True) as f, S3Requests() as calls:
             whole, mid = path.read_bytes(), size // 2
             f.seek(mid)
             assert f.read(10) == whole[mid:mid + 10]
@@ -263,7 +230,7 @@ def test_remote_header_reads_two_blocks_fetched_before_libsndfile_opens(tmp_path
             f.seek(-3, os.SEEK_END)
             assert f.read(10) == whole[-3:] and f.tell() == size
         # one block from the first miss on; the read close after it is in it
-        assert fetched == [(mid, mid + audio.HEADER_BLOCK)]
+        assert calls.gets == [(mid, mid + audio.HEADER_BLOCK)]
 
 
 def _id3v2(body_size: int, *, footer: bool = False) -> bytes:
@@ -296,7 +263,7 @@ def test_remote_header_of_an_mp3_with_cover_art_is_fetched_before_the_open(tmp_p
     import s3fs
 
     from emodist.data.segments import probe
-    from tests.servers import make_bucket, moto_server
+    from tests.servers import S3Requests, make_bucket, moto_server
 
     plain = tmp_path / "plain.mp3"
     _long_file(plain, 60.0, sr=44100, channels=2, format="MP3")
@@ -308,14 +275,14 @@ def test_remote_header_of_an_mp3_with_cover_art_is_fetched_before_the_open(tmp_p
         make_bucket(endpoint, "audio-bucket")
         url = "s3://audio-bucket/art.mp3"
         s3fs.S3FileSystem(**options).put(str(path), url)
-        with _Fetches() as fetched:
+        with S3Requests() as calls:
             assert probe(url, options) == probe(str(path)) == probe(str(plain))
-        assert sorted(fetched) == [(0, block), (block, len(tag) + block),
+        assert sorted(calls.gets) == [(0, block), (block, len(tag) + block),
                                    (size - block, size)]
         with audio._audio_file(url, options, header_only=True) as f:
-            with _Fetches() as fetched, sf.SoundFile(f) as snd:
+            with S3Requests() as calls, sf.SoundFile(f) as snd:
                 assert snd.channels == 2
-            assert fetched == []
+            assert calls.gets == []
 
 
 # ------------------------------------------------------ windows of long files
