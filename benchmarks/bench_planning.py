@@ -15,7 +15,12 @@ plans them, 1 s segments:
   scheduler lives in the driver's process;
 - on 2 one-thread ``dask worker`` processes of a separate ``dask scheduler``
   (:func:`tests.servers.dask_cluster`, the compose deployment's commands):
-  the driver is a client only, as on a cloud cluster.
+  the driver is a client only, as on a cloud cluster;
+- on the same kind of cluster, the plan kept on the workers and written by
+  them into a new store's template on the moto server
+  (:func:`emodist.engine.planning.plan_on_workers`, then the sized template
+  and :meth:`WorkerPlan.write`): what ``emodist extract`` does for a new
+  store planned on the workers; the driver receives segment counts only.
 
 Each measurement runs in a fresh process (so one's heap does not hide the
 next one's growth), at ``N / 4`` and at ``N`` files, and reports wall time,
@@ -50,7 +55,8 @@ BUCKET = "bench-planning"
 WARMUP = 32
 #: Where the headers are read: mode -> the rows' wording.
 ON = {"driver": "on the driver", "workers": "on the workers",
-      "cluster": "on a separate cluster's workers"}
+      "cluster": "on a separate cluster's workers",
+      "store": "on a separate cluster's workers into the store"}
 #: Where the headers are read: mode -> how (the row notes).
 MODES = {
     "driver": "16 threads on the driver",
@@ -58,6 +64,8 @@ MODES = {
                "16 threads per task",
     "cluster": "2 one-thread 'dask worker' processes and a separate 'dask scheduler' "
                  "(the driver is a client only), 16 threads per task",
+    "store": "the same cluster; the plan stays on the workers, which write the coordinates "
+             "into a new store on moto (template included)",
 }
 
 
@@ -121,7 +129,7 @@ def measure(mode: str, manifest: str, options: dict) -> dict:
                 n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                 silence_logs=logging.ERROR))
             client = stack.enter_context(Client(cluster))
-        elif mode == "cluster":
+        elif mode in ("cluster", "store"):
             from distributed import Client
 
             from tests.servers import dask_cluster
@@ -129,18 +137,52 @@ def measure(mode: str, manifest: str, options: dict) -> dict:
             address, _ = stack.enter_context(dask_cluster(n_workers=2, nthreads=1))
             client = stack.enter_context(Client(address))
         # warm-up on a few files: imports, connections and the first tasks are not timed
-        plan_segments(dataclasses.replace(cat, tracks=cat.tracks.iloc[:WARMUP]), spec,
-                      client=client)
+        few = dataclasses.replace(cat, tracks=cat.tracks.iloc[:WARMUP])
+        if mode == "store":
+            plan_into_store(client, few, spec, f"{manifest}.warmup.zarr", options)
+        else:
+            plan_segments(few, spec, client=client)
         with RssPeak() as rss:
             t0 = time.perf_counter()
-            plan = plan_segments(cat, spec, client=client)
+            if mode == "store":
+                url = f"{manifest}.zarr"
+                problems = plan_into_store(client, cat, spec, url, options)
+            else:
+                plan = plan_segments(cat, spec, client=client)
+                problems = plan.problems
             seconds = time.perf_counter() - t0
-    table = plan.table
+    table = stored_plan(url, options) if mode == "store" else plan.table
     digest = hashlib.sha256(table.to_csv(index=False).encode()
-                            + repr(plan.problems).encode()).hexdigest()
+                            + repr(problems).encode()).hexdigest()
     return {"seconds": seconds, "n": len(cat.usable()), "segments": len(table),
-            "problems": len(plan.problems), "growth_mib": (rss.peak - rss.base) / 2**20,
+            "problems": len(problems), "growth_mib": (rss.peak - rss.base) / 2**20,
             "table_mib": table.memory_usage(deep=True).sum() / 2**20, "digest": digest}
+
+
+def plan_into_store(client, cat, spec, url: str, options: dict) -> list:
+    """Plan ``cat`` on the workers into a new store at ``url``; the plan's problems."""
+    from emodist.engine.extract import apply_plan
+    from emodist.engine.plan import plan_sized
+    from emodist.engine.planning import plan_on_workers
+
+    held = plan_on_workers(client, cat, spec)
+    p = plan_sized(len(held), spec)
+    apply_plan(url, p, options)
+    held.write(url, options, chunk=p.chunk, votes=False, votes_mean=False)
+    return held.problems
+
+
+def stored_plan(url: str, options: dict):
+    """The segment plan table read back from a store's coordinates."""
+    import pandas as pd
+
+    from emodist.data.segments import PLAN_COLUMNS
+    from emodist.store import open_store
+
+    ds = open_store(url, options)
+    columns = {"segment_id": ds["segment"].values}
+    columns.update({c: ds[c].values for c in PLAN_COLUMNS if c != "segment_id"})
+    return pd.DataFrame(columns, columns=PLAN_COLUMNS)
 
 
 def catalog_check(manifest: str, options: dict, lookups: bool) -> dict:
@@ -201,8 +243,9 @@ def run(quick: bool = False) -> dict:
                     row(f"plan {size} files {ON[mode]}: rate", size / r["seconds"],
                         unit="files/s"),
                     row(f"plan {size} files {ON[mode]}: driver RSS growth", r["growth_mib"],
-                        unit="MiB", note=f"peak during planning minus before; the table "
-                        f"itself is {r['table_mib']:.2f} MiB"),
+                        unit="MiB", note="peak during planning minus before; the table "
+                        + ("(not on the driver here) would be" if mode == "store" else
+                           "itself is") + f" {r['table_mib']:.2f} MiB"),
                 ]
             for mode in MODES:
                 same = figures["driver", size]["digest"] == figures[mode, size]["digest"]
@@ -214,12 +257,17 @@ def run(quick: bool = False) -> dict:
                             f"is {figures[mode, n]['table_mib'] * 2**10 / n:.2f} KiB a file"))
     big_d, big_w = figures["driver", n], figures["cluster", n]
     small_w = figures["cluster", n // 4]
+    big_s, small_s = figures["store", n], figures["store", n // 4]
+    flat = (big_s["growth_mib"] - small_s["growth_mib"]) * 2**10 / (n - n // 4)
     summary = (f"{n} remote WAV headers on moto (2-core machine): driver "
                f"{big_d['seconds']:.1f} s ({n / big_d['seconds']:.0f} files/s, RSS "
                f"+{big_d['growth_mib']:.0f} MiB), workers {big_w['seconds']:.1f} s "
                f"({n / big_w['seconds']:.0f} files/s, separate scheduler, driver RSS "
                f"+{big_w['growth_mib']:.0f} "
-               f"MiB; +{small_w['growth_mib']:.0f} MiB at {n // 4}); plans equal; audio check of "
+               f"MiB; +{small_w['growth_mib']:.0f} MiB at {n // 4}); into the store "
+               f"{big_s['seconds']:.1f} s (driver RSS +{small_s['growth_mib']:.1f} MiB at "
+               f"{n // 4}, +{big_s['growth_mib']:.1f} MiB at {n}: {flat:.3f} KiB a file); "
+               f"plans equal; audio check of "
                f"{n // 4} files: {checks[n // 4, True]['seconds']:.1f} s with a lookup per "
                f"file, {checks[n // 4, False]['seconds']:.2f} s listing the folder")
     return {"name": "segment planning: driver vs workers", "machine": machine(), "rows": rows,

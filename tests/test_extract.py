@@ -423,20 +423,100 @@ def test_driver_killed_then_resumed(tmp_path, reference, small_dataset, tiny_mod
     assert_same_store(url, reference[0])
 
 
-def test_planning_on_the_workers_writes_the_same_store(tmp_path, reference, small_dataset,
-                                                      spec, client):
-    """``plan_on="workers"``: headers read by worker tasks, the store equals the reference."""
+def plan_files(url) -> dict[str, bytes]:
+    """Every file of a store that the segment plan defines: per-segment arrays and metadata."""
+    root = Path(url)
+    names = [layout.SEGMENT, *layout.SEGMENT_COORDS, layout.VOTES, layout.VOTES_MEAN]
+    out = {}
+    for name in names:
+        for f in sorted((root / name).rglob("*")):
+            if f.is_file():
+                out[str(f.relative_to(root))] = f.read_bytes()
+    return out
+
+
+def test_planning_on_the_workers_writes_the_plan_into_the_store(tmp_path, reference,
+                                                                small_dataset, spec, client):
+    """``plan_on="workers"``, new store: the workers plan and write every coordinate.
+
+    The driver receives segment counts only; the chunk tasks carry no rows
+    (they read them from the store); coordinates and votes are byte for
+    byte the reference's (planned on the driver).
+    """
     from distributed import get_task_stream
 
-    from emodist.engine.planning import TASK_NAME
+    from emodist.engine.planning import PLAN_TASK, TASK_NAME, WRITE_TASK
 
     url = str(tmp_path / "w.zarr")
+    carried = []
+    with get_task_stream(client) as stream:
+        result = run_extract(str(small_dataset), url, spec,
+                             rt(client, chunk=CHUNK, plan_on="workers"),
+                             on_result=lambda task, res, err: carried.append(task.rows))
+    assert result.n_done == 24 and result.n_segments == 24 and result.failures == []
+    keys = [t["key"] for t in stream.data]
+    assert any(k.startswith(PLAN_TASK + "-0") for k in keys)
+    assert any(k.startswith(WRITE_TASK) for k in keys)
+    assert not any(k.startswith(TASK_NAME) for k in keys)  # no headers sent to the driver
+    assert len(carried) == 12 and all(rows is None for rows in carried)
+    assert_same_store(url, reference[0])
+    got, want = plan_files(url), plan_files(reference[0])
+    assert sorted(got) == sorted(want) and got == want
+    assert layout.PLAN_PENDING not in open_store(url).attrs
+
+
+def test_plan_written_in_slices_of_many_batches_is_the_reference(
+        tmp_path, reference, small_dataset, spec, client, monkeypatch):
+    """Coordinate chunks of 5 segments, vote chunks of 2, batches of 3 tracks (9-10 segments).
+
+    The coordinate slices cut vote chunks, so the votes get their own write
+    tasks; batches straddle the slices; the values are the reference's.
+    """
+    from distributed import get_task_stream
+
+    from emodist.engine import planning
+    from emodist.engine.planning import WRITE_TASK
+
+    monkeypatch.setattr(io, "COORD_CHUNK_SEGMENTS", 5)
+    monkeypatch.setattr(planning, "batch_length", lambda **kw: 3)
+    url = str(tmp_path / "slices.zarr")
     with get_task_stream(client) as stream:
         result = run_extract(str(small_dataset), url, spec,
                              rt(client, chunk=CHUNK, plan_on="workers"))
-    assert result.n_done == 24 and result.failures == []
-    assert any(t["key"].startswith(TASK_NAME) for t in stream.data)
+    assert result.n_done == 24
+    writes = [t for t in stream.data if t["key"].startswith(WRITE_TASK)]
+    assert len(writes) == 5 + 6  # [0, 5) ... [20, 24) coordinates, then votes in fours
+    got, ref = open_store(url), open_store(reference[0])
     assert_same_store(url, reference[0])
+    for name in (*layout.SEGMENT_COORDS, layout.VOTES, layout.VOTES_MEAN):
+        np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
+    assert io.open_group(url)["track_id"].chunks == (5,)
+
+
+def test_a_store_whose_plan_was_never_written_is_refused_then_rebuilt(
+        tmp_path, reference, small_dataset, spec, client):
+    """A run stopped between the template and the plan's writes leaves a store marked pending."""
+    from emodist.data.catalog import load_dataset
+    from emodist.engine.extract import apply_plan, resolve_spec
+    from emodist.engine.plan import plan_sized
+    from emodist.store.verify import verify_store
+
+    url = str(tmp_path / "stopped.zarr")
+    resolved = resolve_spec(spec, rt(client))
+    cat = load_dataset(str(small_dataset))
+    apply_plan(url, plan_sized(24, resolved, votes=True, votes_mean=True, chunk=CHUNK), None)
+    assert io.plan_pending(url)
+    with pytest.raises(StoreError, match="incomplete: its segment coordinates were never all "
+                                         "written"):
+        open_store(url)
+    report = verify_store(url)
+    assert not report.ok and not report.repairable
+    assert "never all written" in report.summary()
+    assert cat.votes is not None
+    result = run_extract(str(small_dataset), url, spec, rt(client, chunk=CHUNK, plan_on="workers"))
+    assert result.n_done == 24 and not result.resumed
+    assert_same_store(url, reference[0])
+    assert not io.plan_pending(url)
 
 
 @pytest.mark.cluster

@@ -8,6 +8,8 @@ row for row, with every header read by a worker task.
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -184,6 +186,28 @@ def test_plan_site_batches_and_the_plan_on_option():
     assert e.value.param == "plan_on"
 
 
+@pytest.mark.parametrize("n,chunk,coord", [(10, 4, 100), (1000, 256, 100), (1000, 250, 100),
+                                            (999, 7, 30), (5, 2, 5)])
+def test_plan_writes_cover_every_segment_once_and_never_share_a_chunk(n, chunk, coord,
+                                                                      monkeypatch):
+    from emodist.engine.planning import write_regions
+    from emodist.store import layout
+    from emodist.store import zarrio as io
+
+    monkeypatch.setattr(io, "COORD_CHUNK_SEGMENTS", coord)
+    regions = write_regions(n, chunk, votes=True, votes_mean=False)
+    size = {name: min(n, coord) for name in (layout.SEGMENT, *layout.SEGMENT_COORDS)}
+    size[layout.VOTES] = chunk
+    for name, step in size.items():
+        spans = sorted((a, b) for a, b, names in regions if name in names)
+        assert spans[0][0] == 0 and spans[-1][1] == n, name
+        assert all(b == c for (_, b), (c, _) in pairwise(spans)), name  # no gap, no overlap
+        assert all(a % step == 0 for a, _ in spans), name  # each starts a chunk of its variable
+    assert not any(layout.VOTES_MEAN in names for *_, names in regions)
+    if n <= coord:
+        assert len(regions) == 1
+
+
 # ------------------------------------------------------------ on the workers
 
 
@@ -230,3 +254,50 @@ def test_worker_planning_of_an_s3_dataset_reads_every_header_on_a_worker(small_m
             workers = set(client.scheduler_info()["workers"])
     assert_same_plan(got, want)
     assert len(tasks) == 3 and workers and all(t["worker"] in workers for t in tasks)
+
+
+@pytest.mark.cluster
+@pytest.mark.s3
+def test_plan_kept_on_workers_is_written_into_an_s3_store(small_manifest):
+    """Real `dask worker` processes plan a moto-hosted dataset and write the plan to S3.
+
+    The driver gets only segment counts and problems per batch; the store's
+    coordinates, written by the workers from the batches they hold, are the
+    driver's plan row for row, and the store is marked complete only then.
+    """
+    from distributed import Client
+
+    from emodist.engine.extract import apply_plan, plan_failures, resolve_spec
+    from emodist.engine.plan import plan_sized
+    from emodist.engine.planning import plan_on_workers
+    from emodist.features import make_groups
+    from emodist.store import layout, open_store
+    from emodist.store import zarrio as io
+    from tests.servers import dask_cluster, make_bucket, moto_server, upload_tree
+
+    spec = resolve_spec(SPEC.replace(groups=make_groups(["handcrafted"])), Runtime())
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "audio")
+        upload_tree(options, small_manifest.parent, "s3://audio/set")
+        cat = load_dataset("s3://audio/set/manifest.csv", storage_options=options)
+        want = plan_segments(cat, spec)
+        url = "s3://audio/features.zarr"
+        with dask_cluster(n_workers=2, nthreads=1, memory_limit="1GiB") as (address, _), \
+                Client(address) as client:
+            seen = []
+            got = plan_on_workers(client, cat, spec, batch_size=2, on_probed=seen.append)
+            assert got.counts.tolist() == [2, 1, 4] and len(got) == 7
+            assert sorted(seen) == [2, 2, 2] and got.n_tracks == 6
+            assert ([_problem(*p) for p in got.problems]
+                    == [_problem(*p) for p in want.problems])
+            apply_plan(url, plan_sized(len(got), spec, chunk=3), options)
+            assert io.plan_pending(url, options)
+            got.write(url, options, chunk=3, votes=False, votes_mean=False)
+            assert got.futures == []
+        assert not io.plan_pending(url, options)
+        ds = open_store(url, options)
+        table = want.table
+        assert list(ds["segment"].values) == table["segment_id"].tolist()
+        for name in layout.SEGMENT_COORDS:
+            assert list(ds[name].values) == table[name].tolist(), name
+        assert plan_failures(got.problems)[0]["track_id"] == "bad"

@@ -23,8 +23,8 @@ import numpy as np
 
 from emodist.engine import executor
 from emodist.engine.cluster import check_cluster_args, check_routing, connect, probe_cluster
-from emodist.engine.plan import ExtractionPlan, plan
-from emodist.engine.planning import plan_dataset
+from emodist.engine.plan import ExtractionPlan, plan, plan_sized
+from emodist.engine.planning import WorkerPlan, plan_dataset
 from emodist.engine.worker import Job, chunk_route
 from emodist.errors import ClusterError, DataError, EmodistError, StoreError
 from emodist.progress import progress_bar
@@ -308,28 +308,43 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                            min_class_tracks=spec.min_class_tracks,
                            min_class_share=spec.min_class_share,
                            storage_options=runtime.options("dataset"))
+    unfinished = False  # a store whose plan the workers never finished writing
     with store_access(store):  # before planning, which may start a cluster
+        exists = io.store_exists(store, opts)
+        if exists and io.plan_pending(store, opts):
+            log.warning("%s: its segment coordinates were never all written (a run stopped "
+                        "while planning); it is rebuilt", store)
+            unfinished = True
         state, report = (verified_state(store, opts, overwrite=overwrite)
-                         if io.store_exists(store, opts) else (None, None))
+                         if exists and not unfinished else (None, None))
     with contextlib.ExitStack() as stack:  # the client, when planning needs it first
-        segplan, client = plan_dataset(catalog, spec, runtime, dataset=dataset, stack=stack)
-        table = segplan.table
-        if len(table) == 0:
+        segplan, client = plan_dataset(catalog, spec, runtime, dataset=dataset, stack=stack,
+                                       keep_on_workers=state is None and report is None)
+        if len(segplan) == 0:
             raise DataError(f"{dataset}: no segments to extract ({len(segplan.problems)} tracks "
                             "unusable)")
-        p = plan(table, spec, state=state, votes=segment_votes(table, catalog.votes),
-                 votes_mean=segment_votes(table, catalog.votes_mean),
-                 attrs={"dataset": catalog.description, "label_rule": catalog.label_rule},
-                 overwrite=overwrite, retry_failed=retry_failed, chunk=runtime.chunk,
-                 repair=repair_regions(report) if repair and report is not None else None)
-        p.replace_store = p.replace_store or (report is not None and state is None)
+        attrs = {"dataset": catalog.description, "label_rule": catalog.label_rule}
+        if isinstance(segplan, WorkerPlan):  # nothing per segment on the driver
+            p = plan_sized(len(segplan), spec, votes=catalog.votes is not None,
+                           votes_mean=catalog.votes_mean is not None, attrs=attrs,
+                           chunk=runtime.chunk)
+        else:
+            table = segplan.table
+            p = plan(table, spec, state=state, votes=segment_votes(table, catalog.votes),
+                     votes_mean=segment_votes(table, catalog.votes_mean), attrs=attrs,
+                     overwrite=overwrite, retry_failed=retry_failed, chunk=runtime.chunk,
+                     repair=repair_regions(report) if repair and report is not None else None)
+        p.replace_store = p.replace_store or unfinished or (report is not None and state is None)
         repaired = refuse_damage(report, p, repair)
         added = [] if p.create is not None else [
             g.name for g in spec.groups if state is None or g.name not in state.status]
         with store_access(store):
             apply_plan(store, p, opts)
+            if isinstance(segplan, WorkerPlan):
+                segplan.write(store, opts, chunk=p.chunk, votes=catalog.votes is not None,
+                              votes_mean=catalog.votes_mean is not None)
         failures = io.merge_failures(p.failures, plan_failures(segplan.problems))
-        result = ExtractResult(store=store, n_segments=len(table), n_done=0, n_failed=0,
+        result = ExtractResult(store=store, n_segments=len(segplan), n_done=0, n_failed=0,
                                resumed=p.resumed, groups_added=added, groups_replaced=list(p.drop),
                                repaired=repaired)
         if not p.tasks:

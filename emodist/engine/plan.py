@@ -147,6 +147,15 @@ def _mark_damaged(todo: dict, repair: dict) -> None:
                 todo[name][int(a):int(b)] = layout.STATUS_PENDING
 
 
+def _new_store(n: int, spec: ExtractionSpec, chunk: int | None,
+               attrs: dict | None) -> tuple[int, dict]:
+    """A new store's chunk length (sized for the widest group) and its attributes."""
+    widest = max([g.width for g in spec.groups] or [1]) * 4
+    base = dict(attrs or {})
+    base.update(spec.to_attrs())
+    return int(chunk or chunk_segments(n, widest)), base
+
+
 def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None = None,
          votes=None, votes_mean=None, attrs: dict | None = None, overwrite: bool = False,
          retry_failed: bool = False, chunk: int | None = None,
@@ -203,10 +212,7 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
                          if regions is None and name not in out.drop
                          and name in spec.group_names]
     if new_store:
-        widest = max([g.width for g in spec.groups] or [1]) * 4
-        out.chunk = int(chunk or chunk_segments(n, widest))
-        base = dict(attrs or {})
-        base.update(spec.to_attrs())
+        out.chunk, base = _new_store(n, spec, chunk, attrs)
         out.create = layout.template(table, spec.groups, chunk=out.chunk, votes=votes,
                                      votes_mean=votes_mean, attrs=base)
         statuses = {g.name: np.zeros(n, np.int8) for g in spec.groups}
@@ -247,4 +253,42 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
                                                   starts[a:b], durations[a:b])))
             out.pending += (b - a) * len(groups)
     out.total = n * len(spec.groups)
+    return out
+
+
+def plan_sized(n: int, spec: ExtractionSpec, *, votes: bool = False, votes_mean: bool = False,
+               attrs: dict | None = None, chunk: int | None = None) -> ExtractionPlan:
+    """Plan the extraction of a new store of ``n`` segments planned on the workers.
+
+    Nothing per segment is known here: the template is
+    :func:`emodist.store.layout.sized_template` (the workers write the
+    coordinates into it, :func:`emodist.engine.planning.write_plan`), every
+    group is pending everywhere, and the chunk tasks carry no rows (each
+    reads its own from the store's coordinates).
+
+    Parameters
+    ----------
+    n : int
+        Segments of the plan.
+    spec : ExtractionSpec
+        The resolved spec.
+    votes, votes_mean : bool
+        The store holds those vote profiles.
+    attrs : dict, optional
+        Provenance attributes (dataset, label rule).
+    chunk : int, optional
+        Segments per chunk.
+
+    Returns
+    -------
+    ExtractionPlan
+    """
+    out = ExtractionPlan(spec=spec, chunk=0)
+    out.chunk, base = _new_store(n, spec, chunk, attrs)
+    out.create = layout.sized_template(n, spec.groups, chunk=out.chunk, votes=votes,
+                                       votes_mean=votes_mean, attrs=base)
+    names = tuple(spec.group_names)
+    for i, (a, b) in enumerate(chunk_regions(n, out.chunk)):
+        out.tasks.append(ChunkTask(chunk=i, start=a, stop=b, groups=names, rows=None))
+    out.pending = out.total = n * len(spec.groups)
     return out

@@ -13,6 +13,17 @@ object per file), puts them back in catalog order and builds the same plan as
 driver planning (:func:`emodist.data.segments.build_plan`): the store's
 segment coordinates are the same, nothing downstream changes.
 
+A new store planned on the workers goes one step further
+(:func:`plan_into_store`, the plan written into the store template): each
+batch's task probes its files and builds that batch's segment plan
+(:func:`plan_batch`), which stays on the worker; the driver receives only
+its segment count and unreadable files (:func:`batch_summary`), makes the
+template of the summed size (:func:`emodist.store.layout.sized_template`:
+metadata only), and one task per coordinate chunk writes the coordinates
+and vote profiles of its slice from the batches it overlaps
+(:func:`write_plan_rows`).  The chunk tasks then read their rows from the
+store.  The driver keeps nothing per file or segment beyond the catalog.
+
 :func:`plan_site` decides where a run plans: ``Runtime.plan_on`` is
 ``"driver"``, ``"workers"`` or ``"auto"`` (workers when the dataset is
 remote or has more than :data:`PLAN_ON_WORKERS_TRACKS` tracks).
@@ -25,8 +36,12 @@ import logging
 import math
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from emodist.engine import executor
 from emodist.errors import ClusterError, DataError
@@ -48,6 +63,10 @@ IN_FLIGHT_PER_THREAD = 2
 PROGRESS_LOG_S = 10.0
 #: Key prefix of the header tasks (shown on the dashboard).
 TASK_NAME = "emodist-headers"
+#: Key prefix of the tasks that plan a batch and keep it on their worker.
+PLAN_TASK = "emodist-plan"
+#: Key prefix of the tasks writing the plan into the store.
+WRITE_TASK = "emodist-plan-write"
 
 
 def is_remote(path: str) -> bool:
@@ -200,6 +219,330 @@ def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | No
     return out
 
 
+@dataclass
+class BatchPlan:
+    """The segment plan of one batch of tracks, as a worker holds it.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        ``m`` segments (:data:`emodist.data.segments.PLAN_COLUMNS`).
+    votes, votes_mean : numpy.ndarray or None
+        ``(m, 9)`` per-segment vote profiles.
+    problems : list of (track_id, path, message)
+        The batch's tracks that gave no segment.
+    """
+
+    table: object
+    votes: np.ndarray | None
+    votes_mean: np.ndarray | None
+    problems: list
+
+
+def track_batches(catalog, size: int) -> Iterator[tuple]:
+    """``(start, tracks, votes, votes_mean)`` of each batch of a catalog's usable tracks.
+
+    ``tracks`` is the batch's rows of :meth:`Catalog.usable` (the columns a
+    plan needs), the votes are the batch's rows of the catalog's vote
+    profiles (``None`` without them); each batch is made as it is sent.
+    """
+    tracks = catalog.usable()[["track_id", "path", "label", "group", "genre"]]
+    profiles = []
+    for v in (catalog.votes, catalog.votes_mean):
+        if v is not None:
+            v = v.copy()
+            v.index = v.index.astype(str)
+        profiles.append(v)
+    for start in range(0, len(tracks), max(1, int(size))):
+        part = tracks.iloc[start:start + size].reset_index(drop=True)
+        ids = part["track_id"].astype(str)
+        yield (start, part, *(None if v is None else v.reindex(ids) for v in profiles))
+
+
+def plan_batch(batch: tuple, storage_options: dict | None, spec, threads: int) -> BatchPlan:
+    """Task: probe one batch's headers and plan its segments (kept on the worker).
+
+    Parameters
+    ----------
+    batch : tuple
+        ``(start, tracks, votes, votes_mean)`` from :func:`track_batches`.
+    storage_options : dict or None
+        fsspec options of the dataset.
+    spec : ExtractionSpec
+        Window length, hop and shortest last piece.
+    threads : int
+        Threads reading headers concurrently.
+
+    Returns
+    -------
+    BatchPlan
+        What :func:`emodist.data.segments.build_plan` gives for these tracks
+        alone: a track's segments depend on its header only.
+    """
+    from emodist.data.segments import build_plan, probe_columns
+    from emodist.engine.extract import segment_votes
+
+    _, tracks, votes, votes_mean = batch
+    probes = probe_columns(tracks["path"].tolist(), storage_options, max_workers=threads)
+    sp = build_plan(tracks=tracks, probes=probes, spec=spec)
+    return BatchPlan(sp.table, segment_votes(sp.table, votes),
+                     segment_votes(sp.table, votes_mean), sp.problems)
+
+
+def batch_summary(plan: BatchPlan) -> tuple[int, list]:
+    """Task: what the driver learns of a batch: its segment count and its problems."""
+    return len(plan.table), list(plan.problems)
+
+
+def write_plan_rows(url: str, start: int, stop: int, names: tuple, offsets: list,
+                    plans: list, storage_options: dict | None) -> int:
+    """Task: write the plan's variables ``names`` for segments ``[start, stop)``.
+
+    Parameters
+    ----------
+    url : str
+        The store (made from :func:`emodist.store.layout.sized_template`).
+    start, stop : int
+        The slice; whole chunks of every variable written.
+    names : tuple of str
+        Variables of :func:`emodist.store.layout.plan_variables` to write.
+    offsets : list of int
+        Position in the plan of the first segment of each batch in ``plans``.
+    plans : list of BatchPlan
+        The batches that overlap the slice, in order.
+    storage_options : dict or None
+        fsspec options of the store.
+
+    Returns
+    -------
+    int
+        Segments written.
+    """
+    import pandas as pd
+
+    from emodist.store import layout
+    from emodist.store import zarrio as io
+
+    tables, votes, votes_mean = [], [], []
+    for offset, bp in zip(offsets, plans):
+        a, b = max(0, start - offset), min(len(bp.table), stop - offset)
+        if b <= a:
+            continue
+        tables.append(bp.table.iloc[a:b])
+        for out, v in ((votes, bp.votes), (votes_mean, bp.votes_mean)):
+            if v is not None:
+                out.append(v[a:b])
+    table = pd.concat(tables, ignore_index=True)
+    if len(table) != stop - start:
+        raise ValueError(f"the batches give {len(table)} segments for [{start}, {stop})")
+    variables = layout.plan_variables(table, np.concatenate(votes) if votes else None,
+                                      np.concatenate(votes_mean) if votes_mean else None)
+    io.write_plan_region(url, start, {k: v for k, v in variables.items() if k in names},
+                         storage_options)
+    return stop - start
+
+
+def write_regions(n: int, chunk: int, *, votes: bool,
+                  votes_mean: bool) -> list[tuple[int, int, tuple]]:
+    """``(start, stop, names)`` of the tasks that write a plan of ``n`` segments.
+
+    The coordinates are stored in chunks of
+    :data:`emodist.store.zarrio.COORD_CHUNK_SEGMENTS`, the vote profiles in
+    the store's chunks of ``chunk``: one task per coordinate chunk writes
+    both when its bounds fall on vote chunks too, else the votes get their
+    own tasks (slices of whole vote chunks, as near that size as they fit),
+    so that no two tasks write one chunk.
+
+    >>> write_regions(10, 4, votes=True, votes_mean=True)
+    [(0, 10, ('segment', 'track_id', 'segment_index', 'start_s', 'duration_s', 'label', \
+'group', 'genre', 'path', 'votes', 'votes_mean'))]
+    """
+    from emodist.store import layout
+    from emodist.store import zarrio as io
+
+    coords = (layout.SEGMENT, *layout.SEGMENT_COORDS)
+    profiles = tuple(name for name, wanted in ((layout.VOTES, votes),
+                                               (layout.VOTES_MEAN, votes_mean)) if wanted)
+    size = max(1, min(n, io.COORD_CHUNK_SEGMENTS))
+    regions = io.chunk_regions(n, size)
+    if not profiles or all(a % chunk == 0 for a, _ in regions):
+        return [(a, b, coords + profiles) for a, b in regions]
+    vote_size = max(1, io.COORD_CHUNK_SEGMENTS // chunk) * chunk
+    return ([(a, b, coords) for a, b in regions]
+            + [(a, b, profiles) for a, b in io.chunk_regions(n, vote_size)])
+
+
+@dataclass
+class WorkerPlan:
+    """A segment plan held on the workers, batch by batch (:func:`plan_on_workers`).
+
+    Attributes
+    ----------
+    client : distributed.Client
+    futures : list of distributed.Future
+        Each batch's :class:`BatchPlan`, in catalog order.
+    counts : numpy.ndarray
+        ``(batches,)`` int64 segments per batch.
+    problems : list of (track_id, path, message)
+        Tracks that could not be planned, in catalog order.
+    n_tracks : int
+        Tracks planned.
+    """
+
+    client: object
+    futures: list = field(default_factory=list)
+    counts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    problems: list = field(default_factory=list)
+    n_tracks: int = 0
+
+    def __len__(self) -> int:
+        return int(self.counts.sum())
+
+    def write(self, url: str, storage_options: dict | None, *, chunk: int, votes: bool,
+              votes_mean: bool) -> None:
+        """Write the plan into the store at ``url`` (a sized template), then mark it complete.
+
+        Raises
+        ------
+        ClusterError
+            The scheduler went away.
+        DataError
+            A write failed after its retries.
+        """
+        from distributed import wait
+
+        from emodist.store import zarrio as io
+
+        n = len(self)
+        offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        run_id = uuid.uuid4().hex[:8]
+        writes = []
+        for a, b, names in write_regions(n, chunk, votes=votes, votes_mean=votes_mean):
+            # the batches holding segments of [a, b): offsets[k] < b and offsets[k + 1] > a
+            lo = int(np.searchsorted(offsets, a, side="right")) - 1
+            hi = int(np.searchsorted(offsets, b, side="left"))
+            ks = [k for k in range(max(0, lo), min(hi, len(self.futures))) if self.counts[k]]
+            writes.append(self.client.submit(
+                write_plan_rows, url, a, b, names, [int(offsets[k]) for k in ks],
+                [self.futures[k] for k in ks], storage_options, retries=executor.TASK_RETRIES,
+                pure=False, key=f"{WRITE_TASK}-{a:012d}-{names[0]}-{run_id}"))
+        wait(writes)
+        failed = [f for f in writes if f.status != "finished"]
+        if failed:
+            from emodist.engine.extract import scheduler_address, scheduler_lost
+
+            err = failed[0].exception() if failed[0].status == "error" else None
+            if getattr(self.client, "status", "running") != "running" or (
+                    err is not None and scheduler_lost(self.client, err)):
+                raise ClusterError(f"lost the scheduler {scheduler_address(self.client)} "
+                                   "while writing the plan; rerun the same command")
+            raise DataError(f"{len(failed)} of {len(writes)} plan writes failed on the workers "
+                            f"({executor.one_line(err) if err else failed[0].status}); rerun "
+                            "the same command")
+        for f in writes:
+            f.release()
+        io.finish_plan(url, storage_options)
+        self.release()
+
+    def release(self) -> None:
+        """Let the workers drop the batches."""
+        for f in self.futures:
+            f.release()
+        self.futures = []
+
+
+def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, threads: int = 16,
+                    max_in_flight: int | None = None,
+                    on_probed: Callable[[int], None] | None = None) -> WorkerPlan:
+    """Plan every usable track of ``catalog`` on the workers, keeping the plan there.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    catalog : emodist.data.catalog.Catalog
+    spec : ExtractionSpec
+    batch_size : int, optional
+        Tracks per task (default :func:`batch_length` of the cluster's threads).
+    threads : int
+        Threads per task reading headers.
+    max_in_flight : int, optional
+        Batches being planned at once (default :data:`IN_FLIGHT_PER_THREAD`
+        per worker thread).
+    on_probed : callable, optional
+        ``on_probed(k)`` after each planned batch of ``k`` tracks.
+
+    Returns
+    -------
+    WorkerPlan
+        The batches' futures, their segment counts and problems: nothing
+        per track or segment on the driver.
+
+    Raises
+    ------
+    ClusterError
+        The scheduler went away.
+    DataError
+        A batch failed after its retries.
+    """
+    from distributed import as_completed
+
+    from emodist.engine.extract import scheduler_address, scheduler_lost
+
+    n_tracks = len(catalog.usable())
+    n_threads = sum(client.nthreads().values()) or 1
+    size = batch_size or batch_length(n_paths=n_tracks, n_threads=n_threads)
+    cap = max_in_flight or max(2, IN_FLIGHT_PER_THREAD * n_threads)
+    run_id = uuid.uuid4().hex[:8]
+    n_batches = math.ceil(n_tracks / size) if n_tracks else 0
+    futures: list = [None] * n_batches
+    counts = np.zeros(n_batches, np.int64)
+    problems: dict[int, list] = {}
+    errors: list[tuple[int, str]] = []
+    source = track_batches(catalog, size)
+    index: dict[str, int] = {}
+
+    def submit(batch):
+        k = batch[0] // size
+        fut = client.submit(plan_batch, batch, catalog.storage_options, spec, int(threads),
+                            retries=executor.TASK_RETRIES, pure=False,
+                            key=f"{PLAN_TASK}-{batch[0]:09d}-{run_id}")
+        futures[k] = fut
+        summary = client.submit(batch_summary, fut, pure=False,
+                                key=f"{PLAN_TASK}-summary-{batch[0]:09d}-{run_id}")
+        index[summary.key] = k
+        return summary
+
+    from itertools import islice
+
+    ac = as_completed([submit(b) for b in islice(source, cap)])
+    for fut in ac:
+        k = index.pop(fut.key)
+        try:
+            counts[k], problems[k] = fut.result()
+        except Exception as exc:  # noqa: BLE001 - reported below
+            if scheduler_lost(client, exc):
+                raise ClusterError(f"lost the scheduler {scheduler_address(client)} while "
+                                   "planning; rerun the same command against a running "
+                                   "scheduler") from None
+            errors.append((k * size, executor.one_line(exc)))
+        fut.release()
+        if on_probed is not None:
+            on_probed(min(size, n_tracks - k * size))
+        nxt = next(source, None)
+        if nxt is not None:
+            ac.add(submit(nxt))
+    if errors:
+        first, message = min(errors)
+        for f in futures:
+            if f is not None:
+                f.release()
+        raise DataError(f"{len(errors)} plan batches failed on the workers (the one from "
+                        f"{first}: {message}); rerun the same command")
+    return WorkerPlan(client=client, futures=futures, counts=counts,
+                      problems=[p for k in range(n_batches) for p in problems.get(k, [])],
+                      n_tracks=n_tracks)
+
+
 class PlanProgress:
     """Counts probed headers; logs done/total and rate, or advances a progress bar.
 
@@ -246,15 +589,17 @@ def plan_progress(*, enabled: bool, total: int, where: str) -> Iterator[PlanProg
              seconds, progress.rate())
 
 
-def plan_dataset(catalog, spec, runtime, *, dataset: str, stack: contextlib.ExitStack):
+def plan_dataset(catalog, spec, runtime, *, dataset: str, stack: contextlib.ExitStack,
+                 keep_on_workers: bool = False):
     """The segment plan of a run, on the driver or the workers (:func:`plan_site`).
 
     Planning on the workers connects the run's client first (entered into
-    ``stack``, so extraction uses the same one).
+    ``stack``, so extraction uses the same one).  With ``keep_on_workers``
+    (a new store) the plan stays there (:func:`plan_on_workers`).
 
     Returns
     -------
-    (SegmentPlan, distributed.Client or None)
+    (SegmentPlan or WorkerPlan, distributed.Client or None)
         The plan, and the client when one was connected.
     """
     from emodist.data.segments import plan_segments
@@ -269,5 +614,7 @@ def plan_dataset(catalog, spec, runtime, *, dataset: str, stack: contextlib.Exit
     if client is None and len(paths) <= PLAN_ON_WORKERS_TRACKS:  # quick: no progress shown
         return plan_segments(catalog, spec), None
     with plan_progress(enabled=runtime.progress, total=len(paths), where=where) as progress:
+        if client is not None and keep_on_workers:
+            return plan_on_workers(client, catalog, spec, on_probed=progress), client
         segplan = plan_segments(catalog, spec, client=client, on_probed=progress)
     return segplan, client

@@ -28,12 +28,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from emodist.errors import DataError
 from emodist.features import Segment, WorkerContext
 from emodist.spec import BATCH_SIZE, ExtractionSpec
 from emodist.store import layout
-from emodist.store.zarrio import write_region
+from emodist.store.zarrio import read_rows, write_region
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +81,15 @@ class SegmentRows:
                    np.asarray([r[2] for r in rows], np.float64),
                    np.asarray([r[3] for r in rows], np.float64))
 
+    @classmethod
+    def from_columns(cls, track_ids, paths, start_s, duration_s) -> SegmentRows:
+        """Rows from per-segment columns (a store's coordinates, :func:`read_rows`)."""
+        pairs = pd.MultiIndex.from_arrays([np.asarray(track_ids, dtype=object),
+                                           np.asarray(paths, dtype=object)])
+        codes, uniques = pd.factorize(pairs)  # in order of first appearance
+        return cls(tuple((str(t), str(p)) for t, p in uniques), codes.astype(np.int32),
+                   np.asarray(start_s, np.float64), np.asarray(duration_s, np.float64))
+
     def __len__(self) -> int:
         return len(self.owner)
 
@@ -101,8 +111,10 @@ class ChunkTask:
         Chunk index along ``segment``.
     start, stop : int
         Segment slice ``[start, stop)`` of the chunk.
-    rows : SegmentRows or sequence of (track_id, path, start_s, duration_s)
-        One row per segment of the slice, in store order.
+    rows : SegmentRows, sequence of (track_id, path, start_s, duration_s) or None
+        One row per segment of the slice, in store order; ``None``: the
+        worker reads them from the store's coordinates (a store planned on
+        the workers, :func:`task_rows`).
     groups : tuple of str
         Names of the groups to compute in this chunk.
     """
@@ -110,7 +122,7 @@ class ChunkTask:
     chunk: int
     start: int
     stop: int
-    rows: SegmentRows | tuple
+    rows: SegmentRows | tuple | None
     groups: tuple
 
 
@@ -243,19 +255,28 @@ class PreparedChunk:
     stages: dict = field(default_factory=dict)
 
 
+def task_rows(task: ChunkTask, job: Job) -> SegmentRows | tuple:
+    """The rows of a chunk task: carried, or read from the store's coordinates."""
+    if task.rows is not None:
+        return task.rows
+    return SegmentRows.from_columns(*read_rows(job.store, task.start, task.stop,
+                                               job.store_options))
+
+
 def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
     """Decode every track once, prepare every group, finish the non-model groups."""
     from emodist.data.audio import decode
 
     spec = job.spec
     groups = [spec.group(name) for name in task.groups]
-    n = len(task.rows)
+    rows = task_rows(task, job)
+    n = len(rows)
     status = {g.name: np.full(n, layout.STATUS_DONE, np.int8) for g in groups}
     prepared: dict[str, dict[int, np.ndarray]] = {g.name: {} for g in groups}
     failures: list[dict] = []
     stages: dict[str, float] = {}
     rates = rates_needed(spec, groups)
-    for track_id, path, end_s, positions in track_spans(task.rows):
+    for track_id, path, end_s, positions in track_spans(rows):
         # decode from the start of the file: seeking into an MP3 loses the bit
         # reservoir of the first frame, and values then depend on where chunks cut
         try:
@@ -268,18 +289,18 @@ def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
             failures.append({"track_id": track_id, "path": path, "error": exc.message,
                              "group": ""})
             continue
-        segments = {i: Segment(tracks, task.rows[i][2], task.rows[i][3], sr=spec.sr,
+        segments = {i: Segment(tracks, rows[i][2], rows[i][3], sr=spec.sr,
                                n_fft=spec.n_fft, hop_length=spec.hop_length) for i in positions}
         for g in groups:
             try:
                 with _stage_timer(stages, f"prepare/{g.name}"):
-                    rows = {i: g.prepare(segments[i]) for i in positions}
+                    inputs = {i: g.prepare(segments[i]) for i in positions}
             except DataError as exc:
                 status[g.name][positions] = layout.STATUS_FAILED
                 failures.append({"track_id": track_id, "path": path, "error": exc.message,
                                  "group": g.name})
                 continue
-            prepared[g.name].update(rows)
+            prepared[g.name].update(inputs)
     out = PreparedChunk(values={}, inputs={}, status=status, failures=failures, stages=stages)
     for g in groups:
         order = sorted(prepared[g.name])
@@ -293,7 +314,7 @@ def finish_groups(chunk: PreparedChunk, task: ChunkTask, job: Job, threads: int,
     """Finish the pending groups of ``chunk`` that run a model (``models``) or do not."""
     context = WorkerContext(threads=threads, batch_size=job.batch_size,
                             storage_options=job.model_options, device=job.device)
-    n = len(task.rows)
+    n = task.stop - task.start
     for name in [k for k in chunk.inputs if job.spec.group(k).batched == models]:
         g = job.spec.group(name)
         order, inputs = chunk.inputs.pop(name)

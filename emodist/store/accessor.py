@@ -126,6 +126,9 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
     ds = _open_zarr(target, name)
     if layout.SEGMENT not in ds.coords or "feature_groups" not in ds.attrs:
         raise StoreError(f"{name}: not an emodist feature store (no segment index or groups)")
+    if ds.attrs.get(layout.PLAN_PENDING):
+        raise StoreError(f"{name}: incomplete: its segment coordinates were never all written "
+                         "(a run stopped while planning); rerun emodist extract")
     strings = {n: (v.dims, layout.decode_strings(v.values), v.attrs)
                for n, v in ds.coords.items()
                if v.dtype.kind in "UOT" or str(v.dtype).startswith("StringDType")}

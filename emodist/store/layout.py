@@ -25,6 +25,11 @@ shares, :meth:`emodist.spec.ExtractionSpec.common`), ``feature_groups``
 (group name -> what defines its values: version, width, input, parameters,
 model hash), ``emodist_version``, ``created``, ``dataset``, ``label_rule``
 and ``failures`` (a list of ``{"track_id", "path", "error", "group"}``).
+A store whose segments were planned on the workers is created from
+:func:`sized_template` (the same metadata, nothing per segment yet) with the
+attribute ``segment_plan_pending`` (:data:`PLAN_PENDING`), which is removed
+once the workers have written every coordinate and vote profile
+(:func:`plan_variables`); until then the store is incomplete.
 """
 
 from __future__ import annotations
@@ -42,6 +47,8 @@ EMOTION = "emotion"
 VOTES = "votes"
 VOTES_MEAN = "votes_mean"
 STATUS_PENDING, STATUS_DONE, STATUS_FAILED = 0, 1, -1
+#: Attribute of a store whose per-segment coordinates are still being written.
+PLAN_PENDING = "segment_plan_pending"
 
 #: Per-segment coordinates (besides the ``segment`` index) with their dtypes.
 SEGMENT_COORDS = {
@@ -166,6 +173,94 @@ def group_variables(group, n: int, *, chunk: int | None = None, values=None,
     }
 
 
+def plan_variables(table: pd.DataFrame, votes=None, votes_mean=None) -> dict[str, xr.Variable]:
+    """Every per-segment variable a segment plan defines: coordinates and vote profiles.
+
+    What a worker writes into a :func:`sized_template` store for its slice of
+    the plan: the values :func:`template` would hold for the same rows.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``m`` rows of a segment plan.
+    votes, votes_mean : numpy.ndarray, optional
+        ``(m, 9)`` vote profiles.
+
+    Returns
+    -------
+    dict of str to xarray.Variable
+        The ``segment`` index, :data:`SEGMENT_COORDS` and, when given, the votes.
+    """
+    out = dict(segment_coords(table))
+    for name, v in ((VOTES, votes), (VOTES_MEAN, votes_mean)):
+        if v is not None:
+            out[name] = xr.Variable((SEGMENT, EMOTION), np.asarray(v, np.float32))
+    return out
+
+
+def _placeholder(n: int, dtype, width: int | None = None):
+    """A lazy ``(n,)`` or ``(n, width)`` array of ``dtype`` that is never computed.
+
+    Strings are NumPy's ``StringDType`` (NumPy 2), so that xarray learns the
+    stored type without loading the array; older NumPy loads a blank array.
+    """
+    import dask.array as da
+
+    shape = (n,) if width is None else (n, width)
+    if dtype is object:
+        if hasattr(np, "dtypes") and hasattr(np.dtypes, "StringDType"):
+            return da.zeros(shape, dtype=np.dtypes.StringDType(), chunks=-1)
+        return da.full(shape, "", dtype=object, chunks=-1)
+    return da.zeros(shape, dtype=dtype, chunks=-1)
+
+
+def sized_template(n: int, groups, *, chunk: int | None = None, votes: bool = False,
+                   votes_mean: bool = False, attrs: dict | None = None) -> xr.Dataset:
+    """The store Dataset of ``n`` segments whose values are not known yet.
+
+    The same variables, dtypes and attributes as :func:`template` for a
+    plan of ``n`` segments, but every per-segment coordinate and vote
+    profile is a lazy placeholder (the driver holds nothing per segment):
+    written with ``compute=False`` it gives the store's metadata, and the
+    workers fill the values in with region writes of :func:`plan_variables`.
+    The ``segment`` coordinate has no index (xarray would load it).
+    ``votes`` / ``votes_mean``: the store holds those profiles.  ``attrs``
+    gains :data:`PLAN_PENDING`.
+    """
+    coords: dict = {SEGMENT: xr.Variable((SEGMENT,), _placeholder(n, object))}
+    for name, dtype in SEGMENT_COORDS.items():
+        coords[name] = xr.Variable((SEGMENT,), _placeholder(n, dtype),
+                                   dict(_COORD_ATTRS.get(name, {})))
+    extra = {name: xr.Variable((SEGMENT, EMOTION), _placeholder(n, np.float32, len(GEMS)))
+             for name, wanted in ((VOTES, votes), (VOTES_MEAN, votes_mean)) if wanted}
+    base = dict(attrs or {})
+    base[PLAN_PENDING] = True
+    return _assemble(n, coords, groups, chunk=chunk, extra=extra, attrs=base, indexed=False)
+
+
+def _assemble(n: int, coords: dict, groups, *, chunk, extra: dict, attrs: dict | None,
+              values: dict | None = None, status: dict | None = None,
+              indexed: bool = True) -> xr.Dataset:
+    """The store Dataset from its per-segment coordinates, groups and vote variables."""
+    from emodist import __version__
+
+    data_vars: dict[str, xr.Variable] = {}
+    coords = dict(coords)
+    for g in groups:
+        for name, var in group_variables(g, n, chunk=chunk, values=(values or {}).get(g.name),
+                                         status=(status or {}).get(g.name)).items():
+            (coords if name == feature_dim(g.name) else data_vars)[name] = var
+    if extra:
+        coords[EMOTION] = xr.Variable((EMOTION,), np.array(GEMS, dtype=object))
+    data_vars.update(extra)
+    base = {"emodist_version": __version__,
+            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            "failures": []}
+    base.update(attrs or {})
+    return xr.Dataset(data_vars, coords=coords if indexed else xr.Coordinates(coords, indexes={}),
+                      attrs=base)
+
+
 def template(table: pd.DataFrame, groups, *, chunk: int | None = None, votes=None,
              votes_mean=None, attrs: dict | None = None, values: dict | None = None,
              status: dict | None = None) -> xr.Dataset:
@@ -191,22 +286,9 @@ def template(table: pd.DataFrame, groups, *, chunk: int | None = None, votes=Non
     -------
     xarray.Dataset
     """
-    from emodist import __version__
-
     n = len(table)
-    data_vars: dict[str, xr.Variable] = {}
-    coords: dict = dict(segment_coords(table))
-    for g in groups:
-        for name, var in group_variables(g, n, chunk=chunk, values=(values or {}).get(g.name),
-                                         status=(status or {}).get(g.name)).items():
-            (coords if name == feature_dim(g.name) else data_vars)[name] = var
-    if votes is not None or votes_mean is not None:
-        coords[EMOTION] = np.array(GEMS, dtype=object)
-    for name, v in ((VOTES, votes), (VOTES_MEAN, votes_mean)):
-        if v is not None:
-            data_vars[name] = xr.Variable((SEGMENT, EMOTION), np.asarray(v, np.float32))
-    base = {"emodist_version": __version__,
-            "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            "failures": []}
-    base.update(attrs or {})
-    return xr.Dataset(data_vars, coords=coords, attrs=base)
+    coords = segment_coords(table)
+    extra = {name: xr.Variable((SEGMENT, EMOTION), np.asarray(v, np.float32))
+             for name, v in ((VOTES, votes), (VOTES_MEAN, votes_mean)) if v is not None}
+    return _assemble(n, coords, groups, chunk=chunk, extra=extra, attrs=attrs, values=values,
+                     status=status)

@@ -190,7 +190,15 @@ def _key_of(arr, start: int) -> str:
     return f"{arr.path}/{arr.metadata.chunk_key_encoding.encode_chunk_key(index)}"
 
 
+#: The damage line of a store whose segment plan was never completely written.
+PLAN_PENDING_DAMAGE = ("its segment coordinates were never all written (a run stopped while "
+                       "the workers planned it)")
+
+
 def _check_index(report: VerifyReport, g) -> list[str] | None:
+    if g.attrs.get(layout.PLAN_PENDING):
+        report.damage.append(Damage("store", PLAN_PENDING_DAMAGE))
+        return None
     if layout.SEGMENT not in g:
         report.damage.append(Damage("store", "no segment index"))
         return None

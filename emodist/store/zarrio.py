@@ -254,6 +254,60 @@ def write_region(url: str, start: int, stop: int, values: dict, status: dict,
             raise StoreError(f"{url}: cannot write [{start}, {stop}): {exc}") from None
 
 
+def write_plan_region(url: str, start: int, variables: dict,
+                      storage_options: dict | None = None) -> None:
+    """Write per-segment coordinates or vote profiles at ``[start, start + m)``, through xarray.
+
+    The store was made from :func:`emodist.store.layout.sized_template`;
+    ``variables`` come from :func:`emodist.store.layout.plan_variables`.
+    The slice covers whole chunks of every variable written (one writer per
+    chunk), or ends at the end of the store.
+    """
+    if not variables:
+        return
+    m = len(next(iter(variables.values())))
+    part = xr.Dataset({name: var for name, var in variables.items()})
+    part = part.drop_indexes(list(part.xindexes))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            part.to_zarr(zarr_store(url, storage_options),
+                         region={layout.SEGMENT: slice(int(start), int(start) + m)}, mode="r+",
+                         consolidated=False, zarr_format=3)
+        except ValueError as exc:
+            raise StoreError(f"{url}: cannot write the plan at [{start}, {start + m}): "
+                             f"{exc}") from None
+
+
+def plan_pending(url: str, storage_options: dict | None = None) -> bool:
+    """Whether the store's segment coordinates are still being written (or never were)."""
+    return bool(open_group(url, storage_options).attrs.get(layout.PLAN_PENDING, False))
+
+
+def finish_plan(url: str, storage_options: dict | None = None) -> None:
+    """Mark the store's segment plan complete (:data:`layout.PLAN_PENDING` removed)."""
+    import zarr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(zarr_store(url, storage_options), mode="r+")
+        if layout.PLAN_PENDING in g.attrs:
+            del g.attrs[layout.PLAN_PENDING]
+    finish_store(url, {}, storage_options)
+
+
+def read_rows(url: str, start: int, stop: int, storage_options: dict | None = None) -> tuple:
+    """``(track_id, path, start_s, duration_s)`` columns of segments ``[start, stop)``.
+
+    What a chunk task of a store planned on the workers reads instead of
+    carrying its rows.
+    """
+    g = open_group(url, storage_options)
+    sl = slice(int(start), int(stop))
+    return (layout.decode_strings(g["track_id"][sl]), layout.decode_strings(g["path"][sl]),
+            np.asarray(g["start_s"][sl], np.float64), np.asarray(g["duration_s"][sl], np.float64))
+
+
 def finish_store(url: str, attrs: dict, storage_options: dict | None = None) -> None:
     """Update store attributes and re-consolidate the metadata."""
     import zarr
