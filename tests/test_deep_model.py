@@ -102,3 +102,46 @@ def test_int8_real_model_keeps_its_average_pools_in_float(real_model, tmp_path):
     from tests.test_quantize import _check_pools
 
     _check_pools(real_model, tmp_path, n_pools=8)
+
+
+def _emotify_images(root: Path, tracks: range) -> np.ndarray:
+    """Spectrogram images of the first 15 s of Emotify tracks ``tracks`` in every genre."""
+    from emodist.data.audio import load_track
+    from emodist.features.images import spectrogram_image
+    from emodist.features.inception import InceptionV3
+    from emodist.features.spectral import analyse
+    from emodist.spec import ExtractionSpec
+
+    cfg, picture = ExtractionSpec(), InceptionV3(image_size=build.IMAGE_SIZE)
+    paths = [root / "emotifymusic" / g / f"{i}.mp3" for i in tracks
+             for g in ("classical", "electronic", "pop", "rock")
+             if (root / "emotifymusic" / g / f"{i}.mp3").is_file()]
+    return np.stack([spectrogram_image(analyse(load_track(str(p), cfg.sr, offset_s=0.0,
+                                                          duration_s=cfg.segment_seconds),
+                                               cfg.sr, cfg), picture) for p in paths])
+
+
+def test_int8_with_its_pools_moved_stays_close_to_fp32_on_real_spectrograms(
+        real_model, emotify_root, tmp_path):
+    import onnx
+
+    from emodist.models.quantize import pools_after_convs, quantize_int8
+
+    cal = _emotify_images(emotify_root, range(1, 3))  # 8 images
+    evals = _emotify_images(emotify_root, range(5, 9))  # 16 other tracks
+    assert len(cal) == 8 and len(evals) == 16
+    # the rewritten fp32 graph is the same network
+    moved = onnx.load(real_model)
+    assert pools_after_convs(moved) == 8
+    path = tmp_path / "moved_fp32.onnx"
+    onnx.save(moved, str(path))
+    meta = read_sidecar(real_model)
+    (tmp_path / "moved_fp32.onnx.json").write_text(
+        __import__("json").dumps(dict(meta, sha256=build.file_sha256(path.read_bytes()))))
+    a = embed(evals, real_model, batch_size=8)
+    np.testing.assert_allclose(embed(evals, str(path), batch_size=8), a,
+                               rtol=0, atol=1e-5 * np.abs(a).max())
+    # and its int8 copy keeps the 0.99 cosine of the documented default
+    q = embed(evals, quantize_int8(real_model, tmp_path / "int8.onnx", cal), batch_size=8)
+    cos = (a * q).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(q, axis=1))
+    assert cos.min() >= 0.99, cos.min()

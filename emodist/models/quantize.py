@@ -21,6 +21,17 @@ session sets ``session.disable_quant_qdq``; the sidecar records that entry
 under ``session_config`` and :mod:`emodist.models.session` applies it (the
 QLinear operators written by the quantizer are unaffected).
 
+Before quantization each of those pools is moved behind the 1 x 1
+convolution it feeds (:func:`pools_after_convs`): a mean over the valid
+pixels of a window commutes with a per-pixel affine map, so
+``conv(pool(x)) + b == pool(conv(x) + b)`` exactly in real arithmetic (fp32
+rounding moves the network's features by 2e-6 at most, on values up to 4).
+The pool then averages the convolution's 32-192 output channels, not its
+192-2048 input channels, and with it go most of the layout changes around it:
+on an Intel Xeon (Sapphire Rapids, one thread, 32 real Emotify spectrograms)
+the int8 network falls from 48.4 to 41.0 CPU ms per image, and its smallest
+cosine to fp32 moves from 0.9917 to 0.9921. The fp32 model is not changed.
+
 Calibration images should look like the images the model will see;
 :func:`synthetic_calibration_images` makes spectrogram images of generated
 music-like audio (harmonic notes, noise bursts, silence) when no real audio
@@ -103,10 +114,88 @@ class _Reader:
         pass
 
 
+def pools_after_convs(model) -> int:
+    """Move each average pool that feeds a 1 x 1 convolution behind it, in place.
+
+    ``AveragePool -> Conv(1 x 1)`` becomes ``Conv(1 x 1) -> AveragePool``
+    wherever that is exact: the pool does not count padding (or has none), its
+    output goes to that convolution only and is not a graph output, and the
+    convolution has a 1 x 1 kernel, unit strides and dilations, no padding
+    and one group. Whatever read the convolution's output now reads the
+    pool's, under the same name.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+        The graph to rewrite; its nodes stay topologically sorted.
+
+    Returns
+    -------
+    int
+        The number of pools moved.
+    """
+    from onnx import helper
+
+    g = model.graph
+    readers: dict[str, list] = {}
+    for node in g.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node)
+    outputs = {o.name for o in g.output}
+
+    def attrs(node) -> dict:
+        return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+    moved = []
+    for pool in g.node:
+        if pool.op_type != "AveragePool" or pool.output[0] in outputs:
+            continue
+        pa = attrs(pool)
+        if pa.get("count_include_pad", 0) and any(pa.get("pads", ())):
+            continue
+        after = readers.get(pool.output[0], [])
+        if len(after) != 1 or after[0].op_type != "Conv" or after[0].input[0] != pool.output[0]:
+            continue
+        conv = after[0]
+        ca = attrs(conv)
+        weight = next((i for i in g.initializer if i.name == conv.input[1]), None)
+        if (weight is None or tuple(weight.dims[2:]) != (1, 1) or ca.get("group", 1) != 1
+                or any(v != 1 for v in ca.get("strides", (1, 1)))
+                or any(v != 1 for v in ca.get("dilations", (1, 1)))
+                or any(ca.get("pads", ())) or ca.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")):
+            continue
+        moved.append((pool, conv))
+    for pool, conv in moved:
+        out = conv.output[0]
+        conv.input[0] = pool.input[0]
+        conv.output[0] = out + "_before_pool"
+        pool.input[0] = conv.output[0]
+        pool.output[0] = out
+    if moved:
+        # each pool now runs after its convolution: sort the nodes again
+        order, ready = [], {i.name for i in g.input} | {i.name for i in g.initializer} | {""}
+        pending = list(g.node)
+        while pending:
+            left = []
+            for n in pending:
+                if all(i in ready for i in n.input):
+                    order.append(n)
+                    ready.update(n.output)
+                else:
+                    left.append(n)
+            if len(left) == len(pending):
+                raise ModelError("the graph is not a DAG after moving its average pools")
+            pending = left
+        del g.node[:]
+        g.node.extend(order)
+        del g.value_info[:]
+    return len(moved)
+
+
 def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                   calibration_images: np.ndarray, *, per_channel: bool = True,
                   keep_fp32: tuple[str, ...] = KEEP_FP32,
-                  float_ops: tuple[str, ...] = FLOAT_OPS) -> str:
+                  float_ops: tuple[str, ...] = FLOAT_OPS, move_pools: bool = True) -> str:
     """Write an int8 copy of an fp32 model built by :mod:`emodist.models.build`.
 
     Parameters
@@ -125,6 +214,10 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
     float_ops : tuple of str
         Operator types left in float (with :data:`SESSION_CONFIG` in the
         sidecar so that ONNX Runtime keeps them so).
+    move_pools : bool
+        Quantize the graph with its average pools behind their 1 x 1
+        convolutions (:func:`pools_after_convs`); recorded in the sidecar as
+        ``graph_rewrites``.
 
     Returns
     -------
@@ -149,13 +242,19 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
 
     import onnx
 
-    exclude = [n.name for n in onnx.load(str(fp32_path), load_external_data=False).graph.node
+    model = onnx.load(str(fp32_path))
+    exclude = [n.name for n in model.graph.node
                if n.name.split(".")[0] in set(keep_fp32) or n.op_type in set(float_ops)]
+    moved = pools_after_convs(model) if move_pools else 0
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="emodist-quant-") as tmp:
         tmp_out = Path(tmp) / "int8.onnx"
+        source = fp32_path
+        if moved:
+            source = Path(tmp) / "rewritten.onnx"
+            onnx.save(model, str(source))
         quantize_static(
-            str(fp32_path), str(tmp_out), Reader(images, meta["input_name"]),
+            str(source), str(tmp_out), Reader(images, meta["input_name"]),
             quant_format=QuantFormat.QOperator, per_channel=per_channel,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             nodes_to_exclude=exclude,
@@ -170,5 +269,7 @@ def quantize_int8(fp32_path: str | os.PathLike, out_path: str | os.PathLike,
                  fp32_layers=list(keep_fp32), float_ops=list(float_ops))
     if float_ops:
         qmeta["session_config"] = dict(SESSION_CONFIG)
+    if moved:
+        qmeta["graph_rewrites"] = [f"{moved} average pools after their 1 x 1 convolutions"]
     Path(sidecar_path(str(out_path))).write_text(json.dumps(qmeta, indent=2, sort_keys=True) + "\n")
     return str(out_path)
