@@ -123,6 +123,8 @@ def _emotify_images(root: Path, tracks: range) -> np.ndarray:
 
 def test_int8_with_its_pools_moved_stays_close_to_fp32_on_real_spectrograms(
         real_model, emotify_root, tmp_path):
+    import json
+
     import onnx
 
     from emodist.models.quantize import pools_after_convs, quantize_int8
@@ -137,7 +139,7 @@ def test_int8_with_its_pools_moved_stays_close_to_fp32_on_real_spectrograms(
     onnx.save(moved, str(path))
     meta = read_sidecar(real_model)
     (tmp_path / "moved_fp32.onnx.json").write_text(
-        __import__("json").dumps(dict(meta, sha256=build.file_sha256(path.read_bytes()))))
+        json.dumps(dict(meta, sha256=build.file_sha256(path.read_bytes()))))
     a = embed(evals, real_model, batch_size=8)
     np.testing.assert_allclose(embed(evals, str(path), batch_size=8), a,
                                rtol=0, atol=1e-5 * np.abs(a).max())
