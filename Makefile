@@ -35,7 +35,7 @@ test-min:
 	# s3fs's aiobotocore sends pip backtracking for many minutes
 	$(VENV_MIN)/bin/python -m pip install -q -c constraints-min.txt -e '.[dashboard]' pytest pyyaml pillow
 	$(VENV_MIN)/bin/python -m pip check
-	$(VENV_MIN)/bin/python -m pytest -q -ra -m "not model and not cluster and not s3" \
+	$(VENV_MIN)/bin/python -m pytest -q -ra -m "not model and not cluster and not s3 and not slow" \
 	    --deselect tests/test_deploy.py::test_lock_closure_matches_this_environment \
 	    --deselect tests/test_evaluate.py::test_predictions_of_every_preset_are_unchanged_for_a_seed
 

@@ -34,6 +34,7 @@ BENCHES = discover()
 S3_BENCHES = {"headers", "planning"}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.s3) if n in S3_BENCHES else n
                                   for n in sorted(BENCHES)])
 def test_benchmark_quick_run_has_the_documented_shape(name):

@@ -100,6 +100,7 @@ def _predictions(report) -> dict:
             for r in report["results"]}
 
 
+@pytest.mark.slow
 def test_predictions_do_not_depend_on_the_order_or_the_processes(store, monkeypatch):
     kw = {"features": ["handcrafted", DEEP, f"handcrafted+{DEEP}"], "classifiers": PRESETS,
           "balance": "both", "seed": 4}

@@ -570,6 +570,7 @@ def test_s3_dataset_and_store_on_moto(reference, small_dataset, spec, client):
 
 
 @pytest.mark.emotify
+@pytest.mark.slow
 def test_real_emotify_end_to_end(emotify_root, tmp_path, tiny_model):
     """The 100 shared Emotify tracks: 398 segments of 15 s, handcrafted + tiny Inception."""
     url = str(tmp_path / "emotify.zarr")
