@@ -5,7 +5,8 @@ The pipeline, one package per stage, imports one way down:
 - :mod:`emodist.data`: catalog (tracks, labels, vote profiles), segment plan
   from file headers, decoding once per track, demo data;
 - :mod:`emodist.features`: the feature-group interface, the shared STFT, the
-  handcrafted and Inception-v3 groups and the registry;
+  handcrafted, Inception-v3 and MusiCNN groups, groups from model cards, and
+  the registry;
 - :mod:`emodist.models`: ONNX models built without torch or TensorFlow, and
   the sessions cached per worker;
 - :mod:`emodist.store`: the Zarr layout, template and region writes, the one
