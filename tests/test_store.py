@@ -174,8 +174,41 @@ def test_plan_refuses_another_spec_or_plan(tmp_path):
         plan(table, _spec().replace(segment_seconds=10.0), state=state)
     with pytest.raises(StoreError, match="another dataset plan"):
         plan(table.iloc[:-1], _spec(), state=state)
+    renamed = table.copy()
+    renamed.loc[renamed.index[3], "segment_id"] = "another_000"  # same length, one id differs
+    with pytest.raises(StoreError, match="another dataset plan"):
+        plan(renamed, _spec(), state=state)
     p = plan(table.iloc[:-1], _spec(), state=state, overwrite=True)
     assert p.replace_store and p.create is not None
+
+
+def test_store_state_keeps_the_index_as_an_array(tmp_path):
+    url, table, _, _ = _new_store(tmp_path)
+    ids = io.read_state(url).segment_ids
+    assert isinstance(ids, np.ndarray) and ids.shape == (len(table),)
+    if np.lib.NumpyVersion(np.__version__) >= "2.0.0":
+        assert ids.dtype.kind == "T"  # NumPy's StringDType: no Python string per segment
+    assert [str(s) for s in ids] == list(table["segment_id"])
+    status = io.read_status(url, ["handcrafted", "not_there"])
+    assert list(status) == ["handcrafted"] and status["handcrafted"].shape == (len(table),)
+
+
+@pytest.mark.parametrize("kind", ["StringDType", "object", "U"])
+def test_same_strings_and_first_duplicate(kind):
+    values = ["b_1", "a_2", "c_3", "a_1"]
+    dtype = {"StringDType": "T", "object": object, "U": None}[kind]
+    if dtype == "T":
+        if np.lib.NumpyVersion(np.__version__) < "2.0.0":
+            pytest.skip("NumPy 1.26 has no StringDType")
+        dtype = np.dtypes.StringDType()
+    stored = np.array(values, dtype=dtype)
+    assert layout.same_strings(stored, list(values))
+    assert layout.same_strings(stored, np.array(values, dtype=object))
+    assert not layout.same_strings(stored, values[:-1])
+    assert not layout.same_strings(stored, values[:2] + ["c_4", "a_1"])
+    assert layout.first_duplicate(stored) is None
+    twice = np.array(values + ["c_3", "a_2"], dtype=dtype)
+    assert layout.first_duplicate(twice) == "a_2"  # the smallest repeated value
 
 
 def test_plan_redoes_unrecorded_failures_and_retry_failed(tmp_path):

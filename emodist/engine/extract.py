@@ -135,8 +135,8 @@ def apply_plan(store: str, p: ExtractionPlan, options: dict | None) -> None:
 
 
 def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
-    state = io.read_state(store, options)
-    sts = np.stack([state.status[g.name] for g in spec.groups])
+    status = io.read_status(store, [g.name for g in spec.groups], options)
+    sts = np.stack([status[g.name] for g in spec.groups])
     return (sts.shape[1], int(np.all(sts == layout.STATUS_DONE, axis=0).sum()),
             int(np.any(sts == layout.STATUS_FAILED, axis=0).sum()))
 

@@ -78,7 +78,7 @@ def _first_difference(stored: dict, wanted: dict, prefix: str = "") -> tuple | N
     return None
 
 
-def compare(state: StoreState, spec: ExtractionSpec, segment_ids: list[str]) -> tuple:
+def compare(state: StoreState, spec: ExtractionSpec, segment_ids) -> tuple:
     """How an existing store differs from what this run would write.
 
     Returns
@@ -94,7 +94,7 @@ def compare(state: StoreState, spec: ExtractionSpec, segment_ids: list[str]) -> 
     diff = _first_difference(stored_spec, spec.common())
     if diff:
         return f"it was written with {diff[0]}={diff[1]!r}, not {diff[2]!r}", {}
-    if list(state.segment_ids) != list(segment_ids):
+    if not layout.same_strings(state.segment_ids, segment_ids):
         return (f"it holds {len(state.segment_ids)} segments of another dataset plan "
                 f"(this one has {len(segment_ids)})"), {}
     groups = {}
@@ -199,7 +199,7 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
     out = ExtractionPlan(spec=spec, chunk=0)
     new_store = state is None
     if state is not None:
-        store_diff, group_diffs = compare(state, spec, table["segment_id"].astype(str).tolist())
+        store_diff, group_diffs = compare(state, spec, table["segment_id"].to_numpy())
         if store_diff and not overwrite:
             raise StoreError(f"the store cannot be resumed: {store_diff}", param="overwrite")
         if group_diffs and not overwrite:

@@ -95,6 +95,40 @@ def decode_strings(values) -> np.ndarray:
     return arr.astype(object) if arr.dtype.kind in "UOT" else arr
 
 
+def string_array(values) -> np.ndarray:
+    """String values as an array, without a Python string per value where NumPy allows.
+
+    Zarr v3 hands variable-length strings back as NumPy's ``StringDType``
+    (NumPy 2) or as an ``object`` array (NumPy 1.26); either is kept as is,
+    and anything else goes through :func:`numpy.asarray`.
+    """
+    return np.asarray(values)
+
+
+def same_strings(stored, values) -> bool:
+    """Whether two sequences of strings are equal, element by element.
+
+    ``stored`` is an array from :func:`string_array`; ``values`` any sequence
+    of ``str`` (a list, a pandas column), converted to ``stored``'s kind of
+    array for one vectorised comparison.
+    """
+    stored = np.asarray(stored)
+    if len(stored) != len(values):
+        return False
+    if stored.dtype.kind == "T":
+        other = np.asarray(values, dtype=stored.dtype)
+    else:
+        stored, other = stored.astype(object), np.asarray(values, dtype=object)
+    return bool(np.array_equal(stored, other))
+
+
+def first_duplicate(values) -> str | None:
+    """The smallest value of ``values`` that appears more than once, or ``None``."""
+    s = np.sort(np.asarray(values))
+    same = np.flatnonzero(s[1:] == s[:-1])
+    return str(s[same[0]]) if same.size else None
+
+
 def shared_strings(values) -> np.ndarray:
     """``values`` as an ``object`` array of ``str`` holding one string per distinct value.
 

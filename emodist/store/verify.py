@@ -87,8 +87,8 @@ class VerifyReport:
         Chunks read.
     attrs : dict
         The store attributes.
-    segment_ids : list of str
-        The ``segment`` index.
+    segment_ids : numpy.ndarray
+        The ``segment`` index (:func:`emodist.store.layout.string_array`).
     """
 
     store: str
@@ -99,7 +99,8 @@ class VerifyReport:
     status: dict = field(default_factory=dict)
     n_chunks: int = 0
     attrs: dict = field(default_factory=dict, repr=False)
-    segment_ids: list = field(default_factory=list, repr=False)
+    segment_ids: np.ndarray = field(default_factory=lambda: np.array([], dtype=object),
+                                    repr=False)
 
     @property
     def ok(self) -> bool:
@@ -203,19 +204,14 @@ def _check_index(report: VerifyReport, g) -> list[str] | None:
         report.damage.append(Damage("store", "no segment index"))
         return None
     try:
-        ids = [str(s) for s in layout.decode_strings(_read(g[layout.SEGMENT], slice(None)))]
+        ids = layout.string_array(_read(g[layout.SEGMENT], slice(None)))
     except Exception as exc:  # noqa: BLE001
         report.damage.append(Damage("store", f"the segment index is unreadable ({io_reason(exc)})"))
         return None
     report.n_segments = n = len(ids)
     report.segment_ids = ids
-    if len(set(ids)) != n:
-        seen, dup = set(), None
-        for s in ids:
-            if s in seen:
-                dup = s
-                break
-            seen.add(s)
+    dup = layout.first_duplicate(ids)
+    if dup is not None:
         report.damage.append(Damage("store", f"segment id {dup} appears more than once"))
     for name in list(layout.SEGMENT_COORDS) + [layout.VOTES, layout.VOTES_MEAN]:
         if name not in g:
@@ -295,7 +291,7 @@ def verify_store(url: str, storage_options: dict | None = None) -> VerifyReport:
 
 def state_of(report: VerifyReport) -> io.StoreState:
     """The :class:`emodist.store.zarrio.StoreState` a verified store gives the planner."""
-    return io.StoreState(report.attrs, list(report.segment_ids), dict(report.status),
+    return io.StoreState(report.attrs, report.segment_ids, dict(report.status),
                          report.chunk if report.status else max(1, report.n_segments))
 
 

@@ -192,8 +192,9 @@ class StoreState:
     ----------
     attrs : dict
         The store attributes.
-    segment_ids : list of str
-        The ``segment`` index.
+    segment_ids : numpy.ndarray
+        The ``segment`` index, ``(n_segments,)``, as :func:`layout.string_array`
+        gives it (no Python string per segment under NumPy 2).
     status : dict of str to numpy.ndarray
         Each stored group's status.
     chunk : int
@@ -201,7 +202,7 @@ class StoreState:
     """
 
     attrs: dict
-    segment_ids: list
+    segment_ids: np.ndarray
     status: dict
     chunk: int
 
@@ -212,14 +213,24 @@ def read_state(url: str, storage_options: dict | None = None) -> StoreState:
     attrs = dict(g.attrs)
     if layout.SEGMENT not in g:
         raise StoreError(f"{url}: not an emodist feature store (no segment index)")
-    ids = [str(s) for s in layout.decode_strings(g[layout.SEGMENT][:])]
+    ids = layout.string_array(g[layout.SEGMENT][:])
+    status, chunk = _status_arrays(g, attrs.get("feature_groups") or {})
+    return StoreState(attrs, ids, status, chunk or max(1, len(ids)))
+
+
+def _status_arrays(g, names) -> tuple[dict, int | None]:
     status, chunk = {}, None
-    for name in attrs.get("feature_groups") or {}:
+    for name in names:
         st = layout.status_name(name)
         if st in g:
             status[name] = np.asarray(g[st][:], np.int8)
             chunk = chunk or int(g[st].chunks[0])
-    return StoreState(attrs, ids, status, chunk or max(1, len(ids)))
+    return status, chunk
+
+
+def read_status(url: str, names, storage_options: dict | None = None) -> dict:
+    """The status arrays of the groups ``names`` that the store at ``url`` has."""
+    return _status_arrays(open_group(url, storage_options), names)[0]
 
 
 def write_region(url: str, start: int, stop: int, values: dict, status: dict,
