@@ -95,22 +95,13 @@ def decode_strings(values) -> np.ndarray:
     return arr.astype(object) if arr.dtype.kind in "UOT" else arr
 
 
-def string_array(values) -> np.ndarray:
-    """String values as an array, without a Python string per value where NumPy allows.
-
-    Zarr v3 hands variable-length strings back as NumPy's ``StringDType``
-    (NumPy 2) or as an ``object`` array (NumPy 1.26); either is kept as is,
-    and anything else goes through :func:`numpy.asarray`.
-    """
-    return np.asarray(values)
-
-
 def same_strings(stored, values) -> bool:
     """Whether two sequences of strings are equal, element by element.
 
-    ``stored`` is an array from :func:`string_array`; ``values`` any sequence
-    of ``str`` (a list, a pandas column), converted to ``stored``'s kind of
-    array for one vectorised comparison.
+    ``stored`` is a string array as Zarr reads it (NumPy's ``StringDType``
+    under NumPy 2, an ``object`` array under NumPy 1.26); ``values`` any
+    sequence of ``str`` (a list, a pandas column), converted to ``stored``'s
+    kind of array for one vectorised comparison.
     """
     stored = np.asarray(stored)
     if len(stored) != len(values):
@@ -118,7 +109,7 @@ def same_strings(stored, values) -> bool:
     if stored.dtype.kind == "T":
         other = np.asarray(values, dtype=stored.dtype)
     else:
-        stored, other = stored.astype(object), np.asarray(values, dtype=object)
+        stored, other = np.asarray(stored, dtype=object), np.asarray(values, dtype=object)
     return bool(np.array_equal(stored, other))
 
 

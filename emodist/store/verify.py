@@ -88,7 +88,7 @@ class VerifyReport:
     attrs : dict
         The store attributes.
     segment_ids : numpy.ndarray
-        The ``segment`` index (:func:`emodist.store.layout.string_array`).
+        The ``segment`` index as Zarr reads it (``StringDType`` under NumPy 2).
     """
 
     store: str
@@ -196,7 +196,7 @@ PLAN_PENDING_DAMAGE = ("its segment coordinates were never all written (a run st
                        "the workers planned it)")
 
 
-def _check_index(report: VerifyReport, g) -> list[str] | None:
+def _check_index(report: VerifyReport, g) -> np.ndarray | None:
     if g.attrs.get(layout.PLAN_PENDING):
         report.damage.append(Damage("store", PLAN_PENDING_DAMAGE))
         return None
@@ -204,7 +204,7 @@ def _check_index(report: VerifyReport, g) -> list[str] | None:
         report.damage.append(Damage("store", "no segment index"))
         return None
     try:
-        ids = layout.string_array(_read(g[layout.SEGMENT], slice(None)))
+        ids = np.asarray(_read(g[layout.SEGMENT], slice(None)))  # no str per segment
     except Exception as exc:  # noqa: BLE001
         report.damage.append(Damage("store", f"the segment index is unreadable ({io_reason(exc)})"))
         return None

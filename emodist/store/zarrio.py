@@ -193,8 +193,9 @@ class StoreState:
     attrs : dict
         The store attributes.
     segment_ids : numpy.ndarray
-        The ``segment`` index, ``(n_segments,)``, as :func:`layout.string_array`
-        gives it (no Python string per segment under NumPy 2).
+        The ``segment`` index, ``(n_segments,)``, as Zarr reads it: NumPy's
+        ``StringDType`` under NumPy 2 (no Python string per segment), an
+        ``object`` array under NumPy 1.26.
     status : dict of str to numpy.ndarray
         Each stored group's status.
     chunk : int
@@ -213,7 +214,7 @@ def read_state(url: str, storage_options: dict | None = None) -> StoreState:
     attrs = dict(g.attrs)
     if layout.SEGMENT not in g:
         raise StoreError(f"{url}: not an emodist feature store (no segment index)")
-    ids = layout.string_array(g[layout.SEGMENT][:])
+    ids = np.asarray(g[layout.SEGMENT][:])
     status, chunk = _status_arrays(g, attrs.get("feature_groups") or {})
     return StoreState(attrs, ids, status, chunk or max(1, len(ids)))
 
