@@ -216,7 +216,10 @@ log "run 2: ${argv[*]}"
 tr=$(date +%s)
 compose run -T --name "$PROJECT-job-2" job "${argv[@]}" >"$work/job-2.log" 2>&1 &
 job2=$!
-victim=$(compose ps -q worker | head -1)
+# sed reads all of compose's output: with head, a second line written after head
+# exits kills compose with SIGPIPE, and pipefail + set -e end the test (status 141)
+victim=$(compose ps -q worker | sed -n 1p)
+[ -n "$victim" ] || die "no worker container to kill in run 2"
 killed=""
 for _ in $(seq 600); do
     kill -0 "$job2" 2>/dev/null || break
