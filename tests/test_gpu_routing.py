@@ -129,6 +129,10 @@ def test_model_tasks_run_on_the_gpu_worker_and_the_store_is_unchanged(
                                 resources={"CPU": 1}, model_resources={"GPU": 1})
     n_chunks = single.n_chunks
     assert n_chunks >= 3 and split.n_chunks == n_chunks
+    # The task stream selects tasks by their stop time, shifted by the worker's estimate of
+    # its clock offset, so the last task of the first run can also show up in the
+    # second run's window: each run keeps only its own kind of key.
+    split_ran = [(k, w) for k, w in split_ran if "-cpu-" in k or "-model-" in k]
     # the CPU path: one task per chunk, no stage keys
     assert len(single_ran) == n_chunks
     assert not any("-cpu-" in k or "-model-" in k for k, _ in single_ran)
