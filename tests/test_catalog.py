@@ -114,6 +114,8 @@ def test_manifest_with_groups_and_extras(tmp_path, demo_dataset):
     assert len(usable) == len(mp3)
     assert list(usable["group"][:2]) == ["g0", "g0"]
     assert "tempo_note" in usable.columns
+    # the mask marks the same rows: every track but the one without audio, the last line
+    assert cat.usable_mask().tolist() == [True] * len(mp3) + [False]
     # group defaults to the file
     assert cat.tracks.loc[cat.tracks["track_id"] == "missing.mp3", "group"].item() == "missing.mp3"
 

@@ -74,10 +74,14 @@ class Catalog:
     description: str = ""
     storage_options: dict | None = None
 
+    def usable_mask(self) -> np.ndarray:
+        """``(n_tracks,)`` bool: the rows of :attr:`tracks` with audio and a kept label."""
+        t = self.tracks
+        return (t["has_audio"] & (t["label"] != "")).to_numpy(bool)
+
     def usable(self) -> pd.DataFrame:
         """Tracks with audio and a kept label, in catalog order."""
-        t = self.tracks
-        return t[t["has_audio"] & (t["label"] != "")].reset_index(drop=True)
+        return self.tracks[self.usable_mask()].reset_index(drop=True)
 
     def class_counts(self) -> pd.Series:
         """Usable tracks per class, largest first."""

@@ -488,7 +488,7 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
 
     from emodist.engine.extract import scheduler_address, scheduler_lost
 
-    n_tracks = len(catalog.usable())
+    n_tracks = int(catalog.usable_mask().sum())
     n_threads = sum(client.nthreads().values()) or 1
     size = batch_size or batch_length(n_paths=n_tracks, n_threads=n_threads)
     cap = max_in_flight or max(2, IN_FLIGHT_PER_THREAD * n_threads)
@@ -605,7 +605,7 @@ def plan_dataset(catalog, spec, runtime, *, dataset: str, stack: contextlib.Exit
     from emodist.data.segments import plan_segments
     from emodist.engine.cluster import check_routing, connect
 
-    paths = catalog.usable()["path"]  # a column: no Python string per file here
+    paths = catalog.tracks["path"][catalog.usable_mask()]  # a column, no copy of the table
     where = plan_site(dataset=dataset, paths=paths, plan_on=runtime.plan_on)
     client = None
     if where == "workers":
