@@ -1,7 +1,9 @@
 """End-to-end extraction speed, scaling and worker memory.
 
 Each measurement is a full :func:`emodist.engine.extract.run_extract` into a fresh
-store on a fresh process-based LocalCluster (1-thread workers) whose workers
+store on a fresh LocalCluster of 1-thread worker processes, started by
+:func:`emodist.engine.cluster.connect` as ``emodist extract`` starts it (the
+workers' malloc settings and Dask configuration included), whose workers
 were first warmed up (imports, numba compilation, ONNX session: a one-off
 cost per worker process, reported in the note): catalog,
 plan from headers, template, chunk tasks (decode, one STFT per segment,
@@ -69,13 +71,11 @@ def extract_once(dataset: str, store: str, spec, n_workers: int,
         ``warmup_s`` (slowest worker's warm-up) and ``worker_rss_mib`` (list,
         one per worker), ``load`` (highest 1-minute load average seen).
     """
-    from distributed import Client, LocalCluster
-
+    from emodist.engine.cluster import connect
     from emodist.engine.extract import resolve_spec, run_extract
     from emodist.spec import Runtime
 
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                      dashboard_address=":0", silence_logs=40) as cluster, Client(cluster) as c:
+    with connect(Runtime(n_workers=n_workers, threads_per_worker=1)) as c:
         runtime = Runtime(client=c, chunk=chunk, progress=False)
         spec = resolve_spec(spec, runtime)
         warm = max(c.run(_warm_worker, spec).values())
