@@ -12,7 +12,7 @@ from emodist.engine import executor
 from emodist.errors import ClusterError
 
 
-def weighted_sum(x, w, k):
+def weighted_sum(k, x=None, w=None):
     time.sleep(0.05)
     return float(np.dot(x, w) * k)
 
@@ -70,3 +70,82 @@ def test_an_error_of_the_task_itself_is_not_retried(client, caplog):
 
 def divide(a, b):
     return a / b
+
+
+def _in_this_context_with_timeout(fn, timeout=30.0):
+    """Run ``fn()`` in a thread that sees this thread's context variables; its result or None."""
+    import contextvars
+    import threading
+
+    out = []
+    ctx = contextvars.copy_context()  # carries distributed's "current client"
+    t = threading.Thread(target=lambda: out.append(ctx.run(fn)), daemon=True)
+    t.start()
+    t.join(timeout)
+    return out[0] if out else None
+
+
+@pytest.mark.parametrize("runner", ["bounded", "all"])
+def test_runs_track_their_own_clients_futures_not_the_current_clients(client, runner):
+    """A run on one client while another (here: closed) client is the current one finishes.
+
+    ``as_completed`` left alone tracks futures on the current client's loop; a run
+    on a second client then hangs when that loop is gone, and fails ("bound to a
+    different event loop") when a future is lost and recomputed.
+    """
+    from distributed import Client, LocalCluster
+
+    x, w = np.arange(4.0), np.ones(4)
+    other_cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                 dashboard_address=":0")
+    other = Client(other_cluster)
+    with other.as_current():
+        other.close()  # it stays the current client of this context, its loop gone
+        other_cluster.close()
+        if runner == "bounded":
+            out = _in_this_context_with_timeout(lambda: executor.run_bounded(
+                client, weighted_sum, range(4), args=(x, w), max_in_flight=2))
+            assert out is not None, "the run hung on the other client's loop"
+            results, errors = out
+            assert sorted(results) == [0.0, 6.0, 12.0, 18.0] and errors == []
+        else:
+            out = _in_this_context_with_timeout(lambda: executor.run_all(
+                weighted_sum, {"x": x, "w": w}, [{"k": k} for k in range(4)], client=client))
+            assert out == [0.0, 6.0, 12.0, 18.0]
+
+
+def slow_identity(i):
+    time.sleep(0.5)
+    return i
+
+
+@pytest.mark.cluster
+def test_results_lost_with_a_worker_are_recomputed_while_another_client_is_current(client):
+    """`dask scheduler` + two `dask worker` processes, another client current; one worker dies.
+
+    Finished results that were waiting to be read die with their worker and are
+    recomputed; every item still arrives (this failed with "... is bound to a
+    different event loop" when the run tracked its futures on the current client's loop).
+    """
+    from distributed import Client
+
+    from tests.servers import dask_cluster, stop
+
+    with dask_cluster(n_workers=2, nthreads=1) as (address, workers):
+        own = Client(address, set_as_default=False)
+        try:
+            killed = []
+
+            def on_result(item, res, err):
+                if not killed:  # let results queue up on both workers, then kill one
+                    time.sleep(1.2)
+                    stop(workers[0], timeout=5)
+                    killed.append(item)
+
+            results, errors = executor.run_bounded(own, slow_identity, range(6), max_in_flight=6,
+                                                   on_result=on_result)
+        finally:
+            own.close()
+        assert killed and workers[0].poll() is not None
+    assert errors == []
+    assert sorted(results) == list(range(6))

@@ -88,7 +88,11 @@ def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
         by_key[fut.key] = item
         return fut
 
-    ac = as_completed([submit(t) for t in islice(it, max(1, int(max_in_flight)))])
+    # the client's own loop: as_completed would otherwise take the *current* client's,
+    # and a future of this client that is lost and recomputed (its worker died) would
+    # then wait on an event bound to another loop
+    ac = as_completed([submit(t) for t in islice(it, max(1, int(max_in_flight)))],
+                      loop=client.loop)
     results, errors = [], []
     for fut in ac:
         item = by_key.pop(fut.key)
@@ -148,7 +152,7 @@ def _run_all_dask(client, func: Callable, common: dict, tasks: list[dict], tick)
         submitted = [client.submit(func, **shared, **tasks[i], pure=False) for i in pending]
         index = {fut.key: i for fut, i in zip(submitted, pending)}
         lost = []
-        for fut in as_completed(submitted):
+        for fut in as_completed(submitted, loop=client.loop):
             i = index[fut.key]
             try:
                 results[i] = fut.result()

@@ -514,7 +514,7 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
 
     from itertools import islice
 
-    ac = as_completed([submit(b) for b in islice(source, cap)])
+    ac = as_completed([submit(b) for b in islice(source, cap)], loop=client.loop)
     for fut in ac:
         k = index.pop(fut.key)
         try:
