@@ -232,3 +232,48 @@ def upload_tree(options: dict, local: str | Path, url: str) -> None:
     for path in sorted(root.rglob("*")):
         if path.is_file():
             fs.put_file(str(path), f"{url.rstrip('/')}/{path.relative_to(root).as_posix()}")
+
+
+@contextmanager
+def closed_current_client():
+    """A closed Dask client (and its stopped in-process cluster) left as the current client.
+
+    Inside, :func:`distributed.default_client` answers that client, whose
+    event loop is gone: a run that tracks its futures on the current client's
+    loop, instead of on its own client's, hangs there.
+    """
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                           dashboard_address=":0")
+    client = Client(cluster)
+    with client.as_current():
+        client.close()
+        cluster.close()
+        yield client
+
+
+def call_in_this_context(fn, timeout: float = 30.0):
+    """``fn()`` in a thread that sees this thread's context variables: ``(True, result)``.
+
+    ``(False, None)`` when it has not returned within ``timeout`` seconds
+    (the thread is a daemon and is left behind); what ``fn`` raises is raised here.
+    """
+    import contextvars
+    import threading
+
+    out, raised = [], []
+    ctx = contextvars.copy_context()  # carries distributed's current client
+
+    def target():
+        try:
+            out.append(ctx.run(fn))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            raised.append(exc)
+
+    t = threading.Thread(target=target, daemon=True)
+    t.start()
+    t.join(timeout)
+    if raised:
+        raise raised[0]
+    return (True, out[0]) if out else (False, None)

@@ -72,19 +72,6 @@ def divide(a, b):
     return a / b
 
 
-def _in_this_context_with_timeout(fn, timeout=30.0):
-    """Run ``fn()`` in a thread that sees this thread's context variables; its result or None."""
-    import contextvars
-    import threading
-
-    out = []
-    ctx = contextvars.copy_context()  # carries distributed's "current client"
-    t = threading.Thread(target=lambda: out.append(ctx.run(fn)), daemon=True)
-    t.start()
-    t.join(timeout)
-    return out[0] if out else None
-
-
 @pytest.mark.parametrize("runner", ["bounded", "all"])
 def test_runs_track_their_own_clients_futures_not_the_current_clients(client, runner):
     """A run on one client while another (here: closed) client is the current one finishes.
@@ -93,24 +80,20 @@ def test_runs_track_their_own_clients_futures_not_the_current_clients(client, ru
     on a second client then hangs when that loop is gone, and fails ("bound to a
     different event loop") when a future is lost and recomputed.
     """
-    from distributed import Client, LocalCluster
+    from tests.servers import call_in_this_context, closed_current_client
 
     x, w = np.arange(4.0), np.ones(4)
-    other_cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                 dashboard_address=":0")
-    other = Client(other_cluster)
-    with other.as_current():
-        other.close()  # it stays the current client of this context, its loop gone
-        other_cluster.close()
+    with closed_current_client():
         if runner == "bounded":
-            out = _in_this_context_with_timeout(lambda: executor.run_bounded(
+            done, out = call_in_this_context(lambda: executor.run_bounded(
                 client, weighted_sum, range(4), args=(x, w), max_in_flight=2))
-            assert out is not None, "the run hung on the other client's loop"
+            assert done, "the run hung on the other client's loop"
             results, errors = out
             assert sorted(results) == [0.0, 6.0, 12.0, 18.0] and errors == []
         else:
-            out = _in_this_context_with_timeout(lambda: executor.run_all(
+            done, out = call_in_this_context(lambda: executor.run_all(
                 weighted_sum, {"x": x, "w": w}, [{"k": k} for k in range(4)], client=client))
+            assert done, "the run hung on the other client's loop"
             assert out == [0.0, 6.0, 12.0, 18.0]
 
 

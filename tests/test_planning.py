@@ -301,3 +301,40 @@ def test_plan_kept_on_workers_is_written_into_an_s3_store(small_manifest):
         for name in layout.SEGMENT_COORDS:
             assert list(ds[name].values) == table[name].tolist(), name
         assert plan_failures(got.problems)[0]["track_id"] == "bad"
+
+
+def test_worker_planning_runs_on_its_own_client_while_another_is_current(small_manifest, tmp_path):
+    """Probing and the plan writes wait on the run's client, not on the current client.
+
+    With a closed client left current (its loop gone) the probes used to hang in
+    ``as_completed`` and the writes to fail in ``distributed.wait`` ("IOLoop is closed").
+    """
+    from distributed import Client, LocalCluster
+
+    from emodist.engine.extract import apply_plan, resolve_spec
+    from emodist.engine.plan import plan_sized
+    from emodist.engine.planning import plan_on_workers
+    from emodist.features import make_groups
+    from emodist.store import layout, open_store
+    from emodist.store import zarrio as io
+    from tests.servers import call_in_this_context, closed_current_client
+
+    spec = resolve_spec(SPEC.replace(groups=make_groups(["handcrafted"])), Runtime())
+    cat = load_dataset(str(small_manifest))
+    want = plan_segments(cat, spec).table
+    url = str(tmp_path / "features.zarr")
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client, \
+            closed_current_client():
+        done, got = call_in_this_context(
+            lambda: plan_on_workers(client, cat, spec, batch_size=2))
+        assert done, "probing hung on the current client's loop"
+        apply_plan(url, plan_sized(len(got), spec, chunk=3), None)
+        done, _ = call_in_this_context(
+            lambda: got.write(url, None, chunk=3, votes=False, votes_mean=False))
+        assert done, "the plan writes hung on the current client's loop"
+    assert not io.plan_pending(url)
+    ds = open_store(url)
+    assert list(ds["segment"].values) == want["segment_id"].tolist()
+    for name in layout.SEGMENT_COORDS:
+        assert list(ds[name].values) == want[name].tolist(), name

@@ -409,7 +409,7 @@ class WorkerPlan:
         DataError
             A write failed after its retries.
         """
-        from distributed import wait
+        from distributed import as_completed
 
         from emodist.store import zarrio as io
 
@@ -426,7 +426,8 @@ class WorkerPlan:
                 write_plan_rows, url, a, b, names, [int(offsets[k]) for k in ks],
                 [self.futures[k] for k in ks], storage_options, retries=executor.TASK_RETRIES,
                 pure=False, key=f"{WRITE_TASK}-{a:012d}-{names[0]}-{run_id}"))
-        wait(writes)
+        for _ in as_completed(writes, loop=self.client.loop):  # this client's loop, not
+            pass  # the current client's (distributed.wait would take that one)
         failed = [f for f in writes if f.status != "finished"]
         if failed:
             from emodist.engine.extract import scheduler_address, scheduler_lost
