@@ -44,3 +44,25 @@ def test_shuffled_labels_keep_class_sizes():
     b = make_arrays(n_tracks=20, shuffle_labels=True)
     assert sorted(a["plan"]["label"]) == sorted(b["plan"]["label"])
     assert (a["plan"]["label"] != b["plan"]["label"]).any()
+
+
+def test_store_reads_stay_in_the_driver_while_a_dask_client_is_current(tmp_path):
+    """Opening a store and loading its features run no task on the current client's cluster.
+
+    Sent there, they would run on workers that may not reach the store (a local
+    path, a remote cluster).  The same client does take an ordinary lazy
+    computation, so the setup would have caught them.
+    """
+    from distributed import Client, LocalCluster, get_task_stream
+
+    url = make_store(tmp_path / "s.zarr", n_tracks=8, n_segments=2)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        with get_task_stream(client) as reads:
+            ds = ft.open_dataset(str(url))
+            data = ft.load_data(ds, features=["handcrafted", DEEP])
+        with get_task_stream(client) as ordinary:
+            total = float(ds[DEEP].sum().values)
+    assert data.X["handcrafted"].shape == (16, len(hc_names())) and data.X[DEEP].shape == (16, 6)
+    assert reads.data == []
+    assert ordinary.data and np.isfinite(total)

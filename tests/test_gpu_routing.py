@@ -41,10 +41,19 @@ def _profiler(dask_worker):
 
 
 def test_worker_env_reaches_local_cluster_workers():
-    """The malloc settings are in the environment of the worker processes themselves."""
+    """The malloc settings are in the environment of the worker processes themselves.
+
+    The client is not made Dask's default: the driver's own lazy reads stay local.
+    """
     import dask
+    from distributed import default_client
 
     with connect(Runtime(n_workers=1, threads_per_worker=1)) as c:
+        try:
+            default = default_client()
+        except ValueError:  # no client at all is the default
+            default = None
+        assert default is not c and dask.config.get("scheduler", None) != "dask.distributed"
         seen = list(c.run(_environ, list(WORKER_ENV)).values())
         pids = list(c.run(os.getpid).values())
         [(enabled, callbacks)] = c.run(_profiler).values()

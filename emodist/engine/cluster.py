@@ -231,6 +231,10 @@ def quiet_when_lost(client) -> Iterator[None]:
 def connect(runtime: Runtime) -> Iterator:
     """A Dask client for ``runtime``: its own client, a scheduler, or a new LocalCluster.
 
+    A client made here is not set as Dask's default: emodist submits its
+    tasks to it by name, and the driver's own lazy reads stay in the driver
+    (a remote cluster's workers may not reach a store on the driver's disk).
+
     Yields
     ------
     distributed.Client
@@ -253,7 +257,7 @@ def connect(runtime: Runtime) -> Iterator:
         probe_cluster(runtime)
         try:
             client = Client(runtime.scheduler, scheduler_file=runtime.scheduler_file,
-                            timeout=f"{CONNECT_TIMEOUT_S}s")
+                            timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
         except (OSError, TimeoutError, ValueError) as exc:
             raise ClusterError(f"cannot reach scheduler {where}: {one_line(exc)}",
                                param="scheduler" if runtime.scheduler else "scheduler_file"
@@ -285,7 +289,7 @@ def connect(runtime: Runtime) -> Iterator:
         raise ClusterError(f"cannot start a local cluster: {one_line(exc)}",
                            param="memory_limit") from None
     try:
-        with Client(cluster) as client:
+        with Client(cluster, set_as_default=False) as client:
             yield client
     finally:
         cluster.close()

@@ -46,6 +46,7 @@ from emodist.learn.labels import emotion_order, recompute_labels, stored_label_r
 from emodist.learn.params import TARGETS, ParameterError, check_choice
 from emodist.learn.soft import soft_targets
 from emodist.spec import LABEL_RULES
+from emodist.store.zarrio import local_reads
 
 SEGMENT = "segment"
 STATUS_DONE = 1
@@ -247,6 +248,7 @@ class EvalData:
     strata: np.ndarray | None = None
 
 
+@local_reads()
 def load_data(ds, features=None, label_rule: str | None = None,
               target: str = "class") -> EvalData:
     """Read the evaluated segments of a store into memory.

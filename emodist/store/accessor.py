@@ -18,6 +18,7 @@ import xarray as xr
 
 from emodist.errors import StoreError
 from emodist.store import layout
+from emodist.store.zarrio import local_reads
 
 
 @xr.register_dataset_accessor("emodist")
@@ -79,6 +80,7 @@ def _open_zarr(target, name: str) -> xr.Dataset:
             raise StoreError(f"{name}: not a readable Zarr store ({type(exc).__name__})") from None
 
 
+@local_reads()
 def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
     """Open a feature store lazily.
 

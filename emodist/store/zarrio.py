@@ -17,6 +17,7 @@ storage options go to the filesystem and are never written anywhere.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import tempfile
 import warnings
@@ -116,6 +117,21 @@ def encoding(ds: xr.Dataset, chunk: int) -> dict:
     return enc
 
 
+@contextlib.contextmanager
+def local_reads():
+    """Compute lazy store reads in this process (threads), whatever Dask client is current.
+
+    The driver's reads of a store (coordinates, statuses, the features an
+    evaluation loads) are its own: sent to a cluster they would run on
+    workers that may not reach the store (a local path on a laptop, a remote
+    cluster) and come back over the network.  Also a decorator.
+    """
+    import dask
+
+    with dask.config.set(scheduler="threads"):
+        yield
+
+
 def _write(url: str, ds: xr.Dataset, chunk: int, storage_options, mode: str) -> None:
     if is_url(url) and mode == "w":
         # many small requests to an object store are slow: write locally, upload once
@@ -128,7 +144,7 @@ def _write(url: str, ds: xr.Dataset, chunk: int, storage_options, mode: str) -> 
             fs.put([str(p) for p in files],
                    [f"{root}/{p.relative_to(local).as_posix()}" for p in files])
         return
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), local_reads():  # older NumPy loads the string placeholders
         warnings.simplefilter("ignore")
         ds.to_zarr(zarr_store(url, storage_options), mode=mode, compute=False,
                    encoding=encoding(ds, chunk), consolidated=True, zarr_format=3)
