@@ -22,6 +22,20 @@ log = logging.getLogger(__name__)
 TASK_RETRIES = 2
 
 
+def completed(client, futures):
+    """:class:`distributed.as_completed` over ``futures``, tracked on ``client``'s own loop.
+
+    Left alone, ``as_completed`` (like ``distributed.wait``) takes the loop of
+    the *current* client, which may be another one (a caller's ``with
+    Client() as c:``): a future of ``client`` that is lost with its worker and
+    recomputed would then wait on an event bound to that other loop, and
+    fail, or hang when that loop is gone.
+    """
+    from distributed import as_completed
+
+    return as_completed(futures, loop=client.loop)
+
+
 def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
                 max_in_flight: int, retries: int = TASK_RETRIES, name: str = "task",
                 key: Callable | None = None, resources: dict | None = None,
@@ -67,8 +81,6 @@ def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
     errors : list of (item, str)
         Items that failed after their retries, with the error's first line.
     """
-    from distributed import as_completed
-
     run_id = uuid.uuid4().hex[:8]
     it = iter(items)
     by_key: dict[str, object] = {}
@@ -88,11 +100,7 @@ def run_bounded(client, func: Callable, items: Iterable, *, args: tuple = (),
         by_key[fut.key] = item
         return fut
 
-    # the client's own loop: as_completed would otherwise take the *current* client's,
-    # and a future of this client that is lost and recomputed (its worker died) would
-    # then wait on an event bound to another loop
-    ac = as_completed([submit(t) for t in islice(it, max(1, int(max_in_flight)))],
-                      loop=client.loop)
+    ac = completed(client, [submit(t) for t in islice(it, max(1, int(max_in_flight)))])
     results, errors = [], []
     for fut in ac:
         item = by_key.pop(fut.key)
@@ -139,8 +147,6 @@ def run_all(func: Callable, common: dict, tasks: list[dict], *, client=None,
 def _run_all_dask(client, func: Callable, common: dict, tasks: list[dict], tick) -> list:
     from concurrent.futures import CancelledError
 
-    from distributed import as_completed
-
     from emodist.errors import ClusterError
 
     results: dict[int, object] = {}
@@ -152,7 +158,7 @@ def _run_all_dask(client, func: Callable, common: dict, tasks: list[dict], tick)
         submitted = [client.submit(func, **shared, **tasks[i], pure=False) for i in pending]
         index = {fut.key: i for fut, i in zip(submitted, pending)}
         lost = []
-        for fut in as_completed(submitted, loop=client.loop):
+        for fut in completed(client, submitted):
             i = index[fut.key]
             try:
                 results[i] = fut.result()

@@ -409,8 +409,6 @@ class WorkerPlan:
         DataError
             A write failed after its retries.
         """
-        from distributed import as_completed
-
         from emodist.store import zarrio as io
 
         n = len(self)
@@ -426,8 +424,8 @@ class WorkerPlan:
                 write_plan_rows, url, a, b, names, [int(offsets[k]) for k in ks],
                 [self.futures[k] for k in ks], storage_options, retries=executor.TASK_RETRIES,
                 pure=False, key=f"{WRITE_TASK}-{a:012d}-{names[0]}-{run_id}"))
-        for _ in as_completed(writes, loop=self.client.loop):  # this client's loop, not
-            pass  # the current client's (distributed.wait would take that one)
+        for _ in executor.completed(self.client, writes):  # wait for all of them
+            pass
         failed = [f for f in writes if f.status != "finished"]
         if failed:
             from emodist.engine.extract import scheduler_address, scheduler_lost
@@ -485,8 +483,6 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
     DataError
         A batch failed after its retries.
     """
-    from distributed import as_completed
-
     from emodist.engine.extract import scheduler_address, scheduler_lost
 
     n_tracks = int(catalog.usable_mask().sum())
@@ -515,7 +511,7 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
 
     from itertools import islice
 
-    ac = as_completed([submit(b) for b in islice(source, cap)], loop=client.loop)
+    ac = executor.completed(client, [submit(b) for b in islice(source, cap)])
     for fut in ac:
         k = index.pop(fut.key)
         try:
