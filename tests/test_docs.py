@@ -112,17 +112,44 @@ def test_benchmarks_page_is_the_results_file(site):
         assert heading.replace("&", "&amp;") in page, heading
 
 
-@pytest.mark.parametrize("broken, expected", [
-    ("[a page that is not there](no-such-page.md)", "no-such-page.md"),
-    ("[a heading that is not there](DESIGN.md#no-such-heading)", "no-such-heading"),
-    ("::: emodist.no_such_module", "emodist.no_such_module"),
-])
-def test_a_broken_reference_fails_the_build(tmp_path, broken, expected):
+#: a module whose docstring still names a parameter that was renamed
+RENAMED_PARAMETER = '''"""A module whose docstring names a parameter the function no longer has."""
+
+
+def scale(values, *, factor=2.0):
+    """Scale values.
+
+    Parameters
+    ----------
+    values : list of float
+        The values.
+    gain : float
+        Renamed to ``factor``; the docstring was not updated.
+
+    Returns
+    -------
+    list of float
+        The scaled values.
+    """
+    return [v * factor for v in values]
+'''
+
+
+@pytest.mark.parametrize("broken, expected, module", [
+    ("[a page that is not there](no-such-page.md)", "no-such-page.md", None),
+    ("[a heading that is not there](DESIGN.md#no-such-heading)", "no-such-heading", None),
+    ("::: emodist.no_such_module", "emodist.no_such_module", None),
+    ("::: docs_renamed_parameter", "Parameter 'gain' does not appear", RENAMED_PARAMETER),
+], ids=["missing-page", "missing-anchor", "unknown-module", "renamed-parameter"])
+def test_a_broken_reference_fails_the_build(tmp_path, broken, expected, module):
     copy = tmp_path / "repo"
     shutil.copytree(ROOT / "docs", copy / "docs", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copy(ROOT / "mkdocs.yml", copy / "mkdocs.yml")
     (copy / "benchmarks" / "results").mkdir(parents=True)
     shutil.copy(ROOT / "benchmarks" / "results" / "RESULTS.md", copy / "benchmarks" / "results")
+    shutil.copy(ROOT / "CHANGELOG.md", copy / "CHANGELOG.md")
+    if module:  # found through mkdocstrings' paths: ["."], the config's folder
+        (copy / "docs_renamed_parameter.py").write_text(module)
     index = copy / "docs" / "index.md"
     index.write_text(index.read_text() + f"\n{broken}\n")
     done = build(copy / "mkdocs.yml", tmp_path / "site", cwd=copy)
