@@ -84,7 +84,7 @@ def api_index(modules: list[griffe.Module]) -> str:
     for module in modules:
         summary = (module.docstring.value.strip().splitlines() or [""])[0] if module.docstring else ""
         link = os.path.relpath(api_page(module), API_DIR)
-        lines.append(f"| [`{module.path}`]({link}) | {_cell(summary)} |")
+        lines.append(f"| [`{module.path}`]({link}) | {_summary(summary)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -93,7 +93,8 @@ def api_nav(modules: list[griffe.Module]) -> list:
     sections: dict[str, list] = {}
     for module in modules:
         parts = module.path.split(".")
-        key = PACKAGE if len(parts) == 1 or (len(parts) == 2 and not module.is_package) \
+        package = module.is_package or module.is_subpackage
+        key = PACKAGE if len(parts) == 1 or (len(parts) == 2 and not package) \
             else ".".join(parts[:2])
         sections.setdefault(key, []).append({module.path: api_page(module)})
     return [API_INDEX] + [{key: entries} for key, entries in sections.items()]
@@ -117,6 +118,12 @@ def _cell(text: str) -> str:
     """Text for a Markdown table cell: HTML-escaped, no pipes, no emphasis."""
     text = html.escape(" ".join(text.split()), quote=False)
     return re.sub(r"([|*_`\[\]])", r"\\\1", text)
+
+
+def _summary(line: str) -> str:
+    """A docstring's first line for a table cell: reST roles and literals as code spans."""
+    line = re.sub(r":[\w:]+:`~?([^`]+)`", r"`\1`", line).replace("``", "`")
+    return line.replace("|", "\\|")
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> list[tuple[str, argparse.ArgumentParser]]:
