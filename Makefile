@@ -64,4 +64,4 @@ lock: install
 	$(PY) deploy/docker/lock.py --write
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache build/site
