@@ -3,12 +3,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install model demo test test-min deploy-test lint bench image clean lock
+.PHONY: install model demo test test-min deploy-test lint docs bench image clean lock
 
 $(STAMP): pyproject.toml constraints.txt
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev,docs]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -46,9 +46,13 @@ deploy-test: install
 lint: install
 	$(VENV)/bin/ruff check emodist tests benchmarks
 
-## benchmarks (slow; writes benchmarks/results/)
+## the documentation site into build/site (mkdocs.yml; warnings are errors)
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir build/site
+
+## benchmarks (slow; writes benchmarks/results/, which the docs' benchmarks page includes)
 bench: install
-	$(PY) -m benchmarks --readme README.md
+	$(PY) -m benchmarks
 
 ## container image (needs docker with BuildKit)
 image:
@@ -60,4 +64,4 @@ lock: install
 	$(PY) deploy/docker/lock.py --write
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache build/site

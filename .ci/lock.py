@@ -2,7 +2,7 @@
 
     python3 .ci/lock.py > constraints.txt     (or: make lock)
 
-Pins the whole requirement closure of the runtime and dev dependencies in
+Pins the whole requirement closure of the runtime, dev and docs dependencies in
 pyproject.toml at the versions installed in the running environment, using
 the closure walker of deploy/docker/lock.py.
 """
@@ -20,7 +20,7 @@ sys.path.insert(0, str(ROOT / "deploy" / "docker"))
 from lock import closure
 
 HEADER = """\
-# Tested versions of every package `make install` puts in .venv (runtime + dev).
+# Tested versions of every package `make install` puts in .venv (runtime + dev + docs).
 # Used as pip constraints so a fresh install resolves at once and runs what the
 # suite ran. Regenerate after an upgrade: make lock
 """
@@ -29,7 +29,8 @@ HEADER = """\
 def main() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     reqs = [Requirement(r) for r in project["dependencies"]]
-    reqs += [Requirement(r) for r in project["optional-dependencies"]["dev"]]
+    for extra in ("dev", "docs"):
+        reqs += [Requirement(r) for r in project["optional-dependencies"][extra]]
     pins = closure(reqs)
     sys.stdout.write(HEADER + "".join(f"{k}=={v}\n" for k, v in sorted(pins.items())))
 
