@@ -19,7 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from emodist.errors import EmodistError, ModelError
 from emodist.features import REGISTRY, make_group
-from emodist.features.card import CardGroup, load_card, parse_card, patch_means, register_card
+from emodist.features.base import patch_means
+from emodist.features.card import CardGroup, load_card, parse_card, register_card
 
 FRAMES, MELS, EMB = 31, 40, 8
 PATCH_SAMPLES = 8000
@@ -84,9 +85,12 @@ width = {mels}
 """
 
 
-def write_card(folder: Path, name="mymodel", sha="", **kw) -> Path:
+def write_card(folder: Path, name="mymodel", sha=None, **kw) -> Path:
+    """A card of a new ``m.onnx`` in ``folder``; ``sha`` its sha256 line (default: the model's)."""
     folder.mkdir(parents=True, exist_ok=True)
     logmel_model(folder / "m.onnx")
+    if sha is None:
+        sha = f'sha256 = "{hashlib.sha256((folder / "m.onnx").read_bytes()).hexdigest()}"'
     text = CARD.format(name=name, model="m.onnx", sha=sha, mels=kw.get("mels", MELS),
                        frames=FRAMES, emb=kw.get("emb", EMB))
     (folder / "card.toml").write_text(text)
@@ -170,7 +174,7 @@ def test_card_errors(tmp_path):
 
 def test_card_model_checked_on_resolve(tmp_path):
     wrong = write_card(tmp_path / "a", sha='sha256 = "' + "0" * 64 + '"')
-    with pytest.raises(ModelError, match="is not the requested"):
+    with pytest.raises(ModelError, match="not the card's 000000000000"):
         CardGroup(card=load_card(wrong)).resolve()
     width = write_card(tmp_path / "b", emb=9)
     with pytest.raises(ModelError, match="output emb has width 8, the card says 9"):
