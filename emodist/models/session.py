@@ -276,13 +276,14 @@ def _cached(model_url, sha256, threads, storage_options, device="cpu",
             return hit
         # not loaded yet, or another hash is asked for (the file may have been
         # rebuilt): read and verify it again
+        providers = _providers(device)  # refuses a device this process cannot use
         data, meta = read_model(url, sha256=sha256, storage_options=storage_options, meta=meta)
         import onnxruntime as ort
 
         try:
             sess = ort.InferenceSession(data, sess_options=_session_options(
                                             threads, meta.get("session_config")),
-                                        providers=_providers(device))
+                                        providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"onnxruntime cannot load model {url}: {str(exc).splitlines()[0]}")
         _check_io(sess, meta, url)
