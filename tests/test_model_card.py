@@ -102,14 +102,6 @@ def card_path(tmp_path) -> Path:
     return write_card(tmp_path / "card")
 
 
-@pytest.fixture()
-def clean_registry():
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
-
-
 def expected_rows(model: str, path: str, starts, duration: float) -> np.ndarray:
     """The card model's segment means, computed here: librosa load, mel, dB, patches, ORT."""
     import librosa

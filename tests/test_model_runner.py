@@ -23,7 +23,7 @@ import onnxruntime
 import pytest
 
 from emodist.errors import ModelError
-from emodist.features import REGISTRY, FeatureGroup, register
+from emodist.features import FeatureGroup, register
 from emodist.features.base import Bound, WorkerContext
 from emodist.models import musicnn as m
 from tests.test_model_card import EMB, FRAMES, MELS, logmel_model, write_card
@@ -50,14 +50,6 @@ def small_dataset(tmp_path_factory):
     out = tmp_path_factory.mktemp("runner") / "dataset"
     make_demo_dataset(out, n_tracks=2, seed=4, duration_s=8.0)
     return out
-
-
-@pytest.fixture()
-def clean_registry():
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 def _cli(argv, capsys):

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emodist.errors import ModelError
+from emodist.errors import EmodistError, ModelError
 from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
 from emodist.models.devices import (
     AUTO_BATCH_MAX,
@@ -345,9 +345,8 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
     EmodistError
         Images that are not uint8 ``(N, H, W)``.
     """
-    from emodist.features.images import to_network_input  # the picture's own scaling
-
-    from emodist.errors import EmodistError
+    # a stage above this one: the pictures' scaling belongs to the Inception-v3 group
+    from emodist.features.images import to_network_input
 
     images = np.asarray(images_uint8)
     if images.ndim != 3 or images.dtype != np.uint8:
@@ -416,8 +415,6 @@ def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batc
     EmodistError
         A batch size below 1.
     """
-    from emodist.errors import EmodistError
-
     if int(batch_size) < 1:
         raise EmodistError(f"batch size must be positive, got {batch_size}")
     url = str(model_url or default_model_path())
