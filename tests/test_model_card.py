@@ -151,6 +151,8 @@ def test_card_errors(tmp_path):
            (dict(good, input={"kind": "samples", "sr": 0, "patch_samples": 1}), "positive integer"),
            (dict(good, input=dict(good["input"], hop=3)), "unknown keys hop"),
            (dict(good, outputs=[]), "at least one output"),
+           (dict(good, model="sub/../../m.onnx"), "leaves the card's folder"),
+           (dict(good, sha256="ABC"), "sha256 'ABC' is not 64 lower-case hex digits"),
            (dict(good, outputs=[{"name": "o", "width": 0}]), "width must be"),
            (dict(good, input={"kind": "logmel", "sr": 1, "n_fft": 1, "hop": 1, "n_mels": 1,
                               "patch_frames": 1, "scale": "log2"}), "scale 'log2'")]
