@@ -24,8 +24,8 @@ REGISTRY: dict[str, type] = {Handcrafted.name: Handcrafted, InceptionV3.name: In
                              "musicnn_msd": Bound(MusiCNN, variant="msd"),
                              "musicnn_mtt": Bound(MusiCNN, variant="mtt")}
 
-__all__ = ["REGISTRY", "Bound", "FeatureGroup", "InputSpec", "Segment", "WorkerContext", "make_group",
-           "make_groups", "register", "split_names"]
+__all__ = ["REGISTRY", "Bound", "FeatureGroup", "InputSpec", "Segment", "WorkerContext",
+           "make_group", "make_groups", "register", "split_names"]
 
 
 def register(name: str, factory) -> None:

@@ -355,7 +355,8 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
     min_size = int(meta.get("min_image_size", 75))
     n, h, w = images.shape
     if n and min(h, w) < min_size:
-        raise ModelError(f"images of {h}x{w} are smaller than the model's minimum {min_size}x{min_size}")
+        raise ModelError(f"images of {h}x{w} are smaller than the model's minimum "
+                         f"{min_size}x{min_size}")
     out = run_outputs(images, model_url, [meta["output_name"]], batch_size=batch_size,
                       threads=threads, sha256=sha256, storage_options=storage_options,
                       device=device, convert=to_network_input)
@@ -446,7 +447,7 @@ def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batc
 
 def _run_batches(sess, in_name: str, names: list[str], x: np.ndarray, batch_size: int,
                  bound: tuple[str, int] | None, convert) -> list[np.ndarray]:
-    """Every output of ``x``, batch by batch; ``bound=(device_type, id)`` runs through I/O binding."""
+    """Every output of ``x``, batch by batch (``bound=(device_type, id)``: through I/O binding)."""
     n = len(x)
     bs = min(int(batch_size), n)
     outs: list[np.ndarray] | None = None
