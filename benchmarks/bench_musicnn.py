@@ -147,7 +147,7 @@ def extraction_rows(tmp: str, quick: bool, musicnn_dir: str | None = None) -> li
         if not Path(inception).is_file():
             return [row("extraction with MusiCNN added", float("nan"), 0.0, "%",
                         f"skipped: no Inception-v3 model at {inception}")]
-    opts = {"model": inception, "model_dir": musicnn_dir}
+    opts = {"model": inception, "musicnn_dir": musicnn_dir}
     base = ["handcrafted", "inception_v3"]
     specs = {"without": base, "with": base + ["musicnn_msd", "musicnn_mtt"]}
     seg = 3.0 if quick else 15.0

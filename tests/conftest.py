@@ -66,3 +66,14 @@ def tiny_model(tmp_path_factory) -> str:
 
     out = tmp_path_factory.mktemp("model") / "tiny.onnx"
     return build_tiny_model(str(out), seed=0)
+
+
+@pytest.fixture()
+def clean_registry():
+    """The feature-group registry as it was before the test (for tests that register groups)."""
+    from emodist.features import REGISTRY
+
+    before = dict(REGISTRY)
+    yield
+    REGISTRY.clear()
+    REGISTRY.update(before)

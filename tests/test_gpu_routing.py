@@ -217,14 +217,14 @@ def test_bad_device_and_resource_flags():
 def test_io_binding_gives_the_session_run_values(tiny_model):
     """The I/O-binding call the CUDA path uses, run on the CPU device."""
     from emodist.models.devices import run_bound
-    from emodist.models.session import _cached
+    from emodist.models.session import get_session, read_sidecar
 
-    sess, meta = _cached(tiny_model, None, 1, None)
+    sess, meta = get_session(tiny_model), read_sidecar(tiny_model)
     x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 80, 80)).astype(np.float32)
     cache = {}
-    got = run_bound(sess, meta["input_name"], meta["output_name"], x, "cpu", 0, cache=cache)
-    again = run_bound(sess, meta["input_name"], meta["output_name"], x[::-1].copy(), "cpu", 0,
-                      cache=cache)
+    [got] = run_bound(sess, meta["input_name"], [meta["output_name"]], x, "cpu", 0, cache=cache)
+    [again] = run_bound(sess, meta["input_name"], [meta["output_name"]], x[::-1].copy(), "cpu",
+                        0, cache=cache)
     want = sess.run([meta["output_name"]], {meta["input_name"]: x})[0]
     np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
     np.testing.assert_allclose(again, want[::-1], rtol=1e-6, atol=1e-6)

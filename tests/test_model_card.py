@@ -19,7 +19,8 @@ from onnx import TensorProto, helper, numpy_helper
 
 from emodist.errors import EmodistError, ModelError
 from emodist.features import REGISTRY, make_group
-from emodist.features.card import CardGroup, load_card, parse_card, patch_means, register_card
+from emodist.features.base import patch_means
+from emodist.features.card import CardGroup, load_card, parse_card, register_card
 
 FRAMES, MELS, EMB = 31, 40, 8
 PATCH_SAMPLES = 8000
@@ -84,9 +85,12 @@ width = {mels}
 """
 
 
-def write_card(folder: Path, name="mymodel", sha="", **kw) -> Path:
+def write_card(folder: Path, name="mymodel", sha=None, **kw) -> Path:
+    """A card of a new ``m.onnx`` in ``folder``; ``sha`` its sha256 line (default: the model's)."""
     folder.mkdir(parents=True, exist_ok=True)
     logmel_model(folder / "m.onnx")
+    if sha is None:
+        sha = f'sha256 = "{hashlib.sha256((folder / "m.onnx").read_bytes()).hexdigest()}"'
     text = CARD.format(name=name, model="m.onnx", sha=sha, mels=kw.get("mels", MELS),
                        frames=FRAMES, emb=kw.get("emb", EMB))
     (folder / "card.toml").write_text(text)
@@ -96,14 +100,6 @@ def write_card(folder: Path, name="mymodel", sha="", **kw) -> Path:
 @pytest.fixture()
 def card_path(tmp_path) -> Path:
     return write_card(tmp_path / "card")
-
-
-@pytest.fixture()
-def clean_registry():
-    before = dict(REGISTRY)
-    yield
-    REGISTRY.clear()
-    REGISTRY.update(before)
 
 
 def expected_rows(model: str, path: str, starts, duration: float) -> np.ndarray:
@@ -155,6 +151,8 @@ def test_card_errors(tmp_path):
            (dict(good, input={"kind": "samples", "sr": 0, "patch_samples": 1}), "positive integer"),
            (dict(good, input=dict(good["input"], hop=3)), "unknown keys hop"),
            (dict(good, outputs=[]), "at least one output"),
+           (dict(good, model="sub/../../m.onnx"), "leaves the card's folder"),
+           (dict(good, sha256="ABC"), "sha256 'ABC' is not 64 lower-case hex digits"),
            (dict(good, outputs=[{"name": "o", "width": 0}]), "width must be"),
            (dict(good, input={"kind": "logmel", "sr": 1, "n_fft": 1, "hop": 1, "n_mels": 1,
                               "patch_frames": 1, "scale": "log2"}), "scale 'log2'")]
@@ -170,7 +168,7 @@ def test_card_errors(tmp_path):
 
 def test_card_model_checked_on_resolve(tmp_path):
     wrong = write_card(tmp_path / "a", sha='sha256 = "' + "0" * 64 + '"')
-    with pytest.raises(ModelError, match="is not the requested"):
+    with pytest.raises(ModelError, match="not the card's 000000000000"):
         CardGroup(card=load_card(wrong)).resolve()
     width = write_card(tmp_path / "b", emb=9)
     with pytest.raises(ModelError, match="output emb has width 8, the card says 9"):

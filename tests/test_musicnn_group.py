@@ -53,7 +53,7 @@ def test_names_widths_and_registry():
     assert names[50] == "musicnn_msd_pen_000" and names[250] == "musicnn_msd_max_000"
     assert names[-1] == "musicnn_msd_mean_752"
     assert len(set(mtt.feature_names())) == 1756 and "musicnn_mtt_tag_no_vocals" in mtt.feature_names()
-    g = make_group("musicnn_mtt", {"outputs": ("mean_pool", "taggram")})
+    g = make_group("musicnn_mtt", {"musicnn_outputs": ("mean_pool", "taggram")})
     assert g.width == 803 and g.feature_names()[0] == "musicnn_mtt_mean_000"
     assert g.feature_names()[753] == "musicnn_mtt_tag_guitar"
     assert g.input().kind == "samples" and g.input().sr == 16000 and g.batched
@@ -158,7 +158,7 @@ def test_real_groups_store_the_tensorflow_values(real_musicnn, emotify_root, tmp
     manifest.write_text("path,label\n" + "".join(
         f"{emotify_root / str(ref[f'{s}/path'])},{s}\n" for s in segs))
     folder = str(Path(real_musicnn["msd"]).parent)
-    groups = make_groups(["musicnn_msd", "musicnn_mtt"], {"model_dir": folder})
+    groups = make_groups(["musicnn_msd", "musicnn_mtt"], {"musicnn_dir": folder})
     spec = ExtractionSpec(groups=groups, segment_seconds=float(ref["seg0/duration_s"]),
                           min_class_tracks=1)
     run_extract(str(manifest), str(tmp_path / "s.zarr"), spec,

@@ -113,9 +113,10 @@ def spec_and_runtime(args):
     for card in getattr(args, "model_card", None) or ():
         register_card(card)
     outputs = tuple(args.musicnn_outputs) if getattr(args, "musicnn_outputs", None) else None
+    # keyed by option (the flag's dest): each group takes the options it declares
     options = {"feature_set": args.feature_set, "n_mfcc": args.n_mfcc,
-               "image_scale": args.image_scale, "model": args.model, "outputs": outputs,
-               "model_dir": getattr(args, "musicnn_dir", None)}
+               "image_scale": args.image_scale, "model": args.model,
+               "musicnn_outputs": outputs, "musicnn_dir": getattr(args, "musicnn_dir", None)}
     return spec_from_args(args, make_groups(args.features, options)), runtime_from_args(args)
 
 

@@ -5,15 +5,16 @@ Each group is one file (:mod:`emodist.features.handcrafted.group`,
 :class:`~emodist.features.base.FeatureGroup` subclass; :data:`REGISTRY` maps
 the names users type (``--features handcrafted inception_v3``) to them.
 A group is also made from a model card (:func:`register`), with no code change.
+
+Options (``--model``, ``--musicnn-outputs``...) reach only the groups that
+declare them (:attr:`FeatureGroup.options`, option -> field): a group whose
+field is named like another group's option never receives that option.
 """
 
 from __future__ import annotations
 
-import dataclasses
-
 from emodist.errors import EmodistError
-from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, check_name
-from emodist.features.card import Bound
+from emodist.features.base import Bound, FeatureGroup, InputSpec, Segment, WorkerContext, check_name
 from emodist.features.handcrafted.group import Handcrafted
 from emodist.features.inception import InceptionV3
 from emodist.features.musicnn import MusiCNN
@@ -23,8 +24,8 @@ REGISTRY: dict[str, type] = {Handcrafted.name: Handcrafted, InceptionV3.name: In
                              "musicnn_msd": Bound(MusiCNN, variant="msd"),
                              "musicnn_mtt": Bound(MusiCNN, variant="mtt")}
 
-__all__ = ["REGISTRY", "FeatureGroup", "InputSpec", "Segment", "WorkerContext", "make_group",
-           "make_groups", "register", "split_names"]
+__all__ = ["REGISTRY", "Bound", "FeatureGroup", "InputSpec", "Segment", "WorkerContext",
+           "make_group", "make_groups", "register", "split_names"]
 
 
 def register(name: str, factory) -> None:
@@ -52,8 +53,10 @@ def make_group(name: str, options: dict | None = None) -> FeatureGroup:
     name : str
         A registered group name.
     options : dict, optional
-        Parameter name -> value; each group takes the ones that are its own
-        dataclass fields and ignores the rest (``None`` values are ignored).
+        Option name -> value, shared by every group asked for; each group
+        takes only the options its factory declares in ``options`` (option
+        -> field: :attr:`FeatureGroup.options`, :attr:`Bound.options`) and
+        ignores the rest (``None`` values are ignored).
 
     Raises
     ------
@@ -63,11 +66,10 @@ def make_group(name: str, options: dict | None = None) -> FeatureGroup:
     factory = REGISTRY.get(name)
     if factory is None:
         raise EmodistError(f"unknown feature group {name!r}; choose from {', '.join(REGISTRY)}")
-    options = {k: v for k, v in (options or {}).items() if v is not None}
-    if dataclasses.is_dataclass(factory):
-        own = {f.name for f in dataclasses.fields(factory)}
-        options = {k: v for k, v in options.items() if k in own}
-    return factory(**options)
+    given = options or {}
+    declared = getattr(factory, "options", None) or {}
+    return factory(**{field: given[opt] for opt, field in declared.items()
+                      if given.get(opt) is not None})
 
 
 def make_groups(names, options: dict | None = None) -> tuple[FeatureGroup, ...]:

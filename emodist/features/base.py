@@ -15,7 +15,13 @@ model inference is batched over a whole chunk: :meth:`FeatureGroup.prepare`
 turns one :class:`Segment` into the group's per-segment input (a feature
 vector, an image, a stack of mel patches), and :meth:`FeatureGroup.finish`
 turns the prepared inputs of every segment of a chunk into the
-``(n_segments, width)`` float32 block (a stack, or batched ONNX inference).
+``(n_segments, width)`` float32 block (a stack, or batched ONNX inference
+through :meth:`WorkerContext.run_model`, the one model runner, which honours
+the worker's device, threads and batch size).
+
+A group takes the command-line options it declares in
+:attr:`FeatureGroup.options` (option -> field), and only those
+(:func:`emodist.features.make_group`).
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emodist.errors import EmodistError
+from emodist.models import session
 from emodist.spec import BATCH_SIZE
 
 #: Input kinds: the shared STFT (at the spec's ``sr``) or raw samples at a rate.
@@ -78,6 +85,48 @@ class WorkerContext:
     storage_options: dict | None = field(default=None, repr=False)
     device: str = "cpu"
 
+    def run_model(self, url: str, inputs: np.ndarray, outputs, sha256: str | None, *,
+                  meta: dict | None = None, convert=None) -> dict[str, np.ndarray]:
+        """Run a model over a chunk's network inputs, in batches, on this worker's session.
+
+        The one model runner of the feature groups: the session is cached per
+        worker process (:mod:`emodist.models.session`), runs on
+        :attr:`device` (the CPU, or the CUDA execution provider with I/O
+        binding and an automatic batch size) with :attr:`threads` threads,
+        :attr:`batch_size` inputs per call on the CPU.
+
+        Parameters
+        ----------
+        url : str
+            The model's path or URL (read with :attr:`storage_options`).
+        inputs : np.ndarray
+            ``(N, ...)`` network inputs, or what ``convert`` turns into them.
+        outputs : sequence of str
+            The outputs to compute, in order.
+        sha256 : str or None
+            The model's expected hash (the one recorded for the group).
+        meta : dict, optional
+            What a sidecar would say, for a model without one (a model card).
+        convert : callable, optional
+            ``convert(batch, out=None)``: a batch of ``inputs`` -> float32
+            network inputs (Inception-v3's pictures).
+
+        Returns
+        -------
+        dict of str to np.ndarray
+            Output name -> float32 ``(N, width)``.
+
+        Raises
+        ------
+        ModelError
+            Model problems, or a device this process cannot use (one line,
+            ``--device``).
+        """
+        return session.run_outputs(inputs, url, outputs, batch_size=self.batch_size,
+                                   threads=self.threads, sha256=sha256,
+                                   storage_options=self.storage_options, device=self.device,
+                                   meta=meta, convert=convert)
+
 
 class Segment:
     """One segment's inputs, all cut from the one decode of its track.
@@ -100,6 +149,7 @@ class Segment:
         self.start_s, self.duration_s = float(start_s), float(duration_s)
         self.sr, self.n_fft, self.hop_length = int(sr), int(n_fft), int(hop_length)
         self._analysis = None
+        self._shared: dict = {}
 
     def samples(self, sr: int | None = None) -> np.ndarray:
         """Mono float32 samples of the segment at ``sr`` (default the spec's rate)."""
@@ -117,13 +167,28 @@ class Segment:
             self._analysis = analyse(self.samples(), self.sr, self)
         return self._analysis
 
+    def shared(self, key, make):
+        """An input derived from the segment, made once and shared by the groups asking for ``key``.
+
+        ``make(segment)`` runs on the first request; the array it returns is
+        made read-only and given to every group that asks for the same
+        ``key`` (both MusiCNN taggers read the same patches).
+        """
+        value = self._shared.get(key)
+        if value is None:
+            value = make(self)
+            value.flags.writeable = False
+            self._shared[key] = value
+        return value
+
 
 @dataclass(frozen=True)
 class FeatureGroup:
     """Base of every feature group; subclasses are frozen dataclasses.
 
-    Subclasses set the class attributes ``name``, ``version`` and
-    ``long_name``, hold their parameters as dataclass fields, and implement
+    Subclasses set the class attributes ``name``, ``version``,
+    ``long_name`` and ``options`` (the command-line options they take, option
+    -> field), hold their parameters as dataclass fields, and implement
     :meth:`feature_names` and :meth:`prepare` (and :meth:`finish` when they
     batch through a model).  Fields marked ``metadata={"runtime": True}``
     (a model's location) do not define values and are not recorded.
@@ -134,6 +199,9 @@ class FeatureGroup:
     long_name: ClassVar[str] = ""
     #: Whether :meth:`finish` runs a model over the chunk in batches.
     batched: ClassVar[bool] = False
+    #: The options the group takes (:func:`emodist.features.make_group`):
+    #: option name (a command-line flag's ``dest``) -> the field it sets.
+    options: ClassVar[dict[str, str]] = {}
 
     # ---------------------------------------------------------------- declared
     def input(self) -> InputSpec:
@@ -198,3 +266,55 @@ def check_name(name: str) -> str:
         raise EmodistError(f"{name!r} cannot name a feature group (lower-case letters, digits, "
                            "'_'; not votes, segment or a *_status/*_feature name)")
     return str(name)
+
+
+def patch_means(prepared: list[np.ndarray], outputs, run, width: int) -> np.ndarray:
+    """Run every patch of a chunk at once, then average each segment's patches.
+
+    Parameters
+    ----------
+    prepared : list of np.ndarray
+        Per segment, its ``(n_i, ...)`` network inputs (``n_i >= 1``).
+    outputs : sequence of str
+        Output names, in column order.
+    run : callable
+        ``run(x) -> {output: (N, w)}`` on the ``(sum n_i, ...)`` stack (batched).
+    width : int
+        Total columns, for the empty chunk.
+
+    Returns
+    -------
+    np.ndarray
+        float32 ``(len(prepared), width)``: per segment, the mean over its
+        patches of each output, outputs side by side.
+    """
+    if not prepared:
+        return np.empty((0, width), np.float32)
+    counts = np.array([len(p) for p in prepared])
+    out = run(np.concatenate(prepared))
+    block = np.concatenate([np.asarray(out[o], np.float64) for o in outputs], axis=1)
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    return (np.add.reduceat(block, starts, axis=0) / counts[:, None]).astype(np.float32)
+
+
+class Bound:
+    """A group factory with some fields fixed; takes the other options its class declares.
+
+    ``Bound(MusiCNN, variant="msd")(**fields)`` makes ``MusiCNN(variant="msd",
+    **fields)``; :attr:`options` are the class's own, less those setting a
+    fixed field.
+    """
+
+    def __init__(self, cls, **fixed):
+        self.cls, self.fixed = cls, fixed
+
+    @property
+    def options(self) -> dict[str, str]:
+        """Option name -> field, as the class declares them, less the fixed fields."""
+        return {k: f for k, f in self.cls.options.items() if f not in self.fixed}
+
+    def __call__(self, **fields) -> FeatureGroup:
+        return self.cls(**self.fixed, **fields)
+
+    def __repr__(self) -> str:
+        return f"Bound({self.cls.__name__}, {self.fixed})"

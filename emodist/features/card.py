@@ -6,8 +6,8 @@ no code change (``emodist extract DATA --store S --features mymodel
 
     name = "mymodel"              # the group (and store variable) name
     licence = "MIT"
-    model = "mymodel.onnx"        # relative to the card (or an absolute path / URL)
-    sha256 = "..."                # optional; checked when given, recorded always
+    model = "mymodel.onnx"        # inside the card's folder (or an absolute path / URL)
+    sha256 = "..."                # the model's SHA-256 (sha256sum mymodel.onnx): checked
     description = "..."           # optional
 
     [input]
@@ -31,21 +31,34 @@ padding), scaled by ``scale`` (``log10(10000 x + 1)``, ``10 log10(max(x,
 patches, the partial last one dropped.  Each segment keeps the mean over its
 patches of every output, in card order; columns are ``<name>_<output>_<i>``.
 
-The helpers :func:`patch_means`, :func:`check_sha256` and :class:`Bound` are
-shared with the MusiCNN groups (:mod:`emodist.features.musicnn`).
+A card file must give the model's ``sha256`` (:func:`load_card`), checked
+on the driver before anything is written and recorded in the store; a
+relative ``model`` must stay inside the card's folder (``../x.onnx`` is
+refused; an absolute path or a URL is taken as given).  The model runs
+through the worker's model runner
+(:meth:`emodist.features.base.WorkerContext.run_model`), on ``--device``.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
+import re
 from dataclasses import dataclass, replace
 from typing import ClassVar
 
 import numpy as np
 
 from emodist.errors import DataError, EmodistError, ModelError
-from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, check_name
+from emodist.features.base import (
+    Bound,
+    FeatureGroup,
+    InputSpec,
+    Segment,
+    WorkerContext,
+    check_name,
+    patch_means,
+)
+from emodist.models import session
 
 #: Scalings of the mel power spectrogram a card may ask for.
 SCALES = ("log10_10000x_plus_1", "db", "linear")
@@ -54,59 +67,7 @@ INPUT_KEYS = {"logmel": ("sr", "n_fft", "hop", "n_mels", "scale", "patch_frames"
               "samples": ("sr", "patch_samples")}
 
 
-def check_sha256(url: str, wanted: str | None, actual: str) -> None:
-    """Raise ModelError when a requested model hash is not the one found."""
-    if wanted and wanted != actual:
-        raise ModelError(f"{url}: sha256 {actual[:12]}... is not the requested {wanted[:12]}...")
-
-
-def patch_means(prepared: list[np.ndarray], outputs, run, width: int) -> np.ndarray:
-    """Run every patch of a chunk at once, then average each segment's patches.
-
-    Parameters
-    ----------
-    prepared : list of np.ndarray
-        Per segment, its ``(n_i, ...)`` network inputs (``n_i >= 1``).
-    outputs : sequence of str
-        Output names, in column order.
-    run : callable
-        ``run(x) -> {output: (N, w)}`` on the ``(sum n_i, ...)`` stack (batched).
-    width : int
-        Total columns, for the empty chunk.
-
-    Returns
-    -------
-    np.ndarray
-        float32 ``(len(prepared), width)``: per segment, the mean over its
-        patches of each output, outputs side by side.
-    """
-    if not prepared:
-        return np.empty((0, width), np.float32)
-    counts = np.array([len(p) for p in prepared])
-    out = run(np.concatenate(prepared))
-    block = np.concatenate([np.asarray(out[o], np.float64) for o in outputs], axis=1)
-    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
-    return (np.add.reduceat(block, starts, axis=0) / counts[:, None]).astype(np.float32)
-
-
-class Bound:
-    """A group factory with some fields fixed; takes the other options it declares.
-
-    ``Bound(MusiCNN, variant="msd")(**options)`` ignores options that are not
-    fields of the class (as :func:`emodist.features.make_group` does for
-    classes) and ``None`` values.
-    """
-
-    def __init__(self, cls, **fixed):
-        self.cls, self.fixed = cls, fixed
-
-    def __call__(self, **options) -> FeatureGroup:
-        own = {f.name for f in dataclasses.fields(self.cls)} - set(self.fixed)
-        kept = {k: v for k, v in options.items() if k in own and v is not None}
-        return self.cls(**self.fixed, **kept)
-
-    def __repr__(self) -> str:
-        return f"Bound({self.cls.__name__}, {self.fixed})"
+_SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 
 @dataclass(frozen=True)
@@ -118,7 +79,8 @@ class ModelCard:
     name : str
         Group name (the store variable and the ``--features`` word).
     model : str
-        Model location (made absolute against the card's folder).
+        Model location (made absolute against the card's folder, which a
+        relative location may not leave).
     input : tuple of (str, value)
         The ``[input]`` table: ``kind``, its keys, optional ``name``.
     outputs : tuple of (str, int)
@@ -199,7 +161,14 @@ def parse_card(data: dict, base: str = ".", path: str = "<card>") -> ModelCard:
     if not outputs or len({n for n, _ in outputs}) != len(outputs):
         _fail(path, "[[outputs]] must name at least one output, each once")
     if "://" not in model and not os.path.isabs(model):
-        model = os.path.abspath(os.path.join(base, model))
+        folder = os.path.abspath(base)
+        model = os.path.abspath(os.path.join(folder, model))
+        if os.path.commonpath([folder, model]) != folder:
+            _fail(path, f"model {data['model']!r} leaves the card's folder (give a path inside "
+                  "it, or an absolute path or URL)")
+    sha = data.get("sha256")
+    if sha is not None and not _SHA256.match(str(sha)):
+        _fail(path, f"sha256 {sha!r} is not 64 lower-case hex digits")
     order = ("kind",) + INPUT_KEYS[kind] + (("name",) if "name" in inp else ())
     return ModelCard(name=name, model=model, input=tuple((k, inp[k]) for k in order),
                      outputs=tuple(outputs), sha256=data.get("sha256"),
@@ -207,7 +176,14 @@ def parse_card(data: dict, base: str = ".", path: str = "<card>") -> ModelCard:
 
 
 def load_card(path: str | os.PathLike) -> ModelCard:
-    """Read and check a TOML model card (a local file)."""
+    """Read and check a TOML model card (a local file); it must give the model's ``sha256``.
+
+    Raises
+    ------
+    EmodistError
+        A missing or unreadable card, a missing ``sha256``, or any problem
+        :func:`parse_card` finds (one line naming the card).
+    """
     import tomllib
 
     path = os.fspath(path)
@@ -218,7 +194,11 @@ def load_card(path: str | os.PathLike) -> ModelCard:
         _fail(path, "not found")
     except tomllib.TOMLDecodeError as exc:
         _fail(path, f"not valid TOML ({exc})")
-    return parse_card(data, os.path.dirname(os.path.abspath(path)), path)
+    card = parse_card(data, os.path.dirname(os.path.abspath(path)), path)
+    if card.sha256 is None:
+        _fail(path, "lacks 'sha256', the model's SHA-256 (sha256sum MODEL.onnx), which is "
+              "checked before the model is used")
+    return card
 
 
 def register_card(path: str | os.PathLike) -> str:
@@ -296,12 +276,10 @@ class CardGroup(FeatureGroup):
         """Hash the model (checking the card's sha256) and check its input and outputs."""
         import onnxruntime as ort
 
-        from emodist.models.session import _read_bytes, file_sha256
-
         url = self.card.model
-        data = _read_bytes(url, storage_options)
-        actual = file_sha256(data)
-        check_sha256(url, self.card.sha256, actual)
+        data, meta = session.read_model(url, storage_options=storage_options, meta={})
+        session.check_sha256(url, meta["sha256"], self.card.sha256, source="the card's",
+                             param="model_card")
         try:
             sess = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
@@ -319,7 +297,7 @@ class CardGroup(FeatureGroup):
             if isinstance(widths[oname], int) and widths[oname] != width:
                 raise ModelError(f"{url}: output {oname} has width {widths[oname]}, "
                                  f"the card says {width}")
-        return replace(self, card=card, sha256=actual)
+        return replace(self, card=card, sha256=meta["sha256"])
 
     def feature_names(self) -> list[str]:
         return [f"{self.name}_{o}_{i:0{len(str(w - 1))}d}" for o, w in self.card.outputs
@@ -338,13 +316,8 @@ class CardGroup(FeatureGroup):
         return patches
 
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
-        from emodist.models.session import run_outputs
-
         names = [o for o, _ in self.card.outputs]
-
-        def run(x):
-            return run_outputs(x, self.card.model, names, batch_size=context.batch_size,
-                               threads=context.threads, sha256=self.model_sha256,
-                               storage_options=context.storage_options, meta=self._meta())
-
-        return patch_means(prepared, names, run, self.width)
+        return patch_means(prepared, names,
+                           lambda x: context.run_model(self.card.model, x, names,
+                                                       self.model_sha256, meta=self._meta()),
+                           self.width)

@@ -2,9 +2,9 @@
 
 Each segment's picture is made from its shared STFT
 (:func:`emodist.features.images.spectrogram_image`); the pictures of a
-chunk go through the ONNX network in batches, on a session cached per worker
-process (:func:`emodist.models.session.embed`), on the CPU or, with
-``WorkerContext.device == "cuda"``, on the CUDA execution provider.
+chunk go through the ONNX network in batches through the worker's model
+runner (:meth:`emodist.features.base.WorkerContext.run_model`), on the CPU
+or, with ``--device cuda``, on the CUDA execution provider.
 """
 
 from __future__ import annotations
@@ -14,8 +14,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from emodist.errors import ModelError
+from emodist.errors import EmodistError, ModelError
 from emodist.features.base import FeatureGroup, Segment, WorkerContext
+from emodist.features.images import spectrogram_image, to_network_input
+from emodist.models import session
 
 
 def embedding_names(prefix: str, dim: int) -> list[str]:
@@ -43,23 +45,27 @@ class InceptionV3(FeatureGroup):
     model : str or None
         Model location (default :func:`emodist.models.session.default_model_path`);
         a location, so not recorded.
+    output : str or None
+        The model's output, from the sidecar (not recorded: ``dim`` and
+        ``sha256`` define the values).
     """
 
     name: ClassVar[str] = "inception_v3"
     version: ClassVar[str] = "1"
     long_name: ClassVar[str] = "ImageNet Inception-v3 embedding of the log-spectrogram picture"
     batched: ClassVar[bool] = True
+    options: ClassVar[dict[str, str]] = {"image_scale": "image_scale", "model": "model"}
     image_size: int | None = None
     image_scale: str = "linear"
     image_log_floor: float = 1e-10
     sha256: str | None = None
     dim: int | None = None
     model: str | None = field(default=None, metadata={"runtime": True}, compare=False)
+    output: str | None = field(default=None, metadata={"runtime": True}, compare=False,
+                               repr=False)
 
     def __post_init__(self) -> None:
         if self.image_scale not in ("linear", "mel"):
-            from emodist.errors import EmodistError
-
             raise EmodistError(f"unknown image scale {self.image_scale!r}; use linear or mel")
 
     @property
@@ -67,20 +73,22 @@ class InceptionV3(FeatureGroup):
         return self.sha256
 
     def resolve(self, storage_options: dict | None = None) -> InceptionV3:
-        """Read the model's sidecar: hash, width and picture size (refuses a mismatch)."""
-        from emodist.models import session
+        """Read the model and its sidecar: hash, width and picture size.
 
+        The model's bytes are hashed here, on the driver before anything is
+        written: a model that is not the one its sidecar (or ``sha256``)
+        names is refused in one line.
+        """
         url = str(self.model) if self.model else session.default_model_path()
-        try:
-            side = session.read_sidecar(url, storage_options)
-        except FileNotFoundError:
-            raise ModelError(f"{url}: ONNX model or its sidecar not found") from None
-        if self.sha256 and self.sha256 != side["sha256"]:
-            raise ModelError(f"{url}: sha256 {side['sha256'][:12]}... is not the requested "
-                             f"{self.sha256[:12]}...")
+        _, side = session.read_model(url, sha256=self.sha256, storage_options=storage_options,
+                                     param="model")
         size = int(self.image_size or side["image_size"])
+        least = int(side.get("min_image_size", 75))
+        if size < least:
+            raise ModelError(f"pictures of {size}x{size} are smaller than the model's minimum "
+                             f"{least}x{least} ({url})")
         return replace(self, model=url, sha256=side["sha256"], dim=int(side["output_dim"]),
-                       image_size=size)
+                       image_size=size, output=side["output_name"])
 
     def feature_names(self) -> list[str]:
         if self.dim is None:
@@ -88,15 +96,11 @@ class InceptionV3(FeatureGroup):
         return embedding_names(self.name, int(self.dim))
 
     def prepare(self, segment: Segment) -> np.ndarray:
-        from emodist.features.images import spectrogram_image
-
         return spectrogram_image(segment.analysis, self)
 
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
-        from emodist.models.session import embed
-
         if not prepared:
             return np.empty((0, self.width), np.float32)
-        return embed(np.stack(prepared), self.model, batch_size=context.batch_size,
-                     threads=context.threads, sha256=self.sha256,
-                     storage_options=context.storage_options, device=context.device)
+        out = context.run_model(self.model, np.stack(prepared), [self.output], self.sha256,
+                                convert=to_network_input)
+        return out[self.output]

@@ -5,8 +5,10 @@ Million Song Dataset, ``"mtt"``: MagnaTagATune) and registered under both
 names.  Each segment's 16 kHz samples (the worker resamples the one decode of
 the track once to 16 kHz) become musicnn's log-mel patches
 (:func:`emodist.models.musicnn.input_patches`: 187 frames x 96 bands, 5
-patches for a 15 s segment); every patch of a chunk goes through the ONNX
-network in batches on a session cached per worker process, and each segment
+patches for a 15 s segment, made once per segment for both taggers); every
+patch of a chunk goes through the ONNX network in batches through the worker's
+model runner (:meth:`emodist.features.base.WorkerContext.run_model`: the CPU,
+or the CUDA execution provider with ``--device cuda``), and each segment
 keeps the mean over its patches of the selected outputs.
 """
 
@@ -18,9 +20,10 @@ from typing import ClassVar
 
 import numpy as np
 
-from emodist.errors import EmodistError, ModelError
-from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext
-from emodist.features.card import check_sha256, patch_means
+from emodist.errors import DataError, EmodistError, ModelError
+from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, patch_means
+from emodist.models import musicnn as net
+from emodist.models import session
 
 #: Selectable outputs -> short prefix of their column names.
 OUTPUT_PREFIX = {"taggram": "tag", "penultimate": "pen", "max_pool": "max", "mean_pool": "mean"}
@@ -60,16 +63,16 @@ class MusiCNN(FeatureGroup):
     version: ClassVar[str] = "1"
     long_name: ClassVar[str] = "MusiCNN tagger outputs, mean over the 3 s patches of the segment"
     batched: ClassVar[bool] = True
+    options: ClassVar[dict[str, str]] = {"musicnn_outputs": "outputs",
+                                         "musicnn_dir": "model_dir"}
     variant: str = "msd"
     outputs: tuple = DEFAULT_OUTPUTS
     sha256: str | None = None
     model_dir: str | None = field(default=None, metadata={"runtime": True}, compare=False)
 
     def __post_init__(self) -> None:
-        from emodist.models.musicnn import tag_names
-
         object.__setattr__(self, "variant", str(self.variant).lower())
-        tag_names(self.variant)  # refuses an unknown variant
+        net.tag_names(self.variant)  # refuses an unknown variant
         outs = (self.outputs,) if isinstance(self.outputs, str) else tuple(self.outputs)
         bad = [o for o in outs if o not in OUTPUT_PREFIX]
         if bad or not outs or len(set(outs)) != len(outs):
@@ -89,65 +92,57 @@ class MusiCNN(FeatureGroup):
     @property
     def model_url(self) -> str:
         """Where the model is read from."""
-        from emodist.models.musicnn import default_model_path
-
         if self.model_dir:
             return f"{str(self.model_dir).rstrip('/')}/musicnn_{self.variant}.onnx"
-        return default_model_path(self.variant)
+        return net.default_model_path(self.variant)
 
     def input(self) -> InputSpec:
-        from emodist.models.musicnn import SR
-
-        return InputSpec("samples", SR)
+        return InputSpec("samples", net.SR)
 
     def resolve(self, storage_options: dict | None = None) -> MusiCNN:
-        """Read the model's sidecar: its hash (refuses another variant or a mismatch)."""
-        from emodist.models import session
+        """Read the model and its sidecar: its hash (refuses another variant or a mismatch).
 
+        The model's bytes are hashed here, on the driver before anything is written.
+        """
         url = self.model_url
         side = session.read_sidecar(url, storage_options)
         if side.get("model") != "musicnn" or side.get("variant") != self.variant:
             raise ModelError(f"{url}: not a MusiCNN {self.variant.upper()} model (sidecar says "
                              f"{side.get('model')} {side.get('variant')}); build it with "
                              f"'emodist model build musicnn-{self.variant}'")
-        check_sha256(url, self.sha256, side["sha256"])
+        _, side = session.read_model(url, sha256=self.sha256, storage_options=storage_options,
+                                     meta=side, param="musicnn_dir")
         return replace(self, sha256=side["sha256"])
 
     def feature_names(self) -> list[str]:
-        from emodist.models.musicnn import OUTPUTS, tag_names
-
         names = []
         for out in self.outputs:
             pre = f"{self.name}_{OUTPUT_PREFIX[out]}"
             if out == "taggram":
-                names += [f"{pre}_{slug(t)}" for t in tag_names(self.variant)]
+                names += [f"{pre}_{slug(t)}" for t in net.tag_names(self.variant)]
             else:
-                names += [f"{pre}_{i:03d}" for i in range(OUTPUTS[out])]
+                names += [f"{pre}_{i:03d}" for i in range(net.OUTPUTS[out])]
         return names
 
     def prepare(self, segment: Segment) -> np.ndarray:
-        """The segment's ``(n_patches, 187, 96)`` log-mel patches (at least one)."""
-        from emodist.errors import DataError
-        from emodist.models.musicnn import SR, input_patches
+        """The segment's ``(n_patches, 187, 96)`` log-mel patches (at least one, read-only).
 
-        # both taggers read the same patches: made once per segment, kept on it
-        patches = getattr(segment, "_musicnn_patches", None)
-        if patches is None:
-            patches = input_patches(segment.samples(SR), sr=SR)
-            patches.flags.writeable = False
-            segment._musicnn_patches = patches
+        Both taggers read the same patches: made once per segment
+        (:meth:`Segment.shared`).
+        """
+        patches = segment.shared("musicnn_patches", _patches)
         if len(patches) == 0:
             raise DataError(f"segment of {segment.duration_s:g} s is shorter than one "
                             "MusiCNN patch (3 s)")
         return patches
 
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
-        from emodist.models.session import run_outputs
+        # on the CPU, at most MAX_BATCH patches per call (on a GPU the batch is automatic)
+        context = replace(context, batch_size=min(context.batch_size, MAX_BATCH))
+        return patch_means(prepared, self.outputs,
+                           lambda x: context.run_model(self.model_url, x, self.outputs,
+                                                       self.sha256), self.width)
 
-        def run(x):
-            return run_outputs(x, self.model_url, self.outputs,
-                               batch_size=min(context.batch_size, MAX_BATCH),
-                               threads=context.threads, sha256=self.sha256,
-                               storage_options=context.storage_options)
 
-        return patch_means(prepared, self.outputs, run, self.width)
+def _patches(segment: Segment) -> np.ndarray:
+    return net.input_patches(segment.samples(net.SR), sr=net.SR)

@@ -58,13 +58,34 @@ def require_device(device: str | None) -> None:
         raise ModelError(f"{device}: {problem}", param="device")
 
 
-def run_bound(sess, in_name: str, out_name: str, x: np.ndarray, device_type: str = "cuda",
-              device_id: int = 0, cache: dict | None = None) -> np.ndarray:
-    """One inference through I/O binding: ``x`` copied into a device buffer, output copied back.
+def run_bound(sess, in_name: str, out_names, x: np.ndarray, device_type: str = "cuda",
+              device_id: int = 0, cache: dict | None = None) -> list[np.ndarray]:
+    """One inference through I/O binding: ``x`` copied into a device buffer, outputs copied back.
 
     The device input buffer is kept in ``cache`` per shape, so a run of
     equal batches uploads into one allocation.  Works with
     ``device_type="cpu"`` too (what the tests without a GPU check).
+
+    Parameters
+    ----------
+    sess : onnxruntime.InferenceSession
+    in_name : str
+        The input ``x`` is bound to.
+    out_names : sequence of str
+        The outputs to compute.
+    x : np.ndarray
+        One batch of network inputs (copied as contiguous float32).
+    device_type : str
+        ``"cuda"`` (or ``"cpu"``).
+    device_id : int
+        The device's index.
+    cache : dict, optional
+        Shape -> device input buffer, kept between calls.
+
+    Returns
+    -------
+    list of np.ndarray
+        The outputs, in the order of ``out_names``, on the CPU.
     """
     import onnxruntime as ort
 
@@ -78,9 +99,10 @@ def run_bound(sess, in_name: str, out_name: str, x: np.ndarray, device_type: str
     value.update_inplace(np.ascontiguousarray(x, dtype=np.float32))
     binding = sess.io_binding()
     binding.bind_ortvalue_input(in_name, value)
-    binding.bind_output(out_name, device_type, device_id)
+    for name in out_names:
+        binding.bind_output(name, device_type, device_id)
     sess.run_with_iobinding(binding)
-    return binding.copy_outputs_to_cpu()[0]
+    return binding.copy_outputs_to_cpu()
 
 
 def out_of_memory(exc: BaseException) -> bool:

@@ -1,26 +1,28 @@
-"""ONNX Runtime sessions for the deep features, cached once per process.
+"""ONNX Runtime sessions for the model groups, cached once per process.
 
 A session is expensive to create (the real model is 87 MB) and cannot be
 pickled, so each process (each Dask worker) keeps the sessions it opened in
 a module-level cache keyed by ``(model_url, threads, device)``.  The model file is
 read once through fsspec (a local path or a URL such as ``s3://``), its
-SHA-256 is checked against the requested hash (or the sidecar's) before the
-first use, and ``intra_op_num_threads`` is set from the caller's thread
-budget, so workers never oversubscribe the cores.
+SHA-256 is checked against the requested hash and the sidecar's
+(:func:`read_model`, :func:`check_sha256`) before the first use, and
+``intra_op_num_threads`` is set from the caller's thread budget, so workers
+never oversubscribe the cores.
 
-:func:`embed` turns uint8 spectrogram images into feature vectors in
-batches, filling one preallocated input buffer (the last, shorter batch uses
-a leading slice of it; nothing is reallocated per batch).  :func:`run_outputs`
-runs models with several outputs (MusiCNN, models described by a card) on
-float32 inputs, in batches, on the same cached sessions.
+:func:`run_outputs` is the one way a model runs: outputs of float32 inputs
+(or of inputs a ``convert`` function turns into them batch by batch), in
+batches, on the cached session; every model group reaches it through
+:meth:`emodist.features.base.WorkerContext.run_model`.  :func:`embed` runs
+it on uint8 spectrogram images (one preallocated float32 buffer, the last,
+shorter batch a leading slice of it).
 
 ``device="cuda"`` (``"cuda:N"``) runs the session on ONNX Runtime's CUDA
 execution provider (``pip install emodist[gpu]``, i.e. onnxruntime-gpu):
 inputs and outputs go through I/O binding (one device input buffer per
 batch shape, reused), and the batch size is automatic: a whole chunk per
 call up to :data:`AUTO_BATCH_MAX`, halved whenever the device runs out of
-memory, the size that worked remembered per session.  Where the provider
-is missing, :func:`require_device` refuses with one line.
+memory, the size that worked remembered per session and input shape.  Where
+the provider is missing, :func:`require_device` refuses with one line.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from emodist.errors import ModelError
+from emodist.errors import EmodistError, ModelError
 from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
 from emodist.models.devices import (
     AUTO_BATCH_MAX,
@@ -134,6 +136,79 @@ def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
     return meta
 
 
+def check_sha256(url: str, actual: str, expected: str | None, *, source: str = "the requested",
+                 hint: str = "", param: str | None = None) -> None:
+    """Refuse, in one line, a model whose hash is not the expected one.
+
+    Parameters
+    ----------
+    url : str
+        The model, for the message.
+    actual : str
+        SHA-256 of the model's bytes.
+    expected : str or None
+        The hash asked for; ``None`` (or empty) checks nothing.
+    source : str
+        Who asks for ``expected`` (``"the requested"``, ``"its sidecar's"``,
+        ``"the card's"``), for the message.
+    hint : str
+        What to do about it, appended to the message.
+    param : str, optional
+        The parameter at fault (the flag that named the model).
+
+    Raises
+    ------
+    ModelError
+        ``actual`` is not ``expected``.
+    """
+    if expected and actual != expected:
+        raise ModelError(f"model {url} has sha256 {actual[:12]}..., not {source} "
+                         f"{expected[:12]}...{hint}", param=param)
+
+
+def read_model(model_url: str | None = None, *, sha256: str | None = None,
+               storage_options: dict | None = None, meta: dict | None = None,
+               param: str | None = None) -> tuple[bytes, dict]:
+    """A model's bytes and sidecar, its hash checked against both the request and the sidecar.
+
+    Parameters
+    ----------
+    model_url : str, optional
+        Local path or fsspec URL of the model; default :func:`default_model_path`.
+    sha256 : str, optional
+        Expected SHA-256 of the model file (a store's record, a card's hash).
+    storage_options : dict, optional
+        fsspec options for remote URLs.
+    meta : dict, optional
+        What the sidecar would say, for a model that has none (a model
+        card); default: read the sidecar (:func:`read_sidecar`).
+    param : str, optional
+        The parameter that named the model, for a hash refusal.
+
+    Returns
+    -------
+    data : bytes
+        The model file.
+    meta : dict
+        The sidecar, with ``sha256`` the file's own hash.
+
+    Raises
+    ------
+    ModelError
+        Missing model or sidecar, or a hash that is not the requested or
+        the sidecar's.
+    """
+    url = str(model_url or default_model_path())
+    meta = dict(meta) if meta is not None else read_sidecar(url, storage_options)
+    data = _read_bytes(url, storage_options)
+    actual = file_sha256(data)
+    check_sha256(url, actual, sha256, param=param)
+    check_sha256(url, actual, meta.get("sha256"), source="its sidecar's", param=param,
+                 hint=f" ({sidecar_path(url)} describes another file; rebuild the model with "
+                 "'emodist model build')")
+    return data, dict(meta, sha256=actual)
+
+
 def _session_options(threads: int, config: dict | None = None):
     """Session options: ``threads`` intra-op threads, sequential, every graph
     optimisation, plus the model sidecar's ``session_config`` entries."""
@@ -201,23 +276,17 @@ def _cached(model_url, sha256, threads, storage_options, device="cpu",
             return hit
         # not loaded yet, or another hash is asked for (the file may have been
         # rebuilt): read and verify it again
-        meta = dict(meta) if meta is not None else read_sidecar(url, storage_options)
-        data = _read_bytes(url, storage_options)
-        actual = file_sha256(data)
-        for what, want in (("requested", sha256), ("its sidecar's", meta.get("sha256"))):
-            if want and actual != want:
-                raise ModelError(f"model {url} has sha256 {actual[:12]}..., not {what} "
-                                 f"{want[:12]}... (rebuild it with 'emodist model build')")
+        providers = _providers(device)  # refuses a device this process cannot use
+        data, meta = read_model(url, sha256=sha256, storage_options=storage_options, meta=meta)
         import onnxruntime as ort
 
         try:
             sess = ort.InferenceSession(data, sess_options=_session_options(
                                             threads, meta.get("session_config")),
-                                        providers=_providers(device))
+                                        providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
             raise ModelError(f"onnxruntime cannot load model {url}: {str(exc).splitlines()[0]}")
         _check_io(sess, meta, url)
-        meta = dict(meta, sha256=actual)
         _SESSIONS[key] = (sess, meta)
         return _SESSIONS[key]
 
@@ -244,7 +313,7 @@ def clear_sessions() -> None:
 def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size: int = BATCH_SIZE,
           threads: int = 1, sha256: str | None = None,
           storage_options: dict | None = None, device: str = "cpu") -> np.ndarray:
-    """Deep features of grey spectrogram images, in batches.
+    """Deep features of grey spectrogram images, in batches (:func:`run_outputs`).
 
     Parameters
     ----------
@@ -276,78 +345,63 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
     EmodistError
         Images that are not uint8 ``(N, H, W)``.
     """
-    from emodist.errors import EmodistError
+    # a stage above this one: the pictures' scaling belongs to the Inception-v3 group
+    from emodist.features.images import to_network_input
 
     images = np.asarray(images_uint8)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise EmodistError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
-    if int(batch_size) < 1:
-        raise EmodistError(f"batch size must be positive, got {batch_size}")
-    sess, meta = _cached(model_url, sha256, threads, storage_options, device)
-    n, h, w = images.shape
-    out = np.empty((n, int(meta["output_dim"])), dtype=np.float32)
-    if n == 0:
-        return out
+    meta = _cached(model_url, sha256, threads, storage_options, device)[1]
     min_size = int(meta.get("min_image_size", 75))
-    if min(h, w) < min_size:
-        raise ModelError(f"images of {h}x{w} are smaller than the model's minimum {min_size}x{min_size}")
-    kind, index = parse_device(device)
-    if kind == "cpu":
-        _embed_batches(sess, meta, images, out, int(batch_size), None)
-        return out
-    key = (str(model_url or default_model_path()), int(threads), str(device), (h, w))
-    start = min(n, _AUTO_BATCH.get(key, AUTO_BATCH_MAX))
-    used = halving_batches(lambda bs: _embed_batches(sess, meta, images, out, bs,
-                                                     (kind, index)), start)
-    _AUTO_BATCH[key] = used
-    return out
-
-
-def _embed_batches(sess, meta: dict, images: np.ndarray, out: np.ndarray, batch_size: int,
-                   bound: tuple[str, int] | None) -> None:
-    """Fill ``out`` batch by batch; ``bound=(device_type, id)`` runs through I/O binding."""
-    from emodist.features.images import to_network_input
-
     n, h, w = images.shape
-    bs = min(int(batch_size), n)
-    buf = np.empty((bs, 3, h, w), dtype=np.float32)
-    in_name, out_name = meta["input_name"], meta["output_name"]
-    device_inputs: dict[tuple, object] = {}
-    for start in range(0, n, bs):
-        stop = min(start + bs, n)
-        x = buf[: stop - start]  # leading slice: contiguous, no new allocation
-        to_network_input(images[start:stop], out=x)
-        if bound is None:
-            out[start:stop] = sess.run([out_name], {in_name: x})[0]
-        else:
-            out[start:stop] = run_bound(sess, in_name, out_name, x, *bound, cache=device_inputs)
+    if n and min(h, w) < min_size:
+        raise ModelError(f"images of {h}x{w} are smaller than the model's minimum "
+                         f"{min_size}x{min_size}")
+    out = run_outputs(images, model_url, [meta["output_name"]], batch_size=batch_size,
+                      threads=threads, sha256=sha256, storage_options=storage_options,
+                      device=device, convert=to_network_input)
+    return out[meta["output_name"]]
 
 
 def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batch_size: int = BATCH_SIZE,
                 threads: int = 1, sha256: str | None = None, storage_options: dict | None = None,
-                meta: dict | None = None) -> dict[str, np.ndarray]:
-    """Several outputs of a model on float32 inputs, in batches, on the cached session.
+                device: str = "cpu", meta: dict | None = None,
+                convert=None) -> dict[str, np.ndarray]:
+    """Outputs of a model on a stack of inputs, in batches, on the cached session.
+
+    The one way a model runs (:meth:`emodist.features.base.WorkerContext.run_model`
+    calls it for every model group).
 
     Parameters
     ----------
     x : np.ndarray
-        ``(N, ...)`` network inputs (converted to contiguous float32).
+        ``(N, ...)`` network inputs (converted to contiguous float32), or
+        what ``convert`` turns into them.
     model_url : str, optional
         Model path or URL; default :func:`default_model_path`.
     names : sequence of str, optional
         Outputs to compute (default: every output of the model).
     batch_size : int
-        Inputs per ONNX Runtime call.
+        Inputs per ONNX Runtime call on the CPU.
     threads : int
         Threads of the (cached) session.
     sha256 : str, optional
         Expected model hash.
     storage_options : dict, optional
         fsspec options for a remote model.
+    device : str
+        ``"cpu"``, or ``"cuda"`` / ``"cuda:N"``: the CUDA execution provider
+        through I/O binding, with an automatic batch size that replaces
+        ``batch_size`` (whole inputs up to :data:`AUTO_BATCH_MAX`, halved on
+        out-of-memory, remembered per session and input shape).
     meta : dict, optional
         What the sidecar would say (``input_name``, ``output_name``,
         ``output_dim``, optional ``sha256``), for a model that has no sidecar
         (a model card); default: read the sidecar.
+    convert : callable, optional
+        ``convert(batch, out=None) -> float32 array``: turns a slice of ``x``
+        into network inputs, filling ``out`` when given (the first batch's
+        result is reused as the buffer of the next ones).
 
     Returns
     -------
@@ -357,24 +411,61 @@ def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batc
     Raises
     ------
     ModelError
-        Model problems, or an output name the model lacks.
+        Model problems, an output name the model lacks, or a device this
+        process cannot use.
+    EmodistError
+        A batch size below 1.
     """
-    from emodist.errors import EmodistError
-
     if int(batch_size) < 1:
         raise EmodistError(f"batch size must be positive, got {batch_size}")
-    sess, info = _cached(model_url, sha256, threads, storage_options, meta=meta)
+    url = str(model_url or default_model_path())
+    sess, info = _cached(url, sha256, threads, storage_options, device, meta=meta)
     widths = {o.name: o.shape[-1] for o in sess.get_outputs()}
+    widths[info["output_name"]] = int(info["output_dim"])
     names = list(names or widths)
     missing = [n for n in names if n not in widths]
     if missing:
-        raise ModelError(f"model {model_url} has no output {', '.join(missing)} "
+        raise ModelError(f"model {url} has no output {', '.join(missing)} "
                          f"(it has {', '.join(widths)})")
-    x = np.ascontiguousarray(x, dtype=np.float32)
+    x = np.asarray(x) if convert is not None else np.ascontiguousarray(x, dtype=np.float32)
     if len(x) == 0:
         return {n: np.zeros((0, widths[n] if isinstance(widths[n], int) else 0), np.float32)
                 for n in names}
-    bs = int(batch_size)
-    parts = [sess.run(names, {info["input_name"]: x[i:i + bs]}) for i in range(0, len(x), bs)]
-    return {n: np.concatenate([p[j] for p in parts]).astype(np.float32, copy=False)
-            for j, n in enumerate(names)}
+    in_name = info["input_name"]
+    kind, index = parse_device(device)
+    if kind == "cpu":
+        outs = _run_batches(sess, in_name, names, x, int(batch_size), None, convert)
+        return dict(zip(names, outs))
+    key = (url, int(threads), str(device), x.shape[1:])
+    done: list = []
+    used = halving_batches(lambda bs: done.append(_run_batches(
+        sess, in_name, names, x, bs, (kind, index), convert)),
+        min(len(x), _AUTO_BATCH.get(key, AUTO_BATCH_MAX)))
+    _AUTO_BATCH[key] = used
+    return dict(zip(names, done[-1]))
+
+
+def _run_batches(sess, in_name: str, names: list[str], x: np.ndarray, batch_size: int,
+                 bound: tuple[str, int] | None, convert) -> list[np.ndarray]:
+    """Every output of ``x``, batch by batch (``bound=(device_type, id)``: through I/O binding)."""
+    n = len(x)
+    bs = min(int(batch_size), n)
+    outs: list[np.ndarray] | None = None
+    buf = None
+    device_inputs: dict[tuple, object] = {}
+    for start in range(0, n, bs):
+        stop = min(start + bs, n)
+        batch = x[start:stop]
+        if convert is not None and buf is None:  # the first batch is the longest:
+            batch = buf = convert(batch)  # its buffer serves the next ones
+        elif convert is not None:
+            batch = convert(batch, out=buf[: stop - start])
+        if bound is None:
+            parts = sess.run(names, {in_name: batch})
+        else:
+            parts = run_bound(sess, in_name, names, batch, *bound, cache=device_inputs)
+        if outs is None:
+            outs = [np.empty((n,) + p.shape[1:], np.float32) for p in parts]
+        for out, part in zip(outs, parts):
+            out[start:stop] = part
+    return outs

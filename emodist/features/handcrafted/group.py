@@ -24,6 +24,7 @@ class Handcrafted(FeatureGroup):
 
     name: ClassVar[str] = "handcrafted"
     long_name: ClassVar[str] = "handcrafted descriptors (MIRtoolbox equivalent)"
+    options: ClassVar[dict[str, str]] = {"feature_set": "feature_set", "n_mfcc": "n_mfcc"}
     feature_set: str = "full"
     n_mfcc: int = 13
 
