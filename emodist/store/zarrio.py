@@ -250,6 +250,34 @@ def read_status(url: str, names, storage_options: dict | None = None) -> dict:
     return _status_arrays(open_group(url, storage_options), names)[0]
 
 
+def read_region(url: str, start: int, stop: int, names,
+                storage_options: dict | None = None) -> tuple[dict, dict]:
+    """The stored values and status of the groups ``names`` at segments ``[start, stop)``.
+
+    What a model head reads when the groups it takes were stored by an earlier run.
+
+    Returns
+    -------
+    values : dict of str to numpy.ndarray
+        Group name -> ``(stop - start, width)`` float32.
+    status : dict of str to numpy.ndarray
+        Group name -> ``(stop - start,)`` int8.
+
+    Raises
+    ------
+    StoreError
+        A group the store does not hold.
+    """
+    g = open_group(url, storage_options)
+    values, status = {}, {}
+    for name in names:
+        if name not in g or layout.status_name(name) not in g:
+            raise StoreError(f"{url}: holds no group {name!r}")
+        values[name] = np.asarray(g[name][int(start):int(stop)], np.float32)
+        status[name] = np.asarray(g[layout.status_name(name)][int(start):int(stop)], np.int8)
+    return values, status
+
+
 def write_region(url: str, start: int, stop: int, values: dict, status: dict,
                  storage_options: dict | None = None) -> None:
     """Write one chunk-aligned slice ``[start, stop)`` of some groups, through xarray.
