@@ -20,7 +20,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,7 +38,7 @@ from emodist.learn.factors import FACTOR_OF, FACTORS
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store.accessor import open_store
-from emodist.store.zarrio import zarr_store
+from emodist.store.zarrio import replace_variables
 
 __all__ = ["PredictResult", "model_spec", "predict_files", "run_predict", "track_results",
            "write_track_results"]
@@ -205,19 +204,8 @@ def write_track_results(store: str, name: str, tracks: pd.DataFrame, classes,
         variables[f"{name}_track_factors"] = ((dim, "factor"),
                                               tracks[list(FACTORS)].to_numpy(np.float32))
         coords["factor"] = np.asarray(FACTORS, dtype=object)
-    part = xr.Dataset(variables, coords={k: v for k, v in coords.items()
-                                         if k != layout.feature_dim(name)})
-    target = zarr_store(store, storage_options)
-    import zarr
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = zarr.open_group(target, mode="r+")
-        for key in list(part.variables):
-            if key in g:
-                del g[key]
-        part.to_zarr(target, mode="a", consolidated=False, zarr_format=3)
-        zarr.consolidate_metadata(target)
+    replace_variables(store, xr.Dataset(variables, coords={
+        k: v for k, v in coords.items() if k != layout.feature_dim(name)}), storage_options)
 
 
 def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,

@@ -164,6 +164,26 @@ def add_groups(url: str, ds: xr.Dataset, chunk: int, storage_options: dict | Non
     _write(str(url), ds.assign_attrs(kept), chunk, storage_options, "a")
 
 
+def replace_variables(url: str, ds: xr.Dataset, storage_options: dict | None = None) -> None:
+    """Write the variables of ``ds`` into a store, replacing any of the same names.
+
+    For results derived from the segments (a model's per-track results), on
+    dimensions of their own; the store's attributes are kept and the metadata
+    consolidated again.
+    """
+    import zarr
+
+    target = zarr_store(url, storage_options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(target, mode="r+")
+        kept = dict(g.attrs)
+        for key in list(ds.variables):
+            if key in g:
+                del g[key]
+        ds.assign_attrs(kept).to_zarr(target, mode="a", consolidated=True, zarr_format=3)
+
+
 def open_group(url: str, storage_options: dict | None = None, mode: str = "r"):
     """The store's root :class:`zarr.Group`.
 
