@@ -114,12 +114,28 @@ def input_group(name: str, record: dict, storage_options: dict | None = None):
     return group
 
 
-def model_head(model) -> ModelHead:
-    """The model's head group (its ONNX graph over its input groups)."""
-    return ModelHead(head_name=model.name, groups=tuple(model.feature_groups),
-                     classes=tuple(model.classes), sha256=model.sha256,
-                     input_width=int(model.input_width), input_name=model.input_name,
-                     output_name=model.output_name, input_dtype=model.input_dtype,
+def model_head(model, groups) -> ModelHead:
+    """The model's head group: its ONNX graph over the columns it reads of ``groups``.
+
+    Raises
+    ------
+    ModelError
+        The model reads a column its group does not have.
+    """
+    columns = []
+    for inp, group in zip(model.inputs, groups):
+        index = {n: i for i, n in enumerate(group.feature_names())}
+        missing = [n for n in inp.features if n not in index]
+        if missing:
+            raise ModelError(f"the model reads {missing[0]!r} of group {group.name}, which "
+                             "this emodist does not write", param="model")
+        cols = tuple(index[n] for n in inp.features)
+        columns.append(() if cols == tuple(range(group.width)) else cols)
+    return ModelHead(head_name=model.name, groups=tuple(g.name for g in groups),
+                     columns=tuple(columns) if any(columns) else (),
+                     classes=tuple(model.classes), sha256=model.onnx_sha256,
+                     input_width=len(model.feature_names), input_name=model.input_name,
+                     output_name=model.outputs["probabilities"], input_dtype=model.input_dtype,
                      model=str(model.onnx_path))
 
 
@@ -130,10 +146,14 @@ def model_spec(model, runtime: Runtime | None = None) -> ExtractionSpec:
     so every value the head reads is computed as it was for training.
     """
     runtime = runtime or Runtime()
-    groups = tuple(input_group(name, record, runtime.options("model"))
-                   for name, record in model.feature_groups.items())
-    common = {k: _tupled(v) for k, v in dict(model.spec).items()}
-    return ExtractionSpec(groups=groups + (model_head(model),), **common)
+    groups = tuple(input_group(i.group, i.description, runtime.options("model"))
+                   for i in model.inputs)
+    recorded = model.card.get("store_spec")
+    if not isinstance(recorded, dict):
+        raise ModelError(f"{model.path}: the card does not record its store's segment plan "
+                         "(store_spec)", param="model")
+    common = {k: _tupled(v) for k, v in recorded.items()}
+    return ExtractionSpec(groups=groups + (model_head(model, groups),), **common)
 
 
 def _segment_frame(ds: xr.Dataset, name: str) -> pd.DataFrame:

@@ -365,7 +365,10 @@ def head_inputs(head, chunk: PreparedChunk, task: ChunkTask,
     status.update({name: chunk.status[name] for name in names if name in chunk.values})
     ok = np.all([status[name] == layout.STATUS_DONE for name in names], axis=0)
     order = np.flatnonzero(ok)
-    return order, np.concatenate([values[name][order] for name in names], axis=1)
+    columns = head.columns or [()] * len(names)
+    return order, np.concatenate([values[name][order][:, list(cols)] if cols else
+                                  values[name][order] for name, cols in zip(names, columns)],
+                                 axis=1)
 
 
 def compute_chunk(task: ChunkTask, job: Job, threads: int = 1) -> tuple[dict, dict, list[dict]]:

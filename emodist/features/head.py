@@ -32,6 +32,9 @@ class ModelHead(FeatureGroup):
         The stored variable's name (the model's name).
     groups : tuple of str
         The groups whose values, joined in this order, are the model's input.
+    columns : tuple of tuple of int
+        For each group, the indices of its columns the model reads, in the
+        model's order (empty: every column, in the group's order).
     classes : tuple of str
         The output columns, in the model's order.
     sha256 : str
@@ -52,6 +55,7 @@ class ModelHead(FeatureGroup):
 
     head_name: str = ""
     groups: tuple = ()
+    columns: tuple = ()
     classes: tuple = ()
     sha256: str = ""
     input_width: int = 0
@@ -69,6 +73,10 @@ class ModelHead(FeatureGroup):
             raise EmodistError(f"model {self.head_name!r}: input dtype {self.input_dtype!r} is "
                                "neither float32 nor float64")
         object.__setattr__(self, "groups", tuple(str(g) for g in self.groups))
+        object.__setattr__(self, "columns", tuple(tuple(int(i) for i in c) for c in self.columns))
+        if self.columns and len(self.columns) != len(self.groups):
+            raise EmodistError(f"model {self.head_name!r} selects columns of "
+                               f"{len(self.columns)} groups, reads {len(self.groups)}")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
 
     @property

@@ -147,3 +147,16 @@ def test_a_head_without_its_groups_or_hash_is_refused():
     with pytest.raises(EmodistError, match="names no input groups"):
         ModelHead(head_name="mood", groups=("handcrafted",), classes=CLASSES, sha256="",
                   input_width=1)
+
+
+def test_a_head_reads_only_its_columns_in_its_order(head):
+    g, _, _ = head
+    hc = make_groups(["handcrafted"])[0]
+    picked = ModelHead(head_name="mood", groups=("handcrafted",), columns=((4, 0, 7),),
+                       classes=CLASSES, sha256=g.sha256, input_width=3, model=g.model)
+    values = np.arange(2 * hc.width, dtype=np.float32).reshape(2, hc.width)
+    chunk = PreparedChunk(values={"handcrafted": values}, inputs={},
+                          status={"handcrafted": np.ones(2, np.int8)}, failures=[])
+    task = ChunkTask(chunk=0, start=0, stop=2, rows=None, groups=("mood",))
+    order, rows = head_inputs(picked, chunk, task, Job(store="unused", spec=spec_of(hc, picked)))
+    np.testing.assert_array_equal(rows, values[:, [4, 0, 7]])

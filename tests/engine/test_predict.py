@@ -20,20 +20,30 @@ CLASSES = ("calmness", "power", "sadness")
 
 
 @dataclass(frozen=True)
+class Input:
+    group: str
+    features: tuple
+    description: dict
+
+
+@dataclass(frozen=True)
 class Model:
-    """What run_predict reads of a trained model (the card's fields)."""
+    """What run_predict reads of a trained model (the fields of its verified card)."""
 
     name: str
     classes: tuple
-    feature_groups: dict
-    spec: dict
+    inputs: tuple
     onnx_path: str
-    sha256: str
-    input_width: int
+    onnx_sha256: str
+    card: dict
+    path: str = "model"
     input_name: str = "X"
-    output_name: str = "probabilities"
     input_dtype: str = "float32"
-    extra: dict = field(default_factory=dict)
+    outputs: dict = field(default_factory=lambda: {"probabilities": "probabilities"})
+
+    @property
+    def feature_names(self):
+        return [n for i in self.inputs for n in i.features]
 
 
 @pytest.fixture(scope="module")
@@ -42,8 +52,9 @@ def model(tmp_path_factory):
     path = tmp_path_factory.mktemp("model") / "mood.onnx"
     sha, w, b = softmax_model(path, hc.width, seed=3)
     spec = ExtractionSpec(groups=(hc,), segment_seconds=4.0)
-    return Model(name="mood", classes=CLASSES, feature_groups={"handcrafted": hc.describe()},
-                 spec=spec.common(), onnx_path=str(path), sha256=sha, input_width=hc.width), w, b
+    return Model(name="mood", classes=CLASSES,
+                 inputs=(Input("handcrafted", tuple(hc.feature_names()), hc.describe()),),
+                 card={"store_spec": spec.common()}, onnx_path=str(path), onnx_sha256=sha), w, b
 
 
 @pytest.fixture(scope="module")
@@ -115,19 +126,33 @@ def test_here_and_now_equals_the_cluster_run(tmp_path, music, model, client):
 
 def test_a_model_trained_on_other_parameters_is_refused_by_field(model, tmp_path):
     m, _, _ = model
-    rec = dict(m.feature_groups["handcrafted"])
-    rec["params"] = dict(rec["params"], n_mfcc=int(rec["params"].get("n_mfcc", 13)) + 1)
-    rec["version"] = "0"
-    bad = Model(**{**m.__dict__, "feature_groups": {"handcrafted": rec}})
+    inp = m.inputs[0]
+    rec = dict(inp.description, version="0")
+    bad = Model(**{**m.__dict__, "inputs": (Input(inp.group, inp.features, rec),)})
     with pytest.raises(ModelError, match=r"trained on handcrafted with version='0'"):
         model_spec(bad)
 
 
 def test_a_model_reading_an_unknown_group_is_refused(model):
     m, _, _ = model
-    bad = Model(**{**m.__dict__, "feature_groups": {"nosuch": {"params": {}}}})
+    bad = Model(**{**m.__dict__, "inputs": (Input("nosuch", ("a",), {"params": {}}),)})
     with pytest.raises(ModelError, match="reads group 'nosuch'"):
         model_spec(bad)
+
+
+def test_a_head_reading_some_columns_of_its_group_selects_them(model):
+    m, _, _ = model
+    inp = m.inputs[0]
+    picked = (inp.features[5], inp.features[2])
+    head = model_spec(Model(**{**m.__dict__, "inputs": (Input(inp.group, picked,
+                                                                inp.description),)})).group("mood")
+    assert head.columns == ((5, 2),) and head.input_width == 2
+
+
+def test_a_card_without_its_store_plan_is_refused(model):
+    m, _, _ = model
+    with pytest.raises(ModelError, match="store_spec"):
+        model_spec(Model(**{**m.__dict__, "card": {}}))
 
 
 def test_the_store_spec_is_the_models(model):
