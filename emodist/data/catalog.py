@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import posixpath
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import fsspec
 import numpy as np
@@ -63,6 +64,9 @@ class Catalog:
         The rule that chose the labels (``listener``, ``mean`` or ``given``).
     description : str
         One line describing the dataset (kind and location).
+    labelled : bool
+        Whether tracks carry labels; an unlabelled catalog (music to recognise,
+        :func:`load_audio`) uses every track that has audio.
     """
 
     tracks: pd.DataFrame
@@ -73,10 +77,14 @@ class Catalog:
     label_rule: str = "given"
     description: str = ""
     storage_options: dict | None = None
+    labelled: bool = True
 
     def usable_mask(self) -> np.ndarray:
-        """``(n_tracks,)`` bool: the rows of :attr:`tracks` with audio and a kept label."""
+        """``(n_tracks,)`` bool: the rows of :attr:`tracks` with audio and (if labelled) a
+        kept label."""
         t = self.tracks
+        if not self.labelled:
+            return t["has_audio"].to_numpy(bool)
         return (t["has_audio"] & (t["label"] != "")).to_numpy(bool)
 
     def usable(self) -> pd.DataFrame:
@@ -424,3 +432,68 @@ def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: i
     if is_file:
         raise DataError(f"{path}: not a dataset (expected a folder or a manifest .csv)")
     raise DataError(f"{path}: no such dataset")
+
+
+def load_audio(path: str, *, storage_options: dict | None = None) -> Catalog:
+    """Music to recognise, with or without labels: any dataset, a folder, a list or one file.
+
+    Parameters
+    ----------
+    path : str
+        One audio file; a manifest ``.csv`` whose only required column is
+        ``path`` (a ``label`` column, if any, is kept); an Emotify folder or a
+        folder of label folders (read as :func:`load_dataset` does, labels
+        kept); or any other folder, whose audio files (searched recursively)
+        are the tracks.  Local or fsspec URL.
+    storage_options : dict, optional
+        fsspec options for remote paths.
+
+    Returns
+    -------
+    Catalog
+        ``labelled=False``: every track with audio is used; ``track_id`` is
+        the path relative to the folder (the file name for one file).
+    """
+    path = str(path)
+    fs, p = _fs(path, storage_options)
+    try:
+        is_file = fs.isfile(p)
+        is_dir = not is_file and fs.isdir(p)
+    except (PermissionError, OSError) as exc:
+        raise DataError(f"{path}: cannot read: {exc}") from None
+    if is_file and p.lower().endswith(AUDIO_EXTENSIONS):
+        rows = [{"track_id": posixpath.basename(p), "path": path}]
+        kind = "file"
+    elif is_file and p.lower().endswith(".csv"):
+        df = _parse_csv(_read_text(path, storage_options), path)
+        if "path" not in df.columns:
+            raise DataError(f"{path}: missing column 'path'")
+        if "label" in df.columns:
+            return replace(load_manifest(path, min_class_tracks=0, storage_options=storage_options),
+                           labelled=False)
+        base = posixpath.dirname(path) if "://" in path else os.path.dirname(path)
+        rows = [{"track_id": q, "path": q if ("://" in q or q.startswith("/")) else _join(base, q)}
+                for q in df["path"]]
+        kind = "manifest"
+    elif is_dir and (fs.isfile(posixpath.join(p, "data.csv"))):
+        return replace(load_dataset(path, min_class_tracks=0, storage_options=storage_options),
+                       labelled=False)
+    elif is_dir:
+        found = sorted(f for f in fs.find(p) if f.lower().endswith(AUDIO_EXTENSIONS))
+        if not found:
+            raise DataError(f"{path}: no audio files ({', '.join(AUDIO_EXTENSIONS)})")
+        rows = [{"track_id": posixpath.relpath(f, p),
+                 "path": fs.unstrip_protocol(f) if "://" in path else f} for f in found]
+        kind = "folder"
+    elif is_file:
+        raise DataError(f"{path}: neither audio ({', '.join(AUDIO_EXTENSIONS)}) nor a manifest "
+                        ".csv")
+    else:
+        raise DataError(f"{path}: no such file or folder")
+    tracks = pd.DataFrame(rows)
+    tracks["label"] = ""
+    tracks["group"] = tracks["track_id"]
+    tracks["genre"] = ""
+    tracks["n_responses"] = 0
+    cat = _finish_generic(tracks, path, kind, 0, 0.0, storage_options, check_audio=True)
+    return replace(cat, labelled=False)

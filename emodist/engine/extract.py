@@ -258,7 +258,7 @@ def scheduler_watch(client):
 def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                 runtime: Runtime | None = None, *, overwrite: bool = False,
                 retry_failed: bool = False, repair: bool = False,
-                on_result: Callable | None = None) -> ExtractResult:
+                on_result: Callable | None = None, catalog=None) -> ExtractResult:
     """Extract a dataset's feature groups into a Zarr feature store.
 
     Parameters
@@ -281,6 +281,10 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         finds damaged (without it a damaged store is refused).
     on_result : callable, optional
         ``on_result(task, result, error)`` after each chunk task.
+    catalog : Catalog, optional
+        The tracks, already read (music to recognise:
+        :func:`emodist.data.catalog.load_audio`); default: read ``dataset``
+        with :func:`emodist.data.catalog.load_dataset`.
 
     Returns
     -------
@@ -304,10 +308,11 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     opts = runtime.options("store")
     check_store_location(store)
     spec = resolve_spec(spec or default_spec(), runtime)
-    catalog = load_dataset(dataset, label_rule=spec.label_rule,
-                           min_class_tracks=spec.min_class_tracks,
-                           min_class_share=spec.min_class_share,
-                           storage_options=runtime.options("dataset"))
+    if catalog is None:
+        catalog = load_dataset(dataset, label_rule=spec.label_rule,
+                               min_class_tracks=spec.min_class_tracks,
+                               min_class_share=spec.min_class_share,
+                               storage_options=runtime.options("dataset"))
     unfinished = False  # a store whose plan the workers never finished writing
     with store_access(store):  # before planning, which may start a cluster
         exists = io.store_exists(store, opts)

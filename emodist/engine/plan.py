@@ -65,11 +65,11 @@ class ExtractionPlan:
     resumed: bool = False
 
 
-def _first_difference(stored: dict, wanted: dict, prefix: str = "") -> tuple | None:
+def first_difference(stored: dict, wanted: dict, prefix: str = "") -> tuple | None:
     for key in sorted(set(stored) | set(wanted)):
         a, b = stored.get(key), wanted.get(key)
         if isinstance(a, dict) and isinstance(b, dict):
-            inner = _first_difference(a, b, f"{prefix}{key}.")
+            inner = first_difference(a, b, f"{prefix}{key}.")
             if inner:
                 return inner
         elif a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float))
@@ -91,7 +91,7 @@ def compare(state: StoreState, spec: ExtractionSpec, segment_ids) -> tuple:
     stored_spec = state.attrs.get("spec")
     if not isinstance(stored_spec, dict):
         return "it is not a store of this emodist version (no recorded spec)", {}
-    diff = _first_difference(stored_spec, spec.common())
+    diff = first_difference(stored_spec, spec.common())
     if diff:
         return f"it was written with {diff[0]}={diff[1]!r}, not {diff[2]!r}", {}
     if not layout.same_strings(state.segment_ids, segment_ids):
@@ -101,7 +101,7 @@ def compare(state: StoreState, spec: ExtractionSpec, segment_ids) -> tuple:
     recorded = state.attrs.get("feature_groups") or {}
     for g in spec.groups:
         if g.name in recorded and g.name in state.status:
-            d = _first_difference(recorded[g.name], g.describe())
+            d = first_difference(recorded[g.name], g.describe())
             if d:
                 groups[g.name] = f"group {g.name} was written with {d[0]}={d[1]!r}, not {d[2]!r}"
     return None, groups

@@ -34,7 +34,7 @@ from emodist.errors import DataError
 from emodist.features import Segment, WorkerContext
 from emodist.spec import BATCH_SIZE, ExtractionSpec
 from emodist.store import layout
-from emodist.store.zarrio import read_rows, write_region
+from emodist.store.zarrio import read_region, read_rows, write_region
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +246,8 @@ class PreparedChunk:
         As :func:`compute_chunk` returns them.
     stages : dict of str to float
         Thread CPU seconds per stage (``decode``, ``prepare/NAME``, ``finish/NAME``).
+    heads : list of str
+        Pending model heads (groups that read other groups' values), finished last.
     """
 
     values: dict
@@ -253,6 +255,7 @@ class PreparedChunk:
     status: dict
     failures: list
     stages: dict = field(default_factory=dict)
+    heads: list = field(default_factory=list)
 
 
 def task_rows(task: ChunkTask, job: Job) -> SegmentRows | tuple:
@@ -268,14 +271,16 @@ def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
     from emodist.data.audio import decode
 
     spec = job.spec
-    groups = [spec.group(name) for name in task.groups]
-    rows = task_rows(task, job)
-    n = len(rows)
-    status = {g.name: np.full(n, layout.STATUS_DONE, np.int8) for g in groups}
+    pending = [spec.group(name) for name in task.groups]
+    groups = [g for g in pending if g.input().reads_audio]
+    n = task.stop - task.start
+    status = {g.name: np.full(n, layout.STATUS_DONE, np.int8) for g in pending}
     prepared: dict[str, dict[int, np.ndarray]] = {g.name: {} for g in groups}
     failures: list[dict] = []
     stages: dict[str, float] = {}
     rates = rates_needed(spec, groups)
+    # a chunk with only model heads pending reads no audio
+    rows = task_rows(task, job) if groups else ()
     for track_id, path, end_s, positions in track_spans(rows):
         # decode from the start of the file: seeking into an MP3 loses the bit
         # reservoir of the first frame, and values then depend on where chunks cut
@@ -284,7 +289,7 @@ def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
                 tracks = decode(path, rates=rates, end_s=end_s,
                                 storage_options=job.dataset_options)
         except DataError as exc:
-            for g in groups:
+            for g in pending:
                 status[g.name][positions] = layout.STATUS_FAILED
             failures.append({"track_id": track_id, "path": path, "error": exc.message,
                              "group": ""})
@@ -301,7 +306,8 @@ def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
                                  "group": g.name})
                 continue
             prepared[g.name].update(inputs)
-    out = PreparedChunk(values={}, inputs={}, status=status, failures=failures, stages=stages)
+    out = PreparedChunk(values={}, inputs={}, status=status, failures=failures, stages=stages,
+                        heads=[g.name for g in pending if not g.input().reads_audio])
     for g in groups:
         order = sorted(prepared[g.name])
         out.inputs[g.name] = (order, [prepared[g.name][i] for i in order])
@@ -323,7 +329,46 @@ def finish_groups(chunk: PreparedChunk, task: ChunkTask, job: Job, threads: int,
             with _stage_timer(chunk.stages, f"finish/{name}"):
                 block[order] = g.finish(inputs, context)
         chunk.values[name] = block
+    if models:  # heads last: they read the values just finished
+        for name in chunk.heads:
+            g = job.spec.group(name)
+            order, inputs = head_inputs(g, chunk, task, job)
+            chunk.status[name][np.setdiff1d(np.arange(n), order)] = layout.STATUS_FAILED
+            block = np.full((n, g.width), np.nan, np.float32)
+            if len(order):
+                with _stage_timer(chunk.stages, f"finish/{name}"):
+                    block[order] = g.finish(list(inputs), context)
+            chunk.values[name] = block
+        chunk.heads = []
     return chunk
+
+
+def head_inputs(head, chunk: PreparedChunk, task: ChunkTask,
+                job: Job) -> tuple[np.ndarray, np.ndarray]:
+    """A model head's input rows: its groups' values joined, where every one is done.
+
+    Each group's values come from this chunk when it was computed here, else
+    from the store's region (a group an earlier run stored).
+
+    Returns
+    -------
+    order : numpy.ndarray
+        Positions in the chunk of the segments the head can be computed for.
+    rows : numpy.ndarray
+        ``(len(order), input width)`` float32.
+    """
+    names = head.input().groups
+    stored = [name for name in names if name not in chunk.values]
+    values, status = (read_region(job.store, task.start, task.stop, stored, job.store_options)
+                      if stored else ({}, {}))
+    values.update({name: chunk.values[name] for name in names if name in chunk.values})
+    status.update({name: chunk.status[name] for name in names if name in chunk.values})
+    ok = np.all([status[name] == layout.STATUS_DONE for name in names], axis=0)
+    order = np.flatnonzero(ok)
+    columns = head.columns or [()] * len(names)
+    return order, np.concatenate([values[name][order][:, list(cols)] if cols else
+                                  values[name][order] for name, cols in zip(names, columns)],
+                                 axis=1)
 
 
 def compute_chunk(task: ChunkTask, job: Job, threads: int = 1) -> tuple[dict, dict, list[dict]]:

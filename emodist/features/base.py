@@ -38,8 +38,9 @@ from emodist.errors import EmodistError
 from emodist.models import session
 from emodist.spec import BATCH_SIZE
 
-#: Input kinds: the shared STFT (at the spec's ``sr``) or raw samples at a rate.
-INPUT_KINDS = ("stft", "samples")
+#: Input kinds: the shared STFT (at the spec's ``sr``), raw samples at a rate, or the
+#: stored values of other groups (a model head: a classifier over embeddings).
+INPUT_KINDS = ("stft", "samples", "groups")
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 
@@ -49,19 +50,39 @@ class InputSpec:
 
     Attributes
     ----------
-    kind : {"stft", "samples"}
+    kind : {"stft", "samples", "groups"}
         ``"stft"``: the segment's shared STFT (:attr:`Segment.analysis`);
-        ``"samples"``: mono samples at ``sr`` (:meth:`Segment.samples`).
+        ``"samples"``: mono samples at ``sr`` (:meth:`Segment.samples`);
+        ``"groups"``: the segment's values of the groups named in ``groups``,
+        joined in that order (no audio is read).
     sr : int or None
         Rate of ``"samples"`` input in Hz; ``None`` for the spec's rate.
+    groups : tuple of str
+        The groups a ``"groups"`` input reads.
     """
 
     kind: str = "stft"
     sr: int | None = None
+    groups: tuple = ()
 
     def __post_init__(self) -> None:
         if self.kind not in INPUT_KINDS:
-            raise EmodistError(f"unknown input kind {self.kind!r}; use stft or samples")
+            raise EmodistError(f"unknown input kind {self.kind!r}; use {', '.join(INPUT_KINDS)}")
+        if (self.kind == "groups") != bool(self.groups):
+            raise EmodistError("an input of kind 'groups' names the groups it reads, "
+                               "and only it does")
+
+    @property
+    def reads_audio(self) -> bool:
+        """Whether the group reads the decoded track (not other groups' values)."""
+        return self.kind != "groups"
+
+    def describe(self) -> dict[str, Any]:
+        """What is recorded of the input (``groups`` only for a ``"groups"`` input)."""
+        out = {"kind": self.kind, "sr": self.sr}
+        if self.groups:
+            out["groups"] = list(self.groups)
+        return out
 
 
 @dataclass(frozen=True)
@@ -237,9 +258,8 @@ class FeatureGroup:
 
     def describe(self) -> dict[str, Any]:
         """What is recorded in the store for this group, and compared on resume."""
-        inp = self.input()
         out = {"version": str(self.version), "width": int(self.width),
-               "input": {"kind": inp.kind, "sr": inp.sr}, "params": self.params()}
+               "input": self.input().describe(), "params": self.params()}
         if self.model_sha256:
             out["model_sha256"] = self.model_sha256
         return json.loads(json.dumps(out))  # as stored: tuples become lists

@@ -164,6 +164,26 @@ def add_groups(url: str, ds: xr.Dataset, chunk: int, storage_options: dict | Non
     _write(str(url), ds.assign_attrs(kept), chunk, storage_options, "a")
 
 
+def replace_variables(url: str, ds: xr.Dataset, storage_options: dict | None = None) -> None:
+    """Write the variables of ``ds`` into a store, replacing any of the same names.
+
+    For results derived from the segments (a model's per-track results), on
+    dimensions of their own; the store's attributes are kept and the metadata
+    consolidated again.
+    """
+    import zarr
+
+    target = zarr_store(url, storage_options)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        g = zarr.open_group(target, mode="r+")
+        kept = dict(g.attrs)
+        for key in list(ds.variables):
+            if key in g:
+                del g[key]
+        ds.assign_attrs(kept).to_zarr(target, mode="a", consolidated=True, zarr_format=3)
+
+
 def open_group(url: str, storage_options: dict | None = None, mode: str = "r"):
     """The store's root :class:`zarr.Group`.
 
@@ -248,6 +268,34 @@ def _status_arrays(g, names) -> tuple[dict, int | None]:
 def read_status(url: str, names, storage_options: dict | None = None) -> dict:
     """The status arrays of the groups ``names`` that the store at ``url`` has."""
     return _status_arrays(open_group(url, storage_options), names)[0]
+
+
+def read_region(url: str, start: int, stop: int, names,
+                storage_options: dict | None = None) -> tuple[dict, dict]:
+    """The stored values and status of the groups ``names`` at segments ``[start, stop)``.
+
+    What a model head reads when the groups it takes were stored by an earlier run.
+
+    Returns
+    -------
+    values : dict of str to numpy.ndarray
+        Group name -> ``(stop - start, width)`` float32.
+    status : dict of str to numpy.ndarray
+        Group name -> ``(stop - start,)`` int8.
+
+    Raises
+    ------
+    StoreError
+        A group the store does not hold.
+    """
+    g = open_group(url, storage_options)
+    values, status = {}, {}
+    for name in names:
+        if name not in g or layout.status_name(name) not in g:
+            raise StoreError(f"{url}: holds no group {name!r}")
+        values[name] = np.asarray(g[name][int(start):int(stop)], np.float32)
+        status[name] = np.asarray(g[layout.status_name(name)][int(start):int(stop)], np.int8)
+    return values, status
 
 
 def write_region(url: str, start: int, stop: int, values: dict, status: dict,

@@ -1,0 +1,304 @@
+"""Recognise new music: a trained model's groups and head extracted into a store, per track.
+
+:func:`run_predict` turns a trained model (its card, :mod:`emodist.models.trained`)
+into an extraction: the input groups exactly as the model was trained on them
+(each rebuilt from its recorded parameters and compared field by field, so a
+store written with another version, parameter or model hash is refused by
+name), plus the model's head (:class:`emodist.features.head.ModelHead`), which
+runs on the workers like any model group and writes ``MODEL(segment, class)``
+probabilities.  Groups already in the store are reused; the run is resumable.
+Per-track results (mean probability over the track's segments, the dominant
+class, and for GEMS emotions the three factor shares) are then written into the
+store beside them (:func:`write_track_results`).
+
+:func:`predict_files` answers for a few files at once in this process: no
+cluster, no store.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from emodist.data.catalog import load_audio
+from emodist.data.segments import plan_segments
+from emodist.engine.extract import ExtractResult, run_extract
+from emodist.engine.plan import first_difference
+from emodist.engine.worker import ChunkTask, Job, SegmentRows, compute_chunk
+from emodist.errors import EmodistError, ModelError
+from emodist.features import REGISTRY
+from emodist.features.head import ModelHead
+from emodist.learn.factors import FACTOR_OF, FACTORS
+from emodist.spec import ExtractionSpec, Runtime
+from emodist.store import layout
+from emodist.store.accessor import open_store
+from emodist.store.zarrio import replace_variables
+
+__all__ = ["PredictResult", "model_spec", "predict_files", "run_predict", "track_results",
+           "write_track_results"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PredictResult:
+    """Outcome of :func:`run_predict` or :func:`predict_files`.
+
+    Attributes
+    ----------
+    model : str
+        The model's name (its variable in the store).
+    classes : tuple of str
+        The model's output columns.
+    tracks : pandas.DataFrame
+        One row per track: ``track_id``, ``path``, ``n_segments``, one mean
+        probability column per class, ``dominant``, ``top3`` and, for GEMS
+        emotions, one share per factor.
+    segments : pandas.DataFrame
+        One row per segment: ``segment_id``, ``track_id``, ``start_s`` and one
+        probability column per class.
+    extract : ExtractResult or None
+        The extraction run (``None`` for :func:`predict_files`).
+    seconds : float
+        Wall time.
+    """
+
+    model: str
+    classes: tuple
+    tracks: pd.DataFrame
+    segments: pd.DataFrame
+    extract: ExtractResult | None = None
+    seconds: float = 0.0
+    failures: list = field(default_factory=list)
+
+
+def _tupled(value):
+    if isinstance(value, list):
+        return tuple(_tupled(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _tupled(v) for k, v in value.items()}
+    return value
+
+
+def input_group(name: str, record: dict, storage_options: dict | None = None):
+    """The group ``name`` rebuilt from its recorded description, resolved and checked.
+
+    Raises
+    ------
+    ModelError
+        A group this emodist does not have, or one that would not write the
+        values the model was trained on (the field, the model's and this
+        emodist's value named).
+    """
+    factory = REGISTRY.get(name)
+    if factory is None or not dataclasses.is_dataclass(factory):
+        raise ModelError(f"the model reads group {name!r}, which this emodist cannot extract "
+                         f"(it has {', '.join(REGISTRY)})", param="model")
+    params = {k: _tupled(v) for k, v in (record.get("params") or {}).items()}
+    try:
+        group = factory(**params).resolve(storage_options)
+    except TypeError as exc:
+        raise ModelError(f"the model's group {name} has parameters this emodist does not know "
+                         f"({exc})", param="model") from None
+    diff = first_difference(record, group.describe())
+    if diff:
+        raise ModelError(f"the model was trained on {name} with {diff[0]}={diff[1]!r}; this "
+                         f"emodist extracts {diff[2]!r} (use the emodist and models it was "
+                         "trained with)", param="model")
+    return group
+
+
+def model_head(model, groups) -> ModelHead:
+    """The model's head group: its ONNX graph over the columns it reads of ``groups``.
+
+    Raises
+    ------
+    ModelError
+        The model reads a column its group does not have.
+    """
+    columns = []
+    for inp, group in zip(model.inputs, groups):
+        index = {n: i for i, n in enumerate(group.feature_names())}
+        missing = [n for n in inp.features if n not in index]
+        if missing:
+            raise ModelError(f"the model reads {missing[0]!r} of group {group.name}, which "
+                             "this emodist does not write", param="model")
+        cols = tuple(index[n] for n in inp.features)
+        columns.append(() if cols == tuple(range(group.width)) else cols)
+    return ModelHead(head_name=model.name, groups=tuple(g.name for g in groups),
+                     columns=tuple(columns) if any(columns) else (),
+                     classes=tuple(model.classes), sha256=model.onnx_sha256,
+                     input_width=len(model.feature_names), input_name=model.input_name,
+                     output_name=model.outputs["probabilities"], input_dtype=model.input_dtype,
+                     model=str(model.onnx_path))
+
+
+def model_spec(model, runtime: Runtime | None = None) -> ExtractionSpec:
+    """What an extraction for ``model`` writes: its input groups, its head, its plan.
+
+    The segment plan and STFT are the training store's (recorded in the card),
+    so every value the head reads is computed as it was for training.
+    """
+    runtime = runtime or Runtime()
+    groups = tuple(input_group(i.group, i.description, runtime.options("model"))
+                   for i in model.inputs)
+    recorded = model.card.get("store_spec")
+    if not isinstance(recorded, dict):
+        raise ModelError(f"{model.path}: the card does not record its store's segment plan "
+                         "(store_spec)", param="model")
+    common = {k: _tupled(v) for k, v in recorded.items()}
+    return ExtractionSpec(groups=groups + (model_head(model, groups),), **common)
+
+
+def _segment_frame(ds: xr.Dataset, name: str) -> pd.DataFrame:
+    probs = np.asarray(ds[name].values, np.float64)
+    done = np.asarray(ds[layout.status_name(name)].values) == layout.STATUS_DONE
+    classes = [str(c) for c in ds[layout.feature_dim(name)].values]
+    frame = pd.DataFrame(probs, columns=classes)
+    frame.insert(0, "segment_id", np.asarray(ds[layout.SEGMENT].values).astype(str))
+    frame.insert(1, "track_id", np.asarray(ds["track_id"].values).astype(str))
+    frame.insert(2, "start_s", np.asarray(ds["start_s"].values, np.float64))
+    frame.insert(3, "path", np.asarray(ds["path"].values).astype(str))
+    return frame[done].reset_index(drop=True)
+
+
+def track_results(segments: pd.DataFrame, classes) -> pd.DataFrame:
+    """Per-track results from per-segment probabilities.
+
+    Parameters
+    ----------
+    segments : pandas.DataFrame
+        ``track_id``, ``path`` and one probability column per class.
+    classes : sequence of str
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``track_id``, ``path``, ``n_segments``, the mean probability of each
+        class over the track's segments, ``dominant`` (its argmax, first class
+        on ties), ``top3`` (``"calmness 0.61, sadness 0.20, ..."``) and, when
+        every class is a GEMS emotion, ``sublimity``, ``vitality`` and
+        ``unease``: the shares of the factors (the sums of their emotions'
+        probabilities).
+    """
+    classes = list(classes)
+    grouped = segments.groupby("track_id", sort=False)
+    out = grouped[classes].mean()
+    out.insert(0, "path", grouped["path"].first())
+    out.insert(1, "n_segments", grouped.size())
+    probs = out[classes].to_numpy(np.float64)
+    out["dominant"] = np.asarray(classes)[np.argmax(probs, axis=1)] if len(out) else []
+    top = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+    out["top3"] = [", ".join(f"{classes[j]} {p[j]:.2f}" for j in t) for t, p in zip(top, probs)]
+    if classes and all(c in FACTOR_OF for c in classes):
+        for factor in FACTORS:
+            cols = [c for c in classes if FACTOR_OF[c] == factor]
+            out[factor] = out[cols].sum(axis=1) if cols else 0.0
+    return out.reset_index()
+
+
+def write_track_results(store: str, name: str, tracks: pd.DataFrame, classes,
+                        storage_options: dict | None = None) -> None:
+    """Write per-track results beside the model's segments (replacing earlier ones).
+
+    Variables, on the dimension ``NAME_track`` (the track ids):
+    ``NAME_track_probability(NAME_track, NAME_feature)`` float32,
+    ``NAME_dominant(NAME_track)`` and, for GEMS emotions,
+    ``NAME_track_factors(NAME_track, factor)`` float32.
+    """
+    dim = f"{name}_track"
+    variables = {
+        f"{name}_track_probability": ((dim, layout.feature_dim(name)),
+                                      tracks[list(classes)].to_numpy(np.float32)),
+        f"{name}_dominant": ((dim,), tracks["dominant"].to_numpy(dtype=str).astype(object)),
+    }
+    coords = {dim: tracks["track_id"].to_numpy(dtype=str).astype(object),
+              layout.feature_dim(name): np.asarray(list(classes), dtype=object)}
+    if all(f in tracks for f in FACTORS):
+        variables[f"{name}_track_factors"] = ((dim, "factor"),
+                                              tracks[list(FACTORS)].to_numpy(np.float32))
+        coords["factor"] = np.asarray(FACTORS, dtype=object)
+    replace_variables(store, xr.Dataset(variables, coords={
+        k: v for k, v in coords.items() if k != layout.feature_dim(name)}), storage_options)
+
+
+def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
+                overwrite: bool = False, on_result=None) -> PredictResult:
+    """Recognise the music at ``data`` with a trained model, into the store ``store``.
+
+    Parameters
+    ----------
+    data : str
+        One audio file, a folder, a manifest (column ``path``) or a dataset;
+        local or fsspec URL (:func:`emodist.data.catalog.load_audio`).
+    model : TrainedModel
+        A verified trained model (:func:`emodist.models.trained.load_trained`).
+    store : str
+        Where the groups, the probabilities and the per-track results go; groups
+        already there are reused when they were written as the model needs them.
+    runtime : Runtime, optional
+        Cluster, storage options, device, progress.
+    overwrite : bool
+        Replace groups of the store written with another spec instead of refusing.
+
+    Returns
+    -------
+    PredictResult
+    """
+    t0 = time.perf_counter()
+    runtime = runtime or Runtime()
+    spec = model_spec(model, runtime)
+    catalog = load_audio(data, storage_options=runtime.options("dataset"))
+    res = run_extract(str(data), store, spec, runtime, overwrite=overwrite, catalog=catalog,
+                      on_result=on_result)
+    ds = open_store(store, runtime.options("store"))
+    segments = _segment_frame(ds, model.name)
+    tracks = track_results(segments, model.classes)
+    write_track_results(store, model.name, tracks, model.classes, runtime.options("store"))
+    return PredictResult(model=model.name, classes=tuple(model.classes), tracks=tracks,
+                         segments=segments, extract=res, seconds=time.perf_counter() - t0,
+                         failures=res.failures)
+
+
+def predict_files(data: str, model, runtime: Runtime | None = None) -> PredictResult:
+    """Recognise a few files here and now: in this process, no cluster, no store.
+
+    The same groups, plan and head as :func:`run_predict`, computed by the
+    workers' own chunk function (:func:`emodist.engine.worker.compute_chunk`).
+    """
+    t0 = time.perf_counter()
+    runtime = runtime or Runtime()
+    spec = model_spec(model, runtime)
+    catalog = load_audio(data, storage_options=runtime.options("dataset"))
+    plan = plan_segments(catalog, spec)
+    table = plan.table
+    if len(table) == 0:
+        reasons = "; ".join(f"{p}: {m}" for _, p, m in plan.problems[:3])
+        raise EmodistError(f"{data}: no segment to recognise ({reasons or 'too short'})",
+                           param="data")
+    rows = SegmentRows.from_columns(table["track_id"], table["path"], table["start_s"],
+                                    table["duration_s"])
+    task = ChunkTask(chunk=0, start=0, stop=len(table), rows=rows, groups=spec.group_names)
+    job = Job(store="", spec=spec, batch_size=runtime.batch_size,
+              dataset_options=runtime.options("dataset"), model_options=runtime.options("model"),
+              device=runtime.device)
+    values, status, failures = compute_chunk(task, job, threads=max(1, runtime.threads_per_worker
+                                                                     or 1))
+    done = status[model.name] == layout.STATUS_DONE
+    segments = pd.DataFrame(values[model.name].astype(np.float64), columns=list(model.classes))
+    segments.insert(0, "segment_id", table["segment_id"].astype(str).to_numpy())
+    segments.insert(1, "track_id", table["track_id"].astype(str).to_numpy())
+    segments.insert(2, "start_s", table["start_s"].to_numpy(np.float64))
+    segments.insert(3, "path", table["path"].astype(str).to_numpy())
+    segments = segments[done].reset_index(drop=True)
+    problems = [{"track_id": str(t), "path": str(p), "error": str(m), "group": ""}
+                for t, p, m in plan.problems]
+    return PredictResult(model=model.name, classes=tuple(model.classes),
+                         tracks=track_results(segments, model.classes), segments=segments,
+                         seconds=time.perf_counter() - t0, failures=problems + failures)
