@@ -16,6 +16,7 @@ CATALOG_EXAMPLES = """examples:
   emodist catalog ../shared/data/emotify
   emodist catalog ../shared/data/emotify --label-rule mean
   emodist catalog manifest.csv
+  emodist catalog /data/DEAM
   emodist catalog s3://bucket/emotify --storage-options '{"anon": false}'
 """
 
@@ -103,7 +104,7 @@ def catalog_summary(catalog) -> str:
             lines.append(f"  {genre:<20} {n:>6}")
     if catalog.dropped_classes:
         dropped = ", ".join(f"{k} ({v} tracks)" for k, v in catalog.dropped_classes.items())
-        lines.append(f"dropped classes: {dropped}")
+        lines.append(f"dropped {'classes' if catalog.labelled else 'tags'}: {dropped}")
     return "\n".join(lines)
 
 
@@ -121,9 +122,10 @@ def cmd_plan(args) -> int:
     table = plan.table
     print(f"segments: {len(table)} from {table['track_id'].nunique()} tracks "
           f"({config.segment_seconds:g} s windows, {config.hop_seconds:g} s hop)")
-    print("segments per class:")
-    for label, n in table["label"].value_counts().items():
-        print(f"  {label:<20} {n:>6}")
+    if catalog.labelled:
+        print("segments per class:")
+        for label, n in table["label"].value_counts().items():
+            print(f"  {label:<20} {n:>6}")
     for track_id, path, msg in plan.problems:
         print(f"no segments: track {track_id} ({path}): {msg}")
     if args.csv:

@@ -51,14 +51,14 @@ from emodist.errors import DataError
 
 __all__ = [
     "LAYOUTS",
-    "MTG_TAG_PREFIX",
     "MTG_SPLITS",
+    "MTG_TAG_PREFIX",
     "detect_layout",
+    "load_deam",
+    "load_dynamic_annotations",
     "load_layout",
     "load_mtg_jamendo",
-    "load_deam",
     "load_pmemo",
-    "load_dynamic_annotations",
 ]
 
 #: Layouts read here, in the order they are recognised.
@@ -340,7 +340,7 @@ def load_mtg_jamendo(root: str, *, split: int = 0, min_tag_tracks: int | None = 
         if part:
             tracks[f"split_{k}"] = tracks["track_id"].map(part).fillna("")
     column = f"split_{int(split)}"
-    tracks["split"] = tracks[column] if column in tracks else ""
+    tracks["split"] = tracks.get(column, "")
     return _finish(tracks, kind="mtg-jamendo", root=root, audio_dir=audio_root, listing=listing,
                    dropped=dict(sorted(dropped.items(), key=lambda kv: (-kv[1], kv[0]))),
                    storage_options=storage_options)

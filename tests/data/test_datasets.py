@@ -168,8 +168,8 @@ def write_deam(root: Path, audio_ids=(2, 3, 2001), stray=(7,), seconds=0.5) -> N
     lines = ["song_id, valence_mean, valence_std, arousal_mean, arousal_std"]
     lines += [f"{i}, {v}, {vs}, {a}, {as_}" for i, (v, vs, a, as_) in DEAM_STATIC.items()]
     (song_level / "static_annotations_averaged_songs_1_2000.csv").write_text("\n".join(lines) + "\n")
-    lines = ["song_id, valence_mean, valence_std, valence_max_mean, arousal_mean, arousal_std, "
-             "arousal_max_mean"]
+    lines = [("song_id, valence_mean, valence_std, valence_max_mean, arousal_mean, arousal_std, "
+              "arousal_max_mean")]
     lines += [f"{i}, {v}, {vs}, 9, {a}, {as_}, 9" for i, (v, vs, a, as_) in DEAM_STATIC_2015.items()]
     (song_level / "static_annotations_averaged_songs_2000_2058.csv").write_text(
         "\n".join(lines) + "\n")
@@ -306,6 +306,30 @@ def test_other_folders_are_not_public_layouts(tmp_path):
     assert load_dataset(str(tmp_path), min_class_share=0).labelled
 
 
+@pytest.mark.s3
+def test_layouts_on_s3_read_as_locally(tmp_path, mtg):
+    """Remote roots: the same catalogs, with s3:// audio paths."""
+    from tests.servers import make_bucket, moto_server, upload_tree
+
+    write_pmemo(tmp_path / "pmemo")
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "sets")
+        upload_tree(options, mtg, "s3://sets/mtg")
+        upload_tree(options, tmp_path / "pmemo", "s3://sets/pmemo")
+        remote = {name: load_dataset(f"s3://sets/{name}", storage_options=options)
+                  for name in ("mtg", "pmemo")}
+        dyn = load_dynamic_annotations("s3://sets/pmemo", storage_options=options)
+    local = {"mtg": load_dataset(str(mtg)), "pmemo": load_dataset(str(tmp_path / "pmemo"))}
+    for name, cat in remote.items():
+        assert cat.missing_audio == local[name].missing_audio
+        assert cat.unannotated_audio == local[name].unannotated_audio
+        assert list(cat.tracks["group"]) == list(local[name].tracks["group"])
+    assert remote["mtg"].tracks["path"].iloc[3] == "s3://sets/mtg/audio/04/204.low.mp3"
+    assert remote["pmemo"].tracks["path"].iloc[0] == "s3://sets/pmemo/PMEmo2019/chorus/1.mp3"
+    assert list(remote["mtg"].tracks["split_1"]) == list(local["mtg"].tracks["split_1"])
+    assert len(dyn) == len(PMEMO_DYNAMIC)
+
+
 # ---------------------------------------------------------------- CLI
 
 
@@ -317,7 +341,7 @@ def test_catalog_command_reports_each_layout(tmp_path, mtg, capsys):
     assert "tracks: 6 in the annotations, 5 with audio, 1 without, 5 usable" in out
     assert "without audio (skipped): track_0000102" in out
     assert "audio without annotations (ignored): 1: 07/999.mp3" in out
-    assert "dropped classes: dark (1 tracks)" in out
+    assert "dropped tags: dark (1 tracks)" in out
     assert "  film                      3" in out
     assert "tracks per class" not in out
 
@@ -327,6 +351,9 @@ def test_catalog_command_reports_each_layout(tmp_path, mtg, capsys):
     assert "without audio (skipped): 5" in out
     assert "audio without annotations (ignored): 1: 7.mp3" in out
     assert "valence: 3 tracks, 3.1 to 4.6" in out
+    assert main(["plan", str(tmp_path / "deam"), "--segment-seconds", "0.25"]) == 0
+    out = capsys.readouterr().out
+    assert "segments: 6 from 3 tracks" in out and "per class" not in out
 
     assert main(["catalog", str(tmp_path / "pmemo")]) == 0
     out = capsys.readouterr().out
