@@ -424,7 +424,8 @@ def load_pmemo(root: str, *, storage_options: dict | None = None,
     root : str
         PMEmo folder (or its parent holding ``PMEmo2019/``):
         ``annotations/static_annotations.csv`` (or at the root),
-        ``metadata.csv`` (optional) and ``chorus/<musicId>.mp3``.
+        ``metadata.csv`` (optional; bytes that are not UTF-8 are replaced)
+        and ``chorus/<musicId>.mp3``.
     storage_options : dict, optional
         fsspec options for remote roots.
     check_audio : bool
@@ -454,7 +455,10 @@ def load_pmemo(root: str, *, storage_options: dict | None = None,
     })
     meta_url = _under(base, "", "metadata.csv")
     if fs.isfile(meta_url):
-        meta = _parse_csv(_read_text(meta_url, storage_options), meta_url)
+        # optional and only for groups and titles: bytes that are not UTF-8 are replaced
+        with fsspec.open(meta_url, "rb", **(storage_options or {})) as f:
+            text = f.read().decode("utf-8-sig", errors="replace")
+        meta = _parse_csv(text, meta_url)
         _columns(meta, meta_url, ("musicId", "artist"))
         meta.index = _ids(meta, "musicId", meta_url)
         meta = meta[~meta.index.duplicated()]

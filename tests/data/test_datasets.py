@@ -261,10 +261,13 @@ def write_pmemo(root: Path, audio_ids=(1, 4, 6), stray=(9,)) -> None:
     (ann / "dynamic_annotations.csv").write_text(
         "musicId,frameTime,Arousal(mean),Valence(mean)\n"
         + "".join(f"{i},{t},{a},{v}\n" for i, t, a, v in PMEMO_DYNAMIC))
-    (base / "metadata.csv").write_text(
-        "musicId,fileName,title,artist,album,duration,chorus_start_time,chorus_end_time\n"
+    # with a byte-order mark and one Latin-1 row (a song without annotations)
+    (base / "metadata.csv").write_bytes(
+        b"\xef\xbb\xbfmusicId,fileName,title,artist,album,duration,chorus_start_time,"
+        b"chorus_end_time\n"
         + "".join(f'{i},{i}.mp3,"Song {i}, live",{PMEMO_ARTISTS[i]},Album,200.0,01:02,01:32\n'
-                  for i in PMEMO_STATIC))
+                  for i in PMEMO_STATIC).encode()
+        + b"99,99.mp3,Caf\xe9,Latin-1 Artist,Album,100.0,00:10,00:40\n")
     for i in (*audio_ids, *stray):
         tone(base / "chorus" / f"{i}.mp3")
 
