@@ -16,6 +16,7 @@ CATALOG_EXAMPLES = """examples:
   emodist catalog ../shared/data/emotify
   emodist catalog ../shared/data/emotify --label-rule mean
   emodist catalog manifest.csv
+  emodist catalog /data/DEAM
   emodist catalog s3://bucket/emotify --storage-options '{"anon": false}'
 """
 
@@ -30,8 +31,9 @@ def register(subparsers) -> None:
     _dataset_command(
         subparsers, "catalog", cmd_catalog, CATALOG_EXAMPLES,
         "tracks per class and genre, dropped classes, missing audio",
-        "Read a dataset (Emotify folder, manifest CSV or folder per label) and report its "
-        "tracks per class and per genre, dropped classes and missing audio.")
+        "Read a dataset (Emotify, MTG-Jamendo, DEAM or PMEmo folder, manifest CSV or folder "
+        "per label) and report its tracks per class, tag and genre, dropped classes, "
+        "missing audio and audio without annotations.")
     q = _dataset_command(
         subparsers, "plan", cmd_plan, PLAN_EXAMPLES,
         "the segment plan of a dataset (from file headers)",
@@ -78,16 +80,31 @@ def catalog_summary(catalog) -> str:
         first = ", ".join(catalog.missing_audio[:8])
         more = " ..." if len(catalog.missing_audio) > 8 else ""
         lines.append(f"without audio (skipped): {first}{more}")
-    lines.append("tracks per class:")
-    for label, n in catalog.class_counts().items():
-        lines.append(f"  {label:<20} {n:>6}")
+    if catalog.unannotated_audio:
+        first = ", ".join(catalog.unannotated_audio[:8])
+        more = " ..." if len(catalog.unannotated_audio) > 8 else ""
+        lines.append(f"audio without annotations (ignored): {len(catalog.unannotated_audio)}: "
+                     f"{first}{more}")
+    for column in ("valence", "arousal"):
+        if column in usable:
+            v = usable[column]
+            lines.append(f"{column}: {int(v.notna().sum())} tracks, "
+                         f"{v.min():.3g} to {v.max():.3g}, mean {v.mean():.3g}")
+    if "tags" in usable:
+        lines.append("tracks per tag:")
+        for tag, n in usable["tags"].str.split(";").explode().value_counts().items():
+            lines.append(f"  {tag or '(none)':<20} {n:>6}")
+    if catalog.labelled:
+        lines.append("tracks per class:")
+        for label, n in catalog.class_counts().items():
+            lines.append(f"  {label:<20} {n:>6}")
     if (usable["genre"] != "").any():
         lines.append("tracks per genre:")
         for genre, n in usable["genre"].value_counts().items():
             lines.append(f"  {genre:<20} {n:>6}")
     if catalog.dropped_classes:
         dropped = ", ".join(f"{k} ({v} tracks)" for k, v in catalog.dropped_classes.items())
-        lines.append(f"dropped classes: {dropped}")
+        lines.append(f"dropped {'classes' if catalog.labelled else 'tags'}: {dropped}")
     return "\n".join(lines)
 
 
@@ -105,9 +122,10 @@ def cmd_plan(args) -> int:
     table = plan.table
     print(f"segments: {len(table)} from {table['track_id'].nunique()} tracks "
           f"({config.segment_seconds:g} s windows, {config.hop_seconds:g} s hop)")
-    print("segments per class:")
-    for label, n in table["label"].value_counts().items():
-        print(f"  {label:<20} {n:>6}")
+    if catalog.labelled:
+        print("segments per class:")
+        for label, n in table["label"].value_counts().items():
+            print(f"  {label:<20} {n:>6}")
     for track_id, path, msg in plan.problems:
         print(f"no segments: track {track_id} ({path}): {msg}")
     if args.csv:

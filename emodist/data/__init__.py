@@ -2,6 +2,8 @@
 
 - :mod:`emodist.data.catalog`: datasets (Emotify folders or manifests) as
   tracks, labels, genres and vote distributions; the audio check;
+- :mod:`emodist.data.datasets`: public datasets in their published layouts
+  (MTG-Jamendo mood/theme, DEAM, PMEmo) and their 0.5 s annotations;
 - :mod:`emodist.data.labels`: GEMS emotions, vote profiles and label rules;
 - :mod:`emodist.data.segments`: the segment plan, fixed windows planned from
   file headers;

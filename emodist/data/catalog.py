@@ -66,7 +66,10 @@ class Catalog:
         One line describing the dataset (kind and location).
     labelled : bool
         Whether tracks carry labels; an unlabelled catalog (music to recognise,
-        :func:`load_audio`) uses every track that has audio.
+        :func:`load_audio`, or a dataset annotated with tags or valence and
+        arousal, not classes) uses every track that has audio.
+    unannotated_audio : list of str
+        Audio files (relative to the audio folder) that no annotation names.
     """
 
     tracks: pd.DataFrame
@@ -78,6 +81,7 @@ class Catalog:
     description: str = ""
     storage_options: dict | None = None
     labelled: bool = True
+    unannotated_audio: list[str] = field(default_factory=list)
 
     def usable_mask(self) -> np.ndarray:
         """``(n_tracks,)`` bool: the rows of :attr:`tracks` with audio and (if labelled) a
@@ -392,12 +396,13 @@ def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: i
     Parameters
     ----------
     path : str
-        An Emotify folder (holds ``data.csv``), a manifest ``.csv`` file, or a
-        folder of label folders; local or fsspec URL.
+        An Emotify folder (holds ``data.csv``), a manifest ``.csv`` file, an
+        MTG-Jamendo, DEAM or PMEmo folder (see :mod:`emodist.data.datasets`),
+        or a folder of label folders; local or fsspec URL.
     label_rule : {"listener", "mean"}
         Emotify label rule (ignored for layouts with given labels).
     min_class_tracks : int, optional
-        Classes with fewer tracks are dropped.
+        Classes (MTG-Jamendo: tags) with fewer tracks are dropped.
     min_class_share : float
         Share-based threshold when ``min_class_tracks`` is unset (default
         0.02 for every layout, the extraction spec's default).
@@ -426,6 +431,13 @@ def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: i
                             min_class_share=min_class_share,
                             storage_options=storage_options, check_audio=check_audio)
     if is_dir:
+        # imported here: datasets builds on this module's Catalog
+        from emodist.data.datasets import detect_layout, load_layout
+
+        layout = detect_layout(path, storage_options)
+        if layout is not None:
+            return load_layout(layout, path, min_tag_tracks=min_class_tracks,
+                               storage_options=storage_options, check_audio=check_audio)
         return load_folders(path, min_class_tracks=min_class_tracks,
                             min_class_share=min_class_share,
                             storage_options=storage_options)
