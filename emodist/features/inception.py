@@ -17,6 +17,9 @@ import numpy as np
 from emodist.errors import ModelError
 from emodist.features.base import FeatureGroup, Segment, WorkerContext
 
+#: Frequency axes of the spectrogram picture: linear bins or librosa's mel bands.
+IMAGE_SCALES = ("linear", "mel")
+
 
 def embedding_names(prefix: str, dim: int) -> list[str]:
     """Column names ``PREFIX_0000`` ... of a ``dim``-wide embedding."""
@@ -57,10 +60,11 @@ class InceptionV3(FeatureGroup):
     model: str | None = field(default=None, metadata={"runtime": True}, compare=False)
 
     def __post_init__(self) -> None:
-        if self.image_scale not in ("linear", "mel"):
+        if self.image_scale not in IMAGE_SCALES:
             from emodist.errors import EmodistError
 
-            raise EmodistError(f"unknown image scale {self.image_scale!r}; use linear or mel")
+            raise EmodistError(f"unknown image scale {self.image_scale!r}; use "
+                               f"{' or '.join(IMAGE_SCALES)}")
 
     @property
     def model_sha256(self) -> str | None:
