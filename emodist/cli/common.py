@@ -12,14 +12,16 @@ Every default comes from the spec.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
+from collections.abc import Sequence
 
 from emodist.errors import EmodistError
 from emodist.spec import LABEL_RULES, ExtractionSpec, Runtime
 
 __all__ = [
-    "LOCATIONS", "DeprecatedAlias", "add_alias", "add_cluster_options", "add_command",
+    "LOCATIONS", "DeprecatedAlias", "LibraryChoices", "add_alias", "add_cluster_options", "add_command",
     "add_dataset_options", "add_once", "add_out", "add_quiet", "add_scheduler_options",
     "add_segment_options", "add_storage_options", "parse_json_object", "parse_resources",
     "parse_storage_options", "runtime_from_args", "spec_from_args", "storage_from_args",
@@ -27,6 +29,33 @@ __all__ = [
 
 #: Locations that may have their own storage options.
 LOCATIONS = ("dataset", "store", "model")
+
+
+class LibraryChoices(Sequence):
+    """The choices of an option: a library constant, imported when first needed.
+
+    For constants of modules that are slow to import (the store's pull in
+    xarray): building the parser does not import them, ``--help`` of the
+    command and checking a given value do.  Give the option a ``metavar``
+    (argparse lists the choices in it otherwise) and ``%(choices)s`` in its help.
+
+    Parameters
+    ----------
+    module, name : str
+        Where the constant is: ``getattr(importlib.import_module(module), name)``.
+    """
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _values(self) -> tuple:
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __getitem__(self, index):
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return len(self._values())
 
 
 def add_command(subparsers, name: str, *, help: str, description: str, epilog: str | None = None):

@@ -14,10 +14,9 @@ import numpy as np
 
 from emodist.cli.common import add_alias, add_command, add_out
 from emodist.errors import ModelError
-from emodist.models.musicnn import CHECKPOINTS
 
 #: What ``model build`` can build: Inception-v3, each MusiCNN tagger, or all of them.
-TARGETS = ("inception", *(f"musicnn-{v}" for v in sorted(CHECKPOINTS)), "all")
+TARGETS = ("inception", "musicnn-msd", "musicnn-mtt", "all")
 BUILD_EXAMPLES = """examples:
   emodist model build
   emodist model build musicnn-msd   # ~/.cache/emodist/musicnn_msd.onnx

@@ -5,9 +5,17 @@ from __future__ import annotations
 import json
 import sys
 
-from emodist.cli.common import add_command, add_out, add_storage_options, parse_storage_options
+from emodist.cli.common import (
+    LibraryChoices,
+    add_command,
+    add_out,
+    add_storage_options,
+    parse_storage_options,
+)
 from emodist.errors import EmodistError
-from emodist.store.similar import METRICS
+
+#: ``similar --metric``: :data:`emodist.store.similar.METRICS` (not imported to build the parser).
+METRICS = LibraryChoices("emodist.store.similar", "METRICS")
 
 #: Output formats of ``emodist query`` and ``emodist similar``.
 FORMATS = ("table", "csv", "parquet", "json")
@@ -70,8 +78,8 @@ def register(subparsers) -> None:
     s.add_argument("--segment", required=True, metavar="ID", help="query segment id")
     s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
     add_feature_options(s, "the last model group")
-    s.add_argument("--metric", choices=METRICS, default=METRICS[0],
-                   help=f"distance between segments (default {METRICS[0]})")
+    s.add_argument("--metric", choices=METRICS, metavar="METRIC",
+                   help="distance between segments: %(choices)s (default: the first)")
     s.add_argument("--exclude-same-track", action="store_true",
                    help="leave out the other segments of the query's track")
     s.add_argument("--label", nargs="+", action="extend", metavar="CLASS",
@@ -243,8 +251,8 @@ def cmd_query(args) -> int:
 def cmd_similar(args) -> int:
     """``emodist similar``."""
     fmt, ds = _open(args)
+    metric = {"metric": args.metric} if args.metric else {}
     df = ds.emodist.similar(args.segment, k=args.k, features=selected_features(args),
-                            metric=args.metric, exclude_same_track=args.exclude_same_track,
-                            **_filters(args))
+                            exclude_same_track=args.exclude_same_track, **metric, **_filters(args))
     write_frame(df, fmt, args.out)
     return 0
