@@ -17,6 +17,8 @@ from emodist.errors import ModelError
 
 #: What ``model build`` can build: Inception-v3, each MusiCNN tagger, or all of them.
 TARGETS = ("inception", "musicnn-msd", "musicnn-mtt", "all")
+#: Quantized copies that ``model build --quantize`` writes (:func:`emodist.models.quantize.quantize_int8`).
+QUANTIZE = ("int8",)
 BUILD_EXAMPLES = """examples:
   emodist model build
   emodist model build musicnn-msd   # ~/.cache/emodist/musicnn_msd.onnx
@@ -58,7 +60,7 @@ def register(subparsers) -> None:
     b.add_argument("--tiny", action="store_true",
                    help="write a random test network instead (no download): the small "
                         "Inception, or a full-size MusiCNN with random weights")
-    b.add_argument("--quantize", choices=["int8"], default=None,
+    b.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="also write an int8 copy next to the model (<name>_int8.onnx)")
     b.add_argument("--calibration", type=int, default=16,
                    help="number of generated spectrogram images to calibrate int8 (default 16)")
