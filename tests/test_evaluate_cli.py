@@ -118,8 +118,8 @@ def test_default_features_and_log_lines_on_stderr(store, tmp_path, capsys):
         ([], "emodist: error: --features: "),
         (["--features", "handcrafted"], "emodist: error: --features: "),
         (["--columns", "both"], "emodist: error: --columns: "),
-        (["--evaluate-features", "both"], "emodist: --evaluate-features is deprecated; use "
-         "--features\nemodist: error: --evaluate-features: "),
+        (["--evaluate-features", "both"], ("emodist: --evaluate-features is deprecated; use "
+                                           "--features\nemodist: error: --evaluate-features: ")),
     ],
 )
 def test_run_names_the_feature_flag_given(extra, err, monkeypatch, capsys):

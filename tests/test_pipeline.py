@@ -60,6 +60,25 @@ def test_run_command_on_a_dask_cluster(demo_dataset, tmp_path, capsys):
 
 
 @pytest.mark.cluster
+def test_run_takes_the_streamed_evaluation(demo_dataset, tmp_path, capsys):
+    store, out = tmp_path / "f.zarr", tmp_path / "report"
+    args = ["run", str(demo_dataset), "--store", str(store), "--out", str(out), "--features",
+            "handcrafted", "--segment-seconds", "20", "--folds", "2", "--quiet", "--workers", "1",
+            "--threads-per-worker", "1", "--stream", "--epochs", "2"]
+    assert main([*args, "--classifiers", "quick"]) == 2
+    assert capsys.readouterr().err == ("emodist: error: --classifiers: not with --stream (it fits "
+                                       "one streamed linear model on the stored labels, on this "
+                                       "machine)\n")
+    assert not store.exists()  # refused before extracting
+    assert main(args) == 0
+    assert "16 of 16 segments done in every group" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["classifiers"] == ["sgd_stream"]
+    assert report["settings"]["features"] == ["handcrafted"]
+    assert {r["classifier"] for r in report["results"]} == {"sgd_stream"}
+
+
+@pytest.mark.cluster
 def test_demo_without_a_model_runs_handcrafted_only(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("EMODIST_MODEL", str(tmp_path / "no-model.onnx"))
     out = tmp_path / "demo"

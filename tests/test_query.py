@@ -794,6 +794,11 @@ def test_cli_query_groups_and_columns_together(store, capsys):
                  "inception_v3_000*", "--format", "csv"]) == 0
     df = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"track_id": str})
     assert list(df.columns) == list(META_COLUMNS) + HC_NAMES + EMB_NAMES[:10]
+    rows = np.flatnonzero((TRACKS == "4") & done("handcrafted", "inception_v3"))
+    assert list(df["segment_id"]) == list(IDS[rows])
+    np.testing.assert_allclose(df[HC_NAMES].to_numpy(np.float64), v["handcrafted"][rows], rtol=1e-6)
+    np.testing.assert_allclose(df[EMB_NAMES[:10]].to_numpy(np.float64),
+                               v["inception_v3"][rows][:, :10], rtol=1e-6)
 
 
 @pytest.mark.parametrize("old", ["--output", "-o"])

@@ -234,27 +234,28 @@ def cmd_evaluate(args) -> int:
 NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling")
 
 
-def stream_report(args, *, storage_options: dict | None,
-                  refused: tuple = NOT_STREAMED) -> dict:
-    """The report of ``--stream``: the streamed linear model over ``args.store``.
-
-    Parameters
-    ----------
-    args : argparse.Namespace
-        The evaluation options.
-    storage_options : dict or None
-        fsspec options of the store.
-    refused : tuple of str
-        Parameters that must be unset (the in-memory evaluation's).
-    """
-    from emodist.learn.stream import stream_evaluate
-
+def check_streamable(args, refused: tuple = NOT_STREAMED) -> None:
+    """Refuse the options ``--stream`` does not take (``refused``: parameters that must be unset)."""
     for name in refused:
         if getattr(args, name, None) is not None:
             raise EmodistError(f"{flag_name(name)}: not with --stream (it fits one streamed "
                                "linear model on the stored labels, on this machine)")
     if args.target != TARGETS[0]:
         raise EmodistError(f"--target: --stream predicts the dominant emotion ({TARGETS[0]}) only")
+
+
+def stream_report(args, *, storage_options: dict | None) -> dict:
+    """The report of ``--stream``: the streamed linear model over ``args.store``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The evaluation options (checked by :func:`check_streamable`).
+    storage_options : dict or None
+        fsspec options of the store.
+    """
+    from emodist.learn.stream import stream_evaluate
+
     with flagged(feature_flags(args)):
         return stream_evaluate(
             args.store, features=feature_sets(args), folds=args.folds, seed=args.seed,
@@ -264,6 +265,7 @@ def stream_report(args, *, storage_options: dict | None,
 
 def cmd_stream(args) -> int:
     """``emodist evaluate --stream``: the streamed linear model over the store."""
+    check_streamable(args)
     report = stream_report(args, storage_options=parse_storage_options(args.storage_options))
     print_report(report, args.top)
     return 0

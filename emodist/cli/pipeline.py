@@ -5,6 +5,7 @@ from __future__ import annotations
 from emodist.cli.common import add_alias, add_command, add_out
 from emodist.cli.evaluate import (
     add_evaluation_options,
+    check_streamable,
     evaluation_kwargs,
     feature_flags,
     flagged,
@@ -95,11 +96,11 @@ def cmd_run(args) -> int:
 
     spec, runtime = spec_and_runtime(args)
     if args.stream:
+        check_streamable(args, RUN_NOT_STREAMED)
         extracted = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
                                 retry_failed=args.retry_failed, repair=args.repair)
         print_result(extracted)
-        report = stream_report(args, storage_options=runtime.options("store"),
-                               refused=RUN_NOT_STREAMED)
+        report = stream_report(args, storage_options=runtime.options("store"))
     else:
         evaluation, flags = run_evaluation(args)
         with flagged(flags):
