@@ -80,7 +80,7 @@ def evaluate_command(store: str, features: list[str], classifiers: list[str], ou
     """
     return [sys.executable, "-c", "from emodist.cli import run; run()", "evaluate", store,
             "--features", *features, "--classifiers", *classifiers, "--balance", balance,
-            "--folds", "5", "--seed", "0", "--jobs", str(jobs), "--ceiling", "none", "--quiet",
+            "--folds", "5", "--seed", "0", "--workers", str(jobs), "--ceiling", "none", "--quiet",
             "--out", out]
 
 

@@ -95,7 +95,7 @@ def test_store_path_that_is_a_file(batch, tmp_path, capsys):
                     ExtractionSpec(groups=make_groups(["handcrafted"])), Runtime(progress=False))
     assert err.value.param == "store"
     assert main(["extract", str(batch / "manifest.csv"), "--store", str(target),
-                 "--features", "handcrafted", "--no-progress"]) == 2
+                 "--features", "handcrafted", "--quiet"]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert lines == [f"emodist: error: --store: {target} is a file, not a store folder"]
 
@@ -109,7 +109,7 @@ def test_verify_of_something_that_is_not_a_store(tmp_path, capsys):
 
 # ------------------------------------------------------------------ datasets, clusters, S3
 
-EXTRACT = ["--features", "handcrafted", "--segment-seconds", "4", "--no-progress"]
+EXTRACT = ["--features", "handcrafted", "--segment-seconds", "4", "--quiet"]
 
 
 @pytest.fixture(scope="module")

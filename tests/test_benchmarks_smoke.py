@@ -227,7 +227,7 @@ def test_evaluate_benchmark_compares_predictions_and_lists_changed_presets():
         compare_reports(base, _report([], folds=(1, 0, 0, 1)))
     cmd = evaluate_command("s.zarr", ["hc", "deep"], ["all"], "out", 2)
     assert cmd[cmd.index("--features") + 1:cmd.index("--classifiers")] == ["hc", "deep"]
-    assert cmd[cmd.index("--jobs") + 1] == "2" and cmd[-1] == "out"
+    assert cmd[cmd.index("--workers") + 1] == "2" and cmd[-1] == "out"
 
 
 def test_pipeline_study_manifest_lists_every_track_again_under_new_ids(demo_dataset, tmp_path):

@@ -23,6 +23,15 @@ def built(tmp_path, capsys) -> str:
     return path
 
 
+def test_build_model_and_force_are_deprecated_spellings(tmp_path, capsys):
+    path = tmp_path / "old.onnx"
+    assert main(["model", "build", "--tiny", "--model", str(path), "--force"]) == 0
+    assert path.is_file() and f"wrote tiny random model {path}" in capsys.readouterr().out
+    assert main(["model", "build", "--tiny", "--model", str(path), "--force"]) == 0
+    assert capsys.readouterr().err == ("emodist: --model is deprecated; use --out\n"
+                                       "emodist: --force is deprecated; use --overwrite\n")
+
+
 def test_build_tiny_then_check(built, capsys):
     assert Path(built).is_file() and read_sidecar(built)["output_dim"] == 128
     assert main(["model", "check", "--model", built]) == 0
@@ -138,6 +147,8 @@ def test_build_real_musicnn_from_the_wheel_once(musicnn_wheel, tmp_path, capsys)
     assert meta["variant"] == "msd" and meta["wheel_sha256"] == musicnn.WHEEL_SHA256
     assert main(argv) == 0
     assert "already built" in capsys.readouterr().out
+    assert main(argv + ["--overwrite"]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
     # a random model at the same place is not taken for the real one
     musicnn.build_random_model(out)
     assert main(argv) == 0

@@ -553,7 +553,7 @@ def test_compose_path_with_environment_credentials_only(demo_dataset, tmp_path):
         with dask_cluster(n_workers=1, nthreads=1, memory_limit="1GiB",
                           env=s3_env(endpoint)) as (address, _):
             argv = [sys.executable, "-m", "emodist", "extract", dataset, "--store", store,
-                    "--scheduler", address, "--features", "handcrafted", "--no-progress"]
+                    "--scheduler", address, "--features", "handcrafted", "--quiet"]
             proc = subprocess.run(argv, env=env, cwd=ROOT, capture_output=True, text=True,
                                   check=False, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]

@@ -251,10 +251,10 @@ def test_comparison_table_holds_study_baselines_ceiling_and_best(separable_repor
 def test_compare_command_and_report_md_open_with_the_table(separable, tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     assert main(["evaluate", separable, "--features", "handcrafted", "--classifiers",
-                 "soft-logistic-regression", "--jobs", "1", "--quiet", "--out", str(a),
+                 "soft-logistic-regression", "--workers", "1", "--quiet", "--out", str(a),
                  "--rank-by", "macro_f1"]) == 0
     assert main(["evaluate", separable, "--features", "handcrafted", "--classifiers", "logistic-regression",
-                 "--jobs", "1", "--quiet", "--out", str(b), "--target", "factors", "--ceiling", "none"]) == 0
+                 "--workers", "1", "--quiet", "--out", str(b), "--target", "factors", "--ceiling", "none"]) == 0
     md = (a / "report.md").read_text()
     assert md.splitlines()[2].startswith("| source | target | features | accuracy")
     assert "ranked by segment macro f1" in md
@@ -272,7 +272,7 @@ def test_compare_and_ceiling_errors_are_one_line(separable, tmp_path, capsys):
     (tmp_path / "x.json").write_text("[1, 2]")
     assert main(["compare", str(tmp_path / "x.json")]) == 2
     assert "not an emodist evaluation report" in capsys.readouterr().err
-    assert main(["evaluate", separable, "--classifiers", "logistic-regression", "--jobs", "1", "--quiet",
+    assert main(["evaluate", separable, "--classifiers", "logistic-regression", "--workers", "1", "--quiet",
                  "--ceiling", str(tmp_path / "none.csv")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--ceiling: " in err[0]

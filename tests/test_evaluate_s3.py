@@ -20,7 +20,7 @@ def test_evaluate_a_store_on_s3(tmp_path, capsys):
         build(make_arrays(n_tracks=12, n_segments=2), deep=False).to_zarr(
             url, storage_options=options, zarr_format=3, consolidated=True, mode="w")
         code = main(["evaluate", url, "--storage-options", json.dumps(options), "--classifiers",
-                     "linear-svm", "--folds", "3", "--jobs", "1", "--out", str(tmp_path)])
+                     "linear-svm", "--folds", "3", "--workers", "1", "--out", str(tmp_path)])
         assert code == 0
     text = (tmp_path / "report.json").read_text()
     report = json.loads(text)
@@ -41,7 +41,7 @@ def test_report_written_to_s3(capsys):
         build(make_arrays(n_tracks=12, n_segments=2), deep=False).to_zarr(
             url, storage_options=options, zarr_format=3, consolidated=True, mode="w")
         code = main(["evaluate", url, "--storage-options", json.dumps(options), "--classifiers",
-                     "linear-svm", "--folds", "3", "--jobs", "1", "--out", "s3://reports/r1/"])
+                     "linear-svm", "--folds", "3", "--workers", "1", "--out", "s3://reports/r1/"])
         assert code == 0, capsys.readouterr().err
         fs = s3fs.S3FileSystem(**options)
         names = {p.rsplit("/", 1)[1] for p in fs.ls("reports/r1")}
@@ -53,7 +53,7 @@ def test_report_written_to_s3(capsys):
         assert b"Linear SVM" in fs.cat_file("reports/r1/report.md")
         # a bucket that does not exist: one line naming it, exit 2
         code = main(["evaluate", url, "--storage-options", json.dumps(options), "--classifiers",
-                     "linear-svm", "--folds", "3", "--jobs", "1", "--out", "s3://nobucket/r/"])
+                     "linear-svm", "--folds", "3", "--workers", "1", "--out", "s3://nobucket/r/"])
         err = capsys.readouterr().err
         errors = [line for line in err.splitlines() if line.startswith("emodist: error:")]
         assert code == 2 and len(errors) == 1 and "--out: s3://nobucket/r" in errors[0]

@@ -360,7 +360,7 @@ def test_cli_complete_store_says_so(capsys, reference, small_dataset, tiny_model
     url, _ = reference
     code = main(["extract", str(small_dataset), "--store", url, "--segment-seconds", "4",
                  "--batch-size", "4", "--model", tiny_model, "--scheduler",
-                 client.scheduler.address, "--no-progress"])
+                 client.scheduler.address, "--quiet"])
     assert code == 0
     assert "is complete: 24 of 24 segments done in every group, 0 failed; nothing to do" in (
         capsys.readouterr().out)

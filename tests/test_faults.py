@@ -223,7 +223,7 @@ def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, datase
     url = str(tmp_path / "s.zarr")
     cmd = [sys.executable, "-m", "emodist", "extract", str(dataset), "--store", url,
            "--features", "handcrafted", "--segment-seconds", "4", "--batch-size", "4",
-           "--chunk-segments", str(CHUNK), "--no-progress"]
+           "--chunk-segments", str(CHUNK), "--quiet"]
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with processes_cluster(n_workers=1) as (address, sched, _workers):
         proc = subprocess.Popen(cmd + ["--scheduler", address], stdout=subprocess.PIPE,

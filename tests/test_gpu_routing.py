@@ -189,7 +189,7 @@ def test_cli_device_cuda_one_line_before_any_cluster(small_dataset, tiny_model, 
     from emodist.cli import main
 
     code = main(["extract", str(small_dataset), "--store", str(tmp_path / "s.zarr"),
-                 "--model", tiny_model, "--device", "cuda", "--no-progress"])
+                 "--model", tiny_model, "--device", "cuda", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1
     assert err[0].startswith("emodist: error: --device: cuda: onnxruntime ")

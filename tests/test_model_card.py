@@ -227,7 +227,7 @@ def test_card_group_end_to_end_on_a_local_cluster(card_path, demo_dataset, tmp_p
     store = tmp_path / "s.zarr"
     rc = main(["extract", str(demo_dataset), "--store", str(store), "--features", "mymodel",
                "--model-card", str(card_path), "--segment-seconds", "5", "--workers", "1",
-               "--threads-per-worker", "1", "--no-progress", "--batch-size", "3"])
+               "--threads-per-worker", "1", "--quiet", "--batch-size", "3"])
     assert rc == 0, capsys.readouterr()
     ds = open_store(str(store))
     assert (ds["mymodel_status"].values == layout.STATUS_DONE).all()

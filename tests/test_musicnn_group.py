@@ -203,7 +203,7 @@ def test_evaluate_takes_the_musicnn_groups_like_any_other(tmp_path, capsys):
     out = tmp_path / "rep"
     assert main(["evaluate", str(tmp_path / "s.zarr"), "--features", "musicnn_msd", "musicnn_mtt",
                  "handcrafted+musicnn_msd", "--classifiers", "linear-svm", "--folds", "4",
-                 "--jobs", "1", "--out", str(out)]) == 0
+                 "--workers", "1", "--out", str(out)]) == 0
     capsys.readouterr()
     report = json.loads((out / "report.json").read_text())
     acc = {r["features"]: r["segment"]["accuracy"]["mean"] for r in report["results"]}

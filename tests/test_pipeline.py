@@ -36,7 +36,7 @@ def test_run_command_on_a_dask_cluster(demo_dataset, tmp_path, capsys):
     store, out = tmp_path / "f.zarr", tmp_path / "report"
     args = ["run", str(demo_dataset), "--store", str(store), "--out", str(out),
             "--features", "handcrafted", "--segment-seconds", "20", "--classifiers", "linear-svm",
-            "bagged-trees", "--folds", "2", "--no-progress"]
+            "bagged-trees", "--folds", "2", "--quiet", "--rank-by", "macro_f1", "--seed", "1"]
     with dask_cluster(n_workers=2) as (address, _):
         assert main(args + ["--scheduler", address]) == 0
     text = capsys.readouterr().out
@@ -45,16 +45,37 @@ def test_run_command_on_a_dask_cluster(demo_dataset, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["executor"] == "dask"
     assert report["settings"]["features"] == ["handcrafted"]
+    assert (report["settings"]["rank_by"], report["settings"]["seed"]) == ("macro_f1", 1)
     assert report["data"]["n_segments"] == 16 and report["data"]["n_tracks"] == 16
     ds = open_store(str(store))
     assert (ds["handcrafted_status"].values == 1).all() and ds.emodist.groups == ["handcrafted"]
     # the fits made on the cluster equal the same evaluation in this process
-    local = ev.run_evaluate(str(store), classifiers=["linear-svm", "bagged-trees"], folds=2, n_jobs=1)
+    local = ev.run_evaluate(str(store), classifiers=["linear-svm", "bagged-trees"], folds=2, n_jobs=1,
+                            seed=1)
     assert local["folds"] == report["folds"]
     for a, b in zip(local["results"], report["results"]):
         assert a["classifier"] == b["classifier"]
         assert a["predictions"] == b["predictions"]
         np.testing.assert_allclose(a["segment"]["accuracy"]["folds"], b["segment"]["accuracy"]["folds"])
+
+
+@pytest.mark.cluster
+def test_run_takes_the_streamed_evaluation(demo_dataset, tmp_path, capsys):
+    store, out = tmp_path / "f.zarr", tmp_path / "report"
+    args = ["run", str(demo_dataset), "--store", str(store), "--out", str(out), "--features",
+            "handcrafted", "--segment-seconds", "20", "--folds", "2", "--quiet", "--workers", "1",
+            "--threads-per-worker", "1", "--stream", "--epochs", "2"]
+    assert main([*args, "--classifiers", "quick"]) == 2
+    assert capsys.readouterr().err == ("emodist: error: --classifiers: not with --stream (it fits "
+                                       "one streamed linear model on the stored labels, on this "
+                                       "machine)\n")
+    assert not store.exists()  # refused before extracting
+    assert main(args) == 0
+    assert "16 of 16 segments done in every group" in capsys.readouterr().out
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["classifiers"] == ["sgd_stream"]
+    assert report["settings"]["features"] == ["handcrafted"]
+    assert {r["classifier"] for r in report["results"]} == {"sgd_stream"}
 
 
 @pytest.mark.cluster

@@ -737,8 +737,8 @@ def test_cli_info(store, capsys):
 def test_cli_query_writes_each_format(store, tmp_path, fmt, capsys):
     path, v = store
     out = tmp_path / f"t.{fmt}"
-    rc = main(["query", path, "--label", "power", "--features", "mfcc_0*", "rms_mean",
-               "--output", str(out)])
+    rc = main(["query", path, "--label", "power", "--columns", "mfcc_0*", "rms_mean",
+               "--out", str(out)])
     assert rc == 0
     assert f"to {out}" in capsys.readouterr().err
     got = {"csv": lambda p: pd.read_csv(p, dtype={"track_id": str, "group": str}),
@@ -755,10 +755,10 @@ def test_cli_query_writes_each_format(store, tmp_path, fmt, capsys):
 
 def test_cli_query_table_to_stdout(store, capsys):
     path, _ = store
-    assert main(["query", path, "--track", "4", "--features", "rms_mean"]) == 0
+    assert main(["query", path, "--track", "4", "--columns", "rms_mean"]) == 0
     out = capsys.readouterr().out
     assert "4:003" in out and f"(4 rows x {len(META_COLUMNS) + 1} columns)" in out
-    assert main(["query", path, "--segment", "26:000", "26:003", "--features", "tempo",
+    assert main(["query", path, "--segment", "26:000", "26:003", "--columns", "tempo",
                  "--include-incomplete", "--format", "csv"]) == 0
     df = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert list(df["segment_id"]) == ["26:000", "26:003"]
@@ -788,12 +788,35 @@ def test_cli_similar_takes_segment_ids(store, capsys):
     assert [r["rank"] for r in rows] == [1, 2, 3, 4]
 
 
+def test_cli_query_groups_and_columns_together(store, capsys):
+    path, v = store
+    assert main(["query", path, "--track", "4", "--features", "handcrafted", "--columns",
+                 "inception_v3_000*", "--format", "csv"]) == 0
+    df = pd.read_csv(io.StringIO(capsys.readouterr().out), dtype={"track_id": str})
+    assert list(df.columns) == list(META_COLUMNS) + HC_NAMES + EMB_NAMES[:10]
+    rows = np.flatnonzero((TRACKS == "4") & done("handcrafted", "inception_v3"))
+    assert list(df["segment_id"]) == list(IDS[rows])
+    np.testing.assert_allclose(df[HC_NAMES].to_numpy(np.float64), v["handcrafted"][rows], rtol=1e-6)
+    np.testing.assert_allclose(df[EMB_NAMES[:10]].to_numpy(np.float64),
+                               v["inception_v3"][rows][:, :10], rtol=1e-6)
+
+
+@pytest.mark.parametrize("old", ["--output", "-o"])
+def test_cli_query_output_is_a_deprecated_out(store, tmp_path, capsys, old):
+    path, _ = store
+    out = tmp_path / "t.csv"
+    assert main(["query", path, "--track", "4", "--columns", "rms_mean", old, str(out)]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"emodist: {old} is deprecated; use --out\n")
+    assert len(pd.read_csv(out)) == 4
+
+
 @pytest.mark.parametrize(
     "argv, words",
     [
-        (["query", "{p}", "--features", "mfcc_1_mean"], "unknown feature 'mfcc_1_mean'"),
+        (["query", "{p}", "--columns", "mfcc_1_mean"], "unknown feature 'mfcc_1_mean'"),
         (["query", "{p}", "--track", "99"], "unknown track '99'"),
-        (["query", "{p}", "--format", "parquet"], "give --output FILE"),
+        (["query", "{p}", "--format", "parquet"], "give --out FILE"),
         (["similar", "{p}", "--segment", "nope"], "unknown segment 'nope'"),
         (["similar", "{p}", "--segment", "2:001"], "'2:001' has no inception_v3 features"),
         (["info", "{p}/missing"], "no feature store"),

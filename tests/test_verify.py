@@ -127,7 +127,7 @@ def test_deleted_and_truncated_chunks_reported_then_repaired(store, original, da
 def test_cli_repair_flag(store, original, dataset, capsys):
     (Path(store) / "handcrafted" / "c" / "4" / "0").unlink()
     base = ["extract", str(dataset), "--store", store, "--features", "handcrafted",
-            "--segment-seconds", "4", "--no-progress", "--workers", "1",
+            "--segment-seconds", "4", "--quiet", "--workers", "1",
             "--threads-per-worker", "1"]
     assert main(base) == 2
     err = capsys.readouterr().err.strip().splitlines()

@@ -28,6 +28,10 @@ EPILOG = """examples:
   emodist extract DATA --store features.zarr     # features into a Zarr store
   emodist evaluate features.zarr --out report/   # grouped cross-validation
   emodist info features.zarr                     # what a store holds
+
+The same flag means the same thing in every command: --out (where results go),
+--quiet, --workers, --features (feature groups, a+b joined), --columns (feature
+names or patterns), --seed, --overwrite, --scheduler, --storage-options.
 """
 
 
@@ -56,14 +60,28 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 #: Flags whose name is not the parameter's (``n_workers`` is set by ``--workers``).
-FLAG_NAMES = {"n_workers": "--workers"}
+FLAG_NAMES = {"n_workers": "--workers", "n_jobs": "--workers", "block_bytes": "--block-mib",
+              "progress": "--quiet"}
+
+
+def flag_name(param: str, overrides: dict | None = None) -> str:
+    """The command-line flag of a library parameter (``n_jobs`` -> ``--workers``).
+
+    Parameters
+    ----------
+    param : str
+        The parameter's name, as in :attr:`emodist.errors.EmodistError.param`.
+    overrides : dict, optional
+        A command's own flags for some parameters (they win over :data:`FLAG_NAMES`).
+    """
+    names = {**FLAG_NAMES, **(overrides or {})}
+    return names.get(param, f"--{param.replace('_', '-')}")
 
 
 def describe_error(exc: EmodistError) -> str:
     """The one-line message of an error, led by the flag of the parameter at fault."""
     if exc.param:
-        flag = FLAG_NAMES.get(exc.param, f"--{exc.param.replace('_', '-')}")
-        return f"{flag}: {exc.message}"
+        return f"{flag_name(exc.param)}: {exc.message}"
     return exc.message
 
 
@@ -71,9 +89,9 @@ def describe_error(exc: EmodistError) -> str:
 def log_to_stderr(args):
     """emodist's log lines (resuming, dashboard...) on stderr while a command runs.
 
-    Quiet commands (``--quiet``, ``--no-progress``) show warnings only.
+    Quiet commands (``--quiet``) show warnings only.
     """
-    quiet = getattr(args, "quiet", False) or getattr(args, "no_progress", False)
+    quiet = getattr(args, "quiet", False)
     logger = logging.getLogger("emodist")
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(message)s"))

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import argparse
-
 from emodist.cli.common import (
+    add_command,
     add_dataset_options,
+    add_out,
     add_segment_options,
     add_storage_options,
     parse_storage_options,
@@ -22,7 +22,7 @@ CATALOG_EXAMPLES = """examples:
 
 PLAN_EXAMPLES = """examples:
   emodist plan ../shared/data/emotify
-  emodist plan data/ --segment-seconds 10 --hop-seconds 5 --csv plan.csv
+  emodist plan data/ --segment-seconds 10 --hop-seconds 5 --out plan.csv
 """
 
 
@@ -40,13 +40,12 @@ def register(subparsers) -> None:
         "Plan fixed windows over every usable track from its header and report segment "
         "counts and tracks that gave none.")
     add_segment_options(q)
-    q.add_argument("--csv", metavar="FILE", help="write the plan table to FILE")
+    add_out(q, metavar="FILE", help="write the plan table to this CSV file", aliases=("--csv",))
 
 
 def _dataset_command(subparsers, name: str, func, examples: str, help: str, description: str):
     """A sub-command that reads a dataset (DATASET plus the dataset and storage options)."""
-    p = subparsers.add_parser(name, help=help, description=description, epilog=examples,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, name, help=help, description=description, epilog=examples)
     p.add_argument("dataset", help="dataset folder, manifest .csv, or fsspec URL")
     add_dataset_options(p)
     add_storage_options(p, locations=())
@@ -128,7 +127,7 @@ def cmd_plan(args) -> int:
             print(f"  {label:<20} {n:>6}")
     for track_id, path, msg in plan.problems:
         print(f"no segments: track {track_id} ({path}): {msg}")
-    if args.csv:
-        table.to_csv(args.csv, index=False)
-        print(f"plan written to {args.csv}")
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(f"plan written to {args.out}")
     return 0

@@ -1,22 +1,134 @@
-"""Argument helpers shared by the sub-command modules; every default comes from the spec."""
+"""Argument helpers shared by the sub-command modules: one vocabulary of flags.
+
+The same idea has the same flag in every command (``docs/reference/cli-vocabulary.md``):
+``--out`` where results go, ``--quiet`` for no progress, ``--workers`` for
+parallelism, ``--features`` for feature groups (``a+b`` joined), ``--columns`` for
+feature names or patterns, ``--seed``, ``--overwrite``, ``--scheduler``,
+``--storage-options``.  An old spelling stays one release as a hidden alias
+(:func:`add_alias`) that still works and says once on stderr what replaces it.
+Every default comes from the spec.
+"""
 
 from __future__ import annotations
 
+import argparse
+import importlib
 import json
+import sys
+from collections.abc import Sequence
 
 from emodist.errors import EmodistError
 from emodist.spec import LABEL_RULES, ExtractionSpec, Runtime
+
+__all__ = [
+    "LOCATIONS", "DeprecatedAlias", "LibraryChoices", "add_alias", "add_cluster_options", "add_command",
+    "add_dataset_options", "add_once", "add_out", "add_quiet", "add_scheduler_options",
+    "add_segment_options", "add_storage_options", "parse_json_object", "parse_resources",
+    "parse_storage_options", "runtime_from_args", "spec_from_args", "storage_from_args",
+]
 
 #: Locations that may have their own storage options.
 LOCATIONS = ("dataset", "store", "model")
 
 
-def add_command(subparsers, name: str, *, help: str, description: str, epilog: str):
-    """A sub-command parser whose examples keep their line breaks."""
-    import argparse
+class LibraryChoices(Sequence):
+    """The choices of an option: a library constant, imported when first needed.
 
+    For constants of modules that are slow to import (the store's pull in
+    xarray): building the parser does not import them, ``--help`` of the
+    command and checking a given value do.  Give the option a ``metavar``
+    (argparse lists the choices in it otherwise) and ``%(choices)s`` in its help.
+
+    Parameters
+    ----------
+    module, name : str
+        Where the constant is: ``getattr(importlib.import_module(module), name)``.
+    """
+
+    def __init__(self, module: str, name: str):
+        self.module, self.name = module, name
+
+    def _values(self) -> tuple:
+        return tuple(getattr(importlib.import_module(self.module), self.name))
+
+    def __getitem__(self, index):
+        return self._values()[index]
+
+    def __len__(self) -> int:
+        return len(self._values())
+
+
+def add_command(subparsers, name: str, *, help: str, description: str, epilog: str | None = None):
+    """A sub-command parser whose examples keep their line breaks."""
     return subparsers.add_parser(name, help=help, description=description, epilog=epilog,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+class DeprecatedAlias(argparse.Action):
+    """An old spelling of an option: hidden from ``--help``, says what replaces it on stderr.
+
+    Parameters
+    ----------
+    use : str
+        The flag to use instead (named in the deprecation line).
+    nargs, const, ... :
+        As for :class:`argparse.Action`; ``nargs=0`` stores ``const`` (a switch).
+    """
+
+    def __init__(self, option_strings, dest, *, use: str, nargs=None, const=None, **kwargs):
+        kwargs["help"] = argparse.SUPPRESS
+        kwargs.setdefault("default", argparse.SUPPRESS)  # the new option's default stands
+        super().__init__(option_strings, dest, nargs=nargs, const=const, **kwargs)
+        self.use = use
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(f"emodist: {option_string} is deprecated; use {self.use}", file=sys.stderr)
+        setattr(namespace, self.dest, self.const if self.nargs == 0 else values)
+
+
+def add_alias(container, *old: str, use: str, **kwargs) -> None:
+    """Hidden deprecated spellings ``old`` of the option ``use`` (same destination and type).
+
+    ``kwargs`` override what is copied from ``use`` (e.g. ``dest`` for an alias
+    whose value goes elsewhere).  Spellings the parser has already are skipped.
+    """
+    old = [o for o in old if o not in container._option_string_actions]
+    if not old:
+        return
+    new = container._option_string_actions[use]
+    kw = {"dest": new.dest, "nargs": new.nargs, "const": new.const, "type": new.type,
+          "choices": new.choices, "metavar": new.metavar}
+    kw.update(kwargs)
+    container.add_argument(*old, action=DeprecatedAlias, use=use, **kw)
+
+
+def add_once(container, *flags: str, **kwargs) -> None:
+    """Add an option unless the parser has it already (``run`` = extract + evaluate options)."""
+    if not any(f in container._option_string_actions for f in flags):
+        container.add_argument(*flags, **kwargs)
+
+
+def add_out(container, *, help: str, metavar: str = "DIR", aliases=(), **kwargs) -> None:
+    """``--out``: where a command's results go (a folder or a file), with old spellings."""
+    add_once(container, "--out", metavar=metavar, help=help, **kwargs)
+    if aliases:
+        add_alias(container, *aliases, use="--out")
+
+
+def add_quiet(container, help: str = "no progress lines on stderr") -> None:
+    """``--quiet`` (``--no-progress`` stays as a deprecated alias)."""
+    if "--quiet" in container._option_string_actions:
+        return
+    container.add_argument("--quiet", action="store_true", help=help)
+    add_alias(container, "--no-progress", use="--quiet")
+
+
+def add_scheduler_options(container, what: str = "") -> None:
+    """``--scheduler`` and ``--scheduler-file``: an existing Dask cluster."""
+    add_once(container, "--scheduler", metavar="ADDRESS",
+             help=f"connect to this Dask scheduler (tcp://HOST:8786){what}")
+    add_once(container, "--scheduler-file", metavar="FILE",
+             help=f"connect to the Dask scheduler of this scheduler file{what}")
 
 
 def parse_json_object(text: str | None, flag: str) -> dict | None:
@@ -34,13 +146,13 @@ def parse_json_object(text: str | None, flag: str) -> dict | None:
 
 def add_storage_options(parser, locations=LOCATIONS) -> None:
     """``--storage-options JSON`` for every location, and one option per location."""
-    parser.add_argument(
-        "--storage-options", metavar="JSON",
+    add_once(
+        parser, "--storage-options", metavar="JSON",
         help='fsspec options for remote paths, e.g. \'{"client_kwargs": {"endpoint_url": '
         '"http://127.0.0.1:9000"}}\'; credentials may also come from the AWS environment')
     for loc in locations if len(locations) > 1 else ():
-        parser.add_argument(f"--{loc}-storage-options", metavar="JSON",
-                            help=f"fsspec options for the {loc} only (override --storage-options)")
+        add_once(parser, f"--{loc}-storage-options", metavar="JSON",
+                 help=f"fsspec options for the {loc} only (override --storage-options)")
 
 
 def storage_from_args(args, locations=LOCATIONS) -> dict:
@@ -105,8 +217,7 @@ def spec_from_args(args, groups=()) -> ExtractionSpec:
 def add_cluster_options(parser) -> None:
     """Options choosing the Dask cluster."""
     g = parser.add_argument_group("cluster")
-    g.add_argument("--scheduler", metavar="ADDRESS", help="connect to this scheduler (tcp://HOST:8786)")
-    g.add_argument("--scheduler-file", metavar="FILE", help="connect through a scheduler file")
+    add_scheduler_options(g)
     g.add_argument("--workers", type=int, metavar="N", help="local cluster: worker processes")
     g.add_argument("--threads-per-worker", type=int, metavar="T", help="local cluster: threads each")
     g.add_argument("--memory-limit", metavar="SIZE", help="local cluster: memory per worker (4GiB)")
@@ -151,7 +262,7 @@ def runtime_from_args(args, **extra) -> Runtime:
           "memory_limit": getattr(args, "memory_limit", None),
           "storage": storage_from_args(args),
           "chunk": getattr(args, "chunk_segments", None),
-          "progress": not getattr(args, "no_progress", False),
+          "progress": not getattr(args, "quiet", False),
           "resources": parse_resources(getattr(args, "resources", None), "--resources"),
           "model_resources": parse_resources(getattr(args, "model_resources", None),
                                              "--model-resources")}

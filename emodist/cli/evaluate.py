@@ -2,10 +2,23 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 
-from emodist.cli.common import add_command, add_storage_options, parse_storage_options
+from emodist.cli import flag_name
+from emodist.cli.common import (
+    add_alias,
+    add_command,
+    add_once,
+    add_out,
+    add_quiet,
+    add_scheduler_options,
+    add_storage_options,
+    parse_storage_options,
+)
 from emodist.errors import EmodistError
+from emodist.learn.params import BALANCES, RANK_BY, TARGETS
+from emodist.spec import LABEL_RULES
 
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
 folds grouped by the manifest's group (else by track) and stratified by label
@@ -17,43 +30,80 @@ into --out and prints a ranked table."""
 EVALUATE_EXAMPLES = """examples:
   emodist evaluate --list
   emodist evaluate features.zarr --out report/
-  emodist evaluate features.zarr --features handcrafted inception_v3 handcrafted+inception_v3 \
+  emodist evaluate features.zarr --features handcrafted inception_v3 handcrafted+inception_v3 \\
       --classifiers "Bagged Trees" cubic-svm
-  emodist evaluate features.zarr --features 'mfcc_*' tempo --balance both
+  emodist evaluate features.zarr --columns 'mfcc_*' tempo --balance both
   emodist evaluate features.zarr --target distribution --out dist/
-  emodist evaluate features.zarr --classifiers all beyond --rank-by balanced_accuracy \
+  emodist evaluate features.zarr --classifiers all beyond --rank-by balanced_accuracy \\
       --ceiling ../shared/data/emotify --out report/
   emodist evaluate features.zarr --target factors --classifiers beyond --out factors/
   emodist compare report/ factors/ --out comparison.md
 """
 
-def add_evaluation_options(p, features: bool = True) -> None:
+
+class _ListPresets(argparse.Action):
+    """``--list``: print the classifier presets and exit (before any required argument)."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        print_presets()
+        parser.exit(0)
+
+
+def add_evaluation_options(p) -> None:
+    """Every option of ``evaluate`` but STORE (``run`` takes them too).
+
+    Options the parser has already (``run``'s extraction adds ``--features``,
+    ``--label-rule``, ``--workers``, ``--scheduler``...) are kept as they are:
+    on ``run`` they mean the same for both steps.
+    """
+    add_once(p, "--list", action=_ListPresets, help="list the classifier presets and exit")
+    add_quiet(p)
+    add_out(p, help="write report.json, report.md and figures here")
+    add_once(p, "--label-rule", choices=LABEL_RULES,
+             help="recompute labels from the stored votes (default: the stored labels)")
     g = p.add_argument_group("evaluation")
-    if features:
-        g.add_argument("--features", nargs="+", metavar="SET",
-                       help="stored group names and +-joined group names (handcrafted, "
-                       "handcrafted+inception_v3: one evaluation each) and/or feature names or "
-                       "glob patterns (together one set, 'custom'); default: every stored group, "
-                       "and all of them joined")
-    g.add_argument("--classifiers", nargs="+", metavar="PRESET",
-                   help="preset keys or names (see --list), or all (the study's presets and two "
-                   "extras) / quick / beyond (soft labels, prior shift, balanced bagging); default all")
-    g.add_argument("--folds", type=int, default=5, help="grouped folds (default 5)")
-    g.add_argument("--seed", type=int, default=0, help="seed of folds and models (default 0)")
-    g.add_argument("--balance", choices=("none", "weights", "both"), default="none",
-                   help="class weights: none, weights, or both (each model both ways)")
-    g.add_argument("--target", choices=("class", "factors", "distribution"), default="class",
-                   help="predict the dominant emotion, the dominant GEMS factor (sublimity, "
-                   "vitality, unease) or the 9-way vote distribution")
-    g.add_argument("--top", type=int, metavar="N", help="print only the N best rows")
-
-
-def _add_eval_cluster(p) -> None:
+    add_once(g, "--features", nargs="+", metavar="GROUP",
+             help="stored groups and +-joined groups to evaluate, one evaluation each "
+             "(handcrafted, handcrafted+inception_v3); default: every stored group, and all of "
+             "them joined")
+    add_once(g, "--columns", nargs="+", metavar="PATTERN",
+             help="feature names or glob patterns ('mfcc_*'), together one more feature set "
+             "('custom')")
+    add_once(g, "--classifiers", nargs="+", metavar="PRESET",
+             help="preset keys or names (see --list), or all (the study's presets and two "
+             "extras) / quick / beyond (soft labels, prior shift, balanced bagging); default all")
+    add_once(g, "--folds", type=int, default=5, help="grouped folds (default 5)")
+    add_once(g, "--seed", type=int, default=0, help="seed of folds and models (default 0)")
+    add_once(g, "--balance", choices=BALANCES, default=BALANCES[0],
+             help="class weights: none, weights, or both (each model both ways)")
+    add_once(g, "--target", choices=TARGETS, default=TARGETS[0],
+             help="predict the dominant emotion, the dominant GEMS factor (sublimity, "
+             "vitality, unease) or the 9-way vote distribution")
+    add_once(g, "--top", type=int, metavar="N", help="print only the N best rows")
+    g = p.add_argument_group("comparison")
+    add_once(g, "--rank-by", choices=RANK_BY, default=RANK_BY[0],
+             help=f"segment metric the table is ranked by (default {RANK_BY[0]})")
+    add_once(g, "--ceiling", metavar="DATA_CSV_OR_EMOTIFY_DIR",
+             help="listener responses for the human ceiling (default: the store's dataset "
+             "folder when it is an Emotify folder here; 'none' to skip)")
     g = p.add_argument_group("parallelism")
-    g.add_argument("--jobs", type=int, default=-1, metavar="N",
-                   help="local processes for the fits (default: all cores)")
-    g.add_argument("--scheduler", metavar="ADDRESS", help="run the fits on this Dask scheduler")
-    g.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file")
+    add_once(g, "--workers", type=int, metavar="N",
+             help="local processes for the fits (default: all cores)")
+    add_alias(g, "--jobs", use="--workers")
+    add_scheduler_options(g, what=": the fits run there")
+    g = p.add_argument_group("streaming (stores larger than memory)")
+    add_once(g, "--stream", action="store_true",
+             help="read the features block by block and fit one streamed linear model "
+             "(logistic loss, SGD partial_fit per fold, standardised from streamed "
+             "statistics): the driver keeps a few bytes per segment")
+    add_once(g, "--epochs", type=int, default=5,
+             help="--stream: passes over the training rows (default 5)")
+    add_once(g, "--block-mib", type=float, default=64.0, metavar="MIB",
+             help="--stream: uncompressed feature MiB read per block (default 64)")
+    add_storage_options(p, locations=())
 
 
 def register(subparsers) -> None:
@@ -61,29 +111,9 @@ def register(subparsers) -> None:
     p = add_command(subparsers, "evaluate", help="grouped cross-validation of classifiers on a store",
                     description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES)
     p.add_argument("store", nargs="?", metavar="STORE", help="feature store (path or s3://...)")
-    p.add_argument("--list", action="store_true", help="list the classifier presets and exit")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
-    p.add_argument("--out", metavar="DIR", help="write report.json, report.md and figures here")
-    p.add_argument("--label-rule", choices=("listener", "mean"),
-                   help="recompute labels from the stored votes (default: the stored labels)")
     add_evaluation_options(p)
-    g = p.add_argument_group("comparison")
-    g.add_argument("--rank-by", choices=("accuracy", "balanced_accuracy", "macro_f1"),
-                   default="accuracy", help="segment metric the table is ranked by (default accuracy)")
-    g.add_argument("--ceiling", metavar="DATA_CSV_OR_EMOTIFY_DIR",
-                   help="listener responses for the human ceiling (default: the store's dataset "
-                   "folder when it is an Emotify folder here; 'none' to skip)")
-    _add_eval_cluster(p)
-    g = p.add_argument_group("streaming (stores larger than memory)")
-    g.add_argument("--stream", action="store_true",
-                   help="read the features block by block and fit one streamed linear model "
-                   "(logistic loss, SGD partial_fit per fold, standardised from streamed "
-                   "statistics): the driver keeps a few bytes per segment")
-    g.add_argument("--epochs", type=int, default=5, help="--stream: passes over the training rows (default 5)")
-    g.add_argument("--block-mib", type=float, default=64.0, metavar="MIB",
-                   help="--stream: uncompressed feature MiB read per block (default 64)")
-    add_storage_options(p, locations=())
     p.set_defaults(func=cmd_evaluate)
+
 
 def print_presets(print_fn=print) -> None:
     """Print every classifier and distribution preset with its parameters."""
@@ -115,25 +145,45 @@ def _maybe_client(scheduler: str | None, scheduler_file: str | None):
         yield client
 
 
-#: Command-line flag of each :func:`emodist.learn.evaluate.run_evaluate` parameter.
-FLAGS = {"features": "--features", "classifiers": "--classifiers", "folds": "--folds",
-         "seed": "--seed", "balance": "--balance", "label_rule": "--label-rule",
-         "target": "--target", "rank_by": "--rank-by", "ceiling": "--ceiling"}
 #: Extra words for a parameter's message on the command line.
 HINTS = {"classifiers": " (see emodist evaluate --list)"}
 
 
 @contextlib.contextmanager
 def flagged(flags: dict | None = None):
-    """Re-raise a :class:`~emodist.learn.params.ParameterError` with its flag in front."""
+    """Re-raise a :class:`~emodist.learn.params.ParameterError` led by its flag.
+
+    The flag is :func:`emodist.cli.flag_name`'s, unless ``flags`` names the
+    command's own for that parameter.
+    """
     from emodist.learn.params import ParameterError
 
-    flags = {**FLAGS, **(flags or {})}
     try:
         yield
     except ParameterError as exc:
-        flag = flags.get(exc.parameter, exc.parameter)
+        flag = flag_name(exc.parameter, flags)
         raise EmodistError(f"{flag}: {exc.message}{HINTS.get(exc.parameter, '')}") from exc
+
+
+def feature_sets(args) -> list | None:
+    """The feature sets to evaluate: ``--features`` groups, then ``--columns`` as one more."""
+    sets = [*(getattr(args, "features", None) or ()), *(getattr(args, "columns", None) or ())]
+    return sets or None
+
+
+def feature_flags(args) -> dict:
+    """The flag an error about the feature sets names: ``--columns`` when only it was given."""
+    if getattr(args, "columns", None) and not getattr(args, "features", None):
+        return {"features": "--columns"}
+    return {}
+
+
+def evaluation_kwargs(args) -> dict:
+    """Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate` from the options."""
+    return {"features": feature_sets(args), "classifiers": args.classifiers or ["all"],
+            "folds": args.folds, "seed": args.seed, "balance": args.balance,
+            "label_rule": args.label_rule, "target": args.target, "rank_by": args.rank_by,
+            "ceiling": ceiling_arg(args.ceiling)}
 
 
 def print_summary(report: dict, console=None, top: int | None = None) -> None:
@@ -165,46 +215,57 @@ def ceiling_arg(value: str | None):
 
 def cmd_evaluate(args) -> int:
     """Run ``emodist evaluate``."""
-    if args.list:
-        print_presets()
-        return 0
     if not args.store:
         raise EmodistError("give a STORE to evaluate (or --list)")
     if args.stream:
         return cmd_stream(args)
     from emodist.learn.evaluate import run_evaluate
 
-    with flagged(), _maybe_client(args.scheduler, args.scheduler_file) as client:
+    with flagged(feature_flags(args)), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
-            args.store, features=args.features, classifiers=args.classifiers or ["all"], folds=args.folds,
-            seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
-            out=args.out, client=client, n_jobs=args.jobs,
-            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
-            rank_by=args.rank_by, ceiling=ceiling_arg(args.ceiling),
-        )
+            args.store, **evaluation_kwargs(args), out=args.out, client=client,
+            n_jobs=args.workers if args.workers is not None else -1,
+            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet)
     print_report(report, args.top)
     return 0
 
 
-#: Options of the in-memory evaluation that ``--stream`` does not take, with their flags.
-NOT_STREAMED = {"classifiers": "--classifiers", "label_rule": "--label-rule", "scheduler": "--scheduler",
-                "scheduler_file": "--scheduler-file", "ceiling": "--ceiling"}
+#: Parameters of the in-memory evaluation that ``--stream`` does not take.
+NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling")
+
+
+def check_streamable(args, refused: tuple = NOT_STREAMED) -> None:
+    """Refuse the options ``--stream`` does not take (``refused``: parameters that must be unset)."""
+    for name in refused:
+        if getattr(args, name, None) is not None:
+            raise EmodistError(f"{flag_name(name)}: not with --stream (it fits one streamed "
+                               "linear model on the stored labels, on this machine)")
+    if args.target != TARGETS[0]:
+        raise EmodistError(f"--target: --stream predicts the dominant emotion ({TARGETS[0]}) only")
+
+
+def stream_report(args, *, storage_options: dict | None) -> dict:
+    """The report of ``--stream``: the streamed linear model over ``args.store``.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        The evaluation options (checked by :func:`check_streamable`).
+    storage_options : dict or None
+        fsspec options of the store.
+    """
+    from emodist.learn.stream import stream_evaluate
+
+    with flagged(feature_flags(args)):
+        return stream_evaluate(
+            args.store, features=feature_sets(args), folds=args.folds, seed=args.seed,
+            balance=args.balance, epochs=args.epochs, block_bytes=int(args.block_mib * 2**20),
+            out=args.out, storage_options=storage_options, progress=not args.quiet)
 
 
 def cmd_stream(args) -> int:
     """``emodist evaluate --stream``: the streamed linear model over the store."""
-    from emodist.learn.stream import stream_evaluate
-
-    for name, flag in NOT_STREAMED.items():
-        if getattr(args, name, None) is not None:
-            raise EmodistError(f"{flag}: not with --stream (it fits one streamed linear model "
-                               "on the stored labels, on this machine)")
-    if args.target != "class":
-        raise EmodistError("--target: --stream predicts the dominant emotion (class) only")
-    with flagged({"epochs": "--epochs", "block_bytes": "--block-mib"}):
-        report = stream_evaluate(
-            args.store, features=args.features, folds=args.folds, seed=args.seed, balance=args.balance,
-            epochs=args.epochs, block_bytes=int(args.block_mib * 2**20), out=args.out,
-            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet)
+    check_streamable(args)
+    report = stream_report(args, storage_options=parse_storage_options(args.storage_options))
     print_report(report, args.top)
     return 0

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-import argparse
-
 from emodist.cli.common import (
     add_cluster_options,
+    add_command,
     add_dataset_options,
+    add_quiet,
     add_segment_options,
     add_storage_options,
     runtime_from_args,
     spec_from_args,
 )
-from emodist.spec import BATCH_SIZE
+from emodist.features import DEFAULT_GROUPS, REGISTRY
+from emodist.features.handcrafted.names import FEATURE_SETS
+from emodist.features.inception import IMAGE_SCALES
+from emodist.features.musicnn import DEFAULT_OUTPUTS
+from emodist.spec import BATCH_SIZE, PLAN_SITES
 
 DESCRIPTION = """Extract feature groups of every segment of DATASET into a chunked Zarr
 store, on a Dask cluster (a LocalCluster sized to this machine unless --scheduler or
@@ -23,7 +27,7 @@ EXAMPLES = """examples:
   emodist extract ../shared/data/emotify --store features.zarr
   emodist extract data/ --store features.zarr --features handcrafted --workers 2
   emodist extract data/ --store features.zarr --features inception_v3   # add a group later
-  emodist extract data/ --store features.zarr --features musicnn_msd musicnn_mtt \
+  emodist extract data/ --store features.zarr --features musicnn_msd musicnn_mtt \\
       --musicnn-outputs taggram penultimate     # after 'emodist model build musicnn-msd' (-mtt)
   emodist extract data/ --store features.zarr --features mymodel --model-card mymodel.toml
   emodist extract s3://bucket/emotify --store s3://bucket/features.zarr \\
@@ -34,20 +38,18 @@ EXAMPLES = """examples:
 
 def add_group_options(parser) -> None:
     """``--features`` and the options of the built-in groups."""
-    from emodist.features import REGISTRY
-
     g = parser.add_argument_group("feature groups")
-    g.add_argument("--features", nargs="+", default=["handcrafted", "inception_v3"],
-                   metavar="GROUP",
+    g.add_argument("--features", nargs="+", metavar="GROUP",
                    help=f"groups to extract ({', '.join(REGISTRY)}; 'a+b' allowed; "
-                   "default: handcrafted inception_v3)")
-    g.add_argument("--feature-set", default="full", help="handcrafted selection (full, seed17)")
+                   f"default: {' '.join(DEFAULT_GROUPS)})")
+    g.add_argument("--feature-set", default=FEATURE_SETS[0], choices=FEATURE_SETS,
+                   help=f"handcrafted selection (default {FEATURE_SETS[0]})")
     g.add_argument("--n-mfcc", type=int, default=13, metavar="N", help="handcrafted MFCCs")
-    g.add_argument("--image-scale", default="linear", choices=("linear", "mel"),
+    g.add_argument("--image-scale", default=IMAGE_SCALES[0], choices=IMAGE_SCALES,
                    help="Inception-v3 picture frequency axis")
     g.add_argument("--model", metavar="PATH", help="Inception-v3 ONNX model (default: the built one)")
     g.add_argument("--musicnn-outputs", nargs="+", metavar="OUT",
-                   choices=("taggram", "penultimate", "max_pool", "mean_pool"),
+                   choices=DEFAULT_OUTPUTS,
                    help="MusiCNN outputs to keep, averaged over a segment's 3 s patches "
                    "(default: all four)")
     g.add_argument("--musicnn-dir", metavar="DIR",
@@ -81,8 +83,8 @@ def add_extract_options(p) -> None:
     p.add_argument("--repair", action="store_true",
                    help="recompute the chunks that `emodist verify` finds damaged (a damaged "
                    "store is refused without it)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--plan-on", default="auto", metavar="WHERE",
+    add_quiet(p, help="no progress bar")
+    p.add_argument("--plan-on", default=PLAN_SITES[0], choices=PLAN_SITES,
                    help="where the file headers of the segment plan are read: auto (default: "
                    "on the workers when the dataset is remote or has more than "
                    f"{PLAN_ON_WORKERS_TRACKS} tracks), driver or workers")
@@ -91,9 +93,8 @@ def add_extract_options(p) -> None:
 
 def register(subparsers) -> None:
     """Add the ``extract`` parser."""
-    p = subparsers.add_parser("extract", help="extract feature groups into a Zarr store",
-                              description=DESCRIPTION, epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "extract", help="extract feature groups into a Zarr store",
+                    description=DESCRIPTION, epilog=EXAMPLES)
     add_dataset_and_store(p)
     add_extract_options(p)
     p.set_defaults(func=cmd_extract)
@@ -117,7 +118,8 @@ def spec_and_runtime(args):
     options = {"feature_set": args.feature_set, "n_mfcc": args.n_mfcc,
                "image_scale": args.image_scale, "model": args.model,
                "musicnn_outputs": outputs, "musicnn_dir": getattr(args, "musicnn_dir", None)}
-    return spec_from_args(args, make_groups(args.features, options)), runtime_from_args(args)
+    groups = make_groups(args.features or DEFAULT_GROUPS, options)
+    return spec_from_args(args, groups), runtime_from_args(args)
 
 
 def print_result(result) -> None:

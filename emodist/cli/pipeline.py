@@ -2,17 +2,28 @@
 
 from __future__ import annotations
 
-import argparse
+from emodist.cli.common import add_alias, add_command, add_out
+from emodist.cli.evaluate import (
+    add_evaluation_options,
+    check_streamable,
+    evaluation_kwargs,
+    feature_flags,
+    flagged,
+    print_report,
+    stream_report,
+)
+from emodist.cli.extract import (
+    add_dataset_and_store,
+    add_extract_options,
+    print_result,
+    spec_and_runtime,
+)
 
 RUN_DESCRIPTION = """Extract DATASET into the store, then evaluate it (extract + evaluate
-on one Dask cluster).  Every extracted feature group is evaluated, and both groups
-together when there are two."""
-
-DEMO_DESCRIPTION = """The whole job on generated data: write a small Emotify-layout dataset,
-extract its features on a local Dask cluster, cross-validate a few classifiers and
-print the ranked table.  Deep features are used only when the real network has been
-built with `emodist model build`."""
-
+on one Dask cluster).  --features names the groups extracted and the feature sets
+evaluated (a+b: both groups extracted, evaluated joined); without it the default
+groups are extracted and each is evaluated alone, and all of them joined.  Every
+option of `emodist evaluate` applies to the evaluation."""
 
 DEMO_DESCRIPTION = """The whole job on generated data: write a small Emotify-layout dataset,
 extract its features on a local Dask cluster, cross-validate a few classifiers and
@@ -22,6 +33,8 @@ been built with `emodist model build`."""
 RUN_EXAMPLES = """examples:
   emodist run ../shared/data/emotify --store features.zarr --out report/
   emodist run data/ --store features.zarr --out report/ --features handcrafted --classifiers quick
+  emodist run data/ --store features.zarr --features handcrafted inception_v3 \\
+      handcrafted+inception_v3 --balance both --rank-by balanced_accuracy --out report/
   emodist run s3://bucket/data --store s3://bucket/features.zarr --out report/ \\
       --scheduler tcp://scheduler:8786
 """
@@ -31,35 +44,24 @@ DEMO_EXAMPLES = """examples:
   emodist demo --out /tmp/demo --tracks 16 --duration 20
 """
 
-
-DEMO_EXAMPLES = """examples:
-  emodist demo                                  # 32 generated tracks into ./emodist-demo
-  emodist demo --out /tmp/demo --tracks 16 --duration 20
-"""
+#: Parameters that ``run --stream`` refuses (the extraction uses its cluster and label rule).
+RUN_NOT_STREAMED = ("classifiers", "ceiling")
 
 
 def register(subparsers) -> None:
     """Add ``run`` and ``demo``."""
-    from emodist.cli.evaluate import add_evaluation_options
-    from emodist.cli.extract import add_dataset_and_store, add_extract_options
-
-    r = subparsers.add_parser("run", help="extract a dataset, then evaluate it",
-                              description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    r = add_command(subparsers, "run", help="extract a dataset, then evaluate it",
+                    description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES)
     add_dataset_and_store(r)
-    r.add_argument("--out", required=True, metavar="DIR", help="report folder")
+    add_out(r, help="report folder: report.json, report.md and figures")
     add_extract_options(r)
-    add_evaluation_options(r, features=False)
-    r.add_argument("--evaluate-features", nargs="+", metavar="SET",
-                   help="feature sets to evaluate (default: every extracted group alone, and "
-                   "all of them joined with +)")
+    add_evaluation_options(r)
+    add_alias(r, "--evaluate-features", use="--features", dest="evaluate_features")
     r.set_defaults(func=cmd_run)
 
-    d = subparsers.add_parser("demo", help="the whole job on generated demo data",
-                              description=DEMO_DESCRIPTION, epilog=DEMO_EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
-    d.add_argument("--out", default="emodist-demo", metavar="DIR",
-                   help="output folder (default ./emodist-demo)")
+    d = add_command(subparsers, "demo", help="the whole job on generated demo data",
+                    description=DEMO_DESCRIPTION, epilog=DEMO_EXAMPLES)
+    add_out(d, default="emodist-demo", help="output folder (default ./emodist-demo)")
     d.add_argument("--tracks", type=int, default=32, metavar="N", help="generated tracks (default 32)")
     d.add_argument("--seed", type=int, default=0, help="seed of data, folds and models")
     d.add_argument("--duration", type=float, default=30.0, metavar="S",
@@ -68,29 +70,51 @@ def register(subparsers) -> None:
     d.set_defaults(func=cmd_demo)
 
 
+def run_evaluation(args) -> tuple[dict, dict]:
+    """The evaluation keyword arguments of ``run`` and the flags its errors name.
+
+    The sets evaluated are ``--features`` as given (the default: every extracted
+    group alone, and all joined), ``--columns`` one more; the labels are those the
+    extraction stored (its ``--label-rule``).
+    """
+    evaluation = evaluation_kwargs(args)
+    evaluation.pop("label_rule")
+    flags = feature_flags(args)
+    old = getattr(args, "evaluate_features", None)
+    if old:
+        evaluation["features"] = old
+        flags = {"features": "--evaluate-features"}
+    if evaluation["features"] is None:
+        evaluation.pop("features")
+    return evaluation, flags
+
+
 def cmd_run(args) -> int:
     """Run ``emodist run``: extract, then evaluate."""
-    from emodist.cli.evaluate import flagged, print_report
-    from emodist.cli.extract import print_result, spec_and_runtime
+    from emodist.engine.extract import run_extract
     from emodist.engine.pipeline import run_pipeline
 
     spec, runtime = spec_and_runtime(args)
-    evaluation = {"classifiers": args.classifiers or ["all"], "folds": args.folds, "seed": args.seed,
-                  "balance": args.balance, "target": args.target}
-    if args.evaluate_features:
-        evaluation["features"] = args.evaluate_features
-    with flagged({"features": "--evaluate-features"}):
-        result = run_pipeline(args.dataset, args.store, args.out, spec, runtime,
-                              overwrite=args.overwrite, retry_failed=args.retry_failed,
-                              repair=args.repair, evaluation=evaluation)
-    print_result(result.extract)
-    print_report(result.report, args.top)
+    if args.stream:
+        check_streamable(args, RUN_NOT_STREAMED)
+        extracted = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
+                                retry_failed=args.retry_failed, repair=args.repair)
+        print_result(extracted)
+        report = stream_report(args, storage_options=runtime.options("store"))
+    else:
+        evaluation, flags = run_evaluation(args)
+        with flagged(flags):
+            result = run_pipeline(args.dataset, args.store, args.out, spec, runtime,
+                                  overwrite=args.overwrite, retry_failed=args.retry_failed,
+                                  repair=args.repair, evaluation=evaluation)
+        print_result(result.extract)
+        report = result.report
+    print_report(report, args.top)
     return 0
 
 
 def cmd_demo(args) -> int:
     """Run ``emodist demo``."""
-    from emodist.cli.evaluate import print_report
     from emodist.engine.pipeline import run_demo
 
     result = run_demo(args.out, n_tracks=args.tracks, seed=args.seed, duration_s=args.duration,

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from emodist.cli.common import add_storage_options, parse_storage_options
+from emodist.cli.common import (
+    LibraryChoices,
+    add_command,
+    add_out,
+    add_storage_options,
+    parse_storage_options,
+)
 from emodist.errors import EmodistError
+
+#: ``similar --metric``: :data:`emodist.store.similar.METRICS` (not imported to build the parser).
+METRICS = LibraryChoices("emodist.store.similar", "METRICS")
 
 #: Output formats of ``emodist query`` and ``emodist similar``.
 FORMATS = ("table", "csv", "parquet", "json")
@@ -21,15 +29,15 @@ INFO_EXAMPLES = """examples:
 """
 
 QUERY_EXAMPLES = """examples:
-  emodist query features.zarr --track 17 --features 'mfcc_*' rms_mean
-  emodist query features.zarr --label calmness --features inception_v3 --output calm.parquet
-  emodist query features.zarr --genre rock --format csv --output rock.csv
+  emodist query features.zarr --track 17 --columns 'mfcc_*' rms_mean
+  emodist query features.zarr --label calmness --features inception_v3 --out calm.parquet
+  emodist query features.zarr --genre rock --format csv --out rock.csv
 """
 
 SIMILAR_EXAMPLES = """examples:
   emodist similar features.zarr --segment 17:001 -k 10
   emodist similar features.zarr --segment 17:001 --features handcrafted --exclude-same-track
-  emodist similar features.zarr --segment 17:001 --features 'mfcc_*' --metric euclidean
+  emodist similar features.zarr --segment 17:001 --columns 'mfcc_*' --metric euclidean
 """
 
 
@@ -48,15 +56,14 @@ def register(subparsers) -> None:
         subparsers, "query", cmd_query, QUERY_EXAMPLES,
         "select stored features of tracks, classes or genres",
         "One row per finished segment matching every filter: metadata columns, then the "
-        "chosen features (names, glob patterns, groups such as handcrafted, inception_v3, "
-        "handcrafted+inception_v3, or votes).",
+        "chosen features (--features: groups such as handcrafted, inception_v3, "
+        "handcrafted+inception_v3, or votes; --columns: names or glob patterns).",
     )
     q.add_argument("--track", nargs="+", action="extend", metavar="ID", help="track ids")
     q.add_argument("--label", nargs="+", action="extend", metavar="CLASS", help="classes")
     q.add_argument("--genre", nargs="+", action="extend", metavar="GENRE", help="genres")
     q.add_argument("--segment", nargs="+", action="extend", metavar="ID", help="segment ids")
-    q.add_argument("--features", nargs="+", action="extend", metavar="PATTERN",
-                   help="feature names, patterns like 'mfcc_*', or groups (default: the first group)")
+    add_feature_options(q, "the first group")
     q.add_argument("--include-incomplete", action="store_true",
                    help="also list pending and failed segments (NaN features, status column)")
     add_output_options(q)
@@ -70,9 +77,9 @@ def register(subparsers) -> None:
     )
     s.add_argument("--segment", required=True, metavar="ID", help="query segment id")
     s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
-    s.add_argument("--features", nargs="+", action="extend", metavar="PATTERN",
-                   help="feature group, names or patterns (default: the last model group)")
-    s.add_argument("--metric", choices=("cosine", "euclidean"), default="cosine")
+    add_feature_options(s, "the last model group")
+    s.add_argument("--metric", choices=METRICS, metavar="METRIC",
+                   help="distance between segments: %(choices)s (default: the first)")
     s.add_argument("--exclude-same-track", action="store_true",
                    help="leave out the other segments of the query's track")
     s.add_argument("--label", nargs="+", action="extend", metavar="CLASS",
@@ -85,18 +92,32 @@ def register(subparsers) -> None:
 
 def _command(subparsers, name: str, func, examples: str, help: str, description: str):
     """A sub-command parser taking a ``store`` argument and running ``func``."""
-    p = subparsers.add_parser(name, help=help, description=description, epilog=examples,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, name, help=help, description=description, epilog=examples)
     p.add_argument("store", help="store path or fsspec URL")
     p.set_defaults(func=func)
     return p
 
 
+def add_feature_options(parser, default: str) -> None:
+    """``--features`` (groups, ``a+b`` joined) and ``--columns`` (names or patterns)."""
+    parser.add_argument("--features", nargs="+", action="extend", metavar="GROUP",
+                        help="feature groups (handcrafted, inception_v3, handcrafted+inception_v3, "
+                        f"votes); default, without --columns: {default}")
+    parser.add_argument("--columns", nargs="+", action="extend", metavar="PATTERN",
+                        help="feature names or glob patterns ('mfcc_*', rms_mean)")
+
+
+def selected_features(args) -> list | None:
+    """What ``--features`` and ``--columns`` select, in that order (None: the default)."""
+    chosen = [*(args.features or ()), *(args.columns or ())]
+    return chosen or None
+
+
 def add_output_options(parser) -> None:
-    """``--format`` and ``--output``."""
+    """``--format`` and ``--out``."""
     parser.add_argument("--format", choices=FORMATS,
-                        help="output format (default: from the --output suffix, else table)")
-    parser.add_argument("--output", "-o", metavar="FILE", help="write to FILE, not stdout")
+                        help="output format (default: from the --out suffix, else table)")
+    add_out(parser, metavar="FILE", help="write to FILE, not stdout", aliases=("--output", "-o"))
 
 
 def output_format(fmt: str | None, output: str | None) -> str:
@@ -117,7 +138,7 @@ def render(df, fmt: str, max_rows: int | None = 40, max_cols: int | None = 12) -
     if fmt == "json":
         return df.to_json(orient="records", indent=None) + "\n"
     if fmt != "table":
-        raise EmodistError(f"{fmt} output is binary; give --output FILE")
+        raise EmodistError(f"{fmt} output is binary; give --out FILE")
     text = df.to_string(index=False, max_rows=max_rows, max_cols=max_cols)
     return f"{text}\n({len(df)} rows x {df.shape[1]} columns)\n"
 
@@ -126,7 +147,7 @@ def write_frame(df, fmt: str, output: str | None) -> None:
     """Write ``df`` to ``output`` (or stdout) in ``fmt``."""
     if fmt == "parquet":
         if not output:
-            raise EmodistError("parquet output is binary; give --output FILE")
+            raise EmodistError("parquet output is binary; give --out FILE")
         try:
             df.to_parquet(output, index=False)
         except OSError as exc:
@@ -206,7 +227,7 @@ def _open(args):
     """The output format and the opened store of a query command."""
     from emodist.store import open_store
 
-    fmt = output_format(args.format, args.output)
+    fmt = output_format(args.format, args.out)
     return fmt, open_store(args.store, parse_storage_options(args.storage_options))
 
 
@@ -218,18 +239,20 @@ def _filters(args) -> dict:
 def cmd_query(args) -> int:
     """``emodist query``."""
     fmt, ds = _open(args)
-    df = ds.emodist.select(tracks=args.track, segments=args.segment, features=args.features,
+    df = ds.emodist.select(tracks=args.track, segments=args.segment,
+                           features=selected_features(args),
                            include_incomplete=args.include_incomplete, **_filters(args))
-    write_frame(df, fmt, args.output)
-    if args.output:
-        print(f"wrote {len(df)} rows x {df.shape[1]} columns to {args.output}", file=sys.stderr)
+    write_frame(df, fmt, args.out)
+    if args.out:
+        print(f"wrote {len(df)} rows x {df.shape[1]} columns to {args.out}", file=sys.stderr)
     return 0
 
 
 def cmd_similar(args) -> int:
     """``emodist similar``."""
     fmt, ds = _open(args)
-    df = ds.emodist.similar(args.segment, k=args.k, features=args.features, metric=args.metric,
-                            exclude_same_track=args.exclude_same_track, **_filters(args))
-    write_frame(df, fmt, args.output)
+    metric = {"metric": args.metric} if args.metric else {}
+    df = ds.emodist.similar(args.segment, k=args.k, features=selected_features(args),
+                            exclude_same_track=args.exclude_same_track, **metric, **_filters(args))
+    write_frame(df, fmt, args.out)
     return 0

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import argparse
-
-from emodist.cli.common import add_storage_options, parse_storage_options
+from emodist.cli.common import add_command, add_storage_options, parse_storage_options
 
 #: Exit status of a damaged store (2 stays a usage or input error).
 EXIT_DAMAGED = 3
@@ -24,9 +22,8 @@ EXAMPLES = """examples:
 
 def register(subparsers) -> None:
     """Add the ``verify`` parser."""
-    p = subparsers.add_parser("verify", help="check every chunk of a feature store",
-                              description=DESCRIPTION, epilog=EXAMPLES,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = add_command(subparsers, "verify", help="check every chunk of a feature store",
+                    description=DESCRIPTION, epilog=EXAMPLES)
     p.add_argument("store", metavar="STORE", help="store path or fsspec URL")
     add_storage_options(p, locations=())
     p.set_defaults(func=cmd_verify)

@@ -89,9 +89,9 @@ class ExtractResult:
 
 def default_spec(**changes) -> ExtractionSpec:
     """The spec of a plain ``emodist extract``: handcrafted and Inception-v3."""
-    from emodist.features import make_groups
+    from emodist.features import DEFAULT_GROUPS, make_groups
 
-    spec = ExtractionSpec(groups=make_groups(["handcrafted", "inception_v3"]))
+    spec = ExtractionSpec(groups=make_groups(DEFAULT_GROUPS))
     return spec.replace(**changes) if changes else spec
 
 

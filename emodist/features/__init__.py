@@ -23,9 +23,11 @@ from emodist.features.musicnn import MusiCNN
 REGISTRY: dict[str, type] = {Handcrafted.name: Handcrafted, InceptionV3.name: InceptionV3,
                              "musicnn_msd": Bound(MusiCNN, variant="msd"),
                              "musicnn_mtt": Bound(MusiCNN, variant="mtt")}
+#: Groups extracted when none are named: the handcrafted set and Inception-v3.
+DEFAULT_GROUPS = (Handcrafted.name, InceptionV3.name)
 
-__all__ = ["REGISTRY", "Bound", "FeatureGroup", "InputSpec", "Segment", "WorkerContext",
-           "make_group", "make_groups", "register", "split_names"]
+__all__ = ["DEFAULT_GROUPS", "REGISTRY", "Bound", "FeatureGroup", "InputSpec", "Segment",
+           "WorkerContext", "make_group", "make_groups", "register", "split_names"]
 
 
 def register(name: str, factory) -> None:

@@ -19,6 +19,9 @@ from emodist.features.base import FeatureGroup, Segment, WorkerContext
 from emodist.features.images import spectrogram_image, to_network_input
 from emodist.models import session
 
+#: Frequency axes of the spectrogram picture: linear bins or librosa's mel bands.
+IMAGE_SCALES = ("linear", "mel")
+
 
 def embedding_names(prefix: str, dim: int) -> list[str]:
     """Column names ``PREFIX_0000`` ... of a ``dim``-wide embedding."""
@@ -65,8 +68,9 @@ class InceptionV3(FeatureGroup):
                                repr=False)
 
     def __post_init__(self) -> None:
-        if self.image_scale not in ("linear", "mel"):
-            raise EmodistError(f"unknown image scale {self.image_scale!r}; use linear or mel")
+        if self.image_scale not in IMAGE_SCALES:
+            raise EmodistError(f"unknown image scale {self.image_scale!r}; use "
+                               f"{' or '.join(IMAGE_SCALES)}")
 
     @property
     def model_sha256(self) -> str | None:

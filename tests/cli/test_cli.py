@@ -39,14 +39,33 @@ def test_catalog_mean_rule(emotify_root, capsys):
 
 def test_plan_cli(emotify_root, capsys, tmp_path):
     out_csv = tmp_path / "plan.csv"
-    assert main(["plan", str(emotify_root), "--csv", str(out_csv)]) == 0
+    assert main(["plan", str(emotify_root), "--out", str(out_csv)]) == 0
     assert "segments: 398 from 100 tracks" in capsys.readouterr().out
     assert len(out_csv.read_text().splitlines()) == 399
 
 
+def test_plan_csv_is_a_deprecated_out(emotify_root, capsys, tmp_path):
+    out_csv = tmp_path / "plan.csv"
+    assert main(["plan", str(emotify_root), "--csv", str(out_csv)]) == 0
+    assert capsys.readouterr().err == "emodist: --csv is deprecated; use --out\n"
+    assert len(out_csv.read_text().splitlines()) == 399
+
+
 def test_demo_data_cli(tmp_path, capsys):
-    assert main(["demo-data", str(tmp_path / "d"), "--tracks", "3", "--duration", "2"]) == 0
+    assert main(["demo-data", "--out", str(tmp_path / "d"), "--tracks", "3", "--duration", "2"]) == 0
     assert (tmp_path / "d" / "data.csv").is_file()
+    assert capsys.readouterr().err == ""
+
+
+def test_demo_data_positional_folder_is_deprecated(tmp_path, capsys):
+    assert main(["demo-data", str(tmp_path / "d"), "--tracks", "2", "--duration", "2"]) == 0
+    assert (tmp_path / "d" / "data.csv").is_file()
+    assert capsys.readouterr().err == ("emodist: demo-data OUT is deprecated; "
+                                       "use demo-data --out OUT\n")
+    assert main(["demo-data", str(tmp_path / "e"), "--out", str(tmp_path / "f")]) == 2
+    assert capsys.readouterr().err.endswith("--out: give the folder once, as --out\n")
+    assert main(["demo-data"]) == 2
+    assert capsys.readouterr().err == "emodist: error: --out: give the folder to write\n"
 
 
 @pytest.mark.parametrize(
@@ -55,7 +74,7 @@ def test_demo_data_cli(tmp_path, capsys):
         (["catalog", "/no/such/dataset"], "no such dataset"),
         (["catalog", ".", "--storage-options", "{bad"], "--storage-options"),
         (["extract", ".", "--store", "never.zarr", "--plan-on", "gpu"],
-         "--plan-on: unknown planning site 'gpu'; use auto, driver or workers"),
+         "argument --plan-on: invalid choice: 'gpu' (choose from 'auto', 'driver', 'workers')"),
     ],
 )
 def test_bad_input_is_one_line_exit_2(args, needle):
