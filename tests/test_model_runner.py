@@ -80,7 +80,7 @@ def test_device_cuda_is_refused_alike_by_every_model_group_on_the_command_line(
     for group in MODEL_GROUPS:
         store = tmp_path / f"{group}.zarr"
         code, err = _cli(["extract", str(small_dataset), "--store", str(store), "--device",
-                          "cuda", "--no-progress", "--workers", "1", "--segment-seconds", "4"]
+                          "cuda", "--quiet", "--workers", "1", "--segment-seconds", "4"]
                          + _group_args(group, tiny_model, musicnn_dir, card), capsys)
         assert code == 2 and len(err) == 1, (group, err)
         assert not store.exists()
@@ -215,7 +215,7 @@ def test_a_sidecar_of_another_file_is_refused_before_the_store_exists(
     wrong = hashlib.sha256(b"another model").hexdigest()
     side.write_text(json.dumps(dict(json.loads(side.read_text()), sha256=wrong)))
     store = tmp_path / "s.zarr"
-    code, err = _cli(["extract", str(small_dataset), "--store", str(store), "--no-progress",
+    code, err = _cli(["extract", str(small_dataset), "--store", str(store), "--quiet",
                       "--workers", "1", "--segment-seconds", "4"] + args, capsys)
     assert code == 2 and len(err) == 1, err
     actual = hashlib.sha256(model.read_bytes()).hexdigest()
@@ -240,7 +240,7 @@ def test_cards_escaping_their_folder_or_without_a_hash_are_refused(small_dataset
     for card, want in wants.items():
         store = tmp_path / f"{card.stem}.zarr"
         code, err = _cli(["extract", str(small_dataset), "--store", str(store), "--features",
-                          "mymodel", "--model-card", str(card), "--no-progress",
+                          "mymodel", "--model-card", str(card), "--quiet",
                           "--workers", "1", "--segment-seconds", "4"], capsys)
         assert code == 2 and len(err) == 1, err
         assert err[0].startswith(f"emodist: error: --model-card: model card {card}: {want}")

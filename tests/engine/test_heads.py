@@ -158,5 +158,5 @@ def test_a_head_reads_only_its_columns_in_its_order(head):
     chunk = PreparedChunk(values={"handcrafted": values}, inputs={},
                           status={"handcrafted": np.ones(2, np.int8)}, failures=[])
     task = ChunkTask(chunk=0, start=0, stop=2, rows=None, groups=("mood",))
-    order, rows = head_inputs(picked, chunk, task, Job(store="unused", spec=spec_of(hc, picked)))
+    _, rows = head_inputs(picked, chunk, task, Job(store="unused", spec=spec_of(hc, picked)))
     np.testing.assert_array_equal(rows, values[:, [4, 0, 7]])
