@@ -115,7 +115,7 @@ def _maybe_client(scheduler: str | None, scheduler_file: str | None):
         yield client
 
 
-#: Command-line flag of each :func:`emodist.learn.evaluate.run_evaluate` parameter.
+#: Command-line flag of each :class:`emodist.learn.spec.EvaluationSpec` parameter.
 FLAGS = {"features": "--features", "classifiers": "--classifiers", "folds": "--folds",
          "seed": "--seed", "balance": "--balance", "label_rule": "--label-rule",
          "target": "--target", "rank_by": "--rank-by", "ceiling": "--ceiling"}
@@ -125,15 +125,14 @@ HINTS = {"classifiers": " (see emodist evaluate --list)"}
 
 @contextlib.contextmanager
 def flagged(flags: dict | None = None):
-    """Re-raise a :class:`~emodist.learn.params.ParameterError` with its flag in front."""
-    from emodist.learn.params import ParameterError
-
+    """Re-raise an evaluation setting's :class:`EmodistError` with its flag in front."""
     flags = {**FLAGS, **(flags or {})}
     try:
         yield
-    except ParameterError as exc:
-        flag = flags.get(exc.parameter, exc.parameter)
-        raise EmodistError(f"{flag}: {exc.message}{HINTS.get(exc.parameter, '')}") from exc
+    except EmodistError as exc:
+        if exc.param not in flags:
+            raise
+        raise EmodistError(f"{flags[exc.param]}: {exc.message}{HINTS.get(exc.param, '')}") from exc
 
 
 def print_summary(report: dict, console=None, top: int | None = None) -> None:
@@ -173,14 +172,17 @@ def cmd_evaluate(args) -> int:
     if args.stream:
         return cmd_stream(args)
     from emodist.learn.evaluate import run_evaluate
+    from emodist.learn.spec import EvaluationSpec
 
+    with flagged():
+        spec = EvaluationSpec(
+            features=args.features, classifiers=args.classifiers or ["all"], folds=args.folds,
+            seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
+            rank_by=args.rank_by, ceiling=ceiling_arg(args.ceiling))
     with flagged(), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
-            args.store, features=args.features, classifiers=args.classifiers or ["all"], folds=args.folds,
-            seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
-            out=args.out, client=client, n_jobs=args.jobs,
+            args.store, spec, out=args.out, client=client, n_jobs=args.jobs,
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
-            rank_by=args.rank_by, ceiling=ceiling_arg(args.ceiling),
         )
     print_report(report, args.top)
     return 0

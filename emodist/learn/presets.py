@@ -9,7 +9,7 @@ beyond the app: logistic regression and histogram gradient boosting.
 Every preset is a :class:`sklearn.pipeline.Pipeline` (:func:`make_pipeline`)
 whose first step standardises the features (as MATLAB does for SVM and KNN;
 trees are unaffected); boosted trees get the leading principal components of
-inputs wider than 512 columns (:mod:`emodist.learn.reduce`).  Every step is
+inputs wider than 512 columns (:class:`~emodist.learn.estimators.WideInputPCA`).  Every step is
 fit on the training folds only.
 
 Kernel scales follow MATLAB: a Gaussian SVM with kernel scale ``s`` uses
@@ -20,8 +20,8 @@ The estimators scikit-learn lacks are in :mod:`emodist.learn.estimators`.
 
 Beyond one label per song (:data:`BEYOND_PRESETS`, ``--classifiers beyond``):
 presets that learn from each segment's vote distribution (soft targets,
-:mod:`emodist.learn.soft`, :mod:`emodist.learn.tuning`), tune per-class
-decision offsets inside the training folds (:mod:`emodist.learn.imbalance`)
+:mod:`emodist.learn.estimators`), tune per-class
+decision offsets inside the training folds
 or bag class-balanced samples.  A preset's ``fit_params`` names what its
 fit needs besides ``X, y``: ``soft`` (the vote shares of the kept classes)
 and ``groups`` (the training rows' groups, for a grouped inner CV).
@@ -54,17 +54,36 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import has_fit_parameter
 
+from emodist.errors import EmodistError
 from emodist.learn.estimators import (
+    WIDE_PARAMS,
+    BalancedBaggingClassifier,
     ClippedKNN,
+    InFoldSoftLogisticRegression,
+    PriorShiftClassifier,
     RUSBoostClassifier,
     ScaledGaussianSVC,
+    SoftLabelClassifier,
+    SoftLogisticRegression,
+    WideInputPCA,
     squared_inverse,
 )
-from emodist.learn.imbalance import BalancedBaggingClassifier, PriorShiftClassifier
-from emodist.learn.params import ParameterError
-from emodist.learn.reduce import WIDE_PARAMS, WideInputPCA
-from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression
-from emodist.learn.tuning import InFoldSoftLogisticRegression
+
+__all__ = [
+    "ALL_PRESETS",
+    "BEYOND_PRESETS",
+    "DISTRIBUTION_PRESETS",
+    "PRESETS",
+    "QUICK_PRESETS",
+    "Preset",
+    "describe_presets",
+    "get_preset",
+    "make_distribution_pipeline",
+    "make_pipeline",
+    "resolve_distribution_presets",
+    "resolve_presets",
+    "supports_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -94,7 +113,7 @@ class Preset:
         its track's test segments.
     reduce : bool
         Wide inputs reach the model as their leading principal components
-        (:class:`~emodist.learn.reduce.WideInputPCA`); narrow ones unchanged.
+        (:class:`~emodist.learn.estimators.WideInputPCA`); narrow ones unchanged.
     """
 
     name: str
@@ -258,14 +277,14 @@ def get_preset(name: str) -> Preset:
 
     Raises
     ------
-    ParameterError
-        For an unknown name (parameter ``classifiers``); the message lists
+    emodist.errors.EmodistError
+        For an unknown name (``param="classifiers"``); the message lists
         the valid keys.
     """
     key = _key(name)
     if key not in PRESETS:
-        raise ParameterError(f"unknown classifier {name!r}; choose from {', '.join(PRESETS)}",
-                             "classifiers")
+        raise EmodistError(f"unknown classifier {name!r}; choose from {', '.join(PRESETS)}",
+                           param="classifiers")
     return PRESETS[key]
 
 
@@ -286,7 +305,7 @@ def resolve_presets(names) -> list[Preset]:
             if p not in out:
                 out.append(p)
     if not out:
-        raise ParameterError("no classifier given", "classifiers")
+        raise EmodistError("no classifier given", param="classifiers")
     return out
 
 
@@ -314,7 +333,7 @@ def make_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
     -------
     sklearn.pipeline.Pipeline
         Steps ``scale`` (:class:`~sklearn.preprocessing.StandardScaler`),
-        ``reduce`` (:class:`~emodist.learn.reduce.WideInputPCA`, presets
+        ``reduce`` (:class:`~emodist.learn.estimators.WideInputPCA`, presets
         with ``reduce``), ``model``.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
@@ -383,13 +402,13 @@ def resolve_distribution_presets(names) -> list[Preset]:
         elif key in DISTRIBUTION_PRESETS:
             picks = [DISTRIBUTION_PRESETS[key]]
         else:
-            raise ParameterError(
+            raise EmodistError(
                 f"unknown distribution model {n!r}; choose from {', '.join(DISTRIBUTION_PRESETS)}",
-                "classifiers",
+                param="classifiers",
             )
         out.extend(p for p in picks if p not in out)
     if not out:
-        raise ParameterError("no distribution model given", "classifiers")
+        raise EmodistError("no distribution model given", param="classifiers")
     return out
 
 

@@ -1,15 +1,23 @@
-"""Scores of out-of-fold class predictions: fold metrics, confusion, track level.
+"""Scores of out-of-fold predictions: class metrics, track level, distributions, baselines.
 
-Everything here is a pure function of labels, predictions and folds:
+Everything here is a pure function of labels (or distributions),
+predictions and folds:
 
 * :func:`classification_metrics`: accuracy, balanced accuracy and macro-F1
   per fold (mean, population std) and pooled, per-class scores and the
   confusion matrix;
 * :func:`confusion`: the confusion matrix as in the reference study (rows the
   true class, row-normalised percentages, TPR and FNR per class);
-* :func:`track_level` / :func:`majority_vote`: one prediction per track, the
-  majority vote over its segments;
-* :func:`baseline_rates`: the random-guess and majority-class rates;
+* track level: :func:`track_level` / :func:`majority_vote` (the majority vote
+  over a track's segments) and :func:`track_mean_proba` (the argmax of the
+  mean predicted probability).  Ties: a vote tie goes to the first class in
+  ``classes``; a mean-probability tie (within 1e-12) likewise, so both
+  aggregators break ties by the same order (pass the GEMS-ordered classes to
+  match ``emodist evaluate``);
+* distributions: :func:`jensen_shannon` (used by the distribution target and
+  the human ceiling), :func:`topk_agreement`, :func:`distribution_metrics`;
+* baselines: :func:`baseline_rates` (random guess, majority class) and
+  :func:`train_mean_baseline` (the training folds' mean distribution);
 * :func:`rank_results`: results best first.
 """
 
@@ -26,6 +34,28 @@ from sklearn.metrics import (
     f1_score,
     precision_recall_fscore_support,
 )
+
+__all__ = [
+    "HEADLINE",
+    "balanced_accuracy_index",
+    "baseline_rates",
+    "classification_metrics",
+    "confusion",
+    "distribution_metrics",
+    "fold_scores",
+    "fold_summary",
+    "headline_metrics",
+    "jensen_shannon",
+    "majority_vote",
+    "mean_proba",
+    "rank_results",
+    "spread_track_mean",
+    "topk_agreement",
+    "track_level",
+    "track_mean_proba",
+    "track_truth",
+    "train_mean_baseline",
+]
 
 #: The headline metrics, in display order.
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
@@ -175,3 +205,128 @@ def rank_results(results: list[dict], metric: str = "accuracy") -> list[dict]:
     if results and "distribution" in results[0]:
         return sorted(results, key=lambda r: r["distribution"]["jsd"]["mean"])
     return sorted(results, key=lambda r: -r["segment"][metric]["mean"])
+
+
+def jensen_shannon(p, q) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between rows of ``p`` and ``q``."""
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(a > 0, a * np.log2(a / np.where(b > 0, b, 1.0)), 0.0)
+        return t.sum(axis=-1)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def mean_proba(proba, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each group's rows.
+
+    Parameters
+    ----------
+    proba : array_like, shape (n, k)
+    groups : array_like, shape (n,)
+
+    Returns
+    -------
+    keys : numpy.ndarray, shape (n_groups,)
+        Groups in first-appearance order.
+    means : numpy.ndarray, shape (n_groups, k)
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    keys, first, inv = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    sums = np.zeros((len(keys), proba.shape[1]))
+    np.add.at(sums, inv, proba)
+    means = sums / np.bincount(inv)[:, None]
+    order = np.argsort(first, kind="stable")
+    return keys[order], means[order]
+
+
+def track_mean_proba(proba, groups, classes) -> pd.Series:
+    """Track prediction: argmax of the mean segment probability.
+
+    Parameters
+    ----------
+    proba : array_like, shape (n, k)
+        Segment probabilities, columns ``classes``.
+    groups : array_like, shape (n,)
+    classes : sequence, length k
+        Column labels, also the tie order (ties within 1e-12: first column).
+
+    Returns
+    -------
+    pandas.Series
+        Index: group, first-appearance order; values: predicted class.
+    """
+    keys, means = mean_proba(proba, groups)
+    top = means >= means.max(axis=1, keepdims=True) - 1e-12
+    return pd.Series(np.asarray(classes, dtype=object)[np.argmax(top, axis=1)], index=keys)
+
+
+def spread_track_mean(proba, groups) -> np.ndarray:
+    """Replace each segment's row by its track's mean row, shape (n, k)."""
+    keys, means = mean_proba(proba, groups)
+    pos = pd.Index(keys).get_indexer(np.asarray(groups))
+    return means[pos]
+
+
+def track_truth(y_true, folds, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per track (first-appearance order): track, label and fold."""
+    frame = pd.DataFrame({"g": np.asarray(groups), "y": np.asarray(y_true), "f": np.asarray(folds)})
+    first = frame.drop_duplicates("g")
+    return first["g"].to_numpy(), first["y"].to_numpy(), first["f"].to_numpy()
+
+
+def topk_agreement(true, pred, k: int) -> np.ndarray:
+    """Whether each row's true top emotion is among the ``k`` highest predicted."""
+    true_top = np.argmax(np.asarray(true), axis=1)
+    ranks = np.argsort(-np.asarray(pred), axis=1, kind="stable")[:, :k]
+    return (ranks == true_top[:, None]).any(axis=1)
+
+
+def distribution_metrics(true, pred, folds) -> dict:
+    """Mean JSD, top-1 and top-3 agreement per fold (mean/std) and pooled."""
+    true, pred, folds = np.asarray(true), np.asarray(pred), np.asarray(folds)
+    scores = {
+        "jsd": jensen_shannon(true, pred),
+        "top1": topk_agreement(true, pred, 1).astype(float),
+        "top3": topk_agreement(true, pred, 3).astype(float),
+    }
+    out = {}
+    for name, v in scores.items():
+        out[name] = fold_summary([v[folds == k].mean() for k in np.unique(folds)])
+        out[name]["pooled"] = float(v.mean())
+    return out
+
+
+def train_mean_baseline(P, folds) -> np.ndarray:
+    """Predict each fold with the mean distribution of its training folds."""
+    P, folds = np.asarray(P), np.asarray(folds)
+    out = np.zeros_like(P, dtype=np.float64)
+    for k in np.unique(folds):
+        out[folds == k] = P[folds != k].mean(axis=0)
+    return out
+
+
+def balanced_accuracy_index(y_idx, pred_idx, n_classes: int) -> float:
+    """Balanced accuracy of integer-coded labels (mean recall over present classes).
+
+    Parameters
+    ----------
+    y_idx, pred_idx : array_like of int, shape (n,)
+        True and predicted class indices ``0 .. n_classes - 1``.
+    n_classes : int
+
+    Returns
+    -------
+    float
+        Equals :func:`sklearn.metrics.balanced_accuracy_score` on the same
+        labels.
+    """
+    y_idx, pred_idx = np.asarray(y_idx), np.asarray(pred_idx)
+    support = np.bincount(y_idx, minlength=n_classes)
+    hits = np.bincount(y_idx[y_idx == pred_idx], minlength=n_classes)
+    present = support > 0
+    return float((hits[present] / support[present]).mean())
