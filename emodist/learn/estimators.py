@@ -108,6 +108,7 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_sample_weight,
+    _num_samples,
     check_is_fitted,
     has_fit_parameter,
     validate_data,
@@ -222,7 +223,8 @@ class ScaledGaussianSVC(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, sample_weight=None):
         """Fit with ``gamma = 1 / (scale_factor^2 * P)``."""
-        X = np.asarray(X)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         gamma = 1.0 / (self.scale_factor**2 * X.shape[1])
         self.svc_ = SVC(kernel="rbf", C=self.C, gamma=gamma).fit(X, y, sample_weight=sample_weight)
         self.classes_ = self.svc_.classes_
@@ -231,12 +233,12 @@ class ScaledGaussianSVC(ClassifierMixin, BaseEstimator):
     def predict(self, X):
         """Predicted class labels."""
         check_is_fitted(self, "svc_")
-        return self.svc_.predict(X)
+        return self.svc_.predict(validate_data(self, X, dtype=np.float64, reset=False))
 
     def decision_function(self, X):
         """One-vs-one decision values."""
         check_is_fitted(self, "svc_")
-        return self.svc_.decision_function(X)
+        return self.svc_.decision_function(validate_data(self, X, dtype=np.float64, reset=False))
 
 
 class ClippedKNN(KNeighborsClassifier):
@@ -248,9 +250,10 @@ class ClippedKNN(KNeighborsClassifier):
 
     def fit(self, X, y):
         """Fit, clipping the neighbour count to the training-set size."""
-        with self._clipped(len(X)):
+        n = _num_samples(X)
+        with self._clipped(n):
             super().fit(X, y)
-        self.n_neighbors_used_ = min(self.n_neighbors, len(X))
+        self.n_neighbors_used_ = min(self.n_neighbors, n)
         return self
 
     @contextmanager
@@ -264,11 +267,13 @@ class ClippedKNN(KNeighborsClassifier):
 
     def predict(self, X):
         """Predicted class labels."""
+        check_is_fitted(self, "n_neighbors_used_")
         with self._clipped():
             return super().predict(X)
 
     def predict_proba(self, X):
         """Class probabilities from the (clipped) neighbourhood."""
+        check_is_fitted(self, "n_neighbors_used_")
         with self._clipped():
             return super().predict_proba(X)
 
@@ -302,12 +307,17 @@ class RUSBoostClassifier(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y, sample_weight=None):
         """Fit the boosted ensemble."""
-        X = np.asarray(X)
-        y = np.asarray(y)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
         self.classes_, y_idx = np.unique(y, return_inverse=True)
         k = len(self.classes_)
         rng = np.random.default_rng(self.random_state)
-        w = np.full(len(y), 1.0 / len(y)) if sample_weight is None else np.asarray(sample_weight, float)
+        if sample_weight is None:
+            w = np.full(len(y), 1.0 / len(y))
+        else:
+            w = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if not w.sum() > 0:
+                raise ValueError("the sample weights sum to zero (or are not finite)")
         w = w / w.sum()
         per_class = [np.flatnonzero(y_idx == c) for c in range(k)]
         n_min = min(len(p) for p in per_class)
@@ -332,19 +342,24 @@ class RUSBoostClassifier(ClassifierMixin, BaseEstimator):
             w = w / w.sum()
         return self
 
-    def decision_function(self, X):
-        """Weighted votes of the rounds, one column per class."""
+    def _votes(self, X) -> np.ndarray:
         check_is_fitted(self, "estimators_")
-        X = np.asarray(X)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
         votes = np.zeros((len(X), len(self.classes_)))
         rows = np.arange(len(X))
         for tree, alpha in zip(self.estimators_, self.estimator_weights_):
             votes[rows, tree.predict(X)] += alpha
         return votes
 
+    def decision_function(self, X):
+        """Weighted votes of the rounds, shape (n, k); for two classes their difference, shape (n,)."""
+        votes = self._votes(X)
+        return votes[:, 1] - votes[:, 0] if votes.shape[1] == 2 else votes
+
     def predict(self, X):
         """Class with the largest weighted vote."""
-        return self.classes_[np.argmax(self.decision_function(X), axis=1)]
+        votes = self._votes(X)
+        return self.classes_[np.argmax(votes, axis=1)]
 
 
 # --------------------------------------------------------------------------
@@ -408,8 +423,7 @@ class WideInputPCA(TransformerMixin, BaseEstimator):
 
     def fit_transform(self, X, y=None):
         """:meth:`fit`, then the training rows' components (as a pipeline of ``PCA`` gives them)."""
-        X = np.asarray(X)
-        self.n_features_in_ = X.shape[1]
+        X = validate_data(self, X, dtype=[np.float64, np.float32])
         width = reduced_width(X.shape[0], X.shape[1], self.max_columns, self.n_components)
         if width == X.shape[1]:
             self.pca_ = None
@@ -420,6 +434,7 @@ class WideInputPCA(TransformerMixin, BaseEstimator):
     def transform(self, X):
         """``X`` projected on the components, or ``X`` itself for a narrow input."""
         check_is_fitted(self, "n_features_in_")
+        X = validate_data(self, X, dtype=[np.float64, np.float32], reset=False)
         return X if self.pca_ is None else self.pca_.transform(X)
 
 
@@ -726,7 +741,7 @@ class InFoldSoftLogisticRegression(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        X, y = np.asarray(X, dtype=np.float64), np.asarray(y)
+        X, y = _validate_fit(self, X, y)
         self.classes_, Y = _resolve_targets(self.classes, y, soft, len(X))
         splitter, _ = inner_splitter(y, groups, self.cv, self.random_state)
         splits = list(splitter.split(X, y, groups))
@@ -744,17 +759,17 @@ class InFoldSoftLogisticRegression(ClassifierMixin, BaseEstimator):
                 self.inner_jsd_[float(C)] = float(jensen_shannon(Y[voted], oof[voted]).mean())
         self.C_ = min(self.inner_jsd_, key=self.inner_jsd_.get)
         self.estimator_ = SoftLogisticRegression(C=self.C_, classes=self.classes_).fit(X, y, soft=Y)
-        self.n_features_in_ = X.shape[1]
         return self
 
     def predict_proba(self, X):
         """Class probabilities, shape (n, k), columns ``classes_``."""
         check_is_fitted(self, "estimator_")
-        return self.estimator_.predict_proba(X)
+        return self.estimator_.predict_proba(validate_data(self, X, dtype=np.float64, reset=False))
 
     def predict(self, X):
         """Most probable class, shape (n,)."""
-        return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
+        proba = self.predict_proba(X)
+        return self.classes_[np.argmax(proba, axis=1)]
 
 
 # --------------------------------------------------------------------------
