@@ -229,8 +229,16 @@ def emotify_ceiling(responses: pd.DataFrame, *, tracks=None, **kwargs) -> dict:
 def responses_path(source) -> str | None:
     """The ``data.csv`` named by ``source``: the file, or ``data.csv`` in a folder.
 
-    ``source`` may carry the store's ``emotify:`` prefix (its ``dataset``
-    attribute).  ``None`` when nothing readable is there.
+    Parameters
+    ----------
+    source : str or path-like
+        A file or folder; may carry the store's ``emotify:`` prefix (its
+        ``dataset`` attribute).
+
+    Returns
+    -------
+    str or None
+        The file's path; ``None`` when nothing readable is there.
     """
     text = str(source)
     text = text.removeprefix("emotify:")

@@ -83,12 +83,34 @@ _GLOB = set("*?[")
 
 
 def feature_dim(group: str) -> str:
-    """Dimension holding the feature names of ``group``."""
+    """Dimension holding the feature names of ``group``.
+
+    Parameters
+    ----------
+    group : str
+        Feature group name.
+
+    Returns
+    -------
+    str
+        ``"<group>_feature"``.
+    """
     return f"{group}_feature"
 
 
 def status_var(group: str) -> str:
-    """Status variable of ``group``."""
+    """Status variable of ``group``.
+
+    Parameters
+    ----------
+    group : str
+        Feature group name.
+
+    Returns
+    -------
+    str
+        ``"<group>_status"`` (0 pending, 1 done, -1 failed per segment).
+    """
     return f"{group}_status"
 
 
@@ -133,6 +155,16 @@ def stored_groups(ds) -> dict[str, list[str]]:
     A group is a data variable ``NAME`` over (``segment``, ``NAME_feature``)
     with a status variable ``NAME_status``.  The order is that of
     ``attrs["feature_groups"]``, then of the variables.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+
+    Returns
+    -------
+    dict of str to list of str
+        Group name -> feature names, in column order.
     """
     listed = list(dict(ds.attrs.get("feature_groups") or {}))
     found = [str(v) for v in ds.data_vars
@@ -142,7 +174,18 @@ def stored_groups(ds) -> dict[str, list[str]]:
 
 
 def default_feature_sets(available) -> list[str]:
-    """Every group alone, plus all of them joined when there are two or more."""
+    """Every group alone, plus all of them joined when there are two or more.
+
+    Parameters
+    ----------
+    available : iterable of str
+        Stored group names, in order.
+
+    Returns
+    -------
+    list of str
+        Feature-set specs (``"a"``, ``"b"``, ``"a+b"``).
+    """
     groups = list(available)
     return groups + ["+".join(groups)] if len(groups) > 1 else groups
 
@@ -217,7 +260,20 @@ def resolve_feature_sets(spec, available: dict[str, list[str]]) -> list[FeatureS
 
 
 def usable_rows(ds, groups) -> np.ndarray:
-    """Boolean mask of the segments where every group in ``groups`` has status 1."""
+    """Boolean mask of the segments where every group in ``groups`` is done.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+    groups : iterable of str
+        Feature group names.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_segments,)
+        True where every group's status is 1.
+    """
     done = np.ones(ds.sizes[SEGMENT], dtype=bool)
     for g in groups:
         done &= np.asarray(ds[status_var(g)].values) == STATUS_DONE
@@ -390,11 +446,22 @@ def load_data(ds, features=None, label_rule: str | None = None,
 
 
 def open_dataset(store, storage_options: dict | None = None):
-    """The store at ``store`` through :func:`emodist.store.open_store` (a Dataset is returned as is).
+    """The store at ``store``, opened (a Dataset is returned as is).
+
+    Parameters
+    ----------
+    store : str or xarray.Dataset
+        Store URL or path (:func:`emodist.store.open_store`), or an opened Dataset.
+    storage_options : dict, optional
+        Filesystem options of a URL.
+
+    Returns
+    -------
+    xarray.Dataset
 
     Raises
     ------
-    StoreError
+    emodist.errors.StoreError
         Nothing readable at ``store``.
     """
     if not isinstance(store, str):
@@ -403,7 +470,22 @@ def open_dataset(store, storage_options: dict | None = None):
 
 
 def store_info(store, ds) -> dict:
-    """Provenance of the store for the report: URL, dataset, spec, groups, failures, size."""
+    """Provenance of the store for the report.
+
+    Parameters
+    ----------
+    store : str or object
+        The store's URL or path (anything else reads ``<in-memory dataset>``).
+    ds : xarray.Dataset
+        The opened store.
+
+    Returns
+    -------
+    dict
+        ``url``, the stored ``emodist_version``, ``created``, ``dataset``,
+        ``label_rule``, ``feature_groups``, ``model_sha256`` where present,
+        ``config`` (the extraction spec), ``n_failures`` and ``n_segments``.
+    """
     attrs = dict(ds.attrs)
     keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups", "model_sha256")
     info = {k: attrs[k] for k in keep if k in attrs}
@@ -418,7 +500,18 @@ def store_info(store, ds) -> dict:
 
 
 def stored_label_rule(attrs: dict) -> str:
-    """Label rule the store's labels were made with (``listener`` if unknown)."""
+    """Label rule the store's labels were made with.
+
+    Parameters
+    ----------
+    attrs : dict
+        The store's attributes.
+
+    Returns
+    -------
+    {"listener", "mean"}
+        ``attrs["label_rule"]``, else the recorded spec's, else ``listener``.
+    """
     if attrs.get("label_rule") in LABEL_RULES:
         return attrs["label_rule"]
     spec = attrs.get("spec")
@@ -428,7 +521,18 @@ def stored_label_rule(attrs: dict) -> str:
 
 
 def emotion_order(ds) -> tuple[str, ...]:
-    """The store's emotion names in column order (GEMS order if it keeps none)."""
+    """The store's emotion names in column order.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+
+    Returns
+    -------
+    tuple of str
+        The ``emotion`` coordinate, or the GEMS order if the store keeps none.
+    """
     if "emotion" in ds.coords:
         return tuple(str(e) for e in np.asarray(ds["emotion"].values))
     return tuple(GEMS)

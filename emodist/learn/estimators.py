@@ -173,7 +173,19 @@ def slice_params(params: dict | None, rows, n: int) -> dict:
 
 
 def aligned_proba(model, X, classes) -> np.ndarray:
-    """``model.predict_proba(X)`` with columns ``classes`` (0 for a class it never saw)."""
+    """``model.predict_proba(X)`` with columns ``classes`` (0 for a class it never saw).
+
+    Parameters
+    ----------
+    model : fitted classifier with ``predict_proba`` and ``classes_``
+    X : array_like, shape (n, d)
+    classes : sequence
+        Column order wanted.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, len(classes))
+    """
     p = model.predict_proba(X)
     out = np.zeros((len(p), len(classes)))
     col = {c: j for j, c in enumerate(np.asarray(classes).tolist())}
@@ -246,6 +258,12 @@ class ClippedKNN(KNeighborsClassifier):
 
     MATLAB's coarse KNN asks for 100 neighbours; on a small training fold
     that is more than there are samples, so the fit uses ``min(k, n)``.
+    The parameters are those of :class:`~sklearn.neighbors.KNeighborsClassifier`.
+
+    Attributes
+    ----------
+    n_neighbors_used_ : int
+        The neighbours used: ``min(n_neighbors, n_training_samples)``.
     """
 
     def fit(self, X, y):

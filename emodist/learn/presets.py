@@ -275,6 +275,15 @@ ALL_PRESETS = tuple(_key(p.name) for p in _PRESET_LIST)
 def get_preset(name: str) -> Preset:
     """Look a preset up by key or display name (case and spacing ignored).
 
+    Parameters
+    ----------
+    name : str
+        Key (``"bagged-trees"``) or display name (``"Bagged Trees"``).
+
+    Returns
+    -------
+    Preset
+
     Raises
     ------
     emodist.errors.EmodistError
@@ -291,10 +300,22 @@ def get_preset(name: str) -> Preset:
 def resolve_presets(names) -> list[Preset]:
     """Presets for a list of names; ``"all"``, ``"quick"``, ``"beyond"`` are shorthands.
 
-    ``all``: the study's presets and the two extras (:data:`ALL_PRESETS`);
-    ``quick``: a fast few; ``beyond``: :data:`BEYOND_PRESETS`.
+    Parameters
+    ----------
+    names : str or sequence of str
+        Keys, display names or shorthands: ``all`` (the study's presets and
+        the two extras, :data:`ALL_PRESETS`), ``quick`` (a fast few,
+        :data:`QUICK_PRESETS`), ``beyond`` (:data:`BEYOND_PRESETS`).
 
-    Duplicates are removed, order is kept.
+    Returns
+    -------
+    list of Preset
+        Duplicates removed, order kept.
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        An unknown name, or none (``param="classifiers"``).
     """
     if isinstance(names, str):
         names = [names]
@@ -310,7 +331,18 @@ def resolve_presets(names) -> list[Preset]:
 
 
 def supports_weights(preset: Preset) -> bool:
-    """Whether the preset's estimator accepts per-sample (class) weights."""
+    """Whether the preset's estimator accepts per-sample (class) weights.
+
+    Parameters
+    ----------
+    preset : Preset
+
+    Returns
+    -------
+    bool
+        False for presets that learn from vote shares or tune their own
+        class balance (prior shift, balanced bagging).
+    """
     est = preset.build(0)
     if isinstance(est, BaggingClassifier):
         est = est.estimator
@@ -342,7 +374,14 @@ def make_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
 
 
 def describe_presets() -> list[dict[str, Any]]:
-    """Rows for ``--list``: key, name, family, parameters, weights support, note."""
+    """Rows for ``emodist evaluate --list``.
+
+    Returns
+    -------
+    list of dict
+        One per preset: ``key``, ``name``, ``family``, ``params``,
+        ``class_weights`` (:func:`supports_weights`), ``fit_params``, ``note``.
+    """
     return [
         {
             "key": p.key,
@@ -391,7 +430,23 @@ DISTRIBUTION_PRESETS: dict[str, Preset] = {
 
 
 def resolve_distribution_presets(names) -> list[Preset]:
-    """Distribution presets for a list of names (``"all"`` / ``"quick"``: every one)."""
+    """Distribution presets for a list of names.
+
+    Parameters
+    ----------
+    names : str or sequence of str
+        Keys or display names of :data:`DISTRIBUTION_PRESETS`; ``"all"`` and
+        ``"quick"`` give every one.
+
+    Returns
+    -------
+    list of Preset
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        An unknown name, or none (``param="classifiers"``).
+    """
     if isinstance(names, str):
         names = [names]
     out: list[Preset] = []
@@ -413,6 +468,19 @@ def resolve_distribution_presets(names) -> list[Preset]:
 
 
 def make_distribution_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
-    """Unfitted pipeline (scaling, regressor) of a distribution preset."""
+    """Unfitted pipeline of a distribution preset: scaling, then the model.
+
+    Parameters
+    ----------
+    preset : Preset or str
+        Preset or its name.
+    seed : int
+        Random state of every random part.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Steps ``scale`` (:class:`~sklearn.preprocessing.StandardScaler`) and ``model``.
+    """
     p = resolve_distribution_presets([preset])[0] if isinstance(preset, str) else preset
     return Pipeline([("scale", StandardScaler()), ("model", p.build(seed))])

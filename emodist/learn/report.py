@@ -69,13 +69,34 @@ def _short(name: str) -> str:
 
 
 def result_label(r: dict) -> str:
-    """``"Bagged Trees · handcrafted"`` (+ ``" · weights"`` when class-weighted)."""
+    """A result's label: ``"Bagged Trees · handcrafted"`` (+ ``" · weights"`` when class-weighted).
+
+    Parameters
+    ----------
+    r : dict
+        A result row of a report.
+
+    Returns
+    -------
+    str
+    """
     extra = " · weights" if r["balance"] == "weights" else ""
     return f"{r['name']} · {r['features']}{extra}"
 
 
 def confusion_filename(r: dict) -> str:
-    """File name of a result's confusion-matrix PNG."""
+    """File name of a result's confusion-matrix PNG.
+
+    Parameters
+    ----------
+    r : dict
+        A result row of a report.
+
+    Returns
+    -------
+    str
+        ``confusion_<features>_<classifier>[_weights].png``, safe characters only.
+    """
     stem = f"confusion_{r['features']}_{r['classifier']}" + ("_weights" if r["balance"] == "weights" else "")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem) + ".png"
 
@@ -151,6 +172,17 @@ def bar_figure(report: dict, metric: str = "accuracy"):
     The random-guess and majority-class rates are drawn as vertical lines.
     For a distribution report the bars show mean JSD (lower is better) and
     the train-mean baseline.
+
+    Parameters
+    ----------
+    report : dict
+        An evaluation report.
+    metric : str
+        Segment metric of the bars (class targets).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
 
@@ -197,7 +229,19 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def confusion_markdown(conf: dict, per_class: dict | None = None) -> str:
-    """Markdown table of a confusion matrix: row-normalised %, TPR, FNR (+ precision row)."""
+    """Markdown table of a confusion matrix: row-normalised %, TPR, FNR (+ precision row).
+
+    Parameters
+    ----------
+    conf : dict
+        As produced by :func:`emodist.learn.scoring.confusion`.
+    per_class : dict, optional
+        Per-class scores; adds a precision row.
+
+    Returns
+    -------
+    str
+    """
     classes = conf["classes"]
     header = ["true \\ predicted"] + [_short(c) for c in classes] + ["TPR", "FNR", "n"]
     rows = []
@@ -226,7 +270,16 @@ def _ranked_by(report: dict) -> str:
 
 
 def ceiling_line(report: dict) -> str:
-    """One sentence on the human ceiling of the report (or why there is none)."""
+    """One sentence on the human ceiling of the report (or why there is none).
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    str
+    """
     c = report.get("ceiling") or {}
     if not c.get("available"):
         return f"Human ceiling: not available ({c.get('reason', 'no listener responses')})."
@@ -250,7 +303,16 @@ def _dist_rows(report: dict) -> list[list[str]]:
 
 
 def markdown(report: dict) -> str:
-    """The whole report as Markdown text."""
+    """The whole report as Markdown text (``report.md``).
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    str
+    """
     st, data, store = report["settings"], report["data"], report["store"]
     out = ["# emodist evaluation report", "", comparison_markdown([("this run", report)]), "## Run", ""]
     out.append(f"- store: `{store.get('url')}` ({store.get('n_segments')} segments; "
@@ -388,7 +450,18 @@ def _write_local(report: dict, out: Path) -> dict:
 
 
 def ranked_table(report: dict, top: int | None = None):
-    """A :class:`rich.table.Table` of the ranked results (best first)."""
+    """A table of the ranked results (best first).
+
+    Parameters
+    ----------
+    report : dict
+    top : int, optional
+        Only the ``top`` best rows.
+
+    Returns
+    -------
+    rich.table.Table
+    """
     from rich.table import Table
 
     dist = report["settings"]["target"] == "distribution"
@@ -417,7 +490,16 @@ def ranked_table(report: dict, top: int | None = None):
 
 
 def summary_lines(report: dict) -> list[str]:
-    """The lines shown under the ranked table: baselines and where the files are."""
+    """The lines shown under the ranked table: baselines and where the files are.
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    list of str
+    """
     lines = []
     if report["settings"]["target"] != "distribution":
         b = report["baselines"]["segment"]
@@ -456,9 +538,17 @@ def _cell(summary: dict, who: str | None = None) -> str:
 def load_report(path) -> dict:
     """A ``report.json``, given its path or the report folder holding it.
 
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    dict
+
     Raises
     ------
-    EmodistError
+    emodist.errors.EmodistError
         Nothing readable there, or not an evaluation report.
     """
     p = Path(path)
@@ -496,7 +586,19 @@ def _track_summary(r: dict):
 
 
 def best_rows(report: dict, source: str) -> list[list[str]]:
-    """One row per feature set: its best figures in ``report`` (preset in brackets)."""
+    """One row per feature set: its best figures in ``report`` (preset in brackets).
+
+    Parameters
+    ----------
+    report : dict
+    source : str
+        The report's label in the table.
+
+    Returns
+    -------
+    list of list of str
+        Cells in :data:`HEADER` order.
+    """
     rows = []
     for fs in report["settings"]["features"]:
         res = [r for r in report["results"] if r["features"] == fs]
@@ -518,7 +620,19 @@ def best_rows(report: dict, source: str) -> list[list[str]]:
 
 
 def baseline_rows(report: dict, source: str) -> list[list[str]]:
-    """Chance, majority class (or the train-mean distribution) and the human ceiling."""
+    """Chance, majority class (or the train-mean distribution) and the human ceiling.
+
+    Parameters
+    ----------
+    report : dict
+    source : str
+        The report's label in the table.
+
+    Returns
+    -------
+    list of list of str
+        Cells in :data:`HEADER` order.
+    """
     target = _target(report)
     rows = []
     b = report.get("baselines", {})
@@ -553,6 +667,14 @@ def comparison_markdown(reports) -> str:
     The reference study's rows come first, then each report's baselines,
     human ceiling and best rows.  Figures are percentages, mean ± std over
     folds, except the ceiling (value [95% interval]) and JSD.
+
+    Parameters
+    ----------
+    reports : iterable of (str, dict)
+
+    Returns
+    -------
+    str
     """
     rows = [[label, "emotion (8)", feats, _pct(acc), _NA, _NA, _NA, _NA] for label, feats, acc in STUDY]
     for source, report in reports:

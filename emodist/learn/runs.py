@@ -92,14 +92,47 @@ log = logging.getLogger("emodist.learn.evaluate")
 
 
 def set_classes(model, classes) -> None:
-    """Set every ``classes`` parameter of ``model`` (the soft-target columns)."""
+    """Set every ``classes`` parameter of ``model`` (the soft-target columns).
+
+    Parameters
+    ----------
+    model : sklearn.base.BaseEstimator
+        A preset's pipeline (nested ``classes`` parameters too).
+    classes : iterable
+        Column labels of the soft targets.
+    """
     keys = [k for k in model.get_params(deep=True) if k == "classes" or k.endswith("__classes")]
     if keys:
         model.set_params(**{k: list(classes) for k in keys})
 
 
 def fit_params(preset, train, y, *, weights: bool, soft=None, groups=None) -> dict:
-    """Fit parameters (``model__*``) of a preset's pipeline on the rows ``train``."""
+    """Fit parameters (``model__*``) of a preset's pipeline on the rows ``train``.
+
+    Parameters
+    ----------
+    preset : emodist.learn.presets.Preset
+    train : numpy.ndarray of bool, shape (n,)
+        Training rows.
+    y : numpy.ndarray, shape (n,)
+        Labels (for the balanced class weights).
+    weights : bool
+        Weight the training rows inversely to their class frequency.
+    soft : numpy.ndarray, shape (n, k), optional
+        Vote shares (presets whose ``fit_params`` name ``soft``).
+    groups : array_like, shape (n,), optional
+        Group of each row (presets whose ``fit_params`` name ``groups``).
+
+    Returns
+    -------
+    dict
+        ``model__sample_weight``, ``model__soft``, ``model__groups`` as needed.
+
+    Raises
+    ------
+    ValueError
+        A soft-target preset without vote shares.
+    """
     kw = {}
     if weights:
         kw["model__sample_weight"] = compute_sample_weight("balanced", y[train])
@@ -193,7 +226,13 @@ def fit_predict(X, y, folds, fold: int, preset_key: str, seed: int, weights: boo
 
 @dataclass(frozen=True)
 class FitFailure:
-    """A preset that could not be fit on a fold (too few samples for it...)."""
+    """A preset that could not be fit on a fold (too few samples for it...).
+
+    Parameters
+    ----------
+    message : str
+        The error's type and first line.
+    """
 
     message: str
 
@@ -204,6 +243,16 @@ def fit_predict_or_failure(**kwargs):
     Some presets cannot be fit on some data (a discriminant on fewer samples
     than classes, ...); that preset is reported as failed and the others
     still run.
+
+    Parameters
+    ----------
+    **kwargs
+        The arguments of :func:`fit_predict_proba`.
+
+    Returns
+    -------
+    tuple or FitFailure
+        What :func:`fit_predict_proba` returns, or the failure.
     """
     try:
         return fit_predict_proba(**kwargs)
@@ -427,7 +476,15 @@ def in_task_order(order, results) -> list:
 
 
 class FitProgress:
-    """A progress bar over ``total`` fits (done/total, rate, ETA), or nothing."""
+    """A progress bar over ``total`` fits (done/total, rate, ETA), or nothing.
+
+    Parameters
+    ----------
+    enabled : bool
+        Show the bar (:func:`emodist.progress.progress_bar`).
+    total : int
+        Number of fits.
+    """
 
     def __init__(self, enabled: bool, total: int):
         self._bar = progress_bar(enabled, "fits", "fit").__enter__()
@@ -444,7 +501,23 @@ class FitProgress:
 
 
 def result_head(fs, p: clf.Preset, balance: str, seconds: float) -> dict:
-    """The identifying part of one result row."""
+    """The identifying part of one result row.
+
+    Parameters
+    ----------
+    fs : emodist.learn.data.FeatureSet
+    p : emodist.learn.presets.Preset
+    balance : str
+        ``"none"`` or ``"weights"``.
+    seconds : float
+        Wall seconds of the result's fits.
+
+    Returns
+    -------
+    dict
+        ``features``, ``n_features``, ``classifier``, ``name``, ``family``,
+        ``params``, ``balance``, ``soft_targets``, ``seconds``.
+    """
     return {
         "features": fs.name,
         "n_features": len(fs.names),
@@ -491,12 +564,43 @@ def _run_class_tasks(data, tasks, common, seed, client, n_jobs, bar):
 
 
 def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, progress):
-    """Fit and score every class preset; ``(results, skipped, baselines)``.
+    """Fit and score every class preset.
 
-    ``groups`` is the grouping of the folds; presets with a grouped inner
-    cross-validation get the training rows' groups.  The fits of every
-    feature set run together, longest first (:func:`longest_first`);
-    a result's ``seconds`` is the sum of its fits' wall seconds.
+    The fits of every feature set run together, longest first
+    (:func:`longest_first`); a result's ``seconds`` is the sum of its fits'
+    wall seconds.
+
+    Parameters
+    ----------
+    data : emodist.learn.data.EvalData
+        The evaluated segments.
+    folds : numpy.ndarray of int, shape (n,)
+        Test fold of each segment (:func:`emodist.learn.folds.make_folds`).
+    groups : numpy.ndarray, shape (n,)
+        Grouping of the folds; presets with a grouped inner cross-validation
+        get the training rows' groups.
+    presets : list of emodist.learn.presets.Preset
+    modes : list of str
+        Balance modes (:attr:`EvaluationSpec.balance_modes
+        <emodist.learn.spec.EvaluationSpec.balance_modes>`).
+    seed : int
+        Seed of every model.
+    client : distributed.Client or None
+        Run the fits on this cluster, else with :mod:`joblib`.
+    n_jobs : int or None
+        joblib processes.
+    progress : bool
+        Progress bar over the fits.
+
+    Returns
+    -------
+    results : list of dict
+        One row per (feature set, preset, balance): segment, track and (with
+        probabilities) mean-probability track metrics, and the predictions.
+    skipped : list of dict
+        What was not run or failed, and why.
+    baselines : dict
+        ``segment`` and ``track`` :func:`~emodist.learn.scoring.baseline_rates`.
     """
     classes = data.classes
     tasks, skipped = _class_tasks(data, folds, presets, modes)
@@ -556,7 +660,28 @@ def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, pro
 
 
 def distribution_results(data, folds, groups, presets, seed, client, n_jobs, progress):
-    """Fit and score every distribution preset; ``(results, train-mean baseline)``."""
+    """Fit and score every distribution preset.
+
+    Parameters
+    ----------
+    data : emodist.learn.data.EvalData
+        The evaluated segments.
+    folds : numpy.ndarray of int, shape (n,)
+        Test fold of each segment (:func:`emodist.learn.folds.make_folds`).
+    groups : numpy.ndarray, shape (n,)
+        Grouping of the folds; presets with a grouped inner cross-validation
+        get the training rows' groups.
+    presets : list of emodist.learn.presets.Preset
+    seed, client, n_jobs, progress
+        As in :func:`class_results`.
+
+    Returns
+    -------
+    results : list of dict
+        One row per (feature set, preset) with its ``distribution`` metrics.
+    baseline : dict
+        The train-mean distribution's metrics.
+    """
     results = []
     baseline = distribution_metrics(data.distribution, train_mean_baseline(data.distribution, folds), folds)
     n_folds = int(folds.max()) + 1

@@ -62,7 +62,18 @@ HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def fold_summary(values) -> dict:
-    """``mean``, ``std`` (population) and the list of per-fold ``values``."""
+    """Mean, population standard deviation and list of per-fold values.
+
+    Parameters
+    ----------
+    values : array_like of float
+        One value per fold.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std`` (``ddof=0``) and ``folds``.
+    """
     v = np.asarray(values, dtype=np.float64)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "folds": v.tolist()}
 
@@ -91,7 +102,18 @@ def confusion(y_true, y_pred, classes) -> dict:
 
 
 def fold_scores(y_true, y_pred) -> dict[str, float]:
-    """Accuracy, balanced accuracy and macro-F1 of one fold's predictions."""
+    """Accuracy, balanced accuracy and macro-F1 of one fold's predictions.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (n,)
+        Labels and predictions of the fold.
+
+    Returns
+    -------
+    dict of str to float
+        One value per metric of :data:`HEADLINE`.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return {
@@ -180,7 +202,24 @@ def majority_vote(pred, groups, classes) -> pd.Series:
 
 
 def track_level(y_true, y_pred, folds, track_id, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Track labels, majority-vote predictions and folds, one row per track."""
+    """Track labels, majority-vote predictions and folds, one row per track.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (n,)
+        Segment labels and predictions.
+    folds : array_like, shape (n,)
+        Segment folds (a track's segments share one).
+    track_id : array_like, shape (n,)
+        Track of each segment.
+    classes : sequence of str
+        Tie order of the vote (:func:`majority_vote`).
+
+    Returns
+    -------
+    y_true, y_pred, folds : numpy.ndarray, shape (n_tracks,)
+        In first-appearance order of the tracks.
+    """
     frame = pd.DataFrame({"t": np.asarray(track_id), "y": np.asarray(y_true), "f": np.asarray(folds)})
     first = frame.drop_duplicates("t").set_index("t")
     votes = majority_vote(y_pred, track_id, classes)
@@ -188,7 +227,21 @@ def track_level(y_true, y_pred, folds, track_id, classes) -> tuple[np.ndarray, n
 
 
 def baseline_rates(y, classes) -> dict:
-    """Random-guess rate (1 / classes) and majority-class rate of labels ``y``."""
+    """Random-guess and majority-class rates of labels ``y``.
+
+    Parameters
+    ----------
+    y : array_like
+        Labels.
+    classes : sequence of str
+        The classes (the random guess is ``1 / len(classes)``).
+
+    Returns
+    -------
+    dict
+        ``chance``, ``majority`` (share of the most frequent label) and
+        ``majority_class``.
+    """
     counts = pd.Series(np.asarray(y)).value_counts()
     return {
         "chance": 1.0 / len(classes),
@@ -198,9 +251,19 @@ def baseline_rates(y, classes) -> dict:
 
 
 def rank_results(results: list[dict], metric: str = "accuracy") -> list[dict]:
-    """Results sorted best first by a segment metric's fold mean (JSD: lowest first).
+    """Results sorted best first by a segment metric's fold mean.
 
-    ``metric`` is one of :data:`HEADLINE`; ties keep the given order.
+    Parameters
+    ----------
+    results : list of dict
+        Result rows (``segment`` metrics, or ``distribution`` ones).
+    metric : str
+        One of :data:`HEADLINE`; distribution results are ranked by mean JSD,
+        lowest first.  Ties keep the given order.
+
+    Returns
+    -------
+    list of dict
     """
     if results and "distribution" in results[0]:
         return sorted(results, key=lambda r: r["distribution"]["jsd"]["mean"])
@@ -208,7 +271,18 @@ def rank_results(results: list[dict], metric: str = "accuracy") -> list[dict]:
 
 
 def jensen_shannon(p, q) -> np.ndarray:
-    """Jensen-Shannon divergence (base 2, in [0, 1]) between rows of ``p`` and ``q``."""
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between rows of ``p`` and ``q``.
+
+    Parameters
+    ----------
+    p, q : array_like, shape (..., k)
+        Distributions (rows summing to 1).
+
+    Returns
+    -------
+    numpy.ndarray, shape (...)
+        0 for identical rows, 1 for disjoint ones.
+    """
     p = np.asarray(p, np.float64)
     q = np.asarray(q, np.float64)
     m = 0.5 * (p + q)
@@ -266,28 +340,72 @@ def track_mean_proba(proba, groups, classes) -> pd.Series:
 
 
 def spread_track_mean(proba, groups) -> np.ndarray:
-    """Replace each segment's row by its track's mean row, shape (n, k)."""
+    """Replace each segment's row by its track's mean row.
+
+    Parameters
+    ----------
+    proba : array_like, shape (n, k)
+    groups : array_like, shape (n,)
+        Track (or group) of each row.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+    """
     keys, means = mean_proba(proba, groups)
     pos = pd.Index(keys).get_indexer(np.asarray(groups))
     return means[pos]
 
 
 def track_truth(y_true, folds, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One row per track (first-appearance order): track, label and fold."""
+    """One row per track (first-appearance order): track, label and fold.
+
+    Parameters
+    ----------
+    y_true, folds, groups : array_like, shape (n,)
+        Label, fold and track of each segment.
+
+    Returns
+    -------
+    groups, y_true, folds : numpy.ndarray, shape (n_tracks,)
+    """
     frame = pd.DataFrame({"g": np.asarray(groups), "y": np.asarray(y_true), "f": np.asarray(folds)})
     first = frame.drop_duplicates("g")
     return first["g"].to_numpy(), first["y"].to_numpy(), first["f"].to_numpy()
 
 
 def topk_agreement(true, pred, k: int) -> np.ndarray:
-    """Whether each row's true top emotion is among the ``k`` highest predicted."""
+    """Whether each row's true top emotion is among the ``k`` highest predicted.
+
+    Parameters
+    ----------
+    true, pred : array_like, shape (n, k_classes)
+        True and predicted distributions.
+    k : int
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+    """
     true_top = np.argmax(np.asarray(true), axis=1)
     ranks = np.argsort(-np.asarray(pred), axis=1, kind="stable")[:, :k]
     return (ranks == true_top[:, None]).any(axis=1)
 
 
 def distribution_metrics(true, pred, folds) -> dict:
-    """Mean JSD, top-1 and top-3 agreement per fold (mean/std) and pooled."""
+    """Mean JSD, top-1 and top-3 agreement per fold (mean/std) and pooled.
+
+    Parameters
+    ----------
+    true, pred : array_like, shape (n, k)
+        True and predicted distributions.
+    folds : array_like, shape (n,)
+
+    Returns
+    -------
+    dict
+        ``jsd``, ``top1``, ``top3``: each ``mean``, ``std``, ``folds``, ``pooled``.
+    """
     true, pred, folds = np.asarray(true), np.asarray(pred), np.asarray(folds)
     scores = {
         "jsd": jensen_shannon(true, pred),
@@ -302,7 +420,18 @@ def distribution_metrics(true, pred, folds) -> dict:
 
 
 def train_mean_baseline(P, folds) -> np.ndarray:
-    """Predict each fold with the mean distribution of its training folds."""
+    """Predict each fold with the mean distribution of its training folds.
+
+    Parameters
+    ----------
+    P : array_like, shape (n, k)
+        True distributions.
+    folds : array_like, shape (n,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+    """
     P, folds = np.asarray(P), np.asarray(folds)
     out = np.zeros_like(P, dtype=np.float64)
     for k in np.unique(folds):

@@ -156,7 +156,15 @@ def stream_rows(index, groups_needed, classes_order, *, n_folds: int, seed: int)
 
 @dataclass
 class FoldStats:
-    """Per-fold count, sum and sum of squares of every column, shifted by ``shift``."""
+    """Per-fold count, sum and sum of squares of every column, shifted by ``shift``.
+
+    Attributes
+    ----------
+    shift : numpy.ndarray, shape (width,)
+        The first block's column means (``None`` before the first block).
+    count : numpy.ndarray, shape (n_folds,)
+    total, squares : numpy.ndarray, shape (n_folds, width)
+    """
 
     shift: np.ndarray
     count: np.ndarray

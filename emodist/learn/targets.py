@@ -226,7 +226,18 @@ def recompute_labels(votes, votes_mean, rule: str, keep) -> np.ndarray:
 
 
 def normalise_rows(P) -> np.ndarray:
-    """Clip negative values to 0 and scale each row to sum 1 (uniform if all 0)."""
+    """Clip negative values to 0 and scale each row to sum 1.
+
+    Parameters
+    ----------
+    P : array_like, shape (n, k) or (k,)
+        Predicted distributions.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+        Rows summing to 1; an all-zero row becomes uniform.
+    """
     P = np.clip(np.asarray(P, dtype=np.float64), 0.0, None)
     if P.ndim == 1:
         P = P[None, :]
@@ -238,8 +249,18 @@ def normalise_rows(P) -> np.ndarray:
 def target_distribution(votes, votes_mean, rule: str) -> np.ndarray:
     """Nine-way target distribution of each segment, rows summing to 1.
 
-    ``listener`` uses the listener-normalised profile, ``mean`` the plain
-    mean normalised to sum 1.  Rows without any vote are all zero.
+    Parameters
+    ----------
+    votes, votes_mean : array_like, shape (n, 9)
+        Listener-normalised and plain-mean vote profiles.
+    rule : {"listener", "mean"}
+        ``listener`` uses the listener-normalised profile, ``mean`` the plain
+        mean normalised to sum 1.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 9)
+        Rows without any vote are all zero.
     """
     p = np.asarray(votes if rule == "listener" else votes_mean, dtype=np.float64)
     s = p.sum(axis=1, keepdims=True)
