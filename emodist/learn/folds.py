@@ -21,11 +21,12 @@ import warnings
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
+from sklearn.utils import check_random_state
 
 from emodist.errors import EmodistError
 
 __all__ = ["GROUP_WORDS", "check_folds", "describe_splitter", "fold_groups", "fold_splitter",
-           "inner_splitter", "make_folds"]
+           "inner_splitter", "make_folds", "stratified_group_folds"]
 
 #: How each grouping column of :func:`fold_groups` reads in the report's
 #: splitter line and in messages: ``(one, several)``.
@@ -104,13 +105,74 @@ def make_folds(y, groups, n_folds: int = 5, seed: int = 0, unit: str = "groups")
             param="folds",
         )
     cv = fold_splitter(y, groups, n_folds, seed)
-    folds = np.full(len(y), -1, dtype=np.int64)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for k, (_, test) in enumerate(cv.split(np.zeros(len(y)), y, groups)):
-            folds[test] = k
+    if isinstance(cv, StratifiedGroupKFold):
+        folds = stratified_group_folds(y, groups, n_folds=n_folds, seed=seed)
+    else:
+        folds = np.full(len(y), -1, dtype=np.int64)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            for k, (_, test) in enumerate(cv.split(np.zeros(len(y)), y, groups)):
+                folds[test] = k
     check_folds(folds, groups)
     return folds
+
+
+def stratified_group_folds(y, groups, *, n_folds: int, seed: int) -> np.ndarray:
+    """The test folds of a shuffled :class:`~sklearn.model_selection.StratifiedGroupKFold`, fast.
+
+    The same folds, to the bit, as ``StratifiedGroupKFold(n_folds,
+    shuffle=True, random_state=seed).split(X, y, groups)``: the same shuffle
+    of the groups, the same order (largest spread of a group's class counts
+    first), the same greedy choice of a fold per group with the same
+    arithmetic and tie rules.  Where scikit-learn loops over every sample
+    in Python (counting, then listing each fold's samples) and over every
+    candidate fold of every group, this counts with numpy and weighs a
+    group's candidate folds in one step, so that a million segments take
+    seconds, not minutes (the streamed evaluation's size).
+
+    Parameters
+    ----------
+    y, groups : array_like, shape (n,)
+        Label and group of each sample.
+    n_folds : int
+        Number of folds (at most the largest class's sample count).
+    seed : int
+        Shuffling seed.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n,)
+        Test fold of each sample.
+    """
+    _, y_inv, y_cnt = np.unique(np.asarray(y), return_inverse=True, return_counts=True)
+    _, g_inv = np.unique(np.asarray(groups), return_inverse=True)
+    y_inv, g_inv = y_inv.ravel(), g_inv.ravel()
+    n_groups, n_classes = int(g_inv.max()) + 1, len(y_cnt)
+    counts = np.zeros((n_groups, n_classes))
+    np.add.at(counts, (g_inv, y_inv), 1.0)
+    perm = np.arange(n_groups)
+    check_random_state(seed).shuffle(perm)
+    counts = counts[perm]
+    inv_perm = np.empty_like(perm)
+    inv_perm[perm] = np.arange(n_groups)
+    g_inv = inv_perm[g_inv]
+    order = np.argsort(-np.std(counts, axis=1), kind="stable")
+    per_fold = np.zeros((n_folds, n_classes))
+    add = np.eye(n_folds)[:, :, None]  # candidate i adds the group's counts to fold i only
+    fold_of = np.empty(n_groups, dtype=np.int64)
+    for g in order:
+        c = counts[g]
+        # scikit-learn's _find_best_fold, every candidate at once (the same operations)
+        evals = np.mean(np.std((per_fold[None] + add * c) / y_cnt, axis=1), axis=1)
+        sizes = np.sum(per_fold, axis=1)
+        best, best_eval, best_size = 0, np.inf, np.inf
+        for i in range(n_folds):
+            close = np.isfinite(best_eval) and abs(evals[i] - best_eval) <= 1e-8 + 1e-5 * abs(best_eval)
+            if evals[i] < best_eval or (close and sizes[i] < best_size):
+                best, best_eval, best_size = i, evals[i], sizes[i]
+        per_fold[best] += c
+        fold_of[g] = best
+    return fold_of[g_inv]
 
 
 def fold_splitter(y, groups, n_folds: int, seed: int):

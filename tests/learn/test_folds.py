@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.model_selection import StratifiedGroupKFold
 
 from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
@@ -142,3 +145,24 @@ def test_a_leak_prone_grouping_scores_higher_than_the_honest_one():
     chance = 1 / len(CLASSES)
     assert scores["leaky"] > scores["honest"] + 0.4, scores
     assert scores["honest"] < chance + 0.2, scores
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_fast_stratified_group_folds_are_scikit_learns(seed):
+    rng = np.random.default_rng(seed)
+    n_groups, n_folds, n_classes = int(rng.integers(5, 60)), int(rng.integers(2, 6)), int(rng.integers(2, 9))
+    sizes = rng.integers(1, 6, n_groups) if seed % 3 else np.full(n_groups, 2)  # equal sizes: many ties
+    g = np.repeat(np.arange(n_groups), sizes)
+    y = rng.integers(0, n_classes, n_groups)[g] if seed % 2 else rng.integers(0, n_classes, len(g))
+    y[:n_folds] = 0  # one class fills the folds (the stratified splitter's condition)
+    order = rng.permutation(len(g))
+    groups = np.array([f"t{i:03d}" for i in range(n_groups)], dtype=object)[g][order]
+    labels = np.array([f"c{i}" for i in range(n_classes)], dtype=object)[y][order]
+    expect = np.full(len(g), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(labels, labels, groups)
+        for k, (_, test) in enumerate(splits):
+            expect[test] = k
+    assert np.array_equal(fo.stratified_group_folds(labels, groups, n_folds=n_folds, seed=seed), expect)
+
