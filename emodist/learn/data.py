@@ -99,17 +99,9 @@ def feature_dim(group: str) -> str:
 
 
 def status_var(group: str) -> str:
-    """Status variable of ``group``.
+    """Status variable of ``group``: ``"<group>_status"`` (0 pending, 1 done, -1 failed per segment).
 
-    Parameters
-    ----------
-    group : str
-        Feature group name.
-
-    Returns
-    -------
-    str
-        ``"<group>_status"`` (0 pending, 1 done, -1 failed per segment).
+    The sibling of :func:`feature_dim`.
     """
     return f"{group}_status"
 

@@ -622,16 +622,7 @@ def best_rows(report: dict, source: str) -> list[list[str]]:
 def baseline_rows(report: dict, source: str) -> list[list[str]]:
     """Chance, majority class (or the train-mean distribution) and the human ceiling.
 
-    Parameters
-    ----------
-    report : dict
-    source : str
-        The report's label in the table.
-
-    Returns
-    -------
-    list of list of str
-        Cells in :data:`HEADER` order.
+    The arguments and the rows are those of :func:`best_rows`.
     """
     target = _target(report)
     rows = []

@@ -662,18 +662,7 @@ def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, pro
 def distribution_results(data, folds, groups, presets, seed, client, n_jobs, progress):
     """Fit and score every distribution preset.
 
-    Parameters
-    ----------
-    data : emodist.learn.data.EvalData
-        The evaluated segments.
-    folds : numpy.ndarray of int, shape (n,)
-        Test fold of each segment (:func:`emodist.learn.folds.make_folds`).
-    groups : numpy.ndarray, shape (n,)
-        Grouping of the folds; presets with a grouped inner cross-validation
-        get the training rows' groups.
-    presets : list of emodist.learn.presets.Preset
-    seed, client, n_jobs, progress
-        As in :func:`class_results`.
+    The arguments are those of :func:`class_results` (no balance modes).
 
     Returns
     -------

@@ -22,23 +22,11 @@ from sklearn.preprocessing import StandardScaler
 from emodist.engine.executor import run_all
 from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
-from emodist.learn import runs
-from emodist.learn import scoring
+from emodist.learn import runs, scoring
 from emodist.learn.data import load_data, open_dataset
 from tests.stores import DEEP, build, make_arrays, make_store
 
 FAST = ["logistic-regression", "linear-svm", "medium-knn", "bagged-trees"]
-
-
-@pytest.fixture(scope="module")
-def separable(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("ev") / "sep.zarr", n_tracks=40, separation=2.5)
-
-
-@pytest.fixture(scope="module")
-def shuffled(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("ev") / "shuf.zarr", n_tracks=60,
-                      shuffle_labels=True, seed=3)
 
 
 @pytest.fixture(scope="module")

@@ -25,20 +25,9 @@ from emodist.learn.folds import fold_groups
 from emodist.learn.report import comparison_markdown, load_report
 from emodist.learn.scoring import jensen_shannon
 from emodist.learn.targets import FACTORS, dominant_factor
-from tests.stores import build, make_arrays, make_store
+from tests.stores import build, make_arrays
 
 BEYOND = list(clf.BEYOND_PRESETS)
-
-
-@pytest.fixture(scope="module")
-def separable(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("bey") / "sep.zarr", n_tracks=40, separation=2.5)
-
-
-@pytest.fixture(scope="module")
-def shuffled(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("bey") / "shuf.zarr", n_tracks=60,
-                      shuffle_labels=True, seed=3)
 
 
 @pytest.fixture(scope="module")
