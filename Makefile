@@ -37,7 +37,7 @@ test-min:
 	$(VENV_MIN)/bin/python -m pip check
 	$(VENV_MIN)/bin/python -m pytest -q -ra -m "not model and not cluster and not s3 and not slow" \
 	    --deselect tests/test_deploy.py::test_lock_closure_matches_this_environment \
-	    --deselect tests/test_evaluate.py::test_predictions_of_every_preset_are_unchanged_for_a_seed
+	    --deselect tests/learn/test_evaluate.py::test_predictions_of_every_preset_are_unchanged_for_a_seed
 
 ## the image built and the compose stack run for real (root: installs docker.io, starts dockerd)
 deploy-test: install

@@ -3,7 +3,7 @@
     PYTHONPATH=. python benchmarks/explore_learn.py STORE [--folds 5] [--seed 0] [--jobs 2]
         [--out results.json]
 
-Reads the store's finished, labelled segments (``emodist.learn.features.load_data``,
+Reads the store's finished, labelled segments (``emodist.learn.data.load_data``,
 listener rule, handcrafted features), draws the same grouped folds as
 ``emodist evaluate`` (``make_folds``: StratifiedGroupKFold by track, seed 0)
 and scores out-of-fold predictions of each preset:
@@ -37,15 +37,25 @@ from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
 from emodist.data.labels import GEMS
-from emodist.learn.cv import oof_predict_proba
-from emodist.learn.distribution import distribution_metrics, jensen_shannon, train_mean_baseline
-from emodist.learn.factors import FACTORS, factor_targets
-from emodist.learn.features import load_data
+from emodist.learn.data import load_data
+from emodist.learn.estimators import (
+    BalancedBaggingClassifier,
+    PriorShiftClassifier,
+    SoftLabelClassifier,
+    SoftLogisticRegression,
+)
 from emodist.learn.folds import make_folds
-from emodist.learn.imbalance import BalancedBaggingClassifier, PriorShiftClassifier
-from emodist.learn.metrics import spread_track_mean, track_mean_proba, track_truth
-from emodist.learn.scoring import headline_metrics
-from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression, soft_targets
+from emodist.learn.runs import oof_predict_proba
+from emodist.learn.scoring import (
+    distribution_metrics,
+    headline_metrics,
+    jensen_shannon,
+    spread_track_mean,
+    track_mean_proba,
+    track_truth,
+    train_mean_baseline,
+)
+from emodist.learn.targets import FACTORS, factor_targets, soft_targets
 
 
 def pipe(model):

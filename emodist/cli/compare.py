@@ -27,7 +27,7 @@ def register(subparsers) -> None:
 
 def cmd_compare(args) -> int:
     """Run ``emodist compare``."""
-    from emodist.learn.compare import comparison_markdown, load_report
+    from emodist.learn.report import comparison_markdown, load_report
 
     pairs = [(str(path), load_report(path)) for path in args.reports]
     text = comparison_markdown(pairs)

@@ -17,7 +17,7 @@ from emodist.cli.common import (
     parse_storage_options,
 )
 from emodist.errors import EmodistError
-from emodist.learn.params import BALANCES, RANK_BY, TARGETS
+from emodist.learn.spec import BALANCES, RANK_BY, TARGETS, EvaluationSpec
 from emodist.spec import LABEL_RULES
 
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
@@ -151,18 +151,18 @@ HINTS = {"classifiers": " (see emodist evaluate --list)"}
 
 @contextlib.contextmanager
 def flagged(flags: dict | None = None):
-    """Re-raise a :class:`~emodist.learn.params.ParameterError` led by its flag.
+    """Re-raise an :class:`EmodistError` about a parameter led by its flag, with its hint.
 
     The flag is :func:`emodist.cli.flag_name`'s, unless ``flags`` names the
     command's own for that parameter.
     """
-    from emodist.learn.params import ParameterError
-
     try:
         yield
-    except ParameterError as exc:
-        flag = flag_name(exc.parameter, flags)
-        raise EmodistError(f"{flag}: {exc.message}{HINTS.get(exc.parameter, '')}") from exc
+    except EmodistError as exc:
+        if not exc.param:
+            raise
+        flag = flag_name(exc.param, flags)
+        raise EmodistError(f"{flag}: {exc.message}{HINTS.get(exc.param, '')}") from exc
 
 
 def feature_sets(args) -> list | None:
@@ -221,9 +221,11 @@ def cmd_evaluate(args) -> int:
         return cmd_stream(args)
     from emodist.learn.evaluate import run_evaluate
 
+    with flagged(feature_flags(args)):
+        spec = EvaluationSpec(**evaluation_kwargs(args))
     with flagged(feature_flags(args)), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
-            args.store, **evaluation_kwargs(args), out=args.out, client=client,
+            args.store, spec, out=args.out, client=client,
             n_jobs=args.workers if args.workers is not None else -1,
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet)
     print_report(report, args.top)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emodist.errors import EmodistError
+from emodist.learn.spec import EvaluationSpec
 from emodist.spec import ExtractionSpec, Runtime
 
 
@@ -56,7 +57,7 @@ def model_available(model: str | None = None) -> str | None:
 def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec | None = None,
                  runtime: Runtime | None = None, *, overwrite: bool = False,
                  retry_failed: bool = False, repair: bool = False,
-                 evaluation: dict | None = None) -> PipelineResult:
+                 evaluation: EvaluationSpec | dict | None = None) -> PipelineResult:
     """Extract ``dataset`` into ``store``, then evaluate it into ``out``, on one client.
 
     Parameters
@@ -69,9 +70,11 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
         What to extract and how (see :func:`emodist.engine.extract.run_extract`).
     overwrite, retry_failed, repair : bool
         As for :func:`emodist.engine.extract.run_extract`.
-    evaluation : dict, optional
-        Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate`
-        (``features`` defaults to every stored group alone, and all joined).
+    evaluation : EvaluationSpec or dict, optional
+        What to evaluate, or the fields of an
+        :class:`~emodist.learn.spec.EvaluationSpec` (``features`` defaults to
+        every stored group alone, and all joined); checked before the
+        extraction starts.
 
     Returns
     -------
@@ -83,15 +86,16 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
 
     spec = spec or default_spec()
     runtime = runtime or Runtime()
-    evaluation = dict(evaluation or {})
+    if not isinstance(evaluation, EvaluationSpec):
+        evaluation = EvaluationSpec(**(evaluation or {}))
     with connect(runtime) as client:
         rt = runtime.replace(client=client)
         ex = run_extract(dataset, store, spec, rt, overwrite=overwrite, retry_failed=retry_failed,
                          repair=repair)
         if ex.n_done == 0:
             raise EmodistError(f"{store}: no segment was extracted; nothing to evaluate")
-        rep = run_evaluate(store, out=out, client=client, storage_options=rt.options("store"),
-                           progress=rt.progress, **evaluation)
+        rep = run_evaluate(store, evaluation, out=out, client=client, storage_options=rt.options("store"),
+                           progress=rt.progress)
         return PipelineResult(ex, rep, [])
 
 

@@ -34,7 +34,7 @@ from emodist.engine.worker import ChunkTask, Job, SegmentRows, compute_chunk
 from emodist.errors import EmodistError, ModelError
 from emodist.features import REGISTRY
 from emodist.features.head import ModelHead
-from emodist.learn.factors import FACTOR_OF, FACTORS
+from emodist.learn.targets import FACTOR_OF, FACTORS
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store.accessor import open_store

@@ -11,7 +11,7 @@ and tie logic as :func:`emodist.data.labels.dominant_emotion`.  Reported:
 * ``kappa``: Cohen's kappa of the two halves' labels across tracks;
 * ``jsd``: mean Jensen-Shannon *divergence* (base 2, in [0, 1]) between the
   halves' distributions -- the measure ``emodist evaluate --target
-  distribution`` reports (:func:`emodist.learn.distribution.jensen_shannon`), not
+  distribution`` reports (:func:`emodist.learn.scoring.jensen_shannon`), not
   its square root (the distance);
 * ``half_vs_full``: share of (track, half) pairs whose half label equals the
   label of all listeners together (optimistic: the half is part of the crowd);
@@ -39,9 +39,12 @@ import numpy as np
 import pandas as pd
 
 from emodist.data.labels import GEMS
-from emodist.errors import DataError
-from emodist.learn.distribution import jensen_shannon
-from emodist.learn.factors import FACTORS, dominant_label, factor_matrix
+from emodist.errors import DataError, EmodistError
+from emodist.learn.scoring import jensen_shannon
+from emodist.learn.targets import FACTORS, dominant_label, factor_matrix
+
+__all__ = ["emotify_ceiling", "human_ceiling", "read_responses", "report_ceiling", "responses_path",
+           "split_half_ceiling"]
 
 
 def read_responses(root) -> pd.DataFrame:
@@ -108,7 +111,7 @@ def split_half_ceiling(track_ids, ticks, *, level: str = "emotion", rule: str = 
     ticks : array_like, shape (n_responses, 9)
         0/1 GEMS columns of each response, GEMS order.
     level : {"emotion", "factor"}
-        Nine emotions, or the three GEMS factors (:mod:`emodist.learn.factors`).
+        Nine emotions, or the three GEMS factors (:mod:`emodist.learn.targets`).
     rule : {"listener", "mean"}
         Label rule (and distribution: listener-normalised, or the plain mean
         normalised to sum 1).
@@ -198,7 +201,7 @@ def split_half_ceiling(track_ids, ticks, *, level: str = "emotion", rule: str = 
                   "split_range": [float(np.percentile(kappas, lo)), float(np.percentile(kappas, hi))]},
         "kappa_spearman_brown": float(2 * k / (1 + k)) if k > -1 else float("nan"),
         "jsd": _summary(jsd.mean(axis=0), jsd.mean(axis=1), boot_rng, n_boot, ci),
-        "jsd_kind": "Jensen-Shannon divergence, base 2 (emodist.learn.distribution.jensen_shannon)",
+        "jsd_kind": "Jensen-Shannon divergence, base 2 (emodist.learn.scoring.jensen_shannon)",
         "half_vs_full": _summary(vs_full.mean(axis=0), vs_full.mean(axis=1), boot_rng, n_boot, ci),
         "chance": 1.0 / (n_classes or len(counts)),
         "majority": float(counts.iloc[0] / counts.sum()),
@@ -226,8 +229,16 @@ def emotify_ceiling(responses: pd.DataFrame, *, tracks=None, **kwargs) -> dict:
 def responses_path(source) -> str | None:
     """The ``data.csv`` named by ``source``: the file, or ``data.csv`` in a folder.
 
-    ``source`` may carry the store's ``emotify:`` prefix (its ``dataset``
-    attribute).  ``None`` when nothing readable is there.
+    Parameters
+    ----------
+    source : str or path-like
+        A file or folder; may carry the store's ``emotify:`` prefix (its
+        ``dataset`` attribute).
+
+    Returns
+    -------
+    str or None
+        The file's path; ``None`` when nothing readable is there.
     """
     text = str(source)
     text = text.removeprefix("emotify:")
@@ -274,3 +285,49 @@ def report_ceiling(source, tracks, *, level: str, rule: str, n_classes: int, see
     out = emotify_ceiling(df, level=level, rule=rule, n_splits=n_splits, seed=seed, n_classes=n_classes)
     out.pop("labels")
     return {"available": True, "source": path, "n_responses": len(df), **out}
+
+
+def human_ceiling(ceiling, dataset, data, target: str, seed: int) -> dict:
+    """The listeners' split-half agreement on the evaluated tracks, or why there is none.
+
+    Parameters
+    ----------
+    ceiling : str, False or None
+        An Emotify ``data.csv`` or its folder; ``None`` uses ``dataset``
+        when it names an existing Emotify folder; ``False`` skips it.
+    dataset : str or None
+        The store's ``dataset`` attribute.
+    data : emodist.learn.data.EvalData
+        The evaluated segments (their tracks, label rule and classes).
+    target : str
+        ``"factors"`` gives the factor-level ceiling, else emotion level.
+    seed : int
+        Seed of the splits.
+
+    Returns
+    -------
+    dict
+        :func:`report_ceiling`'s figures, or ``available`` False and a
+        ``reason``.
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        A given ``ceiling`` that holds no usable responses (``param="ceiling"``).
+    """
+    if ceiling is False:
+        return {"available": False, "reason": "not asked for"}
+    source = ceiling if ceiling is not None else dataset
+    if source is None or responses_path(source) is None:
+        if ceiling is not None:
+            raise EmodistError(f"{ceiling}: no Emotify data.csv there (a file or its folder)",
+                               param="ceiling")
+        return {"available": False, "reason": "no listener responses (give ceiling= an Emotify data.csv)"}
+    level = "factor" if target == "factors" else "emotion"
+    try:
+        return report_ceiling(source, np.unique(data.track_id), level=level, rule=data.label_rule,
+                              n_classes=len(data.classes), seed=seed)
+    except DataError as exc:
+        if ceiling is not None:
+            raise EmodistError(str(exc), param="ceiling") from exc
+        return {"available": False, "reason": str(exc)}

@@ -9,7 +9,7 @@ beyond the app: logistic regression and histogram gradient boosting.
 Every preset is a :class:`sklearn.pipeline.Pipeline` (:func:`make_pipeline`)
 whose first step standardises the features (as MATLAB does for SVM and KNN;
 trees are unaffected); boosted trees get the leading principal components of
-inputs wider than 512 columns (:mod:`emodist.learn.reduce`).  Every step is
+inputs wider than 512 columns (:class:`~emodist.learn.estimators.WideInputPCA`).  Every step is
 fit on the training folds only.
 
 Kernel scales follow MATLAB: a Gaussian SVM with kernel scale ``s`` uses
@@ -20,8 +20,8 @@ The estimators scikit-learn lacks are in :mod:`emodist.learn.estimators`.
 
 Beyond one label per song (:data:`BEYOND_PRESETS`, ``--classifiers beyond``):
 presets that learn from each segment's vote distribution (soft targets,
-:mod:`emodist.learn.soft`, :mod:`emodist.learn.tuning`), tune per-class
-decision offsets inside the training folds (:mod:`emodist.learn.imbalance`)
+:mod:`emodist.learn.estimators`), tune per-class
+decision offsets inside the training folds
 or bag class-balanced samples.  A preset's ``fit_params`` names what its
 fit needs besides ``X, y``: ``soft`` (the vote shares of the kept classes)
 and ``groups`` (the training rows' groups, for a grouped inner CV).
@@ -54,17 +54,36 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.validation import has_fit_parameter
 
+from emodist.errors import EmodistError
 from emodist.learn.estimators import (
+    WIDE_PARAMS,
+    BalancedBaggingClassifier,
     ClippedKNN,
+    InFoldSoftLogisticRegression,
+    PriorShiftClassifier,
     RUSBoostClassifier,
     ScaledGaussianSVC,
+    SoftLabelClassifier,
+    SoftLogisticRegression,
+    WideInputPCA,
     squared_inverse,
 )
-from emodist.learn.imbalance import BalancedBaggingClassifier, PriorShiftClassifier
-from emodist.learn.params import ParameterError
-from emodist.learn.reduce import WIDE_PARAMS, WideInputPCA
-from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression
-from emodist.learn.tuning import InFoldSoftLogisticRegression
+
+__all__ = [
+    "ALL_PRESETS",
+    "BEYOND_PRESETS",
+    "DISTRIBUTION_PRESETS",
+    "PRESETS",
+    "QUICK_PRESETS",
+    "Preset",
+    "describe_presets",
+    "get_preset",
+    "make_distribution_pipeline",
+    "make_pipeline",
+    "resolve_distribution_presets",
+    "resolve_presets",
+    "supports_weights",
+]
 
 
 @dataclass(frozen=True)
@@ -94,7 +113,7 @@ class Preset:
         its track's test segments.
     reduce : bool
         Wide inputs reach the model as their leading principal components
-        (:class:`~emodist.learn.reduce.WideInputPCA`); narrow ones unchanged.
+        (:class:`~emodist.learn.estimators.WideInputPCA`); narrow ones unchanged.
     """
 
     name: str
@@ -256,26 +275,47 @@ ALL_PRESETS = tuple(_key(p.name) for p in _PRESET_LIST)
 def get_preset(name: str) -> Preset:
     """Look a preset up by key or display name (case and spacing ignored).
 
+    Parameters
+    ----------
+    name : str
+        Key (``"bagged-trees"``) or display name (``"Bagged Trees"``).
+
+    Returns
+    -------
+    Preset
+
     Raises
     ------
-    ParameterError
-        For an unknown name (parameter ``classifiers``); the message lists
+    emodist.errors.EmodistError
+        For an unknown name (``param="classifiers"``); the message lists
         the valid keys.
     """
     key = _key(name)
     if key not in PRESETS:
-        raise ParameterError(f"unknown classifier {name!r}; choose from {', '.join(PRESETS)}",
-                             "classifiers")
+        raise EmodistError(f"unknown classifier {name!r}; choose from {', '.join(PRESETS)}",
+                           param="classifiers")
     return PRESETS[key]
 
 
 def resolve_presets(names) -> list[Preset]:
     """Presets for a list of names; ``"all"``, ``"quick"``, ``"beyond"`` are shorthands.
 
-    ``all``: the study's presets and the two extras (:data:`ALL_PRESETS`);
-    ``quick``: a fast few; ``beyond``: :data:`BEYOND_PRESETS`.
+    Parameters
+    ----------
+    names : str or sequence of str
+        Keys, display names or shorthands: ``all`` (the study's presets and
+        the two extras, :data:`ALL_PRESETS`), ``quick`` (a fast few,
+        :data:`QUICK_PRESETS`), ``beyond`` (:data:`BEYOND_PRESETS`).
 
-    Duplicates are removed, order is kept.
+    Returns
+    -------
+    list of Preset
+        Duplicates removed, order kept.
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        An unknown name, or none (``param="classifiers"``).
     """
     if isinstance(names, str):
         names = [names]
@@ -286,12 +326,23 @@ def resolve_presets(names) -> list[Preset]:
             if p not in out:
                 out.append(p)
     if not out:
-        raise ParameterError("no classifier given", "classifiers")
+        raise EmodistError("no classifier given", param="classifiers")
     return out
 
 
 def supports_weights(preset: Preset) -> bool:
-    """Whether the preset's estimator accepts per-sample (class) weights."""
+    """Whether the preset's estimator accepts per-sample (class) weights.
+
+    Parameters
+    ----------
+    preset : Preset
+
+    Returns
+    -------
+    bool
+        False for presets that learn from vote shares or tune their own
+        class balance (prior shift, balanced bagging).
+    """
     est = preset.build(0)
     if isinstance(est, BaggingClassifier):
         est = est.estimator
@@ -314,7 +365,7 @@ def make_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
     -------
     sklearn.pipeline.Pipeline
         Steps ``scale`` (:class:`~sklearn.preprocessing.StandardScaler`),
-        ``reduce`` (:class:`~emodist.learn.reduce.WideInputPCA`, presets
+        ``reduce`` (:class:`~emodist.learn.estimators.WideInputPCA`, presets
         with ``reduce``), ``model``.
     """
     p = get_preset(preset) if isinstance(preset, str) else preset
@@ -323,7 +374,14 @@ def make_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
 
 
 def describe_presets() -> list[dict[str, Any]]:
-    """Rows for ``--list``: key, name, family, parameters, weights support, note."""
+    """Rows for ``emodist evaluate --list``.
+
+    Returns
+    -------
+    list of dict
+        One per preset: ``key``, ``name``, ``family``, ``params``,
+        ``class_weights`` (:func:`supports_weights`), ``fit_params``, ``note``.
+    """
     return [
         {
             "key": p.key,
@@ -372,7 +430,23 @@ DISTRIBUTION_PRESETS: dict[str, Preset] = {
 
 
 def resolve_distribution_presets(names) -> list[Preset]:
-    """Distribution presets for a list of names (``"all"`` / ``"quick"``: every one)."""
+    """Distribution presets for a list of names.
+
+    Parameters
+    ----------
+    names : str or sequence of str
+        Keys or display names of :data:`DISTRIBUTION_PRESETS`; ``"all"`` and
+        ``"quick"`` give every one.
+
+    Returns
+    -------
+    list of Preset
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        An unknown name, or none (``param="classifiers"``).
+    """
     if isinstance(names, str):
         names = [names]
     out: list[Preset] = []
@@ -383,17 +457,30 @@ def resolve_distribution_presets(names) -> list[Preset]:
         elif key in DISTRIBUTION_PRESETS:
             picks = [DISTRIBUTION_PRESETS[key]]
         else:
-            raise ParameterError(
+            raise EmodistError(
                 f"unknown distribution model {n!r}; choose from {', '.join(DISTRIBUTION_PRESETS)}",
-                "classifiers",
+                param="classifiers",
             )
         out.extend(p for p in picks if p not in out)
     if not out:
-        raise ParameterError("no distribution model given", "classifiers")
+        raise EmodistError("no distribution model given", param="classifiers")
     return out
 
 
 def make_distribution_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
-    """Unfitted pipeline (scaling, regressor) of a distribution preset."""
+    """Unfitted pipeline of a distribution preset: scaling, then the model.
+
+    Parameters
+    ----------
+    preset : Preset or str
+        Preset or its name.
+    seed : int
+        Random state of every random part.
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Steps ``scale`` (:class:`~sklearn.preprocessing.StandardScaler`) and ``model``.
+    """
     p = resolve_distribution_presets([preset])[0] if isinstance(preset, str) else preset
     return Pipeline([("scale", StandardScaler()), ("model", p.build(seed))])

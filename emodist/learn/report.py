@@ -1,24 +1,56 @@
-"""Evaluation reports: JSON, Markdown, confusion-matrix heatmaps, bar chart, console table.
+"""Evaluation reports: JSON, Markdown, figures, console table, and the comparison of reports.
 
 Nothing here prints: :func:`ranked_table` and :func:`summary_lines` are shown
 by the command line (:func:`emodist.cli.evaluate.print_summary`).
 
 Everything here reads the report dictionary returned by
-:func:`emodist.learn.evaluate.run_evaluate`; nothing is recomputed.  Confusion
-matrices are drawn as in the reference study: rows are the true class,
-cells are row-normalised percentages, and two extra columns give each true
-class's true-positive rate (TPR) and false-negative rate (FNR).
+:func:`emodist.learn.evaluate.run_evaluate` (or its ``report.json``,
+:func:`load_report`); nothing is recomputed.  Confusion matrices are drawn
+as in the reference study: rows are the true class, cells are
+row-normalised percentages, and two extra columns give each true class's
+true-positive rate (TPR) and false-negative rate (FNR).
+
+:func:`comparison_markdown` lays one or more reports side by side with the
+reference study's figures: for each report its chance and majority-class
+rates, the human ceiling (split-half agreement of the listeners, with its
+95% interval) and, per feature set, the best fold-mean accuracy, balanced
+accuracy and macro-F1 and the best track-level accuracy (majority vote or
+mean probability), each with its fold standard deviation and the preset that
+reached it.  Only the always-majority macro-F1 is derived from the class
+shares.  ``report.md`` opens with this table and ``emodist compare`` prints
+it for several reports.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from emodist.learn.compare import comparison_markdown
+from emodist.errors import EmodistError
+
+__all__ = [
+    "HEADER",
+    "METRICS",
+    "STUDY",
+    "bar_figure",
+    "baseline_rows",
+    "best_rows",
+    "ceiling_line",
+    "comparison_markdown",
+    "confusion_figure",
+    "confusion_filename",
+    "confusion_markdown",
+    "load_report",
+    "markdown",
+    "ranked_table",
+    "result_label",
+    "summary_lines",
+    "write_report",
+]
 
 #: Headline metrics in display order, with their short column titles.
 METRICS = (("accuracy", "acc"), ("balanced_accuracy", "bal acc"), ("macro_f1", "macro-F1"))
@@ -37,13 +69,34 @@ def _short(name: str) -> str:
 
 
 def result_label(r: dict) -> str:
-    """``"Bagged Trees · handcrafted"`` (+ ``" · weights"`` when class-weighted)."""
+    """A result's label: ``"Bagged Trees · handcrafted"`` (+ ``" · weights"`` when class-weighted).
+
+    Parameters
+    ----------
+    r : dict
+        A result row of a report.
+
+    Returns
+    -------
+    str
+    """
     extra = " · weights" if r["balance"] == "weights" else ""
     return f"{r['name']} · {r['features']}{extra}"
 
 
 def confusion_filename(r: dict) -> str:
-    """File name of a result's confusion-matrix PNG."""
+    """File name of a result's confusion-matrix PNG.
+
+    Parameters
+    ----------
+    r : dict
+        A result row of a report.
+
+    Returns
+    -------
+    str
+        ``confusion_<features>_<classifier>[_weights].png``, safe characters only.
+    """
     stem = f"confusion_{r['features']}_{r['classifier']}" + ("_weights" if r["balance"] == "weights" else "")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem) + ".png"
 
@@ -119,6 +172,17 @@ def bar_figure(report: dict, metric: str = "accuracy"):
     The random-guess and majority-class rates are drawn as vertical lines.
     For a distribution report the bars show mean JSD (lower is better) and
     the train-mean baseline.
+
+    Parameters
+    ----------
+    report : dict
+        An evaluation report.
+    metric : str
+        Segment metric of the bars (class targets).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
     """
     from matplotlib.figure import Figure
 
@@ -165,7 +229,19 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def confusion_markdown(conf: dict, per_class: dict | None = None) -> str:
-    """Markdown table of a confusion matrix: row-normalised %, TPR, FNR (+ precision row)."""
+    """Markdown table of a confusion matrix: row-normalised %, TPR, FNR (+ precision row).
+
+    Parameters
+    ----------
+    conf : dict
+        As produced by :func:`emodist.learn.scoring.confusion`.
+    per_class : dict, optional
+        Per-class scores; adds a precision row.
+
+    Returns
+    -------
+    str
+    """
     classes = conf["classes"]
     header = ["true \\ predicted"] + [_short(c) for c in classes] + ["TPR", "FNR", "n"]
     rows = []
@@ -194,7 +270,16 @@ def _ranked_by(report: dict) -> str:
 
 
 def ceiling_line(report: dict) -> str:
-    """One sentence on the human ceiling of the report (or why there is none)."""
+    """One sentence on the human ceiling of the report (or why there is none).
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    str
+    """
     c = report.get("ceiling") or {}
     if not c.get("available"):
         return f"Human ceiling: not available ({c.get('reason', 'no listener responses')})."
@@ -218,7 +303,16 @@ def _dist_rows(report: dict) -> list[list[str]]:
 
 
 def markdown(report: dict) -> str:
-    """The whole report as Markdown text."""
+    """The whole report as Markdown text (``report.md``).
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    str
+    """
     st, data, store = report["settings"], report["data"], report["store"]
     out = ["# emodist evaluation report", "", comparison_markdown([("this run", report)]), "## Run", ""]
     out.append(f"- store: `{store.get('url')}` ({store.get('n_segments')} segments; "
@@ -313,11 +407,7 @@ def write_report(report: dict, out, storage_options: dict | None = None) -> dict
 
 
 def _write_remote(report: dict, url: str, storage_options: dict | None) -> dict:
-    import tempfile
-
-    import fsspec
-
-    from emodist.errors import EmodistError
+    import fsspec  # only for a remote report: the filesystem layer loads on demand
 
     root = url.rstrip("/")
 
@@ -360,7 +450,18 @@ def _write_local(report: dict, out: Path) -> dict:
 
 
 def ranked_table(report: dict, top: int | None = None):
-    """A :class:`rich.table.Table` of the ranked results (best first)."""
+    """A table of the ranked results (best first).
+
+    Parameters
+    ----------
+    report : dict
+    top : int, optional
+        Only the ``top`` best rows.
+
+    Returns
+    -------
+    rich.table.Table
+    """
     from rich.table import Table
 
     dist = report["settings"]["target"] == "distribution"
@@ -389,7 +490,16 @@ def ranked_table(report: dict, top: int | None = None):
 
 
 def summary_lines(report: dict) -> list[str]:
-    """The lines shown under the ranked table: baselines and where the files are."""
+    """The lines shown under the ranked table: baselines and where the files are.
+
+    Parameters
+    ----------
+    report : dict
+
+    Returns
+    -------
+    list of str
+    """
     lines = []
     if report["settings"]["target"] != "distribution":
         b = report["baselines"]["segment"]
@@ -403,3 +513,167 @@ def summary_lines(report: dict) -> list[str]:
         lines.append(f"report: {files['markdown']} (and report.json, "
                      f"{len(files.get('confusion', {}))} confusion-matrix PNGs)")
     return lines
+
+
+# --------------------------------------------------------------------------
+# The comparison of reports.
+# --------------------------------------------------------------------------
+
+#: The reference study's figures: (row label, features, segment accuracy).
+STUDY = (
+    ("reference study: Bagged Trees", "handcrafted", 0.501),
+    ("reference study: Cubic SVM", "deep (Inception-v3)", 0.337),
+    ("reference study: chance", "-", 0.125),
+)
+HEADER = ["source", "target", "features", "accuracy", "balanced accuracy", "macro-F1",
+          "track accuracy", "mean JSD"]
+_NA = "-"
+
+
+def _cell(summary: dict, who: str | None = None) -> str:
+    text = f"{_pct(summary['mean'])} ± {_pct(summary['std'])}"
+    return f"{text} ({who})" if who else text
+
+
+def load_report(path) -> dict:
+    """A ``report.json``, given its path or the report folder holding it.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    dict
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        Nothing readable there, or not an evaluation report.
+    """
+    p = Path(path)
+    if p.is_dir():
+        p = p / "report.json"
+    try:
+        report = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise EmodistError(f"{path}: cannot read an evaluation report ({exc})") from exc
+    if not isinstance(report, dict) or not {"settings", "results"} <= set(report):
+        raise EmodistError(f"{path}: not an emodist evaluation report")
+    return report
+
+
+def _target(report: dict) -> str:
+    st, data = report["settings"], report.get("data", {})
+    n = len(data.get("classes", []))
+    return {"class": f"emotion ({n})", "factors": f"GEMS factor ({n})"}.get(st["target"], "distribution (9)")
+
+
+def _best(results: list[dict], get, lowest: bool = False):
+    scored = [(get(r), r) for r in results]
+    scored = [(v, r) for v, r in scored if v is not None]
+    if not scored:
+        return None
+    return (min if lowest else max)(scored, key=lambda vr: vr[0]["mean"])
+
+
+def _track_summary(r: dict):
+    """The better of a result's track-level accuracies: majority vote or mean probability."""
+    options = [(r["track"]["accuracy"], "vote")]
+    if "track_proba" in r:
+        options.append((r["track_proba"]["accuracy"], "mean proba"))
+    return max(options, key=lambda o: o[0]["mean"])
+
+
+def best_rows(report: dict, source: str) -> list[list[str]]:
+    """One row per feature set: its best figures in ``report`` (preset in brackets).
+
+    Parameters
+    ----------
+    report : dict
+    source : str
+        The report's label in the table.
+
+    Returns
+    -------
+    list of list of str
+        Cells in :data:`HEADER` order.
+    """
+    rows = []
+    for fs in report["settings"]["features"]:
+        res = [r for r in report["results"] if r["features"] == fs]
+        if not res:
+            continue
+        row = [source, _target(report), f"best, {fs}"]
+        if "distribution" in res[0]:
+            best = _best(res, lambda r: r["distribution"]["jsd"], lowest=True)
+            row += [_NA] * 4 + [f"{best[0]['mean']:.4f} ± {best[0]['std']:.4f} ({best[1]['name']})"]
+        else:
+            for m in ("accuracy", "balanced_accuracy", "macro_f1"):
+                v, r = _best(res, lambda x, m=m: x["segment"][m])
+                row.append(_cell(v, r["name"] + (" · weights" if r["balance"] == "weights" else "")))
+            v, r = _best(res, lambda x: _track_summary(x)[0])
+            row.append(_cell(v, f"{r['name']}, {_track_summary(r)[1]}"))
+            row.append(_NA)
+        rows.append(row)
+    return rows
+
+
+def baseline_rows(report: dict, source: str) -> list[list[str]]:
+    """Chance, majority class (or the train-mean distribution) and the human ceiling.
+
+    The arguments and the rows are those of :func:`best_rows`.
+    """
+    target = _target(report)
+    rows = []
+    b = report.get("baselines", {})
+    if "segment" in b:
+        seg, trk = b["segment"], b["track"]
+        k = len(report["data"]["classes"])
+        share = seg["majority"]
+        rows.append([source, target, "chance (1 / classes)", _pct(seg["chance"]), _pct(seg["chance"]),
+                     _NA, _pct(seg["chance"]), _NA])
+        rows.append([source, target, f"always {seg['majority_class'].replace('_', ' ')}", _pct(share),
+                     _pct(1.0 / k), _pct(2 * share / (1 + share) / k), _pct(trk["majority"]), _NA])
+    elif "train_mean" in b:
+        j = b["train_mean"]["jsd"]
+        rows.append([source, target, "train-mean distribution", _NA, _NA, _NA, _NA,
+                     f"{j['mean']:.4f} ± {j['std']:.4f}"])
+    c = report.get("ceiling") or {}
+    if c.get("available"):
+        a = c["agreement"]
+        agree = f"{_pct(a['value'])} [{_pct(a['ci'][0])}, {_pct(a['ci'][1])}]"
+        jsd = c["jsd"]
+        rows.append([source, target, f"human ceiling ({c['level']}; split-half, track level)", agree,
+                     _NA, _NA, agree,
+                     f"{jsd['value']:.4f} [{jsd['ci'][0]:.4f}, {jsd['ci'][1]:.4f}]"])
+    else:
+        rows.append([source, target, "human ceiling", "not available", _NA, _NA, _NA, _NA])
+    return rows
+
+
+def comparison_markdown(reports) -> str:
+    """The comparison table of ``(source label, report)`` pairs, as Markdown.
+
+    The reference study's rows come first, then each report's baselines,
+    human ceiling and best rows.  Figures are percentages, mean ± std over
+    folds, except the ceiling (value [95% interval]) and JSD.
+
+    Parameters
+    ----------
+    reports : iterable of (str, dict)
+
+    Returns
+    -------
+    str
+    """
+    rows = [[label, "emotion (8)", feats, _pct(acc), _NA, _NA, _NA, _NA] for label, feats, acc in STUDY]
+    for source, report in reports:
+        rows += baseline_rows(report, source) + best_rows(report, source)
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "|".join("---" for _ in HEADER) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    note = ("The study: 400 tracks, 15 s segments, 5-fold CV, MATLAB Classification Learner. "
+            "Human ceiling: share of tracks whose two random halves of the listeners name the same "
+            "dominant class (95% bootstrap interval over tracks); its JSD is between the halves' "
+            "distributions. Track accuracy: the better of majority vote and mean probability.")
+    return "\n".join(lines) + "\n\n" + note + "\n"

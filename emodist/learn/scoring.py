@@ -1,15 +1,23 @@
-"""Scores of out-of-fold class predictions: fold metrics, confusion, track level.
+"""Scores of out-of-fold predictions: class metrics, track level, distributions, baselines.
 
-Everything here is a pure function of labels, predictions and folds:
+Everything here is a pure function of labels (or distributions),
+predictions and folds:
 
 * :func:`classification_metrics`: accuracy, balanced accuracy and macro-F1
   per fold (mean, population std) and pooled, per-class scores and the
   confusion matrix;
 * :func:`confusion`: the confusion matrix as in the reference study (rows the
   true class, row-normalised percentages, TPR and FNR per class);
-* :func:`track_level` / :func:`majority_vote`: one prediction per track, the
-  majority vote over its segments;
-* :func:`baseline_rates`: the random-guess and majority-class rates;
+* track level: :func:`track_level` / :func:`majority_vote` (the majority vote
+  over a track's segments) and :func:`track_mean_proba` (the argmax of the
+  mean predicted probability).  Ties: a vote tie goes to the first class in
+  ``classes``; a mean-probability tie (within 1e-12) likewise, so both
+  aggregators break ties by the same order (pass the GEMS-ordered classes to
+  match ``emodist evaluate``);
+* distributions: :func:`jensen_shannon` (used by the distribution target and
+  the human ceiling), :func:`topk_agreement`, :func:`distribution_metrics`;
+* baselines: :func:`baseline_rates` (random guess, majority class) and
+  :func:`train_mean_baseline` (the training folds' mean distribution);
 * :func:`rank_results`: results best first.
 """
 
@@ -27,12 +35,45 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+__all__ = [
+    "HEADLINE",
+    "balanced_accuracy_index",
+    "baseline_rates",
+    "classification_metrics",
+    "confusion",
+    "distribution_metrics",
+    "fold_scores",
+    "fold_summary",
+    "headline_metrics",
+    "jensen_shannon",
+    "majority_vote",
+    "mean_proba",
+    "rank_results",
+    "spread_track_mean",
+    "topk_agreement",
+    "track_level",
+    "track_mean_proba",
+    "track_truth",
+    "train_mean_baseline",
+]
+
 #: The headline metrics, in display order.
 HEADLINE = ("accuracy", "balanced_accuracy", "macro_f1")
 
 
 def fold_summary(values) -> dict:
-    """``mean``, ``std`` (population) and the list of per-fold ``values``."""
+    """Mean, population standard deviation and list of per-fold values.
+
+    Parameters
+    ----------
+    values : array_like of float
+        One value per fold.
+
+    Returns
+    -------
+    dict
+        ``mean``, ``std`` (``ddof=0``) and ``folds``.
+    """
     v = np.asarray(values, dtype=np.float64)
     return {"mean": float(v.mean()), "std": float(v.std(ddof=0)), "folds": v.tolist()}
 
@@ -61,7 +102,18 @@ def confusion(y_true, y_pred, classes) -> dict:
 
 
 def fold_scores(y_true, y_pred) -> dict[str, float]:
-    """Accuracy, balanced accuracy and macro-F1 of one fold's predictions."""
+    """Accuracy, balanced accuracy and macro-F1 of one fold's predictions.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (n,)
+        Labels and predictions of the fold.
+
+    Returns
+    -------
+    dict of str to float
+        One value per metric of :data:`HEADLINE`.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return {
@@ -150,7 +202,24 @@ def majority_vote(pred, groups, classes) -> pd.Series:
 
 
 def track_level(y_true, y_pred, folds, track_id, classes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Track labels, majority-vote predictions and folds, one row per track."""
+    """Track labels, majority-vote predictions and folds, one row per track.
+
+    Parameters
+    ----------
+    y_true, y_pred : array_like, shape (n,)
+        Segment labels and predictions.
+    folds : array_like, shape (n,)
+        Segment folds (a track's segments share one).
+    track_id : array_like, shape (n,)
+        Track of each segment.
+    classes : sequence of str
+        Tie order of the vote (:func:`majority_vote`).
+
+    Returns
+    -------
+    y_true, y_pred, folds : numpy.ndarray, shape (n_tracks,)
+        In first-appearance order of the tracks.
+    """
     frame = pd.DataFrame({"t": np.asarray(track_id), "y": np.asarray(y_true), "f": np.asarray(folds)})
     first = frame.drop_duplicates("t").set_index("t")
     votes = majority_vote(y_pred, track_id, classes)
@@ -158,7 +227,21 @@ def track_level(y_true, y_pred, folds, track_id, classes) -> tuple[np.ndarray, n
 
 
 def baseline_rates(y, classes) -> dict:
-    """Random-guess rate (1 / classes) and majority-class rate of labels ``y``."""
+    """Random-guess and majority-class rates of labels ``y``.
+
+    Parameters
+    ----------
+    y : array_like
+        Labels.
+    classes : sequence of str
+        The classes (the random guess is ``1 / len(classes)``).
+
+    Returns
+    -------
+    dict
+        ``chance``, ``majority`` (share of the most frequent label) and
+        ``majority_class``.
+    """
     counts = pd.Series(np.asarray(y)).value_counts()
     return {
         "chance": 1.0 / len(classes),
@@ -168,10 +251,211 @@ def baseline_rates(y, classes) -> dict:
 
 
 def rank_results(results: list[dict], metric: str = "accuracy") -> list[dict]:
-    """Results sorted best first by a segment metric's fold mean (JSD: lowest first).
+    """Results sorted best first by a segment metric's fold mean.
 
-    ``metric`` is one of :data:`HEADLINE`; ties keep the given order.
+    Parameters
+    ----------
+    results : list of dict
+        Result rows (``segment`` metrics, or ``distribution`` ones).
+    metric : str
+        One of :data:`HEADLINE`; distribution results are ranked by mean JSD,
+        lowest first.  Ties keep the given order.
+
+    Returns
+    -------
+    list of dict
     """
     if results and "distribution" in results[0]:
         return sorted(results, key=lambda r: r["distribution"]["jsd"]["mean"])
     return sorted(results, key=lambda r: -r["segment"][metric]["mean"])
+
+
+def jensen_shannon(p, q) -> np.ndarray:
+    """Jensen-Shannon divergence (base 2, in [0, 1]) between rows of ``p`` and ``q``.
+
+    Parameters
+    ----------
+    p, q : array_like, shape (..., k)
+        Distributions (rows summing to 1).
+
+    Returns
+    -------
+    numpy.ndarray, shape (...)
+        0 for identical rows, 1 for disjoint ones.
+    """
+    p = np.asarray(p, np.float64)
+    q = np.asarray(q, np.float64)
+    m = 0.5 * (p + q)
+
+    def kl(a, b):
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = np.where(a > 0, a * np.log2(a / np.where(b > 0, b, 1.0)), 0.0)
+        return t.sum(axis=-1)
+
+    return 0.5 * kl(p, m) + 0.5 * kl(q, m)
+
+
+def mean_proba(proba, groups) -> tuple[np.ndarray, np.ndarray]:
+    """Mean of each group's rows.
+
+    Parameters
+    ----------
+    proba : array_like, shape (n, k)
+    groups : array_like, shape (n,)
+
+    Returns
+    -------
+    keys : numpy.ndarray, shape (n_groups,)
+        Groups in first-appearance order.
+    means : numpy.ndarray, shape (n_groups, k)
+    """
+    proba = np.asarray(proba, dtype=np.float64)
+    keys, first, inv = np.unique(np.asarray(groups), return_index=True, return_inverse=True)
+    sums = np.zeros((len(keys), proba.shape[1]))
+    np.add.at(sums, inv, proba)
+    means = sums / np.bincount(inv)[:, None]
+    order = np.argsort(first, kind="stable")
+    return keys[order], means[order]
+
+
+def track_mean_proba(proba, groups, classes) -> pd.Series:
+    """Track prediction: argmax of the mean segment probability.
+
+    Parameters
+    ----------
+    proba : array_like, shape (n, k)
+        Segment probabilities, columns ``classes``.
+    groups : array_like, shape (n,)
+    classes : sequence, length k
+        Column labels, also the tie order (ties within 1e-12: first column).
+
+    Returns
+    -------
+    pandas.Series
+        Index: group, first-appearance order; values: predicted class.
+    """
+    keys, means = mean_proba(proba, groups)
+    top = means >= means.max(axis=1, keepdims=True) - 1e-12
+    return pd.Series(np.asarray(classes, dtype=object)[np.argmax(top, axis=1)], index=keys)
+
+
+def spread_track_mean(proba, groups) -> np.ndarray:
+    """Replace each segment's row by its track's mean row.
+
+    Parameters
+    ----------
+    proba : array_like, shape (n, k)
+    groups : array_like, shape (n,)
+        Track (or group) of each row.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+    """
+    keys, means = mean_proba(proba, groups)
+    pos = pd.Index(keys).get_indexer(np.asarray(groups))
+    return means[pos]
+
+
+def track_truth(y_true, folds, groups) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per track (first-appearance order): track, label and fold.
+
+    Parameters
+    ----------
+    y_true, folds, groups : array_like, shape (n,)
+        Label, fold and track of each segment.
+
+    Returns
+    -------
+    groups, y_true, folds : numpy.ndarray, shape (n_tracks,)
+    """
+    frame = pd.DataFrame({"g": np.asarray(groups), "y": np.asarray(y_true), "f": np.asarray(folds)})
+    first = frame.drop_duplicates("g")
+    return first["g"].to_numpy(), first["y"].to_numpy(), first["f"].to_numpy()
+
+
+def topk_agreement(true, pred, k: int) -> np.ndarray:
+    """Whether each row's true top emotion is among the ``k`` highest predicted.
+
+    Parameters
+    ----------
+    true, pred : array_like, shape (n, k_classes)
+        True and predicted distributions.
+    k : int
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n,)
+    """
+    true_top = np.argmax(np.asarray(true), axis=1)
+    ranks = np.argsort(-np.asarray(pred), axis=1, kind="stable")[:, :k]
+    return (ranks == true_top[:, None]).any(axis=1)
+
+
+def distribution_metrics(true, pred, folds) -> dict:
+    """Mean JSD, top-1 and top-3 agreement per fold (mean/std) and pooled.
+
+    Parameters
+    ----------
+    true, pred : array_like, shape (n, k)
+        True and predicted distributions.
+    folds : array_like, shape (n,)
+
+    Returns
+    -------
+    dict
+        ``jsd``, ``top1``, ``top3``: each ``mean``, ``std``, ``folds``, ``pooled``.
+    """
+    true, pred, folds = np.asarray(true), np.asarray(pred), np.asarray(folds)
+    scores = {
+        "jsd": jensen_shannon(true, pred),
+        "top1": topk_agreement(true, pred, 1).astype(float),
+        "top3": topk_agreement(true, pred, 3).astype(float),
+    }
+    out = {}
+    for name, v in scores.items():
+        out[name] = fold_summary([v[folds == k].mean() for k in np.unique(folds)])
+        out[name]["pooled"] = float(v.mean())
+    return out
+
+
+def train_mean_baseline(P, folds) -> np.ndarray:
+    """Predict each fold with the mean distribution of its training folds.
+
+    Parameters
+    ----------
+    P : array_like, shape (n, k)
+        True distributions.
+    folds : array_like, shape (n,)
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+    """
+    P, folds = np.asarray(P), np.asarray(folds)
+    out = np.zeros_like(P, dtype=np.float64)
+    for k in np.unique(folds):
+        out[folds == k] = P[folds != k].mean(axis=0)
+    return out
+
+
+def balanced_accuracy_index(y_idx, pred_idx, n_classes: int) -> float:
+    """Balanced accuracy of integer-coded labels (mean recall over present classes).
+
+    Parameters
+    ----------
+    y_idx, pred_idx : array_like of int, shape (n,)
+        True and predicted class indices ``0 .. n_classes - 1``.
+    n_classes : int
+
+    Returns
+    -------
+    float
+        Equals :func:`sklearn.metrics.balanced_accuracy_score` on the same
+        labels.
+    """
+    y_idx, pred_idx = np.asarray(y_idx), np.asarray(pred_idx)
+    support = np.bincount(y_idx, minlength=n_classes)
+    hits = np.bincount(y_idx[y_idx == pred_idx], minlength=n_classes)
+    present = support > 0
+    return float((hits[present] / support[present]).mean())

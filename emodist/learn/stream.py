@@ -17,9 +17,9 @@ chunks at a time, the next block read while one is used
    ``partial_fit`` on its training rows of the block, standardised;
 3. one pass: each fold's model predicts its test rows.
 
-Folds are grouped (the store's ``group``, else the track) and stratified by
-label, drawn over the groups (:func:`group_folds`: one draw per group, so
-that a million segments take a second, not minutes).  The scores are those
+Folds are those of the in-memory evaluation on the same segments
+(:func:`emodist.learn.folds.make_folds`: grouped by the store's ``group``,
+else the track, stratified by label).  The scores are those
 of the in-memory evaluation (:func:`emodist.learn.scoring.classification_metrics`,
 track level by majority vote and by mean probability); ``write_report``
 writes the same report files.
@@ -35,22 +35,40 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from sklearn.linear_model import SGDClassifier
 
 from emodist._version import __version__
-from emodist.errors import StoreError
-from emodist.learn.features import resolve_feature_sets, store_info, stored_groups
-from emodist.learn.labels import emotion_order
-from emodist.learn.metrics import track_mean_proba
-from emodist.learn.params import ParameterError, balance_modes
-from emodist.learn.scoring import baseline_rates, classification_metrics, rank_results, track_level
+from emodist.errors import EmodistError, StoreError
+from emodist.learn.data import (
+    emotion_order,
+    open_dataset,
+    resolve_feature_sets,
+    store_info,
+    stored_groups,
+)
+from emodist.learn.folds import (
+    GROUP_WORDS,
+    describe_splitter,
+    fold_groups,
+    fold_splitter,
+    make_folds,
+)
+from emodist.learn.report import write_report
+from emodist.learn.scoring import (
+    baseline_rates,
+    classification_metrics,
+    rank_results,
+    track_level,
+    track_mean_proba,
+)
+from emodist.learn.spec import STREAM_BLOCK_BYTES, STREAM_MODEL, EvaluationSpec
+from emodist.progress import progress_bar
+from emodist.store.select import block_bounds, iter_blocks
+
+__all__ = ["STREAM_BLOCK_BYTES", "STREAM_MODEL", "FoldStats", "StreamRows", "stream_evaluate",
+           "stream_fit_predict", "stream_rows"]
 
 log = logging.getLogger("emodist.learn.evaluate")
-
-#: Uncompressed float32 bytes of one streamed block.
-STREAM_BLOCK_BYTES = 64 * 2**20
-#: The streamed model, as it appears in reports.
-STREAM_MODEL = {"classifier": "sgd_stream", "name": "Streamed logistic regression (SGD)",
-                "family": "linear"}
 
 
 @dataclass
@@ -72,6 +90,8 @@ class StreamRows:
         Track id of each track code.
     n_groups : int
     group_by : str
+    cv : str
+        The splitter, in words (:func:`emodist.learn.folds.describe_splitter`).
     """
 
     take: np.ndarray
@@ -82,51 +102,35 @@ class StreamRows:
     tracks: np.ndarray
     n_groups: int
     group_by: str
-
-
-def group_folds(y, groups, *, n_folds: int, seed: int) -> np.ndarray:
-    """Fold of each sample, drawn once per group and stratified by the group's label.
-
-    Parameters
-    ----------
-    y : numpy.ndarray of int, shape (n,)
-        Class code of each sample; a group's label is that of its first sample.
-    groups : numpy.ndarray of int, shape (n,)
-        Group code of each sample (``0 .. n_groups - 1``).
-    n_folds, seed : int
-
-    Returns
-    -------
-    numpy.ndarray of int8, shape (n,)
-
-    Raises
-    ------
-    ParameterError
-        Fewer groups than folds, or fewer than two folds (parameter ``folds``).
-    """
-    from sklearn.model_selection import KFold, StratifiedKFold
-
-    n_groups = int(groups.max()) + 1 if len(groups) else 0
-    if n_folds < 2:
-        raise ParameterError(f"the number of folds must be at least 2, got {n_folds}", "folds")
-    if n_groups < n_folds:
-        raise ParameterError(f"{n_groups} groups cannot fill {n_folds} folds", "folds")
-    first = np.full(n_groups, -1, np.int64)
-    first[groups[::-1]] = np.arange(len(groups))[::-1]
-    label = np.asarray(y)[first]
-    counts = np.bincount(label)
-    stratify = counts[counts > 0].min() >= n_folds
-    cv = (StratifiedKFold if stratify else KFold)(n_splits=n_folds, shuffle=True, random_state=seed)
-    per_group = np.empty(n_groups, np.int8)
-    for k, (_, test) in enumerate(cv.split(np.zeros(n_groups), label)):
-        per_group[test] = k
-    return per_group[groups]
+    cv: str = ""
 
 
 def stream_rows(index, groups_needed, classes_order, *, n_folds: int, seed: int) -> StreamRows:
-    """Codes of the evaluated segments from a store's :class:`~emodist.store.index.StoreIndex`."""
-    from emodist.learn.folds import fold_groups
+    """Codes and folds of the evaluated segments from a store's index.
 
+    Parameters
+    ----------
+    index : emodist.store.index.StoreIndex
+        The store's per-segment codes (``ds.emodist.index``).
+    groups_needed : sequence of str
+        Feature groups that must be done on an evaluated segment.
+    classes_order : sequence of str
+        Display order of the classes (the store's emotions).
+    n_folds, seed : int
+        Folds of :func:`emodist.learn.folds.make_folds`: the folds the
+        in-memory evaluation draws on the same segments.
+
+    Returns
+    -------
+    StreamRows
+
+    Raises
+    ------
+    emodist.errors.StoreError
+        No finished, labelled segment.
+    emodist.errors.EmodistError
+        Too few groups for the folds (``param="folds"``).
+    """
     take = index.done(groups_needed)
     label_names = index.categories["label"]
     present = [str(c) for c in label_names if str(c)]
@@ -140,16 +144,27 @@ def stream_rows(index, groups_needed, classes_order, *, n_folds: int, seed: int)
     tracks = index.categories["track_id"]
     grp = index.categories["group"][index.codes["group"]] if "group" in index.codes else None
     groups, group_by = fold_groups(grp, tracks[track])
-    gcode = pd.factorize(groups[take])[0]
+    word, words = GROUP_WORDS[group_by]
+    labels = np.asarray(classes, dtype=object)[y[take]]
     fold = np.full(index.n, -1, np.int8)
-    fold[take] = group_folds(y[take], gcode, n_folds=n_folds, seed=seed)
+    fold[take] = make_folds(labels, groups[take], n_folds, seed, unit=words)
+    cv = describe_splitter(fold_splitter(labels, groups[take], n_folds, seed), word)
     return StreamRows(take=take, y=np.where(take, y, -1).astype(np.int8), fold=fold, track=track,
-                      classes=classes, tracks=tracks, n_groups=int(gcode.max()) + 1, group_by=group_by)
+                      classes=classes, tracks=tracks, n_groups=len(pd.unique(groups[take])),
+                      group_by=group_by, cv=cv)
 
 
 @dataclass
 class FoldStats:
-    """Per-fold count, sum and sum of squares of every column, shifted by ``shift``."""
+    """Per-fold count, sum and sum of squares of every column, shifted by ``shift``.
+
+    Attributes
+    ----------
+    shift : numpy.ndarray, shape (width,)
+        The first block's column means (``None`` before the first block).
+    count : numpy.ndarray, shape (n_folds,)
+    total, squares : numpy.ndarray, shape (n_folds, width)
+    """
 
     shift: np.ndarray
     count: np.ndarray
@@ -188,8 +203,6 @@ class FoldStats:
 
 def _blocks(ds, chosen, rows: StreamRows, block_bytes: int):
     """``(positions, features)`` of the evaluated rows of each streamed block."""
-    from emodist.store.select import iter_blocks
-
     for start, block in iter_blocks(ds, chosen, block_bytes=block_bytes):
         keep = rows.take[start: start + len(block)]
         x = block[keep]
@@ -199,8 +212,6 @@ def _blocks(ds, chosen, rows: StreamRows, block_bytes: int):
 
 
 def _models(n_folds: int, seed: int, alpha: float):
-    from sklearn.linear_model import SGDClassifier
-
     return [SGDClassifier(loss="log_loss", alpha=alpha, average=True, random_state=seed)
             for _ in range(n_folds)]
 
@@ -280,51 +291,55 @@ def _score(rows: StreamRows, pred, proba) -> dict:
             "track_proba": classification_metrics(t_true, t_mean, t_folds, rows.classes)}
 
 
-def stream_evaluate(store, *, features=None, folds: int = 5, seed: int = 0, balance: str = "none",
-                    epochs: int = 5, alpha: float = 1e-4, block_bytes: int = STREAM_BLOCK_BYTES,
-                    storage_options: dict | None = None, progress: bool = False,
-                    out: str | None = None) -> dict:
+def stream_evaluate(store, spec: EvaluationSpec | None = None, *, storage_options: dict | None = None,
+                    progress: bool = False, out: str | None = None, **evaluation) -> dict:
     """Grouped cross-validation of a streamed linear model, without loading the features.
 
     Parameters
     ----------
     store : str or xarray.Dataset
         Store URL or path, or a Dataset from :func:`emodist.store.open_store`.
-    features : str, sequence of str or None
-        Feature sets, as for :func:`~emodist.learn.evaluate.run_evaluate`.
-    folds, seed : int
-        Grouped folds and the seed of folds, shuffling and models.
-    balance : {"none", "weights", "both"}
-        ``weights``: each training row weighted ``n / (n_classes * n_class)``
-        of its fold's training rows.
-    epochs : int
-        Passes of ``partial_fit`` over the training rows.
-    alpha : float
-        L2 penalty of the SGD model.
-    block_bytes : int
-        Uncompressed feature bytes read per block (whole chunks).
+    spec : EvaluationSpec, optional
+        What to evaluate, with ``stream=True``.  Without it, the keyword
+        arguments ``evaluation`` make one.
     storage_options : dict, optional
+        Filesystem options for ``store``.
     progress : bool
         Progress bar over the streamed blocks.
     out : str, optional
         Folder or URL for ``report.json``, ``report.md`` and figures.
+    **evaluation
+        The fields of :class:`~emodist.learn.spec.EvaluationSpec` when no
+        ``spec`` is given: ``features`` (as for
+        :func:`~emodist.learn.evaluate.run_evaluate`), ``folds`` (5),
+        ``seed`` (0: folds, shuffling and models), ``balance`` (``"none"``;
+        ``weights``: each training row weighted ``n / (n_classes * n_class)``
+        of its fold's training rows), ``epochs`` (5 passes of
+        ``partial_fit``), ``alpha`` (1e-4, the L2 penalty), ``block_bytes``
+        (64 MiB of uncompressed features per block, whole chunks).
 
     Returns
     -------
     dict
         A report in the layout of ``run_evaluate`` (no per-segment lists).
-    """
-    from emodist.learn.features import open_dataset
-    from emodist.progress import progress_bar
 
-    if epochs < 1:
-        raise ParameterError(f"epochs must be at least 1, got {epochs}", "epochs")
-    if block_bytes < 1:
-        raise ParameterError(f"the block size must be positive, got {block_bytes}", "block_bytes")
-    modes = balance_modes(balance)
+    Raises
+    ------
+    emodist.errors.EmodistError
+        A setting with an unusable value (``param`` names it), or a spec
+        that is not a streamed one.
+    """
+    if spec is None:
+        spec = EvaluationSpec(stream=True, **evaluation)
+    elif evaluation:
+        raise TypeError(f"give the settings in spec or as keywords, not both: {', '.join(evaluation)}")
+    if not spec.stream:
+        raise EmodistError("not a streamed evaluation: give a spec with stream=True", param="stream")
+    folds, seed, epochs, alpha, block_bytes = spec.folds, spec.seed, spec.epochs, spec.alpha, spec.block_bytes
+    modes = spec.balance_modes
     ds = open_dataset(store, storage_options)
     index = ds.emodist.index
-    sets = resolve_feature_sets(features, stored_groups(ds))
+    sets = resolve_feature_sets(spec.features, stored_groups(ds))
     involved = list(dict.fromkeys(g for fs in sets for g in fs.groups))
     rows = stream_rows(index, involved, emotion_order(ds), n_folds=folds, seed=seed)
     t0 = time.perf_counter()
@@ -354,12 +369,12 @@ def stream_evaluate(store, *, features=None, folds: int = 5, seed: int = 0, bala
         "emodist_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "settings": {"features": [fs.name for fs in sets], "feature_names": {},
-                     "classifiers": [STREAM_MODEL["classifier"]], "folds": int(folds), "seed": int(seed),
-                     "balance": balance, "label_rule": ds.attrs.get("label_rule", "listener"),
-                     "target": "class", "rank_by": "accuracy",
-                     "cv": f"StratifiedKFold over groups (n_splits={folds}, shuffle=True) grouped by "
-                           f"{rows.group_by}", "stratified_by": "label", "group_by": rows.group_by,
+                     "classifiers": list(spec.classifiers), "folds": folds, "seed": seed,
+                     "balance": spec.balance, "label_rule": ds.attrs.get("label_rule", "listener"),
+                     "target": spec.target, "rank_by": spec.rank_by, "cv": rows.cv,
+                     "stratified_by": "label", "group_by": rows.group_by,
                      "executor": f"streamed (blocks of {block_bytes / 2**20:g} MiB, {epochs} epochs)"},
+        "evaluation_spec": spec.to_dict(),
         "store": store_info(store if isinstance(store, str) else "<dataset>", ds),
         "data": {"n_segments": int(rows.take.sum()), "n_tracks": len(t_true), "n_groups": rows.n_groups,
                  "classes": rows.classes,
@@ -369,19 +384,15 @@ def stream_evaluate(store, *, features=None, folds: int = 5, seed: int = 0, bala
         "baselines": {"segment": baseline_rates(y_all, rows.classes),
                       "track": baseline_rates(t_true, rows.classes)},
         "seconds": round(time.perf_counter() - t0, 3),
-        "results": rank_results(results, "accuracy"),
+        "results": rank_results(results, spec.rank_by),
         "ceiling": {"available": False, "reason": "not computed by the streamed evaluation"},
     }
     if out is not None:
-        from emodist.learn.report import write_report
-
         report["files"] = write_report(report, out, storage_options)
     return report
 
 
 def _n_blocks(ds, index, fs, block_bytes: int) -> int:
-    from emodist.store.select import block_bounds
-
     chosen = _chosen(index, fs)
     width = sum(len(c) for c in chosen.values())
     return len(block_bounds(ds[next(iter(chosen))], 4 * width, block_bytes))

@@ -20,7 +20,7 @@ from emodist.cli import query as query_cli
 from emodist.features.handcrafted.names import FEATURE_SETS
 from emodist.features.inception import IMAGE_SCALES
 from emodist.features.musicnn import DEFAULT_OUTPUTS
-from emodist.learn.params import BALANCES, RANK_BY, TARGETS
+from emodist.learn.spec import BALANCES, RANK_BY, TARGETS
 from emodist.spec import LABEL_RULES, PLAN_SITES
 from emodist.store.similar import METRICS
 

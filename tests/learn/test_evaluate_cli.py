@@ -7,6 +7,7 @@ import json
 import pytest
 
 from emodist.cli import main
+from emodist.errors import EmodistError
 from emodist.learn.presets import PRESETS
 from tests.stores import DEEP, make_store
 
@@ -124,11 +125,10 @@ def test_default_features_and_log_lines_on_stderr(store, tmp_path, capsys):
 )
 def test_run_names_the_feature_flag_given(extra, err, monkeypatch, capsys):
     from emodist.engine import pipeline
-    from emodist.learn.params import ParameterError
 
     def fail(*args, **kwargs):
-        raise ParameterError("'both' is neither a stored feature group (handcrafted) nor a feature "
-                             "name", "features")
+        raise EmodistError("'both' is neither a stored feature group (handcrafted) nor a feature "
+                           "name", param="features")
 
     monkeypatch.setattr(pipeline, "run_pipeline", fail)
     assert main(["run", "data", "--store", "s.zarr", "--out", "rep", *extra]) == 2

@@ -1,5 +1,19 @@
-"""GEMS second-order factors as targets: sublimity, vitality, unease.
+"""What an evaluation predicts: labels, GEMS factors, vote distributions, soft targets.
 
+Three targets (:data:`emodist.learn.spec.TARGETS`):
+
+* ``class``: the dominant emotion of each segment -- the stored label, or
+  labels recomputed from the stored votes under another rule
+  (:func:`recompute_labels`); with it the vote shares of the kept classes
+  (*soft targets*, :func:`soft_targets`) for the presets that learn from
+  them;
+* ``factors``: the dominant GEMS second-order factor (:func:`factor_targets`);
+* ``distribution``: the nine-way vote distribution
+  (:func:`target_distribution`); predictions are clipped at 0 and
+  renormalised (:func:`normalise_rows`).
+
+GEMS factors
+------------
 Zentner, Grandjean & Scherer (2008) group the nine GEMS emotions into three
 second-order factors:
 
@@ -20,14 +34,31 @@ profile (``rule="listener"``) or of the plain-mean profile (``"mean"``); ties
 within 1e-9 go to the higher plain mean, then to the first factor in
 :data:`FACTORS` order.  :func:`dominant_label` implements that rule for any
 set of column names (vectorised).
+
+Nothing here reads a store: :mod:`emodist.learn.data` does.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from emodist.data.labels import GEMS, TIE_TOLERANCE
+from emodist.data.labels import GEMS, TIE_TOLERANCE, dominant_emotion
 from emodist.errors import DataError
+
+__all__ = [
+    "FACTORS",
+    "FACTOR_OF",
+    "dominant_factor",
+    "dominant_label",
+    "factor_matrix",
+    "factor_profile",
+    "factor_targets",
+    "normalise_rows",
+    "ordered_classes",
+    "recompute_labels",
+    "soft_targets",
+    "target_distribution",
+]
 
 #: Second-order factors, in the order used for columns and ties.
 FACTORS = ("sublimity", "vitality", "unease")
@@ -158,7 +189,7 @@ def factor_targets(votes, votes_mean, rule: str = "listener") -> tuple[np.ndarra
     rule : {"listener", "mean"}
         ``listener``: the summed listener-normalised distribution; ``mean``:
         the summed plain mean normalised to sum 1 (as
-        :func:`emodist.learn.distribution.target_distribution` does for nine ways).
+        :func:`target_distribution` does for nine ways).
 
     Returns
     -------
@@ -171,3 +202,113 @@ def factor_targets(votes, votes_mean, rule: str = "listener") -> tuple[np.ndarra
     p = factor_profile(votes if rule == "listener" else votes_mean)
     s = p.sum(axis=1, keepdims=True)
     return np.divide(p, s, out=np.zeros_like(p), where=s > 0), labels
+
+
+def recompute_labels(votes, votes_mean, rule: str, keep) -> np.ndarray:
+    """Labels from stored vote profiles under ``rule``; dropped classes become ``""``.
+
+    Parameters
+    ----------
+    votes, votes_mean : array_like, shape (n, 9)
+        Listener-normalised and plain-mean profiles of each segment.
+    rule : {"listener", "mean"}
+        Label rule (see :func:`emodist.data.catalog.dominant_emotion`).
+    keep : collection of str
+        Classes kept at extraction; any other label is replaced by ``""``.
+
+    Returns
+    -------
+    numpy.ndarray of str
+    """
+    labels = dominant_emotion(votes, votes_mean, rule)
+    keep = set(keep)
+    return np.array([lab if lab in keep else "" for lab in labels], dtype=object)
+
+
+def normalise_rows(P) -> np.ndarray:
+    """Clip negative values to 0 and scale each row to sum 1.
+
+    Parameters
+    ----------
+    P : array_like, shape (n, k) or (k,)
+        Predicted distributions.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+        Rows summing to 1; an all-zero row becomes uniform.
+    """
+    P = np.clip(np.asarray(P, dtype=np.float64), 0.0, None)
+    if P.ndim == 1:
+        P = P[None, :]
+    s = P.sum(axis=1, keepdims=True)
+    uniform = np.full_like(P, 1.0 / P.shape[1])
+    return np.where(s > 0, P / np.where(s > 0, s, 1.0), uniform)
+
+
+def target_distribution(votes, votes_mean, rule: str) -> np.ndarray:
+    """Nine-way target distribution of each segment, rows summing to 1.
+
+    Parameters
+    ----------
+    votes, votes_mean : array_like, shape (n, 9)
+        Listener-normalised and plain-mean vote profiles.
+    rule : {"listener", "mean"}
+        ``listener`` uses the listener-normalised profile, ``mean`` the plain
+        mean normalised to sum 1.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 9)
+        Rows without any vote are all zero.
+    """
+    p = np.asarray(votes if rule == "listener" else votes_mean, dtype=np.float64)
+    s = p.sum(axis=1, keepdims=True)
+    return np.divide(p, s, out=np.zeros_like(p), where=s > 0)
+
+
+def soft_targets(P, *, classes, columns=GEMS) -> np.ndarray:
+    """Vote shares of the kept classes, renormalised.
+
+    Parameters
+    ----------
+    P : array_like or pandas.DataFrame, shape (n, len(columns))
+        Vote distributions (a DataFrame is matched by column name).
+    classes : sequence of str
+        Kept classes, in the column order wanted (e.g. the 8 classes without
+        amazement).
+    columns : sequence of str
+        Names of the columns of ``P`` (default: the nine GEMS emotions).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, len(classes))
+        Rows sum to 1; a row without votes for any kept class is all zero.
+    """
+    if hasattr(P, "columns"):
+        columns, P = list(P.columns), P.to_numpy()
+    P = np.atleast_2d(np.asarray(P, dtype=np.float64))
+    missing = [c for c in classes if c not in list(columns)]
+    if missing:
+        raise DataError(f"class {missing[0]!r} is not a column of the distribution")
+    S = P[:, [list(columns).index(c) for c in classes]]
+    s = S.sum(axis=1, keepdims=True)
+    return np.divide(S, s, out=np.zeros_like(S), where=s > 0)
+
+
+def ordered_classes(labels, order) -> list[str]:
+    """The distinct ``labels`` in ``order`` (unknown ones last, sorted).
+
+    Parameters
+    ----------
+    labels : array_like of str
+        Labels of the evaluated segments.
+    order : sequence of str
+        Display order (the store's emotions, or :data:`FACTORS`).
+
+    Returns
+    -------
+    list of str
+    """
+    present = set(labels)
+    return [c for c in order if c in present] + sorted(present - set(order))

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+from sklearn.model_selection import StratifiedGroupKFold
 
 from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
 from emodist.learn import folds as fo
-from emodist.learn.params import ParameterError
 from tests.stores import CLASSES, build, make_arrays
 
 
@@ -27,10 +29,10 @@ def test_make_folds_keeps_tracks_whole_and_is_seeded():
 
 
 def test_make_folds_rejects_too_few_groups():
-    with pytest.raises(ParameterError, match="3 tracks cannot fill 5 folds; use 3 folds or fewer") as err:
+    with pytest.raises(EmodistError, match="3 tracks cannot fill 5 folds; use 3 folds or fewer") as err:
         fo.make_folds(["a", "b", "a"], ["1", "2", "3"], 5, unit="tracks")
-    assert err.value.parameter == "folds" and "--" not in err.value.message
-    with pytest.raises(ParameterError, match="at least 2, got 1"):
+    assert err.value.param == "folds" and "--" not in err.value.message
+    with pytest.raises(EmodistError, match="at least 2, got 1"):
         fo.make_folds(["a", "b"], ["1", "2"], 1)
 
 
@@ -107,7 +109,7 @@ def test_a_store_path_is_accepted(tmp_path):
 def test_too_many_folds_for_the_groups_names_the_groups():
     a = make_arrays(n_tracks=12, n_segments=1)
     a["plan"]["group"] = [f"g{int(t) % 4}" for t in a["plan"]["track_id"]]
-    with pytest.raises(ParameterError, match="4 groups cannot fill 5 folds"):
+    with pytest.raises(EmodistError, match="4 groups cannot fill 5 folds"):
         ev.run_evaluate(build(a), features="handcrafted", classifiers=["linear-svm"], folds=5)
 
 
@@ -143,3 +145,24 @@ def test_a_leak_prone_grouping_scores_higher_than_the_honest_one():
     chance = 1 / len(CLASSES)
     assert scores["leaky"] > scores["honest"] + 0.4, scores
     assert scores["honest"] < chance + 0.2, scores
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_fast_stratified_group_folds_are_scikit_learns(seed):
+    rng = np.random.default_rng(seed)
+    n_groups, n_folds, n_classes = int(rng.integers(5, 60)), int(rng.integers(2, 6)), int(rng.integers(2, 9))
+    sizes = rng.integers(1, 6, n_groups) if seed % 3 else np.full(n_groups, 2)  # equal sizes: many ties
+    g = np.repeat(np.arange(n_groups), sizes)
+    y = rng.integers(0, n_classes, n_groups)[g] if seed % 2 else rng.integers(0, n_classes, len(g))
+    y[:n_folds] = 0  # one class fills the folds (the stratified splitter's condition)
+    order = rng.permutation(len(g))
+    groups = np.array([f"t{i:03d}" for i in range(n_groups)], dtype=object)[g][order]
+    labels = np.array([f"c{i}" for i in range(n_classes)], dtype=object)[y][order]
+    expect = np.full(len(g), -1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        splits = StratifiedGroupKFold(n_folds, shuffle=True, random_state=seed).split(labels, labels, groups)
+        for k, (_, test) in enumerate(splits):
+            expect[test] = k
+    assert np.array_equal(fo.stratified_group_folds(labels, groups, n_folds=n_folds, seed=seed), expect)
+

@@ -15,10 +15,11 @@ from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 from threadpoolctl import threadpool_limits
 
+from emodist.errors import EmodistError
 from emodist.learn import estimators as est
 from emodist.learn import presets as clf
-from emodist.learn.distribution import fit_predict_distribution, normalise_rows
-from emodist.learn.params import ParameterError
+from emodist.learn.runs import fit_predict_distribution
+from emodist.learn.targets import normalise_rows
 
 MATLAB_NAMES = {
     "Linear SVM", "Quadratic SVM", "Cubic SVM", "Fine Gaussian SVM", "Medium Gaussian SVM",
@@ -59,9 +60,9 @@ def test_every_preset_learns_separable_blobs(key):
 def test_get_preset_accepts_names_and_keys():
     assert clf.get_preset("Bagged Trees").key == "bagged-trees"
     assert clf.get_preset("cubic_svm").name == "Cubic SVM"
-    with pytest.raises(ParameterError, match="unknown classifier 'tree'; choose from linear-svm") as err:
+    with pytest.raises(EmodistError, match="unknown classifier 'tree'; choose from linear-svm") as err:
         clf.get_preset("tree")
-    assert err.value.parameter == "classifiers" and "--" not in err.value.message
+    assert err.value.param == "classifiers" and "--" not in err.value.message
 
 
 def test_resolve_presets_shorthands_and_duplicates():
@@ -146,5 +147,5 @@ def test_distribution_presets_predict_distributions(key):
     if clf.DISTRIBUTION_PRESETS[key].track_mean:  # both segments of a test track alike
         np.testing.assert_allclose(pred[::2], pred[1::2])
     assert (np.argmax(pred, axis=1) == np.argmax(P[60:], axis=1)).mean() > 0.7
-    with pytest.raises(ParameterError, match="unknown distribution model"):
+    with pytest.raises(EmodistError, match="unknown distribution model"):
         clf.resolve_distribution_presets(["bagged-trees"])

@@ -8,7 +8,7 @@ import pytest
 
 from emodist.cli import main
 from tests.servers import make_bucket, moto_server
-from tests.test_evaluate_data import build, make_arrays
+from tests.stores import build, make_arrays
 
 pytestmark = pytest.mark.s3
 

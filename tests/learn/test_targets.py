@@ -8,7 +8,7 @@ import pytest
 
 from emodist.data.labels import GEMS, dominant_emotion
 from emodist.errors import DataError
-from emodist.learn import factors as F
+from emodist.learn import targets as F
 
 # Zentner, Grandjean & Scherer (2008), with Emotify's names for wonder,
 # transcendence and peacefulness.

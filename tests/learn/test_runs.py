@@ -17,8 +17,8 @@ from sklearn.preprocessing import StandardScaler
 from emodist.learn import evaluate as ev
 from emodist.learn import presets as clf
 from emodist.learn import runs
-from emodist.learn.reduce import MAX_COLUMNS, N_COMPONENTS, WideInputPCA, reduced_width
-from emodist.learn.schedule import fit_cost, in_task_order, longest_first
+from emodist.learn.estimators import MAX_COLUMNS, N_COMPONENTS, WideInputPCA, reduced_width
+from emodist.learn.runs import fit_cost, in_task_order, longest_first
 from tests.stores import DEEP, make_store
 
 PRESETS = ["linear-svm", "medium-knn", "bagged-trees", "boosted-trees", "logistic-regression"]

@@ -7,10 +7,9 @@ import warnings
 import numpy as np
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from emodist.learn import metrics as M
-from emodist.learn.cv import oof_predict_proba
-from emodist.learn.imbalance import balanced_accuracy_index
-from emodist.learn.scoring import headline_metrics, majority_vote
+from emodist.learn import scoring as M
+from emodist.learn.runs import oof_predict_proba
+from emodist.learn.scoring import balanced_accuracy_index, headline_metrics, majority_vote
 
 
 def test_fold_metrics_equal_sklearn():

@@ -1,7 +1,7 @@
 """The store-facing part of an evaluation: feature groups, feature sets, data.
 
-Everything the evaluation reads from a feature store goes through this
-module:
+Everything the in-memory evaluation reads from a feature store goes through
+this module:
 
 * :func:`open_dataset`: a store URL (or an opened Dataset) as a Dataset;
 * :func:`stored_groups`: the feature groups a store holds, with their
@@ -10,7 +10,9 @@ module:
   :class:`FeatureSet` objects;
 * :func:`usable_rows`: the segments where every group of a set is done;
 * :func:`load_data`: the matrices, labels and ids of the evaluated segments;
-* :func:`store_info`: the store's provenance for the report.
+* :func:`store_info`: the store's provenance for the report;
+* :func:`stored_label_rule`, :func:`emotion_order`: the label rule and the
+  emotion names the store was made with.
 
 Store layout read here: dimension ``segment`` whose index holds the segment
 ids, per-segment coordinates ``track_id``, ``label``, ``group`` (...); for
@@ -39,14 +41,39 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from emodist.errors import StoreError
-from emodist.learn.distribution import target_distribution
-from emodist.learn.factors import FACTORS, factor_targets
-from emodist.learn.labels import emotion_order, recompute_labels, stored_label_rule
-from emodist.learn.params import TARGETS, ParameterError, check_choice
-from emodist.learn.soft import soft_targets
+from emodist.data.labels import GEMS
+from emodist.errors import EmodistError, StoreError
+from emodist.learn.spec import TARGETS, check_choice
+from emodist.learn.targets import (
+    FACTORS,
+    factor_targets,
+    ordered_classes,
+    recompute_labels,
+    soft_targets,
+    target_distribution,
+)
 from emodist.spec import LABEL_RULES
+from emodist.store import open_store
 from emodist.store.zarrio import local_reads
+
+__all__ = [
+    "CUSTOM",
+    "SEGMENT",
+    "STATUS_DONE",
+    "EvalData",
+    "FeatureSet",
+    "default_feature_sets",
+    "emotion_order",
+    "feature_dim",
+    "load_data",
+    "open_dataset",
+    "resolve_feature_sets",
+    "status_var",
+    "store_info",
+    "stored_groups",
+    "stored_label_rule",
+    "usable_rows",
+]
 
 SEGMENT = "segment"
 STATUS_DONE = 1
@@ -56,12 +83,26 @@ _GLOB = set("*?[")
 
 
 def feature_dim(group: str) -> str:
-    """Dimension holding the feature names of ``group``."""
+    """Dimension holding the feature names of ``group``.
+
+    Parameters
+    ----------
+    group : str
+        Feature group name.
+
+    Returns
+    -------
+    str
+        ``"<group>_feature"``.
+    """
     return f"{group}_feature"
 
 
 def status_var(group: str) -> str:
-    """Status variable of ``group``."""
+    """Status variable of ``group``: ``"<group>_status"`` (0 pending, 1 done, -1 failed per segment).
+
+    The sibling of :func:`feature_dim`.
+    """
     return f"{group}_status"
 
 
@@ -106,6 +147,16 @@ def stored_groups(ds) -> dict[str, list[str]]:
     A group is a data variable ``NAME`` over (``segment``, ``NAME_feature``)
     with a status variable ``NAME_status``.  The order is that of
     ``attrs["feature_groups"]``, then of the variables.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+
+    Returns
+    -------
+    dict of str to list of str
+        Group name -> feature names, in column order.
     """
     listed = list(dict(ds.attrs.get("feature_groups") or {}))
     found = [str(v) for v in ds.data_vars
@@ -115,15 +166,26 @@ def stored_groups(ds) -> dict[str, list[str]]:
 
 
 def default_feature_sets(available) -> list[str]:
-    """Every group alone, plus all of them joined when there are two or more."""
+    """Every group alone, plus all of them joined when there are two or more.
+
+    Parameters
+    ----------
+    available : iterable of str
+        Stored group names, in order.
+
+    Returns
+    -------
+    list of str
+        Feature-set specs (``"a"``, ``"b"``, ``"a+b"``).
+    """
     groups = list(available)
     return groups + ["+".join(groups)] if len(groups) > 1 else groups
 
 
-def _unknown(token: str, available) -> ParameterError:
-    return ParameterError(
+def _unknown(token: str, available) -> EmodistError:
+    return EmodistError(
         f"{token!r} is not a stored feature group (the store holds {', '.join(available) or 'none'})",
-        "features",
+        param="features",
     )
 
 
@@ -145,8 +207,8 @@ def resolve_feature_sets(spec, available: dict[str, list[str]]) -> list[FeatureS
 
     Raises
     ------
-    ParameterError
-        (parameter ``features``) a joined name that is not a stored group,
+    emodist.errors.EmodistError
+        (``param="features"``) a joined name that is not a stored group,
         a name that is neither a group nor a feature, a pattern that matches
         no feature, or a store without feature groups.
     """
@@ -176,11 +238,12 @@ def resolve_feature_sets(spec, available: dict[str, list[str]]) -> list[FeatureS
         for pat in patterns:
             hits = [(g, n) for g, names in available.items() for n in names if fnmatch.fnmatchcase(n, pat)]
             if not hits and not (_GLOB & set(pat)):
-                raise ParameterError(
+                raise EmodistError(
                     f"{pat!r} is neither a stored feature group ({', '.join(available)}) "
-                    "nor a feature name", "features")
+                    "nor a feature name", param="features")
             if not hits:
-                raise ParameterError(f"feature pattern {pat!r} matches no feature in the store", "features")
+                raise EmodistError(f"feature pattern {pat!r} matches no feature in the store",
+                                   param="features")
             for g, n in hits:
                 if n not in chosen[g]:
                     chosen[g].append(n)
@@ -189,7 +252,20 @@ def resolve_feature_sets(spec, available: dict[str, list[str]]) -> list[FeatureS
 
 
 def usable_rows(ds, groups) -> np.ndarray:
-    """Boolean mask of the segments where every group in ``groups`` has status 1."""
+    """Boolean mask of the segments where every group in ``groups`` is done.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+    groups : iterable of str
+        Feature group names.
+
+    Returns
+    -------
+    numpy.ndarray of bool, shape (n_segments,)
+        True where every group's status is 1.
+    """
     done = np.ones(ds.sizes[SEGMENT], dtype=bool)
     for g in groups:
         done &= np.asarray(ds[status_var(g)].values) == STATUS_DONE
@@ -270,7 +346,7 @@ def load_data(ds, features=None, label_rule: str | None = None,
         ``class``: the dominant emotion, with the vote shares of the kept
         classes as ``soft`` when the store keeps votes; ``factors``: the
         dominant GEMS factor and the factor distribution
-        (:func:`emodist.learn.factors.factor_targets`) of the same segments;
+        (:func:`emodist.learn.targets.factor_targets`) of the same segments;
         ``distribution``: the nine-way distribution.
 
     Returns
@@ -279,8 +355,8 @@ def load_data(ds, features=None, label_rule: str | None = None,
 
     Raises
     ------
-    ParameterError
-        Unknown target, label rule or feature set.
+    emodist.errors.EmodistError
+        Unknown target, label rule or feature set (``param`` names it).
     StoreError
         No finished segments, missing vote profiles, non-finite features.
     """
@@ -320,10 +396,12 @@ def load_data(ds, features=None, label_rule: str | None = None,
     if target == "distribution":
         dist = dist_all[idx]
     elif target == "factors":
-        F, y = _factor_targets(votes[idx], votes_mean[idx], emotions, rule)
+        cols = list(emotions)
+        F, y = factor_targets(pd.DataFrame(votes[idx], columns=cols),
+                              pd.DataFrame(votes_mean[idx], columns=cols), rule)
         strata = labels[idx]
-        soft = F[:, [FACTORS.index(f) for f in _ordered(y, FACTORS)]]
-    classes = _ordered(y, FACTORS if target == "factors" else emotions)
+        soft = F[:, [FACTORS.index(f) for f in ordered_classes(y, FACTORS)]]
+    classes = ordered_classes(y, FACTORS if target == "factors" else emotions)
     if target == "class" and dist_all is not None:
         soft = soft_targets(dist_all[idx], classes=classes, columns=emotions)
     X = {}
@@ -354,40 +432,52 @@ def load_data(ds, features=None, label_rule: str | None = None,
     )
 
 
-def _ordered(labels, order) -> list[str]:
-    """The distinct ``labels`` in ``order`` (unknown ones last, sorted)."""
-    present = set(labels)
-    return [c for c in order if c in present] + sorted(present - set(order))
-
-
-def _factor_targets(votes, votes_mean, emotions, rule):
-    """Factor distribution and dominant factor of rows whose columns are ``emotions``."""
-    cols = list(emotions)
-    return factor_targets(pd.DataFrame(votes, columns=cols), pd.DataFrame(votes_mean, columns=cols), rule)
-
-
 # --------------------------------------------------------------------------
 # Opening a store and its provenance.
 # --------------------------------------------------------------------------
 
 
 def open_dataset(store, storage_options: dict | None = None):
-    """The store at ``store`` through :func:`emodist.store.open_store` (a Dataset is returned as is).
+    """The store at ``store``, opened (a Dataset is returned as is).
+
+    Parameters
+    ----------
+    store : str or xarray.Dataset
+        Store URL or path (:func:`emodist.store.open_store`), or an opened Dataset.
+    storage_options : dict, optional
+        Filesystem options of a URL.
+
+    Returns
+    -------
+    xarray.Dataset
 
     Raises
     ------
-    StoreError
+    emodist.errors.StoreError
         Nothing readable at ``store``.
     """
     if not isinstance(store, str):
         return store
-    from emodist.store import open_store
-
     return open_store(store, storage_options)
 
 
 def store_info(store, ds) -> dict:
-    """Provenance of the store for the report: URL, dataset, spec, groups, failures, size."""
+    """Provenance of the store for the report.
+
+    Parameters
+    ----------
+    store : str or object
+        The store's URL or path (anything else reads ``<in-memory dataset>``).
+    ds : xarray.Dataset
+        The opened store.
+
+    Returns
+    -------
+    dict
+        ``url``, the stored ``emodist_version``, ``created``, ``dataset``,
+        ``label_rule``, ``feature_groups``, ``model_sha256`` where present,
+        ``config`` (the extraction spec), ``n_failures`` and ``n_segments``.
+    """
     attrs = dict(ds.attrs)
     keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups", "model_sha256")
     info = {k: attrs[k] for k in keep if k in attrs}
@@ -399,3 +489,42 @@ def store_info(store, ds) -> dict:
         info["n_failures"] = len(failures)
     info["n_segments"] = int(ds.sizes[SEGMENT])
     return info
+
+
+def stored_label_rule(attrs: dict) -> str:
+    """Label rule the store's labels were made with.
+
+    Parameters
+    ----------
+    attrs : dict
+        The store's attributes.
+
+    Returns
+    -------
+    {"listener", "mean"}
+        ``attrs["label_rule"]``, else the recorded spec's, else ``listener``.
+    """
+    if attrs.get("label_rule") in LABEL_RULES:
+        return attrs["label_rule"]
+    spec = attrs.get("spec")
+    if isinstance(spec, dict) and spec.get("label_rule") in LABEL_RULES:
+        return spec["label_rule"]
+    return "listener"
+
+
+def emotion_order(ds) -> tuple[str, ...]:
+    """The store's emotion names in column order.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+
+    Returns
+    -------
+    tuple of str
+        The ``emotion`` coordinate, or the GEMS order if the store keeps none.
+    """
+    if "emotion" in ds.coords:
+        return tuple(str(e) for e in np.asarray(ds["emotion"].values))
+    return tuple(GEMS)

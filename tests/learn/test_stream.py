@@ -12,11 +12,12 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from sklearn.preprocessing import StandardScaler
 
 from emodist.cli import main as cli_main
+from emodist.errors import EmodistError
+from emodist.learn import evaluate as ev
 from emodist.learn import stream
-from emodist.learn.params import ParameterError
 from emodist.store import open_store
 from emodist.store import select as select_mod
-from tests.stores import CLASSES, make_store
+from tests.stores import CLASSES, build, make_arrays, make_store, write
 
 
 @pytest.fixture(scope="module")
@@ -40,22 +41,31 @@ def test_fold_statistics_are_the_training_folds_standard_scaler():
         np.testing.assert_allclose(scale, ref.scale_, rtol=1e-6)
 
 
-def test_group_folds_keep_groups_together_and_stratify():
-    rng = np.random.default_rng(0)
-    n_groups = 400
-    label = rng.choice(4, size=n_groups, p=[0.5, 0.25, 0.15, 0.1])
-    groups = np.repeat(np.arange(n_groups), 3)
-    rng.shuffle(groups)
-    folds = stream.group_folds(label[groups], groups, n_folds=5, seed=1)
-    for g in range(n_groups):
-        assert len(set(folds[groups == g])) == 1
-    for c in range(4):  # each fold holds about a fifth of each class's groups
-        per_fold = np.bincount(folds[::1][label[groups] == c], minlength=5) / 3
-        assert per_fold.max() - per_fold.min() <= 1
-    assert np.array_equal(folds, stream.group_folds(label[groups], groups, n_folds=5, seed=1))
-    assert not np.array_equal(folds, stream.group_folds(label[groups], groups, n_folds=5, seed=2))
-    with pytest.raises(ParameterError, match="cannot fill"):
-        stream.group_folds(label[:3], np.arange(3), n_folds=5, seed=0)
+def test_streamed_and_in_memory_evaluations_draw_the_same_folds(tmp_path):
+    arrays = make_arrays(n_tracks=36, n_segments=3, seed=4)
+    plan = arrays["plan"]
+    track = plan["track_id"].astype(int)
+    # pairs of tracks share a group, a few tracks have none (their track is the group)
+    plan["group"] = np.where(track % 9 == 0, "", "g" + (track // 2).astype(str))
+    arrays["status"][[4, 40, 41, 77]] = 0  # not extracted: left out by both
+    path = write(build(arrays, deep=False), tmp_path / "f.zarr")
+    memory = ev.run_evaluate(path, features=["handcrafted"], classifiers=["logistic-regression"],
+                             folds=4, seed=3, n_jobs=1, ceiling=False)
+    in_memory = dict(zip(memory["folds"]["segment_id"], memory["folds"]["fold"]))
+    ds = open_store(path)
+    rows = stream.stream_rows(ds.emodist.index, ["handcrafted"], CLASSES, n_folds=4, seed=3)
+    streamed = dict(zip(np.asarray(ds["segment"].values, dtype=str)[rows.take].tolist(),
+                        rows.fold[rows.take].tolist()))
+    assert len(in_memory) == 36 * 3 - 4 and sorted(set(in_memory.values())) == [0, 1, 2, 3]
+    assert streamed == in_memory
+    assert memory["settings"]["group_by"] == rows.group_by == "group, else track_id"
+    assert memory["settings"]["cv"] == rows.cv
+    assert memory["data"]["n_groups"] == rows.n_groups
+    other = stream.stream_rows(ds.emodist.index, ["handcrafted"], CLASSES, n_folds=4, seed=4)
+    assert not np.array_equal(other.fold, rows.fold)
+    with pytest.raises(EmodistError, match="cannot fill") as err:
+        stream.stream_rows(ds.emodist.index, ["handcrafted"], CLASSES, n_folds=40, seed=0)
+    assert err.value.param == "folds"
 
 
 def test_one_block_one_epoch_is_sklearn_partial_fit_on_the_scaled_training_rows(store_path):

@@ -4,7 +4,6 @@ track level from probabilities, the human ceiling and the comparison table."""
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pandas as pd
@@ -15,31 +14,19 @@ from sklearn.preprocessing import StandardScaler
 
 from emodist.cli import main
 from emodist.data.labels import GEMS
+from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
 from emodist.learn import presets as clf
 from emodist.learn.ceiling import report_ceiling, split_half_ceiling
-from emodist.learn.compare import comparison_markdown, load_report
-from emodist.learn.factors import FACTORS, dominant_factor
-from emodist.learn.features import load_data, open_dataset
+from emodist.learn.data import load_data, open_dataset
+from emodist.learn.estimators import PriorShiftClassifier, SoftLogisticRegression
 from emodist.learn.folds import fold_groups
-from emodist.learn.imbalance import PriorShiftClassifier
-from emodist.learn.metrics import jensen_shannon
-from emodist.learn.params import ParameterError
-from emodist.learn.soft import SoftLogisticRegression
-from tests.stores import build, make_arrays, make_store
+from emodist.learn.report import comparison_markdown, load_report
+from emodist.learn.scoring import jensen_shannon
+from emodist.learn.targets import FACTORS, dominant_factor
+from tests.stores import build, make_arrays
 
 BEYOND = list(clf.BEYOND_PRESETS)
-
-
-@pytest.fixture(scope="module")
-def separable(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("bey") / "sep.zarr", n_tracks=40, separation=2.5)
-
-
-@pytest.fixture(scope="module")
-def shuffled(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("bey") / "shuf.zarr", n_tracks=60,
-                      shuffle_labels=True, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +156,7 @@ def test_soft_lr_distribution_presets_beat_train_mean_and_average_tracks(separab
     base = r["baselines"]["train_mean"]["jsd"]["mean"]
     for x in r["results"]:
         assert x["distribution"]["jsd"]["mean"] < 0.7 * base
-    from emodist.learn.distribution import fit_predict_distribution
+    from emodist.learn.runs import fit_predict_distribution
 
     data = load_data(open_dataset(separable), "handcrafted", target="distribution")
     folds = np.asarray(r["folds"]["fold"])
@@ -211,15 +198,14 @@ def test_ceiling_from_a_data_csv_equals_split_half(tmp_path):
 def test_ceiling_not_available_or_a_named_error(separable, tmp_path):
     r = ev.run_evaluate(separable, features="handcrafted", classifiers=["logistic-regression"], n_jobs=1)
     assert r["ceiling"]["available"] is False and "no listener responses" in r["ceiling"]["reason"]
-    with pytest.raises(ParameterError, match="no Emotify data.csv") as err:
+    with pytest.raises(EmodistError, match="no Emotify data.csv") as err:
         ev.run_evaluate(separable, features="handcrafted", classifiers=["logistic-regression"],
                         n_jobs=1, ceiling=str(tmp_path / "nowhere"))
-    assert err.value.parameter == "ceiling"
+    assert err.value.param == "ceiling"
 
 
-@pytest.mark.skipif(not os.environ.get("EMODIST_EMOTIFY_ROOT"), reason="needs EMODIST_EMOTIFY_ROOT")
-def test_ceiling_of_the_shared_emotify_tracks():
-    root = os.environ["EMODIST_EMOTIFY_ROOT"]
+def test_ceiling_of_the_shared_emotify_tracks(emotify_root):
+    root = str(emotify_root)
     c = report_ceiling(root, [str(t) for b in (0, 100, 200, 300) for t in range(b + 1, b + 26)],
                        level="emotion", rule="listener", n_classes=8)
     assert c["n_tracks"] == 100 and c["chance"] == 0.125

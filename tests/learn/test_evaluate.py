@@ -19,24 +19,14 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+from emodist.engine.executor import run_all
+from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
-from emodist.learn import fits, scoring
-from emodist.learn.features import load_data, open_dataset
-from emodist.learn.params import ParameterError
+from emodist.learn import runs, scoring
+from emodist.learn.data import load_data, open_dataset
 from tests.stores import DEEP, build, make_arrays, make_store
 
 FAST = ["logistic-regression", "linear-svm", "medium-knn", "bagged-trees"]
-
-
-@pytest.fixture(scope="module")
-def separable(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("ev") / "sep.zarr", n_tracks=40, separation=2.5)
-
-
-@pytest.fixture(scope="module")
-def shuffled(tmp_path_factory):
-    return make_store(tmp_path_factory.mktemp("ev") / "shuf.zarr", n_tracks=60,
-                      shuffle_labels=True, seed=3)
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +86,7 @@ def test_shuffled_labels_stay_near_chance(shuffled):
         leaky_folds[test] = k
     pred = np.empty(len(data.y), dtype=object)
     for k in range(5):
-        pred[leaky_folds == k] = fits.fit_predict(data.X["handcrafted"], data.y, leaky_folds, k,
+        pred[leaky_folds == k] = runs.fit_predict(data.X["handcrafted"], data.y, leaky_folds, k,
                                                 "fine-knn", 0, False)
     assert accuracy_score(data.y, pred) > 0.8
 
@@ -178,9 +168,9 @@ def test_distribution_target_beats_train_mean(separable):
 ])
 def test_run_evaluate_argument_errors_name_the_parameter(separable, kwargs, parameter, message):
     kwargs = {"classifiers": ["linear-svm"], "features": "handcrafted", **kwargs}
-    with pytest.raises(ParameterError, match=message) as err:
+    with pytest.raises(EmodistError, match=message) as err:
         ev.run_evaluate(separable, n_jobs=1, **kwargs)
-    assert err.value.parameter == parameter
+    assert err.value.param == parameter
     assert "--" not in err.value.message and "\n" not in err.value.message
 
 
@@ -203,7 +193,7 @@ def test_report_json_records_provenance(separable, tmp_path):
 
 
 def test_jensen_shannon_matches_scipy():
-    from emodist.learn.distribution import jensen_shannon
+    from emodist.learn.scoring import jensen_shannon
 
     rng = np.random.default_rng(0)
     p, q = rng.dirichlet(np.ones(9), size=5), rng.dirichlet(np.ones(9), size=5)
@@ -216,7 +206,8 @@ def test_jensen_shannon_matches_scipy():
 
 
 def test_topk_agreement_and_train_mean_baseline():
-    from emodist.learn.distribution import target_distribution, topk_agreement, train_mean_baseline
+    from emodist.learn.scoring import topk_agreement, train_mean_baseline
+    from emodist.learn.targets import target_distribution
 
     true = np.array([[0.6, 0.3, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4]])
     pred = np.array([[0.1, 0.5, 0.3, 0.1], [0.4, 0.3, 0.2, 0.1]])
@@ -247,7 +238,7 @@ def _square(x, k):
 
 def test_run_fits_keeps_order_and_reports_each_finished_task():
     ticks = []
-    out = ev._run_fits(_square, {"x": 3}, [{"k": k} for k in range(5)], n_jobs=1,
+    out = run_all(_square, {"x": 3}, [{"k": k} for k in range(5)], n_jobs=1,
                        on_done=lambda: ticks.append(1))
     assert out == [0, 3, 6, 9, 12]
     assert len(ticks) == 5

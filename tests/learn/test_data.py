@@ -1,14 +1,77 @@
-"""Feature groups, the feature-set syntax and the data an evaluation reads."""
+"""The store-facing part of an evaluation (:mod:`emodist.learn.data`): the generated store,
+feature groups and sets, the evaluated segments, provenance."""
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
-from emodist.errors import StoreError
-from emodist.learn import features as ft
-from emodist.learn.params import ParameterError
-from tests.stores import DEEP, build, dataset, deep_names, hc_names, make_arrays
+from emodist.errors import EmodistError, StoreError
+from emodist.learn import data as ft
+from tests.stores import (
+    DEEP,
+    build,
+    dataset,
+    deep_names,
+    hc_names,
+    make_arrays,
+    make_store,
+)
+
+
+def test_generated_store_layout(tmp_path):
+    ds = ft.open_dataset(make_store(tmp_path / "s.zarr", n_tracks=8, n_segments=2))
+    assert ds.sizes["segment"] == 16
+    assert [str(v) for v in ds["segment"].values[:2]] == ["0:000", "0:001"]
+    assert [str(v) for v in ds["handcrafted_feature"].values] == hc_names()
+    assert ds[DEEP].shape == (16, 6) and ds[f"{DEEP}_status"].dtype == np.int8
+    recorded = ds.attrs["feature_groups"][DEEP]
+    assert recorded["version"] == "1" and recorded["width"] == 6
+    assert recorded["model_sha256"] == "0" * 64
+    assert ds["segment_index"].dtype == np.int32
+    # the segments of one track share label and votes
+    labels = pd.Series(ds["label"].values).groupby(ds["track_id"].values).nunique()
+    assert (labels == 1).all()
+    np.testing.assert_allclose(ds["votes"].values.sum(axis=1), 1.0, rtol=1e-5)
+
+
+def test_stored_groups_in_store_order(tmp_path):
+    ds = ft.open_dataset(make_store(tmp_path / "s.zarr", n_tracks=4, n_segments=1))
+    groups = ft.stored_groups(ds)
+    assert list(groups) == ["handcrafted", DEEP]
+    assert groups["handcrafted"] == hc_names() and groups[DEEP] == deep_names(6)
+    assert list(ft.stored_groups(build(make_arrays(n_tracks=4), deep=False))) == ["handcrafted"]
+
+
+def test_shuffled_labels_keep_class_sizes():
+    a = make_arrays(n_tracks=20, shuffle_labels=False)
+    b = make_arrays(n_tracks=20, shuffle_labels=True)
+    assert sorted(a["plan"]["label"]) == sorted(b["plan"]["label"])
+    assert (a["plan"]["label"] != b["plan"]["label"]).any()
+
+
+def test_store_reads_stay_in_the_driver_while_a_dask_client_is_current(tmp_path):
+    """Opening a store and loading its features run no task on the current client's cluster.
+
+    Sent there, they would run on workers that may not reach the store (a local
+    path, a remote cluster).  The same client does take an ordinary lazy
+    computation, so the setup would have caught them.
+    """
+    from distributed import Client, LocalCluster, get_task_stream
+
+    url = make_store(tmp_path / "s.zarr", n_tracks=8, n_segments=2)
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as client:
+        with get_task_stream(client) as reads:
+            ds = ft.open_dataset(str(url))
+            data = ft.load_data(ds, features=["handcrafted", DEEP])
+        with get_task_stream(client) as ordinary:
+            total = float(ds[DEEP].sum().values)
+    assert data.X["handcrafted"].shape == (16, len(hc_names())) and data.X[DEEP].shape == (16, 6)
+    assert reads.data == []
+    assert ordinary.data and np.isfinite(total)
+
 
 AVAIL = {"handcrafted": hc_names(), DEEP: deep_names(2), "musicnn_msd": ["msd_0", "msd_1"]}
 
@@ -35,13 +98,13 @@ def test_default_is_every_group_and_all_joined():
 
 
 def test_unknown_names_are_one_line_and_list_the_stored_groups():
-    with pytest.raises(ParameterError, match=r"'deep' is not a stored feature group \(the store "
+    with pytest.raises(EmodistError, match=r"'deep' is not a stored feature group \(the store "
                        rf"holds handcrafted, {DEEP}, musicnn_msd\)") as err:
         ft.resolve_feature_sets("handcrafted+deep", AVAIL)
-    assert err.value.parameter == "features" and "\n" not in err.value.message
-    with pytest.raises(ParameterError, match="'both' is neither a stored feature group"):
+    assert err.value.param == "features" and "\n" not in err.value.message
+    with pytest.raises(EmodistError, match="'both' is neither a stored feature group"):
         ft.resolve_feature_sets(["both"], AVAIL)
-    with pytest.raises(ParameterError, match=r"feature pattern 'chroma_\*' matches no feature"):
+    with pytest.raises(EmodistError, match=r"feature pattern 'chroma_\*' matches no feature"):
         ft.resolve_feature_sets(["chroma_*"], AVAIL)
     with pytest.raises(StoreError, match="no feature groups"):
         ft.resolve_feature_sets("handcrafted", {})
@@ -103,11 +166,11 @@ def test_load_data_errors():
     b["handcrafted"][1, 3] = np.nan
     with pytest.raises(StoreError, match="1 finished segments have non-finite handcrafted"):
         ft.load_data(build(b), "handcrafted")
-    with pytest.raises(ParameterError, match=f"'{DEEP}' is neither a stored feature group"):
+    with pytest.raises(EmodistError, match=f"'{DEEP}' is neither a stored feature group"):
         ft.load_data(build(make_arrays(n_tracks=4), deep=False), DEEP)
-    with pytest.raises(ParameterError, match="unknown label rule 'median'") as err:
+    with pytest.raises(EmodistError, match="unknown label rule 'median'") as err:
         ft.load_data(build(make_arrays(n_tracks=4)), label_rule="median")
-    assert err.value.parameter == "label_rule"
+    assert err.value.param == "label_rule"
     plan = make_arrays(n_tracks=4)["plan"]
     novotes = dataset(plan, {"handcrafted": (hc_names(), np.zeros((12, 10)), np.ones(12))})
     with pytest.raises(StoreError, match="keeps no vote profiles"):

@@ -9,7 +9,7 @@ from emodist.data.catalog import load_emotify
 from emodist.data.labels import GEMS, dominant_emotion, listener_distribution
 from emodist.errors import DataError
 from emodist.learn.ceiling import emotify_ceiling, read_responses, split_half_ceiling
-from emodist.learn.distribution import jensen_shannon
+from emodist.learn.scoring import jensen_shannon
 
 
 def identical_tracks(n_tracks=30, listeners=12, seed=0):

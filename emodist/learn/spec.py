@@ -1,0 +1,282 @@
+"""What defines an evaluation's results: :class:`EvaluationSpec`.
+
+An evaluation is defined by the feature sets, the presets, the folds and
+their seed, the class weighting, the target, the label rule, the ranking
+metric, the listener responses of the human ceiling and, for the streamed
+evaluation, its model's passes, penalty and block size.  They are gathered
+in one frozen :class:`EvaluationSpec`, checked once when it is made (one-line
+errors naming the parameter, which the command line turns into its flag),
+built by each front end (``emodist evaluate``, ``emodist run``) and recorded
+in ``report.json`` under ``evaluation_spec`` (:meth:`EvaluationSpec.to_dict`;
+:meth:`EvaluationSpec.from_dict` reads it back).  How a run goes -- joblib
+processes or a Dask client, progress bars, storage options -- changes no
+result and is not part of it.
+
+The feature sets can only be resolved against a store; they are checked by
+:func:`emodist.learn.data.resolve_feature_sets` when the store is opened.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import numbers
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from emodist.errors import EmodistError
+from emodist.learn.presets import Preset, resolve_distribution_presets, resolve_presets
+from emodist.spec import LABEL_RULES
+
+__all__ = [
+    "BALANCES",
+    "BALANCE_MODES",
+    "RANK_BY",
+    "STREAM_BLOCK_BYTES",
+    "STREAM_MODEL",
+    "TARGETS",
+    "EvaluationSpec",
+    "balance_modes",
+    "check_choice",
+]
+
+#: What is predicted: the dominant emotion, the dominant GEMS factor
+#: (sublimity, vitality, unease), or the nine-way vote distribution.
+TARGETS = ("class", "factors", "distribution")
+#: Segment metrics the results can be ranked by.
+RANK_BY = ("accuracy", "balanced_accuracy", "macro_f1")
+#: Class weighting of a run; ``both`` evaluates each preset both ways.
+BALANCES = ("none", "weights", "both")
+#: Balance modes of one fit (``both`` expands into these).
+BALANCE_MODES = ("none", "weights")
+#: Uncompressed float32 bytes of one streamed block.
+STREAM_BLOCK_BYTES = 64 * 2**20
+#: The streamed model, as it appears in reports.
+STREAM_MODEL = {"classifier": "sgd_stream", "name": "Streamed logistic regression (SGD)",
+                "family": "linear"}
+
+
+def check_choice(param: str, value, choices, what: str | None = None) -> None:
+    """Raise unless ``value`` is one of ``choices``.
+
+    Parameters
+    ----------
+    param : str
+        The parameter's name (the error's ``param``).
+    value : object
+        The given value.
+    choices : sequence of str
+        The allowed values.
+    what : str, optional
+        The parameter in words (default: ``param`` with spaces).
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        ``"unknown <what> <value>; use <choices>"``, ``param=param``.
+    """
+    if value not in choices:
+        raise EmodistError(
+            f"unknown {what or param.replace('_', ' ')} {value!r}; use {', '.join(choices)}",
+            param=param,
+        )
+
+
+def balance_modes(balance: str) -> list[str]:
+    """The balance modes of one run.
+
+    Parameters
+    ----------
+    balance : {"none", "weights", "both"}
+
+    Returns
+    -------
+    list of str
+        ``both`` -> ``["none", "weights"]``; otherwise ``[balance]``.
+    """
+    check_choice("balance", balance, BALANCES)
+    return list(BALANCE_MODES) if balance == "both" else [balance]
+
+
+def _integer(param: str, value, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or int(value) != value:
+        raise EmodistError(f"{what} must be a whole number, got {value!r}", param=param)
+    return int(value)
+
+
+def _names(param: str, value) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not all(isinstance(v, str) for v in names):
+        raise EmodistError(f"give names as text, got {list(names)!r}", param=param)
+    return names or None
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    """Every setting that changes an evaluation's results, checked once.
+
+    Parameters
+    ----------
+    features : str, sequence of str or None
+        Feature-set spec (:func:`emodist.learn.data.resolve_feature_sets`):
+        group names, ``+``-joined group names, feature names / glob
+        patterns.  ``None``: every stored group alone, and all of them
+        joined.  Kept as given (a tuple): only a store resolves it.
+    classifiers : str, sequence of str or None
+        Preset keys or names; ``"all"`` / ``"quick"`` / ``"beyond"`` are
+        shorthands (:func:`emodist.learn.presets.resolve_presets`); for
+        ``target="distribution"`` the distribution presets.  ``None``:
+        ``all``.  Stored resolved: the tuple of preset keys.  A streamed
+        evaluation has one model (``("sgd_stream",)``) and takes none.
+    folds : int
+        Number of grouped folds (at least 2).
+    seed : int
+        Seed of the folds and of every model.
+    balance : {"none", "weights", "both"}
+        Class weighting; ``both`` evaluates each preset both ways.
+    target : {"class", "factors", "distribution"}
+        What is predicted (:mod:`emodist.learn.targets`).
+    label_rule : {"listener", "mean"} or None
+        ``None`` uses the stored labels.
+    rank_by : {"accuracy", "balanced_accuracy", "macro_f1"}
+        Segment metric (fold mean) the results are ranked by.
+    ceiling : str, path-like, False or None
+        Listener responses for the human ceiling
+        (:func:`emodist.learn.ceiling.human_ceiling`): an Emotify
+        ``data.csv`` or its folder; ``None``: the store's ``dataset``
+        attribute when it names an Emotify folder; ``False``: not computed.
+    stream : bool
+        The streamed evaluation (:mod:`emodist.learn.stream`): one linear
+        model, fit block by block; class target and stored labels only.
+    epochs : int
+        Streamed: passes of ``partial_fit`` over the training rows.
+    alpha : float
+        Streamed: L2 penalty of the SGD model.
+    block_bytes : int
+        Streamed: uncompressed feature bytes read per block (the blocks'
+        seeded row orders depend on it).
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        A setting with an unusable value; ``param`` names it.
+
+    Examples
+    --------
+    >>> spec = EvaluationSpec(classifiers="quick", folds=4)
+    >>> spec.classifiers
+    ('linear-svm', 'medium-knn', 'bagged-trees', 'logistic-regression')
+    >>> EvaluationSpec.from_dict(spec.to_dict()) == spec
+    True
+    """
+
+    features: tuple[str, ...] | None = None
+    classifiers: tuple[str, ...] | None = None
+    folds: int = 5
+    seed: int = 0
+    balance: str = "none"
+    target: str = "class"
+    label_rule: str | None = None
+    rank_by: str = "accuracy"
+    ceiling: str | bool | None = None
+    stream: bool = False
+    epochs: int = 5
+    alpha: float = 1e-4
+    block_bytes: int = STREAM_BLOCK_BYTES
+
+    def __post_init__(self) -> None:
+        check_choice("target", self.target, TARGETS)
+        check_choice("rank_by", self.rank_by, RANK_BY, "ranking metric")
+        check_choice("balance", self.balance, BALANCES)
+        if self.label_rule is not None:
+            check_choice("label_rule", self.label_rule, LABEL_RULES)
+        folds = _integer("folds", self.folds, "the number of folds")
+        if folds < 2:
+            raise EmodistError(f"the number of folds must be at least 2, got {folds}", param="folds")
+        ceiling = os.fspath(self.ceiling) if isinstance(self.ceiling, os.PathLike) else self.ceiling
+        if not (ceiling is None or ceiling is False or isinstance(ceiling, str)):
+            raise EmodistError(f"give a path, or False to skip it; got {ceiling!r}", param="ceiling")
+        epochs = _integer("epochs", self.epochs, "epochs")
+        if epochs < 1:
+            raise EmodistError(f"epochs must be at least 1, got {epochs}", param="epochs")
+        block_bytes = _integer("block_bytes", self.block_bytes, "the block size")
+        if block_bytes < 1:
+            raise EmodistError(f"the block size must be positive, got {block_bytes}", param="block_bytes")
+        if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not self.alpha > 0:
+            raise EmodistError(f"the penalty must be positive, got {self.alpha!r}", param="alpha")
+        classifiers = _names("classifiers", self.classifiers)
+        if self.stream:
+            for param, value in (("classifiers", classifiers), ("label_rule", self.label_rule),
+                                 ("ceiling", ceiling)):
+                if value not in (None, False, (STREAM_MODEL["classifier"],)):
+                    raise EmodistError("not with a streamed evaluation (it fits one streamed linear "
+                                       "model on the stored labels)", param=param)
+            if self.target != "class":
+                raise EmodistError("a streamed evaluation predicts the dominant emotion (class) only",
+                                   param="target")
+            keys = (STREAM_MODEL["classifier"],)
+        else:
+            keys = tuple(p.key for p in self._resolve(classifiers or ("all",)))
+        fields = {"features": _names("features", self.features), "classifiers": keys,
+                  "folds": folds, "seed": _integer("seed", self.seed, "the seed"), "ceiling": ceiling,
+                  "stream": bool(self.stream), "epochs": epochs, "alpha": float(self.alpha),
+                  "block_bytes": block_bytes}
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def _resolve(self, names) -> list[Preset]:
+        if self.target == "distribution":
+            return resolve_distribution_presets(list(names))
+        return resolve_presets(list(names))
+
+    @property
+    def presets(self) -> list[Preset]:
+        """The presets evaluated, in order (none for a streamed evaluation)."""
+        return [] if self.stream else self._resolve(self.classifiers)
+
+    @property
+    def balance_modes(self) -> list[str]:
+        """The balance modes of each preset (:func:`balance_modes`)."""
+        return balance_modes(self.balance)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as JSON values (``report.json``'s ``evaluation_spec``).
+
+        Returns
+        -------
+        dict
+            One entry per field; tuples become lists.
+        """
+        return {f.name: (list(v) if isinstance(v, tuple) else v)
+                for f in dataclasses.fields(self) for v in [getattr(self, f.name)]}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EvaluationSpec:
+        """The spec recorded by :meth:`to_dict` (checked again).
+
+        Parameters
+        ----------
+        values : dict
+            Field name -> value; a name that is no field is refused.
+
+        Returns
+        -------
+        EvaluationSpec
+
+        Raises
+        ------
+        emodist.errors.EmodistError
+            An unknown field (``param="evaluation_spec"``) or an unusable value.
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise EmodistError(f"unknown evaluation setting {unknown[0]!r}; use {', '.join(sorted(known))}",
+                               param="evaluation_spec")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> EvaluationSpec:
+        """Copy with some fields changed (checked again)."""
+        return dataclasses.replace(self, **changes)
