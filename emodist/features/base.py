@@ -29,7 +29,10 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emodist.errors import EmodistError
+from emodist.features.spectral import analyse
 from emodist.spec import BATCH_SIZE
+
+__all__ = ["INPUT_KINDS", "FeatureGroup", "InputSpec", "Segment", "WorkerContext", "check_name"]
 
 #: Input kinds: the shared STFT (at the spec's ``sr``) or raw samples at a rate.
 INPUT_KINDS = ("stft", "samples")
@@ -103,6 +106,7 @@ class Segment:
 
     def samples(self, sr: int | None = None) -> np.ndarray:
         """Mono float32 samples of the segment at ``sr`` (default the spec's rate)."""
+        # lazy: fsspec, soxr and soundfile stay out of `emodist --help`, which loads the registry
         from emodist.data.audio import cut
 
         rate = self.sr if sr is None else int(sr)
@@ -112,8 +116,6 @@ class Segment:
     def analysis(self):
         """The segment's one STFT (:class:`emodist.features.spectral.Analysis`), made once."""
         if self._analysis is None:
-            from emodist.features.spectral import analyse
-
             self._analysis = analyse(self.samples(), self.sr, self)
         return self._analysis
 

@@ -46,6 +46,12 @@ import numpy as np
 
 from emodist.errors import DataError, EmodistError, ModelError
 from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, check_name
+from emodist.features.registry import register
+
+__all__ = [
+    "INPUT_KEYS", "SCALES", "Bound", "CardGroup", "ModelCard", "check_sha256", "load_card",
+    "logmel_patches", "parse_card", "patch_means", "register_card",
+]
 
 #: Scalings of the mel power spectrogram a card may ask for.
 SCALES = ("log10_10000x_plus_1", "db", "linear")
@@ -223,8 +229,6 @@ def load_card(path: str | os.PathLike) -> ModelCard:
 
 def register_card(path: str | os.PathLike) -> str:
     """Load a card and register its group under the card's name; the name."""
-    from emodist.features import register
-
     card = load_card(path)
     register(card.name, Bound(CardGroup, card=card))
     return card.name
@@ -296,7 +300,9 @@ class CardGroup(FeatureGroup):
         """Hash the model (checking the card's sha256) and check its input and outputs."""
         import onnxruntime as ort
 
-        from emodist.models.session import _read_bytes, file_sha256
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
+        from emodist.models.build import file_sha256
+        from emodist.models.session import _read_bytes
 
         url = self.card.model
         data = _read_bytes(url, storage_options)
@@ -338,6 +344,7 @@ class CardGroup(FeatureGroup):
         return patches
 
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models.session import run_outputs
 
         names = [o for o, _ in self.card.outputs]

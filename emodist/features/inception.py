@@ -14,8 +14,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from emodist.errors import ModelError
+from emodist.errors import EmodistError, ModelError
 from emodist.features.base import FeatureGroup, Segment, WorkerContext
+from emodist.features.images import spectrogram_image
+
+__all__ = ["InceptionV3", "embedding_names"]
 
 
 def embedding_names(prefix: str, dim: int) -> list[str]:
@@ -58,8 +61,6 @@ class InceptionV3(FeatureGroup):
 
     def __post_init__(self) -> None:
         if self.image_scale not in ("linear", "mel"):
-            from emodist.errors import EmodistError
-
             raise EmodistError(f"unknown image scale {self.image_scale!r}; use linear or mel")
 
     @property
@@ -68,6 +69,7 @@ class InceptionV3(FeatureGroup):
 
     def resolve(self, storage_options: dict | None = None) -> InceptionV3:
         """Read the model's sidecar: hash, width and picture size (refuses a mismatch)."""
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models import session
 
         url = str(self.model) if self.model else session.default_model_path()
@@ -88,11 +90,10 @@ class InceptionV3(FeatureGroup):
         return embedding_names(self.name, int(self.dim))
 
     def prepare(self, segment: Segment) -> np.ndarray:
-        from emodist.features.images import spectrogram_image
-
         return spectrogram_image(segment.analysis, self)
 
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models.session import embed
 
         if not prepared:

@@ -18,9 +18,11 @@ from typing import ClassVar
 
 import numpy as np
 
-from emodist.errors import EmodistError, ModelError
+from emodist.errors import DataError, EmodistError, ModelError
 from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext
 from emodist.features.card import check_sha256, patch_means
+
+__all__ = ["DEFAULT_OUTPUTS", "MAX_BATCH", "OUTPUT_PREFIX", "MusiCNN", "slug"]
 
 #: Selectable outputs -> short prefix of their column names.
 OUTPUT_PREFIX = {"taggram": "tag", "penultimate": "pen", "max_pool": "max", "mean_pool": "mean"}
@@ -66,6 +68,7 @@ class MusiCNN(FeatureGroup):
     model_dir: str | None = field(default=None, metadata={"runtime": True}, compare=False)
 
     def __post_init__(self) -> None:
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models.musicnn import tag_names
 
         object.__setattr__(self, "variant", str(self.variant).lower())
@@ -89,6 +92,7 @@ class MusiCNN(FeatureGroup):
     @property
     def model_url(self) -> str:
         """Where the model is read from."""
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models.musicnn import default_model_path
 
         if self.model_dir:
@@ -96,12 +100,14 @@ class MusiCNN(FeatureGroup):
         return default_model_path(self.variant)
 
     def input(self) -> InputSpec:
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models.musicnn import SR
 
         return InputSpec("samples", SR)
 
     def resolve(self, storage_options: dict | None = None) -> MusiCNN:
         """Read the model's sidecar: its hash (refuses another variant or a mismatch)."""
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models import session
 
         url = self.model_url
@@ -114,7 +120,9 @@ class MusiCNN(FeatureGroup):
         return replace(self, sha256=side["sha256"])
 
     def feature_names(self) -> list[str]:
-        from emodist.models.musicnn import OUTPUTS, tag_names
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
+        from emodist.models.musicnn import tag_names
+        from emodist.models.musicnn_graph import OUTPUTS
 
         names = []
         for out in self.outputs:
@@ -127,7 +135,7 @@ class MusiCNN(FeatureGroup):
 
     def prepare(self, segment: Segment) -> np.ndarray:
         """The segment's ``(n_patches, 187, 96)`` log-mel patches (at least one)."""
-        from emodist.errors import DataError
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models.musicnn import SR, input_patches
 
         # both taggers read the same patches: made once per segment, kept on it
@@ -142,6 +150,7 @@ class MusiCNN(FeatureGroup):
         return patches
 
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
+        # lazy: onnx stays out of `emodist --help`, which loads the registry
         from emodist.models.session import run_outputs
 
         def run(x):

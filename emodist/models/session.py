@@ -33,8 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from emodist.errors import ModelError
-from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
+from emodist.errors import EmodistError, ModelError
+from emodist.models.build import file_sha256, sidecar_path, to_network_input
 from emodist.models.devices import (
     AUTO_BATCH_MAX,
     halving_batches,
@@ -43,6 +43,11 @@ from emodist.models.devices import (
     run_bound,
 )
 from emodist.spec import BATCH_SIZE
+
+__all__ = [
+    "MODEL_ENV", "MODEL_FILE", "clear_sessions", "default_model_path", "embed", "get_session",
+    "read_sidecar", "run_outputs",
+]
 
 #: Environment variable overriding the default model location.
 MODEL_ENV = "EMODIST_MODEL"
@@ -276,8 +281,6 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
     EmodistError
         Images that are not uint8 ``(N, H, W)``.
     """
-    from emodist.errors import EmodistError
-
     images = np.asarray(images_uint8)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise EmodistError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")
@@ -306,8 +309,6 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
 def _embed_batches(sess, meta: dict, images: np.ndarray, out: np.ndarray, batch_size: int,
                    bound: tuple[str, int] | None) -> None:
     """Fill ``out`` batch by batch; ``bound=(device_type, id)`` runs through I/O binding."""
-    from emodist.features.images import to_network_input
-
     n, h, w = images.shape
     bs = min(int(batch_size), n)
     buf = np.empty((bs, 3, h, w), dtype=np.float32)
@@ -359,8 +360,6 @@ def run_outputs(x: np.ndarray, model_url: str | None = None, names=None, *, batc
     ModelError
         Model problems, or an output name the model lacks.
     """
-    from emodist.errors import EmodistError
-
     if int(batch_size) < 1:
         raise EmodistError(f"batch size must be positive, got {batch_size}")
     sess, info = _cached(model_url, sha256, threads, storage_options, meta=meta)
