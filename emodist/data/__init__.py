@@ -9,3 +9,5 @@
   (fsspec -> soundfile -> mono -> one resample);
 - :mod:`emodist.data.demo`: generated demo data in the Emotify layout.
 """
+
+__all__: list[str] = []

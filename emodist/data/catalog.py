@@ -33,6 +33,12 @@ import pandas as pd
 from emodist.data.labels import GEMS, dominant_emotion, drop_small_classes, listener_distribution
 from emodist.errors import DataError
 
+__all__ = [
+    "AUDIO_EXTENSIONS", "EMOTIFY_COLUMNS", "EMOTIFY_GENRES", "Catalog", "emotify_audio_path",
+    "is_emotify", "load_dataset", "load_emotify", "load_folders", "load_manifest",
+    "paths_exist",
+]
+
 #: Audio file extensions recognised by the folder-per-label layout.
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
 
