@@ -20,35 +20,48 @@ BASE = {"_version", "errors", "progress", "spec"}
 
 
 def _stage(module: str) -> int:
+    """Position in :data:`STAGES` of a module (``emodist.data.audio`` -> data)."""
     part = (module.split(".") + ["__main__"])[1]
-    return STAGES.index("base" if part in BASE else "top" if part == "__main__" else part)
+    stage = "base" if part in BASE else "top" if part == "__main__" else part
+    assert stage in STAGES, f"{module}: its package has no place in STAGES"
+    return STAGES.index(stage)
+
+
+def _imported(node: ast.Import | ast.ImportFrom, name: str, is_package: bool) -> list[str]:
+    """What an import statement of module ``name`` names (modules, or names in them)."""
+    if isinstance(node, ast.Import):
+        return [a.name for a in node.names]
+    if node.level:  # relative: from the module's own package, up ``level - 1``
+        parts = name.split(".")[: len(name.split(".")) - node.level + is_package]
+        base = ".".join(parts + ([node.module] if node.module else []))
+    else:
+        base = node.module or ""
+    return [f"{base}.{a.name}" for a in node.names]
 
 
 def import_problems(root: Path, package: str = "emodist") -> list[str]:
-    """One line per edge (``file:line importer -> imported``) in a cycle or going up."""
+    """One line per edge (``file:line importer -> imported: why``) in a cycle or going up.
+
+    Every ``import``/``from ... import`` counts, at module level and inside
+    functions, except under ``if TYPE_CHECKING:``.
+    """
     files = {".".join(p.relative_to(root).with_suffix("").parts).removesuffix(".__init__"): p
              for p in sorted((root / package).rglob("*.py"))}
-    edges = []  # (file, line, importer, imported)
+    edges = set()  # (file, line, importer, imported)
     for name, path in files.items():
         tree = ast.parse(path.read_text(), str(path))
-        hidden = {id(n) for t in ast.walk(tree) if isinstance(t, ast.If) and "TYPE_CHECKING"
-                  in ast.unparse(t.test) for b in t.body for n in ast.walk(b)}
+        hidden = {id(n) for t in ast.walk(tree) if isinstance(t, ast.If)
+                  and "TYPE_CHECKING" in ast.unparse(t.test) for b in t.body for n in ast.walk(b)}
         for node in ast.walk(tree):
-            if isinstance(node, ast.Import) and id(node) not in hidden:
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom) and id(node) not in hidden:
-                up = name.split(".")[: len(name.split(".")) - node.level + (path.stem == "__init__")]
-                base = ".".join(up + [node.module or ""] if node.level else [node.module or ""])
-                targets = [f"{base.rstrip('.')}.{a.name}" for a in node.names]
-            else:
+            if not isinstance(node, (ast.Import, ast.ImportFrom)) or id(node) in hidden:
                 continue
-            for target in targets:
-                while target not in files and "." in target:  # a name, not a module
+            for target in _imported(node, name, path.stem == "__init__"):
+                while target not in files and "." in target:  # a name in a module
                     target = target.rsplit(".", 1)[0]
                 if target in files and target != name:
-                    edges.append((path.relative_to(root), node.lineno, name, target))
+                    edges.add((path.relative_to(root).as_posix(), node.lineno, name, target))
     after = {m: {b for *_, a, b in edges if a == m} for m in files}
-    reachable = {}
+    reachable = {}  # module -> every module its imports lead to
     for start in files:
         seen, todo = set(), [start]
         while todo:
@@ -57,14 +70,14 @@ def import_problems(root: Path, package: str = "emodist") -> list[str]:
                 todo.extend(after[m])
         reachable[start] = seen
     problems = []
-    for file, line, a, b in sorted(set(edges)):
-        where = f"{file}:{line}"
+    for file, line, a, b in sorted(edges):
         if a in reachable[b]:
-            problems.append(f"{where} {a} -> {b}: cycle")
+            problems.append(f"{file}:{line} {a} -> {b}: cycle")
         elif _stage(a) < _stage(b):
-            problems.append(f"{where} {a} -> {b}: {STAGES[_stage(a)]} imports "
+            problems.append(f"{file}:{line} {a} -> {b}: {STAGES[_stage(a)]} imports "
                             f"{STAGES[_stage(b)]} above it")
     return problems
+
 
 def test_emodist_imports_go_one_way_down_without_cycles():
     problems = import_problems(Path(__file__).resolve().parents[1])
@@ -122,9 +135,9 @@ def test_checker_names_an_upward_edge_with_its_line(tmp_path):
         "emodist/engine/executor.py": "",
         "emodist/engine/pipeline.py": "from emodist.learn import fits\n",
     })
-    assert import_problems(root) == [
-        "emodist/learn/fits.py:5 emodist.learn.fits -> emodist.engine.executor: "
-        "learn imports engine above it"]
+    want = ("emodist/learn/fits.py:5 emodist.learn.fits -> emodist.engine.executor: "
+            "learn imports engine above it")
+    assert import_problems(root) == [want]
 
 
 def test_checker_leaves_type_checking_and_downward_imports_alone(tmp_path):
