@@ -2,14 +2,14 @@
 
 Each measurement is a full :func:`emodist.engine.extract.run_extract` into a fresh
 store on a fresh LocalCluster of 1-thread worker processes, started by
-:func:`emodist.engine.cluster.connect` as ``emodist extract`` starts it (the
+:func:`emodist.runtime.cluster.connect` as ``emodist extract`` starts it (the
 workers' malloc settings and Dask configuration included), whose workers
 were first warmed up (imports, numba compilation, ONNX session: a one-off
 cost per worker process, reported in the note): catalog,
 plan from headers, template, chunk tasks (decode, one STFT per segment,
 handcrafted features, spectrogram image, ONNX embedding in batches), region
 writes, consolidation.  The deep features use the tiny random ONNX model
-built by :func:`emodist.models.session.build_tiny_model` in quick runs and
+built by :func:`emodist.models.build.build_tiny_model` in quick runs and
 for the memory runs; the full run on Emotify uses the real Inception-v3
 (fp32) when it has been built (``emodist model build``), and extrapolates
 the time of the full 1588-segment Emotify (target: <= 200 s on 2 cores).
@@ -71,8 +71,8 @@ def extract_once(dataset: str, store: str, spec, n_workers: int,
         ``warmup_s`` (slowest worker's warm-up) and ``worker_rss_mib`` (list,
         one per worker), ``load`` (highest 1-minute load average seen).
     """
-    from emodist.engine.cluster import connect
     from emodist.engine.extract import resolve_spec, run_extract
+    from emodist.runtime.cluster import connect
     from emodist.spec import Runtime
 
     with connect(Runtime(n_workers=n_workers, threads_per_worker=1)) as c:
@@ -108,7 +108,7 @@ def run(quick: bool = False) -> dict:
     """Measure; see the module docstring."""
     from emodist.data.demo import make_demo_dataset
     from emodist.features import make_groups
-    from emodist.models.session import build_tiny_model
+    from emodist.models.build import build_tiny_model
     from emodist.spec import ExtractionSpec
 
     def config(model_path, **kw):

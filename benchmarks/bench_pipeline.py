@@ -3,8 +3,8 @@
 One :func:`emodist.engine.extract.run_extract` of every feature group that
 exists (handcrafted, inception_v3, and musicnn_msd / musicnn_mtt when they
 are registered and their models are built) into a fresh store, on the
-LocalCluster emodist itself starts (:func:`emodist.engine.cluster.connect`,
-so the workers get :data:`emodist.engine.cluster.WORKER_ENV`), 2 workers x 1
+LocalCluster emodist itself starts (:func:`emodist.runtime.cluster.connect`,
+so the workers get :data:`emodist.runtime.cluster.WORKER_ENV`), 2 workers x 1
 thread, once with the fp32 Inception-v3 and once with its int8 copy
 (``emodist model build --quantize int8``), side by side in one process.
 When the MusiCNN groups are there, the study's pair (handcrafted +
@@ -118,8 +118,8 @@ def available_groups(model: str, optional: bool = True) -> tuple[list, list[str]
 
 def measure(dataset: str, store: str, spec, n_workers: int = 2) -> dict:
     """One extraction on a fresh emodist LocalCluster; see the module docstring."""
-    from emodist.engine.cluster import connect
     from emodist.engine.extract import resolve_spec, run_extract
+    from emodist.runtime.cluster import connect
     from emodist.spec import Runtime
 
     stages: dict[str, float] = {}
@@ -155,7 +155,7 @@ def measure(dataset: str, store: str, spec, n_workers: int = 2) -> dict:
 def _inputs(tmp: Path, quick: bool):
     """Dataset, fp32 and int8 model paths, description, segment length."""
     from emodist.data.demo import make_demo_dataset
-    from emodist.models.session import build_tiny_model
+    from emodist.models.build import build_tiny_model
 
     root = os.environ.get("EMODIST_EMOTIFY_ROOT")
     real = None if quick else _real_model()
@@ -163,7 +163,8 @@ def _inputs(tmp: Path, quick: bool):
         int8 = str(Path(real).with_name(Path(real).stem + "_int8.onnx"))
         return (root, real, int8 if Path(int8).is_file() else None,
                 "shared Emotify (100 tracks, 398 x 15 s), real Inception-v3", 15.0)
-    from emodist.models.quantize import quantize_int8, synthetic_calibration_images
+    from emodist.features.calibration import synthetic_calibration_images
+    from emodist.models.quantize import quantize_int8
 
     fp32 = build_tiny_model(str(tmp / "tiny.onnx"), seed=0)
     int8 = quantize_int8(fp32, tmp / "tiny_int8.onnx", synthetic_calibration_images(2))

@@ -8,9 +8,9 @@ manifest CSV (``track_id,path,label,group,genre``, the layout
 header to read per file.  Then :func:`emodist.data.segments.plan_segments`
 plans them, 1 s segments:
 
-- on the driver (``client=None``, today's path: a 16-thread pool here);
+- on the driver (today's path: a 16-thread pool here);
 - on the workers of a process-based LocalCluster of 2 one-thread workers
-  (:func:`emodist.engine.planning.probe_on_workers`: batches of at most
+  (:func:`emodist.engine.planning.plan_segments_on_workers`: batches of at most
   500 files per task, 16 threads per task, bounded in flight), whose
   scheduler lives in the driver's process;
 - on 2 one-thread ``dask worker`` processes of a separate ``dask scheduler``
@@ -116,7 +116,13 @@ def measure(mode: str, manifest: str, options: dict) -> dict:
 
     from emodist.data.catalog import load_dataset
     from emodist.data.segments import plan_segments
+    from emodist.engine.planning import plan_segments_on_workers
     from emodist.spec import ExtractionSpec
+
+    def plan_segments_at(catalog, spec, client):
+        if client is None:
+            return plan_segments(catalog, spec)
+        return plan_segments_on_workers(client, catalog, spec)
 
     cat = load_dataset(manifest, storage_options=options, check_audio=False)
     spec = ExtractionSpec(segment_seconds=SEGMENT_S)
@@ -141,14 +147,14 @@ def measure(mode: str, manifest: str, options: dict) -> dict:
         if mode == "store":
             plan_into_store(client, few, spec, f"{manifest}.warmup.zarr", options)
         else:
-            plan_segments(few, spec, client=client)
+            plan_segments_at(few, spec, client)
         with RssPeak() as rss:
             t0 = time.perf_counter()
             if mode == "store":
                 url = f"{manifest}.zarr"
                 problems = plan_into_store(client, cat, spec, url, options)
             else:
-                plan = plan_segments(cat, spec, client=client)
+                plan = plan_segments_at(cat, spec, client)
                 problems = plan.problems
             seconds = time.perf_counter() - t0
     table = stored_plan(url, options) if mode == "store" else plan.table

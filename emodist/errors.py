@@ -8,6 +8,8 @@ line and exits with status 2; library users catch it like any exception.
 
 from __future__ import annotations
 
+__all__ = ["ClusterError", "DataError", "EmodistError", "ModelError", "StoreError"]
+
 
 class EmodistError(Exception):
     """A problem with the user's input, reported as one line.

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import time
 
+__all__ = ["eta_seconds", "progress_bar", "run_rate"]
+
 
 def run_rate(done: int, start: int, elapsed: float | None) -> float:
     """Items per second done by this run (``done - start`` over ``elapsed``)."""

@@ -29,6 +29,11 @@ BATCH_SIZE = 8
 
 #: Where the segment plan's file headers are read (see :mod:`emodist.engine.planning`).
 PLAN_SITES = ("auto", "driver", "workers")
+#: ``plan_on="auto"`` plans on the workers above this many tracks (or when remote).
+PLAN_ON_WORKERS_TRACKS = 5000
+
+__all__ = ["BATCH_SIZE", "LABEL_RULES", "PLAN_ON_WORKERS_TRACKS", "PLAN_SITES", "ExtractionSpec",
+           "Runtime"]
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def demo_dataset(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A small random Inception-shaped ONNX model built by emodist itself."""
-    from emodist.models.session import build_tiny_model
+    from emodist.models.build import build_tiny_model
 
     out = tmp_path_factory.mktemp("model") / "tiny.onnx"
     return build_tiny_model(str(out), seed=0)

@@ -105,13 +105,13 @@ def test_check_images_are_fixed():
 
 
 def test_build_random_musicnn_and_refusals(tmp_path, capsys):
-    from emodist.models import musicnn
+    from emodist.models import musicnn, musicnn_graph
 
     path = tmp_path / "musicnn_mtt.onnx"
     assert main(["model", "build", "musicnn-mtt", "--tiny", "--out", str(path)]) == 0
     assert "random-weight" in capsys.readouterr().out
     meta = read_sidecar(str(path))
-    assert meta["model"] == "musicnn" and meta["outputs"] == musicnn.OUTPUTS
+    assert meta["model"] == "musicnn" and meta["outputs"] == musicnn_graph.OUTPUTS
     assert main(["model", "check", "musicnn-mtt", "--model", str(path)]) == 0
     out = capsys.readouterr().out
     assert "(verified)" in out and "penultimate   200 wide" in out and "mean_pool     753" in out

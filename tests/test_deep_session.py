@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from emodist.errors import EmodistError, ModelError
+from emodist.models import build
 from emodist.models import session as ds
 
 
@@ -36,7 +37,7 @@ def test_sidecar_describes_the_tiny_model(tiny_model):
     assert meta["output_dim"] == 128
     assert meta["input_name"] == "images" and meta["output_name"] == "features"
     assert meta["image_size"] == 299
-    assert meta["sha256"] == ds.file_sha256(Path(tiny_model).read_bytes())
+    assert meta["sha256"] == build.file_sha256(Path(tiny_model).read_bytes())
     assert "x / 128 - 1" in meta["input_contract"]
 
 
@@ -59,7 +60,7 @@ def test_embed_is_batch_size_invariant(tiny_model, images, batch_size):
 
 
 def test_embed_matches_a_direct_session_run(tiny_model, images):
-    from emodist.features.images import to_network_input
+    from emodist.models.build import to_network_input
 
     sess = ds.get_session(tiny_model)
     direct = sess.run(["features"], {"images": to_network_input(images[:2])})[0]
@@ -107,7 +108,7 @@ def test_requested_hash_is_checked(model_copy):
 
 def test_rebuilt_model_is_reloaded_when_its_new_hash_is_asked_for(model_copy, images):
     first = ds.embed(images[:2], model_copy)
-    ds.build_tiny_model(model_copy, seed=5)  # same path, other weights
+    build.build_tiny_model(model_copy, seed=5)  # same path, other weights
     new_sha = ds.read_sidecar(model_copy)["sha256"]
     second = ds.embed(images[:2], model_copy, sha256=new_sha)
     assert np.abs(first - second).max() > 1e-3
@@ -142,7 +143,7 @@ def test_sidecar_that_disagrees_with_the_graph(model_copy):
 def test_corrupt_model_file_is_a_model_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"this is not an onnx model")
-    meta = {"sha256": ds.file_sha256(bad.read_bytes()), "output_dim": 4, "input_name": "images",
+    meta = {"sha256": build.file_sha256(bad.read_bytes()), "output_dim": 4, "input_name": "images",
             "output_name": "features", "image_size": 299}
     Path(str(bad) + ".json").write_text(json.dumps(meta))
     with pytest.raises(ModelError, match="onnxruntime cannot load"):

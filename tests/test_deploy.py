@@ -713,7 +713,7 @@ def _worker_envs():
 @pytest.mark.parametrize("where,env", list(_worker_envs()), ids=lambda x: x if isinstance(x, str) else "")
 def test_deployed_workers_get_the_local_cluster_worker_settings(where, env):
     """The malloc and profiler settings emodist gives its own workers, in every deployment."""
-    from emodist.engine.cluster import WORKER_ENV
+    from emodist.runtime.cluster import WORKER_ENV
 
     for key, value in WORKER_ENV.items():
         assert env.get(key) == value, (where, key)

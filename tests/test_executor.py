@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-from emodist.engine import executor
 from emodist.errors import ClusterError
+from emodist.runtime import executor
 
 
 def weighted_sum(k, x=None, w=None):
@@ -45,7 +45,7 @@ def test_tasks_that_lost_their_inputs_are_resubmitted(client, caplog):
         if not dropped:  # once, after the first finished task
             dropped.append(drop_scattered(client))
 
-    with caplog.at_level(logging.WARNING, logger="emodist.engine.executor"):
+    with caplog.at_level(logging.WARNING, logger="emodist.runtime.executor"):
         out = executor.run_all(weighted_sum, {"x": x, "w": w}, tasks, client=client, on_done=on_done)
     assert dropped and dropped[0]  # the inputs were really taken away mid-run
     assert out == [6.0 * k for k in range(8)]  # every task, in task order
@@ -62,7 +62,7 @@ def test_inputs_lost_on_every_attempt_give_one_cluster_error(client):
 
 
 def test_an_error_of_the_task_itself_is_not_retried(client, caplog):
-    with caplog.at_level(logging.WARNING, logger="emodist.engine.executor"), \
+    with caplog.at_level(logging.WARNING, logger="emodist.runtime.executor"), \
             pytest.raises(ZeroDivisionError):
         executor.run_all(divide, {"a": 1.0}, [{"b": 1.0}, {"b": 0.0}], client=client)
     assert not any("resubmitting" in r.getMessage() for r in caplog.records)

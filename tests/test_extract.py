@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from emodist.engine.extract import plan_failures, run_extract, segment_votes
+from emodist.data.segments import segment_votes
+from emodist.engine.extract import plan_failures, run_extract
 from emodist.engine.worker import ChunkTask, Job, apply_thread_budget, compute_chunk, track_spans
 from emodist.errors import ClusterError, DataError, StoreError
 from emodist.features import make_groups

@@ -17,10 +17,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from emodist.engine.cluster import WORKER_ENV, connect
 from emodist.engine.extract import run_extract
 from emodist.errors import ClusterError, EmodistError, ModelError
 from emodist.features import make_groups
+from emodist.runtime.cluster import WORKER_ENV, connect
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import open_store
 from tests.servers import _bin, free_port, stop, wait_port

@@ -15,10 +15,10 @@ from emodist.features.images import (
     resize_weights,
     scale_to_pixels,
     spectrogram_image,
-    to_network_input,
 )
 from emodist.features.inception import InceptionV3
 from emodist.features.spectral import analyse
+from emodist.models.build import to_network_input
 from emodist.spec import ExtractionSpec
 
 SR = 22050

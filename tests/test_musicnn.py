@@ -41,7 +41,7 @@ def patches() -> np.ndarray:
 def _bn(w, name, x):
     g, b = w[f"{name}/gamma"], w[f"{name}/beta"]
     mean, var = w[f"{name}/moving_mean"], w[f"{name}/moving_variance"]
-    return (x - mean) / np.sqrt(var + m.BN_EPS) * g + b
+    return (x - mean) / np.sqrt(var + mg.BN_EPS) * g + b
 
 
 def numpy_musicnn(weights: dict[str, np.ndarray], patch: np.ndarray) -> dict[str, np.ndarray]:

@@ -20,21 +20,21 @@ from emodist.data.segments import (
     PLAN_COLUMNS,
     AudioInfo,
     Probes,
+    batches,
     build_plan,
     plan_segments,
     probe_batch,
     probe_columns,
 )
 from emodist.engine.planning import (
-    PLAN_ON_WORKERS_TRACKS,
     TASK_NAME,
     batch_length,
-    batches,
     is_remote,
+    plan_segments_on_workers,
     plan_site,
 )
 from emodist.errors import EmodistError
-from emodist.spec import ExtractionSpec, Runtime
+from emodist.spec import PLAN_ON_WORKERS_TRACKS, ExtractionSpec, Runtime
 
 SPEC = ExtractionSpec(segment_seconds=5.0)
 
@@ -225,7 +225,8 @@ def test_worker_planning_equals_driver_planning_in_order(small_manifest):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
         with get_task_stream(client) as stream:
-            got = plan_segments(cat, SPEC, client=client, batch_size=2, on_probed=seen.append)
+            got = plan_segments_on_workers(client, cat, SPEC, batch_size=2,
+                                           on_probed=seen.append)
         tasks = header_tasks(stream)
     assert_same_plan(got, want)
     assert sorted(seen) == [2, 2, 2] and len(tasks) == 3
@@ -249,7 +250,7 @@ def test_worker_planning_of_an_s3_dataset_reads_every_header_on_a_worker(small_m
         with dask_cluster(n_workers=2, nthreads=1, memory_limit="1GiB") as (address, _), \
                 Client(address) as client:
             with get_task_stream(client) as stream:
-                got = plan_segments(cat, SPEC, client=client, batch_size=2)
+                got = plan_segments_on_workers(client, cat, SPEC, batch_size=2)
             tasks = header_tasks(stream)
             workers = set(client.scheduler_info()["workers"])
     assert_same_plan(got, want)

@@ -96,7 +96,7 @@ def _run(model, x: np.ndarray) -> np.ndarray:
 def test_pools_after_convs_moves_the_eight_pools_and_keeps_the_features(tiny_model):
     import onnx
 
-    from emodist.features.images import to_network_input
+    from emodist.models.build import to_network_input
     from emodist.models.quantize import pools_after_convs
 
     model = onnx.load(tiny_model)

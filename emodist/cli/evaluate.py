@@ -138,7 +138,7 @@ def _maybe_client(scheduler: str | None, scheduler_file: str | None):
     if not (scheduler or scheduler_file):
         yield None
         return
-    from emodist.engine.cluster import connect
+    from emodist.runtime.cluster import connect
     from emodist.spec import Runtime
 
     with connect(Runtime(scheduler=scheduler, scheduler_file=scheduler_file)) as client:

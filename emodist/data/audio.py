@@ -23,6 +23,12 @@ from fsspec.implementations.local import LocalFileSystem
 
 from emodist.errors import DataError, EmodistError
 
+__all__ = [
+    "BLOCK_SECONDS", "EXACT_SEEK_FORMATS", "HEADER_BLOCK", "MONO_ADD_CHANNELS", "PREROLL_S",
+    "RESAMPLE_QUALITY", "TAIL_S", "WINDOW_AFTER_S", "WindowedTrack", "cut", "decode",
+    "id3v2_end", "load_track", "resample", "to_mono",
+]
+
 #: soxr quality used for the one resample (librosa's default ``soxr_hq``).
 RESAMPLE_QUALITY = "HQ"
 #: Frames read (and down-mixed) at once, in seconds of audio.

@@ -34,6 +34,23 @@ import pandas as pd
 from emodist.data.labels import GEMS, dominant_emotion, drop_small_classes, listener_distribution
 from emodist.errors import DataError
 
+__all__ = [
+    "AUDIO_EXTENSIONS",
+    "EMOTIFY_COLUMNS",
+    "EMOTIFY_GENRES",
+    "LAYOUT_READERS",
+    "Catalog",
+    "emotify_audio_path",
+    "is_emotify",
+    "load_audio",
+    "load_dataset",
+    "load_emotify",
+    "load_folders",
+    "load_manifest",
+    "paths_exist",
+    "register_layout",
+]
+
 #: Audio file extensions recognised by the folder-per-label layout.
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
 
@@ -388,6 +405,18 @@ def _finish_generic(tracks, where, kind, min_tracks, min_share, storage_options,
     )
 
 
+#: Published layouts :func:`load_dataset` recognises besides Emotify, manifests and label
+#: folders: ``(detect, load)`` pairs, ``detect(path, storage_options) -> name or None`` and
+#: ``load(name, path, *, min_tag_tracks, storage_options, check_audio) -> Catalog``;
+#: :mod:`emodist.data.datasets` registers MTG-Jamendo, DEAM and PMEmo.
+LAYOUT_READERS: list[tuple] = []
+
+
+def register_layout(detect, load) -> None:
+    """Let :func:`load_dataset` read another published layout (see :data:`LAYOUT_READERS`)."""
+    LAYOUT_READERS.append((detect, load))
+
+
 def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: int | None = None,
                  min_class_share: float = 0.02, storage_options: dict | None = None,
                  check_audio: bool = True) -> Catalog:
@@ -431,13 +460,11 @@ def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: i
                             min_class_share=min_class_share,
                             storage_options=storage_options, check_audio=check_audio)
     if is_dir:
-        # imported here: datasets builds on this module's Catalog
-        from emodist.data.datasets import detect_layout, load_layout
-
-        layout = detect_layout(path, storage_options)
-        if layout is not None:
-            return load_layout(layout, path, min_tag_tracks=min_class_tracks,
-                               storage_options=storage_options, check_audio=check_audio)
+        for detect, load in LAYOUT_READERS:
+            layout = detect(path, storage_options)
+            if layout is not None:
+                return load(layout, path, min_tag_tracks=min_class_tracks,
+                            storage_options=storage_options, check_audio=check_audio)
         return load_folders(path, min_class_tracks=min_class_tracks,
                             min_class_share=min_class_share,
                             storage_options=storage_options)

@@ -46,6 +46,7 @@ from emodist.data.catalog import (
     _numeric_column,
     _parse_csv,
     _read_text,
+    register_layout,
 )
 from emodist.errors import DataError
 
@@ -555,3 +556,6 @@ def load_dynamic_annotations(root: str, *, storage_options: dict | None = None) 
     table = table[["track_id", "time_s", "valence", "arousal"]]
     order = np.lexsort((table["time_s"].to_numpy(), table["track_id"].astype(int).to_numpy()))
     return table.iloc[order].reset_index(drop=True)
+
+
+register_layout(detect_layout, load_layout)

@@ -19,7 +19,10 @@ import pandas as pd
 import soundfile as sf
 
 from emodist.data.catalog import EMOTIFY_GENRES
-from emodist.store.layout import GEMS
+from emodist.data.labels import GEMS
+from emodist.errors import DataError
+
+__all__ = ["MAJOR", "MINOR", "STYLES", "Style", "make_demo_dataset", "synthesize"]
 
 
 @dataclass(frozen=True)
@@ -162,12 +165,8 @@ def make_demo_dataset(
     classes = tuple(classes or STYLES)
     unknown = [c for c in classes if c not in STYLES]
     if unknown:
-        from emodist.errors import DataError
-
         raise DataError(f"no demo style for {unknown[0]!r}; choose from {', '.join(STYLES)}")
     if not 1 <= n_tracks <= 400:
-        from emodist.errors import DataError
-
         raise DataError("demo data holds 1 to 400 tracks (Emotify's id range)")
     out_dir = str(out_dir)
     rows = []

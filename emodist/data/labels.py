@@ -13,6 +13,10 @@ import pandas as pd
 
 from emodist.errors import DataError
 
+__all__ = [
+    "GEMS", "TIE_TOLERANCE", "dominant_emotion", "drop_small_classes", "listener_distribution",
+]
+
 #: GEMS emotions in the Emotify column order.
 GEMS = (
     "amazement",

@@ -11,7 +11,7 @@ count.  A hop shorter than the window overlaps windows (augmentation).
 from __future__ import annotations
 
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -20,8 +20,16 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
+from emodist.data.audio import _audio_file, _reason
+from emodist.data.labels import GEMS
 from emodist.errors import DataError
 from emodist.spec import ExtractionSpec
+
+__all__ = [
+    "DRIVER_BATCH", "EPSILON_S", "PLAN_COLUMNS", "AudioInfo", "Probed", "Probes", "SegmentPlan",
+    "batches", "build_plan", "plan_segments", "probe", "probe_batch", "probe_columns",
+    "probe_outcome", "segment_votes", "window_starts",
+]
 
 #: Files whose headers the driver reads per round of its thread pool.
 DRIVER_BATCH = 2000
@@ -70,8 +78,6 @@ def probe(path: str, storage_options: dict | None = None) -> AudioInfo:
     DataError
         When the file is missing, empty or not audio.
     """
-    from emodist.data.audio import _audio_file
-
     try:
         with _audio_file(path, storage_options, header_only=True) as handle:
             info = sf.info(handle)
@@ -79,17 +85,10 @@ def probe(path: str, storage_options: dict | None = None) -> AudioInfo:
         raise DataError(f"{path}: audio file not found") from None
     except (sf.LibsndfileError, RuntimeError, TypeError, ValueError,
             IsADirectoryError, PermissionError) as exc:
-        raise DataError(f"{path}: not readable audio ({_one_line(exc)})") from None
+        raise DataError(f"{path}: not readable audio ({_reason(exc)})") from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise DataError(f"{path}: empty audio file")
     return AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels))
-
-
-def _one_line(exc: BaseException) -> str:
-    """The library's reason, without the file object it may print (see audio._reason)."""
-    from emodist.data.audio import _reason
-
-    return _reason(exc)
 
 
 def window_starts(
@@ -365,7 +364,6 @@ def _segment_table(tracks: pd.DataFrame, owner, index, starts, lengths) -> pd.Da
 
 
 def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: int = 16,
-                  client=None, batch_size: int | None = None,
                   on_probed: Callable[[int], None] | None = None) -> SegmentPlan:
     """Plan the segments of every usable track of a catalog.
 
@@ -376,14 +374,7 @@ def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: i
     spec : ExtractionSpec, optional
         Window length, hop and shortest last piece.
     max_workers : int
-        Threads probing headers concurrently (I/O bound on remote stores);
-        with a client, per task on the workers.
-    client : distributed.Client, optional
-        Probe the headers on this cluster's workers, in batches
-        (:func:`emodist.engine.planning.probe_on_workers`): this process
-        opens no audio file.  The plan is the same as without it.
-    batch_size : int, optional
-        With a client: files per task (default: sized to the cluster).
+        Threads probing headers concurrently (I/O bound on remote stores).
     on_probed : callable, optional
         ``on_probed(n)`` after each ``n`` more headers were probed (progress).
 
@@ -395,25 +386,53 @@ def plan_segments(catalog, spec: ExtractionSpec | None = None, *, max_workers: i
     tracks = catalog.usable()
     paths = tracks["path"]  # a column; batches make their strings as they go
     opts = catalog.storage_options
-    if client is not None:
-        from emodist.engine.planning import probe_on_workers
+    tick = on_probed or (lambda n: None)
 
-        probes = probe_on_workers(client, paths=paths, storage_options=opts,
-                                  batch_size=batch_size, threads=max_workers,
-                                  on_probed=on_probed)
-    else:
-        tick = on_probed or (lambda n: None)
+    def _probe(path):
+        out = probe_outcome(path, opts)
+        tick(1)
+        return out
 
-        def _probe(path):
-            out = probe_outcome(path, opts)
-            tick(1)
-            return out
-
-        from emodist.engine.planning import batches
-
-        # a batch of paths (and of pending futures) at a time, not one per file up front
-        probes = Probes(len(paths))
-        with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths) or 1))) as pool:
-            for start, part in batches(paths, DRIVER_BATCH):
-                probes.put(start, Probes.from_outcomes(pool.map(_probe, part), n=len(part)))
+    # a batch of paths (and of pending futures) at a time, not one per file up front
+    probes = Probes(len(paths))
+    with ThreadPoolExecutor(max_workers=max(1, min(max_workers, len(paths) or 1))) as pool:
+        for start, part in batches(paths, DRIVER_BATCH):
+            probes.put(start, Probes.from_outcomes(pool.map(_probe, part), n=len(part)))
     return build_plan(tracks=tracks, probes=probes, spec=spec)
+
+
+def batches(paths: Sequence[str], size: int) -> Iterator[tuple[int, list[str]]]:
+    """``(start, paths[start:start + size])`` over ``paths``, lazily.
+
+    ``paths`` may be a pandas Series (a catalog's column): each batch's
+    strings are made as it is sent, not one Python string per file up front.
+
+    >>> list(batches(["a", "b", "c"], 2))
+    [(0, ['a', 'b']), (2, ['c'])]
+    """
+    for start in range(0, len(paths), max(1, int(size))):
+        stop = start + size
+        part = paths.iloc[start:stop] if hasattr(paths, "iloc") else paths[start:stop]
+        yield start, [str(p) for p in part]
+
+
+def segment_votes(table: pd.DataFrame, votes: pd.DataFrame | None) -> np.ndarray | None:
+    """Per-segment copy of the per-track vote profiles (``None`` if absent).
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        ``m`` segments (:data:`PLAN_COLUMNS`).
+    votes : pandas.DataFrame or None
+        Vote profiles indexed by track id, one column per GEMS emotion.
+
+    Returns
+    -------
+    numpy.ndarray or None
+        ``(m, 9)`` float32, in :data:`emodist.data.labels.GEMS` order.
+    """
+    if votes is None:
+        return None
+    v = votes.copy()
+    v.index = v.index.astype(str)
+    return v.reindex(table["track_id"].astype(str))[list(GEMS)].to_numpy(np.float32)

@@ -1,4 +1,4 @@
-"""Running the pipeline: plans, the cluster, and the tasks that fill the store.
+"""Running the pipeline: plans, and the tasks that fill the store.
 
 - :mod:`emodist.engine.plan`: the extraction plan, pure, from the segment
   plan, the store's state and the spec;
@@ -8,8 +8,8 @@
   chunk tasks -> consolidated store);
 - :mod:`emodist.engine.worker`: one chunk task on a worker (decode once,
   every group, one region write);
-- :mod:`emodist.engine.cluster`, :mod:`~emodist.engine.executor`: the Dask
-  cluster a run uses and the bounded executor shared with evaluation;
 - :mod:`emodist.engine.pipeline`: the whole job, extraction then
   cross-validation.
 """
+
+__all__: list[str] = []

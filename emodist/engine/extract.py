@@ -15,23 +15,42 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from emodist.engine import executor
-from emodist.engine.cluster import check_cluster_args, check_routing, connect, probe_cluster
+from emodist.data.catalog import load_dataset
+from emodist.data.segments import segment_votes
 from emodist.engine.plan import ExtractionPlan, plan, plan_sized
 from emodist.engine.planning import WorkerPlan, plan_dataset
 from emodist.engine.worker import Job, chunk_route
-from emodist.errors import ClusterError, DataError, EmodistError, StoreError
+from emodist.errors import DataError, EmodistError, StoreError
+from emodist.features import DEFAULT_GROUPS, make_groups
 from emodist.progress import progress_bar
+from emodist.runtime import executor
+from emodist.runtime.cluster import (
+    check_cluster_args,
+    check_routing,
+    connect,
+    lost_scheduler,
+    one_line,
+    probe_cluster,
+    scheduler_lost,
+    scheduler_watch,
+)
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store import zarrio as io
 from emodist.store.verify import repair_regions, state_of, verify_store
+
+__all__ = [
+    "IN_FLIGHT_PER_THREAD", "ExtractResult", "apply_plan", "check_after_run",
+    "check_store_location", "default_spec", "plan_failures", "refuse_damage", "resolve_spec",
+    "run_extract", "store_access", "verified_state",
+]
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +108,6 @@ class ExtractResult:
 
 def default_spec(**changes) -> ExtractionSpec:
     """The spec of a plain ``emodist extract``: handcrafted and Inception-v3."""
-    from emodist.features import DEFAULT_GROUPS, make_groups
-
     spec = ExtractionSpec(groups=make_groups(DEFAULT_GROUPS))
     return spec.replace(**changes) if changes else spec
 
@@ -101,15 +118,6 @@ def resolve_spec(spec: ExtractionSpec, runtime: Runtime) -> ExtractionSpec:
         raise EmodistError("no feature group to extract", param="features")
     model_opts = runtime.options("model")
     return spec.replace(groups=tuple(g.resolve(model_opts) for g in spec.groups))
-
-
-def segment_votes(table, votes) -> np.ndarray | None:
-    """Per-segment copy of the per-track vote profiles (``None`` if absent)."""
-    if votes is None:
-        return None
-    v = votes.copy()
-    v.index = v.index.astype(str)
-    return v.reindex(table["track_id"].astype(str))[list(layout.GEMS)].to_numpy(np.float32)
 
 
 def plan_failures(problems) -> list[dict]:
@@ -143,8 +151,6 @@ def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
 
 def check_store_location(store: str) -> None:
     """Refuse, in one line, a local store path that is a file or cannot be written."""
-    import os
-
     if io.is_url(store):
         return
     path = store.removeprefix("file://")
@@ -165,8 +171,6 @@ def store_access(store: str):
     credentials given, raises ``FileNotFoundError``/``PermissionError`` deep
     in the filesystem layer; they become a :class:`StoreError` naming the store.
     """
-    from emodist.engine.cluster import one_line
-
     try:
         yield
     except PermissionError as exc:
@@ -214,47 +218,6 @@ def check_after_run(store: str, options) -> None:
         raise StoreError(f"{report.summary()} after the run; rerun with --repair")
 
 
-def scheduler_address(client) -> str:
-    """The address of a client's scheduler (``"the scheduler"`` when unknown)."""
-    sched = getattr(client, "scheduler", None)
-    return str(getattr(sched, "address", None) or "the scheduler")
-
-
-def scheduler_lost(client, err: BaseException) -> bool:
-    """Whether a task error means the client lost its scheduler (not the task failing).
-
-    Dask cancels every future of a client whose connection to the scheduler
-    closed (reason ``scheduler-connection-lost``); futures submitted while it
-    tries to reconnect would never finish.
-    """
-    from concurrent.futures import CancelledError
-
-    if getattr(err, "reason", None) == "scheduler-connection-lost":
-        return True
-    return isinstance(err, CancelledError) and getattr(client, "status", "running") != "running"
-
-
-def lost_scheduler(client, err: BaseException | None = None) -> ClusterError:
-    """The one-line error of a run whose scheduler went away."""
-    from emodist.engine.cluster import one_line
-
-    why = f" ({one_line(err)})" if err is not None and not scheduler_lost(client, err) else ""
-    return ClusterError(f"lost the scheduler {scheduler_address(client)} mid-run{why}; the chunks "
-                        "written so far are kept: rerun the same command against a running "
-                        "scheduler to resume")
-
-
-@contextlib.contextmanager
-def scheduler_watch(client):
-    """Turn a connection error raised while the scheduler is gone into :func:`lost_scheduler`."""
-    try:
-        yield
-    except (OSError, TimeoutError) as exc:
-        if getattr(client, "status", "running") == "running":
-            raise
-        raise lost_scheduler(client, exc) from None
-
-
 def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                 runtime: Runtime | None = None, *, overwrite: bool = False,
                 retry_failed: bool = False, repair: bool = False,
@@ -296,8 +259,6 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         Bad dataset, a store of another spec, an unreachable scheduler, or
         chunks that failed after their retries (the store stays resumable).
     """
-    from emodist.data.catalog import load_dataset
-
     t0 = time.perf_counter()
     runtime = runtime or Runtime()
     if runtime.client is None:  # refuse a bad cluster choice before any work

@@ -14,9 +14,22 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from emodist.data.demo import make_demo_dataset
+from emodist.engine.extract import default_spec, run_extract
 from emodist.errors import EmodistError
+from emodist.features import make_group, make_groups
+from emodist.learn.evaluate import run_evaluate
 from emodist.learn.spec import EvaluationSpec
+from emodist.models.musicnn import WHEEL_SHA256 as MUSICNN_WHEEL_SHA256
+from emodist.models.musicnn import default_model_path as musicnn_model_path
+from emodist.models.session import default_model_path, read_sidecar
+from emodist.runtime.cluster import connect
 from emodist.spec import ExtractionSpec, Runtime
+
+__all__ = [
+    "DEMO_CLASSIFIERS", "DEMO_MUSICNN", "PipelineResult", "demo_spec", "model_available",
+    "musicnn_available", "run_demo", "run_pipeline",
+]
 
 
 @dataclass
@@ -46,8 +59,6 @@ def model_available(model: str | None = None) -> str | None:
     model : str, optional
         Explicit model path; default :func:`emodist.models.session.default_model_path`.
     """
-    from emodist.models.session import default_model_path
-
     path = model or default_model_path()
     if "://" in path and not path.startswith("file://"):
         return path
@@ -80,10 +91,6 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
     -------
     PipelineResult
     """
-    from emodist.engine.cluster import connect
-    from emodist.engine.extract import default_spec, run_extract
-    from emodist.learn.evaluate import run_evaluate
-
     spec = spec or default_spec()
     runtime = runtime or Runtime()
     if not isinstance(evaluation, EvaluationSpec):
@@ -105,16 +112,13 @@ def musicnn_available(variants=("msd", "mtt")) -> list[str]:
     A random-weight model at the default place (``emodist model build musicnn-msd
     --tiny``) does not count: its sidecar lacks the wheel's hash.
     """
-    from emodist.models import musicnn
-    from emodist.models.session import read_sidecar
-
     found = []
     for v in variants:
-        path = musicnn.default_model_path(v)
+        path = musicnn_model_path(v)
         if model_available(path) is None:
             continue
         try:
-            if read_sidecar(path).get("wheel_sha256") == musicnn.WHEEL_SHA256:
+            if read_sidecar(path).get("wheel_sha256") == MUSICNN_WHEEL_SHA256:
                 found.append(v)
         except EmodistError:
             continue
@@ -131,8 +135,6 @@ def demo_spec(model: str | None, musicnn=()) -> ExtractionSpec:
     musicnn : sequence of str
         MusiCNN variants to add (``"msd"``, ``"mtt"``), default models.
     """
-    from emodist.features import make_group, make_groups
-
     names = ["handcrafted"] + (["inception_v3"] if model else [])
     groups = make_groups(names, {"model": model}) + tuple(make_group(f"musicnn_{v}")
                                                          for v in musicnn)
@@ -195,8 +197,6 @@ def run_demo(
     -------
     PipelineResult
     """
-    from emodist.data.demo import make_demo_dataset
-
     if n_tracks < 2 * folds:
         raise EmodistError(f"the demo needs at least {2 * folds} tracks for {folds} folds",
                            param="tracks")
@@ -207,16 +207,12 @@ def run_demo(
     say(f"generated {n_tracks} tracks of {duration_s:g} s in {data}")
     model = model_available()
     if model is None:
-        from emodist.models.session import default_model_path
-
         notes.append(f"Inception-v3 features skipped: no model at {default_model_path()}; "
                      "build it with `emodist model build` and rerun")
         say(notes[-1])
     musicnn = musicnn_available(DEMO_MUSICNN)
     if not musicnn:
-        from emodist.models.musicnn import default_model_path
-
-        notes.append(f"MusiCNN features skipped: no model at {default_model_path(DEMO_MUSICNN[0])}; "
+        notes.append(f"MusiCNN features skipped: no model at {musicnn_model_path(DEMO_MUSICNN[0])}; "
                      f"build it with `emodist model build musicnn-{DEMO_MUSICNN[0]}` and rerun")
         say(notes[-1])
     runtime = Runtime(n_workers=n_workers, threads_per_worker=1, progress=progress)

@@ -21,6 +21,8 @@ from emodist.spec import ExtractionSpec
 from emodist.store import layout
 from emodist.store.zarrio import StoreState, chunk_regions, chunk_segments
 
+__all__ = ["ExtractionPlan", "compare", "plan", "plan_sized"]
+
 
 @dataclass
 class ExtractionPlan:

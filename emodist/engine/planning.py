@@ -39,20 +39,47 @@ import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from itertools import islice
 
 import numpy as np
+import pandas as pd
+from fsspec.utils import get_protocol
 
-from emodist.engine import executor
-from emodist.errors import ClusterError, DataError
+from emodist.data.segments import (
+    Probes,
+    SegmentPlan,
+    batches,
+    build_plan,
+    plan_segments,
+    probe_columns,
+    segment_votes,
+)
+from emodist.errors import DataError
+from emodist.progress import progress_bar, run_rate
+from emodist.runtime import executor
+from emodist.runtime.cluster import (
+    check_routing,
+    connect,
+    lost_scheduler,
+    one_line,
+    scheduler_lost,
+)
+from emodist.spec import PLAN_ON_WORKERS_TRACKS
+from emodist.store import layout
+from emodist.store import zarrio as io
 
-if TYPE_CHECKING:
-    from emodist.data.segments import Probes
+__all__ = [
+    "BATCHES_PER_THREAD", "IN_FLIGHT_PER_THREAD", "PLAN_TASK", "PROBE_BATCH", "PROGRESS_LOG_S",
+    "RERUN_HINT", "TASK_NAME", "WRITE_TASK", "BatchPlan", "PlanProgress", "WorkerPlan",
+    "batch_length", "batch_summary", "is_remote", "plan_batch", "plan_dataset",
+    "plan_on_workers", "plan_progress", "plan_segments_on_workers", "plan_site",
+    "probe_headers", "probe_on_workers", "track_batches", "write_plan_rows", "write_regions",
+]
 
 log = logging.getLogger(__name__)
 
-#: ``plan_on="auto"`` plans on the workers above this many tracks (or when remote).
-PLAN_ON_WORKERS_TRACKS = 5000
+#: What a run that lost its scheduler while planning tells the user to do.
+RERUN_HINT = "rerun the same command against a running scheduler"
 #: Most files probed by one task.
 PROBE_BATCH = 500
 #: Batches per worker thread the paths are cut into (when that makes them smaller).
@@ -71,8 +98,6 @@ WRITE_TASK = "emodist-plan-write"
 
 def is_remote(path: str) -> bool:
     """Whether ``path`` names a remote location (a protocol other than file/local)."""
-    from fsspec.utils import get_protocol
-
     return get_protocol(str(path)) not in ("file", "local")
 
 
@@ -117,21 +142,6 @@ def batch_length(*, n_paths: int, n_threads: int, cap: int = PROBE_BATCH) -> int
     return max(1, min(int(cap), per))
 
 
-def batches(paths: Sequence[str], size: int) -> Iterator[tuple[int, list[str]]]:
-    """``(start, paths[start:start + size])`` over ``paths``, lazily.
-
-    ``paths`` may be a pandas Series (a catalog's column): each batch's
-    strings are made as it is sent, not one Python string per file up front.
-
-    >>> list(batches(["a", "b", "c"], 2))
-    [(0, ['a', 'b']), (2, ['c'])]
-    """
-    for start in range(0, len(paths), max(1, int(size))):
-        stop = start + size
-        part = paths.iloc[start:stop] if hasattr(paths, "iloc") else paths[start:stop]
-        yield start, [str(p) for p in part]
-
-
 def probe_headers(batch: tuple[int, list[str]], storage_options: dict | None,
                   threads: int) -> Probes:
     """Task: the probe outcomes of one batch (see :func:`emodist.data.segments.probe_columns`).
@@ -151,8 +161,6 @@ def probe_headers(batch: tuple[int, list[str]], storage_options: dict | None,
         One outcome per path, in order, column by column (14 bytes a file
         and the reasons of unreadable ones go back to the driver).
     """
-    from emodist.data.segments import probe_columns
-
     return probe_columns(batch[1], storage_options, max_workers=threads)
 
 
@@ -192,17 +200,13 @@ def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | No
     DataError
         A batch failed after its retries.
     """
-    from emodist.data.segments import Probes
-    from emodist.engine.extract import scheduler_address, scheduler_lost
-
     n_threads = sum(client.nthreads().values()) or 1
     size = batch_size or batch_length(n_paths=len(paths), n_threads=n_threads)
     out = Probes(len(paths))
 
     def done(batch, res, err):
         if err is not None and scheduler_lost(client, err):
-            raise ClusterError(f"lost the scheduler {scheduler_address(client)} while "
-                               "planning; rerun the same command against a running scheduler")
+            raise lost_scheduler(client, during="while planning", hint=RERUN_HINT)
         if res is not None:
             out.put(batch[0], res)
             if on_probed is not None:
@@ -217,6 +221,43 @@ def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | No
         raise DataError(f"{len(errors)} header batches failed on the workers (the one from "
                         f"{first[0]}: {message}); rerun the same command")
     return out
+
+
+def plan_segments_on_workers(client, catalog, spec, *, batch_size: int | None = None,
+                             threads: int = 16,
+                             on_probed: Callable[[int], None] | None = None) -> SegmentPlan:
+    """The segment plan of a catalog, its headers probed on the workers of ``client``.
+
+    This process opens no audio file; the plan is the same as
+    :func:`emodist.data.segments.plan_segments` gives on the driver.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    catalog : emodist.data.catalog.Catalog
+        Tracks with audio and kept labels are planned.
+    spec : ExtractionSpec
+        Window length, hop and shortest last piece.
+    batch_size : int, optional
+        Files per task (default: sized to the cluster).
+    threads : int
+        Threads per task reading headers.
+    on_probed : callable, optional
+        ``on_probed(n)`` after each ``n`` more headers were probed (progress).
+
+    Returns
+    -------
+    emodist.data.segments.SegmentPlan
+
+    Raises
+    ------
+    ClusterError, DataError
+        As :func:`probe_on_workers`: the scheduler went away, a batch failed.
+    """
+    tracks = catalog.usable()
+    probes = probe_on_workers(client, paths=tracks["path"], storage_options=catalog.storage_options,
+                              batch_size=batch_size, threads=threads, on_probed=on_probed)
+    return build_plan(tracks=tracks, probes=probes, spec=spec)
 
 
 @dataclass
@@ -279,9 +320,6 @@ def plan_batch(batch: tuple, storage_options: dict | None, spec, threads: int) -
         What :func:`emodist.data.segments.build_plan` gives for these tracks
         alone: a track's segments depend on its header only.
     """
-    from emodist.data.segments import build_plan, probe_columns
-    from emodist.engine.extract import segment_votes
-
     _, tracks, votes, votes_mean = batch
     probes = probe_columns(tracks["path"].tolist(), storage_options, max_workers=threads)
     sp = build_plan(tracks=tracks, probes=probes, spec=spec)
@@ -318,11 +356,6 @@ def write_plan_rows(url: str, start: int, stop: int, names: tuple, offsets: list
     int
         Segments written.
     """
-    import pandas as pd
-
-    from emodist.store import layout
-    from emodist.store import zarrio as io
-
     tables, votes, votes_mean = [], [], []
     for offset, bp in zip(offsets, plans):
         a, b = max(0, start - offset), min(len(bp.table), stop - offset)
@@ -357,9 +390,6 @@ def write_regions(n: int, chunk: int, *, votes: bool,
     [(0, 10, ('segment', 'track_id', 'segment_index', 'start_s', 'duration_s', 'label', \
 'group', 'genre', 'path', 'votes', 'votes_mean'))]
     """
-    from emodist.store import layout
-    from emodist.store import zarrio as io
-
     coords = (layout.SEGMENT, *layout.SEGMENT_COORDS)
     profiles = tuple(name for name, wanted in ((layout.VOTES, votes),
                                                (layout.VOTES_MEAN, votes_mean)) if wanted)
@@ -409,8 +439,6 @@ class WorkerPlan:
         DataError
             A write failed after its retries.
         """
-        from emodist.store import zarrio as io
-
         n = len(self)
         offsets = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
         run_id = uuid.uuid4().hex[:8]
@@ -428,15 +456,13 @@ class WorkerPlan:
             pass
         failed = [f for f in writes if f.status != "finished"]
         if failed:
-            from emodist.engine.extract import scheduler_address, scheduler_lost
-
             err = failed[0].exception() if failed[0].status == "error" else None
             if getattr(self.client, "status", "running") != "running" or (
                     err is not None and scheduler_lost(self.client, err)):
-                raise ClusterError(f"lost the scheduler {scheduler_address(self.client)} "
-                                   "while writing the plan; rerun the same command")
+                raise lost_scheduler(self.client, during="while writing the plan",
+                                     hint=RERUN_HINT)
             raise DataError(f"{len(failed)} of {len(writes)} plan writes failed on the workers "
-                            f"({executor.one_line(err) if err else failed[0].status}); rerun "
+                            f"({one_line(err) if err else failed[0].status}); rerun "
                             "the same command")
         for f in writes:
             f.release()
@@ -483,8 +509,6 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
     DataError
         A batch failed after its retries.
     """
-    from emodist.engine.extract import scheduler_address, scheduler_lost
-
     n_tracks = int(catalog.usable_mask().sum())
     n_threads = sum(client.nthreads().values()) or 1
     size = batch_size or batch_length(n_paths=n_tracks, n_threads=n_threads)
@@ -509,8 +533,6 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
         index[summary.key] = k
         return summary
 
-    from itertools import islice
-
     ac = executor.completed(client, [submit(b) for b in islice(source, cap)])
     for fut in ac:
         k = index.pop(fut.key)
@@ -518,10 +540,8 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
             counts[k], problems[k] = fut.result()
         except Exception as exc:  # noqa: BLE001 - reported below
             if scheduler_lost(client, exc):
-                raise ClusterError(f"lost the scheduler {scheduler_address(client)} while "
-                                   "planning; rerun the same command against a running "
-                                   "scheduler") from None
-            errors.append((k * size, executor.one_line(exc)))
+                raise lost_scheduler(client, during="while planning", hint=RERUN_HINT) from None
+            errors.append((k * size, one_line(exc)))
         fut.release()
         if on_probed is not None:
             on_probed(min(size, n_tracks - k * size))
@@ -555,8 +575,6 @@ class PlanProgress:
 
     def rate(self) -> float:
         """Headers per second so far."""
-        from emodist.progress import run_rate
-
         return run_rate(self.done, 0, time.perf_counter() - self.t0)
 
     def __call__(self, n: int) -> None:
@@ -575,8 +593,6 @@ class PlanProgress:
 @contextlib.contextmanager
 def plan_progress(*, enabled: bool, total: int, where: str) -> Iterator[PlanProgress]:
     """A :class:`PlanProgress` for ``total`` headers: a bar when ``enabled``, log lines else."""
-    from emodist.progress import progress_bar
-
     log.info("planning %d tracks on the %s", total, where)
     with progress_bar(enabled, "headers", "file") as bar:
         progress = PlanProgress(total=total, where=where, bar=bar)
@@ -599,9 +615,6 @@ def plan_dataset(catalog, spec, runtime, *, dataset: str, stack: contextlib.Exit
     (SegmentPlan or WorkerPlan, distributed.Client or None)
         The plan, and the client when one was connected.
     """
-    from emodist.data.segments import plan_segments
-    from emodist.engine.cluster import check_routing, connect
-
     paths = catalog.tracks["path"][catalog.usable_mask()]  # a column, no copy of the table
     where = plan_site(dataset=dataset, paths=paths, plan_on=runtime.plan_on)
     client = None
@@ -613,5 +626,6 @@ def plan_dataset(catalog, spec, runtime, *, dataset: str, stack: contextlib.Exit
     with plan_progress(enabled=runtime.progress, total=len(paths), where=where) as progress:
         if client is not None and keep_on_workers:
             return plan_on_workers(client, catalog, spec, on_probed=progress), client
-        segplan = plan_segments(catalog, spec, client=client, on_probed=progress)
-    return segplan, client
+        if client is None:
+            return plan_segments(catalog, spec, on_probed=progress), None
+        return plan_segments_on_workers(client, catalog, spec, on_probed=progress), client

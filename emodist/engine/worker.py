@@ -30,11 +30,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from emodist.data.audio import decode
 from emodist.errors import DataError
 from emodist.features import Segment, WorkerContext
 from emodist.spec import BATCH_SIZE, ExtractionSpec
 from emodist.store import layout
 from emodist.store.zarrio import read_region, read_rows, write_region
+
+__all__ = [
+    "ChunkTask", "Job", "PreparedChunk", "SegmentRows", "apply_thread_budget", "chunk_route",
+    "compute_chunk", "extract_chunk", "finish_groups", "model_stage", "prepare_chunk",
+    "prepare_stage", "rates_needed", "task_rows", "track_spans", "worker_threads",
+]
 
 log = logging.getLogger(__name__)
 
@@ -268,8 +275,6 @@ def task_rows(task: ChunkTask, job: Job) -> SegmentRows | tuple:
 
 def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
     """Decode every track once, prepare every group, finish the non-model groups."""
-    from emodist.data.audio import decode
-
     spec = job.spec
     pending = [spec.group(name) for name in task.groups]
     groups = [g for g in pending if g.input().reads_audio]

@@ -35,8 +35,11 @@ from typing import Any, ClassVar
 import numpy as np
 
 from emodist.errors import EmodistError
-from emodist.models import session
+from emodist.features.spectral import analyse
 from emodist.spec import BATCH_SIZE
+
+__all__ = ["INPUT_KINDS", "Bound", "FeatureGroup", "InputSpec", "Segment", "WorkerContext",
+           "check_name", "patch_means"]
 
 #: Input kinds: the shared STFT (at the spec's ``sr``), raw samples at a rate, or the
 #: stored values of other groups (a model head: a classifier over embeddings).
@@ -143,6 +146,7 @@ class WorkerContext:
             Model problems, or a device this process cannot use (one line,
             ``--device``).
         """
+        from emodist.models import session  # lazy: keeps onnx out of `emodist --help`
         return session.run_outputs(inputs, url, outputs, batch_size=self.batch_size,
                                    threads=self.threads, sha256=sha256,
                                    storage_options=self.storage_options, device=self.device,
@@ -174,6 +178,7 @@ class Segment:
 
     def samples(self, sr: int | None = None) -> np.ndarray:
         """Mono float32 samples of the segment at ``sr`` (default the spec's rate)."""
+        # lazy: fsspec, soxr and soundfile stay out of `emodist --help`, which loads the registry
         from emodist.data.audio import cut
 
         rate = self.sr if sr is None else int(sr)
@@ -183,8 +188,6 @@ class Segment:
     def analysis(self):
         """The segment's one STFT (:class:`emodist.features.spectral.Analysis`), made once."""
         if self._analysis is None:
-            from emodist.features.spectral import analyse
-
             self._analysis = analyse(self.samples(), self.sr, self)
         return self._analysis
 

@@ -58,9 +58,12 @@ from emodist.features.base import (
     check_name,
     patch_means,
 )
-from emodist.models import session
+from emodist.features.registry import register
 
 #: Scalings of the mel power spectrogram a card may ask for.
+__all__ = ["INPUT_KEYS", "SCALES", "CardGroup", "ModelCard", "load_card", "logmel_patches",
+           "parse_card", "register_card"]
+
 SCALES = ("log10_10000x_plus_1", "db", "linear")
 #: Keys of an ``[input]`` table, per kind.
 INPUT_KEYS = {"logmel": ("sr", "n_fft", "hop", "n_mels", "scale", "patch_frames"),
@@ -203,8 +206,6 @@ def load_card(path: str | os.PathLike) -> ModelCard:
 
 def register_card(path: str | os.PathLike) -> str:
     """Load a card and register its group under the card's name; the name."""
-    from emodist.features import register
-
     card = load_card(path)
     register(card.name, Bound(CardGroup, card=card))
     return card.name
@@ -275,6 +276,8 @@ class CardGroup(FeatureGroup):
     def resolve(self, storage_options: dict | None = None) -> CardGroup:
         """Hash the model (checking the card's sha256) and check its input and outputs."""
         import onnxruntime as ort
+
+        from emodist.models import session  # lazy: keeps onnx out of `emodist --help`
 
         url = self.card.model
         data, meta = session.read_model(url, storage_options=storage_options, meta={})

@@ -17,13 +17,8 @@ transform):
    ``Image.resize(..., BILINEAR)``; half-pixel centres);
 6. rounding to ``uint8``.
 
-:func:`to_network_input` turns a batch of such grey images into the float32
-``(N, 3, H, W)`` tensor the network expects: the grey plane copied to three
-channels and mapped with ``x / 128 - 1``.  That is the input range of the
-TensorFlow 2015 Inception-v3 (``[-1, 0.9921875]`` for pixels ``0..255``):
-the TorchScript archive applies no normalisation inside its ``forward``, and
-its Python wrapper maps pixels from ``[0, 255]`` to
-``INPUT_RANGE_TF = (-1, 0.9921875)``, which is ``x * (255 / 128) / 255 - 1``.
+:func:`emodist.models.build.to_network_input` turns a batch of such grey
+images into the float32 ``(N, 3, H, W)`` tensor the network expects.
 """
 
 from __future__ import annotations
@@ -35,8 +30,10 @@ import scipy.sparse
 
 from emodist.errors import EmodistError
 
-#: Pixel value mapped to 0.0 by :func:`to_network_input` (``x / 128 - 1``).
-PIXEL_SCALE = 128.0
+__all__ = [
+    "log_spectrogram", "resize_bilinear", "resize_weights", "scale_to_pixels",
+    "spectrogram_image",
+]
 
 
 @functools.lru_cache(maxsize=32)
@@ -182,40 +179,3 @@ def spectrogram_image(analysis, config) -> np.ndarray:
     pixels = scale_to_pixels(log_spectrogram(analysis, config))[::-1]
     img = resize_bilinear(pixels, (size, size))
     return np.clip(np.rint(img), 0, 255).astype(np.uint8)
-
-
-def to_network_input(images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Map grey uint8 images to the network's float32 ``(N, 3, H, W)`` input.
-
-    Parameters
-    ----------
-    images : np.ndarray
-        uint8 ``(N, H, W)`` grey images (a single ``(H, W)`` image is taken as
-        ``N = 1``).
-    out : np.ndarray, optional
-        float32 ``(N, 3, H, W)`` C-contiguous buffer to fill (reused between
-        batches to avoid allocating).
-
-    Returns
-    -------
-    np.ndarray
-        ``x / 128 - 1`` copied to three channels; pixel 0 -> -1.0,
-        pixel 255 -> 0.9921875.
-    """
-    images = np.asarray(images)
-    if images.ndim == 2:
-        images = images[None]
-    if images.ndim != 3:
-        raise EmodistError(f"images must be (N, H, W), got shape {images.shape}")
-    if images.dtype != np.uint8:
-        raise EmodistError(f"images must be uint8 pixels, got {images.dtype}")
-    n, h, w = images.shape
-    if out is None:
-        out = np.empty((n, 3, h, w), dtype=np.float32)
-    elif out.shape != (n, 3, h, w) or out.dtype != np.float32:
-        raise EmodistError(f"output buffer must be float32 {(n, 3, h, w)}, got {out.shape}")
-    np.multiply(images, np.float32(1.0 / PIXEL_SCALE), out=out[:, 0], dtype=np.float32)
-    out[:, 0] -= np.float32(1.0)
-    out[:, 1] = out[:, 0]
-    out[:, 2] = out[:, 0]
-    return out

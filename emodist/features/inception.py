@@ -16,8 +16,9 @@ import numpy as np
 
 from emodist.errors import EmodistError, ModelError
 from emodist.features.base import FeatureGroup, Segment, WorkerContext
-from emodist.features.images import spectrogram_image, to_network_input
-from emodist.models import session
+from emodist.features.images import spectrogram_image
+
+__all__ = ["IMAGE_SCALES", "InceptionV3", "embedding_names"]
 
 #: Frequency axes of the spectrogram picture: linear bins or librosa's mel bands.
 IMAGE_SCALES = ("linear", "mel")
@@ -83,6 +84,7 @@ class InceptionV3(FeatureGroup):
         written: a model that is not the one its sidecar (or ``sha256``)
         names is refused in one line.
         """
+        from emodist.models import session  # lazy: keeps onnx out of `emodist --help`
         url = str(self.model) if self.model else session.default_model_path()
         _, side = session.read_model(url, sha256=self.sha256, storage_options=storage_options,
                                      param="model")
@@ -105,6 +107,8 @@ class InceptionV3(FeatureGroup):
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
         if not prepared:
             return np.empty((0, self.width), np.float32)
+        from emodist.models.build import to_network_input  # lazy: keeps onnx out of --help
+
         out = context.run_model(self.model, np.stack(prepared), [self.output], self.sha256,
                                 convert=to_network_input)
         return out[self.output]

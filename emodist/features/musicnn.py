@@ -22,8 +22,10 @@ import numpy as np
 
 from emodist.errors import DataError, EmodistError, ModelError
 from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, patch_means
-from emodist.models import musicnn as net
-from emodist.models import session
+
+__all__ = ["DEFAULT_OUTPUTS", "MAX_BATCH", "OUTPUT_PREFIX", "MusiCNN", "slug"]
+
+__all__ = ["DEFAULT_OUTPUTS", "MAX_BATCH", "OUTPUT_PREFIX", "MusiCNN", "slug"]
 
 #: Selectable outputs -> short prefix of their column names.
 OUTPUT_PREFIX = {"taggram": "tag", "penultimate": "pen", "max_pool": "max", "mean_pool": "mean"}
@@ -71,6 +73,7 @@ class MusiCNN(FeatureGroup):
     model_dir: str | None = field(default=None, metadata={"runtime": True}, compare=False)
 
     def __post_init__(self) -> None:
+        from emodist.models import musicnn as net  # lazy: keeps onnx out of `emodist --help`
         object.__setattr__(self, "variant", str(self.variant).lower())
         net.tag_names(self.variant)  # refuses an unknown variant
         outs = (self.outputs,) if isinstance(self.outputs, str) else tuple(self.outputs)
@@ -92,11 +95,13 @@ class MusiCNN(FeatureGroup):
     @property
     def model_url(self) -> str:
         """Where the model is read from."""
+        from emodist.models import musicnn as net  # lazy: keeps onnx out of `emodist --help`
         if self.model_dir:
             return f"{str(self.model_dir).rstrip('/')}/musicnn_{self.variant}.onnx"
         return net.default_model_path(self.variant)
 
     def input(self) -> InputSpec:
+        from emodist.models import musicnn as net  # lazy: keeps onnx out of `emodist --help`
         return InputSpec("samples", net.SR)
 
     def resolve(self, storage_options: dict | None = None) -> MusiCNN:
@@ -104,6 +109,7 @@ class MusiCNN(FeatureGroup):
 
         The model's bytes are hashed here, on the driver before anything is written.
         """
+        from emodist.models import session  # lazy: keeps onnx out of `emodist --help`
         url = self.model_url
         side = session.read_sidecar(url, storage_options)
         if side.get("model") != "musicnn" or side.get("variant") != self.variant:
@@ -115,6 +121,7 @@ class MusiCNN(FeatureGroup):
         return replace(self, sha256=side["sha256"])
 
     def feature_names(self) -> list[str]:
+        from emodist.models import musicnn as net  # lazy: keeps onnx out of `emodist --help`
         names = []
         for out in self.outputs:
             pre = f"{self.name}_{OUTPUT_PREFIX[out]}"
@@ -145,4 +152,5 @@ class MusiCNN(FeatureGroup):
 
 
 def _patches(segment: Segment) -> np.ndarray:
+    from emodist.models import musicnn as net  # lazy: keeps onnx out of `emodist --help`
     return net.input_patches(segment.samples(net.SR), sr=net.SR)

@@ -19,6 +19,11 @@ import scipy.sparse
 
 from emodist.errors import DataError, EmodistError
 
+__all__ = [
+    "N_MELS", "Analysis", "analyse", "chroma_basis", "fft_frequencies", "mel_basis",
+    "mel_basis_sparse", "stft_magnitude",
+]
+
 #: Mel bands used for MFCCs and the onset envelope (librosa's default).
 N_MELS = 128
 

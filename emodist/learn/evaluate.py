@@ -15,7 +15,7 @@ consolidated store and goes past it:
 * every preprocessing step lives in a scikit-learn pipeline fit on the
   training folds only (:func:`emodist.learn.presets.make_pipeline`);
 * each (feature set, classifier, balance, fold) fit is an independent task
-  run by :func:`emodist.engine.executor.run_all` with :mod:`joblib` or on a
+  run by :func:`emodist.runtime.executor.run_all` with :mod:`joblib` or on a
   Dask cluster, every feature set's fits together, the longest first
   (:mod:`emodist.learn.runs`); each task is seeded, so the results do not
   depend on where or in which order it runs;

@@ -18,7 +18,7 @@ Every (feature set, preset, balance, fold) fit of an evaluation is one task:
   so the order changes nothing but the wall time;
 * :func:`class_results` (dominant emotion or dominant factor) and
   :func:`distribution_results` run them through
-  :func:`emodist.engine.executor.run_all` (:mod:`joblib` or a Dask cluster)
+  :func:`emodist.runtime.executor.run_all` (:mod:`joblib` or a Dask cluster)
   and score the out-of-fold outputs: segment level, track level by majority
   vote, and -- for presets that give class probabilities -- track level by
   the mean of the segments' probabilities
@@ -40,7 +40,6 @@ from sklearn.base import clone
 from sklearn.utils.class_weight import compute_sample_weight
 from threadpoolctl import threadpool_limits
 
-from emodist.engine.executor import run_all
 from emodist.learn import presets as clf
 from emodist.learn.estimators import aligned_proba, reduced_width, slice_params
 from emodist.learn.presets import (
@@ -60,6 +59,7 @@ from emodist.learn.scoring import (
 )
 from emodist.learn.targets import normalise_rows
 from emodist.progress import progress_bar
+from emodist.runtime.executor import run_all
 
 __all__ = [
     "BEYOND_SECONDS",

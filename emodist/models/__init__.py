@@ -9,3 +9,5 @@
 - :mod:`emodist.models.quantize`: int8 copies;
 - :mod:`emodist.models.session`: sessions cached per worker process.
 """
+
+__all__: list[str] = []

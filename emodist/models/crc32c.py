@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["MASK_DELTA", "crc32c", "mask_crc"]
+
 #: Added to a rotated CRC to make TensorFlow's "masked" checksum.
 MASK_DELTA = 0xA282EAD8
 

@@ -14,7 +14,12 @@ import logging
 
 import numpy as np
 
-from emodist.errors import ModelError
+from emodist.errors import EmodistError, ModelError
+
+__all__ = [
+    "AUTO_BATCH_MAX", "DEVICES", "device_problem", "halving_batches", "out_of_memory",
+    "parse_device", "require_device", "run_bound",
+]
 
 #: Devices model groups may run on (``cuda:N`` picks a GPU).
 DEVICES = ("cpu", "cuda")
@@ -27,8 +32,6 @@ log = logging.getLogger(__name__)
 
 def parse_device(device: str | None) -> tuple[str, int]:
     """``"cpu"``, ``"cuda"`` or ``"cuda:N"`` -> ``(kind, device_id)``."""
-    from emodist.errors import EmodistError
-
     text = str(device or "cpu").strip().lower()
     kind, _, index = text.partition(":")
     if kind not in DEVICES or (index and (kind == "cpu" or not index.isdigit())):

@@ -32,6 +32,11 @@ from onnx import helper, numpy_helper
 from emodist.errors import ModelError
 from emodist.models.onnxutil import finish_model
 
+__all__ = [
+    "BN_EPS", "INPUT_NAME", "MIN_IMAGE_SIZE", "OPSET", "OUTPUT_NAME", "ConvLayer", "ConvSpec",
+    "build_graph", "check_layers", "conv_layout", "count_macs", "output_dim", "random_layers",
+]
+
 #: Batch-norm epsilon of the archive's ``Conv2dLayer``.
 BN_EPS = 1e-3
 #: ONNX opset of the written graphs.

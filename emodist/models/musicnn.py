@@ -54,8 +54,30 @@ from pathlib import Path
 
 import numpy as np
 
+from emodist.data.audio import resample
 from emodist.errors import DataError, ModelError
+from emodist.models.build import write_model
+from emodist.models.musicnn_graph import (
+    INPUT_NAME,
+    N_FRAMES,
+    N_MELS,
+    OPSET,
+    OUTPUTS,
+    build_graph,
+    check_weights,
+    random_weights,
+)
 from emodist.models.onnxutil import pip_download
+from emodist.models.session import default_model_path as inception_path
+from emodist.models.tfcheckpoint import read_checkpoint
+
+__all__ = [
+    "CHECKPOINTS", "FFT_HOP", "FFT_SIZE", "INPUT_CONTRACT", "LICENCE", "MODEL_ENV",
+    "MSD_LABELS", "MTT_LABELS", "SR", "WHEEL_FILE", "WHEEL_NAME", "WHEEL_SHA256",
+    "WHEEL_VERSION", "build_musicnn", "build_random_model", "default_model_path",
+    "download_wheel", "extract_checkpoint", "input_patches", "load_weights", "mel_power",
+    "run_model", "sidecar_extra", "tag_names",
+]
 
 WHEEL_NAME = "musicnn"
 WHEEL_VERSION = "0.1.0"
@@ -70,15 +92,6 @@ LICENCE = "ISC (Copyright (c) Music Technology Group, Universitat Pompeu Fabra 2
 SR = 16000
 FFT_HOP = 256
 FFT_SIZE = 512
-N_MELS = 96
-#: Frames of one patch: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1.
-N_FRAMES = 187
-#: Batch-norm epsilon of tf.compat.v1.layers.batch_normalization.
-BN_EPS = 1e-3
-OPSET = 17
-INPUT_NAME = "patches"
-#: Graph outputs and their widths, in graph order.
-OUTPUTS = {"taggram": 50, "penultimate": 200, "max_pool": 753, "mean_pool": 753}
 INPUT_CONTRACT = ("float32 (N, 187, 96) patches: 16 kHz mono, librosa mel power spectrogram "
                   "(n_fft 512, hop 256, 96 Slaney bands, centre, zero padding), rounded to float16, "
                   "log10(10000 x + 1) in float32, non-overlapping 187-frame patches, partial last patch "
@@ -115,8 +128,6 @@ def default_model_path(variant: str) -> str:
         (``<user cache dir>/emodist/``, or the folder ``$EMODIST_MODEL``
         points into).
     """
-    from emodist.models.session import default_model_path as inception_path
-
     v = str(variant).lower()
     _labels(v)
     env = os.environ.get(MODEL_ENV.format(v.upper()))
@@ -186,8 +197,6 @@ def input_patches(y: np.ndarray | None = None, *, sr: int = SR,
         if y.ndim != 1:
             raise DataError(f"input_patches needs mono audio (1-D), got shape {y.shape}")
         if int(sr) != SR:
-            from emodist.data.audio import resample
-
             y = resample(y, int(sr), SR)
         mel = mel_power(y, SR)
     mel = np.asarray(mel)
@@ -239,12 +248,8 @@ def extract_checkpoint(wheel: str | os.PathLike, variant: str, dest: str | os.Pa
 
 def load_weights(variant: str, from_wheel: str | os.PathLike) -> dict[str, np.ndarray]:
     """The checked model variables of one tagger of the wheel."""
-    from emodist.models.tfcheckpoint import read_checkpoint
-
     with tempfile.TemporaryDirectory(prefix="emodist-musicnn-") as tmp:
         weights = read_checkpoint(extract_checkpoint(from_wheel, variant, tmp))
-    from emodist.models.musicnn_graph import check_weights
-
     check_weights(weights, f"{WHEEL_FILE} {CHECKPOINTS[variant.lower()]}")
     return weights
 
@@ -289,8 +294,6 @@ def build_musicnn(variant: str, out_path: str | os.PathLike,
         The model path.  fp32 only: ONNX Runtime's static int8 quantization
         loses too much here (docs/musicnn.md).
     """
-    from emodist.models.build import write_model
-
     say = progress or (lambda msg: None)
     variant = str(variant).lower()
     _labels(variant)
@@ -303,19 +306,13 @@ def build_musicnn(variant: str, out_path: str | os.PathLike,
     source = (f"{WHEEL_NAME}=={WHEEL_VERSION} {CHECKPOINTS[variant]} (wheel sha256 {WHEEL_SHA256}): "
               f"MusiCNN {variant.upper()} tagger (Pons & Serra 2019), ISC licence")
     say("assembling the ONNX graph")
-    from emodist.models.musicnn_graph import build_graph
-
     model = build_graph(weights, name=f"musicnn_{variant}", doc=source)
     return write_model(model, out_path, source=source, extra=sidecar_extra(variant, source))
 
 
 def build_random_model(out_path: str | os.PathLike, seed: int = 0) -> str:
     """A full-size musicnn ONNX model with :func:`emodist.models.musicnn_graph.random_weights` (tests; no download)."""
-    from emodist.models.build import write_model
-
     source = f"random musicnn weights, seed {seed}"
-    from emodist.models.musicnn_graph import build_graph, random_weights
-
     model = build_graph(random_weights(seed), name="musicnn_random", doc=source)
     extra = sidecar_extra("mtt", source)
     extra.update(licence=None, wheel_sha256=None, seed=int(seed))

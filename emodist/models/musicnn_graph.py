@@ -18,8 +18,25 @@ import onnx
 from onnx import helper, numpy_helper
 
 from emodist.errors import ModelError
-from emodist.models.musicnn import BN_EPS, INPUT_NAME, N_FRAMES, N_MELS, OPSET, OUTPUTS
 from emodist.models.onnxutil import finish_model
+
+__all__ = [
+    "BN_EPS", "INPUT_NAME", "MIDEND", "N_FRAMES", "N_MELS", "OPSET", "OUTPUTS", "TEMPORAL",
+    "TIMBRAL", "build_graph", "check_weights", "expected_shapes", "random_weights",
+]
+
+#: Mel bands of one patch (musicnn/configuration.py).
+N_MELS = 96
+#: Frames of one patch: librosa.time_to_frames(3, sr=16000, n_fft=512, hop_length=256) + 1.
+N_FRAMES = 187
+#: Batch-norm epsilon of tf.compat.v1.layers.batch_normalization.
+BN_EPS = 1e-3
+#: ONNX opset of the graph.
+OPSET = 17
+#: Name of the graph input, ``(N, N_FRAMES, N_MELS)`` float32 patches.
+INPUT_NAME = "patches"
+#: Graph outputs and their widths, in graph order.
+OUTPUTS = {"taggram": 50, "penultimate": 200, "max_pool": 753, "mean_pool": 753}
 
 #: Checkpoint variables of the network -> shape (TensorFlow layouts: conv HWIO, dense IO).
 #: Layer order as models.py creates them.

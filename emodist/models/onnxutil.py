@@ -12,6 +12,8 @@ from onnx import TensorProto, helper
 
 from emodist.errors import ModelError
 
+__all__ = ["IR_VERSION", "finish_model", "pip_download"]
+
 #: ONNX IR version of every model emodist writes.
 IR_VERSION = 8
 

@@ -33,9 +33,9 @@ the int8 network falls from 48.4 to 41.0 CPU ms per image, and its smallest
 cosine to fp32 moves from 0.9917 to 0.9921. The fp32 model is not changed.
 
 Calibration images should look like the images the model will see;
-:func:`synthetic_calibration_images` makes spectrogram images of generated
-music-like audio (harmonic notes, noise bursts, silence) when no real audio
-is at hand.
+:func:`emodist.features.calibration.synthetic_calibration_images` makes
+spectrogram images of generated music-like audio (harmonic notes, noise
+bursts, silence) when no real audio is at hand.
 """
 
 from __future__ import annotations
@@ -48,7 +48,9 @@ from pathlib import Path
 import numpy as np
 
 from emodist.errors import ModelError
-from emodist.models.build import file_sha256, sidecar_path
+from emodist.models.build import file_sha256, sidecar_path, to_network_input
+
+__all__ = ["FLOAT_OPS", "KEEP_FP32", "SESSION_CONFIG", "pools_after_convs", "quantize_int8"]
 
 #: Layers left in float32 by default (the stem's first two convolutions).
 KEEP_FP32 = ("conv", "conv_1")
@@ -58,52 +60,10 @@ FLOAT_OPS = ("AveragePool",)
 SESSION_CONFIG = {"session.disable_quant_qdq": "1"}
 
 
-def synthetic_calibration_images(n: int = 16, seed: int = 0, spec=None, group=None) -> np.ndarray:
-    """uint8 ``(n, size, size)`` spectrogram images of generated music-like audio.
-
-    Each clip (``spec.segment_seconds`` long) mixes a few harmonic notes
-    with random pitches and decays, pink-ish noise bursts and a silent gap,
-    and goes through :func:`emodist.features.spectral.analyse` and
-    :func:`emodist.features.images.spectrogram_image` exactly like real segments.
-    """
-    from emodist.features.images import spectrogram_image
-    from emodist.features.inception import InceptionV3
-    from emodist.features.spectral import analyse
-    from emodist.models.build import IMAGE_SIZE
-    from emodist.spec import ExtractionSpec
-
-    cfg = spec or ExtractionSpec()
-    picture = group or InceptionV3(image_size=IMAGE_SIZE)
-    rng = np.random.default_rng(seed)
-    sr = cfg.sr
-    length = int(cfg.segment_seconds * sr)
-    t = np.arange(length) / sr
-    images = []
-    for _ in range(n):
-        y = np.zeros(length, np.float64)
-        for _ in range(rng.integers(3, 9)):
-            f0 = 55.0 * 2 ** rng.uniform(0, 5)
-            start = rng.uniform(0, cfg.segment_seconds * 0.8)
-            env = np.where(t >= start, np.exp(-(t - start) * rng.uniform(0.3, 4.0)), 0.0)
-            for k in range(1, rng.integers(2, 8)):
-                y += env * np.sin(2 * np.pi * f0 * k * t + rng.uniform(0, 6.28)) / k
-        noise = np.cumsum(rng.standard_normal(length)) * 1e-3
-        noise -= np.convolve(noise, np.ones(64) / 64, mode="same")
-        bursts = (rng.random(length // 2048 + 1) < 0.3).repeat(2048)[:length]
-        y += rng.uniform(0.05, 0.5) * bursts * (noise + 0.05 * rng.standard_normal(length))
-        gap = int(rng.uniform(0, 0.8) * length)
-        y[gap: gap + int(0.1 * length)] = 0.0
-        y = (0.5 * y / (np.abs(y).max() + 1e-9)).astype(np.float32)
-        images.append(spectrogram_image(analyse(y, sr, cfg), picture))
-    return np.stack(images)
-
-
 class _Reader:
     """CalibrationDataReader over uint8 images, a few at a time."""
 
     def __init__(self, images: np.ndarray, input_name: str, batch: int = 4):
-        from emodist.features.images import to_network_input
-
         self._batches = iter([{input_name: to_network_input(images[i:i + batch])}
                               for i in range(0, len(images), batch)])
 

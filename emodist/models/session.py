@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from emodist.errors import EmodistError, ModelError
-from emodist.models.build import build_tiny_model, file_sha256, sidecar_path  # noqa: F401
+from emodist.models.build import file_sha256, sidecar_path, to_network_input
 from emodist.models.devices import (
     AUTO_BATCH_MAX,
     halving_batches,
@@ -45,6 +45,16 @@ from emodist.models.devices import (
     run_bound,
 )
 from emodist.spec import BATCH_SIZE
+
+__all__ = [
+    "MODEL_ENV", "MODEL_FILE", "clear_sessions", "default_model_path", "embed", "get_session",
+    "read_sidecar", "run_outputs",
+]
+
+__all__ = [
+    "MODEL_ENV", "MODEL_FILE", "check_sha256", "clear_sessions", "default_model_path", "embed",
+    "get_session", "read_model", "read_sidecar", "run_outputs",
+]
 
 #: Environment variable overriding the default model location.
 MODEL_ENV = "EMODIST_MODEL"
@@ -345,9 +355,6 @@ def embed(images_uint8: np.ndarray, model_url: str | None = None, *, batch_size:
     EmodistError
         Images that are not uint8 ``(N, H, W)``.
     """
-    # a stage above this one: the pictures' scaling belongs to the Inception-v3 group
-    from emodist.features.images import to_network_input
-
     images = np.asarray(images_uint8)
     if images.ndim != 3 or images.dtype != np.uint8:
         raise EmodistError(f"images must be uint8 (N, H, W), got {images.dtype} {images.shape}")

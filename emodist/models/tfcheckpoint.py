@@ -32,6 +32,11 @@ import numpy as np
 from emodist.errors import ModelError
 from emodist.models.crc32c import crc32c, mask_crc
 
+__all__ = [
+    "DTYPES", "FOOTER_SIZE", "SLOT_NAMES", "SLOT_SUFFIXES", "TABLE_MAGIC", "TRAILER_SIZE",
+    "is_slot", "read_checkpoint", "read_index",
+]
+
 #: Last 8 bytes of every LevelDB / TensorFlow table.
 TABLE_MAGIC = 0xDB4775248B80FB57
 #: Size of a table footer: two block handles padded to 40 bytes, then the magic.

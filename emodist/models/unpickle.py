@@ -30,6 +30,11 @@ import numpy as np
 
 from emodist.errors import ModelError
 
+__all__ = [
+    "STORAGE_DTYPES", "RestrictedUnpickler", "ScriptRecord", "iter_records", "load_archive",
+    "state_dict",
+]
+
 #: torch storage type name -> NumPy dtype of its raw little-endian buffer.
 STORAGE_DTYPES = {
     "FloatStorage": np.dtype("<f4"),

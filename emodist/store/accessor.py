@@ -18,7 +18,13 @@ import xarray as xr
 
 from emodist.errors import StoreError
 from emodist.store import layout
-from emodist.store.zarrio import local_reads
+from emodist.store.index import build_index
+from emodist.store.info import info
+from emodist.store.select import select
+from emodist.store.similar import similar
+from emodist.store.zarrio import local_reads, store_exists, zarr_store
+
+__all__ = ["EmodistAccessor", "counting_store", "open_store"]
 
 
 @xr.register_dataset_accessor("emodist")
@@ -41,29 +47,21 @@ class EmodistAccessor:
     def index(self):
         """The :class:`emodist.store.index.StoreIndex`, built on first use."""
         if self._index is None:
-            from emodist.store.index import build_index
-
             self._index = build_index(self._ds, self.zarr_group)
         return self._index
 
     def select(self, tracks=None, labels=None, genres=None, segments=None, features=None, *,
                include_incomplete: bool = False):
         """See :func:`emodist.store.select.select`."""
-        from emodist.store.select import select
-
         return select(self._ds, tracks, labels, genres, segments, features,
                       include_incomplete=include_incomplete)
 
     def similar(self, segment_id: str | None = None, **kwargs):
         """See :func:`emodist.store.similar.similar`."""
-        from emodist.store.similar import similar
-
         return similar(self._ds, segment_id, **kwargs)
 
     def info(self) -> dict:
         """See :func:`emodist.store.info.info`."""
-        from emodist.store.info import info
-
         return info(self._ds)
 
 
@@ -110,8 +108,6 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
     """
     import zarr
     from zarr.abc.store import Store
-
-    from emodist.store.zarrio import store_exists, zarr_store
 
     if isinstance(url, Store):
         target, name = url, str(url)
@@ -165,8 +161,6 @@ def counting_store(url, storage_options: dict | None = None):
     import threading
 
     from zarr.storage import WrapperStore
-
-    from emodist.store.zarrio import zarr_store
 
     class CountingStore(WrapperStore):
         def __init__(self, store):

@@ -18,6 +18,11 @@ from emodist.errors import EmodistError, StoreError
 from emodist.store import layout
 from emodist.store.names import unknown_name
 
+__all__ = [
+    "META_COLUMNS", "VOTE_VARIABLES", "StoreIndex", "as_list", "build_index", "codes_for",
+    "positions", "resolve_features",
+]
+
 #: Per-segment columns every selection starts with.
 META_COLUMNS = ("segment_id",) + tuple(layout.SEGMENT_COORDS)
 #: Categorical coordinates that selections filter on.

@@ -7,6 +7,8 @@ import xarray as xr
 
 from emodist.store import layout
 
+__all__ = ["info"]
+
 
 def _size_on_disk(url: str | None, storage_options: dict | None) -> int | None:
     if not url:

@@ -40,7 +40,15 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from emodist._version import __version__
 from emodist.data.labels import GEMS
+
+__all__ = [
+    "EMOTION", "PLAN_PENDING", "SEGMENT", "SEGMENT_COORDS", "STATUS_DONE", "STATUS_FAILED",
+    "STATUS_PENDING", "VOTES", "VOTES_MEAN", "decode_strings", "feature_dim",
+    "first_duplicate", "group_variables", "plan_variables", "same_strings", "segment_coords",
+    "shared_strings", "sized_template", "status_name", "stored_groups", "template",
+]
 
 SEGMENT = "segment"
 EMOTION = "emotion"
@@ -267,8 +275,6 @@ def _assemble(n: int, coords: dict, groups, *, chunk, extra: dict, attrs: dict |
               values: dict | None = None, status: dict | None = None,
               indexed: bool = True) -> xr.Dataset:
     """The store Dataset from its per-segment coordinates, groups and vote variables."""
-    from emodist import __version__
-
     data_vars: dict[str, xr.Variable] = {}
     coords = dict(coords)
     for g in groups:

@@ -8,6 +8,8 @@ import numpy as np
 
 from emodist.errors import EmodistError
 
+__all__ = ["suggest", "unknown_name"]
+
 
 def suggest(value: str, valid, n: int = 5) -> list[str]:
     """Valid names close to ``value`` (for "did you mean" messages).

@@ -12,6 +12,8 @@ import pandas as pd
 
 from emodist.store.index import as_list, positions, resolve_features
 
+__all__ = ["block_bounds", "iter_blocks", "read_rows", "read_values", "select"]
+
 
 def _index_or_slice(idx: np.ndarray):
     """``idx`` as a slice when it is a contiguous run, else as is."""

@@ -13,6 +13,8 @@ from emodist.errors import EmodistError, StoreError
 from emodist.store.index import positions, resolve_features
 from emodist.store.select import iter_blocks, read_rows
 
+__all__ = ["BLOCK_BYTES", "METRICS", "column_stats", "distances", "merge_topk", "similar"]
+
 #: Distance metrics of :func:`similar`.
 METRICS = ("cosine", "euclidean")
 #: Uncompressed bytes of one block streamed by :func:`similar`.

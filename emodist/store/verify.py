@@ -32,6 +32,11 @@ from emodist.errors import StoreError
 from emodist.store import layout
 from emodist.store import zarrio as io
 
+__all__ = [
+    "FLAG_VALUES", "PLAN_PENDING_DAMAGE", "READ_THREADS", "Damage", "VerifyReport",
+    "io_reason", "repair_regions", "state_of", "verify_store",
+]
+
 log = logging.getLogger(__name__)
 
 #: Chunks read at once.

@@ -30,6 +30,15 @@ import xarray as xr
 from emodist.errors import StoreError
 from emodist.store import layout
 
+__all__ = [
+    "COORD_CHUNK_SEGMENTS", "MIN_CHUNKS", "MIN_CHUNK_SEGMENTS", "TARGET_CHUNK_BYTES",
+    "ZSTD_LEVEL", "StoreState", "add_groups", "chunk_regions", "chunk_segments",
+    "create_store", "drop_groups", "encoding", "filesystem", "finish_plan", "finish_store",
+    "is_url", "local_reads", "merge_failures", "open_group", "plan_pending", "read_rows",
+    "read_state", "read_status", "remove_store", "store_exists", "write_plan_region",
+    "write_region", "zarr_store",
+]
+
 #: Target size of one uncompressed chunk of the widest feature array.
 TARGET_CHUNK_BYTES = 2 * 2**20
 #: A store is cut into at least this many chunks (work units) when it can be.

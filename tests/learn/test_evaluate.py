@@ -19,11 +19,11 @@ from sklearn.model_selection import KFold
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from emodist.engine.executor import run_all
 from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
 from emodist.learn import runs, scoring
 from emodist.learn.data import load_data, open_dataset
+from emodist.runtime.executor import run_all
 from tests.stores import DEEP, build, make_arrays, make_store
 
 FAST = ["logistic-regression", "linear-svm", "medium-knn", "bagged-trees"]

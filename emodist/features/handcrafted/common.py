@@ -15,6 +15,11 @@ import numpy as np
 
 from emodist.features.spectral import Analysis
 
+__all__ = [
+    "AMIN", "SILENT_FRAME_POWER", "cached", "framed_sums", "log_mel", "mean_std", "row_stats",
+    "safe_div", "stats", "voiced",
+]
+
 #: A frame is silent when its mean power is below this (about -120 dBFS).
 SILENT_FRAME_POWER = 1e-12
 #: Smallest magnitude used inside logarithms (librosa's ``amin``).

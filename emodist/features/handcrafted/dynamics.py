@@ -13,6 +13,8 @@ import numpy as np
 from emodist.features.handcrafted.common import cached, framed_sums, stats
 from emodist.features.spectral import Analysis
 
+__all__ = ["dynamics_features", "frame_rms", "low_energy_rate", "zcr_features", "zcr_frames"]
+
 
 def _n_frames(y: np.ndarray, hop_length: int, n_frames: int | None) -> int:
     return 1 + y.shape[0] // hop_length if n_frames is None else int(n_frames)

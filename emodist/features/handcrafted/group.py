@@ -7,7 +7,10 @@ from typing import ClassVar
 
 import numpy as np
 
+from emodist.features import handcrafted
 from emodist.features.base import FeatureGroup, Segment
+
+__all__ = ["Handcrafted"]
 
 
 @dataclass(frozen=True)
@@ -30,19 +33,13 @@ class Handcrafted(FeatureGroup):
 
     @property
     def version(self) -> str:  # the feature definitions' own version
-        from emodist.features.handcrafted import FEATURE_NAMES_VERSION
-
-        return FEATURE_NAMES_VERSION
+        return handcrafted.FEATURE_NAMES_VERSION  # read when asked (tests set it)
 
     def __post_init__(self) -> None:
         self.feature_names()  # an unknown feature set fails here, on the driver
 
     def feature_names(self) -> list[str]:
-        from emodist.features.handcrafted import feature_names
-
-        return feature_names(self.feature_set, self.n_mfcc)
+        return handcrafted.feature_names(self.feature_set, self.n_mfcc)
 
     def prepare(self, segment: Segment) -> np.ndarray:
-        from emodist.features.handcrafted import extract
-
-        return extract(segment.analysis, self.feature_set, self.n_mfcc)
+        return handcrafted.extract(segment.analysis, self.feature_set, self.n_mfcc)

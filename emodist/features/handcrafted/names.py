@@ -11,6 +11,12 @@ import functools
 from emodist.errors import EmodistError
 from emodist.features.spectral import N_MELS
 
+__all__ = [
+    "FEATURE_NAMES_VERSION", "FEATURE_SETS", "PITCH_CLASSES", "SHAPE_BASES", "chroma_bases",
+    "feature_names", "group_names", "groups_of_names", "groups_of_set", "mfcc_bases",
+    "names_of", "stat_names", "tonal_bases",
+]
+
 #: Version of the feature-name list and of the meaning of each column.
 FEATURE_NAMES_VERSION = "2"
 

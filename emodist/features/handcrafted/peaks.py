@@ -13,6 +13,11 @@ import numpy as np
 from emodist.features.handcrafted.common import cached
 from emodist.features.spectral import Analysis
 
+__all__ = [
+    "PCP_PEAK_FLOOR", "ROUGHNESS_PEAK_FLOOR", "SHARED_PEAK_FLOOR", "Peaks", "local_peaks",
+    "segment_peaks",
+]
+
 #: Peaks weaker than this fraction of the frame maximum (-20 dB) are ignored by roughness.
 ROUGHNESS_PEAK_FLOOR = 0.1
 #: Peak floor of the pitch-class profile used for the key.

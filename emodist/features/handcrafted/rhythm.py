@@ -15,6 +15,12 @@ from emodist.features.handcrafted.common import cached, log_mel, safe_div, stats
 from emodist.features.handcrafted.dynamics import frame_rms
 from emodist.features.spectral import Analysis
 
+__all__ = [
+    "ATTACK_MAX_S", "ATTACK_PROMINENCE", "TEMPO_MAX_BPM", "TEMPO_MIN_BPM", "TEMPO_START_BPM",
+    "TEMPO_STD_OCTAVES", "attack_features", "attack_phases", "onset_envelope", "onset_frames",
+    "rhythm_features", "tempo_autocorrelation",
+]
+
 #: Tempo search range in BPM and log-normal prior (librosa's ``tempo`` defaults).
 TEMPO_MIN_BPM, TEMPO_MAX_BPM, TEMPO_START_BPM, TEMPO_STD_OCTAVES = 30.0, 320.0, 120.0, 1.0
 #: Longest attack phase searched before an onset peak, in seconds.

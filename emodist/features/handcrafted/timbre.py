@@ -28,6 +28,13 @@ from emodist.features.handcrafted.peaks import (
 )
 from emodist.features.spectral import Analysis
 
+__all__ = [
+    "BRIGHTNESS_CUTOFF_HZ", "DELTA_WIDTH", "ROUGHNESS_PEAKS", "delta", "flatness_entropy",
+    "flux_features", "irregularity", "mfcc", "mfcc_features", "rolloff_bins",
+    "roughness_features", "roughness_frames", "shape_features", "spectral_moments",
+    "spectral_shape",
+]
+
 #: Brightness cut-off frequency (MIRtoolbox's mirbrightness default).
 BRIGHTNESS_CUTOFF_HZ = 1500.0
 #: Most spectral peaks per frame used for roughness (the strongest).

@@ -17,6 +17,12 @@ from emodist.features.handcrafted.names import chroma_bases, tonal_bases
 from emodist.features.handcrafted.peaks import PCP_PEAK_FLOOR, SHARED_PEAK_FLOOR, segment_peaks
 from emodist.features.spectral import Analysis, chroma_basis
 
+__all__ = [
+    "HCDF_SIGMA_S", "KK_MAJOR", "KK_MINOR", "PCP_FMAX_HZ", "PCP_FMIN_HZ", "chroma",
+    "chroma_features", "harmonic_change", "key_features", "key_strengths",
+    "pitch_class_profile", "tonal_features",
+]
+
 #: Krumhansl-Kessler key profiles (C major, C minor), as used by MIRtoolbox's mirkey.
 KK_MAJOR = np.array([6.35, 2.23, 3.48, 2.33, 4.38, 4.09, 2.52, 5.19, 2.39, 3.66, 2.29, 2.88])
 KK_MINOR = np.array([6.33, 2.68, 3.52, 5.38, 2.60, 3.53, 2.54, 4.75, 3.98, 2.69, 3.34, 3.17])

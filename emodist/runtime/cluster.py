@@ -17,9 +17,11 @@ import logging
 import os
 import socket
 from collections.abc import Iterator
+from concurrent.futures import CancelledError
 from urllib.parse import urlsplit
 
-from emodist.errors import ClusterError
+from emodist.errors import ClusterError, ModelError
+from emodist.models.devices import device_problem, parse_device, require_device
 from emodist.spec import Runtime
 
 #: Seconds to wait for a scheduler and for its first worker.
@@ -32,6 +34,18 @@ WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20),
 #: samples every thread's stack every 10 ms, about 3-4 % of a core per worker,
 #: measured in docs/performance.md; the dashboard's profile page stays empty).
 WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+
+__all__ = [
+    "CLIENT_LOGGERS", "CONNECT_TIMEOUT_S", "RESUME_HINT", "WORKER_CONFIG", "WORKER_ENV",
+    "check_cluster_args", "check_routing", "connect", "lost_scheduler", "one_line",
+    "probe_cluster", "probe_scheduler", "quiet_when_lost", "scheduler_address",
+    "scheduler_file_address", "scheduler_lost", "scheduler_watch", "worker_environ",
+    "workers_with",
+]
+
+#: What a run whose scheduler went away tells the user to do.
+RESUME_HINT = ("the chunks written so far are kept: rerun the same command against a running "
+               "scheduler to resume")
 
 log = logging.getLogger(__name__)
 
@@ -155,9 +169,6 @@ def check_routing(client, runtime: Runtime) -> None:
     ClusterError
         No worker advertises the resources asked for.
     """
-    from emodist.errors import ModelError
-    from emodist.models.devices import device_problem, parse_device, require_device
-
     kind, _ = parse_device(runtime.device)
     if client is None:
         local = runtime.client is None and not (runtime.scheduler or runtime.scheduler_file)
@@ -225,6 +236,58 @@ def quiet_when_lost(client) -> Iterator[None]:
     finally:
         for lg in loggers:
             lg.removeFilter(filt)
+
+
+def scheduler_address(client) -> str:
+    """The address of a client's scheduler (``"the scheduler"`` when unknown)."""
+    sched = getattr(client, "scheduler", None)
+    return str(getattr(sched, "address", None) or "the scheduler")
+
+
+def scheduler_lost(client, err: BaseException) -> bool:
+    """Whether a task error means the client lost its scheduler (not the task failing).
+
+    Dask cancels every future of a client whose connection to the scheduler
+    closed (reason ``scheduler-connection-lost``); futures submitted while it
+    tries to reconnect would never finish.
+    """
+    if getattr(err, "reason", None) == "scheduler-connection-lost":
+        return True
+    return isinstance(err, CancelledError) and getattr(client, "status", "running") != "running"
+
+
+def lost_scheduler(client, err: BaseException | None = None, *, during: str = "mid-run",
+                   hint: str = RESUME_HINT) -> ClusterError:
+    """The one-line error of a run whose scheduler went away.
+
+    Parameters
+    ----------
+    client : distributed.Client
+    err : BaseException, optional
+        The error that showed it; its first line is added unless it is
+        Dask's own cancellation (:func:`scheduler_lost`).
+    during : str
+        When it happened (``"mid-run"``, ``"while planning"``).
+    hint : str
+        What to do about it.
+
+    Returns
+    -------
+    ClusterError
+    """
+    why = f" ({one_line(err)})" if err is not None and not scheduler_lost(client, err) else ""
+    return ClusterError(f"lost the scheduler {scheduler_address(client)} {during}{why}; {hint}")
+
+
+@contextlib.contextmanager
+def scheduler_watch(client) -> Iterator[None]:
+    """Turn a connection error raised while the scheduler is gone into :func:`lost_scheduler`."""
+    try:
+        yield
+    except (OSError, TimeoutError) as exc:
+        if getattr(client, "status", "running") == "running":
+            raise
+        raise lost_scheduler(client, exc) from None
 
 
 @contextlib.contextmanager

@@ -12,9 +12,13 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable, Iterable
+from concurrent.futures import CancelledError
 from itertools import islice
 
-from emodist.engine.cluster import one_line
+from emodist.errors import ClusterError
+from emodist.runtime.cluster import one_line
+
+__all__ = ["TASK_RETRIES", "completed", "run_all", "run_bounded"]
 
 log = logging.getLogger(__name__)
 
@@ -145,10 +149,6 @@ def run_all(func: Callable, common: dict, tasks: list[dict], *, client=None,
 
 
 def _run_all_dask(client, func: Callable, common: dict, tasks: list[dict], tick) -> list:
-    from concurrent.futures import CancelledError
-
-    from emodist.errors import ClusterError
-
     results: dict[int, object] = {}
     pending = list(range(len(tasks)))
     for attempt in range(TASK_RETRIES + 1):

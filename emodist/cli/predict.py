@@ -1,0 +1,140 @@
+"""``emodist predict``: the emotion a trained model recognises in new music."""
+
+from __future__ import annotations
+
+import sys
+
+from emodist.cli.common import (
+    add_cluster_options,
+    add_command,
+    add_out,
+    add_quiet,
+    add_storage_options,
+    runtime_from_args,
+)
+from emodist.errors import EmodistError
+from emodist.spec import BATCH_SIZE
+
+DESCRIPTION = """Recognise the emotion of new music with a model made by `emodist train`.
+With --store, the model's feature groups and its probabilities are written into that
+store on a Dask cluster (groups already there are reused; rerun to resume), with
+per-track results beside them.  Without --store, a few files are answered at once in
+this process: per segment and for each track."""
+
+EXAMPLES = """examples:
+  emodist predict song.mp3 --model models/emotion            # here and now, no cluster
+  emodist predict my-music/ --model models/emotion --store predictions.zarr --out tracks.csv
+  emodist predict s3://bucket/music/ --model models/emotion --store s3://bucket/p.zarr \\
+      --scheduler tcp://scheduler:8786
+  emodist query predictions.zarr --emotion calmness --min 0.6  # tracks by predicted emotion
+"""
+
+#: Width of the bars drawn in the terminal.
+BAR = 24
+
+
+def register(subparsers) -> None:
+    """Add the ``predict`` parser."""
+    p = add_command(subparsers, "predict", help="recognise the emotion of new music",
+                    description=DESCRIPTION, epilog=EXAMPLES)
+    p.add_argument("data", metavar="DATA",
+                   help="an audio file, a folder of audio files, a manifest CSV (column path) "
+                   "or a dataset; local or s3://...")
+    p.add_argument("--model", required=True, metavar="DIR",
+                   help="the model folder written by 'emodist train'")
+    p.add_argument("--store", metavar="URL",
+                   help="write groups, probabilities and per-track results into this store "
+                   "(on a cluster); without it, answer here for a few files")
+    add_out(p, metavar="FILE", help="write the per-track results to FILE (.csv or .parquet)")
+    p.add_argument("--segments", action="store_true",
+                   help="with --out: one row per segment instead of per track")
+    p.add_argument("--top", type=int, default=20, metavar="N",
+                   help="tracks shown in the terminal (default 20; 0: all)")
+    p.add_argument("--batch-size", type=int, default=BATCH_SIZE, metavar="B",
+                   help=f"network inputs per ONNX call on the CPU (default {BATCH_SIZE})")
+    p.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="where the models run: cpu (default), cuda or cuda:N")
+    p.add_argument("--chunk-segments", type=int, metavar="N",
+                   help="segments per store chunk of a new store")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace groups of the store written with another spec")
+    add_storage_options(p)
+    add_quiet(p, help="no progress bar")
+    add_cluster_options(p)
+    p.set_defaults(func=cmd_predict)
+
+
+def _bar(p: float) -> str:
+    n = round(max(0.0, min(1.0, float(p))) * BAR)
+    return "█" * n + "·" * (BAR - n)
+
+
+def print_tracks(result, top: int, stream=None) -> None:
+    """Each track's three likeliest classes, with bars; one segment per line for one track."""
+    stream = stream or sys.stdout
+    tracks = result.tracks
+    shown = tracks if top <= 0 else tracks.head(top)
+    classes = list(result.classes)
+    for _, row in shown.iterrows():
+        probs = sorted(((row[c], c) for c in classes), reverse=True)[:3]
+        print(f"{row['track_id']}  ({int(row['n_segments'])} segments): {row['dominant']}",
+              file=stream)
+        for p, c in probs:
+            print(f"  {c:<18} {_bar(p)} {p:.2f}", file=stream)
+    if top > 0 and len(tracks) > top:
+        print(f"... {len(tracks) - top} more tracks (--top 0 shows all, --out writes them)",
+              file=stream)
+    if len(tracks) == 1:
+        print("per segment:", file=stream)
+        for _, seg in result.segments.iterrows():
+            best = max(classes, key=lambda c: seg[c])
+            print(f"  {seg['start_s']:7.1f} s  {best:<18} {_bar(seg[best])} {seg[best]:.2f}",
+                  file=stream)
+
+
+def write_table(frame, out: str, storage_options: dict | None = None) -> None:
+    """The results as CSV or Parquet (by the file's ending), written whole."""
+    import fsspec
+
+    lower = out.lower()
+    if not lower.endswith((".csv", ".parquet")):
+        raise EmodistError(f"{out}: write .csv or .parquet", param="out")
+    tmp = f"{out}.partial"
+    with fsspec.open(tmp, "wb", **(storage_options or {})) as f:
+        if lower.endswith(".csv"):
+            f.write(frame.to_csv(index=False).encode())
+        else:
+            frame.to_parquet(f, index=False)
+    fs, path = fsspec.core.url_to_fs(out, **(storage_options or {}))
+    fs.mv(fs._strip_protocol(tmp), path)
+
+
+def cmd_predict(args) -> int:
+    """Run ``emodist predict``."""
+    from emodist.engine.predict import predict_files, run_predict
+    from emodist.models.trained import load_trained
+
+    if args.top < 0:
+        raise EmodistError("--top must be 0 or more")
+    if args.out and not args.out.lower().endswith((".csv", ".parquet")):
+        raise EmodistError(f"{args.out}: write .csv or .parquet", param="out")
+    try:
+        model = load_trained(args.model)
+    except EmodistError as exc:
+        raise EmodistError(exc.message, param="model") from None
+    runtime = runtime_from_args(args)
+    if args.store:
+        result = run_predict(args.data, model, args.store, runtime, overwrite=args.overwrite)
+        ex = result.extract
+        print(f"{args.store}: {model.name} for {len(result.tracks)} tracks, "
+              f"{len(result.segments)} segments ({ex.n_failed} failed) in {result.seconds:.1f} s")
+    else:
+        result = predict_files(args.data, model, runtime)
+    for f in result.failures:
+        print(f"  not recognised: {f['path']}: {f['error']}", file=sys.stderr)
+    print_tracks(result, args.top)
+    if args.out:
+        frame = result.segments if args.segments else result.tracks
+        write_table(frame, args.out, runtime.options("store"))
+        print(f"wrote {args.out} ({len(frame)} rows)")
+    return 0
