@@ -82,7 +82,8 @@ def cmd_run(args) -> int:
     with flagged({"features": "--evaluate-features"}):
         result = run_pipeline(args.dataset, args.store, args.out, spec, runtime,
                               overwrite=args.overwrite, retry_failed=args.retry_failed,
-                              repair=args.repair, evaluation=evaluation)
+                              repair=args.repair, break_lock=args.break_lock,
+                              evaluation=evaluation)
     print_result(result.extract)
     print_report(result.report, args.top)
     return 0

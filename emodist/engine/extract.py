@@ -31,6 +31,7 @@ from emodist.progress import progress_bar
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store import zarrio as io
+from emodist.store.lock import acquire
 from emodist.store.verify import repair_regions, state_of, verify_store
 
 log = logging.getLogger(__name__)
@@ -257,7 +258,7 @@ def scheduler_watch(client):
 
 def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                 runtime: Runtime | None = None, *, overwrite: bool = False,
-                retry_failed: bool = False, repair: bool = False,
+                retry_failed: bool = False, repair: bool = False, break_lock: bool = False,
                 on_result: Callable | None = None) -> ExtractResult:
     """Extract a dataset's feature groups into a Zarr feature store.
 
@@ -279,6 +280,9 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     repair : bool
         Recompute the chunks that :func:`emodist.store.verify.verify_store`
         finds damaged (without it a damaged store is refused).
+    break_lock : bool
+        Take over the store's lock (:mod:`emodist.store.lock`) from another run
+        (a stale lock is taken over without it).
     on_result : callable, optional
         ``on_result(task, result, error)`` after each chunk task.
 
@@ -289,8 +293,8 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     Raises
     ------
     EmodistError
-        Bad dataset, a store of another spec, an unreachable scheduler, or
-        chunks that failed after their retries (the store stays resumable).
+        Bad dataset, a store of another spec or being written by another
+        run, an unreachable scheduler, or chunks that failed after their retries (the store stays resumable).
     """
     from emodist.data.catalog import load_dataset
 
@@ -308,6 +312,15 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                            min_class_tracks=spec.min_class_tracks,
                            min_class_share=spec.min_class_share,
                            storage_options=runtime.options("dataset"))
+    with store_access(store):  # a missing bucket, refused credentials: one line
+        lock = acquire(store, opts, break_lock=break_lock)
+    with lock:  # one writer per store; released (or found taken over) at the end
+        return _extract(dataset, store, spec, runtime, catalog, opts, t0, overwrite=overwrite,
+                        retry_failed=retry_failed, repair=repair, on_result=on_result)
+
+
+def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, retry_failed,
+             repair, on_result) -> ExtractResult:
     unfinished = False  # a store whose plan the workers never finished writing
     with store_access(store):  # before planning, which may start a cluster
         exists = io.store_exists(store, opts)

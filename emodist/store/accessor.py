@@ -18,6 +18,7 @@ import xarray as xr
 
 from emodist.errors import StoreError
 from emodist.store import layout
+from emodist.store.lock import reader_note
 from emodist.store.zarrio import local_reads
 
 
@@ -135,13 +136,67 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
                for n, v in ds.coords.items()
                if v.dtype.kind in "UOT" or str(v.dtype).startswith("StringDType")}
     ds = ds.assign_coords(strings)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        group = zarr.open_group(target, mode="r")
+    ds = checked(ds, group, name)
+    if not isinstance(url, Store):
+        reader_note(name, storage_options)
     acc = ds.emodist
     acc.url = None if isinstance(url, Store) else name
     acc.storage_options = storage_options
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        acc.zarr_group = zarr.open_group(target, mode="r")
+    acc.zarr_group = group
     return ds
+
+
+def checked(ds: xr.Dataset, group, name: str) -> xr.Dataset:
+    """``ds`` with its statuses read, after checking what readers rely on.
+
+    The segment ids must be present (a missing chunk reads as blank ids) and
+    unique, the track ids and paths present, the start times and durations
+    finite, and every status readable.  Values are not checked here (that
+    reads every chunk): :func:`emodist.store.verify.verify_store` does.
+
+    Raises
+    ------
+    StoreError
+        One line naming the damage and ``emodist verify``.
+    """
+    import numpy as np
+
+    def damaged(what: str) -> StoreError:
+        return StoreError(f"{name}: damaged store: {what}; run `emodist verify {name}` for "
+                          "the details and the repair")
+
+    ids = ds.indexes[layout.SEGMENT]
+    if ds.sizes[layout.SEGMENT] and (ids == "").any():
+        raise damaged(f"{int((ids == '').sum())} segment ids are missing")
+    if not ids.is_unique:
+        raise damaged(f"segment id {ids[ids.duplicated()][0]!r} appears more than once")
+    for coord in ("track_id", "path"):
+        if coord in ds.coords and (np.asarray(ds[coord].values) == "").any():
+            raise damaged(f"{coord} is missing for some segments")
+    loaded = {}
+    for g in layout.stored_groups(ds):
+        st = layout.status_name(g)
+        if st not in ds:
+            continue
+        try:
+            loaded[st] = ds[st].copy(data=np.asarray(group[st][...], np.int8))
+        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError...
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise damaged(f"status of group {g} unreadable ({detail})") from None
+    for coord in ("start_s", "duration_s"):
+        if coord in ds.coords:
+            try:
+                values = np.asarray(group[coord][...], np.float64)
+            except Exception as exc:  # noqa: BLE001 - as above
+                raise damaged(f"{coord} unreadable ({type(exc).__name__})") from None
+            if not np.isfinite(values).all():
+                raise damaged(f"{coord} is missing for some segments")
+            loaded[coord] = ds[coord].copy(data=values)
+    coords = {k: v for k, v in loaded.items() if k in ds.coords}
+    return ds.assign_coords(coords).assign({k: v for k, v in loaded.items() if k not in coords})
 
 
 def counting_store(url, storage_options: dict | None = None):
