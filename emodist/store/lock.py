@@ -365,7 +365,8 @@ def reader_note(url: str, storage_options: dict | None = None) -> str | None:
         lease = read_lock(str(url), storage_options)
     except Exception:  # noqa: BLE001 - the note is informative; the read itself reports
         return None
-    if lease is None or str(url) in _NOTED:
+    mine = lease is not None and lease.pid == os.getpid() and lease.host == socket.gethostname()
+    if lease is None or mine or str(url) in _NOTED:
         return None
     _NOTED.add(str(url))
     if lease.stale():
