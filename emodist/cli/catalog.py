@@ -99,6 +99,10 @@ def cmd_catalog(args) -> int:
 def cmd_plan(args) -> int:
     from emodist.data.segments import plan_segments
 
+    from emodist.store.outputs import check_file, write_file
+
+    if args.csv:  # before the headers are read
+        check_file(args.csv, param="csv")
     catalog = load_from_args(args)
     config = spec_from_args(args)
     plan = plan_segments(catalog, config)
@@ -111,6 +115,6 @@ def cmd_plan(args) -> int:
     for track_id, path, msg in plan.problems:
         print(f"no segments: track {track_id} ({path}): {msg}")
     if args.csv:
-        table.to_csv(args.csv, index=False)
+        write_file(args.csv, table.to_csv(index=False), param="csv")
         print(f"plan written to {args.csv}")
     return 0

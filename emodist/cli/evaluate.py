@@ -170,6 +170,10 @@ def cmd_evaluate(args) -> int:
         return 0
     if not args.store:
         raise EmodistError("give a STORE to evaluate (or --list)")
+    if args.out:  # before any fit: a bad --out is refused at once, not after the work
+        from emodist.store.outputs import check_folder
+
+        check_folder(args.out, storage_options=parse_storage_options(args.storage_options))
     if args.stream:
         return cmd_stream(args)
     from emodist.learn.evaluate import run_evaluate

@@ -154,6 +154,8 @@ def check_store_location(store: str) -> None:
     probe = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     while probe and not os.path.exists(probe):
         probe = os.path.dirname(probe)
+    if probe and not os.path.isdir(probe):
+        raise StoreError(f"{path}: {probe} is a file, not a folder", param="store")
     if probe and not os.access(probe, os.W_OK):
         raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from emodist.errors import EmodistError
 from emodist.spec import ExtractionSpec, Runtime
+from emodist.store.outputs import check_folder
 
 
 @dataclass
@@ -84,6 +85,8 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
     spec = spec or default_spec()
     runtime = runtime or Runtime()
     evaluation = dict(evaluation or {})
+    if out is not None:  # before the extraction: a bad --out is refused at once
+        check_folder(out, storage_options=runtime.options("store"))
     with connect(runtime) as client:
         rt = runtime.replace(client=client)
         ex = run_extract(dataset, store, spec, rt, overwrite=overwrite, retry_failed=retry_failed,

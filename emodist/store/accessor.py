@@ -42,9 +42,7 @@ class EmodistAccessor:
     def index(self):
         """The :class:`emodist.store.index.StoreIndex`, built on first use."""
         if self._index is None:
-            from emodist.store.index import build_index
-
-            self._index = build_index(self._ds, self.zarr_group)
+            self._index = checked_index(self._ds, self.zarr_group, self.url or "the store")
         return self._index
 
     def select(self, tracks=None, labels=None, genres=None, segments=None, features=None, *,
@@ -136,67 +134,66 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
                for n, v in ds.coords.items()
                if v.dtype.kind in "UOT" or str(v.dtype).startswith("StringDType")}
     ds = ds.assign_coords(strings)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        group = zarr.open_group(target, mode="r")
-    ds = checked(ds, group, name)
+    check_ids(ds, name)
     if not isinstance(url, Store):
         reader_note(name, storage_options)
     acc = ds.emodist
     acc.url = None if isinstance(url, Store) else name
     acc.storage_options = storage_options
-    acc.zarr_group = group
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        acc.zarr_group = zarr.open_group(target, mode="r")
     return ds
 
 
-def checked(ds: xr.Dataset, group, name: str) -> xr.Dataset:
-    """``ds`` with its statuses read, after checking what readers rely on.
+def damaged(name: str, what: str) -> StoreError:
+    """The one-line error of a damaged store, pointing to ``emodist verify``."""
+    return StoreError(f"{name}: damaged store: {what}; run `emodist verify {name}` for the "
+                      "details and the repair")
 
-    The segment ids must be present (a missing chunk reads as blank ids) and
-    unique, the track ids and paths present, the start times and durations
-    finite, and every status readable.  Values are not checked here (that
-    reads every chunk): :func:`emodist.store.verify.verify_store` does.
 
-    Raises
-    ------
-    StoreError
-        One line naming the damage and ``emodist verify``.
+def check_ids(ds: xr.Dataset, name: str) -> None:
+    """Refuse a store whose segment ids (in memory) are blank or repeated.
+
+    A missing chunk of the ``segment`` coordinate reads as blank ids.  Values
+    are not checked here (that reads every chunk):
+    :func:`emodist.store.verify.verify_store` does.
+    """
+    ids = ds.indexes[layout.SEGMENT]
+    blank = int((ids == "").sum()) if ds.sizes[layout.SEGMENT] else 0
+    if blank:
+        raise damaged(name, f"{blank} segment ids are missing")
+    if not ids.is_unique:
+        raise damaged(name, f"segment id {ids[ids.duplicated()][0]!r} appears more than once")
+
+
+def checked_index(ds: xr.Dataset, group, name: str):
+    """:func:`emodist.store.index.build_index`, refusing what readers cannot trust.
+
+    Statuses that cannot be read, track ids or paths missing (blank), start
+    times or durations missing (NaN) are one line naming ``emodist verify``.
     """
     import numpy as np
 
-    def damaged(what: str) -> StoreError:
-        return StoreError(f"{name}: damaged store: {what}; run `emodist verify {name}` for "
-                          "the details and the repair")
+    from emodist.store.index import build_index
 
-    ids = ds.indexes[layout.SEGMENT]
-    if ds.sizes[layout.SEGMENT] and (ids == "").any():
-        raise damaged(f"{int((ids == '').sum())} segment ids are missing")
-    if not ids.is_unique:
-        raise damaged(f"segment id {ids[ids.duplicated()][0]!r} appears more than once")
+    try:
+        index = build_index(ds, group)
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError...
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise damaged(name, f"a status or coordinate is unreadable ({detail})") from None
     for coord in ("track_id", "path"):
-        if coord in ds.coords and (np.asarray(ds[coord].values) == "").any():
-            raise damaged(f"{coord} is missing for some segments")
-    loaded = {}
-    for g in layout.stored_groups(ds):
-        st = layout.status_name(g)
-        if st not in ds:
-            continue
-        try:
-            loaded[st] = ds[st].copy(data=np.asarray(group[st][...], np.int8))
-        except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError...
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise damaged(f"status of group {g} unreadable ({detail})") from None
+        values = (index.categories[coord][index.codes[coord]] if coord in index.codes
+                  else index.columns.get(coord))
+        if coord in ds.coords and values is not None and (np.asarray(values) == "").any():
+            raise damaged(name, f"{coord} is missing for some segments")
     for coord in ("start_s", "duration_s"):
-        if coord in ds.coords:
-            try:
-                values = np.asarray(group[coord][...], np.float64)
-            except Exception as exc:  # noqa: BLE001 - as above
-                raise damaged(f"{coord} unreadable ({type(exc).__name__})") from None
-            if not np.isfinite(values).all():
-                raise damaged(f"{coord} is missing for some segments")
-            loaded[coord] = ds[coord].copy(data=values)
-    coords = {k: v for k, v in loaded.items() if k in ds.coords}
-    return ds.assign_coords(coords).assign({k: v for k, v in loaded.items() if k not in coords})
+        if coord in ds.coords and not np.isfinite(np.asarray(index.columns[coord],
+                                                             np.float64)).all():
+            raise damaged(name, f"{coord} is missing for some segments")
+    return index
 
 
 def counting_store(url, storage_options: dict | None = None):

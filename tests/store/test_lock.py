@@ -217,7 +217,7 @@ def test_lock_on_s3(tmp_path, dataset, capsys):
         # a second writer is refused in one line by the command
         so = json.dumps(options)
         argv = ["extract", str(dataset), "--store", url, "--storage-options", so, "--workers",
-                "1", *EXTRACT]
+                "1", "--threads-per-worker", "1", *EXTRACT]
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert error_lines(err) == [err.strip()] and f"pid {os.getpid()}" in err, err
