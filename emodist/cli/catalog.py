@@ -92,7 +92,13 @@ def catalog_summary(catalog) -> str:
 
 
 def cmd_catalog(args) -> int:
-    print(catalog_summary(load_from_args(args)))
+    from emodist.data.catalog import group_copies
+
+    catalog = load_from_args(args)
+    copies = group_copies(catalog)  # the same audio under several names
+    print(catalog_summary(catalog))
+    for ids in copies:
+        print(f"same audio (byte-identical files), one cross-validation group: {', '.join(ids)}")
     return 0
 
 

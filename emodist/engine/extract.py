@@ -135,6 +135,23 @@ def apply_plan(store: str, p: ExtractionPlan, options: dict | None) -> None:
     io.finish_store(store, {"feature_groups": recorded}, options)
 
 
+def note_copies(catalog, dataset: str) -> list[list[str]]:
+    """Give byte-identical audio files of a local dataset one cross-validation group, and say so.
+
+    A remote dataset is not read whole on the driver for this (``emodist
+    catalog`` reports its copies).
+    """
+    from emodist.data.catalog import group_copies
+
+    if io.is_url(dataset):
+        return []
+    copies = group_copies(catalog)
+    for ids in copies:
+        log.warning("%s: tracks %s are the same audio (byte-identical files); they share one "
+                    "cross-validation group", dataset, ", ".join(ids))
+    return copies
+
+
 def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
     status = io.read_status(store, [g.name for g in spec.groups], options)
     sts = np.stack([status[g.name] for g in spec.groups])
@@ -314,6 +331,7 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                            min_class_tracks=spec.min_class_tracks,
                            min_class_share=spec.min_class_share,
                            storage_options=runtime.options("dataset"))
+    note_copies(catalog, dataset)
     with store_access(store):  # a missing bucket, refused credentials: one line
         lock = acquire(store, opts, break_lock=break_lock)
     with lock:  # one writer per store; released (or found taken over) at the end
