@@ -54,8 +54,8 @@ def test_three_spellings_of_one_file_are_one_track(audio, caplog):
 
 def test_spellings_with_conflicting_labels_are_refused(audio, capsys):
     path = manifest(audio, [("a0.mp3", "calm"), ("./a0.mp3", "tense")])
-    with pytest.raises(DataError, match="lines 2, 3 name the same file .*a0.mp3 with different "
-                                        r"labels \(calm, tense\)"):
+    with pytest.raises(DataError, match="duplicate track 'a0.mp3': lines 2, 3 name the same "
+                                        r"file .*a0.mp3 with different labels \(calm, tense\)"):
         load_dataset(str(path), min_class_share=0.0)
     assert main(["catalog", str(path)]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1

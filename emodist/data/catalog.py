@@ -337,8 +337,9 @@ def _merge_spellings(tracks: pd.DataFrame, url: str) -> pd.DataFrame:
         labels = tracks["label"].iloc[rows]
         where = ", ".join(str(int(r) + 2) for r in rows)
         if labels.nunique() > 1:
-            raise DataError(f"{url}: lines {where} name the same file {path} with different "
-                            f"labels ({', '.join(dict.fromkeys(labels))})")
+            raise DataError(f"{url}: duplicate track {tracks['track_id'].iloc[rows[0]]!r}: "
+                            f"lines {where} name the same file {path} with different labels "
+                            f"({', '.join(dict.fromkeys(labels))})")
         log.warning("%s: lines %s name the same file %s; it is one track", url, where, path)
     return tracks.drop_duplicates("path", keep="first")
 
