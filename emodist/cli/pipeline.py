@@ -83,7 +83,7 @@ def cmd_run(args) -> int:
         result = run_pipeline(args.dataset, args.store, args.out, spec, runtime,
                               overwrite=args.overwrite, retry_failed=args.retry_failed,
                               repair=args.repair, break_lock=args.break_lock,
-                              evaluation=evaluation)
+                              worker_timeout=args.worker_timeout, evaluation=evaluation)
     print_result(result.extract)
     print_report(result.report, args.top)
     return 0

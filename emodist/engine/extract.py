@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 #: Chunk tasks in flight per worker thread.
 IN_FLIGHT_PER_THREAD = 2
+#: Seconds a run waits with no worker on its cluster before it stops (``--worker-timeout``).
+WORKER_TIMEOUT = 120.0
 
 
 @dataclass
@@ -159,6 +162,15 @@ def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
             int(np.any(sts == layout.STATUS_FAILED, axis=0).sum()))
 
 
+def _chunks_kept(store: str, spec: ExtractionSpec, chunk: int, options) -> tuple[int, int]:
+    """``(chunks with nothing pending, chunks)`` of the spec's groups in the store."""
+    status = io.read_status(store, [g.name for g in spec.groups], options)
+    sts = np.stack([status[g.name] for g in spec.groups])
+    regions = io.chunk_regions(sts.shape[1], chunk)
+    kept = sum(bool(np.all(sts[:, a:b] != layout.STATUS_PENDING)) for a, b in regions)
+    return kept, len(regions)
+
+
 def check_store_location(store: str) -> None:
     """Refuse, in one line, a local store path that is a file or cannot be written."""
     import os
@@ -275,9 +287,62 @@ def scheduler_watch(client):
         raise lost_scheduler(client, exc) from None
 
 
+@contextlib.contextmanager
+def worker_watch(client, timeout: float, prefix: str = "emodist-chunk"):
+    """Notice a cluster left with no worker for ``timeout`` seconds, while the block runs.
+
+    A thread asks the scheduler how many workers it has (every second, or
+    ``timeout / 4``); after ``timeout`` seconds with none (every worker and
+    its nanny gone, or none ever joined) it sets ``state["gone"]`` and cancels
+    this client's tasks whose key starts with ``prefix``, so that a driver
+    waiting on them wakes up and can say so (:func:`no_workers`), instead of
+    waiting forever.  Yields ``state``.
+    """
+    from distributed import Future
+
+    state = {"gone": False, "timeout": float(timeout)}
+    stop = threading.Event()
+
+    def watch():
+        since = None
+        while not stop.wait(max(0.1, min(1.0, timeout / 4))):
+            try:
+                n = len(client.nthreads())
+            except Exception:  # noqa: BLE001 - a lost scheduler is reported by the run itself
+                continue
+            if n:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since >= timeout:
+                state["gone"] = True
+                keys = [k for k in list(client.futures) if str(k).startswith(prefix)]
+                with contextlib.suppress(Exception):
+                    client.cancel([Future(k, client) for k in keys],
+                                  reason="no worker left")
+                return
+
+    thread = threading.Thread(target=watch, name="emodist-worker-watch", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def no_workers(client, state: dict, store: str, kept: int, total: int) -> ClusterError:
+    """The one-line error of a run whose cluster has had no worker for ``state["timeout"]`` s."""
+    return ClusterError(f"no worker left on {scheduler_address(client)} for "
+                        f"{state['timeout']:g} s (every worker is gone); {kept} of {total} "
+                        f"chunks of {store} are written and kept: start workers and rerun the "
+                        "same command to resume", param="worker_timeout")
+
+
 def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                 runtime: Runtime | None = None, *, overwrite: bool = False,
                 retry_failed: bool = False, repair: bool = False, break_lock: bool = False,
+                worker_timeout: float = WORKER_TIMEOUT,
                 on_result: Callable | None = None) -> ExtractResult:
     """Extract a dataset's feature groups into a Zarr feature store.
 
@@ -302,6 +367,9 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     break_lock : bool
         Take over the store's lock (:mod:`emodist.store.lock`) from another run
         (a stale lock is taken over without it).
+    worker_timeout : float
+        Seconds with no worker on the cluster after which the run stops with
+        one line saying so (what was written is kept).
     on_result : callable, optional
         ``on_result(task, result, error)`` after each chunk task.
 
@@ -336,11 +404,12 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         lock = acquire(store, opts, break_lock=break_lock)
     with lock:  # one writer per store; released (or found taken over) at the end
         return _extract(dataset, store, spec, runtime, catalog, opts, t0, overwrite=overwrite,
-                        retry_failed=retry_failed, repair=repair, on_result=on_result)
+                        retry_failed=retry_failed, repair=repair, on_result=on_result,
+                        worker_timeout=worker_timeout)
 
 
 def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, retry_failed,
-             repair, on_result) -> ExtractResult:
+             repair, on_result, worker_timeout) -> ExtractResult:
     unfinished = False  # a store whose plan the workers never finished writing
     with store_access(store):  # before planning, which may start a cluster
         exists = io.store_exists(store, opts)
@@ -408,6 +477,8 @@ def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, ret
         def done(task, res, err):
             if err is not None and scheduler_lost(client, err):
                 raise lost_scheduler(client, err)
+            if err is not None and watch["gone"]:
+                raise no_workers(client, watch, store, *_chunks_kept(store, spec, p.chunk, opts))
             if res is not None:
                 new_failures.extend(res["failures"])
                 result.n_written += (task.stop - task.start) * len(task.groups)
@@ -416,6 +487,7 @@ def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, ret
             if on_result is not None:
                 on_result(task, res, err)
 
+        watch = stack.enter_context(worker_watch(client, worker_timeout))
         try:
             with scheduler_watch(client):
                 results, errors = executor.run_bounded(

@@ -57,6 +57,7 @@ def model_available(model: str | None = None) -> str | None:
 def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec | None = None,
                  runtime: Runtime | None = None, *, overwrite: bool = False,
                  retry_failed: bool = False, repair: bool = False, break_lock: bool = False,
+                 worker_timeout: float | None = None,
                  evaluation: dict | None = None) -> PipelineResult:
     """Extract ``dataset`` into ``store``, then evaluate it into ``out``, on one client.
 
@@ -69,6 +70,8 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
     spec, runtime : optional
         What to extract and how (see :func:`emodist.engine.extract.run_extract`).
     overwrite, retry_failed, repair, break_lock : bool
+        As for :func:`emodist.engine.extract.run_extract`.
+    worker_timeout : float, optional
         As for :func:`emodist.engine.extract.run_extract`.
     evaluation : dict, optional
         Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate`
@@ -90,7 +93,8 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
     with connect(runtime) as client:
         rt = runtime.replace(client=client)
         ex = run_extract(dataset, store, spec, rt, overwrite=overwrite, retry_failed=retry_failed,
-                         repair=repair, break_lock=break_lock)
+                         repair=repair, break_lock=break_lock,
+                         **({} if worker_timeout is None else {"worker_timeout": worker_timeout}))
         if ex.n_done == 0:
             raise EmodistError(f"{store}: no segment was extracted; nothing to evaluate")
         rep = run_evaluate(store, out=out, client=client, storage_options=rt.options("store"),
