@@ -81,3 +81,41 @@ def test_byte_identical_files_are_reported_and_share_a_group(audio, tmp_path, ca
     groups = dict(zip(ds["track_id"].values, ds["group"].values))
     assert groups["copy-of-a2.mp3"] == groups["a2.mp3"] == "a2.mp3"
     assert len(set(groups.values())) == 8  # 9 tracks, 8 recordings
+
+
+def test_evaluate_puts_copies_of_an_older_store_in_one_group(audio, tmp_path, capsys):
+    """A store whose copies lie in different groups (made before copies were grouped)."""
+    import zarr
+
+    from emodist.store.copies import regroup_copies
+
+    folder = tmp_path / "data"
+    shutil.copytree(audio, folder)
+    shutil.copy(folder / "a3.mp3", folder / "again.mp3")
+    labels = ["calm", "tense"] * 4
+    path = manifest(folder, [(f"a{i}.mp3", labels[i]) for i in range(8)]
+                    + [("again.mp3", "tense")])
+    store = tmp_path / "s.zarr"
+    spec = ExtractionSpec(groups=make_groups(["handcrafted"]), segment_seconds=4.0,
+                          min_class_share=0.0)
+    run_extract(str(path), str(store), spec,
+                Runtime(progress=False, chunk=2, n_workers=1, threads_per_worker=1))
+    g = zarr.open_group(str(store), mode="r+")
+    tracks = open_store(str(store))["track_id"].values
+    groups = g["group"][...]
+    groups[tracks == "again.mp3"] = "again.mp3"  # as a store of an older emodist has it
+    g["group"][...] = groups
+    ds = open_store(str(store))
+    assert set(ds["group"].values[ds["track_id"].values == "again.mp3"]) == {"again.mp3"}
+    merged, copies = regroup_copies(ds)
+    assert copies == [["a3.mp3", "again.mp3"]]
+    again = merged["track_id"].values == "again.mp3"
+    assert set(merged["group"].values[again]) == {"a3.mp3"}
+    assert (merged["group"].values[~again] == ds["group"].values[~again]).all()
+    capsys.readouterr()
+    assert main(["evaluate", str(store), "--features", "handcrafted", "--classifiers",
+                 "linear-svm", "--folds", "2", "--jobs", "1", "--quiet", "--ceiling",
+                 "none"]) == 0
+    err = capsys.readouterr().err
+    assert "tracks a3.mp3, again.mp3 are the same audio (byte-identical files) in different " \
+           "groups; they are evaluated as one group" in err, err

@@ -163,6 +163,25 @@ def ceiling_arg(value: str | None):
     return False if value.strip().lower() == "none" else value
 
 
+def one_group_per_recording(store: str, storage_options):
+    """The store, with byte-identical audio files in one fold group (said on stderr).
+
+    The store's URL when it has no such copies (the evaluation opens it),
+    else the opened store with its ``group`` coordinate merged.
+    """
+    import logging
+
+    from emodist.store import open_store
+    from emodist.store.copies import regroup_copies
+
+    ds, copies = regroup_copies(open_store(store, storage_options))
+    for ids in copies:
+        logging.getLogger("emodist").warning(
+            "tracks %s are the same audio (byte-identical files) in different groups; they "
+            "are evaluated as one group", ", ".join(ids))
+    return ds if copies else store
+
+
 def cmd_evaluate(args) -> int:
     """Run ``emodist evaluate``."""
     if args.list:
@@ -178,9 +197,10 @@ def cmd_evaluate(args) -> int:
         return cmd_stream(args)
     from emodist.learn.evaluate import run_evaluate
 
+    store = one_group_per_recording(args.store, parse_storage_options(args.storage_options))
     with flagged(), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
-            args.store, features=args.features, classifiers=args.classifiers or ["all"], folds=args.folds,
+            store, features=args.features, classifiers=args.classifiers or ["all"], folds=args.folds,
             seed=args.seed, balance=args.balance, label_rule=args.label_rule, target=args.target,
             out=args.out, client=client, n_jobs=args.jobs,
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
