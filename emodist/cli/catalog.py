@@ -104,7 +104,6 @@ def cmd_catalog(args) -> int:
 
 def cmd_plan(args) -> int:
     from emodist.data.segments import plan_segments
-
     from emodist.store.outputs import check_file, write_file
 
     if args.csv:  # before the headers are read

@@ -26,7 +26,6 @@ def register(subparsers) -> None:
 def cmd_compare(args) -> int:
     """Run ``emodist compare``."""
     from emodist.learn.compare import comparison_markdown, load_report
-
     from emodist.store.outputs import check_file, write_file
 
     if args.out:  # before the reports are read

@@ -308,7 +308,7 @@ def worker_watch(client, timeout: float, prefix: str = "emodist-chunk"):
         while not stop.wait(max(0.1, min(1.0, timeout / 4))):
             try:
                 n = len(client.nthreads())
-            except Exception:  # noqa: BLE001 - a lost scheduler is reported by the run itself
+            except Exception:  # noqa: BLE001, S112 - a lost scheduler is reported by the run itself
                 continue
             if n:
                 since = None

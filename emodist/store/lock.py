@@ -42,6 +42,7 @@ import threading
 import time
 import uuid
 from dataclasses import asdict, dataclass
+from typing import Self
 
 from emodist.errors import StoreError
 from emodist.store.zarrio import LOCK_NAME, filesystem, is_url
@@ -214,7 +215,7 @@ class StoreLock:
                              f"wrote ({self.lost_to.describe()}); check it with emodist "
                              "verify", param="store")
 
-    def __enter__(self) -> StoreLock:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind, exc, tb) -> None:

@@ -91,9 +91,9 @@ def test_second_extract_process_is_refused_while_the_first_writes(tmp_path, data
                                  "--store", str(url), "--features", "handcrafted",
                                  "--segment-seconds", "3", "--no-progress"],
                                 capture_output=True, text=True, env=env, cwd=str(tmp_path),
-                                timeout=300)
+                                timeout=300, check=False)
         assert first.poll() is None, "the first run ended before the second was refused"
-        out, err = first.communicate(timeout=600)
+        _out, err = first.communicate(timeout=600)
     finally:
         if first.poll() is None:
             first.kill()
