@@ -232,16 +232,28 @@ def _guard(url: str):
     import fcntl
 
     path = url.removeprefix("file://")
-    try:
-        os.makedirs(path, exist_ok=True)
-        fd = os.open(path, os.O_RDONLY)
-    except FileExistsError:
-        raise StoreError(f"{path} is a file, not a store folder", param="store") from None
-    except PermissionError:
-        raise StoreError(f"{path}: cannot write there (permission denied)",
-                         param="store") from None
-    try:
+    for _ in range(10):  # a folder removed by a releasing run between our steps: again
+        try:
+            os.makedirs(path, exist_ok=True)
+            fd = os.open(path, os.O_RDONLY)
+        except FileExistsError:
+            raise StoreError(f"{path} is a file, not a store folder", param="store") from None
+        except PermissionError:
+            raise StoreError(f"{path}: cannot write there (permission denied)",
+                             param="store") from None
+        except FileNotFoundError:
+            continue
         fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)
+    else:
+        raise StoreError(f"{path}: the store folder keeps disappearing", param="store")
+    try:
         yield
     finally:
         os.close(fd)
@@ -292,6 +304,8 @@ def _remove(url: str, options, lease: Lease) -> None:
             cur = read_lock(url, options)
             if cur is not None and cur.run_id == lease.run_id:
                 os.remove(path.removeprefix("file://"))
+            with contextlib.suppress(OSError):  # a folder made for the lock, left empty
+                os.rmdir(url.removeprefix("file://"))
         return
     cur = read_lock(url, options)
     if cur is not None and cur.run_id == lease.run_id:
