@@ -34,6 +34,7 @@ What is guaranteed
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -281,6 +282,10 @@ def _swap(url: str, options, *, expect: Lease | None, etag: str | None,
                 return False, cur, None
             _write_local(path.removeprefix("file://"), new.to_json())
             return True, new, None
+    if expect is not None and not etag:  # no ETag to condition on: compare first
+        cur = read_lock(url, options)
+        if cur is None or cur.run_id != expect.run_id:
+            return False, cur, None
     mode = "create" if expect is None else "overwrite"
     kwargs = {"IfMatch": etag} if expect is not None and etag else {}
     try:
@@ -289,7 +294,11 @@ def _swap(url: str, options, *, expect: Lease | None, etag: str | None,
         if expect is None and fs.exists(path):
             return False, read_lock(url, options), None
         fs.pipe_file(path, new.to_json())
-    except OSError:  # FileExistsError, or 412 on If-Match: someone else's lock is there
+    except (FileNotFoundError, PermissionError):  # no bucket, refused: the caller says so
+        raise
+    except OSError as exc:  # FileExistsError, or 412 on If-Match: someone else's lock is there
+        if not isinstance(exc, FileExistsError) and exc.errno != errno.EINVAL:
+            raise
         return False, read_lock(url, options), None
     cur = read_lock(url, options)
     if cur is None or cur.run_id != new.run_id:

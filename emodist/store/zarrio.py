@@ -43,6 +43,9 @@ ZSTD_LEVEL = 3
 #: The writer's lock inside a store (:mod:`emodist.store.lock`): kept when a store is rebuilt.
 LOCK_NAME = ".emodist-lock.json"
 
+# zarr lists a group's members with the lock among them and warns that it is not an array
+warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not recognized")
+
 
 def is_url(url: str) -> bool:
     """Whether ``url`` names a remote (non-local) location."""
