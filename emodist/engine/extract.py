@@ -387,6 +387,9 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
 
     t0 = time.perf_counter()
     runtime = runtime or Runtime()
+    if not worker_timeout > 0:
+        raise EmodistError(f"must be more than 0 seconds, got {worker_timeout:g}",
+                           param="worker_timeout")
     if runtime.client is None:  # refuse a bad cluster choice before any work
         check_cluster_args(runtime)
         probe_cluster(runtime)
