@@ -109,6 +109,34 @@ def wait_for(cond, timeout: float, what: str, step: float = 0.02):
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
+def extract_until_fault(dataset, url: str, address: str, fault, *, wait_s: float,
+                        extra=()) -> str:
+    """Run ``emodist extract`` on ``address``, call ``fault()`` after its first chunk.
+
+    Asserts that the command then exits 2 with one error line and no
+    traceback within ``wait_s`` seconds; returns that line.
+    """
+    cmd = [sys.executable, "-m", "emodist", "extract", str(dataset), "--store", url,
+           "--features", "handcrafted", "--segment-seconds", "4", "--batch-size", "4",
+           "--chunk-segments", str(CHUNK), "--quiet", *extra, "--scheduler", address]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(REPO)), start_new_session=True)
+    try:
+        wait_for(lambda: done_segments(url) >= CHUNK or proc.poll() is not None, 90,
+                 "a first chunk")
+        fault()
+        _out, err = proc.communicate(timeout=wait_s)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(10)
+    assert proc.returncode == 2, (proc.returncode, err[-3000:])
+    assert "Traceback" not in err, err[-3000:]
+    lines = [line for line in err.splitlines() if line.startswith("emodist: error:")]
+    assert len(lines) == 1, err[-3000:]
+    return lines[0]
+
+
 @contextmanager
 def processes_cluster(n_workers: int = 1, nthreads: int = 1):
     """``dask scheduler`` + workers (the compose commands); yields ``(address, sched, workers)``.
@@ -221,29 +249,15 @@ def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, datase
     the rerun, which completes the store.
     """
     url = str(tmp_path / "s.zarr")
-    cmd = [sys.executable, "-m", "emodist", "extract", str(dataset), "--store", url,
-           "--features", "handcrafted", "--segment-seconds", "4", "--batch-size", "4",
-           "--chunk-segments", str(CHUNK), "--quiet"]
-    env = dict(os.environ, PYTHONPATH=str(REPO))
     with processes_cluster(n_workers=1) as (address, sched, _workers):
-        proc = subprocess.Popen(cmd + ["--scheduler", address], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=env,
-                                start_new_session=True)
-        try:
-            wait_for(lambda: done_segments(url) >= CHUNK or proc.poll() is not None, 90,
-                     "a first chunk")
+
+        def kill_the_scheduler():
             os.killpg(sched.pid, signal.SIGKILL)
             sched.wait(10)
-            _out, err = proc.communicate(timeout=60)
-        finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+
+        line = extract_until_fault(dataset, url, address, kill_the_scheduler, wait_s=60)
     done = done_segments(url)
-    assert proc.returncode == 2, (proc.returncode, err[-3000:])
-    assert "Traceback" not in err, err[-3000:]
-    lines = [line for line in err.splitlines() if line.startswith("emodist: error:")]
-    assert len(lines) == 1 and address in lines[0] and "scheduler" in lines[0], err[-3000:]
+    assert address in line and "scheduler" in line, line
     assert 0 < done < N_SEGMENTS, done
     before = chunk_mtimes(url)
     assert len(before) == done // CHUNK
@@ -256,6 +270,51 @@ def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, datase
     assert_same_values(url, reference)
     after = chunk_mtimes(url)
     assert {c: after[c] for c in before} == before  # nothing written before was rewritten
+
+
+# ------------------------------------------------------------------ every worker gone
+
+
+@pytest.mark.cluster
+def test_every_worker_gone_is_one_line_and_rerun_resumes(tmp_path, dataset, reference):
+    """SIGKILL every ``dask worker`` (nanny and worker) under ``emodist extract``.
+
+    The driver does not wait forever: after ``--worker-timeout`` seconds with
+    no worker it exits 2 with one line saying so and how many chunks are
+    kept; a worker started on the same scheduler lets the rerun finish.
+    """
+    import re
+
+    from tests.deploy_commands import worker_command
+
+    url = str(tmp_path / "s.zarr")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with processes_cluster(n_workers=1) as (address, _sched, workers):
+
+        def kill_every_worker():
+            for w in workers:
+                os.killpg(w.pid, signal.SIGKILL)  # the nanny and its worker
+                w.wait(10)
+
+        line = extract_until_fault(dataset, url, address, kill_every_worker, wait_s=120,
+                                   extra=["--worker-timeout", "5"])
+        done = done_segments(url)
+        m = re.search(r"--worker-timeout: no worker left on (\S+) for 5 s .*; (\d+) of (\d+) "
+                      r"chunks of (\S+) are written and kept", line)
+        assert m and m[1] == address and m[4] == url, line
+        assert int(m[3]) == N_SEGMENTS // CHUNK
+        assert int(m[2]) == done // CHUNK and 0 < done < N_SEGMENTS, (line, done)
+        new = subprocess.Popen(worker_command(address, nthreads=1, memory_limit="2GiB",
+                                              name="w-new", dask=_bin("dask")),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, env=env)
+        try:
+            result = run_extract(str(dataset), url, SPEC, rt(scheduler=address))
+        finally:
+            stop(new, timeout=5)
+    assert result.resumed and result.n_done == N_SEGMENTS
+    assert result.n_written == N_SEGMENTS - done
+    assert_same_values(url, reference)
 
 
 # ------------------------------------------------------------------ S3 outage

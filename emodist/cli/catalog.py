@@ -108,13 +108,22 @@ def catalog_summary(catalog) -> str:
 
 
 def cmd_catalog(args) -> int:
-    print(catalog_summary(load_from_args(args)))
+    from emodist.data.catalog import group_copies
+
+    catalog = load_from_args(args)
+    copies = group_copies(catalog)  # the same audio under several names
+    print(catalog_summary(catalog))
+    for ids in copies:
+        print(f"same audio (byte-identical files), one cross-validation group: {', '.join(ids)}")
     return 0
 
 
 def cmd_plan(args) -> int:
     from emodist.data.segments import plan_segments
+    from emodist.store.outputs import check_file, write_file
 
+    if args.csv:  # before the headers are read
+        check_file(args.out, param="out")
     catalog = load_from_args(args)
     config = spec_from_args(args)
     plan = plan_segments(catalog, config)
@@ -128,6 +137,6 @@ def cmd_plan(args) -> int:
     for track_id, path, msg in plan.problems:
         print(f"no segments: track {track_id} ({path}): {msg}")
     if args.out:
-        table.to_csv(args.out, index=False)
+        write_file(args.out, table.to_csv(index=False), param="out")
         print(f"plan written to {args.out}")
     return 0

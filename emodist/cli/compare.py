@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from emodist.cli.common import add_command
 
 COMPARE_DESCRIPTION = """Lay evaluation reports side by side in one Markdown table: the reference
@@ -28,10 +26,13 @@ def register(subparsers) -> None:
 def cmd_compare(args) -> int:
     """Run ``emodist compare``."""
     from emodist.learn.report import comparison_markdown, load_report
+    from emodist.store.outputs import check_file, write_file
 
+    if args.out:  # before the reports are read
+        check_file(args.out)
     pairs = [(str(path), load_report(path)) for path in args.reports]
     text = comparison_markdown(pairs)
     print(text, end="")
     if args.out:
-        Path(args.out).write_text(text, encoding="utf-8")
+        write_file(args.out, text)
     return 0

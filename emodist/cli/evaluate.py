@@ -213,19 +213,43 @@ def ceiling_arg(value: str | None):
     return False if value.strip().lower() == "none" else value
 
 
+def one_group_per_recording(store: str, storage_options):
+    """The store, with byte-identical audio files in one fold group (said on stderr).
+
+    The store's URL when it has no such copies (the evaluation opens it),
+    else the opened store with its ``group`` coordinate merged.
+    """
+    import logging
+
+    from emodist.store import open_store
+    from emodist.store.copies import regroup_copies
+
+    ds, copies = regroup_copies(open_store(store, storage_options))
+    for ids in copies:
+        logging.getLogger("emodist").warning(
+            "tracks %s are the same audio (byte-identical files) in different groups; they "
+            "are evaluated as one group", ", ".join(ids))
+    return ds if copies else store
+
+
 def cmd_evaluate(args) -> int:
     """Run ``emodist evaluate``."""
     if not args.store:
         raise EmodistError("give a STORE to evaluate (or --list)")
+    if args.out:  # before any fit: a bad --out is refused at once, not after the work
+        from emodist.store.outputs import check_folder
+
+        check_folder(args.out, storage_options=parse_storage_options(args.storage_options))
     if args.stream:
         return cmd_stream(args)
     from emodist.learn.evaluate import run_evaluate
 
     with flagged(feature_flags(args)):
         spec = EvaluationSpec(**evaluation_kwargs(args))
+    store = one_group_per_recording(args.store, parse_storage_options(args.storage_options))
     with flagged(feature_flags(args)), _maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
-            args.store, spec, out=args.out, client=client,
+            store, spec, out=args.out, client=client,
             n_jobs=args.workers if args.workers is not None else -1,
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet)
     print_report(report, args.top)

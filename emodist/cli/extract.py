@@ -83,6 +83,12 @@ def add_extract_options(p) -> None:
     p.add_argument("--repair", action="store_true",
                    help="recompute the chunks that `emodist verify` finds damaged (a damaged "
                    "store is refused without it)")
+    p.add_argument("--break-lock", action="store_true",
+                   help="take over the store from another run that holds its lock (a stale "
+                   "lock is taken over without it)")
+    p.add_argument("--worker-timeout", type=float, default=120.0, metavar="S",
+                   help="stop, keeping what is written, after S seconds with no worker on the "
+                   "cluster (default 120)")
     add_quiet(p, help="no progress bar")
     p.add_argument("--plan-on", default=PLAN_SITES[0], choices=PLAN_SITES,
                    help="where the file headers of the segment plan are read: auto (default: "
@@ -151,6 +157,7 @@ def cmd_extract(args) -> int:
 
     spec, runtime = spec_and_runtime(args)
     result = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
-                         retry_failed=args.retry_failed, repair=args.repair)
+                         retry_failed=args.retry_failed, repair=args.repair,
+                         break_lock=args.break_lock, worker_timeout=args.worker_timeout)
     print_result(result)
     return 0

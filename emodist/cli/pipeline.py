@@ -98,7 +98,8 @@ def cmd_run(args) -> int:
     if args.stream:
         check_streamable(args, RUN_NOT_STREAMED)
         extracted = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
-                                retry_failed=args.retry_failed, repair=args.repair)
+                                retry_failed=args.retry_failed, repair=args.repair,
+                                break_lock=args.break_lock, worker_timeout=args.worker_timeout)
         print_result(extracted)
         report = stream_report(args, storage_options=runtime.options("store"))
     else:
@@ -106,7 +107,8 @@ def cmd_run(args) -> int:
         with flagged(flags):
             result = run_pipeline(args.dataset, args.store, args.out, spec, runtime,
                                   overwrite=args.overwrite, retry_failed=args.retry_failed,
-                                  repair=args.repair, evaluation=evaluation)
+                                  repair=args.repair, break_lock=args.break_lock,
+                                  worker_timeout=args.worker_timeout, evaluation=evaluation)
         print_result(result.extract)
         report = result.report
     print_report(report, args.top)

@@ -144,25 +144,20 @@ def render(df, fmt: str, max_rows: int | None = 40, max_cols: int | None = 12) -
 
 
 def write_frame(df, fmt: str, output: str | None) -> None:
-    """Write ``df`` to ``output`` (or stdout) in ``fmt``."""
+    """Write ``df`` to ``output`` (or stdout) in ``fmt``; a file appears whole."""
+    from emodist.store.outputs import write_file  # here: xarray loads only when used
+
     if fmt == "parquet":
         if not output:
             raise EmodistError("parquet output is binary; give --out FILE")
-        try:
-            df.to_parquet(output, index=False)
-        except OSError as exc:
-            raise EmodistError(f"cannot write {output}: {exc.strerror or exc}") from None
+        write_file(output, df.to_parquet(None, index=False), param="out")
         return
     full = output is not None
     text = render(df, fmt, max_rows=None if full else 40, max_cols=None if full else 12)
     if output is None:
         sys.stdout.write(text)
         return
-    try:
-        with open(output, "w", encoding="utf-8") as fh:
-            fh.write(text)
-    except OSError as exc:
-        raise EmodistError(f"cannot write {output}: {exc.strerror or exc}") from None
+    write_file(output, text, param="output")
 
 
 def _size(n: int | None) -> str:
@@ -228,6 +223,10 @@ def _open(args):
     from emodist.store import open_store
 
     fmt = output_format(args.format, args.out)
+    if args.out:  # before the query runs
+        from emodist.store.outputs import check_file  # here: xarray loads only when used
+
+        check_file(args.out, param="out")
     return fmt, open_store(args.store, parse_storage_options(args.storage_options))
 
 

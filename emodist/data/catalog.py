@@ -22,9 +22,12 @@ the first in GEMS order.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import logging
 import os
 import posixpath
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 
 import fsspec
@@ -58,6 +61,11 @@ AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
 EMOTIFY_GENRES = ("classical", "rock", "electronic", "pop")
 
 EMOTIFY_COLUMNS = ("track id", "genre") + GEMS
+
+#: Bytes read at a time when fingerprinting a file.
+HASH_BLOCK = 2**20
+
+log = logging.getLogger(__name__)
 
 @dataclass
 class Catalog:
@@ -318,6 +326,122 @@ def paths_exist(paths, storage_options: dict | None = None) -> list[bool]:
     return out
 
 
+def normal_path(path: str, base: str) -> str:
+    """One spelling of a manifest path: absolute, normalised (``x``, ``./x``, ``/abs/x`` agree).
+
+    Relative paths are taken relative to ``base`` (the manifest's folder);
+    a URL keeps its protocol and has its path normalised.
+    """
+    path = str(path)
+    if "://" in path:
+        proto, _, rest = path.partition("://")
+        return f"{proto}://{posixpath.normpath(rest)}"
+    if "://" in base:
+        return normal_path(posixpath.join(base.rstrip("/"), path), "")
+    return os.path.normpath(os.path.abspath(os.path.join(base, path)))
+
+
+def _relative(path: str, base: str) -> str:
+    """``path`` relative to ``base`` when it lies under it (the default track id), else as is."""
+    root = normal_path(base or ".", "") if "://" in path else os.path.abspath(base or ".")
+    sep = "/" if "://" in path else os.sep
+    if path.startswith(root.rstrip(sep) + sep):
+        rel = path[len(root.rstrip(sep)) + 1:]
+        return rel.replace(os.sep, "/")
+    return path
+
+
+def _merge_spellings(tracks: pd.DataFrame, url: str) -> pd.DataFrame:
+    """One row per file: rows naming the same file (other spellings) become one track.
+
+    Raises
+    ------
+    DataError
+        The rows of one file disagree on its label.
+    """
+    lines = tracks.groupby("path", sort=False).indices
+    repeated = {p: rows for p, rows in lines.items() if len(rows) > 1}
+    for path, rows in repeated.items():
+        labels = tracks["label"].iloc[rows]
+        where = ", ".join(str(int(r) + 2) for r in rows)
+        if labels.nunique() > 1:
+            raise DataError(f"{url}: duplicate track {tracks['track_id'].iloc[rows[0]]!r}: "
+                            f"lines {where} name the same file {path} with different labels "
+                            f"({', '.join(dict.fromkeys(labels))})")
+        log.warning("%s: lines %s name the same file %s; it is one track", url, where, path)
+    return tracks.drop_duplicates("path", keep="first")
+
+
+def fingerprints(paths, storage_options: dict | None = None, *,
+                 max_workers: int = 8) -> list[str | None]:
+    """The sha256 of each file's bytes (hex), ``None`` where it cannot be read.
+
+    Parameters
+    ----------
+    paths : iterable of str
+        Local paths or fsspec URLs.
+    storage_options : dict, optional
+        fsspec options for remote paths.
+    max_workers : int
+        Files read concurrently (I/O bound).
+
+    Returns
+    -------
+    list of str or None, one per path, in order.
+    """
+    def one(path: str) -> str | None:
+        digest = hashlib.sha256()
+        try:
+            with fsspec.open(path, "rb", **(storage_options or {})) as fh:
+                while block := fh.read(HASH_BLOCK):
+                    digest.update(block)
+        except (OSError, ValueError):
+            return None
+        return digest.hexdigest()
+
+    paths = [str(p) for p in paths]
+    with ThreadPoolExecutor(max(1, min(max_workers, len(paths) or 1))) as pool:
+        return list(pool.map(one, paths))
+
+
+def group_copies(catalog: Catalog, *, max_workers: int = 8) -> list[list[str]]:
+    """Find tracks whose audio files are byte-identical; give each set one group.
+
+    Records the ``sha256`` column in ``catalog.tracks`` (the fingerprint of
+    each usable track's file, ``""`` where it was not read) and sets the
+    ``group`` of every copy to the group of the first of its set, so that
+    grouped cross-validation never puts one recording on both sides of a
+    fold.
+
+    Parameters
+    ----------
+    catalog : Catalog
+        Changed in place.
+    max_workers : int
+        Files read concurrently.
+
+    Returns
+    -------
+    list of list of str
+        The track ids of each set of copies (two or more), in catalog order.
+    """
+    t = catalog.tracks
+    usable = np.flatnonzero(t["has_audio"].to_numpy(bool))
+    sums = fingerprints(t["path"].iloc[usable], catalog.storage_options,
+                        max_workers=max_workers)
+    column = np.full(len(t), "", dtype=object)
+    column[usable] = [s or "" for s in sums]
+    t["sha256"] = column
+    copies = []
+    for digest, rows in t.iloc[usable].groupby("sha256", sort=False).indices.items():
+        if not digest or len(rows) < 2:
+            continue
+        rows = usable[rows]
+        copies.append(t["track_id"].iloc[rows].tolist())
+        t.iloc[rows, t.columns.get_loc("group")] = t["group"].iloc[rows[0]]
+    return copies
+
+
 def load_manifest(
     url: str,
     *,
@@ -328,9 +452,13 @@ def load_manifest(
 ) -> Catalog:
     """Read a manifest CSV: ``path``, ``label``, optional ``group``, extras.
 
-    Relative paths are taken relative to the manifest's folder.  ``group``
-    defaults to the file (each file its own group); ``track_id`` defaults to
-    the path; extra columns are carried along in ``Catalog.tracks``.
+    Relative paths are taken relative to the manifest's folder, and every
+    path is normalised (:func:`normal_path`): rows that name one file in
+    several spellings are one track (a label conflict between them is an
+    error).  ``group`` defaults to the file (each file its own group);
+    ``track_id`` defaults to the path relative to the manifest's folder (the
+    normalised path when outside it); extra columns are carried along in
+    ``Catalog.tracks``.
     """
     df = _parse_csv(_read_text(url, storage_options), url)
     for col in ("path", "label"):
@@ -339,13 +467,16 @@ def load_manifest(
     empty = df["path"].str.strip() == ""
     if empty.any():
         raise DataError(f"{url}: column 'path', line {int(np.flatnonzero(empty)[0]) + 2}: empty")
-    base = posixpath.dirname(url) if "://" in url else __import__("os").path.dirname(url)
-    paths = [p if ("://" in p or p.startswith("/")) else _join(base, p) for p in df["path"]]
+    base = posixpath.dirname(url) if "://" in url else os.path.dirname(url)
+    paths = [normal_path(p, base) for p in df["path"].str.strip()]
     tracks = df.copy()
     tracks["path"] = paths
-    tracks["track_id"] = df["track_id"] if "track_id" in df else df["path"]
-    tracks["group"] = [g or t for g, t in zip(df.get("group", tracks["track_id"]), tracks["track_id"])]
-    tracks["genre"] = df.get("genre", "")
+    tracks["track_id"] = df["track_id"] if "track_id" in df else [
+        _relative(p, base) for p in paths]
+    tracks = _merge_spellings(tracks, url)
+    tracks["group"] = [g or t for g, t in zip(tracks.get("group", tracks["track_id"]),
+                                              tracks["track_id"])]
+    tracks["genre"] = tracks.get("genre", "")
     tracks["n_responses"] = 0
     return _finish_generic(tracks, url, "manifest", min_class_tracks, min_class_share,
                            storage_options, check_audio)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from emodist.data.segments import segment_votes
 from emodist.engine.plan import ExtractionPlan, plan, plan_sized
 from emodist.engine.planning import WorkerPlan, plan_dataset
 from emodist.engine.worker import Job, chunk_route
-from emodist.errors import DataError, EmodistError, StoreError
+from emodist.errors import ClusterError, DataError, EmodistError, StoreError
 from emodist.features import DEFAULT_GROUPS, make_groups
 from emodist.progress import progress_bar
 from emodist.runtime import executor
@@ -38,12 +39,14 @@ from emodist.runtime.cluster import (
     lost_scheduler,
     one_line,
     probe_cluster,
+    scheduler_address,
     scheduler_lost,
     scheduler_watch,
 )
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store import zarrio as io
+from emodist.store.lock import acquire
 from emodist.store.verify import repair_regions, state_of, verify_store
 
 __all__ = [
@@ -56,6 +59,8 @@ log = logging.getLogger(__name__)
 
 #: Chunk tasks in flight per worker thread.
 IN_FLIGHT_PER_THREAD = 2
+#: Seconds a run waits with no worker on its cluster before it stops (``--worker-timeout``).
+WORKER_TIMEOUT = 120.0
 
 
 @dataclass
@@ -142,11 +147,37 @@ def apply_plan(store: str, p: ExtractionPlan, options: dict | None) -> None:
     io.finish_store(store, {"feature_groups": recorded}, options)
 
 
+def note_copies(catalog, dataset: str) -> list[list[str]]:
+    """Give byte-identical audio files of a local dataset one cross-validation group, and say so.
+
+    A remote dataset is not read whole on the driver for this (``emodist
+    catalog`` reports its copies).
+    """
+    from emodist.data.catalog import group_copies
+
+    if io.is_url(dataset):
+        return []
+    copies = group_copies(catalog)
+    for ids in copies:
+        log.warning("%s: tracks %s are the same audio (byte-identical files); they share one "
+                    "cross-validation group", dataset, ", ".join(ids))
+    return copies
+
+
 def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
     status = io.read_status(store, [g.name for g in spec.groups], options)
     sts = np.stack([status[g.name] for g in spec.groups])
     return (sts.shape[1], int(np.all(sts == layout.STATUS_DONE, axis=0).sum()),
             int(np.any(sts == layout.STATUS_FAILED, axis=0).sum()))
+
+
+def _chunks_kept(store: str, spec: ExtractionSpec, chunk: int, options) -> tuple[int, int]:
+    """``(chunks with nothing pending, chunks)`` of the spec's groups in the store."""
+    status = io.read_status(store, [g.name for g in spec.groups], options)
+    sts = np.stack([status[g.name] for g in spec.groups])
+    regions = io.chunk_regions(sts.shape[1], chunk)
+    kept = sum(bool(np.all(sts[:, a:b] != layout.STATUS_PENDING)) for a, b in regions)
+    return kept, len(regions)
 
 
 def check_store_location(store: str) -> None:
@@ -159,6 +190,8 @@ def check_store_location(store: str) -> None:
     probe = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
     while probe and not os.path.exists(probe):
         probe = os.path.dirname(probe)
+    if probe and not os.path.isdir(probe):
+        raise StoreError(f"{path}: {probe} is a file, not a folder", param="store")
     if probe and not os.access(probe, os.W_OK):
         raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
 
@@ -218,9 +251,62 @@ def check_after_run(store: str, options) -> None:
         raise StoreError(f"{report.summary()} after the run; rerun with --repair")
 
 
+@contextlib.contextmanager
+def worker_watch(client, timeout: float, prefix: str = "emodist-chunk"):
+    """Notice a cluster left with no worker for ``timeout`` seconds, while the block runs.
+
+    A thread asks the scheduler how many workers it has (every second, or
+    ``timeout / 4``); after ``timeout`` seconds with none (every worker and
+    its nanny gone, or none ever joined) it sets ``state["gone"]`` and cancels
+    this client's tasks whose key starts with ``prefix``, so that a driver
+    waiting on them wakes up and can say so (:func:`no_workers`), instead of
+    waiting forever.  Yields ``state``.
+    """
+    from distributed import Future
+
+    state = {"gone": False, "timeout": float(timeout)}
+    stop = threading.Event()
+
+    def watch():
+        since = None
+        while not stop.wait(max(0.1, min(1.0, timeout / 4))):
+            try:
+                n = len(client.nthreads())
+            except Exception:  # noqa: BLE001, S112 - a lost scheduler is reported by the run itself
+                continue
+            if n:
+                since = None
+                continue
+            since = since or time.monotonic()
+            if time.monotonic() - since >= timeout:
+                state["gone"] = True
+                keys = [k for k in list(client.futures) if str(k).startswith(prefix)]
+                with contextlib.suppress(Exception):
+                    client.cancel([Future(k, client) for k in keys],
+                                  reason="no worker left")
+                return
+
+    thread = threading.Thread(target=watch, name="emodist-worker-watch", daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def no_workers(client, state: dict, store: str, kept: int, total: int) -> ClusterError:
+    """The one-line error of a run whose cluster has had no worker for ``state["timeout"]`` s."""
+    return ClusterError(f"no worker left on {scheduler_address(client)} for "
+                        f"{state['timeout']:g} s (every worker is gone); {kept} of {total} "
+                        f"chunks of {store} are written and kept: start workers and rerun the "
+                        "same command to resume", param="worker_timeout")
+
+
 def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                 runtime: Runtime | None = None, *, overwrite: bool = False,
-                retry_failed: bool = False, repair: bool = False,
+                retry_failed: bool = False, repair: bool = False, break_lock: bool = False,
+                worker_timeout: float = WORKER_TIMEOUT,
                 on_result: Callable | None = None, catalog=None) -> ExtractResult:
     """Extract a dataset's feature groups into a Zarr feature store.
 
@@ -242,6 +328,12 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     repair : bool
         Recompute the chunks that :func:`emodist.store.verify.verify_store`
         finds damaged (without it a damaged store is refused).
+    break_lock : bool
+        Take over the store's lock (:mod:`emodist.store.lock`) from another run
+        (a stale lock is taken over without it).
+    worker_timeout : float
+        Seconds with no worker on the cluster after which the run stops with
+        one line saying so (what was written is kept).
     on_result : callable, optional
         ``on_result(task, result, error)`` after each chunk task.
     catalog : Catalog, optional
@@ -256,11 +348,14 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     Raises
     ------
     EmodistError
-        Bad dataset, a store of another spec, an unreachable scheduler, or
-        chunks that failed after their retries (the store stays resumable).
+        Bad dataset, a store of another spec or being written by another
+        run, an unreachable scheduler, or chunks that failed after their retries (the store stays resumable).
     """
     t0 = time.perf_counter()
     runtime = runtime or Runtime()
+    if not worker_timeout > 0:
+        raise EmodistError(f"must be more than 0 seconds, got {worker_timeout:g}",
+                           param="worker_timeout")
     if runtime.client is None:  # refuse a bad cluster choice before any work
         check_cluster_args(runtime)
         probe_cluster(runtime)
@@ -274,6 +369,17 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                                min_class_tracks=spec.min_class_tracks,
                                min_class_share=spec.min_class_share,
                                storage_options=runtime.options("dataset"))
+        note_copies(catalog, dataset)
+    with store_access(store):  # a missing bucket, refused credentials: one line
+        lock = acquire(store, opts, break_lock=break_lock)
+    with lock:  # one writer per store; released (or found taken over) at the end
+        return _extract(dataset, store, spec, runtime, catalog, opts, t0, overwrite=overwrite,
+                        retry_failed=retry_failed, repair=repair, on_result=on_result,
+                        worker_timeout=worker_timeout)
+
+
+def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, retry_failed,
+             repair, on_result, worker_timeout) -> ExtractResult:
     unfinished = False  # a store whose plan the workers never finished writing
     with store_access(store):  # before planning, which may start a cluster
         exists = io.store_exists(store, opts)
@@ -341,6 +447,8 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         def done(task, res, err):
             if err is not None and scheduler_lost(client, err):
                 raise lost_scheduler(client, err)
+            if err is not None and watch["gone"]:
+                raise no_workers(client, watch, store, *_chunks_kept(store, spec, p.chunk, opts))
             if res is not None:
                 new_failures.extend(res["failures"])
                 result.n_written += (task.stop - task.start) * len(task.groups)
@@ -349,6 +457,7 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
             if on_result is not None:
                 on_result(task, res, err)
 
+        watch = stack.enter_context(worker_watch(client, worker_timeout))
         try:
             with scheduler_watch(client):
                 results, errors = executor.run_bounded(

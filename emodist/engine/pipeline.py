@@ -25,6 +25,7 @@ from emodist.models.musicnn import default_model_path as musicnn_model_path
 from emodist.models.session import default_model_path, read_sidecar
 from emodist.runtime.cluster import connect
 from emodist.spec import ExtractionSpec, Runtime
+from emodist.store.outputs import check_folder
 
 __all__ = [
     "DEMO_CLASSIFIERS", "DEMO_MUSICNN", "PipelineResult", "demo_spec", "model_available",
@@ -67,7 +68,8 @@ def model_available(model: str | None = None) -> str | None:
 
 def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec | None = None,
                  runtime: Runtime | None = None, *, overwrite: bool = False,
-                 retry_failed: bool = False, repair: bool = False,
+                 retry_failed: bool = False, repair: bool = False, break_lock: bool = False,
+                 worker_timeout: float | None = None,
                  evaluation: EvaluationSpec | dict | None = None) -> PipelineResult:
     """Extract ``dataset`` into ``store``, then evaluate it into ``out``, on one client.
 
@@ -79,7 +81,9 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
         Report location (see :func:`emodist.learn.evaluate.run_evaluate`).
     spec, runtime : optional
         What to extract and how (see :func:`emodist.engine.extract.run_extract`).
-    overwrite, retry_failed, repair : bool
+    overwrite, retry_failed, repair, break_lock : bool
+        As for :func:`emodist.engine.extract.run_extract`.
+    worker_timeout : float, optional
         As for :func:`emodist.engine.extract.run_extract`.
     evaluation : EvaluationSpec or dict, optional
         What to evaluate, or the fields of an
@@ -95,10 +99,13 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
     runtime = runtime or Runtime()
     if not isinstance(evaluation, EvaluationSpec):
         evaluation = EvaluationSpec(**(evaluation or {}))
+    if out is not None:  # before the extraction: a bad --out is refused at once
+        check_folder(out, storage_options=runtime.options("store"))
     with connect(runtime) as client:
         rt = runtime.replace(client=client)
         ex = run_extract(dataset, store, spec, rt, overwrite=overwrite, retry_failed=retry_failed,
-                         repair=repair)
+                         repair=repair, break_lock=break_lock,
+                         **({} if worker_timeout is None else {"worker_timeout": worker_timeout}))
         if ex.n_done == 0:
             raise EmodistError(f"{store}: no segment was extracted; nothing to evaluate")
         rep = run_evaluate(store, evaluation, out=out, client=client, storage_options=rt.options("store"),

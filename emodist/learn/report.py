@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from emodist.errors import EmodistError
+from emodist.store.outputs import staged_folder
 
 __all__ = [
     "HEADER",
@@ -391,7 +391,8 @@ def write_report(report: dict, out, storage_options: dict | None = None) -> dict
         entry is set to the written paths.
     out : str or path-like
         Local folder (created if missing) or a URL such as ``s3://bucket/report/``:
-        the files are written to a local temporary folder and uploaded once.
+        the files are written to a local temporary folder, then moved or
+        uploaded, ``report.json`` last (:func:`emodist.store.outputs.staged_folder`).
     storage_options : dict, optional
         Filesystem options of a URL.
 
@@ -401,32 +402,18 @@ def write_report(report: dict, out, storage_options: dict | None = None) -> dict
         ``json``, ``markdown``, ``bar_chart`` paths and ``confusion``
         (result key ``features/classifier/balance`` -> PNG path), under ``out``.
     """
-    if "://" in str(out) and not str(out).startswith("file://"):
-        return _write_remote(report, str(out), storage_options)
-    return _write_local(report, Path(str(out).removeprefix("file://")))
-
-
-def _write_remote(report: dict, url: str, storage_options: dict | None) -> dict:
-    import fsspec  # only for a remote report: the filesystem layer loads on demand
-
-    root = url.rstrip("/")
+    remote = "://" in str(out) and not str(out).startswith("file://")
+    root = str(out).rstrip("/") if remote else Path(str(out).removeprefix("file://"))
 
     def moved(p: str) -> str:
-        return f"{root}/{Path(p).name}"
+        return f"{root}/{Path(p).name}" if remote else str(root / Path(p).name)
 
-    with tempfile.TemporaryDirectory(prefix="emodist-report-") as tmp:
-        local = _write_local(report, Path(tmp))
+    # staged, then published with report.json last: an interrupted write leaves no half report
+    with staged_folder(out, last="report.json", storage_options=storage_options) as tmp:
+        local = _write_local(report, tmp)
         report["files"] = {k: (moved(v) if isinstance(v, str) else
                                {r: moved(q) for r, q in v.items()}) for k, v in local.items()}
-        (Path(tmp) / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
-        try:
-            fs, path = fsspec.core.url_to_fs(root, **dict(storage_options or {}))
-            names = sorted(p.name for p in Path(tmp).iterdir())
-            fs.put([str(Path(tmp) / n) for n in names], [f"{path}/{n}" for n in names])
-        except (OSError, ValueError) as exc:
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise EmodistError(f"{url}: cannot write the report there ({detail})",
-                               param="out") from None
+        (tmp / "report.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
     return report["files"]
 
 

@@ -20,6 +20,7 @@ from emodist.errors import StoreError
 from emodist.store import layout
 from emodist.store.index import build_index
 from emodist.store.info import info
+from emodist.store.lock import reader_note
 from emodist.store.select import select
 from emodist.store.similar import similar
 from emodist.store.zarrio import local_reads, store_exists, zarr_store
@@ -47,7 +48,7 @@ class EmodistAccessor:
     def index(self):
         """The :class:`emodist.store.index.StoreIndex`, built on first use."""
         if self._index is None:
-            self._index = build_index(self._ds, self.zarr_group)
+            self._index = checked_index(self._ds, self.zarr_group, self.url or "the store")
         return self._index
 
     def select(self, tracks=None, labels=None, genres=None, segments=None, features=None, *,
@@ -131,6 +132,9 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
                for n, v in ds.coords.items()
                if v.dtype.kind in "UOT" or str(v.dtype).startswith("StringDType")}
     ds = ds.assign_coords(strings)
+    check_ids(ds, name)
+    if not isinstance(url, Store):
+        reader_note(name, storage_options)
     acc = ds.emodist
     acc.url = None if isinstance(url, Store) else name
     acc.storage_options = storage_options
@@ -138,6 +142,55 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
         warnings.simplefilter("ignore")
         acc.zarr_group = zarr.open_group(target, mode="r")
     return ds
+
+
+def damaged(name: str, what: str) -> StoreError:
+    """The one-line error of a damaged store, pointing to ``emodist verify``."""
+    return StoreError(f"{name}: damaged store: {what}; run `emodist verify {name}` for the "
+                      "details and the repair")
+
+
+def check_ids(ds: xr.Dataset, name: str) -> None:
+    """Refuse a store whose segment ids (in memory) are blank or repeated.
+
+    A missing chunk of the ``segment`` coordinate reads as blank ids.  Values
+    are not checked here (that reads every chunk):
+    :func:`emodist.store.verify.verify_store` does.
+    """
+    ids = ds.indexes[layout.SEGMENT]
+    blank = int((ids == "").sum()) if ds.sizes[layout.SEGMENT] else 0
+    if blank:
+        raise damaged(name, f"{blank} segment ids are missing")
+    if not ids.is_unique:
+        raise damaged(name, f"segment id {ids[ids.duplicated()][0]!r} appears more than once")
+
+
+def checked_index(ds: xr.Dataset, group, name: str):
+    """:func:`emodist.store.index.build_index`, refusing what readers cannot trust.
+
+    Statuses that cannot be read, track ids or paths missing (blank), start
+    times or durations missing (NaN) are one line naming ``emodist verify``.
+    """
+    import numpy as np
+
+
+    try:
+        index = build_index(ds, group)
+    except StoreError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - codecs raise RuntimeError, ValueError...
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise damaged(name, f"a status or coordinate is unreadable ({detail})") from None
+    for coord in ("track_id", "path"):
+        values = (index.categories[coord][index.codes[coord]] if coord in index.codes
+                  else index.columns.get(coord))
+        if coord in ds.coords and values is not None and (np.asarray(values) == "").any():
+            raise damaged(name, f"{coord} is missing for some segments")
+    for coord in ("start_s", "duration_s"):
+        if coord in ds.coords and not np.isfinite(np.asarray(index.columns[coord],
+                                                             np.float64)).all():
+            raise damaged(name, f"{coord} is missing for some segments")
+    return index
 
 
 def counting_store(url, storage_options: dict | None = None):

@@ -31,6 +31,7 @@ import numpy as np
 from emodist.errors import StoreError
 from emodist.store import layout
 from emodist.store import zarrio as io
+from emodist.store.lock import reader_note
 
 __all__ = [
     "FLAG_VALUES", "PLAN_PENDING_DAMAGE", "READ_THREADS", "Damage", "VerifyReport",
@@ -255,6 +256,7 @@ def verify_store(url: str, storage_options: dict | None = None) -> VerifyReport:
         Nothing at ``url`` is a feature store.
     """
     url = str(url)
+    reader_note(url, storage_options)
     g = io.open_group(url, storage_options)
     attrs = dict(g.attrs)
     report = VerifyReport(store=url, groups=list(attrs.get("feature_groups") or {}), attrs=attrs)

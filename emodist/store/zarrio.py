@@ -49,6 +49,11 @@ MIN_CHUNK_SEGMENTS = 4
 COORD_CHUNK_SEGMENTS = 100_000
 #: zstd level of every array.
 ZSTD_LEVEL = 3
+#: The writer's lock inside a store (:mod:`emodist.store.lock`): kept when a store is rebuilt.
+LOCK_NAME = ".emodist-lock.json"
+
+# zarr lists a group's members with the lock among them and warns that it is not an array
+warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not recognized")
 
 
 def is_url(url: str) -> bool:
@@ -84,10 +89,17 @@ def store_exists(url: str, storage_options: dict | None = None) -> bool:
 
 
 def remove_store(url: str, storage_options: dict | None = None) -> None:
-    """Delete the store at ``url`` and everything in it (no-op when absent)."""
+    """Delete everything in the store at ``url`` but its lock (no-op when absent)."""
     fs, path = filesystem(url, storage_options)
-    if fs.exists(path):
-        fs.rm(path, recursive=True)
+    if not fs.exists(path):
+        return
+    if not fs.isdir(path):
+        fs.rm(path)
+        return
+    children = [c for c in fs.ls(path, detail=False)
+                if not c.rstrip("/").rsplit("/", 1)[-1].startswith(LOCK_NAME)]
+    if children:
+        fs.rm(children, recursive=True)
 
 
 def chunk_segments(n_segments: int, row_bytes: int, *, target_bytes: int = TARGET_CHUNK_BYTES,
@@ -142,17 +154,32 @@ def local_reads():
 
 
 def _write(url: str, ds: xr.Dataset, chunk: int, storage_options, mode: str) -> None:
-    if is_url(url) and mode == "w":
-        # many small requests to an object store are slow: write locally, upload once
-        with tempfile.TemporaryDirectory(prefix="emodist-template-") as tmp:
+    if mode == "w":
+        # written aside, then moved in with zarr.json last (the store appears whole), and
+        # the lock of the run that writes it kept; to an object store, uploaded at once
+        # (many small requests are slow)
+        remote = is_url(url)
+        here = None if remote else Path(url.removeprefix("file://")).absolute()
+        if here is not None:
+            here.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(prefix=".emodist-template-",
+                                         dir=None if remote else here.parent) as tmp:
             local = Path(tmp) / "store.zarr"
-            _write(str(local), ds, chunk, None, mode)
-            files = sorted(p for p in local.rglob("*") if p.is_file())
-            fs, root = filesystem(url, storage_options)
-            root = root.rstrip("/")
-            fs.put([str(p) for p in files],
-                   [f"{root}/{p.relative_to(local).as_posix()}" for p in files])
+            _write(str(local), ds, chunk, None, "w-")
+            remove_store(url, storage_options)
+            if here is None:
+                files = sorted(p for p in local.rglob("*") if p.is_file())
+                fs, root = filesystem(url, storage_options)
+                root = root.rstrip("/")
+                for part in ([p for p in files if p != local / "zarr.json"],
+                             [local / "zarr.json"]):
+                    fs.put([str(p) for p in part],
+                           [f"{root}/{p.relative_to(local).as_posix()}" for p in part])
+            else:
+                for p in sorted(local.iterdir(), key=lambda p: (p.name == "zarr.json", p)):
+                    p.rename(here / p.name)
         return
+    mode = "w" if mode == "w-" else mode
     with warnings.catch_warnings(), local_reads():  # older NumPy loads the string placeholders
         warnings.simplefilter("ignore")
         ds.to_zarr(zarr_store(url, storage_options), mode=mode, compute=False,
