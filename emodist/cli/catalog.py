@@ -122,7 +122,7 @@ def cmd_plan(args) -> int:
     from emodist.data.segments import plan_segments
     from emodist.store.outputs import check_file, write_file
 
-    if args.csv:  # before the headers are read
+    if args.out:  # before the headers are read
         check_file(args.out, param="out")
     catalog = load_from_args(args)
     config = spec_from_args(args)
