@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 
 from emodist.learn.distribution import train_mean_baseline
 from emodist.learn.params import ParameterError
-from emodist.learn.regression import INNER_FOLDS, make_search, track_means
+from emodist.learn.regression import INNER_FOLDS, make_search, pick_presets, track_means
 from emodist.learn.scoring import fold_summary
 
 __all__ = [
@@ -316,22 +316,7 @@ def resolve_multilabel_presets(names) -> list[MultilabelPreset]:
     ParameterError
         An unknown key (parameter ``classifiers``).
     """
-    names = [names] if isinstance(names, str) else list(names)
-    out: list[MultilabelPreset] = []
-    for n in names:
-        key = str(n).strip().lower()
-        if key == "all":
-            picks = list(MULTILABEL_PRESETS.values())
-        elif key in MULTILABEL_PRESETS:
-            picks = [MULTILABEL_PRESETS[key]]
-        else:
-            raise ParameterError(
-                f"unknown multi-label model {n!r}; choose from {', '.join(MULTILABEL_PRESETS)}",
-                "classifiers")
-        out.extend(p for p in picks if p not in out)
-    if not out:
-        raise ParameterError("no multi-label model given", "classifiers")
-    return out
+    return pick_presets(names, MULTILABEL_PRESETS, "multi-label model")
 
 
 def _macro_auc_score(y_true, y_score) -> float:

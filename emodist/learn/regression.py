@@ -66,6 +66,7 @@ __all__ = [
     "cross_val_regression",
     "evaluate_regression",
     "make_search",
+    "pick_presets",
     "regression_metrics",
     "regression_scores",
     "resolve_regression_presets",
@@ -193,21 +194,31 @@ def resolve_regression_presets(names) -> list[RegressionPreset]:
     ParameterError
         An unknown key (parameter ``classifiers``); the message lists the keys.
     """
+    return pick_presets(names, REGRESSION_PRESETS, "regression model")
+
+
+def pick_presets(names, table: dict, what: str) -> list:
+    """Presets of ``table`` for a list of keys (``"all"``: every one), duplicates removed.
+
+    Raises
+    ------
+    ParameterError
+        An unknown key (parameter ``classifiers``; the message names ``what``
+        and lists the keys) or no key at all.
+    """
     names = [names] if isinstance(names, str) else list(names)
-    out: list[RegressionPreset] = []
+    out: list = []
     for n in names:
         key = str(n).strip().lower()
         if key == "all":
-            picks = list(REGRESSION_PRESETS.values())
-        elif key in REGRESSION_PRESETS:
-            picks = [REGRESSION_PRESETS[key]]
+            picks = list(table.values())
+        elif key in table:
+            picks = [table[key]]
         else:
-            raise ParameterError(
-                f"unknown regression model {n!r}; choose from {', '.join(REGRESSION_PRESETS)}",
-                "classifiers")
+            raise ParameterError(f"unknown {what} {n!r}; choose from {', '.join(table)}", "classifiers")
         out.extend(p for p in picks if p not in out)
     if not out:
-        raise ParameterError("no regression model given", "classifiers")
+        raise ParameterError(f"no {what} given", "classifiers")
     return out
 
 

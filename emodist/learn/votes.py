@@ -226,8 +226,8 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
                 tracks=data.track_id[keep], presets=presets or ("ridge",), seed=seed,
                 inner_folds=inner_folds, joint=joint,
                 plots_dir=None if plots_dir is None else Path(plots_dir) / name)
-    return {"kind": kind, "config": config, "n_segments": int(len(folds)),
-            "n_tracks": int(len(np.unique(data.track_id))), "sets": sets}
+    return {"kind": kind, "config": config, "n_segments": len(folds),
+            "n_tracks": len(np.unique(data.track_id)), "sets": sets}
 
 
 # --------------------------------------------------------------------------
@@ -260,16 +260,16 @@ def vote_report_markdown(report: dict) -> str:
     """The report as Markdown: one table per feature set, best preset first, baseline last."""
     cfg = report["config"]
     lines = [f"# {'Tag' if report['kind'] == 'multilabel' else 'Regression'} evaluation", "",
-             f"{report['n_segments']} segments of {report['n_tracks']} tracks; "
+             (f"{report['n_segments']} segments of {report['n_tracks']} tracks; "
              f"{cfg['n_folds']} folds grouped by track (seed {cfg['seed']}); hyper-parameters "
              f"chosen by a grouped {cfg['inner_folds']}-fold search inside the training folds; "
-             "mean ± std over the folds.", ""]
+             "mean ± std over the folds."), ""]
     for set_name, res in report["sets"].items():
         lines += [f"## {set_name}", ""]
         rows = [(r["preset"], r["metrics"]) for r in res["results"]] + [("train mean", res["baseline"])]
         if report["kind"] == "multilabel":
-            lines += [f"Tags: {', '.join(res['tags'])}; dropped (fewer than {res['min_tracks']} "
-                      f"positive or negative tracks): {', '.join(res['dropped']) or 'none'}.", ""]
+            lines += [(f"Tags: {', '.join(res['tags'])}; dropped (fewer than {res['min_tracks']} "
+                      f"positive or negative tracks): {', '.join(res['dropped']) or 'none'}."), ""]
             head = [f"{lvl} {m}" for lvl in ("segment", "track") for m in ("roc_auc_macro", "pr_auc_macro")]
             head += ["segment roc_auc_micro", "segment pr_auc_micro"]
             lines += ["| model | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
