@@ -42,9 +42,11 @@ def add_evaluation_options(p, features: bool = True) -> None:
     g.add_argument("--seed", type=int, default=0, help="seed of folds and models (default 0)")
     g.add_argument("--balance", choices=("none", "weights", "both"), default="none",
                    help="class weights: none, weights, or both (each model both ways)")
-    g.add_argument("--target", choices=("class", "factors", "distribution"), default="class",
+    g.add_argument("--target", choices=("class", "factors", "distribution", "shares", "tags"),
+                   default="class",
                    help="predict the dominant emotion, the dominant GEMS factor (sublimity, "
-                   "vitality, unease) or the 9-way vote distribution")
+                   "vitality, unease), the 9-way vote distribution, the 9 vote shares "
+                   "(regression) or each track's top-three emotions (tags)")
     g.add_argument("--top", type=int, metavar="N", help="print only the N best rows")
 
 
@@ -172,6 +174,15 @@ def cmd_evaluate(args) -> int:
         raise EmodistError("give a STORE to evaluate (or --list)")
     if args.stream:
         return cmd_stream(args)
+    if args.target in ("shares", "tags"):  # continuous and multi-label targets: docs/targets.md
+        from emodist.learn.votes import run_votes, summary_lines
+
+        with flagged():
+            report = run_votes(args.store, target=args.target, out=args.out, features=args.features,
+                               presets=args.classifiers, n_folds=args.folds, seed=args.seed,
+                               storage_options=parse_storage_options(args.storage_options))
+        print("\n".join(summary_lines(report)))
+        return 0
     from emodist.learn.evaluate import run_evaluate
 
     with flagged(), _maybe_client(args.scheduler, args.scheduler_file) as client:

@@ -45,9 +45,12 @@ from emodist.learn.regression import REGRESSION_METRICS, evaluate_regression
 __all__ = [
     "PROFILES",
     "TAG_RULES",
+    "VOTE_TARGETS",
     "VoteData",
     "evaluate_votes",
     "load_vote_data",
+    "run_votes",
+    "summary_lines",
     "vote_report_markdown",
     "vote_tags",
     "write_vote_report",
@@ -57,6 +60,8 @@ __all__ = [
 PROFILES = ("listener", "mean")
 #: How tags are made from the votes.
 TAG_RULES = ("top3", "threshold")
+#: The targets of :func:`evaluate_votes` beyond per-segment variables.
+VOTE_TARGETS = ("shares", "tags")
 
 
 @dataclass
@@ -92,7 +97,7 @@ class VoteData:
     index: np.ndarray
 
 
-def load_vote_data(store, features=None) -> VoteData:
+def load_vote_data(store, features=None, storage_options: dict | None = None) -> VoteData:
     """Segments of a store with features done and votes, and both vote profiles.
 
     Parameters
@@ -100,13 +105,15 @@ def load_vote_data(store, features=None) -> VoteData:
     store : str or xarray.Dataset
     features : str or sequence of str, optional
         Feature-set spec (:func:`emodist.learn.features.resolve_feature_sets`).
+    storage_options : dict, optional
+        fsspec options of a remote store.
 
     Raises
     ------
     StoreError
         The store keeps no vote profiles or has no usable segment.
     """
-    ds = open_dataset(store)
+    ds = open_dataset(store, storage_options)
     data = load_data(ds, features, target="distribution")
     ids = [str(s) for s in np.asarray(ds[SEGMENT].values)]
     pos = {s: i for i, s in enumerate(ids)}
@@ -316,3 +323,33 @@ def write_vote_report(report: dict, out_dir) -> tuple[Path, Path]:
     return out / "report.json", out / "report.md"
 
 
+
+
+def summary_lines(report: dict) -> list[str]:
+    """One line per feature set: the best preset's headline scores beside the baseline."""
+    out = []
+    for name, res in report["sets"].items():
+        best = res["results"][0]
+        if report["kind"] == "multilabel":
+            key, label = "roc_auc_macro", "macro ROC-AUC"
+            got, base = best["metrics"]["segment"][key], res["baseline"]["segment"][key]
+            out.append(f"{name}: {best['preset']} {label} {_pm(got)} (train mean {_pm(base)})")
+        else:
+            got, base = best["metrics"]["segment"]["mean"], res["baseline"]["segment"]["mean"]
+            out.append(f"{name}: {best['preset']} mean R2 {got['r2']:.3f}, CCC {got['ccc']:.3f} "
+                       f"(train mean R2 {base['r2']:.3f}, CCC {base['ccc']:.3f})")
+    return out
+
+
+def run_votes(store, *, target, out=None, storage_options: dict | None = None, **kw) -> dict:
+    """:func:`evaluate_votes`, then the report files into ``out`` (plots under ``out/plots``).
+
+    ``kw`` goes to :func:`evaluate_votes`; a remote store is opened with
+    ``storage_options``.
+    """
+    ds = open_dataset(store, storage_options)
+    plots = None if out is None or target in ("tags", ["tags"]) else Path(out) / "plots"
+    report = evaluate_votes(ds, target=target, plots_dir=plots, **kw)
+    if out is not None:
+        write_vote_report(report, out)
+    return report

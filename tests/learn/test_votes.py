@@ -62,3 +62,18 @@ def test_unknown_target_column_is_one_line(store):
     with pytest.raises(ParameterError, match="'valence' is neither an emotion") as err:
         evaluate_votes(path, target=["valence"], features="handcrafted")
     assert err.value.parameter == "target"
+
+
+def test_cli_shares_and_tags(store, tmp_path, capsys):
+    from emodist.cli import main
+
+    path, _ = store
+    out = tmp_path / "shares"
+    assert main(["evaluate", path, "--target", "shares", "--features", "handcrafted",
+                 "--classifiers", "ridge", "--out", str(out)]) == 0
+    assert "handcrafted: ridge mean R2" in capsys.readouterr().out
+    assert json.loads((out / "report.json").read_text())["kind"] == "regression"
+    assert (out / "plots" / "handcrafted" / "scatter_ridge_tension.png").is_file()
+    assert main(["evaluate", path, "--target", "tags", "--features", "handcrafted",
+                 "--classifiers", "svm"]) == 2
+    assert "--classifiers: unknown multi-label model 'svm'" in capsys.readouterr().err
