@@ -17,7 +17,14 @@ from emodist.cli.common import (
     parse_storage_options,
 )
 from emodist.errors import EmodistError
-from emodist.learn.spec import BALANCES, RANK_BY, TARGETS, EvaluationSpec
+from emodist.learn.spec import (
+    BALANCES,
+    EVALUATION_TARGETS,
+    RANK_BY,
+    TARGETS,
+    VOTE_TARGETS,
+    EvaluationSpec,
+)
 from emodist.spec import LABEL_RULES
 
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
@@ -79,9 +86,10 @@ def add_evaluation_options(p) -> None:
     add_once(g, "--seed", type=int, default=0, help="seed of folds and models (default 0)")
     add_once(g, "--balance", choices=BALANCES, default=BALANCES[0],
              help="class weights: none, weights, or both (each model both ways)")
-    add_once(g, "--target", choices=TARGETS, default=TARGETS[0],
+    add_once(g, "--target", choices=EVALUATION_TARGETS, default=EVALUATION_TARGETS[0],
              help="predict the dominant emotion, the dominant GEMS factor (sublimity, "
-             "vitality, unease) or the 9-way vote distribution")
+             "vitality, unease), the 9-way vote distribution, the 9 vote shares "
+             "(regression) or each track's top-three emotions (tags)")
     add_once(g, "--top", type=int, metavar="N", help="print only the N best rows")
     g = p.add_argument_group("comparison")
     add_once(g, "--rank-by", choices=RANK_BY, default=RANK_BY[0],
@@ -242,6 +250,15 @@ def cmd_evaluate(args) -> int:
         check_folder(args.out, storage_options=parse_storage_options(args.storage_options))
     if args.stream:
         return cmd_stream(args)
+    if args.target in VOTE_TARGETS:  # continuous and multi-label targets: docs/targets.md
+        from emodist.learn.votes import run_votes, summary_lines
+
+        with flagged():
+            report = run_votes(args.store, target=args.target, out=args.out, features=args.features,
+                               presets=args.classifiers, n_folds=args.folds, seed=args.seed,
+                               storage_options=parse_storage_options(args.storage_options))
+        print("\n".join(summary_lines(report)))
+        return 0
     from emodist.learn.evaluate import run_evaluate
 
     with flagged(feature_flags(args)):

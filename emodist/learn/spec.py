@@ -31,10 +31,12 @@ from emodist.spec import LABEL_RULES
 __all__ = [
     "BALANCES",
     "BALANCE_MODES",
+    "EVALUATION_TARGETS",
     "RANK_BY",
     "STREAM_BLOCK_BYTES",
     "STREAM_MODEL",
     "TARGETS",
+    "VOTE_TARGETS",
     "EvaluationSpec",
     "balance_modes",
     "check_choice",
@@ -43,6 +45,11 @@ __all__ = [
 #: What is predicted: the dominant emotion, the dominant GEMS factor
 #: (sublimity, vitality, unease), or the nine-way vote distribution.
 TARGETS = ("class", "factors", "distribution")
+#: Targets beyond one class per segment, read from the listener votes
+#: (:mod:`emodist.learn.votes`): the 9 vote shares (regression), the top-three tags.
+VOTE_TARGETS = ("shares", "tags")
+#: Every target ``emodist evaluate --target`` takes.
+EVALUATION_TARGETS = TARGETS + VOTE_TARGETS
 #: Segment metrics the results can be ranked by.
 RANK_BY = ("accuracy", "balanced_accuracy", "macro_f1")
 #: Class weighting of a run; ``both`` evaluates each preset both ways.

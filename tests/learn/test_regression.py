@@ -1,0 +1,147 @@
+"""Regression targets (emodist.learn.regression): in-fold tuning, scores, baseline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import pearsonr, spearmanr
+from sklearn.metrics import mean_squared_error, r2_score
+
+from emodist.errors import EmodistError
+from emodist.learn.folds import make_folds
+from emodist.learn.regression import (
+    REGRESSION_PRESETS,
+    ScaledGaussianSVR,
+    concordance,
+    cross_val_regression,
+    evaluate_regression,
+    make_search,
+    regression_scores,
+)
+
+
+def _data(n_tracks=50, per_track=3, signal=True, seed=0, track_offset=3.0):
+    """Features with a strong per-track offset; targets constant within a track."""
+    rng = np.random.default_rng(seed)
+    groups = np.repeat(np.arange(n_tracks).astype(str), per_track)
+    latent = rng.normal(size=(n_tracks, 2))
+    Y = np.repeat(latent, per_track, axis=0)
+    offset = np.repeat(track_offset * rng.normal(size=(n_tracks, 12)), per_track, axis=0)
+    X = offset + 0.3 * rng.normal(size=offset.shape)
+    if signal:  # the first two columns carry the targets, without the track offset
+        X[:, :2] = 4.0 * Y + 0.3 * rng.normal(size=Y.shape)
+    folds = make_folds(np.zeros(len(groups)), groups, 5, seed=0)
+    return X, Y, groups, folds
+
+
+def test_ccc_of_a_known_pair_is_the_hand_value():
+    # y = 1..4, p = y + 1: means 2.5 / 3.5, variances 1.25, covariance 1.25,
+    # so CCC = 2 * 1.25 / (1.25 + 1.25 + 1) = 5/7.
+    assert concordance([1, 2, 3, 4], [2, 3, 4, 5]) == pytest.approx(5 / 7)
+    # Another pair, by the equivalent form r * 2 sx sy / (sx^2 + sy^2 + (mx - my)^2).
+    y = np.array([0.2, 0.5, 0.1, 0.9, 0.4])
+    p = np.array([0.3, 0.3, 0.2, 0.6, 0.5])
+    r = np.corrcoef(y, p)[0, 1]
+    sx, sy = y.std(), p.std()
+    assert concordance(y, p) == pytest.approx(r * 2 * sx * sy / (sx**2 + sy**2 + (y.mean() - p.mean()) ** 2))
+    assert concordance(y, np.full(5, 0.4)) == 0.0
+
+
+def test_scores_equal_sklearn_and_scipy_on_the_same_predictions():
+    X, Y, groups, folds = _data()
+    report = evaluate_regression(X, Y, names=["valence", "arousal"], groups=groups, folds=folds,
+                                 presets=["ridge"])
+    res = report["results"][0]
+    P = res["pred"]
+    assert np.isfinite(P).all()
+    for j, name in enumerate(["valence", "arousal"]):
+        m = res["metrics"]["segment"][name]
+        per_fold = {"r2": [], "rmse": [], "pearson": [], "spearman": []}
+        for k in range(5):
+            t, p = Y[folds == k, j], P[folds == k, j]
+            per_fold["r2"].append(r2_score(t, p))
+            per_fold["rmse"].append(np.sqrt(mean_squared_error(t, p)))
+            per_fold["pearson"].append(pearsonr(t, p).statistic)
+            per_fold["spearman"].append(spearmanr(t, p).statistic)
+        for metric, values in per_fold.items():
+            assert m[metric]["mean"] == pytest.approx(np.mean(values))
+            assert m[metric]["std"] == pytest.approx(np.std(values))
+        assert m["r2"]["pooled"] == pytest.approx(r2_score(Y[:, j], P[:, j]))
+        # Track level: means over each track's segments, computed here with pandas.
+        frame = pd.DataFrame({"g": groups, "y": Y[:, j], "p": P[:, j], "f": folds}).groupby("g").mean()
+        track_r2 = [r2_score(frame.y[frame.f == k], frame.p[frame.f == k]) for k in range(5)]
+        assert res["metrics"]["track"][name]["r2"]["mean"] == pytest.approx(np.mean(track_r2))
+    assert report["results"][0]["metrics"]["segment"]["mean"]["r2"] > 0.8
+
+
+def test_shuffled_targets_stay_at_chance_under_grouped_folds():
+    # Every segment of a track shares a strong offset: a model that saw a test
+    # track's other segments in training would recognise it (R^2 near 1).
+    X, Y, groups, folds = _data()
+    rng = np.random.default_rng(1)
+    shuffled = np.repeat(Y[::3][rng.permutation(50)], 3, axis=0)  # track targets swapped
+    report = evaluate_regression(X, shuffled, names=["a", "b"], groups=groups, folds=folds,
+                                 presets=["ridge", "knn"])
+    for res in report["results"]:
+        assert res["metrics"]["segment"]["mean"]["r2"] <= 0.05
+        assert abs(res["metrics"]["segment"]["mean"]["ccc"]) <= 0.2
+
+
+def test_train_mean_baseline_has_no_skill():
+    X, Y, groups, folds = _data()
+    base = evaluate_regression(X, Y, names=["a", "b"], groups=groups, folds=folds,
+                               presets=["ridge"])["baseline"]
+    for name in ("a", "b"):
+        assert base["segment"][name]["r2"]["mean"] <= 0.0
+        assert base["segment"][name]["ccc"]["mean"] == pytest.approx(0.0, abs=1e-12)
+        assert np.isnan(base["segment"][name]["pearson"]["mean"])
+
+
+def test_inner_search_never_splits_a_group():
+    X, Y, groups, folds = _data()
+    train = folds != 0
+    search = make_search(REGRESSION_PRESETS["ridge"].pipeline(0), {"alpha": (1.0, 10.0)},
+                         groups[train], seed=0)
+    g = groups[train]
+    for tr, va in search.cv.split(X[train], Y[train, 0], g):
+        assert not set(g[tr]) & set(g[va])
+    assert set(np.unique(folds)) == set(range(5))
+    for k in range(5):
+        assert not set(groups[folds == k]) & set(groups[folds != k])
+
+
+@pytest.mark.parametrize("key", list(REGRESSION_PRESETS))
+def test_every_preset_learns_the_signal_and_reports_its_choice(key):
+    X, Y, groups, folds = _data(n_tracks=30, per_track=2, track_offset=0.5)
+    run = cross_val_regression(X, Y[:, 0], groups, folds, preset=key)
+    assert run.pred.shape == (60,)
+    assert regression_scores(Y[:, 0], run.pred)["r2"] > 0.3  # chance is <= 0
+    grid = REGRESSION_PRESETS[key].grid
+    for fold in run.chosen:
+        assert set(fold[0]) == set(grid)
+        assert all(fold[0][p] in grid[p] for p in grid)
+
+
+def test_joint_fit_and_scatter_plots(tmp_path):
+    X, Y, groups, folds = _data(n_tracks=30, per_track=2)
+    report = evaluate_regression(X, Y, names=["a", "b"], groups=groups, folds=folds,
+                                 presets=["pls"], joint=True, plots_dir=tmp_path)
+    assert len(report["results"][0]["chosen"][0]) == 1
+    for name in ("a", "b"):
+        png = tmp_path / f"scatter_pls_{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_svr_kernel_scale_follows_matlab():
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 16)), rng.normal(size=40)
+    model = ScaledGaussianSVR(scale_factor=4.0).fit(X, y)
+    assert model.svr_.gamma == pytest.approx(1 / (16 * 16))
+
+
+def test_unknown_preset_names_the_parameter():
+    X, Y, groups, folds = _data(n_tracks=10, per_track=1)
+    with pytest.raises(EmodistError, match="unknown regression model 'lasso'") as err:
+        evaluate_regression(X, Y, names=["a", "b"], groups=groups, folds=folds, presets=["lasso"])
+    assert err.value.param == "classifiers"
