@@ -71,7 +71,7 @@ def test_query_output_is_checked_before_the_query(store, tmp_path, capsys):
     folder = tmp_path / "a-folder"
     folder.mkdir()
     assert main(["query", store, "--track", "1", "--out", str(folder)]) == 2
-    assert f"--output: {folder} is a folder, not a file" in one_error(capsys)
+    assert f"--out: {folder} is a folder, not a file" in one_error(capsys)
     out = tmp_path / "rows.csv"
     assert main(["query", store, "--label", "calmness", "--out", str(out)]) == 0
     assert out.read_text().startswith("segment_id,")

@@ -16,6 +16,7 @@ from emodist.errors import EmodistError
 
 #: ``similar --metric``: :data:`emodist.store.similar.METRICS` (not imported to build the parser).
 METRICS = LibraryChoices("emodist.store.similar", "METRICS")
+EMOTION_LEVELS = LibraryChoices("emodist.store.select", "EMOTION_LEVELS")
 
 #: Output formats of ``emodist query`` and ``emodist similar``.
 FORMATS = ("table", "csv", "parquet", "json")
@@ -32,6 +33,7 @@ QUERY_EXAMPLES = """examples:
   emodist query features.zarr --track 17 --columns 'mfcc_*' rms_mean
   emodist query features.zarr --label calmness --features inception_v3 --out calm.parquet
   emodist query features.zarr --genre rock --format csv --out rock.csv
+  emodist query predictions.zarr --emotion calmness --min 0.6   # after emodist predict
 """
 
 SIMILAR_EXAMPLES = """examples:
@@ -66,6 +68,15 @@ def register(subparsers) -> None:
     add_feature_options(q, "the first group")
     q.add_argument("--include-incomplete", action="store_true",
                    help="also list pending and failed segments (NaN features, status column)")
+    e = q.add_argument_group("by predicted emotion (a store written by emodist predict)")
+    e.add_argument("--emotion", metavar="CLASS",
+                   help="tracks ranked by a model's predicted share of CLASS (calmness...)")
+    e.add_argument("--min", type=float, default=0.0, metavar="P",
+                   help="with --emotion: keep shares of at least P (default 0: every track)")
+    e.add_argument("--level", choices=EMOTION_LEVELS, default=EMOTION_LEVELS[0],
+                   help="with --emotion: rank tracks (mean over their segments) or segments")
+    e.add_argument("--model", metavar="NAME",
+                   help="with --emotion: the model's name, when the store holds several")
     add_output_options(q)
     add_storage_options(q, locations=())
 
@@ -238,6 +249,12 @@ def _filters(args) -> dict:
 def cmd_query(args) -> int:
     """``emodist query``."""
     fmt, ds = _open(args)
+    if args.emotion:
+        df = ds.emodist.by_emotion(args.emotion, model=args.model, min=args.min, level=args.level)
+        write_frame(df, fmt, args.out)
+        if args.out:
+            print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
+        return 0
     df = ds.emodist.select(tracks=args.track, segments=args.segment,
                            features=selected_features(args),
                            include_incomplete=args.include_incomplete, **_filters(args))

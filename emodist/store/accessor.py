@@ -21,7 +21,7 @@ from emodist.store import layout
 from emodist.store.index import build_index
 from emodist.store.info import info
 from emodist.store.lock import reader_note
-from emodist.store.select import select
+from emodist.store.select import by_emotion, select
 from emodist.store.similar import similar
 from emodist.store.zarrio import local_reads, store_exists, zarr_store
 
@@ -56,6 +56,10 @@ class EmodistAccessor:
         """See :func:`emodist.store.select.select`."""
         return select(self._ds, tracks, labels, genres, segments, features,
                       include_incomplete=include_incomplete)
+
+    def by_emotion(self, emotion: str, **kwargs):
+        """See :func:`emodist.store.select.by_emotion`."""
+        return by_emotion(self._ds, emotion, **kwargs)
 
     def similar(self, segment_id: str | None = None, **kwargs):
         """See :func:`emodist.store.similar.similar`."""

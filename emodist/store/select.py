@@ -12,7 +12,13 @@ import pandas as pd
 
 from emodist.store.index import as_list, positions, resolve_features
 
-__all__ = ["block_bounds", "iter_blocks", "read_rows", "read_values", "select"]
+__all__ = ["EMOTION_LEVELS", "block_bounds", "by_emotion", "iter_blocks", "models", "read_rows", "read_values",
+           "select"]
+
+#: Suffix of a model's per-track probabilities (written by ``emodist predict``).
+TRACK_PROBABILITY = "_track_probability"
+#: What :func:`by_emotion` ranks: tracks (mean over their segments) or segments.
+EMOTION_LEVELS = ("track", "segment")
 
 
 def _index_or_slice(idx: np.ndarray):
@@ -221,3 +227,79 @@ def iter_blocks(ds, chosen: dict, *, block_bytes: int):
             if i + 1 < len(bounds):
                 pending = pool.submit(_read_block, ds, chosen, *bounds[i + 1])
             yield a, block
+
+
+def models(ds) -> list[str]:
+    """The trained models whose predictions the store holds (``emodist predict``)."""
+    return sorted(str(v)[: -len(TRACK_PROBABILITY)] for v in ds.data_vars
+                  if str(v).endswith(TRACK_PROBABILITY))
+
+
+def by_emotion(ds, emotion: str, *, model: str | None = None, min: float = 0.0,
+               level: str = "track") -> pd.DataFrame:
+    """Tracks (or segments) whose predicted share of ``emotion`` is at least ``min``, best first.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A store holding a model's predictions (:func:`emodist.store.open_store`).
+    emotion : str
+        One of the model's classes (``calmness``...).
+    model : str, optional
+        The model's name; needed only when the store holds several.
+    min : float
+        Smallest predicted probability kept (0 keeps every track, ranked).
+    level : {"track", "segment"}
+        Rank tracks by their mean probability over their segments, or segments.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``track_id`` (and ``segment_id``, ``start_s`` for segments), the
+        probability of ``emotion`` and the dominant class, sorted by that
+        probability, highest first.
+
+    Raises
+    ------
+    EmodistError
+        No predictions in the store, an ambiguous or unknown model, or an
+        emotion the model does not predict.
+    """
+    from emodist.errors import EmodistError
+    from emodist.store import layout
+
+    names = models(ds)
+    if not names:
+        raise EmodistError("the store holds no predictions (run emodist predict into it)",
+                           param="store")
+    if model is None and len(names) > 1:
+        raise EmodistError(f"the store holds several models ({', '.join(names)}); name one",
+                           param="model")
+    name = model or names[0]
+    if name not in names:
+        raise EmodistError(f"no predictions of model {name!r} (the store has {', '.join(names)})",
+                           param="model")
+    classes = [str(c) for c in ds[layout.feature_dim(name)].values]
+    if emotion not in classes:
+        raise EmodistError(f"model {name} predicts {', '.join(classes)}, not {emotion!r}",
+                           param="emotion")
+    if level not in EMOTION_LEVELS:
+        raise EmodistError(f"level is {' or '.join(EMOTION_LEVELS)}, not {level!r}", param="level")
+    col = classes.index(emotion)
+    if level == "track":
+        probs = np.asarray(ds[name + TRACK_PROBABILITY].values, np.float64)
+        out = pd.DataFrame({"track_id": np.asarray(ds[f"{name}_track"].values).astype(str),
+                            emotion: probs[:, col],
+                            "dominant": np.asarray(ds[f"{name}_dominant"].values).astype(str)})
+    else:
+        probs = np.asarray(ds[name].values, np.float64)
+        done = np.asarray(ds[layout.status_name(name)].values) == layout.STATUS_DONE
+        out = pd.DataFrame({"segment_id": np.asarray(ds[layout.SEGMENT].values).astype(str),
+                            "track_id": np.asarray(ds["track_id"].values).astype(str),
+                            "start_s": np.asarray(ds["start_s"].values, np.float64),
+                            emotion: probs[:, col],
+                            "dominant": np.asarray(classes)[np.argmax(np.nan_to_num(probs,
+                                                                                    nan=-1), 1)]})
+        out = out[done]
+    out = out[out[emotion] >= float(min)]
+    return out.sort_values(emotion, ascending=False, kind="stable").reset_index(drop=True)

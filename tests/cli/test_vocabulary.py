@@ -22,6 +22,7 @@ from emodist.features.inception import IMAGE_SCALES
 from emodist.features.musicnn import DEFAULT_OUTPUTS
 from emodist.learn.spec import BALANCES, EVALUATION_TARGETS, RANK_BY
 from emodist.spec import LABEL_RULES, PLAN_SITES
+from emodist.store.select import EMOTION_LEVELS
 from emodist.store.similar import METRICS
 
 
@@ -59,7 +60,7 @@ RETIRED = {"--jobs", "--no-progress", "--output", "-o", "--csv", "--force",
 CHOICES = {
     "label_rule": LABEL_RULES, "feature_set": FEATURE_SETS, "image_scale": IMAGE_SCALES,
     "musicnn_outputs": DEFAULT_OUTPUTS, "plan_on": PLAN_SITES, "balance": BALANCES,
-    "target": EVALUATION_TARGETS, "rank_by": RANK_BY, "metric": METRICS, "format": query_cli.FORMATS,
+    "target": EVALUATION_TARGETS, "rank_by": RANK_BY, "metric": METRICS, "level": EMOTION_LEVELS, "format": query_cli.FORMATS,
     "what": model_cli.TARGETS, "quantize": model_cli.QUANTIZE,
 }
 #: Hidden alias -> (command, a line using it, the same line without it, the destination,

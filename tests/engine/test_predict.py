@@ -161,3 +161,30 @@ def test_the_store_spec_is_the_models(model):
     assert spec.segment_seconds == 4.0 and spec.group_names == ("handcrafted", "mood")
     assert spec.group("mood").describe()["input"]["groups"] == ["handcrafted"]
     assert layout.status_name("mood") == "mood_status"
+
+
+def test_query_by_emotion_ranks_the_stored_track_results(tmp_path, music, model, client, capsys):
+    from emodist.cli import main
+    from emodist.errors import EmodistError
+    from emodist.store.select import by_emotion
+
+    m, _, _ = model
+    url = str(tmp_path / "s.zarr")
+    run_predict(str(music), m, url, Runtime(client=client, progress=False, chunk=3))
+    ds = open_store(url)
+    probs = ds["mood_track_probability"].values[:, CLASSES.index("power")]
+    tracks = ds["mood_track"].values.astype(str)
+    cut = float(np.median(probs))
+    got = by_emotion(ds, "power", min=cut)
+    want = sorted(((p, t) for p, t in zip(probs, tracks) if p >= cut), reverse=True)
+    assert list(got["track_id"]) == [t for _, t in want]
+    np.testing.assert_allclose(got["power"], [p for p, _ in want])
+    seg = ds.emodist.by_emotion("power", level="segment")
+    assert len(seg) == ds.sizes["segment"] and seg["power"].is_monotonic_decreasing
+    with pytest.raises(EmodistError, match="not 'joy'"):
+        by_emotion(ds, "joy")
+    with pytest.raises(EmodistError, match="no predictions of model 'other'"):
+        by_emotion(ds, "power", model="other")
+    assert main(["query", url, "--emotion", "power", "--min", str(cut), "--format", "csv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[0].startswith("track_id,power,dominant") and len(lines) == len(want) + 1
