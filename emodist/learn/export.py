@@ -29,8 +29,10 @@ estimators get theirs here, each built from ONNX operators
 * :class:`~emodist.learn.reduce.WideInputPCA`: the PCA projection, or the
   identity for narrow inputs.
 
-Models without class probabilities (the SVMs, RUSBoost) cannot be exported:
-a user thresholds on probabilities.  :data:`EXPORTABLE` lists the presets
+Models without class probabilities (the SVMs, RUSBoost) are not exported: a
+user thresholds on probabilities.  Nor are weighted KNN (a Python weight
+function) and histogram gradient boosting (skl2onnx 1.20 cannot write its
+trees).  :data:`EXPORTABLE` lists the presets
 whose export is tested to agree with scikit-learn.
 """
 
@@ -101,9 +103,13 @@ EXPORTABLE = (
     "soft-bagged-trees",
     "bagged-trees",
     "subspace-discriminant",
-    "medium-knn",
+    "subspace-knn",
+    "boosted-trees",
     "fine-knn",
+    "medium-knn",
     "coarse-knn",
+    "cosine-knn",
+    "cubic-knn",
 )
 #: Distribution presets whose ONNX export agrees with scikit-learn.
 EXPORTABLE_DISTRIBUTION = (
