@@ -152,7 +152,13 @@ def _cv_distribution(data, X, fold, groups, preset, seed, client, n_jobs) -> tup
 
 
 def _fit_final(data, X, groups, preset, seed, target):
-    """The preset's pipeline fit on every row; ``(pipeline, output classes)``."""
+    """The preset's pipeline fit on every row; ``(pipeline, output classes)``.
+
+    The output classes are the columns of ``predict_proba`` and of the ONNX
+    graph's probabilities: the emotions of a distribution, else the model's
+    ``classes_`` (sorted labels for scikit-learn's models, the given order
+    for soft-label ones).
+    """
     every = np.ones(len(X), dtype=bool)
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
@@ -164,22 +170,12 @@ def _fit_final(data, X, groups, preset, seed, target):
             if "groups" in preset.fit_params:
                 kw["model__groups"] = groups
             pipe.fit(X, np.argmax(data.distribution, axis=1), **kw)
-            return pipe, list(data.emotions)
+            return pipe, [str(e) for e in data.emotions]
         pipe = clf.make_pipeline(preset, seed)
         set_classes(pipe, data.classes)
         pipe.fit(X, data.y, **fit_params(preset, every, data.y, weights=False, soft=data.soft,
                                          groups=groups))
-        return pipe, list(data.classes)
-
-
-def _proba_in(pipe, X, classes, target) -> np.ndarray:
-    """scikit-learn's probabilities with columns ``classes`` (as the ONNX graph gives them)."""
-    p = pipe.predict_proba(X)
-    own = list(np.asarray(pipe.classes_).tolist())
-    want = list(range(len(classes))) if target == "distribution" else list(classes)
-    if own != want:
-        raise EmodistError(f"the fitted model's classes {own} are not the card's {want}")
-    return p
+        return pipe, [str(c) for c in pipe.classes_]
 
 
 def run_train(
@@ -280,7 +276,7 @@ def run_train(
     graph = to_onnx(pipe, n_features=X.shape[1], name=model_name)
     graph_bytes = graph.SerializeToString()
     X32 = X.astype(np.float32)
-    ref = _proba_in(pipe, X32.astype(np.float64), classes, target)
+    ref = pipe.predict_proba(X32.astype(np.float64))
     diff = float(np.abs(run_onnx(graph_bytes, X32) - ref).max())
     if diff > ONNX_TOLERANCE:
         raise EmodistError(f"the ONNX graph of {preset.key} differs from scikit-learn by {diff:.2e} "
