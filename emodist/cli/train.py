@@ -105,7 +105,7 @@ def cmd_train(args) -> int:
 
     kwargs = _arguments(args)
     with flagged(FLAGS), _maybe_client(args.scheduler, args.scheduler_file) as client:
-        result = run_train(out=args.out, name=args.name, client=client, n_jobs=args.jobs,
+        model = run_train(out=args.out, name=args.name, client=client, n_jobs=args.jobs,
                            storage_options=parse_storage_options(args.storage_options), **kwargs)
-    print("\n".join(describe_trained(result.model)))
+    print("\n".join(describe_trained(model)))
     return 0

@@ -100,7 +100,7 @@ def calibration_report(proba, target, classes, *, n_bins: int = N_BINS) -> dict:
         "classwise_ece": float(np.mean([v["ece"] for v in per_class.values()])),
         "per_class": per_class,
         "n_bins": int(n_bins),
-        "n": int(len(P)),
+        "n": len(P),
     }
 
 

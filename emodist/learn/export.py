@@ -38,15 +38,9 @@ whose export is tested to agree with scikit-learn.
 
 from __future__ import annotations
 
-import hashlib
-
 import numpy as np
 import onnx
 from onnx import TensorProto, helper
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.ensemble import BaggingClassifier, BaseEnsemble, HistGradientBoostingClassifier
-from sklearn.pipeline import Pipeline
-from sklearn.tree import BaseDecisionTree
 from skl2onnx import convert_sklearn, update_registered_converter
 from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
 from skl2onnx.algebra.onnx_ops import (
@@ -66,6 +60,10 @@ from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, guess_
 from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
 from skl2onnx.operator_converters.nearest_neighbours import convert_nearest_neighbors_classifier
 from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import BaggingClassifier, BaseEnsemble, HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.tree import BaseDecisionTree
 
 from emodist.learn.estimators import ClippedKNN
 from emodist.learn.imbalance import _EPS, BalancedBaggingClassifier, PriorShiftClassifier
@@ -175,10 +173,7 @@ class Float32Input(ClassifierMixin, BaseEstimator):
 
 
 def _convert_float32_input(scope, operator, container):
-    op = operator.raw_operator
-    X = operator.inputs[0]
-    dtype = guess_numpy_type(X.type)
-    opv = container.target_opset
+    op, X, dtype, opv = _parts(operator, container)
     _emit(scope, operator, container, _sub_proba(op.model, X, opv, op.classes_, dtype))
 
 
@@ -206,13 +201,16 @@ def _sub_proba(model, X, opv, classes, dtype):
     return OnnxMatMul(p, select, op_version=opv)
 
 
+def _parts(operator, container):
+    """The fitted model, the input variable, its numpy dtype and the opset of a converter call."""
+    X = operator.inputs[0]
+    return operator.raw_operator, X, guess_numpy_type(X.type), container.target_opset
+
+
 def _convert_soft_lr(scope, operator, container):
-    op = operator.raw_operator
+    op, X, dtype, opv = _parts(operator, container)
     if isinstance(op, InFoldSoftLogisticRegression):
         op = op.estimator_
-    X = operator.inputs[0]
-    dtype = guess_numpy_type(X.type)
-    opv = container.target_opset
     W = (op.coef_ / op.scale_[None, :]).T  # (d, k): standardisation folded in
     b = op.intercept_ - (op.mean_ / op.scale_) @ op.coef_.T
     logits = OnnxAdd(OnnxMatMul(X, W.astype(dtype), op_version=opv), b.astype(dtype), op_version=opv)
@@ -220,20 +218,14 @@ def _convert_soft_lr(scope, operator, container):
 
 
 def _convert_soft_label(scope, operator, container):
-    op = operator.raw_operator
-    X = operator.inputs[0]
-    dtype = guess_numpy_type(X.type)
-    opv = container.target_opset
+    op, X, dtype, opv = _parts(operator, container)
     # the base model learns class indices: column j of its output is class j
     _emit(scope, operator, container,
           _sub_proba(op.estimator_, X, opv, np.arange(len(op.classes_)), dtype))
 
 
 def _convert_prior_shift(scope, operator, container):
-    op = operator.raw_operator
-    X = operator.inputs[0]
-    dtype = guess_numpy_type(X.type)
-    opv = container.target_opset
+    op, X, dtype, opv = _parts(operator, container)
     p = _sub_proba(op.estimator_, X, opv, op.classes_, dtype)
     logp = OnnxLog(OnnxAdd(p, np.array([_EPS], dtype=dtype), op_version=opv), op_version=opv)
     shifted = OnnxAdd(logp, op.offsets_.astype(dtype), op_version=opv)
@@ -241,10 +233,7 @@ def _convert_prior_shift(scope, operator, container):
 
 
 def _convert_balanced_bagging(scope, operator, container):
-    op = operator.raw_operator
-    X = operator.inputs[0]
-    dtype = guess_numpy_type(X.type)
-    opv = container.target_opset
+    op, X, dtype, opv = _parts(operator, container)
     if not all(hasattr(m, "predict_proba") for m in op.estimators_):
         raise ValueError("balanced bagging of members without probabilities; cannot export")
     members = [_sub_proba(m, X, opv, op.classes_, dtype) for m in op.estimators_]
@@ -394,7 +383,3 @@ def run_onnx(model, X) -> np.ndarray:
     out = sess.get_outputs()[1].name
     return np.asarray(sess.run([out], {INPUT_NAME: np.asarray(X, dtype=np.float32)})[0])
 
-
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of ``data``."""
-    return hashlib.sha256(data).hexdigest()

@@ -23,6 +23,7 @@ report's best exportable row.
 from __future__ import annotations
 
 import datetime as _dt
+import hashlib
 import json
 import logging
 import os
@@ -57,9 +58,9 @@ from emodist.learn.folds import describe_splitter, fold_groups, fold_splitter, m
 from emodist.learn.metrics import track_mean_proba
 from emodist.learn.params import RANK_BY, TARGETS, ParameterError, check_choice
 from emodist.learn.scoring import baseline_rates, classification_metrics, track_level
-from emodist.models.trained import TrainedModel, feature_names_sha256, write_trained
+from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
 
-__all__ = ["ONNX_TOLERANCE", "TrainResult", "best_from_report", "run_train", "store_fingerprint"]
+__all__ = ["ONNX_TOLERANCE", "best_from_report", "run_train", "store_fingerprint"]
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +70,6 @@ ONNX_TOLERANCE = 1e-5
 FIGURE = "reliability.png"
 
 
-class TrainResult(dict):
-    """What :func:`run_train` returns: the card (a dict) with the loaded ``model``."""
-
-    @property
-    def model(self) -> TrainedModel:
-        """The written, verified model."""
-        return self["_model"]
-
-
 def store_fingerprint(ds, segment_id, groups) -> str:
     """sha256 over what the model was trained from: segment ids, labels, group descriptions.
 
@@ -85,8 +77,6 @@ def store_fingerprint(ds, segment_id, groups) -> str:
     described alike (feature values are not hashed: they are the store's
     own; its ``created`` time and group descriptions stand for them).
     """
-    import hashlib
-
     h = hashlib.sha256()
     h.update("\n".join(map(str, segment_id)).encode())
     h.update(json.dumps({"created": ds.attrs.get("created"),
@@ -193,7 +183,7 @@ def run_train(
     n_jobs: int | None = -1,
     storage_options: dict | None = None,
     chosen_from: dict | None = None,
-) -> TrainResult:
+) -> TrainedModel:
     """Cross-validate, fit and export one preset on one feature set of a store.
 
     Parameters
@@ -226,8 +216,8 @@ def run_train(
 
     Returns
     -------
-    TrainResult
-        The card, and the loaded model as ``.model``.
+    emodist.models.trained.TrainedModel
+        The written model folder, loaded and verified (the card is ``.card``).
 
     Raises
     ------
@@ -242,8 +232,6 @@ def run_train(
     if not isinstance(features, str) or not features.strip() or " " in features.strip():
         raise ParameterError("give one feature set: a stored group or +-joined groups "
                              f"(got {features!r})", "features")
-    from emodist.models.trained import is_model_dir
-
     if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
         raise ParameterError(f"{out} exists and is not an emodist model folder; choose a new folder",
                              "out")
@@ -293,9 +281,9 @@ def run_train(
         "dataset": ds.attrs.get("dataset"),
         "store": store_info(store_url, ds),
         "store_fingerprint": store_fingerprint(ds, data.segment_id, fs.groups),
-        "n_tracks": int(len(np.unique(data.track_id))),
-        "n_segments": int(len(data.y)),
-        "n_groups": int(len(np.unique(groups))),
+        "n_tracks": len(np.unique(data.track_id)),
+        "n_segments": len(data.y),
+        "n_groups": len(np.unique(groups)),
         "class_counts": {c: int((data.y == c).sum()) for c in data.classes},
         "excluded": data.excluded,
         "seconds": {"cross_validation": round(cv_seconds, 3), "final_fit": round(fit_seconds, 3),
@@ -321,7 +309,7 @@ def run_train(
                  "outputs": onnx_outputs(graph),
                  "probabilities": {"dtype": "float64", "columns": [str(c) for c in classes]},
                  "opset": {d.domain or "ai.onnx": int(d.version) for d in graph.opset_import},
-                 "check": {"rows": int(len(X)), "max_abs_diff_vs_sklearn": diff,
+                 "check": {"rows": len(X), "max_abs_diff_vs_sklearn": diff,
                            "tolerance": ONNX_TOLERANCE}},
         "training": training,
         "cv": cv,
@@ -329,11 +317,8 @@ def run_train(
     if chosen_from:
         card["chosen_from"] = chosen_from
     title = f"{model_name}: out-of-fold calibration"
-    model = write_trained(out, card, graph_bytes,
-                          files={FIGURE: reliability_figure(cv["calibration"], title=title)})
-    result = TrainResult(model.card)
-    result["_model"] = model
-    return result
+    return write_trained(out, card, graph_bytes,
+                         files={FIGURE: reliability_figure(cv["calibration"], title=title)})
 
 
 def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:

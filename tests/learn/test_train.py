@@ -32,7 +32,7 @@ def store(emotify_root, tmp_path_factory) -> str:
 @pytest.fixture(scope="module")
 def trained(store, tmp_path_factory):
     out = tmp_path_factory.mktemp("train") / "model"
-    return run_train(store, features="handcrafted", classifier=PRESET, out=out, n_jobs=1), out
+    return run_train(store, features="handcrafted", classifier=PRESET, out=out, n_jobs=1).card, out
 
 
 def test_card_records_inputs_data_and_onnx(store, trained):
@@ -105,7 +105,7 @@ def test_reliability_of_known_bins():
 
 def test_factors_target(store, tmp_path):
     card = run_train(store, features="handcrafted", classifier="logistic-regression",
-                     target="factors", out=tmp_path / "f", n_jobs=1)
+                     target="factors", out=tmp_path / "f", n_jobs=1).card
     assert set(card["classes"]) <= set(FACTORS) and card["target"] == "factors"
     assert card["onnx"]["check"]["max_abs_diff_vs_sklearn"] <= 1e-5
 
