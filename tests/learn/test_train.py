@@ -194,3 +194,30 @@ def test_tampered_or_escaping_model_is_refused_at_load(trained, tmp_path, capsys
     card["onnx"]["file"] = str(out / "model.onnx")  # absolute
     (escaping / CARD_FILE).write_text(json.dumps(card))
     _refused(capsys, ["model", "show", str(escaping)], "not a file name relative to its folder")
+
+
+@pytest.mark.parametrize("command", [["train"], ["model", "show"]])
+def test_help_has_examples(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([*command, "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"emodist {' '.join(command)}" in out
+
+
+def test_cli_from_report(store, tmp_path, capsys):
+    row = {"features": "handcrafted", "balance": "none", "segment": {"balanced_accuracy": {"mean": 0.4}}}
+    report = {"settings": {"target": "class", "folds": 3, "seed": 1, "label_rule": "listener"},
+              "store": {"url": store},
+              "results": [{**row, "classifier": "cubic-svm"}, {**row, "classifier": "medium-knn"}]}
+    (tmp_path / "rep").mkdir()
+    (tmp_path / "rep" / "report.json").write_text(json.dumps(report))
+    out = tmp_path / "best"
+    assert main(["train", "--from-report", str(tmp_path / "rep"), "--out", str(out), "--jobs", "1"]) == 0
+    capsys.readouterr()
+    card = load_trained(out).card
+    assert card["preset"]["key"] == "medium-knn" and card["cv"]["folds"] == 3
+    assert card["chosen_from"]["rank"] == 2 and card["chosen_from"]["skipped_above"] == [
+        "handcrafted/cubic-svm/none"]
+    _refused(capsys, ["train", "--from-report", str(tmp_path / "rep"), "--classifier", "fine-knn",
+                      "--out", str(out)], "--classifier: not with --from-report")
