@@ -24,6 +24,8 @@ EXAMPLES = """examples:
   emodist train features.zarr --features musicnn_msd --target distribution \\
       --classifier soft-logistic-regression-in-fold-c --out models/distribution/
   emodist train --from-report report/ --rank-by balanced_accuracy --out models/best/
+  emodist train features.zarr --auto --features handcrafted musicnn_msd handcrafted+musicnn_msd \
+      --out models/auto/
   emodist model show models/emotion/
 """
 
@@ -40,10 +42,16 @@ def register(subparsers) -> None:
                    help="feature store (path or s3://...; default with --from-report: the report's)")
     p.add_argument("--out", required=True, metavar="MODEL_DIR",
                    help="model folder: new, empty, or a model to replace")
-    p.add_argument("--features", metavar="SET",
-                   help="one feature set: a stored group or +-joined groups (handcrafted+musicnn_msd)")
-    p.add_argument("--classifier", metavar="PRESET",
-                   help="preset key or name with an ONNX converter (a refusal lists them)")
+    p.add_argument("--features", metavar="SET", nargs="+",
+                   help="one feature set: a stored group or +-joined groups (handcrafted+musicnn_msd); "
+                   "with --auto, the candidate sets (default: every group alone and all joined)")
+    p.add_argument("--classifier", metavar="PRESET", nargs="+",
+                   help="preset key or name with an ONNX converter (a refusal lists them); with "
+                   "--auto, the candidates (default: a fast preset of each family)")
+    p.add_argument("--auto", action="store_true",
+                   help="choose feature set and preset by nested grouped CV (ranked by --rank-by) "
+                   "inside each outer fold; the outer folds' figures go into the card; the final "
+                   "choice is refit on everything")
     p.add_argument("--target", choices=("class", "factors", "distribution"), default=None,
                    help="dominant emotion (default), dominant GEMS factor, or the 9-way vote "
                    "distribution")
@@ -52,8 +60,8 @@ def register(subparsers) -> None:
                    "row of an `emodist evaluate` report (report.json or its folder)")
     p.add_argument("--rank-by", choices=("accuracy", "balanced_accuracy", "macro_f1"),
                    default="balanced_accuracy",
-                   help="--from-report: the segment metric rows are ranked by (default "
-                   "balanced_accuracy)")
+                   help="--from-report, --auto: the segment metric candidates are ranked by "
+                   "(default balanced_accuracy)")
     p.add_argument("--folds", type=int, default=None, help="grouped folds of the CV (default 5)")
     p.add_argument("--seed", type=int, default=None, help="seed of folds and models (default 0)")
     p.add_argument("--label-rule", choices=("listener", "mean"),
@@ -92,20 +100,37 @@ def _arguments(args) -> dict:
         raise EmodistError("give a STORE to train on (or --from-report)")
     for flag, value in (("--features", args.features), ("--classifier", args.classifier)):
         if not value:
-            raise EmodistError(f"{flag}: required (or --from-report)")
-    return {"store": args.store, "features": args.features, "classifier": args.classifier,
+            raise EmodistError(f"{flag}: required (or --from-report, --auto)")
+        if len(value) > 1:
+            raise EmodistError(f"{flag}: one value (several are candidates of --auto)")
+    return {"store": args.store, "features": args.features[0], "classifier": args.classifier[0],
             "target": args.target or "class", "folds": 5 if args.folds is None else args.folds,
             "seed": 0 if args.seed is None else args.seed, "label_rule": args.label_rule}
 
 
 def cmd_train(args) -> int:
     """Run ``emodist train``."""
-    from emodist.learn.train import run_train
+    from emodist.learn.train import AUTO_PRESETS, run_auto, run_train
     from emodist.models.trained import describe_trained
 
-    kwargs = _arguments(args)
-    with flagged(FLAGS), _maybe_client(args.scheduler, args.scheduler_file) as client:
-        model = run_train(out=args.out, name=args.name, client=client, n_jobs=args.jobs,
-                           storage_options=parse_storage_options(args.storage_options), **kwargs)
+    common = {"out": args.out, "name": args.name, "n_jobs": args.jobs,
+              "storage_options": parse_storage_options(args.storage_options)}
+    if args.auto:
+        if args.from_report:
+            raise EmodistError("--auto: not with --from-report")
+        if not args.store:
+            raise EmodistError("give a STORE to train on")
+        if args.target not in (None, "class"):
+            raise EmodistError("--target: --auto predicts the dominant emotion (class) only")
+        with flagged(FLAGS), _maybe_client(args.scheduler, args.scheduler_file) as client:
+            model = run_auto(args.store, features=args.features,
+                             classifiers=args.classifier or AUTO_PRESETS, rank_by=args.rank_by,
+                             folds=5 if args.folds is None else args.folds,
+                             seed=0 if args.seed is None else args.seed, label_rule=args.label_rule,
+                             client=client, **common)
+    else:
+        kwargs = _arguments(args)
+        with flagged(FLAGS), _maybe_client(args.scheduler, args.scheduler_file) as client:
+            model = run_train(client=client, **common, **kwargs)
     print("\n".join(describe_trained(model)))
     return 0

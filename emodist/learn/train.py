@@ -57,15 +57,23 @@ from emodist.learn.fits import fit_params, fit_predict_proba, set_classes
 from emodist.learn.folds import describe_splitter, fold_groups, fold_splitter, make_folds
 from emodist.learn.metrics import track_mean_proba
 from emodist.learn.params import RANK_BY, TARGETS, ParameterError, check_choice
-from emodist.learn.scoring import baseline_rates, classification_metrics, track_level
+from emodist.learn.scoring import (
+    baseline_rates,
+    classification_metrics,
+    headline_metrics,
+    track_level,
+)
 from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
 
-__all__ = ["ONNX_TOLERANCE", "best_from_report", "run_train", "store_fingerprint"]
+__all__ = ["AUTO_PRESETS", "ONNX_TOLERANCE", "best_from_report", "run_auto", "run_train",
+           "store_fingerprint"]
 
 log = logging.getLogger(__name__)
 
 #: Largest difference allowed between the ONNX graph's and scikit-learn's probabilities.
 ONNX_TOLERANCE = 1e-5
+#: Candidate presets of ``--auto`` (fast, exportable, one per family).
+AUTO_PRESETS = ("soft-logistic-regression", "logistic-regression", "bagged-trees", "medium-knn")
 #: The reliability diagram's file name in the model folder.
 FIGURE = "reliability.png"
 
@@ -383,3 +391,97 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
             }
     raise ParameterError(f"{path or 'the report'} has no row with an exportable preset "
                          f"({', '.join(allowed)}) without class weights", "from_report")
+
+
+def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_jobs) -> dict:
+    """The (feature set, preset) with the best inner grouped-CV ``rank_by`` on ``rows``."""
+    y, g = data.y[rows], groups[rows]
+    strata = (data.y if data.strata is None else data.strata)[rows]
+    inner = make_folds(strata, g, inner_folds, seed, unit="groups")
+    soft = None if data.soft is None else data.soft[rows]
+    combos = [(fs.name, p.key) for fs in data.sets for p in presets]
+    tasks = [{"X": data.X[fs][rows], "preset_key": key, "fold": j}
+             for fs, key in combos for j in range(inner_folds)]
+    out = run_all(fit_predict_proba, {"y": y, "folds": inner, "seed": seed, "weights": False,
+                                      "soft": soft, "groups": g, "classes": data.classes},
+                  tasks, client=client, n_jobs=n_jobs)
+    scores = {}
+    for c, combo in enumerate(combos):
+        pred = np.empty(len(y), dtype=object)
+        for j in range(inner_folds):
+            pred[inner == j] = out[c * inner_folds + j][0]
+        scores[combo] = headline_metrics(y, pred, inner)[rank_by]["mean"]
+    best = max(scores, key=scores.get)  # ties: the first candidate
+    return {"features": best[0], "classifier": best[1], "score": scores[best],
+            "inner": {f"{fs}/{key}": v for (fs, key), v in scores.items()}}
+
+
+def run_auto(store, *, out, features=None, classifiers=AUTO_PRESETS, rank_by: str = "balanced_accuracy",
+             folds: int = 5, inner_folds: int = 4, seed: int = 0, label_rule: str | None = None,
+             name: str | None = None, client=None, n_jobs: int | None = -1,
+             storage_options: dict | None = None) -> TrainedModel:
+    """Choose the feature set and preset by nested grouped CV, then train the choice.
+
+    Inside each outer training fold an inner grouped CV ranks every (feature
+    set, preset) candidate by ``rank_by``; the winner is fit on the outer
+    training fold and predicts the outer test fold.  Those outer predictions
+    measure the whole procedure, choice included (the card's ``auto``:
+    figures, calibration, each fold's choice).  The final choice is made the
+    same way on every segment and trained by :func:`run_train` (whose ``cv``
+    is then that preset's own CV, optimistic for a chosen model).
+
+    Parameters
+    ----------
+    store, out, folds, seed, label_rule, name, client, n_jobs, storage_options
+        As in :func:`run_train` (target: the dominant emotion).
+    features : sequence of str, optional
+        Candidate feature sets (default: every stored group alone, and all joined).
+    classifiers : sequence of str
+        Candidate presets, each exportable.
+    rank_by : {"accuracy", "balanced_accuracy", "macro_f1"}
+    inner_folds : int
+        Grouped folds of each inner CV.
+
+    Returns
+    -------
+    emodist.models.trained.TrainedModel
+    """
+    check_choice("rank_by", rank_by, RANK_BY, "ranking metric")
+    presets = [_resolve(c, "class") for c in classifiers]
+    if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
+        raise ParameterError(f"{out} exists and is not an emodist model folder; choose a new folder",
+                             "out")
+    store_url = os.fspath(store) if isinstance(store, os.PathLike) else store
+    data = load_data(open_dataset(store_url, storage_options), features, label_rule, "class")
+    if any(fs.name == "custom" for fs in data.sets):
+        raise ParameterError("--auto takes stored groups or +-joined groups as candidates", "features")
+    groups, _ = fold_groups(data.group, data.track_id)
+    fold = make_folds(data.y, groups, folds, seed, unit="groups")
+    pred = np.empty(len(data.y), dtype=object)
+    proba = np.zeros((len(data.y), len(data.classes)))
+    choices = []
+    t0 = time.perf_counter()
+    for k in range(folds):
+        train = fold != k
+        pick = _choose(data, train, groups, presets, rank_by, inner_folds, seed, client, n_jobs)
+        choices.append({"fold": k, **pick})
+        p, pr = fit_predict_proba(data.X[pick["features"]], data.y, fold, k, pick["classifier"], seed,
+                                  False, soft=data.soft, groups=groups, classes=data.classes)
+        pred[fold == k], proba[fold == k] = p, pr
+    t_true, t_pred, t_folds = track_level(data.y, pred, fold, data.track_id, data.classes)
+    final = _choose(data, np.ones(len(data.y), dtype=bool), groups, presets, rank_by, inner_folds,
+                    seed, client, n_jobs)
+    auto = {
+        "rank_by": rank_by, "folds": int(folds), "inner_folds": int(inner_folds),
+        "candidates": {"features": [fs.name for fs in data.sets], "classifiers": [p.key for p in presets]},
+        "outer": {"segment": classification_metrics(data.y, pred, fold, data.classes),
+                  "track": classification_metrics(t_true, t_pred, t_folds, data.classes),
+                  "calibration": calibration_report(proba, data.y, data.classes)},
+        "choices": choices,
+        "final": final,
+        "why": f"best inner {inner_folds}-fold grouped CV {rank_by} on every segment",
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return run_train(store_url, features=final["features"], classifier=final["classifier"], out=out,
+                     folds=folds, seed=seed, label_rule=label_rule, name=name, client=client,
+                     n_jobs=n_jobs, storage_options=storage_options, chosen_from={"auto": auto})

@@ -331,5 +331,17 @@ def describe_trained(model: TrainedModel) -> list[str]:
         lines.append(f"  calibration (out of fold): ECE {cal.get('ece', float('nan')):.4f} "
                      f"(top label), class-wise {cal.get('classwise_ece', float('nan')):.4f}; "
                      f"diagram {cal.get('figure', '-')}")
+    chosen = c.get("chosen_from") or {}
+    auto = chosen.get("auto")
+    if auto:
+        outer = auto["outer"]["segment"]
+        lines.append(f"  chosen by nested CV ({auto['why']}): outer {auto['folds']}-fold "
+                     f"accuracy {_pct(outer['accuracy']['mean'])}, balanced accuracy "
+                     f"{_pct(outer['balanced_accuracy']['mean'])}, ECE "
+                     f"{auto['outer']['calibration']['ece']:.4f}; folds chose "
+                     + ", ".join(f"{x['features']}/{x['classifier']}" for x in auto["choices"]))
+    elif chosen:
+        lines.append(f"  chosen from {chosen.get('report')}: rank {chosen.get('rank')} of "
+                     f"{chosen.get('of')} by {chosen.get('rank_by')} ({chosen.get('value')})")
     lines.append(f"  emodist {c.get('emodist_version')}, created {c.get('created')}")
     return lines

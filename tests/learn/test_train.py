@@ -221,3 +221,19 @@ def test_cli_from_report(store, tmp_path, capsys):
         "handcrafted/cubic-svm/none"]
     _refused(capsys, ["train", "--from-report", str(tmp_path / "rep"), "--classifier", "fine-knn",
                       "--out", str(out)], "--classifier: not with --from-report")
+
+
+def test_auto_nested_choice(store, tmp_path, capsys):
+    """--auto: each outer fold chooses by its own inner CV; the card keeps the outer figures."""
+    out = tmp_path / "auto"
+    assert main(["train", store, "--auto", "--features", "handcrafted", "--classifier", "fine-knn",
+                 "medium-knn", "--folds", "3", "--out", str(out), "--jobs", "1"]) == 0
+    assert "chosen by nested CV" in capsys.readouterr().out
+    card = load_trained(out).card
+    auto = card["chosen_from"]["auto"]
+    assert [c["fold"] for c in auto["choices"]] == [0, 1, 2]
+    assert set(auto["final"]["inner"]) == {"handcrafted/fine-knn", "handcrafted/medium-knn"}
+    best = max(auto["final"]["inner"], key=auto["final"]["inner"].get)
+    assert card["preset"]["key"] == best.split("/")[1] == auto["final"]["classifier"]
+    assert auto["outer"]["segment"]["n"] == card["training"]["n_segments"]
+    assert 0 <= auto["outer"]["calibration"]["ece"] <= 1
