@@ -196,15 +196,6 @@ def test_tampered_or_escaping_model_is_refused_at_load(trained, tmp_path, capsys
     _refused(capsys, ["model", "show", str(escaping)], "not a file name relative to its folder")
 
 
-@pytest.mark.parametrize("command", [["train"], ["model", "show"]])
-def test_help_has_examples(command, capsys):
-    with pytest.raises(SystemExit) as e:
-        main([*command, "--help"])
-    assert e.value.code == 0
-    out = capsys.readouterr().out
-    assert "examples:" in out and f"emodist {' '.join(command)}" in out
-
-
 def test_cli_from_report(store, tmp_path, capsys):
     row = {"features": "handcrafted", "balance": "none", "segment": {"balanced_accuracy": {"mean": 0.4}}}
     report = {"settings": {"target": "class", "folds": 3, "seed": 1, "label_rule": "listener"},
