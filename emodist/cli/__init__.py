@@ -20,7 +20,7 @@ from emodist.errors import EmodistError
 
 #: Sub-modules that register commands, in the order shown by ``--help``.
 COMMAND_MODULES = ("catalog", "demo", "extract", "verify", "evaluate", "compare", "pipeline",
-                   "query", "model")
+                   "query", "model", "train")
 
 EPILOG = """examples:
   emodist demo                                   # whole job on generated data

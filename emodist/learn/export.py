@@ -1,0 +1,385 @@
+"""A fitted preset pipeline as an ONNX graph, and emodist's estimators as ONNX operators.
+
+:func:`to_onnx` converts a fitted :func:`~emodist.learn.presets.make_pipeline`
+pipeline with :mod:`skl2onnx`: the graph takes a ``float32`` matrix named
+:data:`INPUT_NAME` (one row per segment, the feature columns in the card's
+order), casts it to ``float64`` and computes everything in double precision,
+so that its class probabilities agree with scikit-learn's ``predict_proba``
+on the same rows to about 1e-12 (trees compare in ``float32``, as
+scikit-learn does).  The outputs are the predicted label and the class
+probabilities as a plain ``(n, k)`` matrix (``zipmap=False``).
+
+scikit-learn's own steps (scaling, logistic regression, random forests,
+k-nearest neighbours, bagging, ...) use skl2onnx's converters; emodist's
+estimators get theirs here, each built from ONNX operators
+(:func:`register_converters`):
+
+* :class:`~emodist.learn.soft.SoftLogisticRegression`: standardisation
+  folded into one linear layer, then a softmax;
+  :class:`~emodist.learn.tuning.InFoldSoftLogisticRegression`: its refit
+  model;
+* :class:`~emodist.learn.soft.SoftLabelClassifier`: the base model's
+  probabilities, columns placed by a selection matrix;
+* :class:`~emodist.learn.imbalance.PriorShiftClassifier`: the base model's
+  log-probabilities plus constant offsets, then a softmax;
+* :class:`~emodist.learn.imbalance.BalancedBaggingClassifier`: the mean of
+  its members' probabilities;
+* :class:`~emodist.learn.estimators.ClippedKNN`: scikit-learn's
+  k-nearest-neighbour graph with the clipped neighbour count;
+* :class:`~emodist.learn.reduce.WideInputPCA`: the PCA projection, or the
+  identity for narrow inputs.
+
+Models without class probabilities (the SVMs, RUSBoost) are not exported: a
+user thresholds on probabilities.  Nor are weighted KNN (a Python weight
+function) and histogram gradient boosting (skl2onnx 1.20 cannot write its
+trees).  :data:`EXPORTABLE` lists the presets
+whose export is tested to agree with scikit-learn.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper
+from skl2onnx import convert_sklearn, update_registered_converter
+from skl2onnx.algebra.onnx_operator import OnnxSubEstimator
+from skl2onnx.algebra.onnx_ops import (
+    OnnxAdd,
+    OnnxArgMax,
+    OnnxArrayFeatureExtractor,
+    OnnxCast,
+    OnnxDiv,
+    OnnxIdentity,
+    OnnxLog,
+    OnnxMatMul,
+    OnnxReshape,
+    OnnxSoftmax,
+    OnnxSum,
+)
+from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, guess_numpy_type
+from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
+from skl2onnx.operator_converters.nearest_neighbours import convert_nearest_neighbors_classifier
+from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.ensemble import BaggingClassifier, BaseEnsemble, HistGradientBoostingClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.tree import BaseDecisionTree
+
+from emodist.learn.estimators import ClippedKNN
+from emodist.learn.imbalance import _EPS, BalancedBaggingClassifier, PriorShiftClassifier
+from emodist.learn.params import ParameterError
+from emodist.learn.reduce import WideInputPCA
+from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression
+from emodist.learn.tuning import InFoldSoftLogisticRegression
+
+__all__ = [
+    "EXPORTABLE",
+    "EXPORTABLE_DISTRIBUTION",
+    "INPUT_NAME",
+    "OPSET",
+    "check_exportable",
+    "onnx_outputs",
+    "register_converters",
+    "run_onnx",
+    "to_onnx",
+]
+
+#: Name of the graph's input: ``float32``, shape ``(n, n_features)``.
+INPUT_NAME = "features"
+#: Opsets of the exported graphs (ONNX Runtime 1.20 runs them).
+OPSET = {"": 18, "ai.onnx.ml": 3}
+#: Class presets whose ONNX export agrees with scikit-learn (``target`` class or factors).
+EXPORTABLE = (
+    "soft-logistic-regression",
+    "soft-logistic-regression-in-fold-c",
+    "logistic-regression",
+    "prior-shift-logistic-regression",
+    "prior-shift-soft-logistic-regression",
+    "prior-shift-subspace-discriminant",
+    "balanced-bagged-soft-logistic-regression",
+    "balanced-bagged-trees",
+    "soft-bagged-trees",
+    "bagged-trees",
+    "subspace-discriminant",
+    "subspace-knn",
+    "boosted-trees",
+    "fine-knn",
+    "medium-knn",
+    "coarse-knn",
+    "cosine-knn",
+    "cubic-knn",
+)
+#: Distribution presets whose ONNX export agrees with scikit-learn.
+EXPORTABLE_DISTRIBUTION = (
+    "soft-logistic-regression-in-fold-c",
+    "soft-logistic-regression-in-fold-c-track-mean",
+)
+_ZIPMAP = {"zipmap": [False, True], "nocl": [False, True]}
+
+
+def check_exportable(preset_key: str, target: str = "class") -> None:
+    """Raise unless the preset can be written as ONNX for ``target``.
+
+    Raises
+    ------
+    ParameterError
+        (parameter ``classifier``) one line naming the presets that can.
+    """
+    allowed = EXPORTABLE_DISTRIBUTION if target == "distribution" else EXPORTABLE
+    if preset_key not in allowed:
+        raise ParameterError(f"{preset_key!r} cannot be exported as ONNX for target {target}; "
+                             f"choose from {', '.join(allowed)}", "classifier")
+
+
+# --------------------------------------------------------------------------
+# Converters of emodist's estimators.
+# --------------------------------------------------------------------------
+
+
+def _emit(scope, operator, container, proba) -> None:
+    """Write the label (argmax over ``classes_``) and probability outputs of ``proba``."""
+    opv = container.target_opset
+    out = operator.outputs
+    classes = np.asarray(operator.raw_operator.classes_)
+    if classes.dtype.kind in "iu":
+        classes = classes.astype(np.int64)
+    elif classes.dtype.kind != "b":
+        classes = np.array([str(c) for c in classes])
+    prob = OnnxIdentity(proba, op_version=opv, output_names=[out[1]])
+    top = OnnxArgMax(prob, axis=1, keepdims=0, op_version=opv)
+    label = OnnxReshape(OnnxArrayFeatureExtractor(classes, top, op_version=opv),
+                        np.array([-1], dtype=np.int64), op_version=opv, output_names=[out[0]])
+    prob.add_to(scope, container)
+    label.add_to(scope, container)
+
+
+def _compares_float32(model) -> bool:
+    """Whether scikit-learn casts the model's input to ``float32`` (decision trees and their ensembles)."""
+    return isinstance(model, (BaseDecisionTree, BaseEnsemble, HistGradientBoostingClassifier)) and \
+        not isinstance(model, BaggingClassifier)
+
+
+class Float32Input(ClassifierMixin, BaseEstimator):
+    """A fitted tree model whose ONNX graph gets its input as ``float32``, as scikit-learn does.
+
+    Only for conversion (:func:`to_onnx` puts it in place of the pipeline's
+    last step): scikit-learn's trees compare ``float32`` inputs, so the graph
+    casts the double-precision output of the steps before them.
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+
+
+def _convert_float32_input(scope, operator, container):
+    op, X, dtype, opv = _parts(operator, container)
+    _emit(scope, operator, container, _sub_proba(op.model, X, opv, op.classes_, dtype))
+
+
+def _sub_proba(model, X, opv, classes, dtype):
+    """A fitted sub-model's probabilities, columns ``classes`` (0 for a class it lacks).
+
+    The ONNX form of :func:`emodist.learn.cv.aligned_proba`: the columns are
+    placed by a constant selection matrix.
+    """
+    if _compares_float32(model):
+        X32 = OnnxCast(X, to=TensorProto.FLOAT, op_version=opv)
+        p32 = OnnxSubEstimator(model, X32, op_version=opv, options={"zipmap": False},
+                               input_types=[FloatTensorType([None, model.n_features_in_])])[1]
+        p = OnnxCast(p32, to=_PROTO[np.dtype(dtype)], op_version=opv)
+    else:
+        p = OnnxSubEstimator(model, X, op_version=opv, options={"zipmap": False})[1]
+    own = list(np.asarray(model.classes_).tolist())
+    want = list(np.asarray(classes).tolist())
+    if own == want:
+        return p
+    select = np.zeros((len(own), len(want)), dtype=dtype)
+    for j, c in enumerate(own):
+        if c in want:
+            select[j, want.index(c)] = 1.0
+    return OnnxMatMul(p, select, op_version=opv)
+
+
+def _parts(operator, container):
+    """The fitted model, the input variable, its numpy dtype and the opset of a converter call."""
+    X = operator.inputs[0]
+    return operator.raw_operator, X, guess_numpy_type(X.type), container.target_opset
+
+
+def _convert_soft_lr(scope, operator, container):
+    op, X, dtype, opv = _parts(operator, container)
+    if isinstance(op, InFoldSoftLogisticRegression):
+        op = op.estimator_
+    W = (op.coef_ / op.scale_[None, :]).T  # (d, k): standardisation folded in
+    b = op.intercept_ - (op.mean_ / op.scale_) @ op.coef_.T
+    logits = OnnxAdd(OnnxMatMul(X, W.astype(dtype), op_version=opv), b.astype(dtype), op_version=opv)
+    _emit(scope, operator, container, OnnxSoftmax(logits, axis=1, op_version=opv))
+
+
+def _convert_soft_label(scope, operator, container):
+    op, X, dtype, opv = _parts(operator, container)
+    # the base model learns class indices: column j of its output is class j
+    _emit(scope, operator, container,
+          _sub_proba(op.estimator_, X, opv, np.arange(len(op.classes_)), dtype))
+
+
+def _convert_prior_shift(scope, operator, container):
+    op, X, dtype, opv = _parts(operator, container)
+    p = _sub_proba(op.estimator_, X, opv, op.classes_, dtype)
+    logp = OnnxLog(OnnxAdd(p, np.array([_EPS], dtype=dtype), op_version=opv), op_version=opv)
+    shifted = OnnxAdd(logp, op.offsets_.astype(dtype), op_version=opv)
+    _emit(scope, operator, container, OnnxSoftmax(shifted, axis=1, op_version=opv))
+
+
+def _convert_balanced_bagging(scope, operator, container):
+    op, X, dtype, opv = _parts(operator, container)
+    if not all(hasattr(m, "predict_proba") for m in op.estimators_):
+        raise ValueError("balanced bagging of members without probabilities; cannot export")
+    members = [_sub_proba(m, X, opv, op.classes_, dtype) for m in op.estimators_]
+    total = OnnxSum(*members, op_version=opv) if len(members) > 1 else members[0]
+    mean = OnnxDiv(total, np.array([len(members)], dtype=dtype), op_version=opv)
+    _emit(scope, operator, container, mean)
+
+
+def _convert_clipped_knn(scope, operator, container):
+    op = operator.raw_operator
+    requested = op.n_neighbors
+    op.n_neighbors = op.n_neighbors_used_
+    try:
+        convert_nearest_neighbors_classifier(scope, operator, container)
+    finally:
+        op.n_neighbors = requested
+
+
+def _shape_wide_pca(operator):
+    op = operator.raw_operator
+    calculate_sklearn_scaler_output_shapes(operator)
+    width = op.n_features_in_ if op.pca_ is None else op.pca_.n_components_
+    operator.outputs[0].type = operator.inputs[0].type.__class__([None, int(width)])
+
+
+def _convert_wide_pca(scope, operator, container):
+    op = operator.raw_operator
+    X = operator.inputs[0]
+    opv = container.target_opset
+    out = operator.outputs[0]
+    if op.pca_ is None:
+        node = OnnxIdentity(X, op_version=opv, output_names=[out])
+    else:
+        node = OnnxIdentity(OnnxSubEstimator(op.pca_, X, op_version=opv), op_version=opv,
+                            output_names=[out])
+    node.add_to(scope, container)
+
+
+_PROTO = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
+_CLASSIFIERS = {
+    Float32Input: ("EmodistFloat32Input", _convert_float32_input),
+    SoftLogisticRegression: ("EmodistSoftLogisticRegression", _convert_soft_lr),
+    InFoldSoftLogisticRegression: ("EmodistInFoldSoftLogisticRegression", _convert_soft_lr),
+    SoftLabelClassifier: ("EmodistSoftLabelClassifier", _convert_soft_label),
+    PriorShiftClassifier: ("EmodistPriorShiftClassifier", _convert_prior_shift),
+    BalancedBaggingClassifier: ("EmodistBalancedBaggingClassifier", _convert_balanced_bagging),
+    ClippedKNN: ("EmodistClippedKNN", _convert_clipped_knn),
+}
+_registered = False
+
+
+def register_converters() -> None:
+    """Register emodist's estimators with skl2onnx (once; later calls do nothing)."""
+    global _registered
+    if _registered:
+        return
+    for cls, (alias, convert) in _CLASSIFIERS.items():
+        options = {**_ZIPMAP, "optim": [None, "cdist"]} if cls is ClippedKNN else dict(_ZIPMAP)
+        update_registered_converter(cls, alias, calculate_linear_classifier_output_shapes, convert,
+                                    options=options)
+    update_registered_converter(WideInputPCA, "EmodistWideInputPCA", _shape_wide_pca,
+                                _convert_wide_pca)
+    _registered = True
+
+
+# --------------------------------------------------------------------------
+# Conversion and running.
+# --------------------------------------------------------------------------
+
+
+def _float32_front(model: onnx.ModelProto, inner: str) -> onnx.ModelProto:
+    """Give the graph a ``float32`` input :data:`INPUT_NAME` cast to the double input ``inner``."""
+    g = model.graph
+    old = next(i for i in g.input if i.name == inner)
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in old.type.tensor_type.shape.dim]
+    g.input.remove(old)
+    g.input.insert(0, helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, dims))
+    g.node.insert(0, helper.make_node("Cast", [INPUT_NAME], [inner], to=TensorProto.DOUBLE,
+                                      name="to_double"))
+    return model
+
+
+def to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> onnx.ModelProto:
+    """Convert a fitted preset pipeline to ONNX (``float32`` in, double inside).
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        Fitted :func:`~emodist.learn.presets.make_pipeline` output.
+    n_features : int
+        Input columns.
+    name : str
+        Graph name.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Input :data:`INPUT_NAME` (``float32``, ``(n, n_features)``); outputs
+        the label and the class probabilities (:func:`onnx_outputs`).
+
+    Raises
+    ------
+    RuntimeError
+        skl2onnx has no converter for a step.
+    """
+    register_converters()
+    last = pipeline.steps[-1][1]
+    if _compares_float32(last):
+        pipeline = Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], Float32Input(last))])
+    inner = INPUT_NAME + "_double"
+    model = convert_sklearn(pipeline, name=name,
+                            initial_types=[(inner, DoubleTensorType([None, int(n_features)]))],
+                            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
+                            target_opset=dict(OPSET))
+    model = _float32_front(model, inner)
+    onnx.checker.check_model(model)
+    return model
+
+
+def onnx_outputs(model: onnx.ModelProto) -> dict:
+    """``{"label": name, "probabilities": name}`` of an exported graph's outputs."""
+    names = [o.name for o in model.graph.output]
+    return {"label": names[0], "probabilities": names[1]}
+
+
+def run_onnx(model, X) -> np.ndarray:
+    """Class probabilities of an exported graph on rows ``X`` (ONNX Runtime, one thread).
+
+    Parameters
+    ----------
+    model : onnx.ModelProto or bytes
+        The graph.
+    X : array_like, shape (n, n_features)
+        Cast to ``float32``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, k)
+    """
+    import onnxruntime as ort  # the session is made only where a model runs
+
+    data = model if isinstance(model, bytes) else model.SerializeToString()
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
+    out = sess.get_outputs()[1].name
+    return np.asarray(sess.run([out], {INPUT_NAME: np.asarray(X, dtype=np.float32)})[0])
+

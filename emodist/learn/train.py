@@ -1,0 +1,487 @@
+"""Train one preset on a whole store, measure it, and write it as ONNX with its card.
+
+:func:`run_train` is what ``emodist train`` runs:
+
+1. the segments, labels and folds of an evaluation
+   (:func:`emodist.learn.features.load_data`,
+   :func:`emodist.learn.folds.make_folds`) for one feature set and one
+   preset that can be exported (:mod:`emodist.learn.export`);
+2. the grouped cross-validation of that preset, fold by fold as
+   ``emodist evaluate`` runs it (:func:`emodist.learn.fits.fit_predict_proba`,
+   :func:`emodist.learn.distribution.fit_predict_distribution`), scored at
+   segment and track level (:mod:`emodist.learn.scoring`) and for
+   calibration from the out-of-fold probabilities
+   (:mod:`emodist.learn.calibration`);
+3. the preset's whole pipeline fit on every usable segment;
+4. the pipeline as ONNX, checked against scikit-learn's probabilities on
+   the training rows, and the card (:mod:`emodist.models.trained`).
+
+:func:`best_from_report` picks the preset and feature set of an evaluation
+report's best exportable row.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import os
+import time
+import warnings
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from emodist._version import __version__
+from emodist.engine.executor import run_all
+from emodist.errors import EmodistError
+from emodist.learn import presets as clf
+from emodist.learn.calibration import calibration_report, reliability_figure
+from emodist.learn.distribution import (
+    distribution_metrics,
+    fit_predict_distribution,
+    train_mean_baseline,
+)
+from emodist.learn.export import (
+    EXPORTABLE,
+    EXPORTABLE_DISTRIBUTION,
+    INPUT_NAME,
+    check_exportable,
+    onnx_outputs,
+    run_onnx,
+    to_onnx,
+)
+from emodist.learn.features import load_data, open_dataset, store_info
+from emodist.learn.fits import fit_params, fit_predict_proba, set_classes
+from emodist.learn.folds import describe_splitter, fold_groups, fold_splitter, make_folds
+from emodist.learn.metrics import track_mean_proba
+from emodist.learn.params import RANK_BY, TARGETS, ParameterError, check_choice
+from emodist.learn.scoring import (
+    baseline_rates,
+    classification_metrics,
+    headline_metrics,
+    track_level,
+)
+from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
+
+__all__ = ["AUTO_PRESETS", "ONNX_TOLERANCE", "best_from_report", "run_auto", "run_train",
+           "store_fingerprint"]
+
+log = logging.getLogger(__name__)
+
+#: Largest difference allowed between the ONNX graph's and scikit-learn's probabilities.
+ONNX_TOLERANCE = 1e-5
+#: Candidate presets of ``--auto`` (fast, exportable, one per family).
+AUTO_PRESETS = ("soft-logistic-regression", "logistic-regression", "bagged-trees", "medium-knn")
+#: The reliability diagram's file name in the model folder.
+FIGURE = "reliability.png"
+
+
+def store_fingerprint(ds, segment_id, groups) -> str:
+    """sha256 over what the model was trained from: segment ids, labels, group descriptions.
+
+    Two trainings with equal fingerprints read the same segments of stores
+    described alike (feature values are not hashed: they are the store's
+    own; its ``created`` time and group descriptions stand for them).
+    """
+    h = hashlib.sha256()
+    h.update("\n".join(map(str, segment_id)).encode())
+    h.update(json.dumps({"created": ds.attrs.get("created"),
+                         "groups": {g: (ds.attrs.get("feature_groups") or {}).get(g) for g in groups}},
+                        sort_keys=True, default=str).encode())
+    return h.hexdigest()
+
+
+def _resolve(classifier: str, target: str) -> clf.Preset:
+    if target == "distribution":
+        preset = clf.resolve_distribution_presets([classifier])[0]
+    else:
+        try:
+            preset = clf.get_preset(classifier)
+        except ParameterError as exc:
+            raise ParameterError(exc.message.replace("unknown classifier", "unknown preset")
+                                 .split("; choose")[0] + f"; choose from {', '.join(EXPORTABLE)}",
+                                 "classifier") from None
+    check_exportable(preset.key, target)
+    return preset
+
+
+def _cv_class(data, X, fold, groups, preset, seed, client, n_jobs) -> tuple[dict, np.ndarray]:
+    """Out-of-fold predictions and probabilities; the CV figures and the probabilities."""
+    classes = data.classes
+    common = {"X": X, "y": data.y, "folds": fold, "preset_key": preset.key, "seed": seed,
+              "weights": False, "soft": data.soft, "groups": groups, "classes": classes}
+    out = run_all(fit_predict_proba, common, [{"fold": k} for k in range(int(fold.max()) + 1)],
+                  client=client, n_jobs=n_jobs)
+    pred = np.empty(len(data.y), dtype=object)
+    proba = np.zeros((len(data.y), len(classes)))
+    for k, (p, pr) in enumerate(out):
+        pred[fold == k] = p
+        proba[fold == k] = pr
+    t_true, t_pred, t_folds = track_level(data.y, pred, fold, data.track_id, classes)
+    first = list(dict.fromkeys(data.track_id))
+    t_mean = track_mean_proba(proba, data.track_id, classes).loc[first].to_numpy()
+    cv = {
+        "segment": classification_metrics(data.y, pred, fold, classes),
+        "track": classification_metrics(t_true, t_pred, t_folds, classes),
+        "track_proba": classification_metrics(t_true, t_mean, t_folds, classes),
+        "baselines": {"segment": baseline_rates(data.y, classes), "track": baseline_rates(t_true, classes)},
+        "calibration": calibration_report(proba, data.y, classes),
+    }
+    return cv, proba
+
+
+def _cv_distribution(data, X, fold, groups, preset, seed, client, n_jobs) -> tuple[dict, np.ndarray]:
+    common = {"X": X, "P": data.distribution, "folds": fold, "preset_key": preset.key, "seed": seed,
+              "tracks": data.track_id, "groups": groups}
+    out = run_all(fit_predict_distribution, common, [{"fold": k} for k in range(int(fold.max()) + 1)],
+                  client=client, n_jobs=n_jobs)
+    pred = np.zeros_like(data.distribution)
+    for k, o in enumerate(out):
+        pred[fold == k] = o
+    base = train_mean_baseline(data.distribution, fold)
+    cv = {
+        "distribution": distribution_metrics(data.distribution, pred, fold),
+        "baselines": {"train_mean": distribution_metrics(data.distribution, base, fold)},
+        "calibration": calibration_report(pred, data.distribution, data.emotions),
+    }
+    return cv, pred
+
+
+def _fit_final(data, X, groups, preset, seed, target):
+    """The preset's pipeline fit on every row; ``(pipeline, output classes)``.
+
+    The output classes are the columns of ``predict_proba`` and of the ONNX
+    graph's probabilities: the emotions of a distribution, else the model's
+    ``classes_`` (sorted labels for scikit-learn's models, the given order
+    for soft-label ones).
+    """
+    every = np.ones(len(X), dtype=bool)
+    with warnings.catch_warnings(), threadpool_limits(1):
+        warnings.simplefilter("ignore")
+        if target == "distribution":
+            k = data.distribution.shape[1]
+            pipe = clf.make_distribution_pipeline(preset, seed)
+            set_classes(pipe, range(k))
+            kw = {"model__soft": data.distribution}
+            if "groups" in preset.fit_params:
+                kw["model__groups"] = groups
+            pipe.fit(X, np.argmax(data.distribution, axis=1), **kw)
+            return pipe, [str(e) for e in data.emotions]
+        pipe = clf.make_pipeline(preset, seed)
+        set_classes(pipe, data.classes)
+        pipe.fit(X, data.y, **fit_params(preset, every, data.y, weights=False, soft=data.soft,
+                                         groups=groups))
+        return pipe, [str(c) for c in pipe.classes_]
+
+
+def run_train(
+    store,
+    *,
+    features: str,
+    classifier: str,
+    out,
+    target: str = "class",
+    folds: int = 5,
+    seed: int = 0,
+    label_rule: str | None = None,
+    name: str | None = None,
+    client=None,
+    n_jobs: int | None = -1,
+    storage_options: dict | None = None,
+    chosen_from: dict | None = None,
+) -> TrainedModel:
+    """Cross-validate, fit and export one preset on one feature set of a store.
+
+    Parameters
+    ----------
+    store : str, path-like or xarray.Dataset
+        Feature store.
+    features : str
+        One feature set: a group or ``+``-joined groups (``handcrafted+musicnn_msd``).
+    classifier : str
+        Preset key or name; one of :data:`emodist.learn.export.EXPORTABLE`
+        (``target`` ``distribution``: :data:`~emodist.learn.export.EXPORTABLE_DISTRIBUTION`).
+    out : str or path-like
+        Model folder: new, empty, or an existing model (replaced).
+    target : {"class", "factors", "distribution"}
+    folds, seed : int
+        Grouped folds of the training-time cross-validation, and the seed of
+        folds and models.
+    label_rule : {"listener", "mean"} or None
+        ``None``: the stored labels.
+    name : str, optional
+        Model name (default: ``<features>.<preset>.<target>``).
+    client : distributed.Client, optional
+        Run the cross-validation's fits on this cluster (else :mod:`joblib`).
+    n_jobs : int or None
+        joblib processes without a client.
+    storage_options : dict, optional
+        Filesystem options of ``store``.
+    chosen_from : dict, optional
+        Where the choice came from (:func:`best_from_report`), kept in the card.
+
+    Returns
+    -------
+    emodist.models.trained.TrainedModel
+        The written model folder, loaded and verified (the card is ``.card``).
+
+    Raises
+    ------
+    emodist.learn.params.ParameterError
+        ``classifier`` unknown or without an ONNX converter, ``features``
+        not one stored set, an unknown ``target``, a bad ``folds``.
+    emodist.errors.ModelError
+        ``out`` exists and is not an emodist model folder.
+    """
+    check_choice("target", target, TARGETS)
+    preset = _resolve(classifier, target)
+    if not isinstance(features, str) or not features.strip() or " " in features.strip():
+        raise ParameterError("give one feature set: a stored group or +-joined groups "
+                             f"(got {features!r})", "features")
+    if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
+        raise ParameterError(f"{out} exists and is not an emodist model folder; choose a new folder",
+                             "out")
+    t_start = time.perf_counter()
+    store_url = os.fspath(store) if isinstance(store, os.PathLike) else store
+    ds = open_dataset(store_url, storage_options)
+    data = load_data(ds, features, label_rule, target)
+    fs = data.sets[0]
+    if fs.name == "custom":
+        raise ParameterError(f"{features!r} is not a stored group or +-joined groups", "features")
+    X = data.X[fs.name]
+    if target != "distribution" and len(data.classes) < 2:
+        raise EmodistError(f"only one class ({data.classes[0]}) among the training segments")
+    if target != "distribution" and "soft" in preset.fit_params and data.soft is None:
+        raise ParameterError(f"{preset.key} learns from vote shares; the store keeps no votes",
+                             "classifier")
+    groups, group_by = fold_groups(data.group, data.track_id)
+    strata = data.y if data.strata is None else data.strata
+    fold = make_folds(strata, groups, folds, seed, unit="groups")
+    t0 = time.perf_counter()
+    cv_fn = _cv_distribution if target == "distribution" else _cv_class
+    cv, _ = cv_fn(data, X, fold, groups, preset, seed, client, n_jobs)
+    cv_seconds = time.perf_counter() - t0
+    log.info("cross-validated %s on %s in %.1f s", preset.key, fs.name, cv_seconds)
+    t0 = time.perf_counter()
+    pipe, classes = _fit_final(data, X, groups, preset, seed, target)
+    fit_seconds = time.perf_counter() - t0
+    model_name = name or f"{fs.name}.{preset.key}.{target}"
+    t0 = time.perf_counter()
+    graph = to_onnx(pipe, n_features=X.shape[1], name=model_name)
+    graph_bytes = graph.SerializeToString()
+    X32 = X.astype(np.float32)
+    ref = pipe.predict_proba(X32.astype(np.float64))
+    diff = float(np.abs(run_onnx(graph_bytes, X32) - ref).max())
+    if diff > ONNX_TOLERANCE:
+        raise EmodistError(f"the ONNX graph of {preset.key} differs from scikit-learn by {diff:.2e} "
+                           f"(> {ONNX_TOLERANCE}); not written")
+    export_seconds = time.perf_counter() - t0
+    feature_groups = dict(ds.attrs.get("feature_groups") or {})
+    cv["calibration"]["figure"] = FIGURE
+    cv.update({
+        "folds": int(folds), "seed": int(seed), "group_by": group_by,
+        "splitter": describe_splitter(fold_splitter(strata, groups, folds, seed), "group"),
+        "out_of_fold": "every segment predicted by a model that never saw its group",
+    })
+    training = {
+        "dataset": ds.attrs.get("dataset"),
+        "store": store_info(store_url, ds),
+        "store_fingerprint": store_fingerprint(ds, data.segment_id, fs.groups),
+        "n_tracks": len(np.unique(data.track_id)),
+        "n_segments": len(data.y),
+        "n_groups": len(np.unique(groups)),
+        "class_counts": {c: int((data.y == c).sum()) for c in data.classes},
+        "excluded": data.excluded,
+        "seconds": {"cross_validation": round(cv_seconds, 3), "final_fit": round(fit_seconds, 3),
+                    "export": round(export_seconds, 3),
+                    "total": round(time.perf_counter() - t_start, 3)},
+    }
+    card = {
+        "name": model_name,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "emodist_version": __version__,
+        "target": target,
+        "classes": [str(c) for c in classes],
+        "label_rule": data.label_rule,
+        "preset": {"key": preset.key, "name": preset.name, "family": preset.family,
+                   "params": preset.params, "seed": int(seed)},
+        "aggregate": ("mean of a track's segment probabilities" if preset.track_mean else None),
+        "features": fs.name,
+        "inputs": [{"group": g, "features": list(names), "description": feature_groups.get(g, {})}
+                   for g, names in fs.columns],
+        "n_features": len(fs.names),
+        "feature_names_sha256": feature_names_sha256(fs.names),
+        "onnx": {"input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, len(fs.names)]},
+                 "outputs": onnx_outputs(graph),
+                 "probabilities": {"dtype": "float64", "columns": [str(c) for c in classes]},
+                 "opset": {d.domain or "ai.onnx": int(d.version) for d in graph.opset_import},
+                 "check": {"rows": len(X), "max_abs_diff_vs_sklearn": diff,
+                           "tolerance": ONNX_TOLERANCE}},
+        "training": training,
+        "cv": cv,
+    }
+    if chosen_from:
+        card["chosen_from"] = chosen_from
+    title = f"{model_name}: out-of-fold calibration"
+    return write_trained(out, card, graph_bytes,
+                         files={FIGURE: reliability_figure(cv["calibration"], title=title)})
+
+
+def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
+    """The best exportable row of an ``emodist evaluate`` report, as :func:`run_train` arguments.
+
+    Parameters
+    ----------
+    report : str, path-like or dict
+        ``report.json`` (or its folder), or the report itself.
+    rank_by : {"accuracy", "balanced_accuracy", "macro_f1"}
+        Segment metric (fold mean); distribution reports rank by JSD.
+
+    Returns
+    -------
+    dict
+        ``features``, ``classifier``, ``target``, ``folds``, ``seed``,
+        ``label_rule``, ``store`` (the report's store URL) and
+        ``chosen_from`` (report, metric, value, rank among all rows).
+
+    Raises
+    ------
+    ParameterError
+        (parameter ``from_report``) an unreadable report or one without an
+        exportable row.
+    """
+    check_choice("rank_by", rank_by, RANK_BY, "ranking metric")
+    path = None
+    if not isinstance(report, dict):
+        path = os.fspath(report)
+        if os.path.isdir(path):
+            path = os.path.join(path, "report.json")
+        try:
+            with open(path) as f:
+                report = json.load(f)
+        except (OSError, ValueError) as exc:
+            raise ParameterError(f"{path}: not a readable evaluation report ({exc})",
+                                 "from_report") from None
+    settings = report.get("settings") or {}
+    target = settings.get("target", "class")
+    allowed = EXPORTABLE_DISTRIBUTION if target == "distribution" else EXPORTABLE
+    rows = list(report.get("results") or [])
+    if target == "distribution":
+        metric = "jsd"
+        rows.sort(key=lambda r: r["distribution"]["jsd"]["mean"])
+        value = (lambda r: r["distribution"]["jsd"]["mean"])
+    else:
+        metric = rank_by
+        rows.sort(key=lambda r: -r["segment"][rank_by]["mean"])
+        value = (lambda r: r["segment"][rank_by]["mean"])
+    for rank, row in enumerate(rows, 1):
+        if row.get("classifier") in allowed and row.get("balance", "none") == "none" \
+                and row.get("features") != "custom":
+            return {
+                "features": row["features"], "classifier": row["classifier"], "target": target,
+                "folds": int(settings.get("folds", 5)), "seed": int(settings.get("seed", 0)),
+                "label_rule": settings.get("label_rule"),
+                "store": (report.get("store") or {}).get("url"),
+                "chosen_from": {"report": path, "rank_by": metric, "value": float(value(row)),
+                                "rank": rank, "of": len(rows),
+                                "skipped_above": [f"{r['features']}/{r['classifier']}/{r.get('balance')}"
+                                                  for r in rows[:rank - 1]]},
+            }
+    raise ParameterError(f"{path or 'the report'} has no row with an exportable preset "
+                         f"({', '.join(allowed)}) without class weights", "from_report")
+
+
+def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_jobs) -> dict:
+    """The (feature set, preset) with the best inner grouped-CV ``rank_by`` on ``rows``."""
+    y, g = data.y[rows], groups[rows]
+    strata = (data.y if data.strata is None else data.strata)[rows]
+    inner = make_folds(strata, g, inner_folds, seed, unit="groups")
+    soft = None if data.soft is None else data.soft[rows]
+    combos = [(fs.name, p.key) for fs in data.sets for p in presets]
+    tasks = [{"X": data.X[fs][rows], "preset_key": key, "fold": j}
+             for fs, key in combos for j in range(inner_folds)]
+    out = run_all(fit_predict_proba, {"y": y, "folds": inner, "seed": seed, "weights": False,
+                                      "soft": soft, "groups": g, "classes": data.classes},
+                  tasks, client=client, n_jobs=n_jobs)
+    scores = {}
+    for c, combo in enumerate(combos):
+        pred = np.empty(len(y), dtype=object)
+        for j in range(inner_folds):
+            pred[inner == j] = out[c * inner_folds + j][0]
+        scores[combo] = headline_metrics(y, pred, inner)[rank_by]["mean"]
+    best = max(scores, key=scores.get)  # ties: the first candidate
+    return {"features": best[0], "classifier": best[1], "score": scores[best],
+            "inner": {f"{fs}/{key}": v for (fs, key), v in scores.items()}}
+
+
+def run_auto(store, *, out, features=None, classifiers=AUTO_PRESETS, rank_by: str = "balanced_accuracy",
+             folds: int = 5, inner_folds: int = 4, seed: int = 0, label_rule: str | None = None,
+             name: str | None = None, client=None, n_jobs: int | None = -1,
+             storage_options: dict | None = None) -> TrainedModel:
+    """Choose the feature set and preset by nested grouped CV, then train the choice.
+
+    Inside each outer training fold an inner grouped CV ranks every (feature
+    set, preset) candidate by ``rank_by``; the winner is fit on the outer
+    training fold and predicts the outer test fold.  Those outer predictions
+    measure the whole procedure, choice included (the card's ``auto``:
+    figures, calibration, each fold's choice).  The final choice is made the
+    same way on every segment and trained by :func:`run_train` (whose ``cv``
+    is then that preset's own CV, optimistic for a chosen model).
+
+    Parameters
+    ----------
+    store, out, folds, seed, label_rule, name, client, n_jobs, storage_options
+        As in :func:`run_train` (target: the dominant emotion).
+    features : sequence of str, optional
+        Candidate feature sets (default: every stored group alone, and all joined).
+    classifiers : sequence of str
+        Candidate presets, each exportable.
+    rank_by : {"accuracy", "balanced_accuracy", "macro_f1"}
+    inner_folds : int
+        Grouped folds of each inner CV.
+
+    Returns
+    -------
+    emodist.models.trained.TrainedModel
+    """
+    check_choice("rank_by", rank_by, RANK_BY, "ranking metric")
+    presets = [_resolve(c, "class") for c in classifiers]
+    if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
+        raise ParameterError(f"{out} exists and is not an emodist model folder; choose a new folder",
+                             "out")
+    store_url = os.fspath(store) if isinstance(store, os.PathLike) else store
+    data = load_data(open_dataset(store_url, storage_options), features, label_rule, "class")
+    if any(fs.name == "custom" for fs in data.sets):
+        raise ParameterError("--auto takes stored groups or +-joined groups as candidates", "features")
+    groups, _ = fold_groups(data.group, data.track_id)
+    fold = make_folds(data.y, groups, folds, seed, unit="groups")
+    pred = np.empty(len(data.y), dtype=object)
+    proba = np.zeros((len(data.y), len(data.classes)))
+    choices = []
+    t0 = time.perf_counter()
+    for k in range(folds):
+        train = fold != k
+        pick = _choose(data, train, groups, presets, rank_by, inner_folds, seed, client, n_jobs)
+        choices.append({"fold": k, **pick})
+        p, pr = fit_predict_proba(data.X[pick["features"]], data.y, fold, k, pick["classifier"], seed,
+                                  False, soft=data.soft, groups=groups, classes=data.classes)
+        pred[fold == k], proba[fold == k] = p, pr
+    t_true, t_pred, t_folds = track_level(data.y, pred, fold, data.track_id, data.classes)
+    final = _choose(data, np.ones(len(data.y), dtype=bool), groups, presets, rank_by, inner_folds,
+                    seed, client, n_jobs)
+    auto = {
+        "rank_by": rank_by, "folds": int(folds), "inner_folds": int(inner_folds),
+        "candidates": {"features": [fs.name for fs in data.sets], "classifiers": [p.key for p in presets]},
+        "outer": {"segment": classification_metrics(data.y, pred, fold, data.classes),
+                  "track": classification_metrics(t_true, t_pred, t_folds, data.classes),
+                  "calibration": calibration_report(proba, data.y, data.classes)},
+        "choices": choices,
+        "final": final,
+        "why": f"best inner {inner_folds}-fold grouped CV {rank_by} on every segment",
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    return run_train(store_url, features=final["features"], classifier=final["classifier"], out=out,
+                     folds=folds, seed=seed, label_rule=label_rule, name=name, client=client,
+                     n_jobs=n_jobs, storage_options=storage_options, chosen_from={"auto": auto})

@@ -1,0 +1,347 @@
+"""Trained emotion models: an ONNX graph and its card, ``model.json``, in one folder.
+
+``emodist train`` (:mod:`emodist.learn.train`) writes a folder::
+
+    MODEL_DIR/
+        model.json     the card (this module's format)
+        model.onnx     the fitted pipeline (float32 features in, probabilities out)
+        reliability.png
+
+The card is plain JSON: what the model predicts (target and classes), what
+it reads (the input feature groups exactly as the store describes them, the
+feature columns in input order and a hash of their names), how it was made
+(preset, label rule, training data, store fingerprint, emodist version) and
+how well it does (the grouped cross-validation run at training time,
+calibration included).  It names the ONNX file relative to itself and
+records its sha256.
+
+Loading (:func:`load_trained`) never executes code from the folder: it reads
+JSON, refuses a file name that leaves the folder and a graph whose sha256 is
+not the card's, and returns a frozen :class:`TrainedModel`, what a worker
+needs to run the graph on new segments.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from emodist.errors import ModelError
+
+__all__ = [
+    "CARD_FILE",
+    "FORMAT",
+    "FORMAT_VERSION",
+    "ONNX_FILE",
+    "ModelInput",
+    "TrainedModel",
+    "describe_trained",
+    "feature_names_sha256",
+    "is_model_dir",
+    "load_trained",
+    "write_trained",
+]
+
+#: The card's file name inside a model folder.
+CARD_FILE = "model.json"
+#: The ONNX graph's default file name inside a model folder.
+ONNX_FILE = "model.onnx"
+#: ``format`` field of every card.
+FORMAT = "emodist-trained-model"
+#: Version of the card layout.
+FORMAT_VERSION = 1
+_REQUIRED = ("name", "target", "classes", "inputs", "onnx")
+
+
+def feature_names_sha256(names) -> str:
+    """sha256 of the feature names in input order (one per line, UTF-8).
+
+    Parameters
+    ----------
+    names : sequence of str
+
+    Returns
+    -------
+    str
+        Hex digest; two models read the same columns in the same order
+        exactly when their digests agree.
+    """
+    return hashlib.sha256("\n".join(map(str, names)).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One feature group the model reads, in input order.
+
+    Attributes
+    ----------
+    group : str
+        Store group name (``handcrafted``, ``musicnn_msd``...).
+    features : tuple of str
+        The group's columns the model reads, in input order.
+    description : dict
+        The group as the store's ``attrs["feature_groups"][group]`` records
+        it (version, parameters, model sha256).
+    """
+
+    group: str
+    features: tuple[str, ...]
+    description: dict = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class TrainedModel:
+    """A loaded, verified model card.
+
+    Attributes
+    ----------
+    path : str
+        The model folder.
+    name : str
+    target : str
+        ``class``, ``factors`` or ``distribution``.
+    classes : tuple of str
+        Output columns of the probabilities (the emotions of a
+        distribution).
+    inputs : tuple of ModelInput
+        Feature groups in input order.
+    onnx_path : str
+        The verified ONNX file.
+    onnx_sha256 : str
+    input_name, input_dtype : str
+        The graph's input (``float32``, shape ``(n, n_features)``).
+    outputs : dict
+        ``{"label": name, "probabilities": name}``.
+    card : dict
+        The whole card as read.
+    """
+
+    path: str
+    name: str
+    target: str
+    classes: tuple[str, ...]
+    inputs: tuple[ModelInput, ...]
+    onnx_path: str
+    onnx_sha256: str
+    input_name: str
+    input_dtype: str
+    outputs: dict = field(compare=False)
+    card: dict = field(compare=False, repr=False)
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Every input column, in order."""
+        return [n for i in self.inputs for n in i.features]
+
+    @property
+    def groups(self) -> list[str]:
+        """The feature groups read, in order."""
+        return [i.group for i in self.inputs]
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def is_model_dir(path) -> bool:
+    """Whether ``path`` is a folder holding a trained model's card."""
+    p = Path(path)
+    if not (p / CARD_FILE).is_file():
+        return False
+    try:
+        return json.loads((p / CARD_FILE).read_text()).get("format") == FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def _inside(folder: Path, name: str) -> Path:
+    """``folder / name``, refused when it is absolute or leaves the folder."""
+    if not isinstance(name, str) or not name or os.path.isabs(name):
+        raise ModelError(f"{folder}: the card names the ONNX file {name!r}, not a file name "
+                         "relative to its folder")
+    target = (folder / name).resolve()
+    if not target.is_relative_to(folder.resolve()):
+        raise ModelError(f"{folder}: the card's ONNX file {name!r} lies outside its folder")
+    return target
+
+
+def write_trained(model_dir, card: dict, onnx_bytes: bytes, *, files: dict | None = None) -> TrainedModel:
+    """Write a model folder: the graph, extra files, then the card (last, so a folder with a card is whole).
+
+    Parameters
+    ----------
+    model_dir : str or path-like
+        Created when missing; an existing folder must be empty or hold a
+        model (which is replaced).
+    card : dict
+        The card without its ``format``, ``format_version`` and ``onnx``
+        file fields; ``onnx`` may carry ``input``/``outputs`` details.
+    onnx_bytes : bytes
+        The serialised graph.
+    files : dict, optional
+        Other file name -> bytes (figures), written beside the card.
+
+    Returns
+    -------
+    TrainedModel
+        The folder as :func:`load_trained` reads it.
+
+    Raises
+    ------
+    ModelError
+        ``model_dir`` exists and is neither empty nor a model folder.
+    """
+    folder = Path(model_dir)
+    if folder.exists() and not folder.is_dir():
+        raise ModelError(f"{folder} exists and is not a folder")
+    if folder.is_dir() and any(folder.iterdir()) and not is_model_dir(folder):
+        raise ModelError(f"{folder} exists and is not an emodist model folder (no {CARD_FILE}); "
+                         "choose a new folder")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / CARD_FILE).unlink(missing_ok=True)
+    (folder / ONNX_FILE).write_bytes(onnx_bytes)
+    for name, data in (files or {}).items():
+        (_inside(folder, name)).write_bytes(data)
+    full = {"format": FORMAT, "format_version": FORMAT_VERSION, **card}
+    full["onnx"] = {**dict(card.get("onnx") or {}), "file": ONNX_FILE,
+                    "sha256": hashlib.sha256(onnx_bytes).hexdigest()}
+    tmp = folder / (CARD_FILE + ".tmp")
+    tmp.write_text(json.dumps(full, indent=1, sort_keys=False) + "\n")
+    os.replace(tmp, folder / CARD_FILE)
+    return load_trained(folder)
+
+
+def load_trained(model_dir) -> TrainedModel:
+    """Read and verify a model folder.
+
+    Parameters
+    ----------
+    model_dir : str or path-like
+        A folder written by :func:`write_trained`.
+
+    Returns
+    -------
+    TrainedModel
+
+    Raises
+    ------
+    ModelError
+        No card, a card that is not JSON or lacks a field, an ONNX file
+        name outside the folder, a missing ONNX file, or one whose sha256 is
+        not the card's.
+    """
+    folder = Path(model_dir)
+    path = folder / CARD_FILE
+    if not path.is_file():
+        raise ModelError(f"{folder}: no {CARD_FILE} (not an emodist model folder)")
+    try:
+        card: dict[str, Any] = json.loads(path.read_text())
+    except ValueError as exc:
+        raise ModelError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(card, dict) or card.get("format") != FORMAT:
+        raise ModelError(f"{path}: not an emodist model card (format {FORMAT!r} expected)")
+    if card.get("format_version") != FORMAT_VERSION:
+        raise ModelError(f"{path}: card format version {card.get('format_version')!r}; "
+                         f"this emodist reads version {FORMAT_VERSION}")
+    missing = [k for k in _REQUIRED if k not in card]
+    if missing:
+        raise ModelError(f"{path}: the card lacks {', '.join(missing)}")
+    onnx_info = dict(card["onnx"])
+    onnx_path = _inside(folder, onnx_info.get("file"))
+    if not onnx_path.is_file():
+        raise ModelError(f"{folder}: the card's ONNX file {onnx_info.get('file')!r} is missing")
+    actual = _sha256_file(onnx_path)
+    if actual != onnx_info.get("sha256"):
+        raise ModelError(f"{onnx_path}: sha256 {actual[:12]}... is not the card's "
+                         f"{str(onnx_info.get('sha256'))[:12]}... (the file was changed; retrain "
+                         "or restore it)")
+    inputs = tuple(ModelInput(str(i["group"]), tuple(map(str, i["features"])),
+                              dict(i.get("description") or {})) for i in card["inputs"])
+    names = [n for i in inputs for n in i.features]
+    want = card.get("feature_names_sha256")
+    if want is not None and feature_names_sha256(names) != want:
+        raise ModelError(f"{path}: the input feature names do not match their recorded hash")
+    inp = dict(onnx_info.get("input") or {})
+    return TrainedModel(
+        path=str(folder),
+        name=str(card["name"]),
+        target=str(card["target"]),
+        classes=tuple(map(str, card["classes"])),
+        inputs=inputs,
+        onnx_path=str(onnx_path),
+        onnx_sha256=actual,
+        input_name=str(inp.get("name", "features")),
+        input_dtype=str(inp.get("dtype", "float32")),
+        outputs=dict(onnx_info.get("outputs") or {}),
+        card=card,
+    )
+
+
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * float(x):.1f}%"
+
+
+def describe_trained(model: TrainedModel) -> list[str]:
+    """Lines for ``emodist model show``: what the model predicts, reads, was trained on, scores."""
+    c = model.card
+    lines = [f"model {model.name}  ({model.path})",
+             f"  target: {model.target}; {len(model.classes)} outputs: {', '.join(model.classes)}"]
+    preset = c.get("preset") or {}
+    if preset:
+        lines.append(f"  preset: {preset.get('key')} ({preset.get('name')})")
+    for i in model.inputs:
+        d = i.description
+        sha = d.get("model_sha256")
+        extra = f", model sha256 {sha[:12]}..." if sha else ""
+        lines.append(f"  input: {i.group} ({len(i.features)} features, version "
+                     f"{d.get('version', '?')}{extra})")
+    lines.append(f"  onnx: {Path(model.onnx_path).name} sha256 {model.onnx_sha256[:12]}... input "
+                 f"{model.input_name} {model.input_dtype} (n, {len(model.feature_names)}); outputs "
+                 + ", ".join(f"{k}={v}" for k, v in model.outputs.items()))
+    t = c.get("training") or {}
+    if t:
+        lines.append(f"  trained on: {t.get('dataset') or '?'}: {t.get('n_tracks')} tracks, "
+                     f"{t.get('n_segments')} segments; label rule {c.get('label_rule')}")
+        counts = t.get("class_counts") or {}
+        if counts:
+            lines.append("  class counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    cv = c.get("cv") or {}
+    seg = cv.get("segment") or {}
+    if seg:
+        lines.append(f"  {cv.get('folds')}-fold grouped CV, segments: accuracy "
+                     f"{_pct(seg['accuracy']['mean'])}, balanced accuracy "
+                     f"{_pct(seg['balanced_accuracy']['mean'])}, macro-F1 {_pct(seg['macro_f1']['mean'])}")
+    trk = cv.get("track") or {}
+    if trk:
+        lines.append(f"  tracks (majority vote): accuracy {_pct(trk['accuracy']['mean'])}, "
+                     f"balanced accuracy {_pct(trk['balanced_accuracy']['mean'])}")
+    dist = cv.get("distribution") or {}
+    if dist:
+        lines.append(f"  distribution: mean JSD {dist['jsd']['mean']:.4f}, top-1 {_pct(dist['top1']['mean'])}")
+    cal = cv.get("calibration") or {}
+    if cal:
+        lines.append(f"  calibration (out of fold): ECE {cal.get('ece', float('nan')):.4f} "
+                     f"(top label), class-wise {cal.get('classwise_ece', float('nan')):.4f}; "
+                     f"diagram {cal.get('figure', '-')}")
+    chosen = c.get("chosen_from") or {}
+    auto = chosen.get("auto")
+    if auto:
+        outer = auto["outer"]["segment"]
+        lines.append(f"  chosen by nested CV ({auto['why']}): outer {auto['folds']}-fold "
+                     f"accuracy {_pct(outer['accuracy']['mean'])}, balanced accuracy "
+                     f"{_pct(outer['balanced_accuracy']['mean'])}, ECE "
+                     f"{auto['outer']['calibration']['ece']:.4f}; folds chose "
+                     + ", ".join(f"{x['features']}/{x['classifier']}" for x in auto["choices"]))
+    elif chosen:
+        lines.append(f"  chosen from {chosen.get('report')}: rank {chosen.get('rank')} of "
+                     f"{chosen.get('of')} by {chosen.get('rank_by')} ({chosen.get('value')})")
+    lines.append(f"  emodist {c.get('emodist_version')}, created {c.get('created')}")
+    return lines
