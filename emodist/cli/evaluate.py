@@ -142,7 +142,7 @@ def print_presets(print_fn=print) -> None:
 
 
 @contextlib.contextmanager
-def _maybe_client(scheduler: str | None, scheduler_file: str | None):
+def maybe_client(scheduler: str | None, scheduler_file: str | None):
     if not (scheduler or scheduler_file):
         yield None
         return
@@ -264,7 +264,7 @@ def cmd_evaluate(args) -> int:
     with flagged(feature_flags(args)):
         spec = EvaluationSpec(**evaluation_kwargs(args))
     store = one_group_per_recording(args.store, parse_storage_options(args.storage_options))
-    with flagged(feature_flags(args)), _maybe_client(args.scheduler, args.scheduler_file) as client:
+    with flagged(feature_flags(args)), maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
             store, spec, out=args.out, client=client,
             n_jobs=args.workers if args.workers is not None else -1,

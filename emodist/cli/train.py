@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
-from emodist.cli.common import add_command, add_storage_options, parse_storage_options
-from emodist.cli.evaluate import _maybe_client, flagged
+from emodist.cli.common import (
+    add_alias,
+    add_command,
+    add_quiet,
+    add_scheduler_options,
+    add_storage_options,
+    parse_storage_options,
+)
+from emodist.cli.evaluate import flagged, maybe_client
 from emodist.errors import EmodistError
+from emodist.learn.spec import RANK_BY, TARGETS
+from emodist.spec import LABEL_RULES
 
 __all__ = ["cmd_train", "register"]
 
@@ -24,7 +33,7 @@ EXAMPLES = """examples:
   emodist train features.zarr --features musicnn_msd --target distribution \\
       --classifier soft-logistic-regression-in-fold-c --out models/distribution/
   emodist train --from-report report/ --rank-by balanced_accuracy --out models/best/
-  emodist train features.zarr --auto --features handcrafted musicnn_msd handcrafted+musicnn_msd \
+  emodist train features.zarr --auto --features handcrafted musicnn_msd handcrafted+musicnn_msd \\
       --out models/auto/
   emodist model show models/emotion/
 """
@@ -52,26 +61,25 @@ def register(subparsers) -> None:
                    help="choose feature set and preset by nested grouped CV (ranked by --rank-by) "
                    "inside each outer fold; the outer folds' figures go into the card; the final "
                    "choice is refit on everything")
-    p.add_argument("--target", choices=("class", "factors", "distribution"), default=None,
+    p.add_argument("--target", choices=TARGETS, default=None,
                    help="dominant emotion (default), dominant GEMS factor, or the 9-way vote "
                    "distribution")
     p.add_argument("--from-report", metavar="REPORT",
                    help="take features, preset, target, folds and seed from the best exportable "
                    "row of an `emodist evaluate` report (report.json or its folder)")
-    p.add_argument("--rank-by", choices=("accuracy", "balanced_accuracy", "macro_f1"),
-                   default="balanced_accuracy",
+    p.add_argument("--rank-by", choices=RANK_BY, default="balanced_accuracy",
                    help="--from-report, --auto: the segment metric candidates are ranked by "
                    "(default balanced_accuracy)")
     p.add_argument("--folds", type=int, default=None, help="grouped folds of the CV (default 5)")
     p.add_argument("--seed", type=int, default=None, help="seed of folds and models (default 0)")
-    p.add_argument("--label-rule", choices=("listener", "mean"),
+    p.add_argument("--label-rule", choices=LABEL_RULES,
                    help="recompute labels from the stored votes (default: the stored labels)")
     p.add_argument("--name", help="model name in the card (default FEATURES.PRESET.TARGET)")
-    p.add_argument("--jobs", type=int, default=-1, metavar="N",
+    p.add_argument("--workers", type=int, default=-1, metavar="N",
                    help="local processes for the CV fits (default: all cores)")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="run the CV fits on this Dask scheduler")
-    p.add_argument("--scheduler-file", metavar="FILE", help="Dask scheduler file")
-    p.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    add_alias(p, "--jobs", use="--workers")
+    add_scheduler_options(p, " for the CV fits")
+    add_quiet(p)
     add_storage_options(p, locations=())
     p.set_defaults(func=cmd_train)
 
@@ -113,7 +121,7 @@ def cmd_train(args) -> int:
     from emodist.learn.train import AUTO_PRESETS, run_auto, run_train
     from emodist.models.trained import describe_trained
 
-    common = {"out": args.out, "name": args.name, "n_jobs": args.jobs,
+    common = {"out": args.out, "name": args.name, "n_jobs": args.workers,
               "storage_options": parse_storage_options(args.storage_options)}
     if args.auto:
         if args.from_report:
@@ -122,7 +130,7 @@ def cmd_train(args) -> int:
             raise EmodistError("give a STORE to train on")
         if args.target not in (None, "class"):
             raise EmodistError("--target: --auto predicts the dominant emotion (class) only")
-        with flagged(FLAGS), _maybe_client(args.scheduler, args.scheduler_file) as client:
+        with flagged(FLAGS), maybe_client(args.scheduler, args.scheduler_file) as client:
             model = run_auto(args.store, features=args.features,
                              classifiers=args.classifier or AUTO_PRESETS, rank_by=args.rank_by,
                              folds=5 if args.folds is None else args.folds,
@@ -130,7 +138,7 @@ def cmd_train(args) -> int:
                              client=client, **common)
     else:
         kwargs = _arguments(args)
-        with flagged(FLAGS), _maybe_client(args.scheduler, args.scheduler_file) as client:
+        with flagged(FLAGS), maybe_client(args.scheduler, args.scheduler_file) as client:
             model = run_train(client=client, **common, **kwargs)
     print("\n".join(describe_trained(model)))
     return 0

@@ -794,7 +794,8 @@ class InFoldSoftLogisticRegression(ClassifierMixin, BaseEstimator):
 # Class imbalance.
 # --------------------------------------------------------------------------
 
-_EPS = 1e-9
+#: Added to probabilities before their log (the prior shift), here and in its ONNX graph.
+LOG_EPS = 1e-9
 
 
 def tune_offsets(log_proba, y_idx, *, grid=None, n_sweeps: int = 3) -> tuple[np.ndarray, float]:
@@ -973,7 +974,7 @@ class PriorShiftClassifier(ClassifierMixin, BaseEstimator):
             for tr, te in splitter.split(X, y, groups):
                 model = clone(self._base()).fit(X[tr], y[tr], **slice_params(fit_params, tr, n))
                 oof[te] = aligned_proba(model, X[te], self.classes_)
-            L = np.log(oof + _EPS)
+            L = np.log(oof + LOG_EPS)
             self.inner_score_untuned_ = balanced_accuracy_index(y_idx, np.argmax(L, axis=1),
                                                                 len(self.classes_))
             if self.method == "prior_power":
@@ -990,7 +991,7 @@ class PriorShiftClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self, "offsets_")
         X = validate_data(self, X, dtype=np.float64, reset=False)
         p = aligned_proba(self.estimator_, X, self.classes_)
-        return softmax(np.log(p + _EPS) + self.offsets_, axis=1)
+        return softmax(np.log(p + LOG_EPS) + self.offsets_, axis=1)
 
     def predict(self, X):
         """Class with the largest shifted probability, shape (n,)."""

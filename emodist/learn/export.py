@@ -65,12 +65,17 @@ from sklearn.ensemble import BaggingClassifier, BaseEnsemble, HistGradientBoosti
 from sklearn.pipeline import Pipeline
 from sklearn.tree import BaseDecisionTree
 
-from emodist.learn.estimators import ClippedKNN
-from emodist.learn.imbalance import _EPS, BalancedBaggingClassifier, PriorShiftClassifier
-from emodist.learn.params import ParameterError
-from emodist.learn.reduce import WideInputPCA
-from emodist.learn.soft import SoftLabelClassifier, SoftLogisticRegression
-from emodist.learn.tuning import InFoldSoftLogisticRegression
+from emodist.errors import EmodistError
+from emodist.learn.estimators import (
+    LOG_EPS,
+    BalancedBaggingClassifier,
+    ClippedKNN,
+    InFoldSoftLogisticRegression,
+    PriorShiftClassifier,
+    SoftLabelClassifier,
+    SoftLogisticRegression,
+    WideInputPCA,
+)
 
 __all__ = [
     "EXPORTABLE",
@@ -122,13 +127,13 @@ def check_exportable(preset_key: str, target: str = "class") -> None:
 
     Raises
     ------
-    ParameterError
+    EmodistError
         (parameter ``classifier``) one line naming the presets that can.
     """
     allowed = EXPORTABLE_DISTRIBUTION if target == "distribution" else EXPORTABLE
     if preset_key not in allowed:
-        raise ParameterError(f"{preset_key!r} cannot be exported as ONNX for target {target}; "
-                             f"choose from {', '.join(allowed)}", "classifier")
+        raise EmodistError(f"{preset_key!r} cannot be exported as ONNX for target {target}; "
+                             f"choose from {', '.join(allowed)}", param="classifier")
 
 
 # --------------------------------------------------------------------------
@@ -227,7 +232,7 @@ def _convert_soft_label(scope, operator, container):
 def _convert_prior_shift(scope, operator, container):
     op, X, dtype, opv = _parts(operator, container)
     p = _sub_proba(op.estimator_, X, opv, op.classes_, dtype)
-    logp = OnnxLog(OnnxAdd(p, np.array([_EPS], dtype=dtype), op_version=opv), op_version=opv)
+    logp = OnnxLog(OnnxAdd(p, np.array([LOG_EPS], dtype=dtype), op_version=opv), op_version=opv)
     shifted = OnnxAdd(logp, op.offsets_.astype(dtype), op_version=opv)
     _emit(scope, operator, container, OnnxSoftmax(shifted, axis=1, op_version=opv))
 

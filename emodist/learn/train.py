@@ -34,15 +34,10 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from emodist._version import __version__
-from emodist.engine.executor import run_all
 from emodist.errors import EmodistError
 from emodist.learn import presets as clf
 from emodist.learn.calibration import calibration_report, reliability_figure
-from emodist.learn.distribution import (
-    distribution_metrics,
-    fit_predict_distribution,
-    train_mean_baseline,
-)
+from emodist.learn.data import load_data, open_dataset, store_info
 from emodist.learn.export import (
     EXPORTABLE,
     EXPORTABLE_DISTRIBUTION,
@@ -52,18 +47,20 @@ from emodist.learn.export import (
     run_onnx,
     to_onnx,
 )
-from emodist.learn.features import load_data, open_dataset, store_info
-from emodist.learn.fits import fit_params, fit_predict_proba, set_classes
 from emodist.learn.folds import describe_splitter, fold_groups, fold_splitter, make_folds
-from emodist.learn.metrics import track_mean_proba
-from emodist.learn.params import RANK_BY, TARGETS, ParameterError, check_choice
+from emodist.learn.runs import fit_params, fit_predict_distribution, fit_predict_proba, set_classes
 from emodist.learn.scoring import (
     baseline_rates,
     classification_metrics,
+    distribution_metrics,
     headline_metrics,
     track_level,
+    track_mean_proba,
+    train_mean_baseline,
 )
+from emodist.learn.spec import RANK_BY, TARGETS, check_choice
 from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
+from emodist.runtime.executor import run_all
 
 __all__ = ["AUTO_PRESETS", "ONNX_TOLERANCE", "best_from_report", "run_auto", "run_train",
            "store_fingerprint"]
@@ -99,10 +96,9 @@ def _resolve(classifier: str, target: str) -> clf.Preset:
     else:
         try:
             preset = clf.get_preset(classifier)
-        except ParameterError as exc:
-            raise ParameterError(exc.message.replace("unknown classifier", "unknown preset")
-                                 .split("; choose")[0] + f"; choose from {', '.join(EXPORTABLE)}",
-                                 "classifier") from None
+        except EmodistError as exc:
+            raise EmodistError(exc.message.replace("unknown classifier", "unknown preset")
+                                 .split("; choose")[0] + f"; choose from {', '.join(EXPORTABLE)}", param="classifier") from None
     check_exportable(preset.key, target)
     return preset
 
@@ -229,7 +225,7 @@ def run_train(
 
     Raises
     ------
-    emodist.learn.params.ParameterError
+    emodist.errors.EmodistError
         ``classifier`` unknown or without an ONNX converter, ``features``
         not one stored set, an unknown ``target``, a bad ``folds``.
     emodist.errors.ModelError
@@ -238,24 +234,22 @@ def run_train(
     check_choice("target", target, TARGETS)
     preset = _resolve(classifier, target)
     if not isinstance(features, str) or not features.strip() or " " in features.strip():
-        raise ParameterError("give one feature set: a stored group or +-joined groups "
-                             f"(got {features!r})", "features")
+        raise EmodistError("give one feature set: a stored group or +-joined groups "
+                             f"(got {features!r})", param="features")
     if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
-        raise ParameterError(f"{out} exists and is not an emodist model folder; choose a new folder",
-                             "out")
+        raise EmodistError(f"{out} exists and is not an emodist model folder; choose a new folder", param="out")
     t_start = time.perf_counter()
     store_url = os.fspath(store) if isinstance(store, os.PathLike) else store
     ds = open_dataset(store_url, storage_options)
     data = load_data(ds, features, label_rule, target)
     fs = data.sets[0]
     if fs.name == "custom":
-        raise ParameterError(f"{features!r} is not a stored group or +-joined groups", "features")
+        raise EmodistError(f"{features!r} is not a stored group or +-joined groups", param="features")
     X = data.X[fs.name]
     if target != "distribution" and len(data.classes) < 2:
         raise EmodistError(f"only one class ({data.classes[0]}) among the training segments")
     if target != "distribution" and "soft" in preset.fit_params and data.soft is None:
-        raise ParameterError(f"{preset.key} learns from vote shares; the store keeps no votes",
-                             "classifier")
+        raise EmodistError(f"{preset.key} learns from vote shares; the store keeps no votes", param="classifier")
     groups, group_by = fold_groups(data.group, data.track_id)
     strata = data.y if data.strata is None else data.strata
     fold = make_folds(strata, groups, folds, seed, unit="groups")
@@ -348,7 +342,7 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
 
     Raises
     ------
-    ParameterError
+    EmodistError
         (parameter ``from_report``) an unreadable report or one without an
         exportable row.
     """
@@ -362,8 +356,7 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
             with open(path) as f:
                 report = json.load(f)
         except (OSError, ValueError) as exc:
-            raise ParameterError(f"{path}: not a readable evaluation report ({exc})",
-                                 "from_report") from None
+            raise EmodistError(f"{path}: not a readable evaluation report ({exc})", param="from_report") from None
     settings = report.get("settings") or {}
     target = settings.get("target", "class")
     allowed = EXPORTABLE_DISTRIBUTION if target == "distribution" else EXPORTABLE
@@ -389,8 +382,8 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
                                 "skipped_above": [f"{r['features']}/{r['classifier']}/{r.get('balance')}"
                                                   for r in rows[:rank - 1]]},
             }
-    raise ParameterError(f"{path or 'the report'} has no row with an exportable preset "
-                         f"({', '.join(allowed)}) without class weights", "from_report")
+    raise EmodistError(f"{path or 'the report'} has no row with an exportable preset "
+                         f"({', '.join(allowed)}) without class weights", param="from_report")
 
 
 def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_jobs) -> dict:
@@ -449,12 +442,11 @@ def run_auto(store, *, out, features=None, classifiers=AUTO_PRESETS, rank_by: st
     check_choice("rank_by", rank_by, RANK_BY, "ranking metric")
     presets = [_resolve(c, "class") for c in classifiers]
     if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
-        raise ParameterError(f"{out} exists and is not an emodist model folder; choose a new folder",
-                             "out")
+        raise EmodistError(f"{out} exists and is not an emodist model folder; choose a new folder", param="out")
     store_url = os.fspath(store) if isinstance(store, os.PathLike) else store
     data = load_data(open_dataset(store_url, storage_options), features, label_rule, "class")
     if any(fs.name == "custom" for fs in data.sets):
-        raise ParameterError("--auto takes stored groups or +-joined groups as candidates", "features")
+        raise EmodistError("--auto takes stored groups or +-joined groups as candidates", param="features")
     groups, _ = fold_groups(data.group, data.track_id)
     fold = make_folds(data.y, groups, folds, seed, unit="groups")
     pred = np.empty(len(data.y), dtype=object)

@@ -11,11 +11,10 @@ import onnxruntime as ort
 import pytest
 
 from emodist.cli import main
-from emodist.errors import ModelError
+from emodist.errors import EmodistError, ModelError
 from emodist.learn.calibration import calibration_report, reliability
 from emodist.learn.evaluate import run_evaluate
-from emodist.learn.factors import FACTORS
-from emodist.learn.params import ParameterError
+from emodist.learn.targets import FACTORS
 from emodist.learn.train import best_from_report, run_train
 from emodist.models.trained import CARD_FILE, describe_trained, is_model_dir, load_trained
 from emodist.store import open_store
@@ -126,7 +125,7 @@ def test_best_row_of_a_report():
     assert (best["folds"], best["seed"], best["store"]) == (4, 3, "s.zarr")
     assert best["chosen_from"]["rank"] == 3 and best["chosen_from"]["value"] == 0.35
     report["results"] = [row("handcrafted", "cubic-svm", 0.4)]
-    with pytest.raises(ParameterError, match="no row with an exportable preset"):
+    with pytest.raises(EmodistError, match="no row with an exportable preset"):
         best_from_report(report)
 
 
