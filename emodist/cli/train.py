@@ -74,7 +74,7 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=None, help="seed of folds and models (default 0)")
     p.add_argument("--label-rule", choices=LABEL_RULES,
                    help="recompute labels from the stored votes (default: the stored labels)")
-    p.add_argument("--name", help="model name in the card (default FEATURES.PRESET.TARGET)")
+    p.add_argument("--name", help="model name: the store variable emodist predict writes (default FEATURES_PRESET_TARGET)")
     p.add_argument("--workers", type=int, default=-1, metavar="N",
                    help="local processes for the CV fits (default: all cores)")
     add_alias(p, "--jobs", use="--workers")

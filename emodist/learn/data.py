@@ -35,6 +35,7 @@ With no spec: every group alone, and all joined (:func:`default_feature_sets`).
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 from dataclasses import dataclass, field
 
@@ -322,6 +323,25 @@ class EvalData:
     classes: list[str] = field(default_factory=list)
     soft: np.ndarray | None = None
     strata: np.ndarray | None = None
+
+    def take(self, rows, reason: str) -> EvalData:
+        """The segments ``rows`` (a boolean mask) only; the classes stay all of them.
+
+        ``reason`` names why the others are left out (counted in :attr:`excluded`).
+        """
+        rows = np.asarray(rows, bool)
+
+        def cut(a):
+            return None if a is None else a[rows]
+
+        excluded = dict(self.excluded)
+        if (~rows).any():
+            excluded[reason] = excluded.get(reason, 0) + int((~rows).sum())
+        return dataclasses.replace(
+            self, X={k: v[rows] for k, v in self.X.items()}, y=self.y[rows],
+            segment_id=self.segment_id[rows], track_id=self.track_id[rows],
+            group=cut(self.group), distribution=cut(self.distribution), soft=cut(self.soft),
+            strata=cut(self.strata), excluded=excluded)
 
 
 @local_reads()

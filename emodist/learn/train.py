@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import time
 import warnings
 
@@ -35,6 +36,7 @@ from threadpoolctl import threadpool_limits
 
 from emodist._version import __version__
 from emodist.errors import EmodistError
+from emodist.features.base import check_name
 from emodist.learn import presets as clf
 from emodist.learn.calibration import calibration_report, reliability_figure
 from emodist.learn.data import load_data, open_dataset, store_info
@@ -73,6 +75,20 @@ ONNX_TOLERANCE = 1e-5
 AUTO_PRESETS = ("soft-logistic-regression", "logistic-regression", "bagged-trees", "medium-knn")
 #: The reliability diagram's file name in the model folder.
 FIGURE = "reliability.png"
+
+
+def model_variable(name: str, *, given: bool = True) -> str:
+    """The model's name, which ``emodist predict`` stores its probabilities under.
+
+    A default name is made a store variable name (``handcrafted+musicnn_msd`` ->
+    ``handcrafted_musicnn_msd``); a name the user gave must be one already.
+    """
+    if not given:
+        name = re.sub(r"[^a-z0-9_]+", "_", name.lower()).strip("_")
+    try:
+        return check_name(name)
+    except EmodistError as exc:
+        raise EmodistError(exc.message, param="name") from None
 
 
 def store_fingerprint(ds, segment_id, groups) -> str:
@@ -187,6 +203,7 @@ def run_train(
     n_jobs: int | None = -1,
     storage_options: dict | None = None,
     chosen_from: dict | None = None,
+    tracks=None,
 ) -> TrainedModel:
     """Cross-validate, fit and export one preset on one feature set of a store.
 
@@ -217,6 +234,9 @@ def run_train(
         Filesystem options of ``store``.
     chosen_from : dict, optional
         Where the choice came from (:func:`best_from_report`), kept in the card.
+    tracks : sequence of str, optional
+        Train on these tracks of the store only (the others are left out of
+        the cross-validation and the fit: a held-out check); default: all.
 
     Returns
     -------
@@ -242,9 +262,15 @@ def run_train(
     store_url = os.fspath(store) if isinstance(store, os.PathLike) else store
     ds = open_dataset(store_url, storage_options)
     data = load_data(ds, features, label_rule, target)
+    if tracks is not None:
+        data = data.take(np.isin(data.track_id, np.asarray(list(tracks), dtype=str)),
+                         "not among the training tracks")
+        if not len(data.y):
+            raise EmodistError("none of the given tracks is in the store", param="tracks")
     fs = data.sets[0]
     if fs.name == "custom":
         raise EmodistError(f"{features!r} is not a stored group or +-joined groups", param="features")
+    model_name = model_variable(name or f"{fs.name}_{preset.key}_{target}", given=name is not None)
     X = data.X[fs.name]
     if target != "distribution" and len(data.classes) < 2:
         raise EmodistError(f"only one class ({data.classes[0]}) among the training segments")
@@ -261,7 +287,6 @@ def run_train(
     t0 = time.perf_counter()
     pipe, classes = _fit_final(data, X, groups, preset, seed, target)
     fit_seconds = time.perf_counter() - t0
-    model_name = name or f"{fs.name}.{preset.key}.{target}"
     t0 = time.perf_counter()
     graph = to_onnx(pipe, n_features=X.shape[1], name=model_name)
     graph_bytes = graph.SerializeToString()
@@ -303,6 +328,7 @@ def run_train(
                    "params": preset.params, "seed": int(seed)},
         "aggregate": ("mean of a track's segment probabilities" if preset.track_mean else None),
         "features": fs.name,
+        "store_spec": dict(ds.attrs.get("spec") or {}),
         "inputs": [{"group": g, "features": list(names), "description": feature_groups.get(g, {})}
                    for g, names in fs.columns],
         "n_features": len(fs.names),

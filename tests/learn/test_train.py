@@ -154,7 +154,7 @@ def test_cli_trains_and_shows(store, tmp_path, capsys):
     # an existing model folder is replaced
     assert main(["train", store, "--features", "handcrafted", "--classifier", "fine-knn",
                  "--out", str(out), "--jobs", "1"]) == 0
-    assert load_trained(out).name == "handcrafted.fine-knn.class"
+    assert load_trained(out).name == "handcrafted_fine_knn_class"
 
 
 def test_cli_refusals(store, tmp_path, capsys):
