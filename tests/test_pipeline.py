@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from emodist.cli import main
+from emodist.data.catalog import load_dataset
 from emodist.engine import pipeline
 from emodist.errors import EmodistError
 from emodist.learn import evaluate as ev
@@ -91,6 +92,14 @@ def test_demo_without_a_model_runs_handcrafted_only(tmp_path, monkeypatch, capsy
     assert report["data"]["n_tracks"] == 8 and report["data"]["n_segments"] == 16
     assert {r["classifier"] for r in report["results"]} == set(pipeline.DEMO_CLASSIFIERS)
     assert open_store(str(out / "features.zarr")).emodist.groups == ["handcrafted"]
+    # a model trained on the demo store recognises generated tracks it never saw
+    assert (out / "model" / "model.json").is_file() and (out / "model" / "model.onnx").is_file()
+    lines = [x for x in text.splitlines() if x.startswith("  track ")]
+    assert len(lines) == 8 and "recognised by" in text
+    new = load_dataset(str(out / "new-music"))
+    for line in lines:  # each new track with the class it was generated with
+        track = line.split()[1]
+        assert f"generated as {new.tracks.set_index('track_id').loc[track, 'label']} " in line
 
 
 def test_demo_rejects_too_few_tracks(tmp_path):

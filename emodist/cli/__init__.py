@@ -20,7 +20,7 @@ from emodist.errors import EmodistError
 
 #: Sub-modules that register commands, in the order shown by ``--help``.
 COMMAND_MODULES = ("catalog", "demo", "extract", "verify", "evaluate", "compare", "pipeline",
-                   "query", "model", "train")
+                   "query", "model", "train", "predict")
 
 EPILOG = """examples:
   emodist demo                                   # whole job on generated data
@@ -28,6 +28,9 @@ EPILOG = """examples:
   emodist extract DATA --store features.zarr     # features into a Zarr store
   emodist evaluate features.zarr --out report/   # grouped cross-validation
   emodist info features.zarr                     # what a store holds
+  emodist train features.zarr --features handcrafted+musicnn_msd \\
+      --classifier soft-logistic-regression --out models/emotion/
+  emodist predict song.mp3 --model models/emotion/ # recognise new music
 
 The same flag means the same thing in every command: --out (where results go),
 --quiet, --workers, --features (feature groups, a+b joined), --columns (feature

@@ -126,4 +126,13 @@ def cmd_demo(args) -> int:
     print_report(result.report, None)
     for note in result.notes:
         print(note)
+    rec = result.recognised
+    if rec is not None and len(rec):
+        hits = int((rec["generated_as"] == rec["recognised_as"]).sum())
+        print(f"new generated tracks, never seen in training, recognised by {args.out}/model: "
+              f"{hits} of {len(rec)} as the class they were generated with")
+        for _, r in rec.iterrows():
+            mark = "" if r["generated_as"] == r["recognised_as"] else "   <- missed"
+            print(f"  track {r['track_id']:>4}  generated as {r['generated_as']:<18} recognised "
+                  f"as {r['recognised_as']:<18} {r['probability']:.2f}{mark}")
     return 0
