@@ -159,12 +159,12 @@ def model_spec(model, runtime: Runtime | None = None) -> ExtractionSpec:
 def _segment_frame(ds: xr.Dataset, name: str) -> pd.DataFrame:
     probs = np.asarray(ds[name].values, np.float64)
     done = np.asarray(ds[layout.status_name(name)].values) == layout.STATUS_DONE
-    classes = [str(c) for c in ds[layout.feature_dim(name)].values]
+    classes = list(layout.decode_strings(ds[layout.feature_dim(name)].values))
     frame = pd.DataFrame(probs, columns=classes)
-    frame.insert(0, "segment_id", np.asarray(ds[layout.SEGMENT].values).astype(str))
-    frame.insert(1, "track_id", np.asarray(ds["track_id"].values).astype(str))
+    frame.insert(0, "segment_id", layout.decode_strings(ds[layout.SEGMENT].values))
+    frame.insert(1, "track_id", layout.decode_strings(ds["track_id"].values))
     frame.insert(2, "start_s", np.asarray(ds["start_s"].values, np.float64))
-    frame.insert(3, "path", np.asarray(ds["path"].values).astype(str))
+    frame.insert(3, "path", layout.decode_strings(ds["path"].values))
     return frame[done].reset_index(drop=True)
 
 

@@ -279,7 +279,7 @@ def by_emotion(ds, emotion: str, *, model: str | None = None, min: float = 0.0,
     if name not in names:
         raise EmodistError(f"no predictions of model {name!r} (the store has {', '.join(names)})",
                            param="model")
-    classes = [str(c) for c in ds[layout.feature_dim(name)].values]
+    classes = list(layout.decode_strings(ds[layout.feature_dim(name)].values))
     if emotion not in classes:
         raise EmodistError(f"model {name} predicts {', '.join(classes)}, not {emotion!r}",
                            param="emotion")
@@ -288,14 +288,14 @@ def by_emotion(ds, emotion: str, *, model: str | None = None, min: float = 0.0,
     col = classes.index(emotion)
     if level == "track":
         probs = np.asarray(ds[name + TRACK_PROBABILITY].values, np.float64)
-        out = pd.DataFrame({"track_id": np.asarray(ds[f"{name}_track"].values).astype(str),
+        out = pd.DataFrame({"track_id": layout.decode_strings(ds[f"{name}_track"].values),
                             emotion: probs[:, col],
-                            "dominant": np.asarray(ds[f"{name}_dominant"].values).astype(str)})
+                            "dominant": layout.decode_strings(ds[f"{name}_dominant"].values)})
     else:
         probs = np.asarray(ds[name].values, np.float64)
         done = np.asarray(ds[layout.status_name(name)].values) == layout.STATUS_DONE
-        out = pd.DataFrame({"segment_id": np.asarray(ds[layout.SEGMENT].values).astype(str),
-                            "track_id": np.asarray(ds["track_id"].values).astype(str),
+        out = pd.DataFrame({"segment_id": layout.decode_strings(ds[layout.SEGMENT].values),
+                            "track_id": layout.decode_strings(ds["track_id"].values),
                             "start_s": np.asarray(ds["start_s"].values, np.float64),
                             emotion: probs[:, col],
                             "dominant": np.asarray(classes)[np.argmax(np.nan_to_num(probs,

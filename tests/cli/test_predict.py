@@ -1,0 +1,71 @@
+"""``emodist train`` then ``emodist predict`` through the command line, on generated music."""
+
+from __future__ import annotations
+
+import csv
+
+import pytest
+
+from emodist.cli import main
+from emodist.data.demo import make_demo_dataset
+from emodist.models.trained import load_trained
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli-predict")
+    make_demo_dataset(root / "train", n_tracks=16, seed=5, duration_s=8.0)
+    store = str(root / "features.zarr")
+    assert main(["extract", str(root / "train"), "--store", store, "--features", "handcrafted",
+                 "--segment-seconds", "4", "--workers", "1", "--quiet"]) == 0
+    model = root / "model"
+    assert main(["train", store, "--features", "handcrafted", "--classifier",
+                 "logistic-regression", "--folds", "4", "--workers", "1", "--out", str(model),
+                 "--name", "mood", "--quiet"]) == 0
+    make_demo_dataset(root / "new", n_tracks=4, seed=6, duration_s=8.0)
+    return root, model
+
+
+def test_one_file_is_answered_here_with_segments_and_bars(trained, capsys):
+    root, model = trained
+    song = min((root / "new").rglob("*.mp3"))
+    capsys.readouterr()
+    assert main(["predict", str(song), "--model", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "(2 segments)" in out and "per segment:" in out and "█" in out
+    assert out.count(" s  ") == 2  # one line per 4 s segment
+
+
+def test_a_folder_into_a_store_with_a_table(trained, tmp_path, capsys):
+    root, model = trained
+    table = tmp_path / "tracks.csv"
+    store = str(tmp_path / "p.zarr")
+    assert main(["predict", str(root / "new"), "--model", str(model), "--store", store,
+                 "--out", str(table), "--workers", "1", "--quiet"]) == 0
+    with open(table) as f:
+        rows = list(csv.DictReader(f))
+    classes = load_trained(model).classes
+    assert len(rows) == 4 and {"track_id", "dominant", "top3", *classes} <= set(rows[0])
+    for row in rows:  # each track's probabilities sum to one; the dominant is the largest
+        probs = {c: float(row[c]) for c in classes}
+        assert abs(sum(probs.values()) - 1) < 1e-4
+        assert row["dominant"] == max(probs, key=probs.get)
+    capsys.readouterr()
+    assert main(["query", store, "--emotion", rows[0]["dominant"], "--format", "csv"]) == 0
+    assert capsys.readouterr().out.count("\n") == 5  # header and the 4 tracks
+
+
+def test_refusals_are_one_line(trained, tmp_path, capsys):
+    root, model = trained
+    song = str(min((root / "new").rglob("*.mp3")))
+    assert main(["predict", song, "--model", str(tmp_path / "nothing")]) == 2
+    assert "--model:" in capsys.readouterr().err
+    (tmp_path / "m").mkdir()
+    for f in model.iterdir():
+        (tmp_path / "m" / f.name).write_bytes(f.read_bytes())
+    (tmp_path / "m" / "model.onnx").write_bytes(b"tampered")
+    assert main(["predict", song, "--model", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sha256" in err[0]
+    assert main(["predict", song, "--model", str(model), "--out", "x.txt"]) == 2
+    assert "--out:" in capsys.readouterr().err
