@@ -70,6 +70,9 @@ def api_markdown(module: griffe.Module) -> str:
     for name in exports or ():
         if name not in module.members:
             obj = getattr(importlib.import_module(module.path), name)
+            if not hasattr(obj, "__qualname__"):  # a constant taken from another module
+                text += f"\n**`{name}`** = `{obj!r}`\n"
+                continue
             target = f"{obj.__module__}.{obj.__qualname__}"
             text += (f"\n::: {target}\n    options:\n      show_root_heading: true\n"
                      f"      heading: \"{name}\"\n      toc_label: \"{name}\"\n")
