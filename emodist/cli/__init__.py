@@ -18,6 +18,9 @@ import sys
 from emodist._version import __version__
 from emodist.errors import EmodistError
 
+__all__ = ["COMMAND_MODULES", "EPILOG", "FLAG_NAMES", "build_parser", "describe_error",
+           "flag_name", "log_to_stderr", "main", "run"]
+
 #: Sub-modules that register commands, in the order shown by ``--help``.
 COMMAND_MODULES = ("catalog", "demo", "extract", "verify", "evaluate", "compare", "pipeline",
                    "query", "model", "train", "predict")

@@ -12,6 +12,9 @@ from emodist.cli.common import (
     spec_from_args,
 )
 
+__all__ = ["CATALOG_EXAMPLES", "PLAN_EXAMPLES", "catalog_summary", "cmd_catalog", "cmd_plan",
+           "load_from_args", "register"]
+
 CATALOG_EXAMPLES = """examples:
   emodist catalog ../shared/data/emotify
   emodist catalog ../shared/data/emotify --label-rule mean

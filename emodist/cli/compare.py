@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from emodist.cli.common import add_command
 
+__all__ = ["COMPARE_DESCRIPTION", "COMPARE_EXAMPLES", "cmd_compare", "register"]
+
 COMPARE_DESCRIPTION = """Lay evaluation reports side by side in one Markdown table: the reference
 study's figures, each report's chance and majority rates, human ceiling, and best accuracy,
 balanced accuracy, macro-F1 and track-level accuracy per feature set (mean ± fold std)."""

@@ -8,6 +8,8 @@ import sys
 from emodist.cli.common import add_command, add_out
 from emodist.errors import EmodistError
 
+__all__ = ["EXAMPLES", "cmd_demo_data", "register"]
+
 EXAMPLES = """examples:
   emodist demo-data --out demo/ --tracks 40 --seed 0
   emodist catalog demo/

@@ -27,6 +27,12 @@ from emodist.learn.spec import (
 )
 from emodist.spec import LABEL_RULES
 
+__all__ = ["EVALUATE_DESCRIPTION", "EVALUATE_EXAMPLES", "HINTS", "NOT_STREAMED",
+           "add_evaluation_options", "ceiling_arg", "check_streamable", "cmd_evaluate",
+           "cmd_stream", "evaluation_kwargs", "feature_flags", "feature_sets", "flagged",
+           "maybe_client", "one_group_per_recording", "print_presets", "print_report",
+           "print_summary", "register", "stream_report"]
+
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
 folds grouped by the manifest's group (else by track) and stratified by label
 (the same folds for every model),

@@ -18,6 +18,9 @@ from emodist.features.inception import IMAGE_SCALES
 from emodist.features.musicnn import DEFAULT_OUTPUTS
 from emodist.spec import BATCH_SIZE, PLAN_SITES
 
+__all__ = ["DESCRIPTION", "EXAMPLES", "add_dataset_and_store", "add_extract_options",
+           "add_group_options", "cmd_extract", "print_result", "register", "spec_and_runtime"]
+
 DESCRIPTION = """Extract feature groups of every segment of DATASET into a chunked Zarr
 store, on a Dask cluster (a LocalCluster sized to this machine unless --scheduler or
 --scheduler-file is given).  On an existing store, groups it lacks are added and pending

@@ -16,6 +16,10 @@ import numpy as np
 from emodist.cli.common import add_alias, add_command, add_out
 from emodist.errors import ModelError
 
+__all__ = ["BUILD_EXAMPLES", "CHECK_EXAMPLES", "HELP_MODEL", "QUANTIZE", "TARGETS",
+           "build_musicnn_models", "check_images", "cmd_build", "cmd_check", "cmd_show",
+           "register"]
+
 #: What ``model build`` can build: Inception-v3, each MusiCNN tagger, or all of them.
 TARGETS = ("inception", "musicnn-msd", "musicnn-mtt", "all")
 #: Quantized copies that ``model build --quantize`` writes (:func:`emodist.models.quantize.quantize_int8`).

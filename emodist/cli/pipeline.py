@@ -19,6 +19,9 @@ from emodist.cli.extract import (
     spec_and_runtime,
 )
 
+__all__ = ["DEMO_DESCRIPTION", "DEMO_EXAMPLES", "RUN_DESCRIPTION", "RUN_EXAMPLES",
+           "RUN_NOT_STREAMED", "cmd_demo", "cmd_run", "register", "run_evaluation"]
+
 RUN_DESCRIPTION = """Extract DATASET into the store, then evaluate it (extract + evaluate
 on one Dask cluster).  --features names the groups extracted and the feature sets
 evaluated (a+b: both groups extracted, evaluated joined); without it the default

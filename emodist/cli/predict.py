@@ -15,6 +15,9 @@ from emodist.cli.common import (
 from emodist.errors import EmodistError
 from emodist.spec import BATCH_SIZE
 
+__all__ = ["BAR", "DESCRIPTION", "EXAMPLES", "cmd_predict", "print_tracks", "register",
+           "write_table"]
+
 DESCRIPTION = """Recognise the emotion of new music with a model made by `emodist train`.
 With --store, the model's feature groups and its probabilities are written into that
 store on a Dask cluster (groups already there are reused; rerun to resume), with

@@ -14,6 +14,11 @@ from emodist.cli.common import (
 )
 from emodist.errors import EmodistError
 
+__all__ = ["EMOTION_LEVELS", "FORMATS", "INFO_EXAMPLES", "METRICS", "QUERY_EXAMPLES",
+           "SIMILAR_EXAMPLES", "add_feature_options", "add_output_options", "cmd_info",
+           "cmd_query", "cmd_similar", "format_info", "output_format", "register", "render",
+           "selected_features", "write_frame"]
+
 #: ``similar --metric``: :data:`emodist.store.similar.METRICS` (not imported to build the parser).
 METRICS = LibraryChoices("emodist.store.similar", "METRICS")
 EMOTION_LEVELS = LibraryChoices("emodist.store.select", "EMOTION_LEVELS")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from emodist.cli.common import add_command, add_storage_options, parse_storage_options
 
+__all__ = ["DESCRIPTION", "EXAMPLES", "EXIT_DAMAGED", "cmd_verify", "register"]
+
 #: Exit status of a damaged store (2 stays a usage or input error).
 EXIT_DAMAGED = 3
 
