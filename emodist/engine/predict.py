@@ -97,12 +97,13 @@ def input_group(name: str, record: dict, storage_options: dict | None = None):
         emodist's value named).
     """
     factory = REGISTRY.get(name)
-    if factory is None or not dataclasses.is_dataclass(factory):
+    cls = getattr(factory, "cls", factory)  # a Bound factory (musicnn_msd) records its fixed fields
+    if factory is None or not dataclasses.is_dataclass(cls):
         raise ModelError(f"the model reads group {name!r}, which this emodist cannot extract "
                          f"(it has {', '.join(REGISTRY)})", param="model")
     params = {k: _tupled(v) for k, v in (record.get("params") or {}).items()}
     try:
-        group = factory(**params).resolve(storage_options)
+        group = cls(**params).resolve(storage_options)
     except TypeError as exc:
         raise ModelError(f"the model's group {name} has parameters this emodist does not know "
                          f"({exc})", param="model") from None

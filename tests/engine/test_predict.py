@@ -188,3 +188,24 @@ def test_query_by_emotion_ranks_the_stored_track_results(tmp_path, music, model,
     assert main(["query", url, "--emotion", "power", "--min", str(cut), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("track_id,power,dominant") and len(lines) == len(want) + 1
+
+
+def test_a_group_made_by_a_bound_factory_is_rebuilt_from_its_record(clean_registry):
+    from dataclasses import dataclass
+    from typing import ClassVar
+
+    from emodist.engine.predict import input_group
+    from emodist.features import Bound, FeatureGroup, register
+
+    @dataclass(frozen=True)
+    class Twin(FeatureGroup):
+        name: ClassVar[str] = "twin"
+        variant: str = "a"
+        width_: int = 2
+
+        def feature_names(self):
+            return [f"{self.variant}_{i}" for i in range(self.width_)]
+
+    register("twin", Bound(Twin, variant="b"))
+    record = Twin(variant="b", width_=3).describe()
+    assert input_group("twin", record) == Twin(variant="b", width_=3)
