@@ -66,19 +66,29 @@ def repeated_manifest(dataset: str, out: Path, times: int) -> str:
     """A manifest CSV listing the usable tracks of ``dataset`` ``times`` times.
 
     Copy ``k`` of a track gets track id and group ``r<k>-<id>`` (so grouped
-    folds and the store see distinct tracks) and the same audio file and label.
+    folds and the store see distinct tracks), the same label, and a symbolic
+    link ``<out stem>-files/r<k>/<n><suffix>`` to the track's audio file: the
+    catalog makes one track of the lines that name one file, so each copy
+    needs a file name of its own (its bytes are the same file's).
     """
     import csv
 
     from emodist.data.catalog import load_dataset
 
+    out = Path(out)
     tracks = load_dataset(dataset).usable()
+    links = out.parent / f"{out.stem}-files"
     with open(out, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(["track_id", "path", "label", "group", "genre"])
         for k in range(int(times)):
-            for t in tracks.itertuples():
-                w.writerow([f"r{k}-{t.track_id}", t.path, t.label, f"r{k}-{t.group}", t.genre])
+            (links / f"r{k}").mkdir(parents=True, exist_ok=True)
+            for n, t in enumerate(tracks.itertuples()):
+                link = links / f"r{k}" / f"{n}{Path(t.path).suffix}"
+                if not link.is_symlink():
+                    link.symlink_to(Path(t.path).resolve())
+                w.writerow([f"r{k}-{t.track_id}", str(link), t.label, f"r{k}-{t.group}",
+                            t.genre])
     return str(out)
 
 
