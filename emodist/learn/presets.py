@@ -473,7 +473,7 @@ def make_distribution_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
     Parameters
     ----------
     preset : Preset or str
-        Preset or its name.
+        A distribution preset or its name (:data:`DISTRIBUTION_PRESETS`).
     seed : int
         Random state of every random part.
 
