@@ -133,6 +133,17 @@ def _fs(url: str, storage_options: dict | None):
     return fs, path
 
 
+def _probe_path(path: str, storage_options: dict | None, *, what: str):
+    """``(fs, fs path, is_file, is_dir)`` of ``path``; ``DataError("<path>: <what>: ...")`` if unreadable."""
+    fs, p = _fs(path, storage_options)
+    try:
+        is_file = fs.isfile(p)
+        is_dir = not is_file and fs.isdir(p)
+    except (PermissionError, OSError) as exc:
+        raise DataError(f"{path}: {what}: {exc}") from None
+    return fs, p, is_file, is_dir
+
+
 def _join(base: str, *parts: str) -> str:
     if "://" in base:
         return posixpath.join(base.rstrip("/"), *parts)
@@ -379,7 +390,7 @@ def fingerprints(paths, storage_options: dict | None = None, *,
     Parameters
     ----------
     paths : iterable of str
-        Local paths or fsspec URLs.
+        Files to hash: local paths or fsspec URLs.
     storage_options : dict, optional
         fsspec options for remote paths.
     max_workers : int
@@ -576,12 +587,7 @@ def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: i
     Catalog
     """
     path = str(path)
-    fs, p = _fs(path, storage_options)
-    try:
-        is_file = fs.isfile(p)
-        is_dir = not is_file and fs.isdir(p)
-    except (PermissionError, OSError) as exc:
-        raise DataError(f"{path}: cannot read dataset: {exc}") from None
+    fs, p, is_file, is_dir = _probe_path(path, storage_options, what="cannot read dataset")
     if is_file and p.lower().endswith(".csv"):
         return load_manifest(path, min_class_tracks=min_class_tracks,
                              min_class_share=min_class_share,
@@ -625,12 +631,7 @@ def load_audio(path: str, *, storage_options: dict | None = None) -> Catalog:
         the path relative to the folder (the file name for one file).
     """
     path = str(path)
-    fs, p = _fs(path, storage_options)
-    try:
-        is_file = fs.isfile(p)
-        is_dir = not is_file and fs.isdir(p)
-    except (PermissionError, OSError) as exc:
-        raise DataError(f"{path}: cannot read: {exc}") from None
+    fs, p, is_file, is_dir = _probe_path(path, storage_options, what="cannot read")
     if is_file and p.lower().endswith(AUDIO_EXTENSIONS):
         rows = [{"track_id": posixpath.basename(p), "path": path}]
         kind = "file"

@@ -376,7 +376,7 @@ def load_deam(root: str, *, storage_options: dict | None = None,
     storage_options : dict, optional
         fsspec options for remote roots.
     check_audio : bool
-        List the audio folder.
+        List the ``MEMD_audio`` folder.
 
     Returns
     -------
@@ -430,7 +430,7 @@ def load_pmemo(root: str, *, storage_options: dict | None = None,
     storage_options : dict, optional
         fsspec options for remote roots.
     check_audio : bool
-        List the audio folder.
+        List the ``chorus`` folder.
 
     Returns
     -------

@@ -142,6 +142,13 @@ def batch_length(*, n_paths: int, n_threads: int, cap: int = PROBE_BATCH) -> int
     return max(1, min(int(cap), per))
 
 
+def _batching(client, n: int, batch_size: int | None, max_in_flight: int | None) -> tuple[int, int]:
+    """``(items per task, tasks in flight)`` for ``n`` items on the threads of ``client``."""
+    n_threads = sum(client.nthreads().values()) or 1
+    size = batch_size or batch_length(n_paths=n, n_threads=n_threads)
+    return size, max_in_flight or max(2, IN_FLIGHT_PER_THREAD * n_threads)
+
+
 def probe_headers(batch: tuple[int, list[str]], storage_options: dict | None,
                   threads: int) -> Probes:
     """Task: the probe outcomes of one batch (see :func:`emodist.data.segments.probe_columns`).
@@ -200,8 +207,7 @@ def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | No
     DataError
         A batch failed after its retries.
     """
-    n_threads = sum(client.nthreads().values()) or 1
-    size = batch_size or batch_length(n_paths=len(paths), n_threads=n_threads)
+    size, cap = _batching(client, len(paths), batch_size, max_in_flight)
     out = Probes(len(paths))
 
     def done(batch, res, err):
@@ -214,8 +220,7 @@ def probe_on_workers(client, *, paths: Sequence[str], storage_options: dict | No
 
     _, errors = executor.run_bounded(
         client, probe_headers, batches(paths, size), args=(storage_options, int(threads)),
-        max_in_flight=max_in_flight or max(2, IN_FLIGHT_PER_THREAD * n_threads),
-        name=TASK_NAME, key=lambda b: f"{b[0]:09d}", on_result=done)
+        max_in_flight=cap, name=TASK_NAME, key=lambda b: f"{b[0]:09d}", on_result=done)
     if errors:
         (_, first), message = errors[0]
         raise DataError(f"{len(errors)} header batches failed on the workers (the one from "
@@ -507,12 +512,10 @@ def plan_on_workers(client, catalog, spec, *, batch_size: int | None = None, thr
     ClusterError
         The scheduler went away.
     DataError
-        A batch failed after its retries.
+        A batch failed after its retries (the batches planned so far are released).
     """
     n_tracks = int(catalog.usable_mask().sum())
-    n_threads = sum(client.nthreads().values()) or 1
-    size = batch_size or batch_length(n_paths=n_tracks, n_threads=n_threads)
-    cap = max_in_flight or max(2, IN_FLIGHT_PER_THREAD * n_threads)
+    size, cap = _batching(client, n_tracks, batch_size, max_in_flight)
     run_id = uuid.uuid4().hex[:8]
     n_batches = math.ceil(n_tracks / size) if n_tracks else 0
     futures: list = [None] * n_batches

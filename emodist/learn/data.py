@@ -152,7 +152,7 @@ def stored_groups(ds) -> dict[str, list[str]]:
     Parameters
     ----------
     ds : xarray.Dataset
-        An opened store.
+        An opened store; only its variables' names and dims and its ``attrs`` are read.
 
     Returns
     -------

@@ -317,16 +317,22 @@ def resolve_presets(names) -> list[Preset]:
     emodist.errors.EmodistError
         An unknown name, or none (``param="classifiers"``).
     """
-    if isinstance(names, str):
-        names = [names]
-    out: list[Preset] = []
-    for n in names:
+    def picks(n: str) -> list[Preset]:
         group = {"all": ALL_PRESETS, "quick": QUICK_PRESETS, "beyond": BEYOND_PRESETS}.get(_key(n))
-        for p in [get_preset(k) for k in group] if group else [get_preset(n)]:
+        return [get_preset(k) for k in group] if group else [get_preset(n)]
+
+    return _resolve(names, picks, none="no classifier given")
+
+
+def _resolve(names, picks, *, none: str) -> list[Preset]:
+    """The presets ``picks(name)`` gives for each of ``names``, duplicates removed, order kept."""
+    out: list[Preset] = []
+    for n in [names] if isinstance(names, str) else names:
+        for p in picks(n):
             if p not in out:
                 out.append(p)
     if not out:
-        raise EmodistError("no classifier given", param="classifiers")
+        raise EmodistError(none, param="classifiers")
     return out
 
 
@@ -447,24 +453,18 @@ def resolve_distribution_presets(names) -> list[Preset]:
     emodist.errors.EmodistError
         An unknown name, or none (``param="classifiers"``).
     """
-    if isinstance(names, str):
-        names = [names]
-    out: list[Preset] = []
-    for n in names:
+    def picks(n: str) -> list[Preset]:
         key = _key(n)
         if key in ("all", "quick"):
-            picks = list(DISTRIBUTION_PRESETS.values())
-        elif key in DISTRIBUTION_PRESETS:
-            picks = [DISTRIBUTION_PRESETS[key]]
-        else:
-            raise EmodistError(
-                f"unknown distribution model {n!r}; choose from {', '.join(DISTRIBUTION_PRESETS)}",
-                param="classifiers",
-            )
-        out.extend(p for p in picks if p not in out)
-    if not out:
-        raise EmodistError("no distribution model given", param="classifiers")
-    return out
+            return list(DISTRIBUTION_PRESETS.values())
+        if key in DISTRIBUTION_PRESETS:
+            return [DISTRIBUTION_PRESETS[key]]
+        raise EmodistError(
+            f"unknown distribution model {n!r}; choose from {', '.join(DISTRIBUTION_PRESETS)}",
+            param="classifiers",
+        )
+
+    return _resolve(names, picks, none="no distribution model given")
 
 
 def make_distribution_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
@@ -473,7 +473,7 @@ def make_distribution_pipeline(preset: Preset | str, seed: int = 0) -> Pipeline:
     Parameters
     ----------
     preset : Preset or str
-        Preset or its name.
+        A distribution preset or its name (:data:`DISTRIBUTION_PRESETS`).
     seed : int
         Random state of every random part.
 

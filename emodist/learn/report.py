@@ -74,7 +74,7 @@ def result_label(r: dict) -> str:
     Parameters
     ----------
     r : dict
-        A result row of a report.
+        A result row of a report (its ``name``, ``features`` and ``balance``).
 
     Returns
     -------
@@ -90,7 +90,7 @@ def confusion_filename(r: dict) -> str:
     Parameters
     ----------
     r : dict
-        A result row of a report.
+        A result row of a report (its ``features``, ``classifier`` and ``balance``).
 
     Returns
     -------
@@ -308,6 +308,7 @@ def markdown(report: dict) -> str:
     Parameters
     ----------
     report : dict
+        An evaluation report.
 
     Returns
     -------

@@ -289,6 +289,10 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * float(x):.1f}%"
 
 
+def _accuracies(m: dict) -> str:
+    return f"accuracy {_pct(m['accuracy']['mean'])}, balanced accuracy {_pct(m['balanced_accuracy']['mean'])}"
+
+
 def describe_trained(model: TrainedModel) -> list[str]:
     """Lines for ``emodist model show``: what the model predicts, reads, was trained on, scores."""
     c = model.card
@@ -306,28 +310,20 @@ def describe_trained(model: TrainedModel) -> list[str]:
     lines.append(f"  onnx: {Path(model.onnx_path).name} sha256 {model.onnx_sha256[:12]}... input "
                  f"{model.input_name} {model.input_dtype} (n, {len(model.feature_names)}); outputs "
                  + ", ".join(f"{k}={v}" for k, v in model.outputs.items()))
-    t = c.get("training") or {}
-    if t:
+    if t := c.get("training"):
         lines.append(f"  trained on: {t.get('dataset') or '?'}: {t.get('n_tracks')} tracks, "
                      f"{t.get('n_segments')} segments; label rule {c.get('label_rule')}")
-        counts = t.get("class_counts") or {}
-        if counts:
+        if counts := t.get("class_counts"):
             lines.append("  class counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     cv = c.get("cv") or {}
-    seg = cv.get("segment") or {}
-    if seg:
-        lines.append(f"  {cv.get('folds')}-fold grouped CV, segments: accuracy "
-                     f"{_pct(seg['accuracy']['mean'])}, balanced accuracy "
-                     f"{_pct(seg['balanced_accuracy']['mean'])}, macro-F1 {_pct(seg['macro_f1']['mean'])}")
-    trk = cv.get("track") or {}
-    if trk:
-        lines.append(f"  tracks (majority vote): accuracy {_pct(trk['accuracy']['mean'])}, "
-                     f"balanced accuracy {_pct(trk['balanced_accuracy']['mean'])}")
-    dist = cv.get("distribution") or {}
-    if dist:
+    if seg := cv.get("segment"):
+        lines.append(f"  {cv.get('folds')}-fold grouped CV, segments: {_accuracies(seg)}, "
+                     f"macro-F1 {_pct(seg['macro_f1']['mean'])}")
+    if trk := cv.get("track"):
+        lines.append(f"  tracks (majority vote): {_accuracies(trk)}")
+    if dist := cv.get("distribution"):
         lines.append(f"  distribution: mean JSD {dist['jsd']['mean']:.4f}, top-1 {_pct(dist['top1']['mean'])}")
-    cal = cv.get("calibration") or {}
-    if cal:
+    if cal := cv.get("calibration"):
         lines.append(f"  calibration (out of fold): ECE {cal.get('ece', float('nan')):.4f} "
                      f"(top label), class-wise {cal.get('classwise_ece', float('nan')):.4f}; "
                      f"diagram {cal.get('figure', '-')}")
@@ -336,8 +332,7 @@ def describe_trained(model: TrainedModel) -> list[str]:
     if auto:
         outer = auto["outer"]["segment"]
         lines.append(f"  chosen by nested CV ({auto['why']}): outer {auto['folds']}-fold "
-                     f"accuracy {_pct(outer['accuracy']['mean'])}, balanced accuracy "
-                     f"{_pct(outer['balanced_accuracy']['mean'])}, ECE "
+                     f"{_accuracies(outer)}, ECE "
                      f"{auto['outer']['calibration']['ece']:.4f}; folds chose "
                      + ", ".join(f"{x['features']}/{x['classifier']}" for x in auto["choices"]))
     elif chosen:

@@ -199,7 +199,7 @@ def iter_blocks(ds, chosen: dict, *, block_bytes: int):
     Parameters
     ----------
     ds : xarray.Dataset
-        An opened store.
+        An opened store, read as :func:`read_values` reads it.
     chosen : dict of str to sequence of int
         ``{variable: columns}`` as from :func:`resolve_features`.
     block_bytes : int
