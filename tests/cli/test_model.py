@@ -12,7 +12,6 @@ import pytest
 from emodist.cli import main
 from emodist.cli.model import check_images
 from emodist.models.session import read_sidecar
-from tests.test_musicnn import musicnn_wheel  # noqa: F401 - shared fixture
 
 
 @pytest.fixture()
@@ -136,7 +135,7 @@ def test_musicnn_default_path_follows_the_environment(tmp_path, capsys, monkeypa
 
 
 @pytest.mark.model
-def test_build_real_musicnn_from_the_wheel_once(musicnn_wheel, tmp_path, capsys):  # noqa: F811
+def test_build_real_musicnn_from_the_wheel_once(musicnn_wheel, tmp_path, capsys):
     from emodist.models import musicnn
 
     out = tmp_path / "musicnn_msd.onnx"

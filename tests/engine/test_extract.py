@@ -28,7 +28,7 @@ from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout, open_store
 from emodist.store import zarrio as io
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHUNK = 2
 GROUPS = ("handcrafted", "inception_v3")
 

@@ -39,7 +39,7 @@ from tests.servers import (
     wait_port,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CHUNK = 2
 N_SEGMENTS = 24
 SPEC = ExtractionSpec(groups=make_groups(["handcrafted"]), segment_seconds=4.0)

@@ -14,7 +14,7 @@ from emodist.errors import ModelError
 from emodist.features import make_groups
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout, open_store
-from tests.engine.test_heads import softmax_model
+from tests.engine.heads import softmax_model
 
 CLASSES = ("calmness", "power", "sadness")
 

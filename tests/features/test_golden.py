@@ -1,14 +1,14 @@
 """Golden references: emodist's features of 4 real Emotify segments vs values made independently.
 
-``tests/data/golden_handcrafted.json`` holds the 131 'full' handcrafted
+``tests/reference/golden_handcrafted.json`` holds the 131 'full' handcrafted
 features of segments 0 and 2 (15 s windows from the file start) of
 ``classical/1.mp3`` and ``electronic/1.mp3``, computed by librosa's own
 functions or by numpy/scipy from the formulas of docs/features.md, not by
-emodist's code.  ``tests/data/golden_deep.json`` holds the output of the
+emodist's code.  ``tests/reference/golden_deep.json`` holds the output of the
 original TorchScript Inception-v3 (run under torch, outside the project) for
 emodist's spectrogram images of the same segments: a fixed 32-d Gaussian
 projection, the L2 norm and the first 16 raw values, plus a pin of each image
-(SHA-256 and 8 x 8 block means).  How they were made: tests/data/README.md.
+(SHA-256 and 8 x 8 block means).  How they were made: tests/reference/README.md.
 
 Tolerances (per value, ``|got - ref| <= atol + rtol * |ref|``, relative to
 the value itself, not to the largest value of the vector):
@@ -48,12 +48,11 @@ from emodist.features.inception import InceptionV3
 from emodist.spec import ExtractionSpec
 
 # the fixtures that build or locate the real model (EMODIST_MODEL or pytest's cache)
-from tests.test_deep_model import model_cache, real_model, wheel  # noqa: F401
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "reference"
 HANDCRAFTED = json.loads((DATA / "golden_handcrafted.json").read_text())
 DEEP = json.loads((DATA / "golden_deep.json").read_text())
-REGENERATE = "regenerate with tests/data/make_golden.py (see tests/data/README.md)"
+REGENERATE = "regenerate with tests/reference/make_golden.py (see tests/reference/README.md)"
 
 #: Handcrafted relative tolerance per value.
 RTOL = 1e-4
@@ -87,7 +86,7 @@ def test_reference_is_for_the_current_feature_definition():
     ref, now = HANDCRAFTED["feature_names_version"], handcrafted.FEATURE_NAMES_VERSION
     assert ref == now, (
         f"emodist.features.handcrafted.FEATURE_NAMES_VERSION is {now!r} but "
-        f"tests/data/golden_handcrafted.json was made for version {ref!r}: a feature "
+        f"tests/reference/golden_handcrafted.json was made for version {ref!r}: a feature "
         f"definition changed, so the independent reference must be reviewed and {REGENERATE}")
     cfg = HANDCRAFTED["config"]
     names = handcrafted.feature_names(HANDCRAFTED["feature_set"], n_mfcc=cfg["n_mfcc"])
@@ -194,7 +193,7 @@ def test_spectrogram_images_match_reference(spectrogram_images):
 
 @pytest.mark.emotify
 @pytest.mark.model
-def test_inception_matches_torchscript_reference(spectrogram_images, real_model):  # noqa: F811
+def test_inception_matches_torchscript_reference(spectrogram_images, real_model):
     from emodist.models.session import embed
 
     feats = embed(spectrogram_images, real_model, batch_size=len(spectrogram_images))

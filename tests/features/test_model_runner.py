@@ -26,7 +26,7 @@ from emodist.errors import ModelError
 from emodist.features import FeatureGroup, register
 from emodist.features.base import Bound, WorkerContext
 from emodist.models import musicnn as m
-from tests.test_model_card import EMB, FRAMES, MELS, logmel_model, write_card
+from tests.features.cards import EMB, FRAMES, MELS, logmel_model, write_card
 
 HAS_CUDA = "CUDAExecutionProvider" in onnxruntime.get_available_providers()
 no_cuda = pytest.mark.skipif(HAS_CUDA, reason="this machine has the CUDA execution provider")

@@ -4,7 +4,7 @@ Without the wheel, a full-size random-weight MusiCNN (the same graph builder)
 stands in as the MTT model; its stored values are checked against the
 network run directly on patches computed here from librosa.  The real
 taggers (markers ``model`` and ``emotify``) are checked through a real
-extraction against the TensorFlow reference (``tests/data/musicnn_reference.npz``).
+extraction against the TensorFlow reference (``tests/reference/musicnn_reference.npz``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,8 @@ from emodist.features import make_group, make_groups
 from emodist.features.musicnn import MusiCNN, slug
 from emodist.models import musicnn as m
 from emodist.spec import ExtractionSpec, Runtime
-from tests.test_musicnn import musicnn_wheel, real_musicnn  # noqa: F401 - shared fixtures
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "reference"
 
 
 @pytest.fixture(scope="module")
@@ -141,7 +140,7 @@ def test_extraction_values_and_a_changed_output_choice_is_refused(model_dir, dem
 
 @pytest.mark.model
 @pytest.mark.emotify
-def test_real_groups_store_the_tensorflow_values(real_musicnn, emotify_root, tmp_path, client):  # noqa: F811
+def test_real_groups_store_the_tensorflow_values(real_musicnn, emotify_root, tmp_path, client):
     """Both taggers through a real extraction of the two reference segments."""
     from emodist.engine.extract import run_extract
     from emodist.store import open_store
@@ -164,7 +163,7 @@ def test_real_groups_store_the_tensorflow_values(real_musicnn, emotify_root, tmp
     run_extract(str(manifest), str(tmp_path / "s.zarr"), spec,
                 Runtime(client=client, progress=False))
     ds = open_store(str(tmp_path / "s.zarr"))
-    from tests.test_musicnn import TOL
+    from tests.musicnn_check import TOL
 
     for s in segs:
         k = next(i for i, p in enumerate(ds.path.values)

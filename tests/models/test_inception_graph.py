@@ -16,7 +16,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from emodist.errors import ModelError
 from emodist.models import build
 from emodist.models import inception_graph as graph
-from tests.test_deep_unpickle import Module, Storage, Tensor, write_archive
+from tests.models.torchwriter import Module, Storage, Tensor, write_archive
 
 TINY = build.TINY_WIDTH_DIVISOR
 

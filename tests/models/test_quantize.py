@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from emodist.models.quantize import FLOAT_OPS, SESSION_CONFIG, quantize_int8
 from emodist.models.session import _session_options, clear_sessions, embed, read_sidecar
@@ -80,6 +81,11 @@ def _check_pools(fp32: str, tmp_path: Path, n_pools: int) -> None:
 
 def test_int8_tiny_model_keeps_its_average_pools_in_float(tiny_model, tmp_path):
     _check_pools(tiny_model, tmp_path, n_pools=8)
+
+
+@pytest.mark.model
+def test_int8_real_model_keeps_its_average_pools_in_float(real_model, tmp_path):
+    _check_pools(real_model, tmp_path, n_pools=8)
 
 
 

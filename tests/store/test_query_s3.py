@@ -12,7 +12,7 @@ import pytest
 from emodist.cli import main
 from emodist.store import counting_store, open_store
 from tests.servers import make_bucket, moto_server, upload_tree
-from tests.test_query import (
+from tests.store.query_store import (
     EMB_NAMES,
     HC_NAMES,
     IDS,
