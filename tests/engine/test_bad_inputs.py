@@ -112,16 +112,6 @@ def test_verify_of_something_that_is_not_a_store(tmp_path, capsys):
 EXTRACT = ["--features", "handcrafted", "--segment-seconds", "4", "--quiet"]
 
 
-@pytest.fixture(scope="module")
-def emotify(tmp_path_factory) -> Path:
-    """A small generated Emotify-layout dataset (8 tracks of 12 s)."""
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("emotify") / "dataset"
-    make_demo_dataset(out, n_tracks=8, seed=1, duration_s=12.0)
-    return out
-
-
 def _error_line(capsys) -> str:
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("emodist: error: "), lines
@@ -129,11 +119,11 @@ def _error_line(capsys) -> str:
 
 
 @pytest.mark.parametrize("vote", ["nan", "-1"])
-def test_bad_vote_in_emotify_data_csv(emotify, tmp_path, capsys, vote):
+def test_bad_vote_in_emotify_data_csv(small_dataset, tmp_path, capsys, vote):
     import shutil
 
     root = tmp_path / "emotify"
-    shutil.copytree(emotify, root)
+    shutil.copytree(small_dataset, root)
     lines = (root / "data.csv").read_text().splitlines()
     header = [c.strip() for c in lines[0].split(",")]
     col = header.index("calmness")
@@ -163,7 +153,7 @@ def test_duplicate_track_ids_in_a_manifest(batch, tmp_path, capsys):
     assert line.startswith(f"emodist: error: {manifest}: duplicate track ") and "good.mp3" in line
 
 
-def test_stale_scheduler_file_is_one_fast_line(emotify, tmp_path, capsys):
+def test_stale_scheduler_file_is_one_fast_line(small_dataset, tmp_path, capsys):
     """The file exists, nothing listens at its address: refused at once, nothing written."""
     import json
     import time
@@ -174,7 +164,7 @@ def test_stale_scheduler_file_is_one_fast_line(emotify, tmp_path, capsys):
     sched = tmp_path / "scheduler.json"
     sched.write_text(json.dumps({"type": "Scheduler", "address": address}))
     t0 = time.monotonic()
-    assert main(["extract", str(emotify), "--store", str(tmp_path / "s.zarr"), *EXTRACT,
+    assert main(["extract", str(small_dataset), "--store", str(tmp_path / "s.zarr"), *EXTRACT,
                  "--scheduler-file", str(sched)]) == 2
     assert time.monotonic() - t0 < 5
     line = _error_line(capsys)
@@ -182,13 +172,13 @@ def test_stale_scheduler_file_is_one_fast_line(emotify, tmp_path, capsys):
                            f"(from {sched}): "), line
     assert not (tmp_path / "s.zarr").exists()
     sched.write_text("{not json")
-    assert main(["extract", str(emotify), "--store", str(tmp_path / "s.zarr"), *EXTRACT,
+    assert main(["extract", str(small_dataset), "--store", str(tmp_path / "s.zarr"), *EXTRACT,
                  "--scheduler-file", str(sched)]) == 2
     assert "is not readable JSON" in _error_line(capsys)
 
 
 @pytest.mark.s3
-def test_s3_bucket_that_does_not_exist(emotify, tmp_path, capsys):
+def test_s3_bucket_that_does_not_exist(small_dataset, tmp_path, capsys):
     """Dataset or store in a missing bucket: one line each, before any cluster starts."""
     import json
 
@@ -196,13 +186,13 @@ def test_s3_bucket_that_does_not_exist(emotify, tmp_path, capsys):
 
     with moto_server() as (endpoint, options):
         make_bucket(endpoint, "audio")
-        upload_tree(options, emotify, "s3://audio/emotify")
+        upload_tree(options, small_dataset, "s3://audio/emotify")
         so = ["--storage-options", json.dumps(options)]
         assert main(["extract", "s3://nobucket/emotify", "--store", str(tmp_path / "s.zarr"),
                      *EXTRACT, *so]) == 2
         assert _error_line(capsys) == "emodist: error: s3://nobucket/emotify: no such dataset"
         assert not (tmp_path / "s.zarr").exists()
-        for dataset in (str(emotify), "s3://audio/emotify"):
+        for dataset in (str(small_dataset), "s3://audio/emotify"):
             assert main(["extract", dataset, "--store", "s3://nobucket/s.zarr", *EXTRACT,
                          *so]) == 2
             line = _error_line(capsys)
@@ -211,7 +201,7 @@ def test_s3_bucket_that_does_not_exist(emotify, tmp_path, capsys):
 
 
 @pytest.mark.s3
-def test_wrong_s3_credentials(emotify, tmp_path, capsys):
+def test_wrong_s3_credentials(small_dataset, tmp_path, capsys):
     """moto accepts any key unless told to check them (``INITIAL_NO_AUTH_ACTION_COUNT=0``).
 
     With its default settings a wrong key and secret are accepted (so that
@@ -241,7 +231,7 @@ def test_wrong_s3_credentials(emotify, tmp_path, capsys):
         line = _error_line(capsys)
         assert line.startswith("emodist: error: s3://audio/emotify: cannot read dataset: "), line
         assert "Access Key" in line and "wrong-secret" not in line
-        assert main(["extract", str(emotify), "--store", "s3://features/s.zarr", *EXTRACT,
+        assert main(["extract", str(small_dataset), "--store", "s3://features/s.zarr", *EXTRACT,
                      *so]) == 2
         line = _error_line(capsys)
         assert line.startswith("emodist: error: --store: s3://features/s.zarr: access denied"), line

@@ -44,15 +44,6 @@ def rt(client=None, **kw) -> Runtime:
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("extract") / "dataset"
-    make_demo_dataset(out, n_tracks=8, seed=1, duration_s=12.0)
-    return out
-
-
-@pytest.fixture(scope="module")
 def spec(tiny_model) -> ExtractionSpec:
     return make_spec(tiny_model)
 

@@ -51,22 +51,13 @@ def rt(**kw) -> Runtime:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("faults") / "dataset"
-    make_demo_dataset(out, n_tracks=8, seed=1, duration_s=12.0)
-    return out
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory, dataset) -> str:
+def reference(tmp_path_factory, small_dataset) -> str:
     from distributed import Client, LocalCluster
 
     url = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
     with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
                       dashboard_address=":0") as cluster, Client(cluster) as client:
-        result = run_extract(str(dataset), url, SPEC, rt(client=client))
+        result = run_extract(str(small_dataset), url, SPEC, rt(client=client))
     assert result.n_done == N_SEGMENTS
     return url
 
@@ -185,7 +176,7 @@ def _processing(dask_scheduler):
 
 
 @pytest.mark.cluster
-def test_worker_sigkilled_while_running_a_chunk(tmp_path, dataset, reference):
+def test_worker_sigkilled_while_running_a_chunk(tmp_path, small_dataset, reference):
     """SIGKILL the worker process (not its nanny) that is executing a chunk task.
 
     As chunks land, the workers themselves and the scheduler are asked
@@ -225,7 +216,7 @@ def test_worker_sigkilled_while_running_a_chunk(tmp_path, dataset, reference):
             os.kill(pid, signal.SIGKILL)
             seen.update(addr=addr, pid=pid, keys=keys, chunks_done=len(finished))
 
-        result = run_extract(str(dataset), url, SPEC, rt(client=client),
+        result = run_extract(str(small_dataset), url, SPEC, rt(client=client),
                              on_result=kill_a_busy_worker)
         assert seen.get("pid"), "no worker was killed"
         with pytest.raises(ProcessLookupError):
@@ -241,7 +232,7 @@ def test_worker_sigkilled_while_running_a_chunk(tmp_path, dataset, reference):
 
 
 @pytest.mark.cluster
-def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, dataset, reference):
+def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, small_dataset, reference):
     """SIGKILL ``dask scheduler`` under ``emodist extract``; rerun on a new scheduler.
 
     The driver exits 2 with one line naming the lost scheduler (no
@@ -255,7 +246,7 @@ def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, datase
             os.killpg(sched.pid, signal.SIGKILL)
             sched.wait(10)
 
-        line = extract_until_fault(dataset, url, address, kill_the_scheduler, wait_s=60)
+        line = extract_until_fault(small_dataset, url, address, kill_the_scheduler, wait_s=60)
     done = done_segments(url)
     assert address in line and "scheduler" in line, line
     assert 0 < done < N_SEGMENTS, done
@@ -264,7 +255,7 @@ def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, datase
 
     with processes_cluster(n_workers=1) as (new_address, _sched, _workers):
         assert new_address != address
-        result = run_extract(str(dataset), url, SPEC, rt(scheduler=new_address))
+        result = run_extract(str(small_dataset), url, SPEC, rt(scheduler=new_address))
     assert result.resumed and result.n_done == N_SEGMENTS
     assert result.n_written == N_SEGMENTS - done
     assert_same_values(url, reference)
@@ -276,7 +267,7 @@ def test_scheduler_killed_mid_run_is_one_line_and_rerun_resumes(tmp_path, datase
 
 
 @pytest.mark.cluster
-def test_every_worker_gone_is_one_line_and_rerun_resumes(tmp_path, dataset, reference):
+def test_every_worker_gone_is_one_line_and_rerun_resumes(tmp_path, small_dataset, reference):
     """SIGKILL every ``dask worker`` (nanny and worker) under ``emodist extract``.
 
     The driver does not wait forever: after ``--worker-timeout`` seconds with
@@ -296,7 +287,7 @@ def test_every_worker_gone_is_one_line_and_rerun_resumes(tmp_path, dataset, refe
                 os.killpg(w.pid, signal.SIGKILL)  # the nanny and its worker
                 w.wait(10)
 
-        line = extract_until_fault(dataset, url, address, kill_every_worker, wait_s=120,
+        line = extract_until_fault(small_dataset, url, address, kill_every_worker, wait_s=120,
                                    extra=["--worker-timeout", "5"])
         done = done_segments(url)
         m = re.search(r"--worker-timeout: no worker left on (\S+) for 5 s .*; (\d+) of (\d+) "
@@ -309,7 +300,7 @@ def test_every_worker_gone_is_one_line_and_rerun_resumes(tmp_path, dataset, refe
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True, env=env)
         try:
-            result = run_extract(str(dataset), url, SPEC, rt(scheduler=address))
+            result = run_extract(str(small_dataset), url, SPEC, rt(scheduler=address))
         finally:
             stop(new, timeout=5)
     assert result.resumed and result.n_done == N_SEGMENTS
@@ -340,7 +331,7 @@ def moto_process():
 
 
 @pytest.mark.s3
-def test_s3_endpoint_outage_mid_run(tmp_path, dataset, reference):
+def test_s3_endpoint_outage_mid_run(tmp_path, small_dataset, reference):
     """The S3 endpoint stops answering for a few seconds mid-run (SIGSTOP, then SIGCONT).
 
     What "restart" means here: moto keeps its buckets in memory, so a real
@@ -359,7 +350,7 @@ def test_s3_endpoint_outage_mid_run(tmp_path, dataset, reference):
     with moto_process() as (endpoint, options, moto):
         make_bucket(endpoint, "audio")
         make_bucket(endpoint, "features")
-        upload_tree(options, dataset, "s3://audio/emotify")
+        upload_tree(options, small_dataset, "s3://audio/emotify")
         options = dict(options, config_kwargs={"connect_timeout": 1, "read_timeout": 1,
                                                "retries": {"max_attempts": 1}})
         storage = {"dataset": options, "store": options}

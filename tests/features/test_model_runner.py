@@ -43,15 +43,6 @@ def musicnn_dir(tmp_path_factory) -> str:
     return str(out)
 
 
-@pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("runner") / "dataset"
-    make_demo_dataset(out, n_tracks=2, seed=4, duration_s=8.0)
-    return out
-
-
 def _cli(argv, capsys):
     """``emodist ARGV``: exit code and the stderr lines."""
     from emodist.cli import main

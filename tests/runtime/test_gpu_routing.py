@@ -101,7 +101,7 @@ def routed_cluster():
 
 
 @pytest.fixture(scope="module")
-def small_dataset(tmp_path_factory):
+def routing_dataset(tmp_path_factory):
     from emodist.data.demo import make_demo_dataset
 
     out = tmp_path_factory.mktemp("routing") / "dataset"
@@ -129,12 +129,12 @@ def _run(client, dataset, store, spec, **kw):
 
 
 def test_model_tasks_run_on_the_gpu_worker_and_the_store_is_unchanged(
-        routed_cluster, small_dataset, spec, tmp_path):
+        routed_cluster, routing_dataset, spec, tmp_path):
     from distributed import Client
 
     with Client(routed_cluster, timeout=60) as c:
-        single, single_ran = _run(c, small_dataset, tmp_path / "single.zarr", spec)
-        split, split_ran = _run(c, small_dataset, tmp_path / "split.zarr", spec,
+        single, single_ran = _run(c, routing_dataset, tmp_path / "single.zarr", spec)
+        split, split_ran = _run(c, routing_dataset, tmp_path / "split.zarr", spec,
                                 resources={"CPU": 1}, model_resources={"GPU": 1})
     n_chunks = single.n_chunks
     assert n_chunks >= 3 and split.n_chunks == n_chunks
@@ -159,23 +159,23 @@ def test_model_tasks_run_on_the_gpu_worker_and_the_store_is_unchanged(
     assert split.n_done == single.n_done == a.sizes["segment"]
 
 
-def test_resources_no_worker_advertises_fail_with_one_line(routed_cluster, small_dataset,
+def test_resources_no_worker_advertises_fail_with_one_line(routed_cluster, routing_dataset,
                                                            spec, tmp_path):
     from distributed import Client
 
     with Client(routed_cluster, timeout=60) as c, pytest.raises(ClusterError) as err:
-        run_extract(str(small_dataset), str(tmp_path / "s.zarr"), spec,
+        run_extract(str(routing_dataset), str(tmp_path / "s.zarr"), spec,
                     Runtime(client=c, progress=False, model_resources={"TPU": 1}))
     assert err.value.param == "model_resources"
     assert "no worker advertises TPU=1" in err.value.message and "\n" not in err.value.message
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has the CUDA execution provider")
-def test_device_cuda_fails_on_cpu_only_workers(routed_cluster, small_dataset, spec, tmp_path):
+def test_device_cuda_fails_on_cpu_only_workers(routed_cluster, routing_dataset, spec, tmp_path):
     from distributed import Client
 
     with Client(routed_cluster, timeout=60) as c, pytest.raises(ModelError) as err:
-        run_extract(str(small_dataset), str(tmp_path / "s.zarr"), spec,
+        run_extract(str(routing_dataset), str(tmp_path / "s.zarr"), spec,
                     Runtime(client=c, progress=False, device="cuda",
                             model_resources={"GPU": 1}))
     msg = err.value.message
@@ -184,11 +184,11 @@ def test_device_cuda_fails_on_cpu_only_workers(routed_cluster, small_dataset, sp
 
 
 @pytest.mark.skipif(HAS_CUDA, reason="this machine has the CUDA execution provider")
-def test_cli_device_cuda_one_line_before_any_cluster(small_dataset, tiny_model, tmp_path,
+def test_cli_device_cuda_one_line_before_any_cluster(routing_dataset, tiny_model, tmp_path,
                                                      capsys):
     from emodist.cli import main
 
-    code = main(["extract", str(small_dataset), "--store", str(tmp_path / "s.zarr"),
+    code = main(["extract", str(routing_dataset), "--store", str(tmp_path / "s.zarr"),
                  "--model", tiny_model, "--device", "cuda", "--quiet"])
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0 and len(err) == 1
