@@ -405,7 +405,7 @@ class WindowedTrack:
     Decoded samples equal those of a decode from the start; resampled ones
     differ only by the resampler's start-up, which the pre-roll absorbs
     (below 1e-6 of full scale; 8e-8 measured on WAV, FLAC and MP3 at 16,
-    22.05 and 44.1 kHz, ``tests/test_audio.py``).
+    22.05 and 44.1 kHz, ``tests/data/test_audio.py``).
     """
 
     def __init__(self, window: _Window, sr: int):
