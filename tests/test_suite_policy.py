@@ -135,6 +135,7 @@ def test_no_module_of_the_suite_imports_a_test_module():
     ("def f():\n    from tests.test_docs import ROOT\n", "tests", ["tests.test_docs"]),
     (("from tests.stores import make_store\nfrom tests.engine.heads import CLASSES\n"
       "from emodist.learn import test_scores\nimport pytest"), "tests.engine", []),
-])
+], ids=["absolute", "relative", "relative-names", "relative-up", "package-names", "import",
+        "in-a-function", "helpers-only"])
 def test_the_import_check_finds_imported_test_modules(source, package, expected):
     assert imported_test_modules(source, package) == expected
