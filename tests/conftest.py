@@ -73,6 +73,19 @@ def small_dataset(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.fixture(scope="module")
+def client():
+    """A Dask client of an in-process LocalCluster (one worker, two threads), one per module.
+
+    A module that needs another cluster defines its own ``client``.
+    """
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                      dashboard_address=":0") as cluster, Client(cluster) as c:
+        yield c
+
+
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> str:
     """A small random Inception-shaped ONNX model built by emodist itself."""

@@ -49,15 +49,6 @@ def spec(tiny_model) -> ExtractionSpec:
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def reference(tmp_path_factory, small_dataset, spec, client):
     url = str(tmp_path_factory.mktemp("ref") / "ref.zarr")
     result = run_extract(str(small_dataset), url, spec, rt(client, chunk=CHUNK))

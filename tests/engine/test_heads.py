@@ -27,15 +27,6 @@ def dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
-
-
-@pytest.fixture(scope="module")
 def head(tmp_path_factory) -> tuple[ModelHead, np.ndarray, np.ndarray]:
     width = make_groups(["handcrafted"])[0].width
     path = tmp_path_factory.mktemp("model") / "head.onnx"

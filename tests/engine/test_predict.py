@@ -66,15 +66,6 @@ def music(tmp_path_factory) -> Path:
     return out / "emotifymusic"  # a plain folder of audio files, no labels
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
-
-
 def test_track_results_are_means_over_segments_with_factors():
     seg = pd.DataFrame({"track_id": ["a", "a", "b"], "path": ["a.mp3", "a.mp3", "b.mp3"],
                         "calmness": [0.25, 0.75, 0.125], "power": [0.5, 0.125, 0.0625],

@@ -32,15 +32,6 @@ def model_dir(tmp_path_factory) -> str:
     return str(out)
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=None) as cluster, Client(cluster) as c:
-        yield c
-
-
 def test_names_widths_and_registry():
     msd, mtt = make_groups(["musicnn_msd", "musicnn_mtt"], {"model": "/inception.onnx",
                                                              "n_mfcc": 20})

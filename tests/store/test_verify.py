@@ -42,15 +42,6 @@ def spec() -> ExtractionSpec:
     return ExtractionSpec(groups=make_groups(["handcrafted"]), segment_seconds=4.0)
 
 
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
-
-
 def rt(client, **kw) -> Runtime:
     return Runtime(client=client, progress=False, **kw)
 
