@@ -20,6 +20,7 @@ from emodist.errors import EmodistError
 from emodist.learn.spec import (
     BALANCES,
     EVALUATION_TARGETS,
+    FOLD_SOURCES,
     RANK_BY,
     TARGETS,
     VOTE_TARGETS,
@@ -29,6 +30,7 @@ from emodist.spec import LABEL_RULES
 
 __all__ = ["EVALUATE_DESCRIPTION", "EVALUATE_EXAMPLES", "HINTS", "NOT_STREAMED",
            "add_evaluation_options", "ceiling_arg", "check_streamable", "cmd_evaluate",
+           "folds_arg", "recording_copies",
            "cmd_stream", "evaluation_kwargs", "feature_flags", "feature_sets", "flagged",
            "maybe_client", "one_group_per_recording", "print_presets", "print_report",
            "print_summary", "register", "stream_report"]
@@ -50,6 +52,8 @@ EVALUATE_EXAMPLES = """examples:
   emodist evaluate features.zarr --classifiers all beyond --rank-by balanced_accuracy \\
       --ceiling ../shared/data/emotify --out report/
   emodist evaluate features.zarr --target factors --classifiers beyond --out factors/
+  emodist evaluate features.zarr --group-by album --out by-album/
+  emodist evaluate features.zarr --folds dataset --out published-splits/
   emodist compare report/ factors/ --out comparison.md
 """
 
@@ -88,7 +92,13 @@ def add_evaluation_options(p) -> None:
     add_once(g, "--classifiers", nargs="+", metavar="PRESET",
              help="preset keys or names (see --list), or all (the study's presets and two "
              "extras) / quick / beyond (soft labels, prior shift, balanced bagging); default all")
-    add_once(g, "--folds", type=int, default=5, help="grouped folds (default 5)")
+    add_once(g, "--folds", type=folds_arg, default=5, metavar="N|dataset",
+             help="grouped folds (default 5), or 'dataset': the dataset's published splits "
+             "(MTG-Jamendo's split-0..4; each split's test part scored by models fit on its "
+             "training part)")
+    add_once(g, "--group-by", metavar="COLUMN",
+             help="group the folds by this per-track column of the store or of its dataset's "
+             "catalog (artist, album, genre...); default the store's group, else the track")
     add_once(g, "--seed", type=int, default=0, help="seed of folds and models (default 0)")
     add_once(g, "--balance", choices=BALANCES, default=BALANCES[0],
              help="class weights: none, weights, or both (each model both ways)")
@@ -192,12 +202,25 @@ def feature_flags(args) -> dict:
     return {}
 
 
+def folds_arg(value: str):
+    """``--folds``: a whole number of grouped folds, or ``dataset`` (the published splits)."""
+    if value.strip().lower() == FOLD_SOURCES[1]:
+        return FOLD_SOURCES[1]
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"give a number of folds or '{FOLD_SOURCES[1]}', got {value!r}") from None
+
+
 def evaluation_kwargs(args) -> dict:
     """Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate` from the options."""
+    published = args.folds == FOLD_SOURCES[1]
     return {"features": feature_sets(args), "classifiers": args.classifiers or ["all"],
-            "folds": args.folds, "seed": args.seed, "balance": args.balance,
+            "folds": 5 if published else args.folds, "seed": args.seed, "balance": args.balance,
             "label_rule": args.label_rule, "target": args.target, "rank_by": args.rank_by,
-            "ceiling": ceiling_arg(args.ceiling)}
+            "ceiling": ceiling_arg(args.ceiling), "group_by": args.group_by,
+            "fold_source": FOLD_SOURCES[1] if published else FOLD_SOURCES[0]}
 
 
 def print_summary(report: dict, console=None, top: int | None = None) -> None:
@@ -233,6 +256,15 @@ def one_group_per_recording(store: str, storage_options):
     The store's URL when it has no such copies (the evaluation opens it),
     else the opened store with its ``group`` coordinate merged.
     """
+    return recording_copies(store, storage_options)[0]
+
+
+def recording_copies(store: str, storage_options) -> tuple:
+    """:func:`one_group_per_recording`, and the track ids of each set of copies.
+
+    The copies go to the evaluation too, which keeps each set in one group
+    whatever ``--group-by`` names.
+    """
     import logging
 
     from emodist.store import open_store
@@ -243,7 +275,7 @@ def one_group_per_recording(store: str, storage_options):
         logging.getLogger("emodist").warning(
             "tracks %s are the same audio (byte-identical files) in different groups; they "
             "are evaluated as one group", ", ".join(ids))
-    return ds if copies else store
+    return (ds if copies else store), copies
 
 
 def cmd_evaluate(args) -> int:
@@ -259,28 +291,34 @@ def cmd_evaluate(args) -> int:
     if args.target in VOTE_TARGETS:  # continuous and multi-label targets: docs/targets.md
         from emodist.learn.votes import run_votes, summary_lines
 
+        if args.folds == FOLD_SOURCES[1]:
+            raise EmodistError(f"--folds: the published splits score one class per segment; "
+                               f"--target {args.target} takes a number of grouped folds")
+        opts = parse_storage_options(args.storage_options)
+        store, copies = recording_copies(args.store, opts)
         with flagged():
-            report = run_votes(args.store, target=args.target, out=args.out, features=args.features,
+            report = run_votes(store, target=args.target, out=args.out, features=args.features,
                                presets=args.classifiers, n_folds=args.folds, seed=args.seed,
-                               storage_options=parse_storage_options(args.storage_options))
+                               group_by=args.group_by, copies=copies, storage_options=opts)
         print("\n".join(summary_lines(report)))
         return 0
     from emodist.learn.evaluate import run_evaluate
 
     with flagged(feature_flags(args)):
         spec = EvaluationSpec(**evaluation_kwargs(args))
-    store = one_group_per_recording(args.store, parse_storage_options(args.storage_options))
+    store, copies = recording_copies(args.store, parse_storage_options(args.storage_options))
     with flagged(feature_flags(args)), maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
             store, spec, out=args.out, client=client,
             n_jobs=args.workers if args.workers is not None else -1,
-            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet)
+            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
+            copies=copies)
     print_report(report, args.top)
     return 0
 
 
 #: Parameters of the in-memory evaluation that ``--stream`` does not take.
-NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling")
+NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling", "group_by")
 
 
 def check_streamable(args, refused: tuple = NOT_STREAMED) -> None:
@@ -291,6 +329,8 @@ def check_streamable(args, refused: tuple = NOT_STREAMED) -> None:
                                "linear model on the stored labels, on this machine)")
     if args.target != TARGETS[0]:
         raise EmodistError(f"--target: --stream predicts the dominant emotion ({TARGETS[0]}) only")
+    if args.folds == FOLD_SOURCES[1]:
+        raise EmodistError("--folds: --stream draws grouped folds; give a number")
 
 
 def stream_report(args, *, storage_options: dict | None) -> dict:

@@ -53,21 +53,14 @@ from emodist._version import __version__
 from emodist.errors import EmodistError
 from emodist.learn.ceiling import human_ceiling
 from emodist.learn.data import load_data, open_dataset, store_info
-from emodist.learn.folds import (
-    describe_splitter,
-    fold_groups,
-    fold_splitter,
-    group_words,
-    make_folds,
-    one_group_per_copy,
-)
+from emodist.learn.folds import describe_splitter, fold_splitter, group_words, make_folds
 from emodist.learn.report import write_report
 from emodist.learn.runs import class_results, distribution_results, split_results
 from emodist.learn.scoring import rank_results
 from emodist.learn.spec import EvaluationSpec
-from emodist.learn.tracks import column_values, published_splits
+from emodist.learn.tracks import published_splits, segment_groups
 
-__all__ = ["evaluation_groups", "run_evaluate"]
+__all__ = ["run_evaluate"]
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +143,8 @@ def run_evaluate(
     classes = data.classes
     if target != "distribution" and len(classes) < 2:
         raise EmodistError(f"only one class ({classes[0]}) among the evaluated segments")
-    groups, group_by = evaluation_groups(ds, data, spec.group_by, copies=copies,
-                                         storage_options=storage_options)
+    groups, group_by = segment_groups(ds, data.group, data.track_id, spec.group_by,
+                                      copies=copies, storage_options=storage_options)
     word, words = group_words(group_by)
     strata = data.y if data.strata is None else data.strata
     if spec.fold_source == "dataset":
@@ -226,34 +219,3 @@ def run_evaluate(
         report["files"] = write_report(report, out, storage_options)
     return report
 
-
-def evaluation_groups(ds, data, group_by: str | None = None, *, copies=None,
-                      storage_options: dict | None = None):
-    """The group of each evaluated segment, and what the groups are.
-
-    Parameters
-    ----------
-    ds : xarray.Dataset
-        The opened store.
-    data : emodist.learn.data.EvalData
-        The evaluated segments.
-    group_by : str, optional
-        A per-track column (:func:`emodist.learn.tracks.column_values`);
-        ``None``: the store's ``group``.
-    copies : list of list of str, optional
-        Track ids of recordings stored more than once, kept in one group.
-    storage_options : dict, optional
-        fsspec options of the dataset's location.
-
-    Returns
-    -------
-    groups : numpy.ndarray of str
-    column : str
-        What the groups are (:func:`emodist.learn.folds.fold_groups`).
-    """
-    if group_by is None:
-        groups, column = fold_groups(data.group, data.track_id)
-    else:
-        values = column_values(ds, group_by, data.track_id, storage_options=storage_options)
-        groups, column = fold_groups(values, data.track_id, name=group_by)
-    return one_group_per_copy(groups, data.track_id, copies), column

@@ -27,6 +27,7 @@ import pandas as pd
 
 from emodist.data.catalog import load_dataset
 from emodist.errors import EmodistError
+from emodist.learn.folds import fold_groups, one_group_per_copy
 from emodist.store.layout import SEGMENT, SEGMENT_COORDS, decode_strings
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "column_values",
     "dataset_location",
     "published_splits",
+    "segment_groups",
     "track_columns",
 ]
 
@@ -157,6 +159,43 @@ def column_values(ds, column: str, track_id, *, storage_options: dict | None = N
                            param=param)
     values = table[column].reindex(track_id)
     return np.array(["" if pd.isna(v) else str(v) for v in values], dtype=object)
+
+
+def segment_groups(ds, group, track_id, column: str | None = None, *, copies=None,
+                   storage_options: dict | None = None) -> tuple[np.ndarray, str]:
+    """The fold group of each evaluated segment, and what the groups are.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The opened store.
+    group : array_like of str or None
+        The store's ``group`` of each segment (``None``: no such coordinate).
+    track_id : array_like of str
+        Track of each segment.
+    column : str, optional
+        A per-track column to group by (:func:`column_values`, ``--group-by``);
+        ``None``: the store's ``group``.
+    copies : list of list of str, optional
+        Track ids of recordings stored more than once
+        (:func:`emodist.store.copies.regroup_copies`), kept in one group.
+    storage_options : dict, optional
+        fsspec options of the dataset's location.
+
+    Returns
+    -------
+    groups : numpy.ndarray of str
+        A group never spans two folds; a segment whose value is empty is
+        its track's own group.
+    column : str
+        What the groups are (:func:`emodist.learn.folds.fold_groups`).
+    """
+    if column is None:
+        groups, what = fold_groups(group, track_id)
+    else:
+        values = column_values(ds, column, track_id, storage_options=storage_options)
+        groups, what = fold_groups(values, track_id, name=column)
+    return one_group_per_copy(groups, track_id, copies), what
 
 
 @dataclass(frozen=True)
