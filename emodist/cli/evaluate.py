@@ -29,11 +29,11 @@ from emodist.learn.spec import (
 from emodist.spec import LABEL_RULES
 
 __all__ = ["EVALUATE_DESCRIPTION", "EVALUATE_EXAMPLES", "HINTS", "NOT_STREAMED",
-           "add_evaluation_options", "ceiling_arg", "check_streamable", "cmd_evaluate",
-           "folds_arg", "recording_copies",
-           "cmd_stream", "evaluation_kwargs", "feature_flags", "feature_sets", "flagged",
-           "maybe_client", "one_group_per_recording", "print_presets", "print_report",
-           "print_summary", "register", "stream_report"]
+           "NOT_TRANSFERRED", "add_evaluation_options", "ceiling_arg", "check_streamable",
+           "cmd_evaluate", "cmd_stream", "cmd_transfer", "evaluation_kwargs", "feature_flags",
+           "feature_sets", "flagged", "folds_arg", "maybe_client", "one_group_per_recording",
+           "print_presets", "print_report", "print_summary", "recording_copies", "register",
+           "stream_report"]
 
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
 folds grouped by the manifest's group (else by track) and stratified by label
@@ -54,6 +54,7 @@ EVALUATE_EXAMPLES = """examples:
   emodist evaluate features.zarr --target factors --classifiers beyond --out factors/
   emodist evaluate features.zarr --group-by album --out by-album/
   emodist evaluate features.zarr --folds dataset --out published-splits/
+  emodist evaluate --model models/emotion other.zarr --map gems-to-tags.csv --out transfer/
   emodist compare report/ factors/ --out comparison.md
 """
 
@@ -136,6 +137,13 @@ def register(subparsers) -> None:
                     description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES)
     p.add_argument("store", nargs="?", metavar="STORE", help="feature store (path or s3://...)")
     add_evaluation_options(p)
+    g = p.add_argument_group("cross-dataset (a trained model on another store)")
+    add_once(g, "--model", metavar="MODEL_DIR",
+             help="score this model folder (made by 'emodist train') on STORE's labels: nothing "
+             "is fit; the report says what the model never saw")
+    add_once(g, "--map", metavar="FILE",
+             help="--model: the store label each model class counts as (CSV "
+             "'model_class,store_label' or YAML); default: classes match labels by name")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -286,6 +294,8 @@ def cmd_evaluate(args) -> int:
         from emodist.store.outputs import check_folder
 
         check_folder(args.out, storage_options=parse_storage_options(args.storage_options))
+    if args.model or args.map:
+        return cmd_transfer(args)
     if args.stream:
         return cmd_stream(args)
     if args.target in VOTE_TARGETS:  # continuous and multi-label targets: docs/targets.md
@@ -314,6 +324,31 @@ def cmd_evaluate(args) -> int:
             storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
             copies=copies)
     print_report(report, args.top)
+    return 0
+
+
+#: Options a model scored on another store does not take (it fixes features, model and classes).
+NOT_TRANSFERRED = ("features", "columns", "classifiers", "label_rule", "group_by", "ceiling",
+                   "scheduler", "scheduler_file")
+
+
+def cmd_transfer(args) -> int:
+    """``emodist evaluate --model MODEL_DIR STORE``: a trained model scored on another store."""
+    from emodist.learn.transfer import run_transfer, transfer_markdown
+
+    if not args.model:
+        raise EmodistError("--map: give the model it maps (--model MODEL_DIR)")
+    for name in NOT_TRANSFERRED:
+        if getattr(args, name, None) is not None:
+            raise EmodistError(f"{flag_name(name)}: not with --model (the model fixes its "
+                               "features, classifier and classes)")
+    if args.stream or args.folds == FOLD_SOURCES[1] or args.target != TARGETS[0]:
+        flag = "--stream" if args.stream else "--folds" if args.folds == FOLD_SOURCES[1] else "--target"
+        raise EmodistError(f"{flag}: not with --model (nothing is fit: the whole store is scored)")
+    with flagged():
+        report = run_transfer(args.model, args.store, mapping=args.map, out=args.out,
+                              storage_options=parse_storage_options(args.storage_options))
+    print(transfer_markdown(report))
     return 0
 
 

@@ -245,8 +245,8 @@ def published_splits(ds, track_id, *, storage_options: dict | None = None,
         or a split tests none of the evaluated segments (``param``).
     """
     table, unread = track_columns(ds, storage_options=storage_options)
-    found = sorted(((int(m.group(1)), c) for c in table.columns
-                    for m in [SPLIT_COLUMN.match(str(c))] if m))
+    found = sorted((int(m.group(1)), c) for c in table.columns
+                   for m in [SPLIT_COLUMN.match(str(c))] if m)
     if not found:
         why = unread or f"its catalog has no split_<k> column ({', '.join(table.columns)})"
         raise EmodistError(f"the store's dataset publishes no splits: {why}", param=param)

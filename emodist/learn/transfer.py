@@ -267,10 +267,10 @@ def _pct(m: dict) -> str:
 def transfer_markdown(report: dict) -> str:
     """The report of :func:`run_transfer` as Markdown: scores, mapping, what was never seen."""
     m, d, unseen = report["model"], report["data"], report["unseen"]
-    lines = [f"# {m['name']} on {report['store']['url']}", "",
-             f"Model trained on {m['trained_on'] or 'an unnamed dataset'} ({m['target']}, "
-             f"inputs {', '.join(m['inputs'])}), scored on {d['n_segments']} segments of "
-             f"{d['n_tracks']} tracks; nothing was fit on this store.", "",
+    head = (f"Model trained on {m['trained_on'] or 'an unnamed dataset'} ({m['target']}, "
+            f"inputs {', '.join(m['inputs'])}), scored on {d['n_segments']} segments of "
+            f"{d['n_tracks']} tracks; nothing was fit on this store.")
+    lines = [f"# {m['name']} on {report['store']['url']}", "", head, "",
              "| level | accuracy | balanced accuracy | macro-F1 |", "|---|---|---|---|"]
     for level, name in (("segment", "segment"), ("track", "track (majority vote)"),
                         ("track_proba", "track (mean probability)")):
@@ -278,8 +278,9 @@ def transfer_markdown(report: dict) -> str:
         lines.append(f"| {name} | {_pct(r['accuracy'])} | {_pct(r['balanced_accuracy'])} | "
                      f"{_pct(r['macro_f1'])} |")
     base = report["baselines"]["segment"]
-    lines += ["", f"Chance {100 * base['chance']:.1f}%, majority class "
-              f"({base['majority_class']}) {100 * base['majority']:.1f}%.", "",
+    chance = (f"Chance {100 * base['chance']:.1f}%, majority class "
+              f"({base['majority_class']}) {100 * base['majority']:.1f}%.")
+    lines += ["", chance, "",
               "## Mapping", "", "| model class | store label |", "|---|---|"]
     lines += [f"| {c} | {lab or '(none)'} |" for c, lab in report["mapping"]["classes"].items()]
     lines += ["", "## Never seen", "",

@@ -94,7 +94,7 @@ def test_default_grouping_is_unchanged(catalogued):
 
 
 def test_column_values_reads_store_then_catalog(catalogued):
-    store, table, _ = catalogued
+    store, _, _ = catalogued
     ds = open_store(store)
     ids = ["3", "17", "3"]
     assert column_values(ds, "album", ids).tolist() == ["album-0", "album-4", "album-0"]
