@@ -191,6 +191,19 @@ def test_published_splits_scores_equal_a_direct_fit(catalogued):
     assert set(report["folds"]["splits"]) == {"split_0", "split_1", "split_2"}
 
 
+def test_cli_published_splits_writes_the_report(catalogued, tmp_path, capsys):
+    store, _, _ = catalogued
+    out = tmp_path / "rep"
+    assert main(["evaluate", store, "--features", "handcrafted", "--classifiers", "fine-knn",
+                 "--folds", "dataset", "--workers", "1", "--ceiling", "none", "--quiet",
+                 "--out", str(out)]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["settings"]["folds"] == 3 and "fold" not in report["folds"]
+    assert len(report["results"][0]["predictions"]) == len(report["tested"]["segment_id"])
+    assert "published splits" in (out / "report.md").read_text()
+    assert "Fine KNN" in capsys.readouterr().out
+
+
 def _mtg_folder(root, track_ids, parts):
     """An MTG-Jamendo mood/theme folder in the published layout (no audio)."""
     header = "TRACK_ID\tARTIST_ID\tALBUM_ID\tPATH\tDURATION\tTAGS\n"
