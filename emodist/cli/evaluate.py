@@ -268,7 +268,7 @@ def one_group_per_recording(store: str, storage_options):
 
 
 def recording_copies(store: str, storage_options) -> tuple:
-    """:func:`one_group_per_recording`, and the track ids of each set of copies.
+    """:func:`one_group_per_recording`, and the track ids of every set of copies.
 
     The copies go to the evaluation too, which keeps each set in one group
     whatever ``--group-by`` names.
@@ -276,14 +276,16 @@ def recording_copies(store: str, storage_options) -> tuple:
     import logging
 
     from emodist.store import open_store
-    from emodist.store.copies import regroup_copies
+    from emodist.store.copies import copy_sets, regroup_copies
 
-    ds, copies = regroup_copies(open_store(store, storage_options))
+    ds = open_store(store, storage_options)
+    sets = copy_sets(ds)
+    merged, copies = regroup_copies(ds, sets)
     for ids in copies:
         logging.getLogger("emodist").warning(
             "tracks %s are the same audio (byte-identical files) in different groups; they "
             "are evaluated as one group", ", ".join(ids))
-    return (ds if copies else store), copies
+    return (merged if copies else store), sets
 
 
 def cmd_evaluate(args) -> int:

@@ -24,12 +24,13 @@ N_TRACKS = 40
 PARTS = np.array(["train", "validation", "test"])
 
 
-def _catalogued(tmp, *, splits: int = 3, audio: bool = False):
+def _catalogued(tmp, *, splits: int = 3, audio: bool = False, copies_grouped: bool = False):
     """A store whose ``dataset`` attribute names a manifest with ``album`` and ``split_k`` columns.
 
     ``album``: four tracks each (every class in each album); ``split_k``: whole
     albums drawn into train, validation or test per split.  With ``audio``, the
-    store's paths are real files, track 5 a byte-identical copy of track 0.
+    store's paths are real files, track 5 a byte-identical copy of track 0
+    (``copies_grouped``: in track 0's group, as extraction stores copies).
     """
     arrays = make_arrays(n_tracks=N_TRACKS, n_segments=3, separation=2.5, seed=1)
     rng = np.random.default_rng(7)
@@ -47,6 +48,8 @@ def _catalogued(tmp, *, splits: int = 3, audio: bool = False):
         for t in tracks:
             (folder / f"{t}.mp3").write_bytes(f"recording {0 if t == 5 else t}".encode())
         arrays["plan"]["path"] = [str(folder / f"{t}.mp3") for t in arrays["plan"]["track_id"]]
+        if copies_grouped:
+            arrays["plan"].loc[arrays["plan"]["track_id"] == "5", "group"] = "0"
     ds = build(arrays, attrs={"dataset": f"manifest:{manifest}"})
     return write(ds, tmp / "store.zarr"), table, arrays
 
@@ -112,8 +115,9 @@ def test_copies_share_a_group_whatever_the_column():
     assert one_group_per_copy(groups, tracks, [["1", "9"]]).tolist() == groups.tolist()
 
 
-def test_cli_group_by_keeps_copies_in_one_fold(tmp_path):
-    store, table, _ = _catalogued(tmp_path, audio=True)
+@pytest.mark.parametrize("copies_grouped", [False, True])
+def test_cli_group_by_keeps_copies_in_one_fold(tmp_path, copies_grouped):
+    store, table, _ = _catalogued(tmp_path, audio=True, copies_grouped=copies_grouped)
     out = tmp_path / "rep"
     assert main(["evaluate", store, "--features", "handcrafted", "--classifiers", "fine-knn",
                  "--group-by", "album", "--workers", "1", "--ceiling", "none", "--quiet",
