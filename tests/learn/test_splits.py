@@ -204,7 +204,7 @@ def test_cli_published_splits_writes_the_report(catalogued, tmp_path, capsys):
     report = json.loads((out / "report.json").read_text())
     assert report["settings"]["folds"] == 3 and "fold" not in report["folds"]
     assert len(report["results"][0]["predictions"]) == len(report["tested"]["segment_id"])
-    assert "published splits" in (out / "report.md").read_text()
+    assert "- evaluation: the dataset's 3 published splits" in (out / "report.md").read_text()
     assert "Fine KNN" in capsys.readouterr().out
 
 
