@@ -16,6 +16,7 @@ from emodist.cli import main
 from emodist.errors import EmodistError
 from emodist.learn.evaluate import run_evaluate
 from emodist.learn.folds import TRAIN_ONLY, one_group_per_copy, split_folds
+from emodist.learn.spec import EvaluationSpec
 from emodist.learn.tracks import column_values, published_splits
 from emodist.store import open_store
 from tests.stores import build, make_arrays, make_store, write
@@ -239,3 +240,24 @@ def test_mtg_jamendo_publishes_five_splits(tmp_path):
     index = {t: i for i, t in enumerate(unique)}
     assert (splits.parts == parts[[index[t] for t in ids]]).all()
     assert column_values(ds, "album", ids[:4]).tolist() == ["album_000000"] * 4
+
+
+@pytest.mark.parametrize(("kw", "param", "message"), [
+    ({"fold_source": "dataset", "group_by": "album"}, "group_by", "published splits"),
+    ({"fold_source": "dataset", "target": "distribution"}, "target", "one class per segment"),
+    ({"fold_source": "folds"}, "fold_source", "unknown fold source 'folds'"),
+    ({"group_by": ""}, "group_by", "give a column name"),
+    ({"stream": True, "group_by": "album"}, "group_by", "streamed"),
+])
+def test_spec_refuses_what_the_folds_cannot_do(kw, param, message):
+    with pytest.raises(EmodistError, match=message) as err:
+        EvaluationSpec(**kw)
+    assert err.value.param == param
+
+
+def test_spec_records_the_fold_settings():
+    spec = EvaluationSpec(classifiers="quick", group_by="album")
+    assert spec.to_dict()["group_by"] == "album" and spec.to_dict()["fold_source"] == "grouped"
+    assert EvaluationSpec.from_dict(spec.to_dict()) == spec
+    old = {k: v for k, v in spec.to_dict().items() if k not in ("group_by", "fold_source")}
+    assert EvaluationSpec.from_dict(old).group_by is None  # a report of an earlier version
