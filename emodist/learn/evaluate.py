@@ -11,7 +11,10 @@ consolidated store and goes past it:
 * folds are drawn once (:func:`emodist.learn.folds.make_folds`: grouped by
   the store's ``group``, else by track, stratified by label, fixed seed) and
   shared by every classifier, feature set and balance mode; the fold of each
-  segment is recorded;
+  segment is recorded.  ``group_by`` groups them by another per-track column
+  (:func:`emodist.learn.tracks.segment_groups`); ``fold_source="dataset"``
+  evaluates on the dataset's published splits instead
+  (:func:`emodist.learn.runs.split_results`);
 * every preprocessing step lives in a scikit-learn pipeline fit on the
   training folds only (:func:`emodist.learn.presets.make_pipeline`);
 * each (feature set, classifier, balance, fold) fit is an independent task
@@ -99,7 +102,7 @@ def run_evaluate(
         line per feature set is logged at INFO level either way.
     copies : list of list of str, optional
         Track ids of recordings stored more than once
-        (:func:`emodist.store.copies.regroup_copies`): each set is kept in
+        (:func:`emodist.store.copies.copy_sets`): each set is kept in
         one group whatever ``spec.group_by`` names.
     **evaluation
         The fields of :class:`~emodist.learn.spec.EvaluationSpec` when no

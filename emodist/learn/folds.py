@@ -95,7 +95,7 @@ def one_group_per_copy(groups, track_id, copies) -> np.ndarray:
         Group and track of each segment.
     copies : iterable of sequence of str
         Track ids of each set of byte-identical recordings
-        (:func:`emodist.store.copies.regroup_copies`).
+        (:func:`emodist.store.copies.copy_sets`).
 
     Returns
     -------

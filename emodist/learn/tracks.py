@@ -178,7 +178,7 @@ def segment_groups(ds, group, track_id, column: str | None = None, *, copies=Non
         ``None``: the store's ``group``.
     copies : list of list of str, optional
         Track ids of recordings stored more than once
-        (:func:`emodist.store.copies.regroup_copies`), kept in one group.
+        (:func:`emodist.store.copies.copy_sets`), kept in one group.
     storage_options : dict, optional
         fsspec options of the dataset's location.
 
