@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: Flags whose name is not the parameter's (``n_workers`` is set by ``--workers``).
 FLAG_NAMES = {"n_workers": "--workers", "n_jobs": "--workers", "block_bytes": "--block-mib",
-              "progress": "--quiet"}
+              "progress": "--quiet", "fold_source": "--folds"}
 
 
 def flag_name(param: str, overrides: dict | None = None) -> str:

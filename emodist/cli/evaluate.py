@@ -20,6 +20,7 @@ from emodist.errors import EmodistError
 from emodist.learn.spec import (
     BALANCES,
     EVALUATION_TARGETS,
+    FOLD_SOURCES,
     RANK_BY,
     TARGETS,
     VOTE_TARGETS,
@@ -28,10 +29,11 @@ from emodist.learn.spec import (
 from emodist.spec import LABEL_RULES
 
 __all__ = ["EVALUATE_DESCRIPTION", "EVALUATE_EXAMPLES", "HINTS", "NOT_STREAMED",
-           "add_evaluation_options", "ceiling_arg", "check_streamable", "cmd_evaluate",
-           "cmd_stream", "evaluation_kwargs", "feature_flags", "feature_sets", "flagged",
-           "maybe_client", "one_group_per_recording", "print_presets", "print_report",
-           "print_summary", "register", "stream_report"]
+           "NOT_TRANSFERRED", "add_evaluation_options", "ceiling_arg", "check_streamable",
+           "cmd_evaluate", "cmd_stream", "cmd_transfer", "evaluation_kwargs", "feature_flags",
+           "feature_sets", "flagged", "folds_arg", "maybe_client", "one_group_per_recording",
+           "print_presets", "print_report", "print_summary", "recording_copies", "register",
+           "stream_report"]
 
 EVALUATE_DESCRIPTION = """Grouped cross-validation of classifier presets on a feature store:
 folds grouped by the manifest's group (else by track) and stratified by label
@@ -50,6 +52,9 @@ EVALUATE_EXAMPLES = """examples:
   emodist evaluate features.zarr --classifiers all beyond --rank-by balanced_accuracy \\
       --ceiling ../shared/data/emotify --out report/
   emodist evaluate features.zarr --target factors --classifiers beyond --out factors/
+  emodist evaluate features.zarr --group-by album --out by-album/
+  emodist evaluate features.zarr --folds dataset --out published-splits/
+  emodist evaluate --model models/emotion other.zarr --map gems-to-tags.csv --out transfer/
   emodist compare report/ factors/ --out comparison.md
 """
 
@@ -88,7 +93,13 @@ def add_evaluation_options(p) -> None:
     add_once(g, "--classifiers", nargs="+", metavar="PRESET",
              help="preset keys or names (see --list), or all (the study's presets and two "
              "extras) / quick / beyond (soft labels, prior shift, balanced bagging); default all")
-    add_once(g, "--folds", type=int, default=5, help="grouped folds (default 5)")
+    add_once(g, "--folds", type=folds_arg, default=5, metavar="N|dataset",
+             help="grouped folds (default 5), or 'dataset': the dataset's published splits "
+             "(MTG-Jamendo's split-0..4; each split's test part scored by models fit on its "
+             "training part)")
+    add_once(g, "--group-by", metavar="COLUMN",
+             help="group the folds by this per-track column of the store or of its dataset's "
+             "catalog (artist, album, genre...); default the store's group, else the track")
     add_once(g, "--seed", type=int, default=0, help="seed of folds and models (default 0)")
     add_once(g, "--balance", choices=BALANCES, default=BALANCES[0],
              help="class weights: none, weights, or both (each model both ways)")
@@ -126,6 +137,13 @@ def register(subparsers) -> None:
                     description=EVALUATE_DESCRIPTION, epilog=EVALUATE_EXAMPLES)
     p.add_argument("store", nargs="?", metavar="STORE", help="feature store (path or s3://...)")
     add_evaluation_options(p)
+    g = p.add_argument_group("cross-dataset (a trained model on another store)")
+    add_once(g, "--model", metavar="MODEL_DIR",
+             help="score this model folder (made by 'emodist train') on STORE's labels: nothing "
+             "is fit; the report says what the model never saw")
+    add_once(g, "--map", metavar="FILE",
+             help="--model: the store label each model class counts as (CSV "
+             "'model_class,store_label' or YAML); default: classes match labels by name")
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -192,12 +210,25 @@ def feature_flags(args) -> dict:
     return {}
 
 
+def folds_arg(value: str):
+    """``--folds``: a whole number of grouped folds, or ``dataset`` (the published splits)."""
+    if value.strip().lower() == FOLD_SOURCES[1]:
+        return FOLD_SOURCES[1]
+    try:
+        return int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"give a number of folds or '{FOLD_SOURCES[1]}', got {value!r}") from None
+
+
 def evaluation_kwargs(args) -> dict:
     """Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate` from the options."""
+    published = args.folds == FOLD_SOURCES[1]
     return {"features": feature_sets(args), "classifiers": args.classifiers or ["all"],
-            "folds": args.folds, "seed": args.seed, "balance": args.balance,
+            "folds": 5 if published else args.folds, "seed": args.seed, "balance": args.balance,
             "label_rule": args.label_rule, "target": args.target, "rank_by": args.rank_by,
-            "ceiling": ceiling_arg(args.ceiling)}
+            "ceiling": ceiling_arg(args.ceiling), "group_by": args.group_by,
+            "fold_source": FOLD_SOURCES[1] if published else FOLD_SOURCES[0]}
 
 
 def print_summary(report: dict, console=None, top: int | None = None) -> None:
@@ -233,17 +264,28 @@ def one_group_per_recording(store: str, storage_options):
     The store's URL when it has no such copies (the evaluation opens it),
     else the opened store with its ``group`` coordinate merged.
     """
+    return recording_copies(store, storage_options)[0]
+
+
+def recording_copies(store: str, storage_options) -> tuple:
+    """:func:`one_group_per_recording`, and the track ids of every set of copies.
+
+    The copies go to the evaluation too, which keeps each set in one group
+    whatever ``--group-by`` names.
+    """
     import logging
 
     from emodist.store import open_store
-    from emodist.store.copies import regroup_copies
+    from emodist.store.copies import copy_sets, regroup_copies
 
-    ds, copies = regroup_copies(open_store(store, storage_options))
+    ds = open_store(store, storage_options)
+    sets = copy_sets(ds)
+    merged, copies = regroup_copies(ds, sets)
     for ids in copies:
         logging.getLogger("emodist").warning(
             "tracks %s are the same audio (byte-identical files) in different groups; they "
             "are evaluated as one group", ", ".join(ids))
-    return ds if copies else store
+    return (merged if copies else store), sets
 
 
 def cmd_evaluate(args) -> int:
@@ -254,33 +296,66 @@ def cmd_evaluate(args) -> int:
         from emodist.store.outputs import check_folder
 
         check_folder(args.out, storage_options=parse_storage_options(args.storage_options))
+    if args.model or args.map:
+        return cmd_transfer(args)
     if args.stream:
         return cmd_stream(args)
     if args.target in VOTE_TARGETS:  # continuous and multi-label targets: docs/targets.md
         from emodist.learn.votes import run_votes, summary_lines
 
+        if args.folds == FOLD_SOURCES[1]:
+            raise EmodistError(f"--folds: the published splits score one class per segment; "
+                               f"--target {args.target} takes a number of grouped folds")
+        opts = parse_storage_options(args.storage_options)
+        store, copies = recording_copies(args.store, opts)
         with flagged():
-            report = run_votes(args.store, target=args.target, out=args.out, features=args.features,
+            report = run_votes(store, target=args.target, out=args.out, features=args.features,
                                presets=args.classifiers, n_folds=args.folds, seed=args.seed,
-                               storage_options=parse_storage_options(args.storage_options))
+                               group_by=args.group_by, copies=copies, storage_options=opts)
         print("\n".join(summary_lines(report)))
         return 0
     from emodist.learn.evaluate import run_evaluate
 
     with flagged(feature_flags(args)):
         spec = EvaluationSpec(**evaluation_kwargs(args))
-    store = one_group_per_recording(args.store, parse_storage_options(args.storage_options))
+    store, copies = recording_copies(args.store, parse_storage_options(args.storage_options))
     with flagged(feature_flags(args)), maybe_client(args.scheduler, args.scheduler_file) as client:
         report = run_evaluate(
             store, spec, out=args.out, client=client,
             n_jobs=args.workers if args.workers is not None else -1,
-            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet)
+            storage_options=parse_storage_options(args.storage_options), progress=not args.quiet,
+            copies=copies)
     print_report(report, args.top)
     return 0
 
 
+#: Options a model scored on another store does not take (it fixes features, model and classes).
+NOT_TRANSFERRED = ("features", "columns", "classifiers", "label_rule", "group_by", "ceiling",
+                   "scheduler", "scheduler_file")
+
+
+def cmd_transfer(args) -> int:
+    """``emodist evaluate --model MODEL_DIR STORE``: a trained model scored on another store."""
+    from emodist.learn.transfer import run_transfer, transfer_markdown
+
+    if not args.model:
+        raise EmodistError("--map: give the model it maps (--model MODEL_DIR)")
+    for name in NOT_TRANSFERRED:
+        if getattr(args, name, None) is not None:
+            raise EmodistError(f"{flag_name(name)}: not with --model (the model fixes its "
+                               "features, classifier and classes)")
+    if args.stream or args.folds == FOLD_SOURCES[1] or args.target != TARGETS[0]:
+        flag = "--stream" if args.stream else "--folds" if args.folds == FOLD_SOURCES[1] else "--target"
+        raise EmodistError(f"{flag}: not with --model (nothing is fit: the whole store is scored)")
+    with flagged():
+        report = run_transfer(args.model, args.store, mapping=args.map, out=args.out,
+                              storage_options=parse_storage_options(args.storage_options))
+    print(transfer_markdown(report))
+    return 0
+
+
 #: Parameters of the in-memory evaluation that ``--stream`` does not take.
-NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling")
+NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling", "group_by")
 
 
 def check_streamable(args, refused: tuple = NOT_STREAMED) -> None:
@@ -291,6 +366,8 @@ def check_streamable(args, refused: tuple = NOT_STREAMED) -> None:
                                "linear model on the stored labels, on this machine)")
     if args.target != TARGETS[0]:
         raise EmodistError(f"--target: --stream predicts the dominant emotion ({TARGETS[0]}) only")
+    if args.folds == FOLD_SOURCES[1]:
+        raise EmodistError("--folds: --stream draws grouped folds; give a number")
 
 
 def stream_report(args, *, storage_options: dict | None) -> dict:

@@ -48,7 +48,7 @@ DEMO_EXAMPLES = """examples:
 """
 
 #: Parameters that ``run --stream`` refuses (the extraction uses its cluster and label rule).
-RUN_NOT_STREAMED = ("classifiers", "ceiling")
+RUN_NOT_STREAMED = ("classifiers", "ceiling", "group_by")
 
 
 def register(subparsers) -> None:

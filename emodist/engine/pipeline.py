@@ -30,6 +30,8 @@ from emodist.models.musicnn import default_model_path as musicnn_model_path
 from emodist.models.session import default_model_path, read_sidecar
 from emodist.runtime.cluster import connect
 from emodist.spec import ExtractionSpec, Runtime
+from emodist.store import open_store
+from emodist.store.copies import copy_sets
 from emodist.store.outputs import check_folder
 
 __all__ = [
@@ -118,8 +120,11 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
                          **({} if worker_timeout is None else {"worker_timeout": worker_timeout}))
         if ex.n_done == 0:
             raise EmodistError(f"{store}: no segment was extracted; nothing to evaluate")
+        copies = None  # the extraction gave copies one group; a --group-by column needs them named
+        if evaluation.group_by is not None:
+            copies = copy_sets(open_store(store, rt.options("store")))
         rep = run_evaluate(store, evaluation, out=out, client=client, storage_options=rt.options("store"),
-                           progress=rt.progress)
+                           progress=rt.progress, copies=copies)
         return PipelineResult(ex, rep, [])
 
 

@@ -17,6 +17,7 @@ import xarray as xr
 
 from emodist.engine.worker import ChunkTask, SegmentRows
 from emodist.errors import StoreError
+from emodist.models.trained import first_difference
 from emodist.spec import ExtractionSpec
 from emodist.store import layout
 from emodist.store.zarrio import StoreState, chunk_regions, chunk_segments
@@ -65,19 +66,6 @@ class ExtractionPlan:
     pending: int = 0
     failures: list = field(default_factory=list)
     resumed: bool = False
-
-
-def first_difference(stored: dict, wanted: dict, prefix: str = "") -> tuple | None:
-    for key in sorted(set(stored) | set(wanted)):
-        a, b = stored.get(key), wanted.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            inner = first_difference(a, b, f"{prefix}{key}.")
-            if inner:
-                return inner
-        elif a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float))
-                             and float(a) == float(b)):
-            return f"{prefix}{key}", a, b
-    return None
 
 
 def compare(state: StoreState, spec: ExtractionSpec, segment_ids) -> tuple:

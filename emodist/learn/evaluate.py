@@ -11,7 +11,10 @@ consolidated store and goes past it:
 * folds are drawn once (:func:`emodist.learn.folds.make_folds`: grouped by
   the store's ``group``, else by track, stratified by label, fixed seed) and
   shared by every classifier, feature set and balance mode; the fold of each
-  segment is recorded;
+  segment is recorded.  ``group_by`` groups them by another per-track column
+  (:func:`emodist.learn.tracks.segment_groups`); ``fold_source="dataset"``
+  evaluates on the dataset's published splits instead
+  (:func:`emodist.learn.runs.split_results`);
 * every preprocessing step lives in a scikit-learn pipeline fit on the
   training folds only (:func:`emodist.learn.presets.make_pipeline`);
 * each (feature set, classifier, balance, fold) fit is an independent task
@@ -53,17 +56,12 @@ from emodist._version import __version__
 from emodist.errors import EmodistError
 from emodist.learn.ceiling import human_ceiling
 from emodist.learn.data import load_data, open_dataset, store_info
-from emodist.learn.folds import (
-    GROUP_WORDS,
-    describe_splitter,
-    fold_groups,
-    fold_splitter,
-    make_folds,
-)
+from emodist.learn.folds import describe_splitter, fold_splitter, group_words, make_folds
 from emodist.learn.report import write_report
-from emodist.learn.runs import class_results, distribution_results
+from emodist.learn.runs import class_results, distribution_results, split_results
 from emodist.learn.scoring import rank_results
 from emodist.learn.spec import EvaluationSpec
+from emodist.learn.tracks import published_splits, segment_groups
 
 __all__ = ["run_evaluate"]
 
@@ -78,6 +76,7 @@ def run_evaluate(
     n_jobs: int | None = -1,
     storage_options: dict | None = None,
     progress: bool = False,
+    copies=None,
     **evaluation,
 ) -> dict:
     """Grouped cross-validation of classifier presets on a feature store.
@@ -101,6 +100,10 @@ def run_evaluate(
     progress : bool
         Show a progress bar over the fits (:mod:`emodist.progress`).  One
         line per feature set is logged at INFO level either way.
+    copies : list of list of str, optional
+        Track ids of recordings stored more than once
+        (:func:`emodist.store.copies.copy_sets`): each set is kept in
+        one group whatever ``spec.group_by`` names.
     **evaluation
         The fields of :class:`~emodist.learn.spec.EvaluationSpec` when no
         ``spec`` is given: ``features``, ``classifiers`` (default ``all``),
@@ -143,10 +146,18 @@ def run_evaluate(
     classes = data.classes
     if target != "distribution" and len(classes) < 2:
         raise EmodistError(f"only one class ({classes[0]}) among the evaluated segments")
-    groups, group_by = fold_groups(data.group, data.track_id)
-    word, words = GROUP_WORDS[group_by]
+    groups, group_by = segment_groups(ds, data.group, data.track_id, spec.group_by,
+                                      copies=copies, storage_options=storage_options)
+    word, words = group_words(group_by)
     strata = data.y if data.strata is None else data.strata
-    fold = make_folds(strata, groups, spec.folds, spec.seed, unit=words)
+    if spec.fold_source == "dataset":
+        splits = published_splits(ds, data.track_id, param="fold_source")
+        fold, n_folds = None, len(splits.names)
+        cv = (f"the dataset's {n_folds} published splits ({', '.join(splits.names)}): each "
+              "split's test part scored by models fit on its training part (validation part unused)")
+    else:
+        fold, n_folds = make_folds(strata, groups, spec.folds, spec.seed, unit=words), spec.folds
+        cv = describe_splitter(fold_splitter(strata, groups, spec.folds, spec.seed), word)
     report = {
         "emodist_version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
@@ -154,13 +165,13 @@ def run_evaluate(
             "features": [fs.name for fs in data.sets],
             "feature_names": {fs.name: fs.names for fs in data.sets if fs.name == "custom"},
             "classifiers": [p.key for p in presets],
-            "folds": spec.folds,
+            "folds": n_folds,
             "seed": spec.seed,
             "balance": spec.balance,
             "label_rule": data.label_rule,
             "target": target,
             "rank_by": spec.rank_by,
-            "cv": describe_splitter(fold_splitter(strata, groups, spec.folds, spec.seed), word),
+            "cv": cv,
             "stratified_by": "emotion" if data.strata is not None else "label",
             "group_by": group_by,
             "executor": "dask" if client is not None else f"joblib(n_jobs={n_jobs})",
@@ -180,11 +191,21 @@ def run_evaluate(
             "track_id": data.track_id.tolist(),
             "group": [str(g) for g in groups],
             "label": data.y.tolist(),
-            "fold": fold.tolist(),
         },
     }
+    if fold is not None:
+        report["folds"]["fold"] = fold.tolist()
+    else:
+        report["settings"]["stratified_by"] = "none (published splits)"
+        report["folds"]["splits"] = {name: splits.parts[:, k].tolist()
+                                     for k, name in enumerate(splits.names)}
     t0 = time.perf_counter()
-    if target == "distribution":
+    if fold is None:
+        results, skipped, baselines, tested = split_results(
+            data, splits.parts, groups, presets, spec.balance_modes, spec.seed, client, n_jobs,
+            progress)
+        report["skipped"], report["baselines"], report["tested"] = skipped, baselines, tested
+    elif target == "distribution":
         results, baseline = distribution_results(data, fold, groups, presets, spec.seed, client, n_jobs,
                                                  progress)
         report["skipped"] = []
@@ -200,3 +221,4 @@ def run_evaluate(
     if out is not None:
         report["files"] = write_report(report, out, storage_options)
     return report
+

@@ -25,32 +25,52 @@ from sklearn.utils import check_random_state
 
 from emodist.errors import EmodistError
 
-__all__ = ["GROUP_WORDS", "check_folds", "describe_splitter", "fold_groups", "fold_splitter",
-           "inner_splitter", "make_folds", "stratified_group_folds"]
+__all__ = ["GROUP_WORDS", "TRAIN_ONLY", "check_folds", "describe_splitter", "fold_groups",
+           "fold_splitter", "group_words", "inner_splitter", "make_folds", "one_group_per_copy",
+           "split_folds", "stratified_group_folds"]
 
 #: How each grouping column of :func:`fold_groups` reads in the report's
 #: splitter line and in messages: ``(one, several)``.
 GROUP_WORDS = {"track_id": ("track", "tracks"), "group": ("group", "groups"),
                "group, else track_id": ("group (track where none is set)", "groups")}
 
+#: Fold of a segment that every fold trains on and none tests (a published
+#: split's training part, :func:`split_folds`).
+TRAIN_ONLY = -1
 
-def fold_groups(group, track_id) -> tuple[np.ndarray, str]:
+
+def group_words(column: str) -> tuple[str, str]:
+    """How a grouping column of :func:`fold_groups` reads: ``(one, several)``.
+
+    :data:`GROUP_WORDS` for the store's own columns; a named column
+    (``album``, ``album, else track_id``) reads as itself.
+    """
+    if column in GROUP_WORDS:
+        return GROUP_WORDS[column]
+    name, _, rest = column.partition(", else ")
+    return (f"{name} (track where none is set)" if rest else name), f"{name} values"
+
+
+def fold_groups(group, track_id, name: str = "group") -> tuple[np.ndarray, str]:
     """Group of each segment for the folds, and what the groups are.
 
     Parameters
     ----------
     group : array_like of str or None
-        The store's ``group`` of each segment (``None``: no such coordinate).
+        The store's ``group`` of each segment (``None``: no such coordinate),
+        or the values of the column ``name``.
     track_id : array_like of str
         Track of each segment.
+    name : str
+        The grouping column ``group`` holds (``--group-by``).
 
     Returns
     -------
     groups : numpy.ndarray of str
         ``group`` where it is set, else ``track_id``.
     column : str
-        ``"track_id"`` (no group set), ``"group"`` (every group set), or
-        ``"group, else track_id"``.
+        ``"track_id"`` (no group set), ``name`` (every group set), or
+        ``"<name>, else track_id"``.
     """
     track_id = np.asarray(track_id, dtype=object)
     if group is None:
@@ -59,9 +79,74 @@ def fold_groups(group, track_id) -> tuple[np.ndarray, str]:
     empty = group == ""
     if empty.all():
         return track_id, "track_id"
+    if name != "group":  # a named column's value never equals a track id by accident
+        group = np.array([f"{name}={g}" if g else g for g in group], dtype=object)
     if not empty.any():
-        return group, "group"
-    return np.where(empty, track_id, group), "group, else track_id"
+        return group, name
+    return np.where(empty, track_id, group), f"{name}, else track_id"
+
+
+def one_group_per_copy(groups, track_id, copies) -> np.ndarray:
+    """``groups`` with every set of copies of one recording in the group of its first track.
+
+    Parameters
+    ----------
+    groups, track_id : array_like, shape (n,)
+        Group and track of each segment.
+    copies : iterable of sequence of str
+        Track ids of each set of byte-identical recordings
+        (:func:`emodist.store.copies.copy_sets`).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        Groups such that the copies of a recording share one (and so one fold).
+    """
+    groups = np.array(groups, dtype=object)
+    track_id = np.asarray(track_id, dtype=object)
+    first_group = {}
+    for i, t in enumerate(track_id):
+        first_group.setdefault(t, groups[i])
+    remap = {}
+    for same in copies or ():
+        present = [t for t in same if t in first_group]
+        if len(present) > 1:
+            target = first_group[present[0]]
+            remap.update({first_group[t]: target for t in present[1:]})
+    if not remap:
+        return groups
+
+    def root(g):
+        seen = set()
+        while g in remap and g not in seen:
+            seen.add(g)
+            g = remap[g]
+        return g
+    return np.array([root(g) for g in groups], dtype=object)
+
+
+def split_folds(parts) -> tuple[np.ndarray, np.ndarray]:
+    """One published split as folds: its test part one fold, its training part trained on.
+
+    Parameters
+    ----------
+    parts : array_like of str, shape (n,)
+        Each segment's part in the split (``train``, ``validation``,
+        ``test``, ``""``).
+
+    Returns
+    -------
+    rows : numpy.ndarray of bool, shape (n,)
+        The segments the split uses: its ``train`` and ``test`` parts.  The
+        ``validation`` part is where the published models choose their
+        hyper-parameters; here they are chosen inside the training part, so
+        that the models train on the same tracks as the published ones.
+    fold : numpy.ndarray of int, shape (rows.sum(),)
+        ``0`` for a test segment, :data:`TRAIN_ONLY` for a training one.
+    """
+    parts = np.asarray(parts, dtype=object)
+    rows = (parts == "train") | (parts == "test")
+    return rows, np.where(parts[rows] == "test", 0, TRAIN_ONLY).astype(np.int64)
 
 
 def make_folds(y, groups, n_folds: int = 5, seed: int = 0, unit: str = "groups") -> np.ndarray:

@@ -326,8 +326,12 @@ def markdown(report: dict) -> str:
         out.append(f"- {g} model sha256: `{sha}`")
     out.append(f"- target: {st['target']}; ranked by: {_ranked_by(report)}; label rule: {st['label_rule']}; features: "
                f"{', '.join(st['features'])}; balance: {st['balance']}")
-    out.append(f"- cross-validation: {st['folds']} folds, {st['cv']}, seed {st['seed']}; "
-               f"the same folds for every model (fold per segment in report.json)")
+    if "splits" in report.get("folds", {}):  # a dataset's published splits
+        out.append(f"- evaluation: {st['cv']}; the same splits for every model (each segment's "
+                   "part in each split in report.json)")
+    else:
+        out.append(f"- cross-validation: {st['folds']} folds, {st['cv']}, seed {st['seed']}; "
+                   f"the same folds for every model (fold per segment in report.json)")
     groups = (f" in {data['n_groups']} groups (by {st['group_by']})"
               if "n_groups" in data and st.get("group_by", "track_id") != "track_id" else "")
     out.append(f"- evaluated: {data['n_segments']} segments of {data['n_tracks']} tracks{groups}; excluded: "

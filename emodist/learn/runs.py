@@ -16,7 +16,8 @@ Every (feature set, preset, balance, fold) fit of an evaluation is one task:
   the tasks by the estimate of :func:`fit_cost`, so the long fits start
   first and the short ones fill the gaps at the end.  Every fit is seeded,
   so the order changes nothing but the wall time;
-* :func:`class_results` (dominant emotion or dominant factor) and
+* :func:`class_results` (dominant emotion or dominant factor),
+  :func:`split_results` (the same on a dataset's published splits) and
   :func:`distribution_results` run them through
   :func:`emodist.runtime.executor.run_all` (:mod:`joblib` or a Dask cluster)
   and score the out-of-fold outputs: segment level, track level by majority
@@ -42,6 +43,7 @@ from threadpoolctl import threadpool_limits
 
 from emodist.learn import presets as clf
 from emodist.learn.estimators import aligned_proba, reduced_width, slice_params
+from emodist.learn.folds import split_folds
 from emodist.learn.presets import (
     get_preset,
     make_distribution_pipeline,
@@ -81,6 +83,7 @@ __all__ = [
     "oof_predict_proba",
     "result_head",
     "set_classes",
+    "split_results",
 ]
 
 log = logging.getLogger("emodist.learn.evaluate")
@@ -602,6 +605,22 @@ def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, pro
     baselines : dict
         ``segment`` and ``track`` :func:`~emodist.learn.scoring.baseline_rates`.
     """
+    outs, skipped = _class_fits(data, folds, groups, presets, modes, seed, client, n_jobs, progress)
+    results = _class_scores(data.sets, presets, modes, outs, data.y, folds, data.track_id,
+                            data.classes)
+    t_true, _, _ = track_level(data.y, data.y, folds, data.track_id, data.classes)
+    baselines = {"segment": baseline_rates(data.y, data.classes),
+                 "track": baseline_rates(t_true, data.classes)}
+    return results, skipped, baselines
+
+
+def _class_fits(data, folds, groups, presets, modes, seed, client, n_jobs, progress):
+    """Every fit of :func:`class_results`; ``(outputs, skipped)``.
+
+    ``outputs``: ``(feature set, preset, balance)`` -> ``pred`` and ``proba``
+    (filled on the rows of the tested folds), ``has_proba``, ``seconds``;
+    a key with a failed fit is left out and listed in ``skipped``.
+    """
     classes = data.classes
     tasks, skipped = _class_tasks(data, folds, presets, modes)
     common = {"y": data.y, "folds": folds, "soft": data.soft, "groups": groups, "classes": classes}
@@ -636,27 +655,96 @@ def class_results(data, folds, groups, presets, modes, seed, client, n_jobs, pro
         log.info("evaluated %d fits on %s features (%.1f s of fitting)", len(group), fs.name,
                  sum(sec for _, _, sec in group))
     bar.close()
-    t_true, _, t_folds = track_level(data.y, data.y, folds, data.track_id, classes)
-    first = list(dict.fromkeys(data.track_id))
+    return {k: v for k, v in outs.items() if k not in failed}, skipped
+
+
+def _class_scores(sets, presets, modes, outs, y, folds, track_id, classes) -> list[dict]:
+    """One result row per output of :func:`_class_fits`, scored at segment and track level."""
+    t_true, _, t_folds = track_level(y, y, folds, track_id, classes)
+    first = list(dict.fromkeys(track_id))
     results = []
-    for fs in data.sets:
+    for fs in sets:
         for p in presets:
             for mode in modes:
-                key = (fs.name, p.key, mode)
-                if key not in outs or key in failed:
+                slot = outs.get((fs.name, p.key, mode))
+                if slot is None:
                     continue
-                slot = outs[key]
-                _, t_pred, _ = track_level(data.y, slot["pred"], folds, data.track_id, classes)
+                _, t_pred, _ = track_level(y, slot["pred"], folds, track_id, classes)
                 row = {**result_head(fs, p, mode, slot["seconds"]),
-                       "segment": classification_metrics(data.y, slot["pred"], folds, classes),
+                       "segment": classification_metrics(y, slot["pred"], folds, classes),
                        "track": classification_metrics(t_true, t_pred, t_folds, classes)}
                 if slot["has_proba"]:
-                    t_mean = track_mean_proba(slot["proba"], data.track_id, classes).loc[first]
+                    t_mean = track_mean_proba(slot["proba"], track_id, classes).loc[first]
                     row["track_proba"] = classification_metrics(t_true, t_mean.to_numpy(), t_folds, classes)
                 row["predictions"] = slot["pred"].tolist()
                 results.append(row)
-    baselines = {"segment": baseline_rates(data.y, classes), "track": baseline_rates(t_true, classes)}
-    return results, skipped, baselines
+    return results
+
+
+def split_results(data, parts, groups, presets, modes, seed, client, n_jobs, progress):
+    """Fit and score every class preset on a dataset's published splits.
+
+    Each split is one fit per (feature set, preset, balance): on its
+    training part, scoring its test part (:func:`emodist.learn.folds.split_folds`;
+    the validation part is not used).  The test parts of the splits overlap
+    (MTG-Jamendo's put a track in up to four), so the scores are made on
+    the test parts stacked: split ``k``'s test segments are fold ``k``, and a
+    track tested by two splits is two tracks (``"<k>/<track>"``) at track
+    level.  A metric's ``mean`` and ``std`` are over the splits, as
+    published results on such splits are given; ``pooled`` is over every
+    test part at once.
+
+    Parameters
+    ----------
+    data : emodist.learn.data.EvalData
+        The evaluated segments.
+    parts : numpy.ndarray of str, shape (n, n_splits)
+        Each segment's part in each split
+        (:attr:`emodist.learn.tracks.PublishedSplits.parts`).
+    groups, presets, modes, seed, client, n_jobs, progress
+        As for :func:`class_results`.
+
+    Returns
+    -------
+    results, skipped, baselines
+        As :func:`class_results`; a result row's ``predictions`` follow the
+        stacked test segments (``tested``), and a configuration whose fit
+        failed on any split is skipped.
+    tested : dict
+        ``segment_id``, ``track_id``, ``label`` and ``split`` (its index) of
+        each stacked test segment.
+    """
+    stacked: dict[tuple, list] = {}
+    skipped: list[dict] = []
+    y, track, segment, split = [], [], [], []
+    for k in range(parts.shape[1]):
+        rows, fold = split_folds(parts[:, k])
+        sub = data.take(rows, "outside the split")
+        outs, missed = _class_fits(sub, fold, np.asarray(groups)[rows], presets, modes, seed,
+                                   client, n_jobs, progress)
+        skipped += [{**m, "reason": f"split {k}: {m['reason']}"} for m in missed]
+        test = fold == 0
+        y.append(sub.y[test])
+        track.append(np.array([f"{k}/{t}" for t in sub.track_id[test]], dtype=object))
+        segment.append(sub.segment_id[test])
+        split.append(np.full(int(test.sum()), k))
+        for key, slot in outs.items():
+            stacked.setdefault(key, []).append({"pred": slot["pred"][test], "proba": slot["proba"][test],
+                                                "has_proba": slot["has_proba"], "seconds": slot["seconds"]})
+    n_splits = parts.shape[1]
+    outs = {key: {"pred": np.concatenate([s["pred"] for s in got]),
+                  "proba": np.concatenate([s["proba"] for s in got]),
+                  "has_proba": all(s["has_proba"] for s in got),
+                  "seconds": sum(s["seconds"] for s in got)}
+            for key, got in stacked.items() if len(got) == n_splits}
+    y, track, split = np.concatenate(y), np.concatenate(track), np.concatenate(split)
+    results = _class_scores(data.sets, presets, modes, outs, y, split, track, data.classes)
+    t_true, _, _ = track_level(y, y, split, track, data.classes)
+    baselines = {"segment": baseline_rates(y, data.classes),
+                 "track": baseline_rates(t_true, data.classes)}
+    tested = {"segment_id": np.concatenate(segment).tolist(), "track_id": track.tolist(),
+              "label": y.tolist(), "split": split.tolist()}
+    return results, skipped, baselines, tested
 
 
 def distribution_results(data, folds, groups, presets, seed, client, n_jobs, progress):

@@ -32,6 +32,7 @@ __all__ = [
     "BALANCES",
     "BALANCE_MODES",
     "EVALUATION_TARGETS",
+    "FOLD_SOURCES",
     "RANK_BY",
     "STREAM_BLOCK_BYTES",
     "STREAM_MODEL",
@@ -50,6 +51,8 @@ TARGETS = ("class", "factors", "distribution")
 VOTE_TARGETS = ("shares", "tags")
 #: Every target ``emodist evaluate --target`` takes.
 EVALUATION_TARGETS = TARGETS + VOTE_TARGETS
+#: Where the folds come from: drawn (grouped, stratified), or the dataset's published splits.
+FOLD_SOURCES = ("grouped", "dataset")
 #: Segment metrics the results can be ranked by.
 RANK_BY = ("accuracy", "balanced_accuracy", "macro_f1")
 #: Class weighting of a run; ``both`` evaluates each preset both ways.
@@ -164,6 +167,17 @@ class EvaluationSpec:
     block_bytes : int
         Streamed: uncompressed feature bytes read per block (the blocks'
         seeded row orders depend on it).
+    group_by : str or None
+        The per-track column the folds are grouped by (``album``, ``genre``,
+        a column of the store's dataset catalog:
+        :func:`emodist.learn.tracks.column_values`); ``None``: the store's
+        ``group``, else the track.  Recordings stored twice stay in one group.
+    fold_source : {"grouped", "dataset"}
+        ``grouped``: ``folds`` grouped, stratified folds
+        (:func:`emodist.learn.folds.make_folds`); ``dataset``: the dataset's
+        published splits, each split's test part scored by a model trained on
+        its training part (:func:`emodist.learn.tracks.published_splits`;
+        ``folds`` is then unused).
 
     Raises
     ------
@@ -192,6 +206,8 @@ class EvaluationSpec:
     epochs: int = 5
     alpha: float = 1e-4
     block_bytes: int = STREAM_BLOCK_BYTES
+    group_by: str | None = None
+    fold_source: str = "grouped"
 
     def __post_init__(self) -> None:
         check_choice("target", self.target, TARGETS)
@@ -214,6 +230,7 @@ class EvaluationSpec:
         if isinstance(self.alpha, bool) or not isinstance(self.alpha, numbers.Real) or not self.alpha > 0:
             raise EmodistError(f"the penalty must be positive, got {self.alpha!r}", param="alpha")
         classifiers = _names("classifiers", self.classifiers)
+        self._check_folds_source()
         if self.stream:
             for param, value in (("classifiers", classifiers), ("label_rule", self.label_rule),
                                  ("ceiling", ceiling)):
@@ -232,6 +249,21 @@ class EvaluationSpec:
                   "block_bytes": block_bytes}
         for name, value in fields.items():
             object.__setattr__(self, name, value)
+
+    def _check_folds_source(self) -> None:
+        check_choice("fold_source", self.fold_source, FOLD_SOURCES, "fold source")
+        if self.group_by is not None and not (isinstance(self.group_by, str) and self.group_by.strip()):
+            raise EmodistError(f"give a column name, got {self.group_by!r}", param="group_by")
+        if self.fold_source == "dataset":
+            if self.group_by is not None:
+                raise EmodistError("not with the dataset's published splits (they fix every "
+                                   "track's part)", param="group_by")
+            if self.target == "distribution":
+                raise EmodistError("the dataset's published splits score one class per segment "
+                                   "(class or factors)", param="target")
+        if self.stream and (self.group_by is not None or self.fold_source != "grouped"):
+            raise EmodistError("not with a streamed evaluation (it groups by the store's group)",
+                               param="group_by" if self.group_by is not None else "fold_source")
 
     def _resolve(self, names) -> list[Preset]:
         if self.target == "distribution":

@@ -41,6 +41,7 @@ from emodist.learn.folds import fold_groups, make_folds
 from emodist.learn.multilabel import evaluate_multilabel, threshold_tags, top_k_tags
 from emodist.learn.regression import REGRESSION_METRICS, evaluate_regression
 from emodist.learn.spec import check_choice
+from emodist.learn.tracks import segment_groups
 
 __all__ = [
     "PROFILES",
@@ -160,7 +161,8 @@ def _column_targets(data: VoteData, names, profile: str) -> np.ndarray:
 def evaluate_votes(store, *, target="shares", features=None, presets=None, n_folds: int = 5,
                    seed: int = 0, profile: str = "listener", tag_rule: str = "top3", k: int = 3,
                    min_share: float = 0.5, min_tracks: int = 10, inner_folds: int = 4,
-                   joint: bool = False, plots_dir=None) -> dict:
+                   joint: bool = False, plots_dir=None, group_by: str | None = None,
+                   copies=None) -> dict:
     """Cross-validated vote-share regression or tag prediction, per feature set.
 
     Parameters
@@ -191,6 +193,11 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
         Regression: one model for all targets (multi-output presets).
     plots_dir : path, optional
         Where the regression scatter plots go (one subfolder per feature set).
+    group_by : str, optional
+        The per-track column the folds are grouped by
+        (:func:`emodist.learn.tracks.segment_groups`); default the store's ``group``.
+    copies : list of list of str, optional
+        Track ids of recordings stored more than once, kept in one group.
 
     Returns
     -------
@@ -205,10 +212,13 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
     if not names:
         raise EmodistError("no target given", param="target")
     data = load_vote_data(store, features)
-    folds = make_folds(data.labels, data.groups, n_folds, seed, unit="tracks")
+    if group_by is not None or copies:
+        data.groups, _ = segment_groups(data.ds, data.groups, data.track_id, group_by,
+                                        copies=copies)
+    folds = make_folds(data.labels, data.groups, n_folds, seed, unit="tracks" if group_by is None else "groups")
     kind = "multilabel" if names == ["tags"] else "regression"
     config = {"target": names, "profile": profile, "n_folds": n_folds, "seed": seed,
-              "inner_folds": inner_folds}
+              "inner_folds": inner_folds, "group_by": group_by or "group"}
     sets = {}
     if kind == "multilabel":
         config.update(tag_rule=tag_rule, k=k, min_share=min_share, min_tracks=min_tracks)
@@ -268,7 +278,8 @@ def vote_report_markdown(report: dict) -> str:
     cfg = report["config"]
     lines = [f"# {'Tag' if report['kind'] == 'multilabel' else 'Regression'} evaluation", "",
              (f"{report['n_segments']} segments of {report['n_tracks']} tracks; "
-             f"{cfg['n_folds']} folds grouped by track (seed {cfg['seed']}); hyper-parameters "
+             f"{cfg['n_folds']} folds grouped by {cfg.get('group_by', 'group')} (else by track; "
+             f"seed {cfg['seed']}); hyper-parameters "
              f"chosen by a grouped {cfg['inner_folds']}-fold search inside the training folds; "
              "mean ± std over the folds."), ""]
     for set_name, res in report["sets"].items():

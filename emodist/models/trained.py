@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from emodist.errors import ModelError
 
 __all__ = [
@@ -39,10 +41,13 @@ __all__ = [
     "ONNX_FILE",
     "ModelInput",
     "TrainedModel",
+    "check_inputs",
     "describe_trained",
     "feature_names_sha256",
+    "first_difference",
     "is_model_dir",
     "load_trained",
+    "run_trained",
     "write_trained",
 ]
 
@@ -283,6 +288,95 @@ def load_trained(model_dir) -> TrainedModel:
         outputs=dict(onnx_info.get("outputs") or {}),
         card=card,
     )
+
+
+def first_difference(stored: dict, wanted: dict, prefix: str = "") -> tuple | None:
+    """The first field where two recorded descriptions differ, depth first.
+
+    Parameters
+    ----------
+    stored, wanted : dict
+        Descriptions as JSON values (a store's group record, a card's input,
+        a group's :meth:`~emodist.features.base.FeatureGroup.describe`).
+    prefix : str
+        Dotted path of the dicts compared (for nested fields).
+
+    Returns
+    -------
+    tuple or None
+        ``(dotted field, stored value, wanted value)``, or ``None`` when
+        they agree (numbers compare by value: ``1 == 1.0``).
+    """
+    for key in sorted(set(stored) | set(wanted)):
+        a, b = stored.get(key), wanted.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            inner = first_difference(a, b, f"{prefix}{key}.")
+            if inner:
+                return inner
+        elif a != b and not (isinstance(a, (int, float)) and isinstance(b, (int, float))
+                             and float(a) == float(b)):
+            return f"{prefix}{key}", a, b
+    return None
+
+
+def check_inputs(model: TrainedModel, recorded: dict, names: dict) -> None:
+    """Refuse a store whose groups are not the ones the model was trained on.
+
+    Parameters
+    ----------
+    model : TrainedModel
+    recorded : dict
+        The store's ``attrs["feature_groups"]``: group -> description.
+    names : dict
+        The store's group -> feature names.
+
+    Raises
+    ------
+    ModelError
+        (``param="model"``) a group the store lacks, one written with
+        another version, parameter or model hash (the field and both values
+        named), or a column the store's group does not have.
+    """
+    for inp in model.inputs:
+        if inp.group not in recorded or inp.group not in names:
+            raise ModelError(f"the model reads group {inp.group!r}, which the store does not "
+                             f"hold (it has {', '.join(names) or 'none'})", param="model")
+        diff = first_difference(inp.description, recorded[inp.group])
+        if diff:
+            raise ModelError(f"the model was trained on {inp.group} with {diff[0]}={diff[1]!r}; "
+                             f"the store's was written with {diff[2]!r}", param="model")
+        missing = sorted(set(inp.features) - set(names[inp.group]))
+        if missing:
+            raise ModelError(f"the model reads {missing[0]!r} of group {inp.group}, which the "
+                             "store does not hold", param="model")
+
+
+def run_trained(model: TrainedModel, x, *, threads: int = 1):
+    """The model's class probabilities on feature rows.
+
+    Parameters
+    ----------
+    model : TrainedModel
+    x : numpy.ndarray, shape (n, len(model.feature_names))
+        Rows in the model's input column order.
+    threads : int
+        Threads of the ONNX Runtime session.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, len(model.classes))
+        The graph's probabilities output (its sha256 checked when loaded).
+    """
+    # the session module imports onnx: reading a card (``emodist model show``) does not need it
+    from emodist.models.session import run_outputs
+
+    name = model.outputs["probabilities"]
+    meta = {"input_name": model.input_name, "output_name": name,
+            "output_dim": len(model.classes), "sha256": model.onnx_sha256}
+    dtype = np.dtype(model.input_dtype)
+    convert = None if dtype == np.float32 else (lambda b, out=None: b.astype(dtype))
+    return run_outputs(np.asarray(x), model.onnx_path, [name], threads=threads,
+                       sha256=model.onnx_sha256, meta=meta, convert=convert)[name]
 
 
 def _pct(x) -> str:
