@@ -46,9 +46,9 @@ SIMILAR_EXAMPLES = """examples:
   emodist similar features.zarr --segment 17:001 -k 10
   emodist similar features.zarr --segment 17:001 --features handcrafted --exclude-same-track
   emodist similar features.zarr --segment 17:001 --columns 'mfcc_*' --metric euclidean
-  emodist similar features.zarr --track 17 --by musicnn_msd      # the nearest tracks
+  emodist similar features.zarr --track 17 --features musicnn_msd  # the nearest tracks
   emodist similar features.zarr --audio song.mp3                  # a file not in the store
-  emodist similar predictions.zarr --audio song.mp3 --by emotion --model models/emotion
+  emodist similar predictions.zarr --audio song.mp3 --features emotion --model models/emotion
 """
 
 
@@ -105,12 +105,10 @@ def register(subparsers) -> None:
                        help="audio files (not necessarily in the store): the nearest tracks "
                        "to each, computed with the store's own spec")
     s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
-    add_feature_options(s, "the last model group")
-    s.add_argument("--by", dest="features", nargs="+", action="extend", metavar="GROUP",
-                   help="same as --features; a model's name (emodist predict) compares "
-                   "tracks by its predicted probabilities")
+    add_feature_options(s, "the last model group; a trained model's name (emodist predict) "
+                        "compares by its predicted probabilities")
     s.add_argument("--model", metavar="DIR",
-                   help="with --audio --by MODEL: the model folder that wrote MODEL")
+                   help="with --audio --features MODEL: the model folder that wrote MODEL")
     s.add_argument("--metric", choices=METRICS, metavar="METRIC",
                    help="distance between segments: %(choices)s (default: the first)")
     s.add_argument("--exclude-same-track", action="store_true",

@@ -74,7 +74,7 @@ def store_spec(ds, groups, runtime: Runtime | None = None, *, model=None) -> Ext
         if name not in built:
             if name not in recorded:
                 raise StoreError(f"the store does not record how group {name!r} was made",
-                                 param="by")
+                                 param="features")
             built[name] = input_group(name, recorded[name], options, source="store")
         return built[name]
 
@@ -147,16 +147,16 @@ def similar_audio(ds, audio, *, k: int = 10, features=None, metric: str = "cosin
     try:
         chosen = resolve_features(index, features)
     except EmodistError as exc:
-        raise EmodistError(exc.message, param="by") from None
+        raise EmodistError(exc.message, param="features") from None
     votes = [v for v in chosen if v in VOTE_VARIABLES]
     if votes:
         raise EmodistError(f"{votes[0]} are listeners' answers, not computed from audio; compare "
-                           f"by a group ({', '.join(index.groups)})", param="by")
+                           f"by a group ({', '.join(index.groups)})", param="features")
     spec = store_spec(ds, list(chosen), runtime, model=model)
     for var in chosen:
         if spec.group(var).feature_names() != index.feature_names[var]:
             raise StoreError(f"the store's {var} columns are not those this emodist computes",
-                             param="by")
+                             param="features")
     frames, failures = [], []
     for item in audio:
         try:

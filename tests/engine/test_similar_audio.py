@@ -93,7 +93,7 @@ def test_audio_on_the_command_line_ranks_as_its_stored_track(files, stores, caps
     track = str(files[1])
     assert main(["similar", stores[0], "--track", track, "-k", "3", "--format", "csv"]) == 0
     by_track = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert main(["similar", stores[0], "--audio", track, "-k", "4", "--by", "handcrafted",
+    assert main(["similar", stores[0], "--audio", track, "-k", "4", "--features", "handcrafted",
                  "--format", "csv"]) == 0
     by_audio = pd.read_csv(io.StringIO(capsys.readouterr().out))
     assert by_audio["track_id"][0] == track and abs(by_audio["distance"][0]) < 1e-6
@@ -103,7 +103,7 @@ def test_audio_on_the_command_line_ranks_as_its_stored_track(files, stores, caps
 
 @pytest.mark.parametrize("argv, flag, words", [
     (["--audio", "no-such-song.mp3"], "--audio", "no such file"),
-    (["--audio", "FILE", "--by", "inception_v3"], "--by", "inception_v3"),
+    (["--audio", "FILE", "--features", "inception_v3"], "--features", "inception_v3"),
     (["--audio", "FILE", "--model", "nowhere"], "--model", "nowhere"),
     (["--track", "no-such-track"], None, "no-such-track"),
 ])
@@ -116,7 +116,7 @@ def test_bad_inputs_get_one_line(files, stores, capsys, argv, flag, words):
 
 
 def test_model_probabilities_are_a_space_of_their_own(tmp_path, files, client):
-    """``--by MODEL``: the head runs on the file's groups; the model folder must be the one."""
+    """``--features MODEL``: the head runs on the file's groups; the model folder must be the one."""
     hc = SPEC.groups[0]
     sha, _, _ = softmax_model(tmp_path / "mood.onnx", hc.width, seed=4)
     m = Model(name="mood", classes=CLASSES,
