@@ -19,20 +19,14 @@ from emodist.errors import EmodistError, ModelError
 from emodist.features import make_groups
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import open_store
+from tests.engine import test_predict
 from tests.engine.test_heads import softmax_model
 from tests.engine.test_predict import CLASSES, Input, Model
 
+client = test_predict.client  # the same in-process cluster fixture
+
 SPEC = ExtractionSpec(groups=tuple(make_groups(["handcrafted"])), segment_seconds=4.0,
                       hop_seconds=3.0)
-
-
-@pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
-
-    with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
-                      dashboard_address=":0") as cluster, Client(cluster) as c:
-        yield c
 
 
 @pytest.fixture(scope="module")
