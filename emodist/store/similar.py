@@ -79,7 +79,8 @@ def distances(block: np.ndarray, query: np.ndarray, metric: str = "cosine") -> n
     Returns
     -------
     numpy.ndarray
-        float64 ``(n,)``; rows with NaN, or zero rows under cosine, get ``inf``.
+        float64 ``(n,)``, never below 0; rows with NaN, or zero rows under cosine,
+        get ``inf``.
     """
     q = np.asarray(query, np.float32)
     # float32 throughout: no float64 copy of the block
@@ -88,6 +89,7 @@ def distances(block: np.ndarray, query: np.ndarray, metric: str = "cosine") -> n
         qn = float(np.sqrt(np.dot(q.astype(np.float64), q)))
         with np.errstate(invalid="ignore", divide="ignore"):
             d = 1.0 - (block @ q).astype(np.float64) / (norms * qn)
+        np.maximum(d, 0.0, out=d)  # rounding puts identical rows a hair below 0
     elif metric == "euclidean":
         diff = block - q
         d = np.sqrt(np.einsum("ij,ij->i", diff, diff)).astype(np.float64)

@@ -137,3 +137,22 @@ def test_model_probabilities_are_a_space_of_their_own(tmp_path, files, client):
     with pytest.raises(ModelError, match="sha256") as info:
         similar_audio(ds, str(files[0]), features="mood", model=other)
     assert info.value.param == "model"
+
+
+@pytest.mark.parametrize("block_bytes", [1, 32 * 2**20])
+def test_track_neighbours_are_the_nearest_segment_means(files, stores, block_bytes):
+    """Streamed in blocks as small as one chunk (tracks straddle them) or in one block."""
+    ds = open_store(stores[0])
+    rows = ds.emodist.select(features="handcrafted")
+    cols = [c for c in rows.columns if c in set(ds.emodist.index.feature_names["handcrafted"])]
+    means = rows.groupby("track_id")[cols].mean()
+    query = str(files[3])
+    q = means.loc[query].to_numpy()
+    others = means.drop(index=query)
+    x = others.to_numpy()
+    cosine = 1 - x @ q / (np.linalg.norm(x, axis=1) * np.linalg.norm(q))
+    expected = pd.Series(cosine, index=others.index).sort_values()
+    got = ds.emodist.similar_tracks(query, k=4, standardize=False, block_bytes=block_bytes)
+    assert list(got["track_id"]) == list(expected.index[:4])
+    np.testing.assert_allclose(got["distance"], expected.to_numpy()[:4], atol=1e-5)
+    assert (got["n_segments"] == rows.groupby("track_id").size()[got["track_id"]].to_numpy()).all()
