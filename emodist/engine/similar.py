@@ -75,7 +75,10 @@ def store_spec(ds, groups, runtime: Runtime | None = None, *, model=None) -> Ext
             if name not in recorded:
                 raise StoreError(f"the store does not record how group {name!r} was made",
                                  param="features")
-            built[name] = input_group(name, recorded[name], options, source="store")
+            try:
+                built[name] = input_group(name, recorded[name], options, source="store")
+            except ModelError as exc:  # the group asked for, not the store, is at fault
+                raise ModelError(exc.message, param="features") from None
         return built[name]
 
     heads = []

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import zarr
 
 from emodist.cli import main
 from emodist.data.catalog import load_audio
@@ -156,3 +157,16 @@ def test_track_neighbours_are_the_nearest_segment_means(files, stores, block_byt
     assert list(got["track_id"]) == list(expected.index[:4])
     np.testing.assert_allclose(got["distance"], expected.to_numpy()[:4], atol=1e-5)
     assert (got["n_segments"] == rows.groupby("track_id").size()[got["track_id"]].to_numpy()).all()
+
+
+def test_a_group_this_emodist_computes_otherwise_is_refused_by_name(files, stores, tmp_path):
+    """A store written by another version of a group: its values cannot be reproduced here."""
+    shutil.copytree(stores[1], tmp_path / "old.zarr")
+    group = zarr.open_group(str(tmp_path / "old.zarr"), mode="r+")
+    recorded = dict(group.attrs["feature_groups"])
+    recorded["handcrafted"] = {**recorded["handcrafted"], "version": "0"}
+    group.attrs["feature_groups"] = recorded
+    zarr.consolidate_metadata(str(tmp_path / "old.zarr"))
+    with pytest.raises(ModelError, match=r"written with handcrafted with version='0'") as info:
+        similar_audio(open_store(str(tmp_path / "old.zarr")), str(files[0]))
+    assert info.value.param == "features"
