@@ -18,12 +18,20 @@ import sys
 from emodist._version import __version__
 from emodist.errors import EmodistError
 
-__all__ = ["COMMAND_MODULES", "EPILOG", "FLAG_NAMES", "build_parser", "describe_error",
+__all__ = ["COMMANDS", "COMMAND_MODULES", "EPILOG", "FLAG_NAMES", "build_parser", "describe_error",
            "flag_name", "log_to_stderr", "main", "run"]
 
 #: Sub-modules that register commands, in the order shown by ``--help``.
 COMMAND_MODULES = ("catalog", "demo", "extract", "verify", "evaluate", "compare", "pipeline",
                    "query", "model", "train", "predict")
+
+#: The module of :data:`COMMAND_MODULES` that registers each sub-command.  A command line
+#: that names one builds its parser alone: the other modules pull in scikit-learn and
+#: the feature registry, seconds of start-up for ``emodist predict song.mp3``.
+COMMANDS = {"catalog": "catalog", "plan": "catalog", "demo-data": "demo", "extract": "extract",
+            "verify": "verify", "evaluate": "evaluate", "compare": "compare", "run": "pipeline",
+            "demo": "pipeline", "info": "query", "query": "query", "similar": "query",
+            "model": "model", "train": "train", "predict": "predict"}
 
 EPILOG = """examples:
   emodist demo                                   # whole job on generated data
@@ -48,8 +56,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full parser with every registered sub-command."""
+def build_parser(modules=COMMAND_MODULES) -> argparse.ArgumentParser:
+    """The parser with the sub-commands of ``modules`` (default: every one)."""
     parser = _Parser(
         prog="emodist",
         description="Distributed feature extraction and evaluation for music emotion recognition.",
@@ -59,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"emodist {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name in COMMAND_MODULES:
+    for name in modules:
         module = importlib.import_module(f"emodist.cli.{name}")
         module.register(sub)
     return parser
@@ -111,9 +119,15 @@ def log_to_stderr(args):
         logger.setLevel(old)
 
 
+def _command_module(argv: list[str]) -> tuple[str, ...]:
+    """The modules whose parsers a command line needs: its sub-command's, else every one."""
+    first = next((a for a in argv if not a.startswith("-")), None)
+    return (COMMANDS[first],) if first in COMMANDS else COMMAND_MODULES
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emodist`` console script."""
-    parser = build_parser()
+    parser = build_parser(_command_module(sys.argv[1:] if argv is None else argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

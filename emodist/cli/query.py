@@ -11,6 +11,7 @@ from emodist.cli.common import (
     add_out,
     add_storage_options,
     parse_storage_options,
+    runtime_from_args,
 )
 from emodist.errors import EmodistError
 
@@ -45,6 +46,9 @@ SIMILAR_EXAMPLES = """examples:
   emodist similar features.zarr --segment 17:001 -k 10
   emodist similar features.zarr --segment 17:001 --features handcrafted --exclude-same-track
   emodist similar features.zarr --segment 17:001 --columns 'mfcc_*' --metric euclidean
+  emodist similar features.zarr --track 17 --features musicnn_msd  # the nearest tracks
+  emodist similar features.zarr --audio song.mp3                  # a file not in the store
+  emodist similar predictions.zarr --audio song.mp3 --features emotion --model models/emotion
 """
 
 
@@ -87,21 +91,34 @@ def register(subparsers) -> None:
 
     s = _command(
         subparsers, "similar", cmd_similar, SIMILAR_EXAMPLES,
-        "the segments nearest to a segment",
-        "k nearest segments by cosine or euclidean distance; handcrafted columns are "
-        "standardised. The store is streamed in blocks (bounded memory).",
+        "the segments or tracks nearest to a segment, a track or a new audio file",
+        "k nearest segments (--segment) or tracks (--track, --audio: a track is the mean of "
+        "its segments) by cosine or euclidean distance; handcrafted columns are "
+        "standardised. --audio computes files that are not in the store here, with the "
+        "store's own plan and groups (no cluster). The store is streamed in blocks "
+        "(bounded memory).",
     )
-    s.add_argument("--segment", required=True, metavar="ID", help="query segment id")
+    query = s.add_mutually_exclusive_group(required=True)
+    query.add_argument("--segment", metavar="ID", help="query segment id: the nearest segments")
+    query.add_argument("--track", metavar="ID", help="query track id: the nearest tracks")
+    query.add_argument("--audio", nargs="+", metavar="FILE",
+                       help="audio files (not necessarily in the store): the nearest tracks "
+                       "to each, computed with the store's own spec")
     s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
-    add_feature_options(s, "the last model group")
+    add_feature_options(s, "the last model group; a trained model's name (emodist predict) "
+                        "compares by its predicted probabilities")
+    s.add_argument("--model", metavar="DIR",
+                   help="with --audio --features MODEL: the model folder that wrote MODEL")
     s.add_argument("--metric", choices=METRICS, metavar="METRIC",
                    help="distance between segments: %(choices)s (default: the first)")
     s.add_argument("--exclude-same-track", action="store_true",
-                   help="leave out the other segments of the query's track")
+                   help="with --segment: leave out the other segments of the query's track")
     s.add_argument("--label", nargs="+", action="extend", metavar="CLASS",
                    help="search only among these classes")
     s.add_argument("--genre", nargs="+", action="extend", metavar="GENRE",
                    help="search only among these genres")
+    s.add_argument("--device", default="cpu", metavar="DEVICE",
+                   help="with --audio: where the models run: cpu (default), cuda or cuda:N")
     add_output_options(s)
     add_storage_options(s, locations=())
 
@@ -271,9 +288,40 @@ def cmd_query(args) -> int:
 
 def cmd_similar(args) -> int:
     """``emodist similar``."""
+    if args.model and not args.audio:
+        raise EmodistError("give --model with --audio (a stored track is compared by the "
+                           "probabilities already in the store)", param="model")
+    if args.exclude_same_track and not args.segment:
+        raise EmodistError("--exclude-same-track goes with --segment", param="exclude_same_track")
+    if args.audio:  # before the store opens: a missing file is named first
+        import os
+
+        for f in args.audio:
+            if "://" not in f and not os.path.exists(f):
+                raise EmodistError(f"{f}: no such file or folder", param="audio")
     fmt, ds = _open(args)
     metric = {"metric": args.metric} if args.metric else {}
-    df = ds.emodist.similar(args.segment, k=args.k, features=selected_features(args),
-                            exclude_same_track=args.exclude_same_track, **metric, **_filters(args))
+    common = {"k": args.k, "features": selected_features(args), **metric, **_filters(args)}
+    if args.segment:
+        df = ds.emodist.similar(args.segment, exclude_same_track=args.exclude_same_track,
+                                **common)
+    elif args.track:
+        df = ds.emodist.similar_tracks(args.track, **common)
+    else:
+        # here: the engine (decoding, ONNX) loads only for --audio
+        from emodist.engine.similar import similar_audio
+
+        model = None
+        if args.model:
+            from emodist.models.trained import load_trained
+
+            try:
+                model = load_trained(args.model)
+            except EmodistError as exc:
+                raise EmodistError(exc.message, param="model") from None
+        runtime = runtime_from_args(args, progress=False)
+        df, failures = similar_audio(ds, args.audio, model=model, runtime=runtime, **common)
+        for f in failures:
+            print(f"  not computed: {f['path']}: {f['error']}", file=sys.stderr)
     write_frame(df, fmt, args.out)
     return 0

@@ -40,7 +40,8 @@ from emodist.store import layout
 from emodist.store.accessor import open_store
 from emodist.store.zarrio import replace_variables
 
-__all__ = ["PredictResult", "model_spec", "predict_files", "run_predict", "track_results",
+__all__ = ["FileValues", "PredictResult", "featurise_files", "input_group", "model_head",
+           "model_spec", "predict_files", "recorded_spec", "run_predict", "track_results",
            "write_track_results"]
 
 log = logging.getLogger(__name__)
@@ -86,33 +87,56 @@ def _tupled(value):
     return value
 
 
-def input_group(name: str, record: dict, storage_options: dict | None = None):
+def input_group(name: str, record: dict, storage_options: dict | None = None, *,
+                source: str = "model"):
     """The group ``name`` rebuilt from its recorded description, resolved and checked.
+
+    Parameters
+    ----------
+    name : str
+        The group's name.
+    record : dict
+        Its description as a store's ``feature_groups`` (or a model card) records it.
+    storage_options : dict, optional
+        fsspec options to read the group's network.
+    source : {"model", "store"}
+        Whose record it is: a model card's or a store's (named in errors, as
+        the parameter at fault).
 
     Raises
     ------
     ModelError
         A group this emodist does not have, or one that would not write the
-        values the model was trained on (the field, the model's and this
-        emodist's value named).
+        values recorded (the field, the recorded and this emodist's value named).
     """
+    whose = "the model reads" if source == "model" else "the store holds"
+    made = "the model was trained on" if source == "model" else "the store was written with"
     factory = REGISTRY.get(name)
     cls = getattr(factory, "cls", factory)  # a Bound factory (musicnn_msd) records its fixed fields
     if factory is None or not dataclasses.is_dataclass(cls):
-        raise ModelError(f"the model reads group {name!r}, which this emodist cannot extract "
-                         f"(it has {', '.join(REGISTRY)})", param="model")
+        raise ModelError(f"{whose} group {name!r}, which this emodist cannot extract "
+                         f"(it has {', '.join(REGISTRY)})", param=source)
     params = {k: _tupled(v) for k, v in (record.get("params") or {}).items()}
     try:
         group = cls(**params).resolve(storage_options)
     except TypeError as exc:
-        raise ModelError(f"the model's group {name} has parameters this emodist does not know "
-                         f"({exc})", param="model") from None
+        raise ModelError(f"{made} {name} with parameters this emodist does not know "
+                         f"({exc})", param=source) from None
     diff = first_difference(record, group.describe())
     if diff:
-        raise ModelError(f"the model was trained on {name} with {diff[0]}={diff[1]!r}; this "
+        raise ModelError(f"{made} {name} with {diff[0]}={diff[1]!r}; this "
                          f"emodist extracts {diff[2]!r} (use the emodist and models it was "
-                         "trained with)", param="model")
+                         f"{'trained' if source == 'model' else 'written'} with)", param=source)
     return group
+
+
+def recorded_spec(common: dict, groups) -> ExtractionSpec:
+    """An extraction of ``groups`` with a store's recorded plan and STFT (its ``spec`` attribute).
+
+    Every value a group computes then matches the store's: the segment length
+    and hop, sample rate, STFT and last-piece rule are the recorded ones.
+    """
+    return ExtractionSpec(groups=tuple(groups), **{k: _tupled(v) for k, v in common.items()})
 
 
 def model_head(model, groups) -> ModelHead:
@@ -153,8 +177,7 @@ def model_spec(model, runtime: Runtime | None = None) -> ExtractionSpec:
     if not isinstance(recorded, dict):
         raise ModelError(f"{model.path}: the card does not record its store's segment plan "
                          "(store_spec)", param="model")
-    common = {k: _tupled(v) for k, v in recorded.items()}
-    return ExtractionSpec(groups=groups + (model_head(model, groups),), **common)
+    return recorded_spec(recorded, groups + (model_head(model, groups),))
 
 
 def _segment_frame(ds: xr.Dataset, name: str) -> pd.DataFrame:
@@ -267,22 +290,49 @@ def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
                          failures=res.failures)
 
 
-def predict_files(data: str, model, runtime: Runtime | None = None) -> PredictResult:
-    """Recognise a few files here and now: in this process, no cluster, no store.
+@dataclass
+class FileValues:
+    """The groups of a few files computed in this process (:func:`featurise_files`).
 
-    The same groups, plan and head as :func:`run_predict`, computed by the
-    workers' own chunk function (:func:`emodist.engine.worker.compute_chunk`).
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        The segment plan: ``segment_id``, ``track_id``, ``path``, ``start_s``...
+    values : dict of str to numpy.ndarray
+        Group name -> ``(n_segments, width)`` float32.
+    status : dict of str to numpy.ndarray
+        Group name -> int8 status per segment.
+    failures : list of dict
+        Files that could not be planned or computed.
     """
-    t0 = time.perf_counter()
+
+    table: pd.DataFrame
+    values: dict
+    status: dict
+    failures: list
+
+
+def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = None, *,
+                    param: str = "data") -> FileValues:
+    """Every group of ``spec`` for the audio at ``data``, here and now: no cluster, no store.
+
+    The segment plan and the workers' own chunk function
+    (:func:`emodist.engine.worker.compute_chunk`): decode once per track,
+    every group, batched ONNX on this process's cached sessions.
+
+    Raises
+    ------
+    EmodistError
+        No segment to compute (``param`` names the option at fault).
+    """
     runtime = runtime or Runtime()
-    spec = model_spec(model, runtime)
     catalog = load_audio(data, storage_options=runtime.options("dataset"))
     plan = plan_segments(catalog, spec)
     table = plan.table
     if len(table) == 0:
         reasons = "; ".join(f"{p}: {m}" for _, p, m in plan.problems[:3])
-        raise EmodistError(f"{data}: no segment to recognise ({reasons or 'too short'})",
-                           param="data")
+        raise EmodistError(f"{data}: no segment to compute ({reasons or 'too short'})",
+                           param=param)
     rows = SegmentRows.from_columns(table["track_id"], table["path"], table["start_s"],
                                     table["duration_s"])
     task = ChunkTask(chunk=0, start=0, stop=len(table), rows=rows, groups=spec.group_names)
@@ -291,15 +341,28 @@ def predict_files(data: str, model, runtime: Runtime | None = None) -> PredictRe
               device=runtime.device)
     values, status, failures = compute_chunk(task, job, threads=max(1, runtime.threads_per_worker
                                                                      or 1))
-    done = status[model.name] == layout.STATUS_DONE
-    segments = pd.DataFrame(values[model.name].astype(np.float64), columns=list(model.classes))
+    problems = [{"track_id": str(t), "path": str(p), "error": str(m), "group": ""}
+                for t, p, m in plan.problems]
+    return FileValues(table=table, values=values, status=status, failures=problems + failures)
+
+
+def predict_files(data: str, model, runtime: Runtime | None = None) -> PredictResult:
+    """Recognise a few files here and now: in this process, no cluster, no store.
+
+    The same groups, plan and head as :func:`run_predict`, computed by
+    :func:`featurise_files`.
+    """
+    t0 = time.perf_counter()
+    runtime = runtime or Runtime()
+    got = featurise_files(data, model_spec(model, runtime), runtime)
+    table = got.table
+    done = got.status[model.name] == layout.STATUS_DONE
+    segments = pd.DataFrame(got.values[model.name].astype(np.float64), columns=list(model.classes))
     segments.insert(0, "segment_id", table["segment_id"].astype(str).to_numpy())
     segments.insert(1, "track_id", table["track_id"].astype(str).to_numpy())
     segments.insert(2, "start_s", table["start_s"].to_numpy(np.float64))
     segments.insert(3, "path", table["path"].astype(str).to_numpy())
     segments = segments[done].reset_index(drop=True)
-    problems = [{"track_id": str(t), "path": str(p), "error": str(m), "group": ""}
-                for t, p, m in plan.problems]
     return PredictResult(model=model.name, classes=tuple(model.classes),
                          tracks=track_results(segments, model.classes), segments=segments,
-                         seconds=time.perf_counter() - t0, failures=problems + failures)
+                         seconds=time.perf_counter() - t0, failures=got.failures)

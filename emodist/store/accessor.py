@@ -22,7 +22,7 @@ from emodist.store.index import build_index
 from emodist.store.info import info
 from emodist.store.lock import reader_note
 from emodist.store.select import by_emotion, select
-from emodist.store.similar import similar
+from emodist.store.similar import similar, similar_tracks
 from emodist.store.zarrio import local_reads, store_exists, zarr_store
 
 __all__ = ["EmodistAccessor", "counting_store", "open_store"]
@@ -64,6 +64,10 @@ class EmodistAccessor:
     def similar(self, segment_id: str | None = None, **kwargs):
         """See :func:`emodist.store.similar.similar`."""
         return similar(self._ds, segment_id, **kwargs)
+
+    def similar_tracks(self, track_id: str | None = None, **kwargs):
+        """See :func:`emodist.store.similar.similar_tracks`."""
+        return similar_tracks(self._ds, track_id, **kwargs)
 
     def info(self) -> dict:
         """See :func:`emodist.store.info.info`."""
