@@ -6,7 +6,8 @@ Side by side in one run, on the same tracks (the 100 Emotify tracks of
 ``$EMODIST_EMOTIFY_ROOT``; quick mode: 8 generated tracks):
 
 - **emodist**: a model trained (:func:`emodist.learn.train.run_train`) on the
-  ``musicnn_msd`` group of 16 other-run tracks, then the recognition path as
+  ``musicnn_msd`` group of 16 Emotify tracks (4 per genre, among those
+  recognised: the figure is throughput, not accuracy), then the recognition path as
   ``emodist predict DATA --model M --store S --workers W --threads-per-worker 1
   --quiet`` runs it (:func:`emodist.engine.predict.run_predict` in a fresh
   Python process: imports, local cluster start, planning, decode, MusiCNN MSD,
