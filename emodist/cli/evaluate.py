@@ -17,6 +17,7 @@ from emodist.cli.common import (
     parse_storage_options,
 )
 from emodist.errors import EmodistError
+from emodist.learn.data import CONTEXTS
 from emodist.learn.spec import (
     BALANCES,
     EVALUATION_TARGETS,
@@ -107,6 +108,9 @@ def add_evaluation_options(p) -> None:
              help="predict the dominant emotion, the dominant GEMS factor (sublimity, "
              "vitality, unease), the 9-way vote distribution, the 9 vote shares "
              "(regression) or each track's top-three emotions (tags)")
+    add_once(g, "--context", choices=CONTEXTS, default=CONTEXTS[0],
+             help="--target shares|tags: join each segment's features with its track's mean "
+             "features (track), or not (none, the default)")
     add_once(g, "--top", type=int, metavar="N", help="print only the N best rows")
     g = p.add_argument_group("comparison")
     add_once(g, "--rank-by", choices=RANK_BY, default=RANK_BY[0],
@@ -223,6 +227,9 @@ def folds_arg(value: str):
 
 def evaluation_kwargs(args) -> dict:
     """Keyword arguments of :func:`emodist.learn.evaluate.run_evaluate` from the options."""
+    if args.context != CONTEXTS[0]:
+        raise EmodistError(f"--context {args.context} is for --target shares or tags; "
+                           f"--target {args.target} takes each segment's own features")
     published = args.folds == FOLD_SOURCES[1]
     return {"features": feature_sets(args), "classifiers": args.classifiers or ["all"],
             "folds": 5 if published else args.folds, "seed": args.seed, "balance": args.balance,
@@ -311,7 +318,8 @@ def cmd_evaluate(args) -> int:
         with flagged():
             report = run_votes(store, target=args.target, out=args.out, features=args.features,
                                presets=args.classifiers, n_folds=args.folds, seed=args.seed,
-                               group_by=args.group_by, copies=copies, storage_options=opts)
+                               group_by=args.group_by, copies=copies, context=args.context,
+                               storage_options=opts)
         print("\n".join(summary_lines(report)))
         return 0
     from emodist.learn.evaluate import run_evaluate

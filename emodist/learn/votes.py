@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from emodist.errors import EmodistError, StoreError
-from emodist.learn.data import SEGMENT, load_data, open_dataset
+from emodist.learn.data import CONTEXTS, SEGMENT, load_data, open_dataset, track_context
 from emodist.learn.folds import fold_groups, make_folds
 from emodist.learn.multilabel import evaluate_multilabel, threshold_tags, top_k_tags
 from emodist.learn.regression import REGRESSION_METRICS, evaluate_regression
@@ -162,7 +162,7 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
                    seed: int = 0, profile: str = "listener", tag_rule: str = "top3", k: int = 3,
                    min_share: float = 0.5, min_tracks: int = 10, inner_folds: int = 4,
                    joint: bool = False, plots_dir=None, group_by: str | None = None,
-                   copies=None) -> dict:
+                   copies=None, context: str = "none") -> dict:
     """Cross-validated vote-share regression or tag prediction, per feature set.
 
     Parameters
@@ -193,6 +193,9 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
         Regression: one model for all targets (multi-output presets).
     plots_dir : path, optional
         Where the regression scatter plots go (one subfolder per feature set).
+    context : {"none", "track"}
+        ``"track"``: each segment's features joined with its track's mean
+        features (:func:`emodist.learn.data.track_context`).
     group_by : str, optional
         The per-track column the folds are grouped by
         (:func:`emodist.learn.tracks.segment_groups`); default the store's ``group``.
@@ -216,9 +219,12 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
         data.groups, _ = segment_groups(data.ds, data.groups, data.track_id, group_by,
                                         copies=copies)
     folds = make_folds(data.labels, data.groups, n_folds, seed, unit="tracks" if group_by is None else "groups")
+    check_choice("context", context, CONTEXTS)
+    if context == "track":
+        data.X = {name: track_context(X, data.track_id) for name, X in data.X.items()}
     kind = "multilabel" if names == ["tags"] else "regression"
     config = {"target": names, "profile": profile, "n_folds": n_folds, "seed": seed,
-              "inner_folds": inner_folds, "group_by": group_by or "group"}
+              "inner_folds": inner_folds, "group_by": group_by or "group", "context": context}
     sets = {}
     if kind == "multilabel":
         config.update(tag_rule=tag_rule, k=k, min_share=min_share, min_tracks=min_tracks)

@@ -20,6 +20,7 @@ from emodist.cli import query as query_cli
 from emodist.features.handcrafted.names import FEATURE_SETS
 from emodist.features.inception import IMAGE_SCALES
 from emodist.features.musicnn import DEFAULT_OUTPUTS
+from emodist.learn.data import CONTEXTS
 from emodist.learn.spec import BALANCES, EVALUATION_TARGETS, RANK_BY, TARGETS
 from emodist.spec import LABEL_RULES, PLAN_SITES
 from emodist.store.select import EMOTION_LEVELS
@@ -61,7 +62,7 @@ CHOICES = {
     "label_rule": LABEL_RULES, "feature_set": FEATURE_SETS, "image_scale": IMAGE_SCALES,
     "musicnn_outputs": DEFAULT_OUTPUTS, "plan_on": PLAN_SITES, "balance": BALANCES,
     "target": EVALUATION_TARGETS, "rank_by": RANK_BY, "metric": METRICS, "level": EMOTION_LEVELS, "format": query_cli.FORMATS,
-    "what": model_cli.TARGETS, "quantize": model_cli.QUANTIZE,
+    "what": model_cli.TARGETS, "quantize": model_cli.QUANTIZE, "context": CONTEXTS,
 }
 #: Hidden alias -> (command, a line using it, the same line without it, the destination,
 #: the value the alias sets, the flag that replaces it).
