@@ -414,9 +414,8 @@ def _record(store: StoreHandle, failures: list[dict], *, quiet: bool) -> None:
                   type(exc).__name__, one_line(exc))
 
 
-def _unfinished(store: StoreHandle, errors: list, n_tasks: int) -> EmodistError:
-    """The one line of a run whose chunks did not all finish."""
-    task, message = errors[0]
+def _stopped(store: StoreHandle, errors: list, n_tasks: int) -> EmodistError | None:
+    """The one line of a run whose chunks did not all finish or whose store is gone, or ``None``."""
     try:
         gone = not io.store_exists(store)
     except Exception:  # noqa: BLE001 - unreachable: the chunks' own error says why
@@ -425,6 +424,9 @@ def _unfinished(store: StoreHandle, errors: list, n_tasks: int) -> EmodistError:
         return StoreError(f"{store}: the store was deleted while this run wrote it ({len(errors)} "
                           f"of {n_tasks} chunks did not finish); rerun the same command to "
                           "rebuild it", param="store")
+    if not errors:
+        return None
+    task, message = errors[0]
     return EmodistError(f"{len(errors)} of {n_tasks} chunks did not finish (chunk "
                         f"{task.chunk}: {message}); rerun the same command to resume")
 
@@ -523,9 +525,10 @@ def _extract(dataset, store: StoreHandle, spec, runtime, catalog, opts, t0, *, o
             _record(store, io.merge_failures(failures, new_failures), quiet=True)
             raise
         failures = io.merge_failures(failures, new_failures)
-        _record(store, failures, quiet=bool(errors))
-    if errors:
-        raise _unfinished(store, errors, len(p.tasks))
+        stopped = _stopped(store, errors, len(p.tasks))
+        _record(store, failures, quiet=stopped is not None)
+    if stopped is not None:
+        raise stopped
     with store_access(store):
         check_after_run(store)
         result.n_segments, result.n_done, result.n_failed = _counts(store, spec)

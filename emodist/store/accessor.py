@@ -18,12 +18,12 @@ import xarray as xr
 
 from emodist.errors import StoreError
 from emodist.store import layout
+from emodist.store.handle import StoreHandle, as_store
 from emodist.store.index import build_index
 from emodist.store.info import info
 from emodist.store.lock import reader_note
 from emodist.store.select import by_emotion, select
 from emodist.store.similar import similar
-from emodist.store.handle import StoreHandle, as_store
 from emodist.store.zarrio import local_reads, store_exists, zarr_store
 
 __all__ = ["EmodistAccessor", "counting_store", "open_store"]

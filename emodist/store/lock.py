@@ -46,6 +46,7 @@ from dataclasses import asdict, dataclass
 from typing import Self
 
 from emodist.errors import StoreError
+from emodist.store.faults import storage_error
 from emodist.store.handle import as_store, is_url
 from emodist.store.zarrio import LOCK_NAME
 
@@ -223,9 +224,16 @@ class StoreLock:
     def __exit__(self, kind, exc, tb) -> None:
         try:
             self.release()
-        except StoreError:
-            if exc is None:
+        except Exception as err:
+            if exc is not None:  # the error in flight is the one to report
+                log.debug("%s: the store lock was not released (%s)", self.url, err)
+                return
+            if isinstance(err, StoreError):
                 raise
+            line = storage_error(err, self.url)
+            if line is None:
+                raise
+            raise line from None
 
 
 @contextlib.contextmanager

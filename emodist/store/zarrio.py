@@ -38,11 +38,11 @@ from emodist.store.handle import StoreHandle, as_store, is_url
 
 __all__ = [
     "COORD_CHUNK_SEGMENTS", "MIN_CHUNKS", "MIN_CHUNK_SEGMENTS", "TARGET_CHUNK_BYTES",
-    "ZSTD_LEVEL", "StoreHandle", "StoreState", "as_store", "add_groups", "chunk_regions", "chunk_segments",
-    "create_store", "drop_groups", "encoding", "filesystem", "finish_plan", "finish_store",
-    "is_url", "local_reads", "merge_failures", "open_group", "plan_pending", "read_rows",
-    "read_state", "read_status", "remove_store", "store_exists", "write_plan_region",
-    "write_region", "zarr_store",
+    "ZSTD_LEVEL", "StoreHandle", "StoreState", "add_groups", "as_store", "chunk_regions",
+    "chunk_segments", "create_store", "drop_groups", "encoding", "filesystem", "finish_plan",
+    "finish_store", "is_url", "local_reads", "merge_failures", "open_group", "plan_pending",
+    "read_rows", "read_state", "read_status", "remove_store", "store_exists",
+    "write_plan_region", "write_region", "zarr_store",
 ]
 
 #: Target size of one uncompressed chunk of the widest feature array.
