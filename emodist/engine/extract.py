@@ -200,6 +200,9 @@ def check_store_location(store) -> None:
     if probe and not os.path.isdir(probe):
         raise StoreError(f"{path}: {probe} is a file, not a folder", param="store")
     if probe and not os.access(probe, os.W_OK):
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            raise StoreError(f"{path}: the file system is read-only; write the store somewhere "
+                             "else", param="store")
         raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
 
 

@@ -266,3 +266,19 @@ def test_disk_full_while_the_layout_is_written_then_rerun_completes(tmp_path, da
     got, want = open_store(store), open_store(ref)
     for name in ("segment", "track_id", "start_s", "handcrafted_status", "handcrafted"):
         np.testing.assert_array_equal(got[name].values, want[name].values, err_msg=name)
+
+
+def test_read_only_file_system_says_read_only(tmp_path, dataset):
+    where = tmp_path / "ro"
+    where.mkdir()
+    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(where)],
+                         capture_output=True, text=True, check=False)
+    if got.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {got.stderr.strip() or got.returncode}")
+    try:
+        done, _ = emodist(["extract", dataset, "--store", where / "s.zarr", *EXTRACT],
+                          env=clean_env(), cwd=tmp_path)
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+    line = error_line(done)
+    assert "the file system is read-only" in line and "permission" not in line, line
