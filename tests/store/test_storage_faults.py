@@ -27,7 +27,16 @@ from emodist.features import make_groups
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import open_store
 from emodist.store.faults import DEADLINE_ENV, storage_deadline, storage_error, transient
-from tests.servers import S3_KEY, S3_REGION, S3_SECRET, _bin, free_port, make_bucket, stop, wait_port
+from tests.servers import (
+    S3_KEY,
+    S3_REGION,
+    S3_SECRET,
+    _bin,
+    free_port,
+    make_bucket,
+    stop,
+    wait_port,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC = ExtractionSpec(groups=make_groups(["handcrafted"]), segment_seconds=4.0)
