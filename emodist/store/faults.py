@@ -176,14 +176,17 @@ def storage_error(exc: BaseException, url, *, deadline: float | None = None) -> 
 
 
 @contextlib.contextmanager
-def storage_faults(url, *, deadline: float | None = None):
+def storage_faults(url, *, deadline: float | None = None, known: tuple = ()):
     """Turn the storage failures of a block into one-line :class:`~emodist.errors.StoreError`.
 
-    Errors that :func:`storage_error` does not know pass unchanged.
+    Errors that :func:`storage_error` does not know pass unchanged, and so do
+    those whose class is named in ``known`` (the caller has a line of its own).
     """
     try:
         yield
     except Exception as exc:
+        if type(exc).__name__ in known:
+            raise
         err = storage_error(exc, url, deadline=deadline)
         if err is None:
             raise

@@ -62,12 +62,14 @@ def _remember(cache: OrderedDict, key, value):
     return value
 
 
-def _recall(cache: OrderedDict, key):
+def _cached(cache: OrderedDict, key, handle: StoreHandle, make, what: str):
+    """``cache[key]``, made by ``make()`` (retried within the handle's deadline) when missing."""
     with _LOCK:
         value = cache.get(key)
         if value is not None:
             cache.move_to_end(key)
-        return value
+            return value
+    return _remember(cache, key, handle.retry(make, what=what))
 
 
 class StoreHandle:
@@ -138,13 +140,8 @@ class StoreHandle:
         return self.url.removeprefix("file://")
 
     def _opened(self) -> tuple:
-        key = self._key() + (self.read_only,)
-        found = _recall(_OPENED, key)
-        if found is None:
-            found = _remember(_OPENED, key, retrying(self._open, url=self.url,
-                                                     deadline=self.deadline,
-                                                     what="opening the store"))
-        return found
+        return _cached(_OPENED, self._key() + (self.read_only,), self, self._open,
+                       "opening the store")
 
     def _open(self) -> tuple:
         fs, root = fsspec.core.url_to_fs(self.url, **dict(self.storage_options or {}))
@@ -183,13 +180,8 @@ class StoreHandle:
         zarr.errors.GroupNotFoundError
             No group at the location (callers turn it into their own line).
         """
-        key = (self._id, self.read_only)
-        g = _recall(_GROUPS, key)
-        if g is None:
-            g = _remember(_GROUPS, key, retrying(self._open_group, url=self.url,
-                                                 deadline=self.deadline,
-                                                 what="opening the group"))
-        return g
+        return _cached(_GROUPS, (self._id, self.read_only), self, self._open_group,
+                       "opening the group")
 
     def _open_group(self):
         with warnings.catch_warnings():

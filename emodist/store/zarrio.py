@@ -258,11 +258,12 @@ def open_group(url, storage_options: dict | None = None, mode: str = "r"):
     if mode != "r" and h.read_only:
         h = StoreHandle(h.url, h.storage_options, deadline=h.deadline)
     try:
-        return h.group()
+        with storage_faults(h, deadline=h.deadline, known=("GroupNotFoundError",)):
+            return h.group()
     except (FileNotFoundError, KeyError, ValueError):
         raise StoreError(f"{h}: not a feature store") from None
     except Exception as exc:  # zarr raises its own types for missing groups
-        if type(exc).__name__ in ("GroupNotFoundError", "NodeTypeValidationError"):
+        if type(exc).__name__ == "NodeTypeValidationError":
             raise StoreError(f"{h}: not a feature store") from None
         raise
 

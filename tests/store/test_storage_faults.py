@@ -9,6 +9,7 @@ the ``emodist`` command in its own process, as a user runs it.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -159,6 +160,9 @@ def test_unreachable_endpoint_is_one_line_within_the_deadline(tmp_path, dataset,
                        *EXTRACT], env=clean_env(), cwd=tmp_path)
     line = error_line(done)
     assert "cannot reach the store for 3 s" in line and "--storage-deadline" in line, line
+    done, _ = emodist(["verify", "s3://features/s.zarr", "--storage-options", json.dumps(options),
+                       "--storage-deadline", "1"], env=clean_env(), cwd=tmp_path)
+    assert "cannot reach the store for 1 s" in error_line(done)
     # the deadline bounds the wait: measured in this process, without the start-up
     monkeypatch.setenv(DEADLINE_ENV, "2")
     t0 = time.monotonic()
@@ -233,12 +237,11 @@ def test_store_deleted_mid_run_is_one_line_and_rerun_rebuilds(tmp_path, dataset)
     assert (ds["handcrafted_status"].values == 1).all() and ds.sizes["segment"] == 30
 
 
-@pytest.fixture()
-def small_disk(tmp_path):
-    """A 1 MiB tmpfs (skipped, with the reason, where this machine cannot mount one)."""
-    where = tmp_path / "disk"
+@contextlib.contextmanager
+def tmpfs(where: Path, options: str):
+    """A tmpfs mounted at ``where`` (skipped, with the reason, where this machine cannot mount one)."""
     where.mkdir()
-    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(where)],
+    got = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(where)],
                          capture_output=True, text=True, check=False)
     if got.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here: {got.stderr.strip() or got.returncode}")
@@ -246,6 +249,13 @@ def small_disk(tmp_path):
         yield where
     finally:
         subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+@pytest.fixture()
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs."""
+    with tmpfs(tmp_path / "disk", "size=1m") as where:
+        yield where
 
 
 def test_disk_full_while_the_layout_is_written_then_rerun_completes(tmp_path, dataset,
@@ -278,16 +288,8 @@ def test_disk_full_while_the_layout_is_written_then_rerun_completes(tmp_path, da
 
 
 def test_read_only_file_system_says_read_only(tmp_path, dataset):
-    where = tmp_path / "ro"
-    where.mkdir()
-    got = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(where)],
-                         capture_output=True, text=True, check=False)
-    if got.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {got.stderr.strip() or got.returncode}")
-    try:
+    with tmpfs(tmp_path / "ro", "ro,size=64k") as where:
         done, _ = emodist(["extract", dataset, "--store", where / "s.zarr", *EXTRACT],
                           env=clean_env(), cwd=tmp_path)
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=False)
     line = error_line(done)
     assert "the file system is read-only" in line and "permission" not in line, line
