@@ -227,9 +227,8 @@ def retrying(call: Callable, *args, url, deadline: float, what: str = "", **kwar
             if left <= 0:
                 raise
             pause = min(delay, left, MAX_DELAY)
-            log.log(logging.INFO if delay == FIRST_DELAY else logging.DEBUG,
-                    "%s: %s failed (%s: %s); retrying for up to %.0f s", key,
-                    what or "a storage call", type(exc).__name__, _first_line(exc), left)
+            log.debug("%s: %s failed (%s: %s); retrying for up to %.0f s", key,
+                      what or "a storage call", type(exc).__name__, _first_line(exc), left)
             time.sleep(pause)
             delay *= 2
             continue

@@ -184,6 +184,11 @@ class StoreHandle:
                        "opening the group")
 
     def _open_group(self):
+        # asked first through the synchronous filesystem: Zarr asks for several keys at once,
+        # and against an endpoint that fails it leaves requests behind that print tracebacks
+        # when the interpreter exits
+        if not self.fs.exists(self.path("zarr.json")):
+            raise FileNotFoundError(f"{self.url}: no zarr.json")
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return zarr.open_group(self.zarr_store, mode="r" if self.read_only else "r+")
