@@ -91,7 +91,9 @@ class StoreHandle:
     -----
     ``str(handle)`` is the URL, so that messages name the store as the user
     gave it.  Handles compare equal when they name the same location with the
-    same options.
+    same options.  Nothing opened is kept on the instance (the process's
+    caches hold it), so a handle pickles as its location, options, deadline
+    and identity.
     """
 
     def __init__(self, url, storage_options: dict | None = None, *, read_only: bool = False,
@@ -102,22 +104,11 @@ class StoreHandle:
         self.deadline = storage_deadline() if deadline is None else float(deadline)
         self._id = uuid.uuid4().hex
 
-    # --- pickling: the location travels, what was opened stays behind -----------------------
-    def __getstate__(self) -> dict:
-        return {"url": self.url, "storage_options": self.storage_options,
-                "read_only": self.read_only, "deadline": self.deadline, "_id": self._id}
-
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-
     def __str__(self) -> str:
         return self.url
 
     def __repr__(self) -> str:
         return f"StoreHandle({self.url!r}{', read_only=True' if self.read_only else ''})"
-
-    def __fspath__(self) -> str:
-        return self.url.removeprefix("file://") if not self.remote else self.url
 
     def _key(self) -> tuple:
         return (self.url, json.dumps(self.storage_options or {}, sort_keys=True, default=repr))
