@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -21,10 +22,11 @@ from emodist.errors import EmodistError
 from emodist.spec import LABEL_RULES, ExtractionSpec, Runtime
 
 __all__ = [
-    "LOCATIONS", "DeprecatedAlias", "LibraryChoices", "add_alias", "add_cluster_options", "add_command",
-    "add_dataset_options", "add_once", "add_out", "add_quiet", "add_scheduler_options",
-    "add_segment_options", "add_storage_options", "parse_json_object", "parse_resources",
-    "parse_storage_options", "runtime_from_args", "spec_from_args", "storage_from_args",
+    "DEADLINE_ENV", "LOCATIONS", "DeprecatedAlias", "LibraryChoices", "StorageDeadline",
+    "add_alias", "add_cluster_options", "add_command", "add_dataset_options", "add_once",
+    "add_out", "add_quiet", "add_scheduler_options", "add_segment_options",
+    "add_storage_options", "parse_json_object", "parse_resources", "parse_storage_options",
+    "runtime_from_args", "spec_from_args", "storage_from_args",
 ]
 
 #: Locations that may have their own storage options.
@@ -150,9 +152,40 @@ def add_storage_options(parser, locations=LOCATIONS) -> None:
         parser, "--storage-options", metavar="JSON",
         help='fsspec options for remote paths, e.g. \'{"client_kwargs": {"endpoint_url": '
         '"http://127.0.0.1:9000"}}\'; credentials may also come from the AWS environment')
+    add_once(
+        parser, "--storage-deadline", metavar="SECONDS", type=_deadline, action=StorageDeadline,
+        help="retry a store that cannot be reached for this long before giving up with one "
+        "line (default 60; also $EMODIST_STORAGE_DEADLINE)")
     for loc in locations if len(locations) > 1 else ():
         add_once(parser, f"--{loc}-storage-options", metavar="JSON",
                  help=f"fsspec options for the {loc} only (override --storage-options)")
+
+
+#: The variable that carries ``--storage-deadline``: :data:`emodist.store.faults.DEADLINE_ENV`
+#: (not imported from there: the store package pulls in xarray, slow to start).
+DEADLINE_ENV = "EMODIST_STORAGE_DEADLINE"
+
+
+def _deadline(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {text!r}")
+    return value
+
+
+class StorageDeadline(argparse.Action):
+    """``--storage-deadline SECONDS``: sets ``$EMODIST_STORAGE_DEADLINE`` for this process.
+
+    The store handles made by the command read it (and carry it to the
+    workers in their tasks), as do the workers of a local cluster it starts.
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        os.environ[DEADLINE_ENV] = f"{values:g}"
+        setattr(namespace, self.dest, values)
 
 
 def storage_from_args(args, locations=LOCATIONS) -> dict:

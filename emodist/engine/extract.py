@@ -46,6 +46,8 @@ from emodist.runtime.cluster import (
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store import zarrio as io
+from emodist.store.faults import storage_error
+from emodist.store.handle import StoreHandle, as_store
 from emodist.store.lock import acquire
 from emodist.store.verify import repair_regions, state_of, verify_store
 
@@ -131,20 +133,25 @@ def plan_failures(problems) -> list[dict]:
             for t, p, m in problems]
 
 
-def apply_plan(store: str, p: ExtractionPlan, options: dict | None) -> None:
-    """Make the store changes a plan decided (before any task runs)."""
+def apply_plan(store, p: ExtractionPlan, options: dict | None = None) -> None:
+    """Make the store changes a plan decided (before any task runs).
+
+    ``store`` is the run's :class:`~emodist.store.handle.StoreHandle` (or a
+    location, with ``options``).
+    """
+    store = as_store(store, options)
     if p.replace_store:
-        io.remove_store(store, options)
+        io.remove_store(store)
     if p.create is not None:
-        io.create_store(store, p.create, p.chunk, options)
+        io.create_store(store, p.create, p.chunk)
         return
     if p.drop:
-        io.drop_groups(store, p.drop, options)
+        io.drop_groups(store, p.drop)
     if p.add is not None:
-        io.add_groups(store, p.add, p.chunk, options)
-    recorded = dict(io.open_group(store, options).attrs.get("feature_groups") or {})
+        io.add_groups(store, p.add, p.chunk)
+    recorded = dict(io.open_group(store).attrs.get("feature_groups") or {})
     recorded.update({g.name: g.describe() for g in p.spec.groups})
-    io.finish_store(store, {"feature_groups": recorded}, options)
+    io.finish_store(store, {"feature_groups": recorded})
 
 
 def note_copies(catalog, dataset: str) -> list[list[str]]:
@@ -164,27 +171,27 @@ def note_copies(catalog, dataset: str) -> list[list[str]]:
     return copies
 
 
-def _counts(store: str, spec: ExtractionSpec, options) -> tuple[int, int, int]:
-    status = io.read_status(store, [g.name for g in spec.groups], options)
+def _counts(store: StoreHandle, spec: ExtractionSpec) -> tuple[int, int, int]:
+    status = io.read_status(store, [g.name for g in spec.groups])
     sts = np.stack([status[g.name] for g in spec.groups])
     return (sts.shape[1], int(np.all(sts == layout.STATUS_DONE, axis=0).sum()),
             int(np.any(sts == layout.STATUS_FAILED, axis=0).sum()))
 
 
-def _chunks_kept(store: str, spec: ExtractionSpec, chunk: int, options) -> tuple[int, int]:
+def _chunks_kept(store: StoreHandle, spec: ExtractionSpec, chunk: int) -> tuple[int, int]:
     """``(chunks with nothing pending, chunks)`` of the spec's groups in the store."""
-    status = io.read_status(store, [g.name for g in spec.groups], options)
+    status = io.read_status(store, [g.name for g in spec.groups])
     sts = np.stack([status[g.name] for g in spec.groups])
     regions = io.chunk_regions(sts.shape[1], chunk)
     kept = sum(bool(np.all(sts[:, a:b] != layout.STATUS_PENDING)) for a, b in regions)
     return kept, len(regions)
 
 
-def check_store_location(store: str) -> None:
+def check_store_location(store) -> None:
     """Refuse, in one line, a local store path that is a file or cannot be written."""
     if io.is_url(store):
         return
-    path = store.removeprefix("file://")
+    path = str(store).removeprefix("file://")
     if os.path.exists(path) and not os.path.isdir(path):
         raise StoreError(f"{path} is a file, not a store folder", param="store")
     probe = path if os.path.isdir(path) else os.path.dirname(os.path.abspath(path))
@@ -193,23 +200,33 @@ def check_store_location(store: str) -> None:
     if probe and not os.path.isdir(probe):
         raise StoreError(f"{path}: {probe} is a file, not a folder", param="store")
     if probe and not os.access(probe, os.W_OK):
+        if os.statvfs(probe).f_flag & os.ST_RDONLY:
+            raise StoreError(f"{path}: the file system is read-only; write the store somewhere "
+                             "else", param="store")
         raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
 
 
 @contextlib.contextmanager
-def store_access(store: str):
+def store_access(store):
     """Store I/O whose failures are one line naming the store.
 
-    A remote store in a bucket that does not exist, or refused with the
-    credentials given, raises ``FileNotFoundError``/``PermissionError`` deep
-    in the filesystem layer; they become a :class:`StoreError` naming the store.
+    Storage faults (:func:`emodist.store.faults.storage_error`: no
+    credentials, an endpoint unreachable for the whole storage deadline, a
+    full or read-only disk, a store deleted under the run) and a remote
+    store in a bucket that does not exist (``FileNotFoundError`` deep in the
+    filesystem layer) become a :class:`StoreError` naming the store.
     """
     try:
         yield
-    except PermissionError as exc:
-        raise StoreError(f"{store}: access denied ({one_line(exc)})", param="store") from None
-    except FileNotFoundError as exc:
-        raise StoreError(f"{store}: {one_line(exc)}", param="store") from None
+    except EmodistError:
+        raise
+    except Exception as exc:
+        err = storage_error(exc, store, deadline=getattr(store, "deadline", None))
+        if err is not None:
+            raise err from None
+        if isinstance(exc, FileNotFoundError):
+            raise StoreError(f"{store}: {one_line(exc)}", param="store") from None
+        raise
 
 
 def verified_state(store: str, options, *, overwrite: bool):
@@ -244,7 +261,7 @@ def refuse_damage(report, p: ExtractionPlan, repair: bool) -> list[str]:
     return [d.message for d in report.damage]
 
 
-def check_after_run(store: str, options) -> None:
+def check_after_run(store, options=None) -> None:
     """Verify a store after its chunks were written; damage is one line."""
     report = verify_store(store, options)
     if not report.ok:
@@ -295,7 +312,7 @@ def worker_watch(client, timeout: float, prefix: str = "emodist-chunk"):
         thread.join(timeout=5)
 
 
-def no_workers(client, state: dict, store: str, kept: int, total: int) -> ClusterError:
+def no_workers(client, state: dict, store, kept: int, total: int) -> ClusterError:
     """The one-line error of a run whose cluster has had no worker for ``state["timeout"]`` s."""
     return ClusterError(f"no worker left on {scheduler_address(client)} for "
                         f"{state['timeout']:g} s (every worker is gone); {kept} of {total} "
@@ -303,7 +320,7 @@ def no_workers(client, state: dict, store: str, kept: int, total: int) -> Cluste
                         "same command to resume", param="worker_timeout")
 
 
-def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
+def run_extract(dataset: str, store, spec: ExtractionSpec | None = None,
                 runtime: Runtime | None = None, *, overwrite: bool = False,
                 retry_failed: bool = False, repair: bool = False, break_lock: bool = False,
                 worker_timeout: float = WORKER_TIMEOUT,
@@ -314,9 +331,12 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     ----------
     dataset : str
         Dataset location (see :func:`emodist.data.catalog.load_dataset`).
-    store : str
-        Store location, local path or fsspec URL.  On an existing store the
-        groups it lacks are added, the pending ones resumed.
+    store : str or StoreHandle
+        Store location, local path or fsspec URL (with the storage options
+        of ``runtime``), or a handle (:func:`emodist.store.handle.as_store`),
+        made once and passed down to every store helper and worker task.
+        On an existing store the groups it lacks are added, the pending ones
+        resumed.
     spec : ExtractionSpec, optional
         What to extract (default :func:`default_spec`).
     runtime : Runtime, optional
@@ -349,7 +369,9 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
     ------
     EmodistError
         Bad dataset, a store of another spec or being written by another
-        run, an unreachable scheduler, or chunks that failed after their retries (the store stays resumable).
+        run, an unreachable scheduler, a storage fault
+        (:mod:`emodist.store.faults`), or chunks that failed after their
+        retries (the store stays resumable).
     """
     t0 = time.perf_counter()
     runtime = runtime or Runtime()
@@ -360,8 +382,8 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
         check_cluster_args(runtime)
         probe_cluster(runtime)
     check_routing(None, runtime)
-    store = str(store)
-    opts = runtime.options("store")
+    store = as_store(store, runtime.options("store"))  # resolved once, passed down
+    opts = store.storage_options
     check_store_location(store)
     spec = resolve_spec(spec or default_spec(), runtime)
     if catalog is None:
@@ -378,12 +400,46 @@ def run_extract(dataset: str, store: str, spec: ExtractionSpec | None = None,
                         worker_timeout=worker_timeout)
 
 
-def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, retry_failed,
-             repair, on_result, worker_timeout) -> ExtractResult:
+def _record(store: StoreHandle, failures: list[dict], *, quiet: bool) -> None:
+    """Record the standing failures in the store; ``quiet``: a storage fault is only logged.
+
+    Quiet when another error is already on its way to the user (a chunk that
+    did not finish, an interruption): that one is the line to show.
+    """
+    if not quiet:
+        with store_access(store):
+            io.finish_store(store, {"failures": failures})
+        return
+    try:
+        io.finish_store(store, {"failures": failures})
+    except Exception as exc:  # noqa: BLE001 - the error in flight is the one reported
+        log.debug("%s: the failures of this run were not recorded (%s: %s)", store,
+                  type(exc).__name__, one_line(exc))
+
+
+def _stopped(store: StoreHandle, errors: list, n_tasks: int) -> EmodistError | None:
+    """The one line of a run whose chunks did not all finish or whose store is gone, or ``None``."""
+    try:
+        gone = not io.store_exists(store)
+    except Exception:  # noqa: BLE001 - unreachable: the chunks' own error says why
+        gone = False
+    if gone:
+        return StoreError(f"{store}: the store was deleted while this run wrote it ({len(errors)} "
+                          f"of {n_tasks} chunks did not finish); rerun the same command to "
+                          "rebuild it", param="store")
+    if not errors:
+        return None
+    task, message = errors[0]
+    return EmodistError(f"{len(errors)} of {n_tasks} chunks did not finish (chunk "
+                        f"{task.chunk}: {message}); rerun the same command to resume")
+
+
+def _extract(dataset, store: StoreHandle, spec, runtime, catalog, opts, t0, *, overwrite,
+             retry_failed, repair, on_result, worker_timeout) -> ExtractResult:
     unfinished = False  # a store whose plan the workers never finished writing
     with store_access(store):  # before planning, which may start a cluster
-        exists = io.store_exists(store, opts)
-        if exists and io.plan_pending(store, opts):
+        exists = io.store_exists(store)
+        if exists and io.plan_pending(store):
             log.warning("%s: its segment coordinates were never all written (a run stopped "
                         "while planning); it is rebuilt", store)
             unfinished = True
@@ -411,17 +467,18 @@ def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, ret
         added = [] if p.create is not None else [
             g.name for g in spec.groups if state is None or g.name not in state.status]
         with store_access(store):
-            apply_plan(store, p, opts)
+            apply_plan(store, p)
             if isinstance(segplan, WorkerPlan):
                 segplan.write(store, opts, chunk=p.chunk, votes=catalog.votes is not None,
                               votes_mean=catalog.votes_mean is not None)
         failures = io.merge_failures(p.failures, plan_failures(segplan.problems))
-        result = ExtractResult(store=store, n_segments=len(segplan), n_done=0, n_failed=0,
+        result = ExtractResult(store=str(store), n_segments=len(segplan), n_done=0, n_failed=0,
                                resumed=p.resumed, groups_added=added, groups_replaced=list(p.drop),
                                repaired=repaired)
         if not p.tasks:
-            io.finish_store(store, {"failures": failures}, opts)
-            result.n_segments, result.n_done, result.n_failed = _counts(store, spec, opts)
+            with store_access(store):
+                io.finish_store(store, {"failures": failures})
+                result.n_segments, result.n_done, result.n_failed = _counts(store, spec)
             result.failures, result.already_complete = failures, True
             result.seconds = time.perf_counter() - t0
             return result
@@ -448,7 +505,9 @@ def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, ret
             if err is not None and scheduler_lost(client, err):
                 raise lost_scheduler(client, err)
             if err is not None and watch["gone"]:
-                raise no_workers(client, watch, store, *_chunks_kept(store, spec, p.chunk, opts))
+                with store_access(store):
+                    kept = _chunks_kept(store, spec, p.chunk)
+                raise no_workers(client, watch, store, *kept)
             if res is not None:
                 new_failures.extend(res["failures"])
                 result.n_written += (task.stop - task.start) * len(task.groups)
@@ -464,16 +523,18 @@ def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, ret
                     client, items=p.tasks, args=(job,), max_in_flight=cap,
                     name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done,
                     **chunk_route(job, runtime.resources, runtime.model_resources))
-        finally:
-            # also when interrupted (Ctrl-C, lost scheduler): keep what finished on record
-            failures = io.merge_failures(failures, new_failures)
-            io.finish_store(store, {"failures": failures}, opts)
-    if errors:
-        task, message = errors[0]
-        raise EmodistError(f"{len(errors)} of {len(p.tasks)} chunks did not finish (chunk "
-                           f"{task.chunk}: {message}); rerun the same command to resume")
-    check_after_run(store, opts)
-    result.n_segments, result.n_done, result.n_failed = _counts(store, spec, opts)
+        except BaseException:
+            # interrupted (Ctrl-C, lost scheduler): keep what finished on record
+            _record(store, io.merge_failures(failures, new_failures), quiet=True)
+            raise
+        failures = io.merge_failures(failures, new_failures)
+        stopped = _stopped(store, errors, len(p.tasks))
+        _record(store, failures, quiet=stopped is not None)
+    if stopped is not None:
+        raise stopped
+    with store_access(store):
+        check_after_run(store)
+        result.n_segments, result.n_done, result.n_failed = _counts(store, spec)
     result.failures, result.n_chunks = failures, len(results)
     result.seconds = time.perf_counter() - t0
     return result

@@ -38,6 +38,7 @@ from emodist.learn.targets import FACTOR_OF, FACTORS
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store.accessor import open_store
+from emodist.store.handle import as_store
 from emodist.store.zarrio import replace_variables
 
 __all__ = ["FileValues", "PredictResult", "featurise_files", "input_group", "model_head",
@@ -279,6 +280,7 @@ def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
     runtime = runtime or Runtime()
     spec = model_spec(model, runtime)
     catalog = load_audio(data, storage_options=runtime.options("dataset"))
+    store = as_store(store, runtime.options("store"))  # resolved once for the whole run
     res = run_extract(str(data), store, spec, runtime, overwrite=overwrite, catalog=catalog,
                       on_result=on_result)
     ds = open_store(store, runtime.options("store"))

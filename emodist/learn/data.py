@@ -55,6 +55,7 @@ from emodist.learn.targets import (
 )
 from emodist.spec import LABEL_RULES
 from emodist.store import open_store
+from emodist.store.handle import StoreHandle
 from emodist.store.zarrio import local_reads
 
 __all__ = [
@@ -466,8 +467,9 @@ def open_dataset(store, storage_options: dict | None = None):
 
     Parameters
     ----------
-    store : str or xarray.Dataset
-        Store URL or path (:func:`emodist.store.open_store`), or an opened Dataset.
+    store : str, StoreHandle or xarray.Dataset
+        Store URL or path (:func:`emodist.store.open_store`), a store handle, or an opened
+        Dataset.
     storage_options : dict, optional
         Filesystem options of a URL.
 
@@ -480,7 +482,7 @@ def open_dataset(store, storage_options: dict | None = None):
     emodist.errors.StoreError
         Nothing readable at ``store``.
     """
-    if not isinstance(store, str):
+    if not isinstance(store, (str, StoreHandle)):
         return store
     return open_store(store, storage_options)
 
@@ -505,7 +507,7 @@ def store_info(store, ds) -> dict:
     attrs = dict(ds.attrs)
     keep = ("emodist_version", "created", "dataset", "label_rule", "feature_groups", "model_sha256")
     info = {k: attrs[k] for k in keep if k in attrs}
-    info["url"] = store if isinstance(store, str) else "<in-memory dataset>"
+    info["url"] = str(store) if isinstance(store, (str, StoreHandle)) else "<in-memory dataset>"
     if "spec" in attrs:
         info["config"] = attrs["spec"]
     failures = attrs.get("failures")

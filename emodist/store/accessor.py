@@ -18,6 +18,7 @@ import xarray as xr
 
 from emodist.errors import StoreError
 from emodist.store import layout
+from emodist.store.handle import StoreHandle, as_store
 from emodist.store.index import build_index
 from emodist.store.info import info
 from emodist.store.lock import reader_note
@@ -93,9 +94,10 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
 
     Parameters
     ----------
-    url : str, os.PathLike or zarr.abc.store.Store
-        Local path, fsspec URL (``s3://bucket/features.zarr``) or an open
-        Zarr store object.
+    url : str, os.PathLike, StoreHandle or zarr.abc.store.Store
+        Local path, fsspec URL (``s3://bucket/features.zarr``), the handle
+        of a run (:class:`emodist.store.handle.StoreHandle`) or an open Zarr
+        store object.
     storage_options : dict, optional
         Filesystem options for URLs (credentials, ``client_kwargs``...).
 
@@ -115,21 +117,24 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
     >>> ds = open_store("features.zarr")  # doctest: +SKIP
     >>> ds.sel(segment="12:001").handcrafted  # doctest: +SKIP
     """
-    import zarr
     from zarr.abc.store import Store
 
+    handle = None
     if isinstance(url, Store):
         target, name = url, str(url)
     else:
-        name = os.fspath(url) if isinstance(url, os.PathLike) else str(url)
+        handle = as_store(url if isinstance(url, StoreHandle) else
+                          os.fspath(url) if isinstance(url, os.PathLike) else str(url),
+                          storage_options, read_only=True).reading()
+        name = str(handle)
         try:
-            exists = store_exists(name, storage_options)
+            exists = store_exists(handle)
         except Exception as exc:  # noqa: BLE001 - unreachable endpoint, bad credentials...
             detail = (str(exc).strip().splitlines() or [""])[0]
             raise StoreError(f"{name}: cannot reach the store ({type(exc).__name__}: {detail})")
         if not exists:
             raise StoreError(f"{name}: no feature store there (no zarr.json)")
-        target = zarr_store(name, storage_options, read_only=True)
+        target = handle.zarr_store
     ds = _open_zarr(target, name)
     if layout.SEGMENT not in ds.coords or "feature_groups" not in ds.attrs:
         raise StoreError(f"{name}: not an emodist feature store (no segment index or groups)")
@@ -141,14 +146,19 @@ def open_store(url, storage_options: dict | None = None) -> xr.Dataset:
                if v.dtype.kind in "UOT" or str(v.dtype).startswith("StringDType")}
     ds = ds.assign_coords(strings)
     check_ids(ds, name)
-    if not isinstance(url, Store):
-        reader_note(name, storage_options)
+    if handle is not None:
+        reader_note(handle)
     acc = ds.emodist
-    acc.url = None if isinstance(url, Store) else name
-    acc.storage_options = storage_options
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        acc.zarr_group = zarr.open_group(target, mode="r")
+    acc.url = None if handle is None else name
+    acc.storage_options = None if handle is None else handle.storage_options
+    if handle is None:
+        import zarr
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            acc.zarr_group = zarr.open_group(target, mode="r")
+    else:
+        acc.zarr_group = handle.group()
     return ds
 
 

@@ -6,18 +6,17 @@ import numpy as np
 import xarray as xr
 
 from emodist.store import layout
+from emodist.store.handle import as_store
 
 __all__ = ["info"]
 
 
-def _size_on_disk(url: str | None, storage_options: dict | None) -> int | None:
+def _size_on_disk(url, storage_options: dict | None) -> int | None:
     if not url:
         return None
-    import fsspec
-
     try:
-        fs, path = fsspec.core.url_to_fs(url, **dict(storage_options or {}))
-        return int(fs.du(path, total=True))
+        h = as_store(url, storage_options, read_only=True)
+        return int(h.fs.du(h.root, total=True))
     except Exception:  # noqa: BLE001 - size is informative only; a listing may be refused
         return None
 

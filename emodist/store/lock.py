@@ -46,7 +46,9 @@ from dataclasses import asdict, dataclass
 from typing import Self
 
 from emodist.errors import StoreError
-from emodist.store.zarrio import LOCK_NAME, filesystem, is_url
+from emodist.store.faults import storage_error
+from emodist.store.handle import as_store, is_url
+from emodist.store.zarrio import LOCK_NAME
 
 __all__ = ["LEASE_SECONDS", "LOCK_NAME", "Lease", "StoreLock", "acquire", "read_lock",
            "reader_note"]
@@ -135,21 +137,21 @@ class Lease:
             return None  # half-written or foreign: treated as stale
 
 
-def _lock_path(url: str, storage_options) -> tuple:
-    fs, path = filesystem(url, storage_options)
-    return fs, path.rstrip("/") + "/" + LOCK_NAME
+def _lock_path(url, storage_options) -> tuple:
+    h = as_store(url, storage_options)
+    return h.fs, h.path(LOCK_NAME)
 
 
-def _local(url: str) -> bool:
+def _local(url) -> bool:
     return not is_url(url)
 
 
-def read_lock(url: str, storage_options: dict | None = None) -> Lease | None:
-    """The lease of the store at ``url``; ``None`` when nobody holds it.
+def read_lock(url, storage_options: dict | None = None) -> Lease | None:
+    """The lease of the store at ``url`` (a location or a handle); ``None`` when nobody holds it.
 
     A lock that cannot be parsed is returned as a stale lease of run ``?``.
     """
-    fs, path = _lock_path(str(url), storage_options)
+    fs, path = _lock_path(url, storage_options)
     try:
         data = fs.cat_file(path)
     except (FileNotFoundError, NotADirectoryError):
@@ -222,17 +224,24 @@ class StoreLock:
     def __exit__(self, kind, exc, tb) -> None:
         try:
             self.release()
-        except StoreError:
-            if exc is None:
+        except Exception as err:
+            if exc is not None:  # the error in flight is the one to report
+                log.debug("%s: the store lock was not released (%s)", self.url, err)
+                return
+            if isinstance(err, StoreError):
                 raise
+            line = storage_error(err, self.url)
+            if line is None:
+                raise
+            raise line from None
 
 
 @contextlib.contextmanager
-def _guard(url: str):
+def _guard(url):
     """An exclusive ``flock`` of a local store folder (created if missing)."""
     import fcntl
 
-    path = url.removeprefix("file://")
+    path = str(url).removeprefix("file://")
     for _ in range(10):  # a folder removed by a releasing run between our steps: again
         try:
             os.makedirs(path, exist_ok=True)
@@ -314,7 +323,7 @@ def _remove(url: str, options, lease: Lease) -> None:
             if cur is not None and cur.run_id == lease.run_id:
                 os.remove(path.removeprefix("file://"))
             with contextlib.suppress(OSError):  # a folder made for the lock, left empty
-                os.rmdir(url.removeprefix("file://"))
+                os.rmdir(str(url).removeprefix("file://"))
         return
     cur = read_lock(url, options)
     if cur is not None and cur.run_id == lease.run_id:
@@ -328,10 +337,10 @@ def acquire(url: str, storage_options: dict | None = None, *, command: str = "ex
 
     Parameters
     ----------
-    url : str
-        Store location.
+    url : str or StoreHandle
+        Store location or handle.
     storage_options : dict, optional
-        Filesystem options.
+        Filesystem options of a location.
     command : str
         What takes it (shown to the others).
     break_lock : bool
@@ -349,7 +358,8 @@ def acquire(url: str, storage_options: dict | None = None, *, command: str = "ex
     StoreError
         Another run holds a live lock and ``break_lock`` is off (``param="store"``).
     """
-    url = str(url)
+    url = as_store(url, storage_options)
+    storage_options = url.storage_options
     lease_s = float(lease_s or lease_seconds())
     now = time.time()
     new = Lease(run_id=uuid.uuid4().hex, host=socket.gethostname(), pid=os.getpid(),
@@ -357,8 +367,8 @@ def acquire(url: str, storage_options: dict | None = None, *, command: str = "ex
     seen: Lease | None = None
     for _ in range(5):  # a lock that changes under us is read again
         fs, path = _lock_path(url, storage_options)
-        etag = None if _local(url) else _etag(fs, path)
-        seen = read_lock(url, storage_options)
+        etag = None if _local(url) else url.retry(_etag, fs, path, what="reading the lock")
+        seen = url.retry(read_lock, url, what="reading the lock")
         if seen is not None:
             if not (seen.stale() or break_lock):
                 raise StoreError(
@@ -386,7 +396,7 @@ def reader_note(url: str, storage_options: dict | None = None) -> str | None:
     Readers still read: what they see may be incomplete.
     """
     try:
-        lease = read_lock(str(url), storage_options)
+        lease = read_lock(url, storage_options)
     except Exception:  # noqa: BLE001 - the note is informative; the read itself reports
         return None
     mine = lease is not None and lease.pid == os.getpid() and lease.host == socket.gethostname()

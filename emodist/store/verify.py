@@ -31,6 +31,7 @@ import numpy as np
 from emodist.errors import StoreError
 from emodist.store import layout
 from emodist.store import zarrio as io
+from emodist.store.handle import as_store
 from emodist.store.lock import reader_note
 
 __all__ = [
@@ -133,12 +134,11 @@ def _read(arr, sel):
         return arr[sel]
 
 
-def _chunk_keys(url: str, name: str, storage_options) -> set[str] | None:
+def _chunk_keys(h, name: str) -> set[str] | None:
     """Chunk keys present under an array (``NAME/c/3/0``), or ``None`` when they cannot be listed."""
     try:
-        fs, root = io.filesystem(url, storage_options)
-        prefix = f"{root.rstrip('/')}/{name}/"
-        return {f"{name}/{p[len(prefix):]}" for p in fs.find(prefix + "c")}
+        prefix = h.path(name) + "/"
+        return {f"{name}/{p[len(prefix):]}" for p in h.retry(h.fs.find, prefix + "c")}
     except Exception:  # noqa: BLE001 - listing is a refinement; reads still check
         return None
 
@@ -236,15 +236,15 @@ def _check_index(report: VerifyReport, g) -> np.ndarray | None:
     return ids
 
 
-def verify_store(url: str, storage_options: dict | None = None) -> VerifyReport:
+def verify_store(url, storage_options: dict | None = None) -> VerifyReport:
     """Check a store chunk by chunk (see the module text).
 
     Parameters
     ----------
-    url : str
-        Store location, local path or fsspec URL.
+    url : str or StoreHandle
+        Store location, local path or fsspec URL, or the handle of a run.
     storage_options : dict, optional
-        Filesystem options.
+        Filesystem options of a location.
 
     Returns
     -------
@@ -255,9 +255,10 @@ def verify_store(url: str, storage_options: dict | None = None) -> VerifyReport:
     StoreError
         Nothing at ``url`` is a feature store.
     """
-    url = str(url)
-    reader_note(url, storage_options)
-    g = io.open_group(url, storage_options)
+    h = as_store(url, storage_options, read_only=True)
+    url = str(h)
+    reader_note(h)
+    g = io.open_group(h)
     attrs = dict(g.attrs)
     report = VerifyReport(store=url, groups=list(attrs.get("feature_groups") or {}), attrs=attrs)
     if _check_index(report, g) is None:
@@ -282,7 +283,7 @@ def verify_store(url: str, storage_options: dict | None = None) -> VerifyReport:
         if status is None:
             continue
         report.status[name] = status
-        keys = _chunk_keys(url, name, storage_options)
+        keys = _chunk_keys(h, name)
         jobs += [(name, arr, status, a, b, _key_of(arr, a), keys) for a, b in regions]
     with ThreadPoolExecutor(READ_THREADS) as pool:
         found = list(pool.map(lambda j: _check_chunk(*j[1:]), jobs))

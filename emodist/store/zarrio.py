@@ -11,8 +11,12 @@ A store is written so that many workers fill it at once without coordination:
    so an interrupted write is redone.
 3. :func:`finish_store` records attributes (failures) and re-consolidates.
 
-Locations are local paths or fsspec URLs (``s3://bucket/prefix``);
-storage options go to the filesystem and are never written anywhere.
+Every function takes the store as a :class:`emodist.store.handle.StoreHandle`
+(what a run makes once and passes down) or as a location, a local path or an
+fsspec URL (``s3://bucket/prefix``) with its storage options, from which it
+makes a handle; storage options go to the filesystem and are never written
+anywhere.  Transient storage errors are retried within the handle's storage
+deadline (:mod:`emodist.store.faults`).
 """
 
 from __future__ import annotations
@@ -29,14 +33,16 @@ import xarray as xr
 
 from emodist.errors import StoreError
 from emodist.store import layout
+from emodist.store.faults import storage_faults
+from emodist.store.handle import StoreHandle, as_store, is_url
 
 __all__ = [
     "COORD_CHUNK_SEGMENTS", "MIN_CHUNKS", "MIN_CHUNK_SEGMENTS", "TARGET_CHUNK_BYTES",
-    "ZSTD_LEVEL", "StoreState", "add_groups", "chunk_regions", "chunk_segments",
-    "create_store", "drop_groups", "encoding", "filesystem", "finish_plan", "finish_store",
-    "is_url", "local_reads", "merge_failures", "open_group", "plan_pending", "read_rows",
-    "read_state", "read_status", "remove_store", "store_exists", "write_plan_region",
-    "write_region", "zarr_store",
+    "ZSTD_LEVEL", "StoreHandle", "StoreState", "add_groups", "as_store", "chunk_regions",
+    "chunk_segments", "create_store", "drop_groups", "encoding", "filesystem", "finish_plan",
+    "finish_store", "is_url", "local_reads", "merge_failures", "open_group", "plan_pending",
+    "read_rows", "read_state", "read_status", "remove_store", "store_exists",
+    "write_plan_region", "write_region", "zarr_store",
 ]
 
 #: Target size of one uncompressed chunk of the widest feature array.
@@ -56,50 +62,49 @@ LOCK_NAME = ".emodist-lock.json"
 warnings.filterwarnings("ignore", message=f"Object at {LOCK_NAME} is not recognized")
 
 
-def is_url(url: str) -> bool:
-    """Whether ``url`` names a remote (non-local) location."""
-    return "://" in str(url) and not str(url).startswith("file://")
+def zarr_store(url, storage_options: dict | None = None, read_only: bool = False):
+    """The :mod:`zarr` store object of a handle, a local path or an fsspec URL."""
+    if isinstance(url, StoreHandle) and (read_only == url.read_only or not read_only):
+        return url.zarr_store
+    h = as_store(url, storage_options)
+    return (h.reading() if read_only else h).zarr_store
 
 
-def zarr_store(url: str, storage_options: dict | None = None, read_only: bool = False):
-    """The :mod:`zarr` store object of a local path or an fsspec URL."""
-    import zarr.storage
-
-    url = str(url)
-    if is_url(url):
-        return zarr.storage.FsspecStore.from_url(
-            url, storage_options=dict(storage_options or {}), read_only=read_only)
-    return zarr.storage.LocalStore(url.removeprefix("file://"), read_only=read_only)
+def filesystem(url, storage_options: dict | None = None):
+    """``(fsspec filesystem, path)`` of a location (or of a handle)."""
+    h = as_store(url, storage_options)
+    return h.fs, h.root
 
 
-def filesystem(url: str, storage_options: dict | None):
-    """``(fsspec filesystem, path)`` of a location."""
-    import fsspec
-
-    return fsspec.core.url_to_fs(str(url), **dict(storage_options or {}))
-
-
-def store_exists(url: str, storage_options: dict | None = None) -> bool:
+def store_exists(url, storage_options: dict | None = None) -> bool:
     """Whether a Zarr group exists at ``url`` (its ``zarr.json`` is there)."""
+    h = as_store(url, storage_options)
     try:
-        fs, path = filesystem(url, storage_options)
-        return fs.exists(path.rstrip("/") + "/zarr.json")
+        return bool(h.retry(lambda: h.fs.exists(h.path("zarr.json")), what="looking for it"))
     except FileNotFoundError:
         return False
 
 
-def remove_store(url: str, storage_options: dict | None = None) -> None:
+def remove_store(url, storage_options: dict | None = None) -> None:
     """Delete everything in the store at ``url`` but its lock (no-op when absent)."""
-    fs, path = filesystem(url, storage_options)
-    if not fs.exists(path):
-        return
-    if not fs.isdir(path):
-        fs.rm(path)
-        return
-    children = [c for c in fs.ls(path, detail=False)
-                if not c.rstrip("/").rsplit("/", 1)[-1].startswith(LOCK_NAME)]
-    if children:
-        fs.rm(children, recursive=True)
+    h = as_store(url, storage_options)
+    h.forget()
+    fs, path = h.fs, h.root
+
+    def remove():
+        if not fs.exists(path):
+            return
+        if not fs.isdir(path):
+            fs.rm(path)
+            return
+        children = [c for c in fs.ls(path, detail=False)
+                    if not c.rstrip("/").rsplit("/", 1)[-1].startswith(LOCK_NAME)]
+        if children:
+            fs.rm(children, recursive=True)
+        if h.remote:
+            fs.invalidate_cache(path)
+
+    h.retry(remove, what="removing the old store")
 
 
 def chunk_segments(n_segments: int, row_bytes: int, *, target_bytes: int = TARGET_CHUNK_BYTES,
@@ -153,99 +158,120 @@ def local_reads():
         yield
 
 
-def _write(url: str, ds: xr.Dataset, chunk: int, storage_options, mode: str) -> None:
-    if mode == "w":
-        # written aside, then moved in with zarr.json last (the store appears whole), and
-        # the lock of the run that writes it kept; to an object store, uploaded at once
-        # (many small requests are slow)
-        remote = is_url(url)
-        here = None if remote else Path(url.removeprefix("file://")).absolute()
-        if here is not None:
-            here.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(prefix=".emodist-template-",
-                                         dir=None if remote else here.parent) as tmp:
-            local = Path(tmp) / "store.zarr"
-            _write(str(local), ds, chunk, None, "w-")
-            remove_store(url, storage_options)
-            if here is None:
-                files = sorted(p for p in local.rglob("*") if p.is_file())
-                fs, root = filesystem(url, storage_options)
-                root = root.rstrip("/")
-                for part in ([p for p in files if p != local / "zarr.json"],
-                             [local / "zarr.json"]):
-                    fs.put([str(p) for p in part],
-                           [f"{root}/{p.relative_to(local).as_posix()}" for p in part])
-            else:
-                for p in sorted(local.iterdir(), key=lambda p: (p.name == "zarr.json", p)):
-                    p.rename(here / p.name)
-        return
-    mode = "w" if mode == "w-" else mode
+def _to_zarr(ds: xr.Dataset, target, **kwargs) -> None:
     with warnings.catch_warnings(), local_reads():  # older NumPy loads the string placeholders
         warnings.simplefilter("ignore")
-        ds.to_zarr(zarr_store(url, storage_options), mode=mode, compute=False,
-                   encoding=encoding(ds, chunk), consolidated=True, zarr_format=3)
+        ds.to_zarr(target, zarr_format=3, **kwargs)
 
 
-def create_store(url: str, ds: xr.Dataset, chunk: int, storage_options: dict | None = None) -> None:
+def _write_template(h: StoreHandle, ds: xr.Dataset, chunk: int) -> None:
+    """Write a new store's template aside, then move it in with ``zarr.json`` last.
+
+    The store appears whole: until its ``zarr.json`` is there it is no store
+    (:func:`store_exists`), and the next run writes the template again (a run
+    stopped by a full disk or a lost endpoint while writing it, restarted
+    without ``--overwrite``).  The lock of the run that writes it is kept.  To
+    an object store the files are uploaded at once (many small requests are
+    slow), each upload retried within the storage deadline.
+    """
+    import zarr.storage
+
+    here = None if h.remote else Path(h.local_path).absolute()
+    if here is not None:
+        here.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".emodist-template-",
+                                     dir=None if here is None else here.parent) as tmp:
+        local = Path(tmp) / "store.zarr"
+        _to_zarr(ds, zarr.storage.LocalStore(str(local)), mode="w", compute=False,
+                 encoding=encoding(ds, chunk), consolidated=True)
+        remove_store(h)
+        if here is None:
+            files = sorted(p for p in local.rglob("*") if p.is_file())
+            for part in ([p for p in files if p != local / "zarr.json"], [local / "zarr.json"]):
+                h.retry(h.fs.put, [str(p) for p in part],
+                        [h.path(p.relative_to(local).as_posix()) for p in part],
+                        what="uploading the store layout")
+            h.fs.invalidate_cache(h.root)
+        else:
+            for p in sorted(local.iterdir(), key=lambda p: (p.name == "zarr.json", p)):
+                p.rename(here / p.name)
+    h.forget()
+
+
+def create_store(url, ds: xr.Dataset, chunk: int, storage_options: dict | None = None) -> None:
     """Write the template ``ds`` at ``url``: coordinates, votes, statuses; no feature chunks."""
-    _write(str(url), ds, chunk, storage_options, "w")
+    _write_template(as_store(url, storage_options), ds, chunk)
 
 
-def add_groups(url: str, ds: xr.Dataset, chunk: int, storage_options: dict | None = None) -> None:
+def add_groups(url, ds: xr.Dataset, chunk: int, storage_options: dict | None = None) -> None:
     """Add the group variables of ``ds`` (from :func:`layout.group_variables`) to a store.
 
     The store's attributes are kept (xarray would replace them with ``ds.attrs``).
+    An interrupted addition is redone by the next run: the groups are recorded
+    in the ``feature_groups`` attribute only after their arrays are written.
     """
-    kept = dict(open_group(url, storage_options).attrs)
-    _write(str(url), ds.assign_attrs(kept), chunk, storage_options, "a")
+    h = as_store(url, storage_options)
+    kept = dict(open_group(h).attrs)
+    h.retry(_to_zarr, ds.assign_attrs(kept), h.zarr_store, mode="a", compute=False,
+            encoding=encoding(ds, chunk), consolidated=True, what="adding groups")
+    h.forget()
 
 
-def replace_variables(url: str, ds: xr.Dataset, storage_options: dict | None = None) -> None:
+def replace_variables(url, ds: xr.Dataset, storage_options: dict | None = None) -> None:
     """Write the variables of ``ds`` into a store, replacing any of the same names.
 
     For results derived from the segments (a model's per-track results), on
     dimensions of their own; the store's attributes are kept and the metadata
     consolidated again.
     """
-    import zarr
-
-    target = zarr_store(url, storage_options)
+    h = as_store(url, storage_options)
+    g = open_group(h, mode="r+")
+    kept = dict(g.attrs)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = zarr.open_group(target, mode="r+")
-        kept = dict(g.attrs)
         for key in list(ds.variables):
             if key in g:
                 del g[key]
-        ds.assign_attrs(kept).to_zarr(target, mode="a", consolidated=True, zarr_format=3)
+    h.forget()
+    _to_zarr(ds.assign_attrs(kept), h.zarr_store, mode="a", consolidated=True)
+    h.forget()
 
 
-def open_group(url: str, storage_options: dict | None = None, mode: str = "r"):
-    """The store's root :class:`zarr.Group`.
+def open_group(url, storage_options: dict | None = None, mode: str = "r"):
+    """The store's root :class:`zarr.Group` (the handle's, opened once per run).
+
+    Parameters
+    ----------
+    url : StoreHandle or str
+        The store.
+    storage_options : dict, optional
+        Filesystem options of a location.
+    mode : {"r", "r+"}
+        ``"r+"`` for a group that is written (a handle made read-only refuses it).
 
     Raises
     ------
     StoreError
         Nothing usable at ``url``.
     """
-    import zarr
-
+    h = as_store(url, storage_options, read_only=(mode == "r"))
+    if mode != "r" and h.read_only:
+        h = StoreHandle(h.url, h.storage_options, deadline=h.deadline)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return zarr.open_group(zarr_store(url, storage_options, read_only=(mode == "r")),
-                                   mode=mode)
+        with storage_faults(h, deadline=h.deadline, known=("GroupNotFoundError",)):
+            return h.group()
     except (FileNotFoundError, KeyError, ValueError):
-        raise StoreError(f"{url}: not a feature store") from None
+        raise StoreError(f"{h}: not a feature store") from None
     except Exception as exc:  # zarr raises its own types for missing groups
-        if type(exc).__name__ in ("GroupNotFoundError", "NodeTypeValidationError"):
-            raise StoreError(f"{url}: not a feature store") from None
+        if type(exc).__name__ == "NodeTypeValidationError":
+            raise StoreError(f"{h}: not a feature store") from None
         raise
 
 
-def drop_groups(url: str, names, storage_options: dict | None = None) -> None:
+def drop_groups(url, names, storage_options: dict | None = None) -> None:
     """Delete the variables of feature groups (to replace them)."""
-    g = open_group(url, storage_options, mode="r+")
+    h = as_store(url, storage_options)
+    g = open_group(h, mode="r+")
     groups = dict(g.attrs.get("feature_groups") or {})
     for name in names:
         for var in (name, layout.status_name(name), layout.feature_dim(name)):
@@ -253,7 +279,7 @@ def drop_groups(url: str, names, storage_options: dict | None = None) -> None:
                 del g[var]
         groups.pop(name, None)
     g.attrs["feature_groups"] = groups
-    finish_store(url, {}, storage_options)
+    finish_store(h, {})
 
 
 @dataclass
@@ -280,7 +306,7 @@ class StoreState:
     chunk: int
 
 
-def read_state(url: str, storage_options: dict | None = None) -> StoreState:
+def read_state(url, storage_options: dict | None = None) -> StoreState:
     """The :class:`StoreState` of the store at ``url``."""
     g = open_group(url, storage_options)
     attrs = dict(g.attrs)
@@ -301,12 +327,13 @@ def _status_arrays(g, names) -> tuple[dict, int | None]:
     return status, chunk
 
 
-def read_status(url: str, names, storage_options: dict | None = None) -> dict:
+def read_status(url, names, storage_options: dict | None = None) -> dict:
     """The status arrays of the groups ``names`` that the store at ``url`` has."""
-    return _status_arrays(open_group(url, storage_options), names)[0]
+    h = as_store(url, storage_options)
+    return h.retry(lambda: _status_arrays(open_group(h), names)[0], what="reading statuses")
 
 
-def read_region(url: str, start: int, stop: int, names,
+def read_region(url, start: int, stop: int, names,
                 storage_options: dict | None = None) -> tuple[dict, dict]:
     """The stored values and status of the groups ``names`` at segments ``[start, stop)``.
 
@@ -324,24 +351,47 @@ def read_region(url: str, start: int, stop: int, names,
     StoreError
         A group the store does not hold.
     """
-    g = open_group(url, storage_options)
+    h = as_store(url, storage_options)
+    with storage_faults(h, deadline=h.deadline):
+        g = open_group(h)
     values, status = {}, {}
     for name in names:
         if name not in g or layout.status_name(name) not in g:
-            raise StoreError(f"{url}: holds no group {name!r}")
-        values[name] = np.asarray(g[name][int(start):int(stop)], np.float32)
-        status[name] = np.asarray(g[layout.status_name(name)][int(start):int(stop)], np.int8)
+            raise StoreError(f"{h}: holds no group {name!r}")
+        with storage_faults(h, deadline=h.deadline):
+            values[name], status[name] = h.retry(
+                lambda n=name: (
+                    np.asarray(g[n][int(start):int(stop)], np.float32),
+                    np.asarray(g[layout.status_name(n)][int(start):int(stop)], np.int8)),
+                what="reading a region")
     return values, status
 
 
-def write_region(url: str, start: int, stop: int, values: dict, status: dict,
+def _region_write(h: StoreHandle, part: xr.Dataset, region: dict, what: str) -> None:
+    """One region write through xarray, retried within the storage deadline.
+
+    A storage fault (:mod:`emodist.store.faults`) is one line naming the store.
+    """
+    try:
+        with storage_faults(h, deadline=h.deadline):
+            h.retry(_to_zarr, part, h.zarr_store, region=region, mode="r+",
+                    consolidated=False, what=what)
+    except ValueError as exc:  # a region that is not one whole chunk, an unknown variable
+        if "GroupNotFoundError" in {c.__name__ for c in type(exc).__mro__}:
+            raise
+        bounds = region[layout.SEGMENT]
+        raise StoreError(f"{h}: cannot write {what} at [{bounds.start}, {bounds.stop}): "
+                         f"{exc}") from None
+
+
+def write_region(url, start: int, stop: int, values: dict, status: dict,
                  storage_options: dict | None = None) -> None:
     """Write one chunk-aligned slice ``[start, stop)`` of some groups, through xarray.
 
     Parameters
     ----------
-    url : str
-        Store location.
+    url : StoreHandle or str
+        The store.
     start, stop : int
         Slice along ``segment``; one whole chunk of the store.
     values : dict of str to numpy.ndarray
@@ -349,24 +399,19 @@ def write_region(url: str, start: int, stop: int, values: dict, status: dict,
     status : dict of str to numpy.ndarray
         Group name -> ``(stop - start,)`` int8 status, written after the values.
     storage_options : dict, optional
-        Filesystem options.
+        Filesystem options of a location.
     """
-    target = zarr_store(url, storage_options)
+    h = as_store(url, storage_options)
     region = {layout.SEGMENT: slice(int(start), int(stop))}
     feats = xr.Dataset({name: ((layout.SEGMENT, layout.feature_dim(name)),
                                np.asarray(block, np.float32)) for name, block in values.items()})
     marks = xr.Dataset({layout.status_name(name): ((layout.SEGMENT,), np.asarray(s, np.int8))
                         for name, s in status.items()})
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            feats.to_zarr(target, region=region, mode="r+", consolidated=False, zarr_format=3)
-            marks.to_zarr(target, region=region, mode="r+", consolidated=False, zarr_format=3)
-        except ValueError as exc:  # a region that is not one whole chunk, an unknown variable
-            raise StoreError(f"{url}: cannot write [{start}, {stop}): {exc}") from None
+    _region_write(h, feats, region, "the values")
+    _region_write(h, marks, region, "the statuses")
 
 
-def write_plan_region(url: str, start: int, variables: dict,
+def write_plan_region(url, start: int, variables: dict,
                       storage_options: dict | None = None) -> None:
     """Write per-segment coordinates or vote profiles at ``[start, start + m)``, through xarray.
 
@@ -380,57 +425,58 @@ def write_plan_region(url: str, start: int, variables: dict,
     m = len(next(iter(variables.values())))
     part = xr.Dataset({name: var for name, var in variables.items()})
     part = part.drop_indexes(list(part.xindexes))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            part.to_zarr(zarr_store(url, storage_options),
-                         region={layout.SEGMENT: slice(int(start), int(start) + m)}, mode="r+",
-                         consolidated=False, zarr_format=3)
-        except ValueError as exc:
-            raise StoreError(f"{url}: cannot write the plan at [{start}, {start + m}): "
-                             f"{exc}") from None
+    _region_write(as_store(url, storage_options), part,
+                  {layout.SEGMENT: slice(int(start), int(start) + m)}, "the plan")
 
 
-def plan_pending(url: str, storage_options: dict | None = None) -> bool:
+def plan_pending(url, storage_options: dict | None = None) -> bool:
     """Whether the store's segment coordinates are still being written (or never were)."""
     return bool(open_group(url, storage_options).attrs.get(layout.PLAN_PENDING, False))
 
 
-def finish_plan(url: str, storage_options: dict | None = None) -> None:
+def finish_plan(url, storage_options: dict | None = None) -> None:
     """Mark the store's segment plan complete (:data:`layout.PLAN_PENDING` removed)."""
-    import zarr
-
+    h = as_store(url, storage_options)
+    g = open_group(h, mode="r+")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        g = zarr.open_group(zarr_store(url, storage_options), mode="r+")
         if layout.PLAN_PENDING in g.attrs:
-            del g.attrs[layout.PLAN_PENDING]
-    finish_store(url, {}, storage_options)
+            h.retry(g.attrs.__delitem__, layout.PLAN_PENDING, what="finishing the plan")
+    finish_store(h, {})
 
 
-def read_rows(url: str, start: int, stop: int, storage_options: dict | None = None) -> tuple:
+def read_rows(url, start: int, stop: int, storage_options: dict | None = None) -> tuple:
     """``(track_id, path, start_s, duration_s)`` columns of segments ``[start, stop)``.
 
     What a chunk task of a store planned on the workers reads instead of
     carrying its rows.
     """
-    g = open_group(url, storage_options)
+    h = as_store(url, storage_options)
     sl = slice(int(start), int(stop))
-    return (layout.decode_strings(g["track_id"][sl]), layout.decode_strings(g["path"][sl]),
-            np.asarray(g["start_s"][sl], np.float64), np.asarray(g["duration_s"][sl], np.float64))
+    with storage_faults(h, deadline=h.deadline):
+        g = open_group(h)
+        return h.retry(lambda: (
+            layout.decode_strings(g["track_id"][sl]), layout.decode_strings(g["path"][sl]),
+            np.asarray(g["start_s"][sl], np.float64), np.asarray(g["duration_s"][sl], np.float64)),
+            what="reading the segment rows")
 
 
-def finish_store(url: str, attrs: dict, storage_options: dict | None = None) -> None:
+def finish_store(url, attrs: dict, storage_options: dict | None = None) -> None:
     """Update store attributes and re-consolidate the metadata."""
     import zarr
 
-    store = zarr_store(url, storage_options)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        g = zarr.open_group(store, mode="r+")
-        if attrs:
-            g.attrs.update(attrs)
-        zarr.consolidate_metadata(store)
+    h = as_store(url, storage_options)
+
+    def finish():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            g = open_group(h, mode="r+")
+            if attrs:
+                g.attrs.update(attrs)
+            zarr.consolidate_metadata(h.zarr_store)
+
+    h.retry(finish, what="recording the run")
+    h.forget()
 
 
 def merge_failures(old: list[dict], new: list[dict]) -> list[dict]:

@@ -52,7 +52,7 @@ IDEAS = {
     "out": "--out", "quiet": "--quiet", "workers": "--workers", "features": "--features",
     "columns": "--columns", "scheduler": "--scheduler", "scheduler_file": "--scheduler-file",
     "storage_options": "--storage-options", "overwrite": "--overwrite", "seed": "--seed",
-    "label_rule": "--label-rule",
+    "label_rule": "--label-rule", "storage_deadline": "--storage-deadline",
 }
 #: Spellings no command shows any more.
 RETIRED = {"--jobs", "--no-progress", "--output", "-o", "--csv", "--force",
