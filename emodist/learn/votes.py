@@ -53,6 +53,7 @@ __all__ = [
     "summary_lines",
     "vote_report_markdown",
     "vote_tags",
+    "vote_targets",
     "write_vote_report",
 ]
 
@@ -157,6 +158,43 @@ def _column_targets(data: VoteData, names, profile: str) -> np.ndarray:
     return np.column_stack(cols)
 
 
+def vote_targets(data: VoteData, names, profile: str = "listener") -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The continuous targets of each segment, and which segments have all of them.
+
+    Parameters
+    ----------
+    data : VoteData
+    names : sequence of str
+        ``["shares"]`` (the nine shares of ``profile``) or emotions /
+        per-segment numeric store variables.
+    profile : {"listener", "mean"}
+
+    Returns
+    -------
+    Y : numpy.ndarray, shape (n, n_targets)
+    names : list of str
+        The target columns.
+    keep : numpy.ndarray of bool, shape (n,)
+        Segments with a finite value of every target.
+
+    Raises
+    ------
+    EmodistError
+        A name that is neither an emotion nor a numeric per-segment variable.
+    StoreError
+        No segment has every target.
+    """
+    names = list(names)
+    if names == ["shares"]:
+        Y, tnames = data.profiles[profile], list(data.emotions)
+    else:
+        Y, tnames = _column_targets(data, names, profile), names
+    keep = np.isfinite(Y).all(axis=1)
+    if not keep.any():
+        raise StoreError("no evaluated segment has a finite value of every target")
+    return Y, tnames, keep
+
+
 def evaluate_votes(store, *, target="shares", features=None, presets=None, n_folds: int = 5,
                    seed: int = 0, profile: str = "listener", tag_rule: str = "top3", k: int = 3,
                    min_share: float = 0.5, min_tracks: int = 10, inner_folds: int = 4,
@@ -219,13 +257,7 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
                                              presets=presets or ("logistic-regression",), seed=seed,
                                              inner_folds=inner_folds, min_tracks=min_tracks)
     else:
-        if names == ["shares"]:
-            Y, tnames = data.profiles[profile], list(data.emotions)
-        else:
-            Y, tnames = _column_targets(data, names, profile), names
-        keep = np.isfinite(Y).all(axis=1)
-        if not keep.any():
-            raise StoreError("no evaluated segment has a finite value of every target")
+        Y, tnames, keep = vote_targets(data, names, profile)
         config["joint"] = joint
         for name, X in data.X.items():
             sets[name] = evaluate_regression(
