@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -48,6 +48,7 @@ __all__ = [
     "VOTE_TARGETS",
     "VoteData",
     "evaluate_votes",
+    "json_safe",
     "load_vote_data",
     "run_votes",
     "summary_lines",
@@ -85,6 +86,10 @@ class VoteData:
         The opened store (for other target variables).
     index : numpy.ndarray of int
         Store positions of the rows.
+    sets : list of FeatureSet
+        The resolved feature sets (:func:`emodist.learn.data.resolve_feature_sets`).
+    group_by : str
+        What the folds' groups are (:func:`emodist.learn.folds.fold_groups`).
     """
 
     X: dict[str, np.ndarray]
@@ -96,6 +101,8 @@ class VoteData:
     emotions: tuple[str, ...]
     ds: object
     index: np.ndarray
+    sets: list = field(default_factory=list)
+    group_by: str = "track_id"
 
 
 def load_vote_data(store, features=None, storage_options: dict | None = None) -> VoteData:
@@ -121,10 +128,11 @@ def load_vote_data(store, features=None, storage_options: dict | None = None) ->
     index = np.array([pos[s] for s in data.segment_id], dtype=np.int64)
     profiles = {p: np.asarray(ds[v].isel({SEGMENT: index}).values, np.float64)
                 for p, v in (("listener", "votes"), ("mean", "votes_mean"))}
-    groups, _ = fold_groups(data.group, data.track_id)
+    groups, group_by = fold_groups(data.group, data.track_id)
     return VoteData(X=data.X, track_id=data.track_id, segment_id=data.segment_id,
                     groups=np.asarray(groups, dtype=object), labels=data.y, profiles=profiles,
-                    emotions=tuple(data.emotions), ds=ds, index=index)
+                    emotions=tuple(data.emotions), ds=ds, index=index, sets=list(data.sets),
+                    group_by=group_by)
 
 
 def vote_tags(data: VoteData, *, rule: str = "top3", profile: str = "listener", k: int = 3,
@@ -274,13 +282,14 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
 # --------------------------------------------------------------------------
 
 
-def _json_safe(obj):
+def json_safe(obj):
+    """``obj`` with numpy values as Python ones and NaN as ``None`` (JSON without NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         return None if math.isnan(float(obj)) else float(obj)
     if isinstance(obj, np.integer):
@@ -349,7 +358,7 @@ def write_vote_report(report: dict, out_dir) -> tuple[Path, Path]:
         name: {**res, "results": [{k: v for k, v in r.items() if k not in ("pred", "scores")}
                                   for r in res["results"]]}
         for name, res in report["sets"].items()}}
-    slim = _json_safe(slim)
+    slim = json_safe(slim)
     (out / "report.json").write_text(json.dumps(slim, indent=1))
     (out / "report.md").write_text(vote_report_markdown(slim))
     return out / "report.json", out / "report.md"
