@@ -530,6 +530,23 @@ def _float32_front(model: onnx.ModelProto, inner: str) -> onnx.ModelProto:
     return model
 
 
+def _convert(model, n_features: int, name: str, options: dict | None = None) -> onnx.ModelProto:
+    """skl2onnx's graph of ``model`` (double input) behind the ``float32`` input, checked."""
+    register_converters()
+    inner = INPUT_NAME + "_double"
+    graph = convert_sklearn(model, name=name,
+                            initial_types=[(inner, DoubleTensorType([None, int(n_features)]))],
+                            options=options, target_opset=dict(OPSET))
+    graph = _float32_front(graph, inner)
+    onnx.checker.check_model(graph)
+    return graph
+
+
+def _last_step(pipeline, wrap) -> Pipeline:
+    """``pipeline`` with its last step wrapped for conversion (``wrap(step)``)."""
+    return Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], wrap(pipeline.steps[-1][1]))])
+
+
 def to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> onnx.ModelProto:
     """Convert a fitted preset pipeline to ONNX (``float32`` in, double inside).
 
@@ -553,18 +570,9 @@ def to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> onnx.ModelPr
     RuntimeError
         skl2onnx has no converter for a step.
     """
-    register_converters()
-    last = pipeline.steps[-1][1]
-    if _compares_float32(last):
-        pipeline = Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], Float32Input(last))])
-    inner = INPUT_NAME + "_double"
-    model = convert_sklearn(pipeline, name=name,
-                            initial_types=[(inner, DoubleTensorType([None, int(n_features)]))],
-                            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
-                            target_opset=dict(OPSET))
-    model = _float32_front(model, inner)
-    onnx.checker.check_model(model)
-    return model
+    if _compares_float32(pipeline.steps[-1][1]):
+        pipeline = _last_step(pipeline, Float32Input)
+    return _convert(pipeline, n_features, name, {id(pipeline.steps[-1][1]): {"zipmap": False}})
 
 
 def regression_to_onnx(model: ColumnRegressors, *, n_features: int,
@@ -587,14 +595,7 @@ def regression_to_onnx(model: ColumnRegressors, *, n_features: int,
         ``values``), ``(n, n_targets)`` double, column ``j`` the prediction
         of ``model.estimators[j]``.
     """
-    register_converters()
-    inner = INPUT_NAME + "_double"
-    graph = convert_sklearn(model, name=name,
-                            initial_types=[(inner, DoubleTensorType([None, int(n_features)]))],
-                            target_opset=dict(OPSET))
-    graph = _float32_front(graph, inner)
-    onnx.checker.check_model(graph)
-    return graph
+    return _convert(model, n_features, name)
 
 
 def multilabel_to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> onnx.ModelProto:
@@ -615,18 +616,9 @@ def multilabel_to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> o
         Input :data:`INPUT_NAME`; outputs the 0/1 tag matrix and the per-tag
         probabilities (:func:`onnx_outputs`), each ``(n, n_tags)``.
     """
-    register_converters()
-    last = pipeline.steps[-1][1]
-    if isinstance(last, MLPClassifier):
-        pipeline = Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], MultilabelMLP(last))])
-    inner = INPUT_NAME + "_double"
-    graph = convert_sklearn(pipeline, name=name,
-                            initial_types=[(inner, DoubleTensorType([None, int(n_features)]))],
-                            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
-                            target_opset=dict(OPSET))
-    graph = _float32_front(graph, inner)
-    onnx.checker.check_model(graph)
-    return graph
+    if isinstance(pipeline.steps[-1][1], MLPClassifier):
+        pipeline = _last_step(pipeline, MultilabelMLP)
+    return _convert(pipeline, n_features, name, {id(pipeline.steps[-1][1]): {"zipmap": False}})
 
 
 def onnx_outputs(model: onnx.ModelProto) -> dict:

@@ -10,6 +10,8 @@ shares only where they apply.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -76,7 +78,7 @@ def test_segment_outputs_are_the_models_on_the_stored_features(predicted, models
     X = ds["handcrafted"].sel(handcrafted_feature=model.feature_names).values
     done = ds[f"{name}_status"].values == 1
     assert done.sum() == 8  # 4 tracks of two 4 s segments
-    want = run_onnx(open(model.onnx_path, "rb").read(), X[done])
+    want = run_onnx(Path(model.onnx_path).read_bytes(), X[done])
     np.testing.assert_allclose(ds[name].values[done], want, atol=1e-5)
     tid = ds["track_id"].values.astype(str)
     tracks = ds[f"{name}_track"].values.astype(str)
