@@ -345,8 +345,10 @@ def describe_trained(model: TrainedModel) -> list[str]:
                  f"{model.input_name} {model.input_dtype} (n, {len(model.feature_names)}); outputs "
                  + ", ".join(f"{k}={v}" for k, v in model.outputs.items()))
     if t := c.get("training"):
+        how = (f"label rule {c['label_rule']}" if c.get("label_rule") else
+               f"vote profile {(c.get('cv') or {}).get('profile')}")
         lines.append(f"  trained on: {t.get('dataset') or '?'}: {t.get('n_tracks')} tracks, "
-                     f"{t.get('n_segments')} segments; label rule {c.get('label_rule')}")
+                     f"{t.get('n_segments')} segments; {how}")
         if counts := t.get("class_counts"):
             lines.append("  class counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     cv = c.get("cv") or {}
