@@ -169,3 +169,15 @@ def test_class_training_cv_is_evaluate_of_its_recorded_spec(store, tmp_path):
             assert model.card["cv"][level][metric]["folds"] == pytest.approx(row[level][metric]["folds"])
     assert model.card["cv"]["segment"]["confusion"]["counts"] == row["segment"]["confusion"]["counts"]
     assert report["folds"]["fold"]  # the same folds: the card's figures equal fold by fold
+
+
+def test_run_refuses_a_vote_target_before_extracting(tmp_path, capsys):
+    from emodist.cli import main
+
+    (tmp_path / "music").mkdir()
+    store = tmp_path / "s.zarr"
+    assert main(["run", str(tmp_path / "music"), "--store", str(store), "--target", "shares",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--target" in err[0] and "emodist evaluate" in err[0]
+    assert not store.exists()
