@@ -473,9 +473,7 @@ def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, **_) -> dict:
         ds = ds.isel(segment=keep)
     names = [spec.target] if isinstance(spec.target, str) else list(spec.target)
     t0 = time.perf_counter()
-    report = evaluate_votes(ds, target=names, features=spec.features[0], presets=[preset.key],
-                            n_folds=spec.folds, seed=spec.seed, profile=profile,
-                            min_tracks=min_tracks, inner_folds=INNER_FOLDS)
+    report = evaluate_votes(ds, spec, profile=profile, min_tracks=min_tracks, inner_folds=INNER_FOLDS)
     cv_seconds = time.perf_counter() - t0
     data = load_vote_data(ds, spec.features[0])
     fs = data.sets[0]

@@ -40,9 +40,10 @@ from emodist.learn.data import SEGMENT, load_data, open_dataset
 from emodist.learn.folds import fold_groups, make_folds
 from emodist.learn.multilabel import evaluate_multilabel, threshold_tags, top_k_tags
 from emodist.learn.regression import REGRESSION_METRICS, evaluate_regression
-from emodist.learn.spec import check_choice
+from emodist.learn.spec import EvaluationSpec, check_choice, target_kind
 
 __all__ = [
+    "DEFAULT_PRESETS",
     "PROFILES",
     "TAG_RULES",
     "VOTE_TARGETS",
@@ -64,6 +65,8 @@ PROFILES = ("listener", "mean")
 TAG_RULES = ("top3", "threshold")
 #: The targets of :func:`evaluate_votes` beyond per-segment variables.
 VOTE_TARGETS = ("shares", "tags")
+#: Presets evaluated when none are given, per kind of target.
+DEFAULT_PRESETS = {"regression": ("ridge",), "multilabel": ("logistic-regression",)}
 
 
 @dataclass
@@ -203,7 +206,8 @@ def vote_targets(data: VoteData, names, profile: str = "listener") -> tuple[np.n
     return Y, tnames, keep
 
 
-def evaluate_votes(store, *, target="shares", features=None, presets=None, n_folds: int = 5,
+def evaluate_votes(store, spec: EvaluationSpec | None = None, *, target="shares", features=None,
+                   presets=None, n_folds: int = 5,
                    seed: int = 0, profile: str = "listener", tag_rule: str = "top3", k: int = 3,
                    min_share: float = 0.5, min_tracks: int = 10, inner_folds: int = 4,
                    joint: bool = False, plots_dir=None) -> dict:
@@ -212,6 +216,10 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
     Parameters
     ----------
     store : str or xarray.Dataset
+    spec : EvaluationSpec, optional
+        What to evaluate (a ``shares``, ``tags`` or column target); without
+        it ``target``, ``features``, ``presets``, ``n_folds`` and ``seed``
+        make one.  It is recorded in the result (``evaluation_spec``).
     target : str or sequence of str
         ``"shares"``, ``"tags"``, or names of emotions / per-segment store
         variables (regression targets).
@@ -242,17 +250,25 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
     -------
     dict
         ``kind`` (``"regression"`` / ``"multilabel"``), ``config``,
+        ``evaluation_spec`` (:meth:`EvaluationSpec.to_dict
+        <emodist.learn.spec.EvaluationSpec.to_dict>`),
         ``n_segments``, ``n_tracks`` and ``sets``: feature-set name -> the
         output of :func:`~emodist.learn.regression.evaluate_regression` or
         :func:`~emodist.learn.multilabel.evaluate_multilabel`.
     """
-    names = [target] if isinstance(target, str) else list(target)
+    if spec is None:
+        spec = EvaluationSpec(features=features, target=target, folds=n_folds, seed=seed,
+                              classifiers=presets or DEFAULT_PRESETS.get(target_kind(target)),
+                              ceiling=False)
+    kind = spec.kind
+    if kind not in DEFAULT_PRESETS:
+        raise EmodistError(f"target {spec.target} is a class target; evaluate it with run_evaluate",
+                           param="target")
+    names = [spec.target] if isinstance(spec.target, str) else list(spec.target)
+    features, presets, n_folds, seed = spec.features, spec.classifiers, spec.folds, spec.seed
     check_choice("profile", profile, PROFILES)
-    if not names:
-        raise EmodistError("no target given", param="target")
     data = load_vote_data(store, features)
     folds = make_folds(data.labels, data.groups, n_folds, seed, unit="tracks")
-    kind = "multilabel" if names == ["tags"] else "regression"
     config = {"target": names, "profile": profile, "n_folds": n_folds, "seed": seed,
               "inner_folds": inner_folds}
     sets = {}
@@ -262,7 +278,7 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
         for name, X in data.X.items():
             sets[name] = evaluate_multilabel(X, T, names=data.emotions, groups=data.groups, folds=folds,
                                              tracks=data.track_id,
-                                             presets=presets or ("logistic-regression",), seed=seed,
+                                             presets=presets, seed=seed,
                                              inner_folds=inner_folds, min_tracks=min_tracks)
     else:
         Y, tnames, keep = vote_targets(data, names, profile)
@@ -270,11 +286,11 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
         for name, X in data.X.items():
             sets[name] = evaluate_regression(
                 X[keep], Y[keep], names=tnames, groups=data.groups[keep], folds=folds[keep],
-                tracks=data.track_id[keep], presets=presets or ("ridge",), seed=seed,
+                tracks=data.track_id[keep], presets=presets, seed=seed,
                 inner_folds=inner_folds, joint=joint,
                 plots_dir=None if plots_dir is None else Path(plots_dir) / name)
-    return {"kind": kind, "config": config, "n_segments": len(folds),
-            "n_tracks": len(np.unique(data.track_id)), "sets": sets}
+    return {"kind": kind, "config": config, "evaluation_spec": spec.to_dict(),
+            "n_segments": len(folds), "n_tracks": len(np.unique(data.track_id)), "sets": sets}
 
 
 # --------------------------------------------------------------------------
