@@ -554,7 +554,10 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
     dict
         ``features``, ``classifier``, ``target``, ``folds``, ``seed``,
         ``label_rule``, ``store`` (the report's store URL) and
-        ``chosen_from`` (report, metric, value, rank among all rows).
+        ``chosen_from`` (report, metric, value, rank among all rows).  A
+        shares, columns or tags report (:func:`emodist.learn.votes.run_votes`)
+        ranks by segment R² or macro ROC-AUC (``rank_by`` is for classes) and
+        adds ``profile`` and ``min_tracks``; it names no store.
 
     Raises
     ------
@@ -573,6 +576,8 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
                 report = json.load(f)
         except (OSError, ValueError) as exc:
             raise EmodistError(f"{path}: not a readable evaluation report ({exc})", param="from_report") from None
+    if report.get("kind") in ("regression", "multilabel"):
+        return _best_vote_row(report, path)
     settings = report.get("settings") or {}
     target = settings.get("target", "class")
     allowed = EXPORTABLE_DISTRIBUTION if target == "distribution" else EXPORTABLE
@@ -600,6 +605,39 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
             }
     raise EmodistError(f"{path or 'the report'} has no row with an exportable preset "
                          f"({', '.join(allowed)}) without class weights", param="from_report")
+
+
+def _best_vote_row(report: dict, path) -> dict:
+    """The best exportable row of a shares, columns or tags report (``emodist.learn.votes``).
+
+    Regression rows rank by the segment R² (fold mean, averaged over the
+    targets), tag rows by the segment macro ROC-AUC; every feature set's rows
+    compete.
+    """
+    kind = report["kind"]
+    spec = EvaluationSpec.from_dict(report.get("evaluation_spec") or {"target": report["config"]["target"]})
+    config = report.get("config") or {}
+    metric = "r2" if kind == "regression" else "roc_auc_macro"
+
+    def value(row):
+        seg = row["metrics"]["segment"]
+        v = seg["mean"]["r2"] if kind == "regression" else seg["roc_auc_macro"]["mean"]
+        return float("-inf") if v is None else float(v)
+
+    rows = sorted(((fs, r) for fs, res in report.get("sets", {}).items() for r in res["results"]),
+                  key=lambda fr: -value(fr[1]))
+    for rank, (fs, row) in enumerate(rows, 1):
+        if row["preset"] in exportable(kind):
+            return {"features": fs, "classifier": row["preset"], "target": spec.target,
+                    "folds": spec.folds, "seed": spec.seed, "label_rule": None,
+                    "profile": config.get("profile", "listener"),
+                    **({"min_tracks": config["min_tracks"]} if "min_tracks" in config else {}),
+                    "store": None,
+                    "chosen_from": {"report": path, "rank_by": metric, "value": value(row),
+                                    "rank": rank, "of": len(rows),
+                                    "skipped_above": [f"{f}/{r['preset']}" for f, r in rows[:rank - 1]]}}
+    raise EmodistError(f"{path or 'the report'} has no row with an exportable preset "
+                       f"({', '.join(exportable(kind))})", param="from_report")
 
 
 def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_jobs) -> dict:

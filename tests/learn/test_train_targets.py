@@ -182,3 +182,26 @@ def test_run_refuses_a_vote_target_before_extracting(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--target" in err[0] and "emodist evaluate" in err[0]
     assert not store.exists()
+
+
+def test_best_exportable_row_of_a_shares_report():
+    from emodist.learn.train import best_from_report
+
+    def row(preset, r2):
+        return {"preset": preset, "metrics": {"segment": {"mean": {"r2": r2}}}}
+
+    spec = EvaluationSpec(target="shares", classifiers=["ridge", "hist-gradient-boosting", "knn"],
+                          folds=4, seed=2, ceiling=False)
+    report = {"kind": "regression", "config": {"profile": "mean"}, "evaluation_spec": spec.to_dict(),
+              "sets": {"handcrafted": {"results": [row("hist-gradient-boosting", 0.40),
+                                                   row("ridge", 0.20)]},
+                       "musicnn_msd": {"results": [row("knn", 0.30), row("ridge", None)]}}}
+    best = best_from_report(report)
+    assert (best["features"], best["classifier"], best["target"]) == ("musicnn_msd", "knn", "shares")
+    assert (best["folds"], best["seed"], best["profile"]) == (4, 2, "mean")
+    assert best["chosen_from"]["rank"] == 2 and best["chosen_from"]["value"] == 0.30
+    assert best["chosen_from"]["skipped_above"] == ["handcrafted/hist-gradient-boosting"]
+    report["sets"] = {"handcrafted": {"results": [row("hist-gradient-boosting", 0.4)]}}
+    with pytest.raises(EmodistError, match="no row with an exportable preset") as info:
+        best_from_report(report)
+    assert info.value.param == "from_report"
