@@ -131,3 +131,30 @@ def test_python_api_trains_continuous_columns_of_a_store(root, tmp_path):
     with pytest.raises(EmodistError, match="neither an emotion nor a per-segment variable"):
         run_train(str(root / "features.zarr"), features="handcrafted", classifier="ridge",
                   target=["valence"], folds=4, out=tmp_path / "v", n_jobs=1)
+
+
+def test_a_numeric_store_variable_is_a_continuous_target(root, tmp_path):
+    """A per-segment column (valence, as annotations averaged per segment would give) is learnt."""
+    import shutil
+
+    import xarray as xr
+
+    from emodist.store.zarrio import replace_variables
+
+    store = str(tmp_path / "annotated.zarr")
+    shutil.copytree(root / "features.zarr", store)
+    ds = open_store(store)
+    X = ds["handcrafted"].values.astype(np.float64)
+    z = (X - X.mean(axis=0)) / (X.std(axis=0) + 1e-12)
+    valence = z[:, :5].mean(axis=1) + 0.05 * np.random.default_rng(0).normal(size=len(z))
+    replace_variables(store, xr.Dataset({"valence": (("segment",), valence)}))
+    model = run_train(store, features="handcrafted", classifier="ridge", target=["valence"],
+                      folds=4, out=tmp_path / "va", n_jobs=1)
+    assert model.kind == "regression" and model.classes == ("valence",)
+    assert model.card["target"] == {"kind": "regression", "name": "valence", "columns": ["valence"],
+                                    "profile": None}
+    cv = model.card["cv"]
+    learnt = cv["regression"]["segment"]["valence"]["r2"]["mean"]
+    baseline = cv["baseline"]["train_mean"]["segment"]["valence"]["r2"]["mean"]
+    assert baseline <= 0 < learnt - 0.2  # 32 segments, 131 features: well above the mean
+    assert model.card["onnx"]["check"]["max_abs_diff_vs_sklearn"] <= 1e-5
