@@ -38,7 +38,7 @@ from emodist._version import __version__
 from emodist.errors import EmodistError
 from emodist.features.base import check_name
 from emodist.learn import presets as clf
-from emodist.learn.calibration import calibration_report, reliability_figure
+from emodist.learn.calibration import calibration_report, reliability, reliability_figure
 from emodist.learn.data import load_data, open_dataset, store_info
 from emodist.learn.export import (
     EXPORTABLE,
@@ -513,7 +513,10 @@ def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, **_) -> dict:
         X = data.X[fs.name]
         model, picked = fit_tags(X, T[:, kept], data.groups, preset=preset, seed=spec.seed)
         chosen = [picked]
+        per_tag = {c: reliability(row["scores"][:, j], T[:, kept][:, j]) for j, c in enumerate(columns)}
         cv = json_safe({"multilabel": row["metrics"], "baseline": {"train_share": res["baseline"]},
+                        "calibration": {"per_tag": per_tag, "classwise_ece": float(
+                            np.mean([v["ece"] for v in per_tag.values()]))},
                         "chosen": row["chosen"], "dropped": dropped, "min_tracks": min_tracks,
                         **common})
         target = {"kind": "multilabel", "name": "tags", "columns": columns, "rule": "top3",

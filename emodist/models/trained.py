@@ -373,9 +373,11 @@ def describe_trained(model: TrainedModel) -> list[str]:
                      f"macro {_pm(seg['pr_auc_macro'])}, micro {_pm(seg['pr_auc_micro'])}")
         if cv.get("dropped"):
             lines.append(f"  tags dropped (too few tracks): {', '.join(cv['dropped'])}")
+        if cal := cv.get("calibration"):
+            lines.append(f"  calibration (out of fold): mean per-tag ECE {_num(cal.get('classwise_ece'))}")
     if dist := cv.get("distribution"):
         lines.append(f"  distribution: mean JSD {dist['jsd']['mean']:.4f}, top-1 {_pct(dist['top1']['mean'])}")
-    if cal := cv.get("calibration"):
+    if (cal := cv.get("calibration")) and "ece" in cal:
         lines.append(f"  calibration (out of fold): ECE {cal.get('ece', float('nan')):.4f} "
                      f"(top label), class-wise {cal.get('classwise_ece', float('nan')):.4f}; "
                      f"diagram {cal.get('figure', '-')}")

@@ -17,6 +17,7 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from emodist.data.labels import GEMS
 from emodist.errors import EmodistError
 from emodist.learn.evaluate import run_evaluate
 from emodist.learn.export import (
@@ -154,6 +155,19 @@ def test_tags_model_card_and_figures_are_the_evaluations(store, tmp_path):
         assert 0.0 <= card["cv"]["multilabel"]["segment"][m]["mean"] <= 1.0
     assert card["onnx"]["check"]["max_abs_diff_vs_sklearn"] <= TOL
     assert "ROC-AUC" in "\n".join(describe_trained(model))
+    # per-tag calibration of the out-of-fold probabilities, for thresholds on them
+    T = vote_tags(load_vote_data(store, "handcrafted"))
+    S = res["results"][0]["scores"]
+    cal = card["cv"]["calibration"]["per_tag"]
+    assert list(cal) == res["tags"]
+    for j, tag in enumerate(res["tags"]):
+        truth = T[:, list(GEMS).index(tag)]
+        bins = cal[tag]["bins"]
+        assert sum(b["count"] for b in bins) == len(truth)
+        got = sum(b["count"] * abs(b["observed"] - b["predicted"]) for b in bins) / len(truth)
+        assert cal[tag]["ece"] == pytest.approx(got)
+        assert sum(b["count"] * b["observed"] for b in bins) == pytest.approx(truth.sum())
+        assert sum(b["count"] * b["predicted"] for b in bins) == pytest.approx(S[:, j].sum())
 
 
 def test_class_training_cv_is_evaluate_of_its_recorded_spec(store, tmp_path):
