@@ -18,8 +18,10 @@ from emodist.spec import BATCH_SIZE
 __all__ = ["BAR", "DESCRIPTION", "EXAMPLES", "cmd_predict", "print_tracks", "register",
            "write_table"]
 
-DESCRIPTION = """Recognise the emotion of new music with a model made by `emodist train`.
-With --store, the model's feature groups and its probabilities are written into that
+DESCRIPTION = """Recognise the emotion of new music with a model made by `emodist train`:
+class probabilities, predicted vote shares or valence/arousal values, or tag
+probabilities, whichever the model's target is.
+With --store, the model's feature groups and its outputs are written into that
 store on a Dask cluster (groups already there are reused; rerun to resume), with
 per-track results beside them.  Without --store, a few files are answered at once in
 this process: per segment and for each track."""
@@ -73,16 +75,30 @@ def _bar(p: float) -> str:
 
 
 def print_tracks(result, top: int, stream=None) -> None:
-    """Each track's three likeliest classes, with bars; one segment per line for one track."""
+    """Each track's outputs, with bars; one segment per line for one track.
+
+    Classes and tags: the three likeliest (with the dominant class; tags of
+    probability at least 0.5 listed); the nine GEMS shares of a regression:
+    the three largest predicted shares and the dominant emotion; other
+    continuous targets: every target's mean value.
+    """
     stream = stream or sys.stdout
     tracks = result.tracks
     shown = tracks if top <= 0 else tracks.head(top)
     classes = list(result.classes)
+    kind = getattr(result, "kind", "class")
+    ranked = "top3" in tracks  # probabilities or shares: the three largest, with bars
     for _, row in shown.iterrows():
-        probs = sorted(((row[c], c) for c in classes), reverse=True)[:3]
-        print(f"{row['track_id']}  ({int(row['n_segments'])} segments): {row['dominant']}",
-              file=stream)
-        for p, c in probs:
+        head = f"{row['track_id']}  ({int(row['n_segments'])} segments)"
+        if not ranked:
+            print(f"{head}: " + ", ".join(f"{c} {row[c]:.3f}" for c in classes), file=stream)
+            continue
+        if kind == "multilabel":
+            tags = [c for c in classes if row[c] >= 0.5]
+            print(f"{head}: tags {', '.join(tags) or '(none at 0.5)'}", file=stream)
+        else:
+            print(f"{head}: {row['dominant']}", file=stream)
+        for p, c in sorted(((row[c], c) for c in classes), reverse=True)[:3]:
             print(f"  {c:<18} {_bar(p)} {p:.2f}", file=stream)
     if top > 0 and len(tracks) > top:
         print(f"... {len(tracks) - top} more tracks (--top 0 shows all, --out writes them)",
@@ -90,6 +106,10 @@ def print_tracks(result, top: int, stream=None) -> None:
     if len(tracks) == 1:
         print("per segment:", file=stream)
         for _, seg in result.segments.iterrows():
+            if not ranked:
+                print(f"  {seg['start_s']:7.1f} s  " + ", ".join(f"{c} {seg[c]:.3f}" for c in classes),
+                      file=stream)
+                continue
             best = max(classes, key=lambda c: seg[c])
             print(f"  {seg['start_s']:7.1f} s  {best:<18} {_bar(seg[best])} {seg[best]:.2f}",
                   file=stream)

@@ -12,18 +12,19 @@ from emodist.cli.common import (
 )
 from emodist.cli.evaluate import flagged, maybe_client
 from emodist.errors import EmodistError
-from emodist.learn.spec import RANK_BY, TARGETS
+from emodist.learn.spec import EVALUATION_TARGETS, RANK_BY
 from emodist.spec import LABEL_RULES
 
 __all__ = ["cmd_train", "register"]
 
-DESCRIPTION = """Fit one classifier preset's whole pipeline (scaling, model) on every usable
+DESCRIPTION = """Fit one preset's whole pipeline (scaling, model) on every usable
 segment of a store, run the same preset's grouped cross-validation to measure it
-(accuracy, balanced accuracy, macro-F1, track level, confusion, and calibration
-of the out-of-fold probabilities: ECE and a reliability diagram), and write
-MODEL_DIR/model.onnx (float32 features in, class probabilities out; loading it
-runs no code) with its card MODEL_DIR/model.json.  Show a card with
-`emodist model show MODEL_DIR`."""
+(classes: accuracy, balanced accuracy, macro-F1, track level, confusion, and
+calibration of the out-of-fold probabilities: ECE and a reliability diagram;
+continuous targets: R², RMSE, Pearson r, Spearman rho, CCC per target; tags:
+ROC-AUC and PR-AUC, macro and micro), and write MODEL_DIR/model.onnx (float32
+features in, probabilities or values out; loading it runs no code) with its card
+MODEL_DIR/model.json.  Show a card with `emodist model show MODEL_DIR`."""
 
 EXAMPLES = """examples:
   emodist train features.zarr --features handcrafted+musicnn_msd \\
@@ -32,6 +33,12 @@ EXAMPLES = """examples:
       --target factors --out models/factors/
   emodist train features.zarr --features musicnn_msd --target distribution \\
       --classifier soft-logistic-regression-in-fold-c --out models/distribution/
+  emodist train features.zarr --features musicnn_msd --target shares --classifier ridge \\
+      --out models/shares/
+  emodist train features.zarr --features musicnn_msd --target tags --classifier mlp \\
+      --out models/tags/
+  emodist train deam.zarr --features musicnn_msd --target valence arousal \\
+      --classifier gaussian-svr --out models/va/
   emodist train --from-report report/ --rank-by balanced_accuracy --out models/best/
   emodist train features.zarr --auto --features handcrafted musicnn_msd handcrafted+musicnn_msd \\
       --out models/auto/
@@ -40,7 +47,7 @@ EXAMPLES = """examples:
 
 #: Flags of :func:`emodist.learn.train.run_train`'s parameters that ``evaluate`` lacks.
 FLAGS = {"classifier": "--classifier", "out": "--out", "from_report": "--from-report",
-         "features": "--features"}
+         "features": "--features", "min_tracks": "--min-tracks"}
 
 
 def register(subparsers) -> None:
@@ -61,9 +68,15 @@ def register(subparsers) -> None:
                    help="choose feature set and preset by nested grouped CV (ranked by --rank-by) "
                    "inside each outer fold; the outer folds' figures go into the card; the final "
                    "choice is refit on everything")
-    p.add_argument("--target", choices=TARGETS, default=None,
-                   help="dominant emotion (default), dominant GEMS factor, or the 9-way vote "
-                   "distribution")
+    p.add_argument("--target", nargs="+", metavar="TARGET", default=None,
+                   help=f"{', '.join(EVALUATION_TARGETS)}, or continuous columns (valence "
+                   "arousal: emotions' shares or numeric per-segment store variables): the "
+                   "dominant emotion (default), the dominant GEMS factor, the 9-way vote "
+                   "distribution, the 9 vote shares (regression presets), each track's "
+                   "top-three emotions (multi-label presets)")
+    p.add_argument("--min-tracks", type=int, default=10, metavar="N",
+                   help="--target tags: tags with fewer than N positive (or negative) tracks are "
+                   "dropped and named in the card (default 10)")
     p.add_argument("--from-report", metavar="REPORT",
                    help="take features, preset, target, folds and seed from the best exportable "
                    "row of an `emodist evaluate` report (report.json or its folder)")
@@ -112,8 +125,16 @@ def _arguments(args) -> dict:
         if len(value) > 1:
             raise EmodistError(f"{flag}: one value (several are candidates of --auto)")
     return {"store": args.store, "features": args.features[0], "classifier": args.classifier[0],
-            "target": args.target or "class", "folds": 5 if args.folds is None else args.folds,
-            "seed": 0 if args.seed is None else args.seed, "label_rule": args.label_rule}
+            "target": _target(args.target), "folds": 5 if args.folds is None else args.folds,
+            "seed": 0 if args.seed is None else args.seed, "label_rule": args.label_rule,
+            "min_tracks": args.min_tracks}
+
+
+def _target(values):
+    """``--target``: one named target, or continuous columns (default ``class``)."""
+    if not values:
+        return "class"
+    return values[0] if len(values) == 1 else list(values)
 
 
 def cmd_train(args) -> int:
@@ -128,7 +149,7 @@ def cmd_train(args) -> int:
             raise EmodistError("--auto: not with --from-report")
         if not args.store:
             raise EmodistError("give a STORE to train on")
-        if args.target not in (None, "class"):
+        if args.target not in (None, ["class"]):
             raise EmodistError("--target: --auto predicts the dominant emotion (class) only")
         with flagged(FLAGS), maybe_client(args.scheduler, args.scheduler_file) as client:
             model = run_auto(args.store, features=args.features,

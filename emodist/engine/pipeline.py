@@ -111,6 +111,9 @@ def run_pipeline(dataset: str, store: str, out: str | None, spec: ExtractionSpec
     runtime = runtime or Runtime()
     if not isinstance(evaluation, EvaluationSpec):
         evaluation = EvaluationSpec(**(evaluation or {}))
+    if evaluation.kind not in ("class", "distribution"):  # before the extraction, too
+        raise EmodistError(f"run evaluates class, factor and distribution targets; evaluate "
+                           f"{evaluation.target!r} on the store with emodist evaluate", param="target")
     if out is not None:  # before the extraction: a bad --out is refused at once
         check_folder(out, storage_options=runtime.options("store"))
     with connect(runtime) as client:

@@ -5,11 +5,22 @@ into an extraction: the input groups exactly as the model was trained on them
 (each rebuilt from its recorded parameters and compared field by field, so a
 store written with another version, parameter or model hash is refused by
 name), plus the model's head (:class:`emodist.features.head.ModelHead`), which
-runs on the workers like any model group and writes ``MODEL(segment, class)``
-probabilities.  Groups already in the store are reused; the run is resumable.
-Per-track results (mean probability over the track's segments, the dominant
-class, and for GEMS emotions the three factor shares) are then written into the
-store beside them (:func:`write_track_results`).
+runs on the workers like any model group and writes ``MODEL(segment, output)``:
+class probabilities, a regression's values (one column per target) or a
+multi-label model's tag probabilities, the output coordinate
+``MODEL_feature`` naming the classes, target columns or tags.  Groups already
+in the store are reused; the run is resumable.  Per-track results are then
+written into the store beside them (:func:`write_track_results`):
+
+* classes (and distributions): the mean probability over the track's
+  segments, the dominant class, and for GEMS emotions the three factor shares;
+* continuous targets: the mean value over the track's segments.  When the
+  targets are the nine GEMS vote shares (``--target shares``) their argmax is
+  the dominant emotion, as the label rule reads it from the listeners' shares,
+  and the factor shares are the sums of their emotions' predicted shares (each
+  share predicted on its own, so they need not sum to 1);
+* tags: the mean probability of each tag; tags are not exclusive, so no
+  dominant tag and no factor shares.
 
 :func:`predict_files` answers for a few files at once in this process: no
 cluster, no store.
@@ -42,8 +53,8 @@ from emodist.store.handle import as_store
 from emodist.store.zarrio import replace_variables
 
 __all__ = ["FileValues", "PredictResult", "featurise_files", "input_group", "model_head",
-           "model_spec", "predict_files", "recorded_spec", "run_predict", "track_results",
-           "write_track_results"]
+           "model_kind", "model_spec", "predict_files", "recorded_spec", "run_predict",
+           "track_results", "write_track_results"]
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +68,14 @@ class PredictResult:
     model : str
         The model's name (its variable in the store).
     classes : tuple of str
-        The model's output columns.
+        The model's output columns (classes, target columns or tags).
     tracks : pandas.DataFrame
-        One row per track: ``track_id``, ``path``, ``n_segments``, one mean
-        probability column per class, ``dominant``, ``top3`` and, for GEMS
-        emotions, one share per factor.
+        One row per track (:func:`track_results`): ``track_id``, ``path``,
+        ``n_segments``, the mean of each output column and, where they apply,
+        ``dominant``, ``top3`` and one share per GEMS factor.
     segments : pandas.DataFrame
         One row per segment: ``segment_id``, ``track_id``, ``start_s`` and one
-        probability column per class.
+        column per output.
     extract : ExtractResult or None
         The extraction run (``None`` for :func:`predict_files`).
     seconds : float
@@ -78,6 +89,12 @@ class PredictResult:
     extract: ExtractResult | None = None
     seconds: float = 0.0
     failures: list = field(default_factory=list)
+    kind: str = "class"
+
+
+def model_kind(model) -> str:
+    """``class``, ``distribution``, ``regression`` or ``multilabel`` (a model without one: ``class``)."""
+    return getattr(model, "kind", "class")
 
 
 def _tupled(value):
@@ -161,7 +178,9 @@ def model_head(model, groups) -> ModelHead:
                      columns=tuple(columns) if any(columns) else (),
                      classes=tuple(model.classes), sha256=model.onnx_sha256,
                      input_width=len(model.feature_names), input_name=model.input_name,
-                     output_name=model.outputs["probabilities"], input_dtype=model.input_dtype,
+                     output_name=model.outputs["values" if model_kind(model) == "regression"
+                                               else "probabilities"],
+                     input_dtype=model.input_dtype,
                      model=str(model.onnx_path))
 
 
@@ -193,24 +212,37 @@ def _segment_frame(ds: xr.Dataset, name: str) -> pd.DataFrame:
     return frame[done].reset_index(drop=True)
 
 
-def track_results(segments: pd.DataFrame, classes) -> pd.DataFrame:
-    """Per-track results from per-segment probabilities.
+def _gems_shares(kind: str, classes) -> bool:
+    """Whether the outputs are shares of GEMS emotions (factors and a dominant emotion apply)."""
+    return kind != "multilabel" and bool(classes) and all(c in FACTOR_OF for c in classes) and \
+        (kind != "regression" or len(classes) == len(FACTOR_OF))
+
+
+def track_results(segments: pd.DataFrame, classes, *, kind: str = "class") -> pd.DataFrame:
+    """Per-track results from per-segment outputs.
 
     Parameters
     ----------
     segments : pandas.DataFrame
-        ``track_id``, ``path`` and one probability column per class.
+        ``track_id``, ``path`` and one column per output.
     classes : sequence of str
+        The output columns.
+    kind : {"class", "distribution", "regression", "multilabel"}
+        The model's kind (:func:`model_kind`).
 
     Returns
     -------
     pandas.DataFrame
-        ``track_id``, ``path``, ``n_segments``, the mean probability of each
-        class over the track's segments, ``dominant`` (its argmax, first class
-        on ties), ``top3`` (``"calmness 0.61, sadness 0.20, ..."``) and, when
-        every class is a GEMS emotion, ``sublimity``, ``vitality`` and
-        ``unease``: the shares of the factors (the sums of their emotions'
-        probabilities).
+        ``track_id``, ``path``, ``n_segments``, the mean of each output over
+        the track's segments and, where they apply:
+
+        * ``dominant`` (the argmax, first class on ties) and the three GEMS
+          factors ``sublimity``, ``vitality``, ``unease`` (the sums of their
+          emotions' columns): classes and distributions of GEMS emotions,
+          and a regression of the nine GEMS shares;
+        * ``dominant`` alone: classes that are not GEMS emotions;
+        * ``top3`` (``"calmness 0.61, sadness 0.20, ..."``): every kind but
+          a regression of other columns (valence, arousal).
     """
     classes = list(classes)
     grouped = segments.groupby("track_id", sort=False)
@@ -218,10 +250,13 @@ def track_results(segments: pd.DataFrame, classes) -> pd.DataFrame:
     out.insert(0, "path", grouped["path"].first())
     out.insert(1, "n_segments", grouped.size())
     probs = out[classes].to_numpy(np.float64)
-    out["dominant"] = np.asarray(classes)[np.argmax(probs, axis=1)] if len(out) else []
-    top = np.argsort(-probs, axis=1, kind="stable")[:, :3]
-    out["top3"] = [", ".join(f"{classes[j]} {p[j]:.2f}" for j in t) for t, p in zip(top, probs)]
-    if classes and all(c in FACTOR_OF for c in classes):
+    gems = _gems_shares(kind, classes)
+    if kind in ("class", "distribution") or gems:
+        out["dominant"] = np.asarray(classes)[np.argmax(probs, axis=1)] if len(out) else []
+    if kind != "regression" or gems:
+        top = np.argsort(-probs, axis=1, kind="stable")[:, :3]
+        out["top3"] = [", ".join(f"{classes[j]} {p[j]:.2f}" for j in t) for t, p in zip(top, probs)]
+    if gems:
         for factor in FACTORS:
             cols = [c for c in classes if FACTOR_OF[c] == factor]
             out[factor] = out[cols].sum(axis=1) if cols else 0.0
@@ -229,20 +264,26 @@ def track_results(segments: pd.DataFrame, classes) -> pd.DataFrame:
 
 
 def write_track_results(store: str, name: str, tracks: pd.DataFrame, classes,
-                        storage_options: dict | None = None) -> None:
+                        storage_options: dict | None = None, *, kind: str = "class") -> None:
     """Write per-track results beside the model's segments (replacing earlier ones).
 
-    Variables, on the dimension ``NAME_track`` (the track ids):
-    ``NAME_track_probability(NAME_track, NAME_feature)`` float32,
-    ``NAME_dominant(NAME_track)`` and, for GEMS emotions,
-    ``NAME_track_factors(NAME_track, factor)`` float32.
+    Variables, on the dimension ``NAME_track`` (the track ids), the output
+    coordinate ``NAME_feature`` shared with ``NAME(segment, NAME_feature)``:
+
+    * classes and distributions: ``NAME_track_probability(NAME_track,
+      NAME_feature)`` float32 (what ``emodist query --emotion`` ranks);
+    * regression and tags: ``NAME_track_mean(NAME_track, NAME_feature)``
+      float32, the mean value or tag probability;
+    * where :func:`track_results` gives them: ``NAME_dominant(NAME_track)``
+      and ``NAME_track_factors(NAME_track, factor)`` float32.
     """
     dim = f"{name}_track"
+    mean = "_track_probability" if kind in ("class", "distribution") else "_track_mean"
     variables = {
-        f"{name}_track_probability": ((dim, layout.feature_dim(name)),
-                                      tracks[list(classes)].to_numpy(np.float32)),
-        f"{name}_dominant": ((dim,), tracks["dominant"].to_numpy(dtype=str).astype(object)),
+        f"{name}{mean}": ((dim, layout.feature_dim(name)), tracks[list(classes)].to_numpy(np.float32)),
     }
+    if "dominant" in tracks:
+        variables[f"{name}_dominant"] = ((dim,), tracks["dominant"].to_numpy(dtype=str).astype(object))
     coords = {dim: tracks["track_id"].to_numpy(dtype=str).astype(object),
               layout.feature_dim(name): np.asarray(list(classes), dtype=object)}
     if all(f in tracks for f in FACTORS):
@@ -285,11 +326,12 @@ def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
                       on_result=on_result)
     ds = open_store(store, runtime.options("store"))
     segments = _segment_frame(ds, model.name)
-    tracks = track_results(segments, model.classes)
-    write_track_results(store, model.name, tracks, model.classes, runtime.options("store"))
+    kind = model_kind(model)
+    tracks = track_results(segments, model.classes, kind=kind)
+    write_track_results(store, model.name, tracks, model.classes, runtime.options("store"), kind=kind)
     return PredictResult(model=model.name, classes=tuple(model.classes), tracks=tracks,
                          segments=segments, extract=res, seconds=time.perf_counter() - t0,
-                         failures=res.failures)
+                         failures=res.failures, kind=kind)
 
 
 @dataclass
@@ -365,6 +407,7 @@ def predict_files(data: str, model, runtime: Runtime | None = None) -> PredictRe
     segments.insert(2, "start_s", table["start_s"].to_numpy(np.float64))
     segments.insert(3, "path", table["path"].astype(str).to_numpy())
     segments = segments[done].reset_index(drop=True)
+    kind = model_kind(model)
     return PredictResult(model=model.name, classes=tuple(model.classes),
-                         tracks=track_results(segments, model.classes), segments=segments,
-                         seconds=time.perf_counter() - t0, failures=got.failures)
+                         tracks=track_results(segments, model.classes, kind=kind), segments=segments,
+                         seconds=time.perf_counter() - t0, failures=got.failures, kind=kind)

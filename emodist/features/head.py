@@ -1,8 +1,9 @@
-"""A trained model as a feature group: class probabilities from other groups' values.
+"""A trained model as a feature group: its outputs from other groups' values.
 
 A *head* reads no audio.  Its input is the segment's values of the groups it
 was trained on (``InputSpec("groups", groups=...)``), joined in that order,
-and its output is one probability per class, run through the model's ONNX
+and its output is one column per model output -- a probability per class or
+per tag, or a regression's value per target column -- run through the model's ONNX
 graph in batches on the session cached per worker, like any model group.
 The engine finishes heads after every other group of a chunk, taking their
 input from the values just computed or, for groups already stored, from the
@@ -24,7 +25,10 @@ __all__ = ["ModelHead"]
 
 @dataclass(frozen=True)
 class ModelHead(FeatureGroup):
-    """Class probabilities of a trained ONNX model over stored groups.
+    """The outputs of a trained ONNX model over stored groups.
+
+    Class or tag probabilities, or a regression's values: whichever graph
+    output ``output_name`` names, one column per entry of ``classes``.
 
     Parameters
     ----------
@@ -36,13 +40,15 @@ class ModelHead(FeatureGroup):
         For each group, the indices of its columns the model reads, in the
         model's order (empty: every column, in the group's order).
     classes : tuple of str
-        The output columns, in the model's order.
+        The output columns (classes, tags or target columns), in the model's
+        order.
     sha256 : str
         The ONNX file's SHA-256 (recorded; checked when the session loads).
     input_width : int
         Columns of the joined input.
     input_name, output_name : str
-        The ONNX graph's input and probability output.
+        The ONNX graph's input and the output stored (probabilities, or a
+        regression's values).
     input_dtype : {"float32", "float64"}
         What the graph's input takes.
     model : str
@@ -98,7 +104,7 @@ class ModelHead(FeatureGroup):
         raise EmodistError(f"model {self.name} reads stored groups, not audio")
 
     def finish(self, prepared: list[np.ndarray], context: WorkerContext) -> np.ndarray:
-        """Probabilities of the joined inputs, ``(len(prepared), n_classes)`` float32."""
+        """The model's outputs on the joined inputs, ``(len(prepared), len(classes))`` float32."""
         if not prepared:
             return np.empty((0, self.width), np.float32)
         x = np.stack(prepared)

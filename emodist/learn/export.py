@@ -31,9 +31,29 @@ estimators get theirs here, each built from ONNX operators
 
 Models without class probabilities (the SVMs, RUSBoost) are not exported: a
 user thresholds on probabilities.  Nor are weighted KNN (a Python weight
-function) and histogram gradient boosting (skl2onnx 1.20 cannot write its
-trees).  :data:`EXPORTABLE` lists the presets
+function) and histogram gradient boosting classifiers (skl2onnx 1.20 cannot
+write their trees).  :data:`EXPORTABLE` lists the presets
 whose export is tested to agree with scikit-learn.
+
+Continuous and multi-label targets (:mod:`emodist.learn.regression`,
+:mod:`emodist.learn.multilabel`) are exported by :func:`regression_to_onnx`
+and :func:`multilabel_to_onnx`:
+
+* a regression model is one fitted pipeline per target column
+  (:class:`ColumnRegressors`); the graph runs each pipeline's steps on the
+  same input and concatenates their predictions into one ``(n, n_targets)``
+  output, ``values``.  The Gaussian SVR
+  (:class:`~emodist.learn.regression.ScaledGaussianSVR`) is scikit-learn's
+  RBF kernel expansion in double precision (ONNX Runtime's SVM operator
+  takes no doubles) and the affine map back to the target's scale; forests
+  compare ``float32`` inputs, as scikit-learn's do.  Histogram gradient
+  boosting is not exported: skl2onnx 1.20 writes its trees wrongly for
+  scikit-learn 1.9 (:data:`REGRESSION_EXPORTABLE` lists what is);
+* a multi-label model is a pipeline whose outputs are a 0/1 ``label``
+  matrix (probability at least 0.5) and the per-tag ``probabilities``;
+  one-vs-rest models use skl2onnx's converters, the multi-layer perceptron
+  is written here as its layers and a sigmoid per tag
+  (:data:`MULTILABEL_EXPORTABLE`).
 """
 
 from __future__ import annotations
@@ -48,20 +68,34 @@ from skl2onnx.algebra.onnx_ops import (
     OnnxArgMax,
     OnnxArrayFeatureExtractor,
     OnnxCast,
+    OnnxConcat,
     OnnxDiv,
+    OnnxExp,
+    OnnxGreaterOrEqual,
     OnnxIdentity,
     OnnxLog,
     OnnxMatMul,
+    OnnxMul,
+    OnnxReduceSum,
+    OnnxRelu,
     OnnxReshape,
+    OnnxSigmoid,
     OnnxSoftmax,
     OnnxSum,
+    OnnxTanh,
 )
-from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, guess_numpy_type
+from skl2onnx.common.data_types import (
+    DoubleTensorType,
+    FloatTensorType,
+    Int64TensorType,
+    guess_numpy_type,
+)
 from skl2onnx.common.shape_calculator import calculate_linear_classifier_output_shapes
 from skl2onnx.operator_converters.nearest_neighbours import convert_nearest_neighbors_classifier
 from skl2onnx.shape_calculators.scaler import calculate_sklearn_scaler_output_shapes
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.ensemble import BaggingClassifier, BaseEnsemble, HistGradientBoostingClassifier
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.tree import BaseDecisionTree
 
@@ -76,15 +110,22 @@ from emodist.learn.estimators import (
     SoftLogisticRegression,
     WideInputPCA,
 )
+from emodist.learn.regression import ScaledGaussianSVR
 
 __all__ = [
     "EXPORTABLE",
     "EXPORTABLE_DISTRIBUTION",
     "INPUT_NAME",
+    "MULTILABEL_EXPORTABLE",
     "OPSET",
+    "REGRESSION_EXPORTABLE",
+    "ColumnRegressors",
     "check_exportable",
+    "exportable",
+    "multilabel_to_onnx",
     "onnx_outputs",
     "register_converters",
+    "regression_to_onnx",
     "run_onnx",
     "to_onnx",
 ]
@@ -119,18 +160,52 @@ EXPORTABLE_DISTRIBUTION = (
     "soft-logistic-regression-in-fold-c",
     "soft-logistic-regression-in-fold-c-track-mean",
 )
+#: Regression presets (:data:`emodist.learn.regression.REGRESSION_PRESETS`) whose
+#: ONNX export agrees with scikit-learn (continuous targets).
+REGRESSION_EXPORTABLE = (
+    "ridge",
+    "gaussian-svr",
+    "knn",
+    "bagged-trees",
+    "pls",
+)
+#: Multi-label presets (:data:`emodist.learn.multilabel.MULTILABEL_PRESETS`) whose
+#: ONNX export agrees with scikit-learn (``tags``).
+MULTILABEL_EXPORTABLE = ("logistic-regression", "linear-svm", "mlp")
 _ZIPMAP = {"zipmap": [False, True], "nocl": [False, True]}
+
+
+def exportable(kind: str) -> tuple[str, ...]:
+    """The presets whose export is tested for a kind of target.
+
+    Parameters
+    ----------
+    kind : {"class", "factors", "distribution", "regression", "multilabel"}
+
+    Returns
+    -------
+    tuple of str
+    """
+    return {"distribution": EXPORTABLE_DISTRIBUTION, "regression": REGRESSION_EXPORTABLE,
+            "multilabel": MULTILABEL_EXPORTABLE}.get(kind, EXPORTABLE)
 
 
 def check_exportable(preset_key: str, target: str = "class") -> None:
     """Raise unless the preset can be written as ONNX for ``target``.
+
+    Parameters
+    ----------
+    preset_key : str
+    target : str
+        A classification target (``class``, ``factors``, ``distribution``)
+        or a kind (``regression``, ``multilabel``).
 
     Raises
     ------
     EmodistError
         (parameter ``classifier``) one line naming the presets that can.
     """
-    allowed = EXPORTABLE_DISTRIBUTION if target == "distribution" else EXPORTABLE
+    allowed = exportable(target)
     if preset_key not in allowed:
         raise EmodistError(f"{preset_key!r} cannot be exported as ONNX for target {target}; "
                              f"choose from {', '.join(allowed)}", param="classifier")
@@ -276,6 +351,136 @@ def _convert_wide_pca(scope, operator, container):
                             output_names=[out])
     node.add_to(scope, container)
 
+# --------------------------------------------------------------------------
+# Continuous and multi-label targets.
+# --------------------------------------------------------------------------
+
+
+class ColumnRegressors(RegressorMixin, BaseEstimator):
+    """Fitted regression pipelines, one per target column, predicting side by side.
+
+    What ``emodist train`` fits for continuous targets (each column tuned
+    and fit on its own, as ``emodist evaluate`` does by default) and what
+    :func:`regression_to_onnx` converts.
+
+    Parameters
+    ----------
+    estimators : sequence of sklearn.pipeline.Pipeline
+        Fitted :meth:`~emodist.learn.regression.RegressionPreset.pipeline`
+        pipelines, in target-column order.
+    """
+
+    def __init__(self, estimators=()):
+        self.estimators = estimators
+
+    def fit(self, X, y=None):
+        """Nothing to fit: the pipelines come fitted."""
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        """Each column's prediction, ``(n, n_targets)`` float64."""
+        X = np.asarray(X, dtype=np.float64)
+        return np.column_stack([np.asarray(e.predict(X), dtype=np.float64).reshape(len(X), -1)[:, 0]
+                                for e in self.estimators])
+
+
+def _gaussian_svr(model: ScaledGaussianSVR, X, opv, dtype):
+    """The SVR's kernel expansion in double precision, mapped back to the target's scale.
+
+    ``sum_i a_i exp(-gamma ||x - s_i||^2) + b`` with ``||x - s||^2 = x.x -
+    2 x.s + s.s`` (ONNX Runtime's SVM operator takes no doubles).
+    """
+    svr = model.svr_
+    S = np.asarray(svr.support_vectors_, dtype=dtype)
+    xx = OnnxReduceSum(OnnxMul(X, X, op_version=opv), np.array([1], dtype=np.int64), keepdims=1,
+                       op_version=opv)
+    cross = OnnxMatMul(X, (-2.0 * S.T).astype(dtype), op_version=opv)
+    d2 = OnnxAdd(OnnxAdd(xx, cross, op_version=opv), (S * S).sum(axis=1)[None, :].astype(dtype),
+                 op_version=opv)
+    kernel = OnnxExp(OnnxMul(d2, np.array([-svr._gamma], dtype=dtype), op_version=opv),
+                     op_version=opv)
+    raw = OnnxAdd(OnnxMatMul(kernel, np.asarray(svr.dual_coef_, dtype=dtype).T, op_version=opv),
+                  np.asarray(svr.intercept_, dtype=dtype), op_version=opv)
+    return OnnxAdd(OnnxMul(raw, np.array([model.y_scale_], dtype=dtype), op_version=opv),
+                   np.array([model.y_mean_], dtype=dtype), op_version=opv)
+
+
+def _column_prediction(pipeline, X, opv, dtype):
+    """The ONNX form of one column's fitted pipeline on ``X``: an ``(n, 1)`` prediction."""
+    out = X
+    for _, step in pipeline.steps:
+        if isinstance(step, ScaledGaussianSVR):
+            out = _gaussian_svr(step, out, opv, dtype)
+        elif _compares_float32(step):
+            x32 = OnnxCast(out, to=TensorProto.FLOAT, op_version=opv)
+            v = OnnxSubEstimator(step, x32, op_version=opv,
+                                 input_types=[FloatTensorType([None, step.n_features_in_])])
+            out = OnnxCast(v, to=_PROTO[np.dtype(dtype)], op_version=opv)
+        else:
+            out = OnnxSubEstimator(step, out, op_version=opv)
+    return OnnxReshape(out, np.array([-1, 1], dtype=np.int64), op_version=opv)
+
+
+def _shape_columns(operator):
+    k = len(operator.raw_operator.estimators)
+    operator.outputs[0].type = operator.inputs[0].type.__class__([None, k])
+
+
+def _convert_columns(scope, operator, container):
+    op, X, dtype, opv = _parts(operator, container)
+    cols = [_column_prediction(e, X, opv, dtype) for e in op.estimators]
+    out = OnnxConcat(*cols, axis=1, op_version=opv, output_names=[operator.outputs[0]]) \
+        if len(cols) > 1 else OnnxIdentity(cols[0], op_version=opv, output_names=[operator.outputs[0]])
+    out.add_to(scope, container)
+
+
+class MultilabelMLP(ClassifierMixin, BaseEstimator):
+    """A fitted multi-label :class:`~sklearn.neural_network.MLPClassifier`, for conversion only.
+
+    :func:`multilabel_to_onnx` puts it in place of the pipeline's last step:
+    its graph is the network's layers and a sigmoid per tag (skl2onnx's own
+    converter writes a label operator ONNX Runtime lacks for doubles).
+    """
+
+    def __init__(self, model):
+        self.model = model
+        self.classes_ = model.classes_
+
+
+_ACTIVATIONS = {"relu": OnnxRelu, "tanh": OnnxTanh, "logistic": OnnxSigmoid}
+
+
+def _emit_tags(scope, operator, container, proba) -> None:
+    """Write the 0/1 tag matrix (probability at least 0.5) and the probability outputs."""
+    opv = container.target_opset
+    out = operator.outputs
+    prob = OnnxIdentity(proba, op_version=opv, output_names=[out[1]])
+    half = np.array([0.5], dtype=guess_numpy_type(operator.inputs[0].type))
+    label = OnnxCast(OnnxGreaterOrEqual(prob, half, op_version=opv), to=TensorProto.INT64,
+                     op_version=opv, output_names=[out[0]])
+    prob.add_to(scope, container)
+    label.add_to(scope, container)
+
+
+def _shape_tags(operator):
+    k = len(operator.raw_operator.classes_)
+    operator.outputs[0].type = Int64TensorType([None, k])
+    operator.outputs[1].type = operator.inputs[0].type.__class__([None, k])
+
+
+def _convert_multilabel_mlp(scope, operator, container):
+    op, X, dtype, opv = _parts(operator, container)
+    mlp = op.model
+    if mlp.out_activation_ != "logistic":
+        raise ValueError(f"a multi-label network ends in a sigmoid, not {mlp.out_activation_}")
+    a = X
+    last = len(mlp.coefs_) - 1
+    for i, (W, b) in enumerate(zip(mlp.coefs_, mlp.intercepts_)):
+        a = OnnxAdd(OnnxMatMul(a, W.astype(dtype), op_version=opv), b.astype(dtype), op_version=opv)
+        if i < last and mlp.activation != "identity":
+            a = _ACTIVATIONS[mlp.activation](a, op_version=opv)
+    _emit_tags(scope, operator, container, OnnxSigmoid(a, op_version=opv))
+
 
 _PROTO = {np.dtype(np.float32): TensorProto.FLOAT, np.dtype(np.float64): TensorProto.DOUBLE}
 _CLASSIFIERS = {
@@ -301,6 +506,10 @@ def register_converters() -> None:
                                     options=options)
     update_registered_converter(WideInputPCA, "EmodistWideInputPCA", _shape_wide_pca,
                                 _convert_wide_pca)
+    update_registered_converter(ColumnRegressors, "EmodistColumnRegressors", _shape_columns,
+                                _convert_columns)
+    update_registered_converter(MultilabelMLP, "EmodistMultilabelMLP", _shape_tags,
+                                _convert_multilabel_mlp, options=dict(_ZIPMAP))
     _registered = True
 
 
@@ -319,6 +528,23 @@ def _float32_front(model: onnx.ModelProto, inner: str) -> onnx.ModelProto:
     g.node.insert(0, helper.make_node("Cast", [INPUT_NAME], [inner], to=TensorProto.DOUBLE,
                                       name="to_double"))
     return model
+
+
+def _convert(model, n_features: int, name: str, options: dict | None = None) -> onnx.ModelProto:
+    """skl2onnx's graph of ``model`` (double input) behind the ``float32`` input, checked."""
+    register_converters()
+    inner = INPUT_NAME + "_double"
+    graph = convert_sklearn(model, name=name,
+                            initial_types=[(inner, DoubleTensorType([None, int(n_features)]))],
+                            options=options, target_opset=dict(OPSET))
+    graph = _float32_front(graph, inner)
+    onnx.checker.check_model(graph)
+    return graph
+
+
+def _last_step(pipeline, wrap) -> Pipeline:
+    """``pipeline`` with its last step wrapped for conversion (``wrap(step)``)."""
+    return Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], wrap(pipeline.steps[-1][1]))])
 
 
 def to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> onnx.ModelProto:
@@ -344,28 +570,76 @@ def to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> onnx.ModelPr
     RuntimeError
         skl2onnx has no converter for a step.
     """
-    register_converters()
-    last = pipeline.steps[-1][1]
-    if _compares_float32(last):
-        pipeline = Pipeline([*pipeline.steps[:-1], (pipeline.steps[-1][0], Float32Input(last))])
-    inner = INPUT_NAME + "_double"
-    model = convert_sklearn(pipeline, name=name,
-                            initial_types=[(inner, DoubleTensorType([None, int(n_features)]))],
-                            options={id(pipeline.steps[-1][1]): {"zipmap": False}},
-                            target_opset=dict(OPSET))
-    model = _float32_front(model, inner)
-    onnx.checker.check_model(model)
-    return model
+    if _compares_float32(pipeline.steps[-1][1]):
+        pipeline = _last_step(pipeline, Float32Input)
+    return _convert(pipeline, n_features, name, {id(pipeline.steps[-1][1]): {"zipmap": False}})
+
+
+def regression_to_onnx(model: ColumnRegressors, *, n_features: int,
+                       name: str = "emodist") -> onnx.ModelProto:
+    """Convert fitted per-column regression pipelines to ONNX (``float32`` in, double inside).
+
+    Parameters
+    ----------
+    model : ColumnRegressors
+        One fitted regression pipeline per target column.
+    n_features : int
+        Input columns.
+    name : str
+        Graph name.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Input :data:`INPUT_NAME`; one output (:func:`onnx_outputs`:
+        ``values``), ``(n, n_targets)`` double, column ``j`` the prediction
+        of ``model.estimators[j]``.
+    """
+    return _convert(model, n_features, name)
+
+
+def multilabel_to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> onnx.ModelProto:
+    """Convert a fitted multi-label preset pipeline to ONNX (``float32`` in, double inside).
+
+    Parameters
+    ----------
+    pipeline : sklearn.pipeline.Pipeline
+        Fitted :meth:`~emodist.learn.multilabel.MultilabelPreset.pipeline`.
+    n_features : int
+        Input columns.
+    name : str
+        Graph name.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Input :data:`INPUT_NAME`; outputs the 0/1 tag matrix and the per-tag
+        probabilities (:func:`onnx_outputs`), each ``(n, n_tags)``.
+    """
+    if isinstance(pipeline.steps[-1][1], MLPClassifier):
+        pipeline = _last_step(pipeline, MultilabelMLP)
+    return _convert(pipeline, n_features, name, {id(pipeline.steps[-1][1]): {"zipmap": False}})
 
 
 def onnx_outputs(model: onnx.ModelProto) -> dict:
-    """``{"label": name, "probabilities": name}`` of an exported graph's outputs."""
+    """The names of an exported graph's outputs.
+
+    Returns
+    -------
+    dict
+        ``{"label": name, "probabilities": name}`` for a classifier or a
+        multi-label model; ``{"values": name}`` for a regression model.
+    """
     names = [o.name for o in model.graph.output]
+    if len(names) == 1:
+        return {"values": names[0]}
     return {"label": names[0], "probabilities": names[1]}
 
 
 def run_onnx(model, X) -> np.ndarray:
-    """Class probabilities of an exported graph on rows ``X`` (ONNX Runtime, one thread).
+    """Class probabilities (or a regression's values) of an exported graph on rows ``X``.
+
+    ONNX Runtime, one thread; the last output is returned.
 
     Parameters
     ----------
@@ -385,6 +659,6 @@ def run_onnx(model, X) -> np.ndarray:
     opts.intra_op_num_threads = 1
     opts.inter_op_num_threads = 1
     sess = ort.InferenceSession(data, opts, providers=["CPUExecutionProvider"])
-    out = sess.get_outputs()[1].name
+    out = sess.get_outputs()[-1].name
     return np.asarray(sess.run([out], {INPUT_NAME: np.asarray(X, dtype=np.float32)})[0])
 

@@ -52,6 +52,7 @@ __all__ = [
     "MultilabelPreset",
     "cross_val_multilabel",
     "evaluate_multilabel",
+    "fit_tags",
     "keep_tags",
     "macro_roc_auc",
     "multilabel_metrics",
@@ -354,17 +355,45 @@ def cross_val_multilabel(X, T, groups, folds, *, preset: MultilabelPreset | str,
     groups, folds = np.asarray(groups), np.asarray(folds)
     scores = np.full(T.shape, np.nan)
     chosen = []
+    for k in np.unique(folds):
+        train, test = folds != k, folds == k
+        model, best = fit_tags(X[train], T[train], groups[train], preset=p, seed=seed,
+                               inner_folds=inner_folds)
+        chosen.append(best)
+        with threadpool_limits(1):
+            scores[test] = np.asarray(model.predict_proba(X[test]), dtype=np.float64)
+    return scores, chosen
+
+
+def fit_tags(X, T, groups, *, preset: MultilabelPreset, seed: int = 0,
+             inner_folds: int = INNER_FOLDS):
+    """Tune (grouped search, macro ROC-AUC) and fit the preset on training rows.
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n, p)
+    T : numpy.ndarray, shape (n, n_tags)
+        0/1 tags.
+    groups : array_like, shape (n,)
+    preset : MultilabelPreset
+    seed, inner_folds : int
+
+    Returns
+    -------
+    model : sklearn.pipeline.Pipeline
+        The refit pipeline (``predict_proba``: ``(n, n_tags)``).
+    chosen : dict
+        The hyper-parameters the search picked.
+    """
+    groups = np.asarray(groups)
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
-        for k in np.unique(folds):
-            train, test = folds != k, folds == k
-            search = make_search(p.pipeline(seed), p.grid, groups[train], inner_folds=inner_folds,
-                                 seed=seed, scoring=MACRO_AUC_SCORER)
-            search.fit(X[train], T[train], **({"groups": groups[train]} if p.grid else {}))
-            chosen.append({k.removeprefix("model__"): v
-                           for k, v in getattr(search, "best_params_", {}).items()})
-            scores[test] = np.asarray(search.predict_proba(X[test]), dtype=np.float64)
-    return scores, chosen
+        search = make_search(preset.pipeline(seed), preset.grid, groups, inner_folds=inner_folds,
+                             seed=seed, scoring=MACRO_AUC_SCORER)
+        search.fit(np.asarray(X, dtype=np.float64), np.asarray(T, dtype=np.int64),
+                   **({"groups": groups} if preset.grid else {}))
+    chosen = {k.removeprefix("model__"): v for k, v in getattr(search, "best_params_", {}).items()}
+    return getattr(search, "best_estimator_", search), chosen
 
 
 def evaluate_multilabel(X, T, *, names, groups, folds, tracks=None, presets=("logistic-regression",),

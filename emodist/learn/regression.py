@@ -63,6 +63,7 @@ __all__ = [
     "concordance",
     "cross_val_regression",
     "evaluate_regression",
+    "fit_columns",
     "make_search",
     "pick_presets",
     "regression_metrics",
@@ -314,21 +315,54 @@ def cross_val_regression(X, Y, groups, folds, *, preset: RegressionPreset | str,
     groups, folds = np.asarray(groups), np.asarray(folds)
     pred = np.full(Y2.shape, np.nan)
     chosen: list[list[dict]] = []
+    for k in np.unique(folds):
+        train, test = folds != k, folds == k
+        models, picks = fit_columns(X[train], Y2[train], groups[train], preset=p, seed=seed,
+                                    inner_folds=inner_folds, joint=joint)
+        with threadpool_limits(1):
+            for j, model in enumerate(models):
+                out = np.asarray(model.predict(X[test]), dtype=np.float64)
+                pred[test, slice(None) if joint else j] = (out.reshape(int(test.sum()), -1) if joint
+                                                          else out.ravel())
+        chosen.append(picks)
+    return RegressionRun(p.key, pred if Y.ndim == 2 else pred[:, 0], chosen)
+
+
+def fit_columns(X, Y, groups, *, preset: RegressionPreset, seed: int = 0,
+                inner_folds: int = INNER_FOLDS, joint: bool = False) -> tuple[list, list[dict]]:
+    """Tune and fit the preset on training rows: one model per target column (or one for all).
+
+    Parameters
+    ----------
+    X : numpy.ndarray, shape (n, p)
+    Y : numpy.ndarray, shape (n, n_targets)
+    groups : array_like, shape (n,)
+        Group of each row (the inner search's folds never split one).
+    preset : RegressionPreset
+    seed, inner_folds : int
+    joint : bool
+        One model for all columns.
+
+    Returns
+    -------
+    models : list of sklearn.pipeline.Pipeline
+        The refit pipeline of each column (one with ``joint``).
+    chosen : list of dict
+        The hyper-parameters the search picked for each.
+    """
+    X = np.asarray(X, dtype=np.float64)
+    Y = np.asarray(Y, dtype=np.float64)
+    groups = np.asarray(groups)
+    models, picks = [], []
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
-        for k in np.unique(folds):
-            train, test = folds != k, folds == k
-            picks = []
-            columns = [slice(None)] if joint else range(Y2.shape[1])
-            for j in columns:
-                search = make_search(p.pipeline(seed), p.grid, groups[train],
-                                     inner_folds=inner_folds, seed=seed)
-                model, best = _fit(search, X[train], Y2[train][:, j], groups[train])
-                out = np.asarray(model.predict(X[test]), dtype=np.float64)
-                pred[test, j] = out.reshape(int(test.sum()), -1) if joint else out.ravel()
-                picks.append(best)
-            chosen.append(picks)
-    return RegressionRun(p.key, pred if Y.ndim == 2 else pred[:, 0], chosen)
+        for j in [slice(None)] if joint else range(Y.shape[1]):
+            search = make_search(preset.pipeline(seed), preset.grid, groups,
+                                 inner_folds=inner_folds, seed=seed)
+            model, best = _fit(search, X, Y[:, j], groups)
+            models.append(getattr(model, "best_estimator_", model))
+            picks.append(best)
+    return models, picks
 
 
 # --------------------------------------------------------------------------

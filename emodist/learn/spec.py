@@ -14,6 +14,12 @@ result and is not part of it.
 
 The feature sets can only be resolved against a store; they are checked by
 :func:`emodist.learn.data.resolve_feature_sets` when the store is opened.
+
+The target is a classification target (:data:`TARGETS`), ``shares`` or
+``tags`` (:data:`VOTE_TARGETS`), or a tuple of continuous target columns
+(``("valence", "arousal")``); :func:`target_kind` says which kind of model
+predicts it, and the presets are that kind's
+(:mod:`emodist.learn.regression`, :mod:`emodist.learn.multilabel`).
 """
 
 from __future__ import annotations
@@ -25,7 +31,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from emodist.errors import EmodistError
+from emodist.learn.multilabel import resolve_multilabel_presets
 from emodist.learn.presets import Preset, resolve_distribution_presets, resolve_presets
+from emodist.learn.regression import resolve_regression_presets
 from emodist.spec import LABEL_RULES
 
 __all__ = [
@@ -37,10 +45,13 @@ __all__ = [
     "STREAM_BLOCK_BYTES",
     "STREAM_MODEL",
     "TARGETS",
+    "TARGET_KINDS",
     "VOTE_TARGETS",
     "EvaluationSpec",
     "balance_modes",
     "check_choice",
+    "check_target",
+    "target_kind",
 ]
 
 #: What is predicted: the dominant emotion, the dominant GEMS factor
@@ -53,6 +64,9 @@ VOTE_TARGETS = ("shares", "tags")
 EVALUATION_TARGETS = TARGETS + VOTE_TARGETS
 #: Where the folds come from: drawn (grouped, stratified), or the dataset's published splits.
 FOLD_SOURCES = ("grouped", "dataset")
+#: Kinds of model: one class per segment (``class``, ``factors``), a distribution,
+#: continuous values (``shares``, named columns), per-tag probabilities (``tags``).
+TARGET_KINDS = ("class", "distribution", "regression", "multilabel")
 #: Segment metrics the results can be ranked by.
 RANK_BY = ("accuracy", "balanced_accuracy", "macro_f1")
 #: Class weighting of a run; ``both`` evaluates each preset both ways.
@@ -90,6 +104,54 @@ def check_choice(param: str, value, choices, what: str | None = None) -> None:
             f"unknown {what or param.replace('_', ' ')} {value!r}; use {', '.join(choices)}",
             param=param,
         )
+
+
+def check_target(target) -> str | tuple[str, ...]:
+    """A target as a spec keeps it: one of :data:`EVALUATION_TARGETS`, or a tuple of column names.
+
+    Parameters
+    ----------
+    target : str or sequence of str
+        ``class``, ``factors``, ``distribution``, ``shares``, ``tags``, or
+        continuous target columns (emotions or per-segment numeric store
+        variables, ``["valence", "arousal"]``); a one-name sequence of a
+        named target is that target.
+
+    Returns
+    -------
+    str or tuple of str
+
+    Raises
+    ------
+    emodist.errors.EmodistError
+        (parameter ``target``) no name, a name that is not text, or a named
+        target mixed with columns.
+    """
+    names = (target,) if isinstance(target, str) else tuple(target) if target is not None else ()
+    if not names or not all(isinstance(n, str) and n.strip() for n in names):
+        raise EmodistError(f"give a target: {', '.join(EVALUATION_TARGETS)} or continuous columns "
+                           f"(got {target!r})", param="target")
+    if len(names) == 1 and names[0] in EVALUATION_TARGETS:
+        return names[0]
+    named = [n for n in names if n in EVALUATION_TARGETS]
+    if named:
+        raise EmodistError(f"{named[0]} is a target of its own, not a column to predict beside "
+                           f"{', '.join(n for n in names if n != named[0])}", param="target")
+    return names
+
+
+def target_kind(target) -> str:
+    """What kind of model predicts ``target`` (:data:`TARGET_KINDS`).
+
+    Examples
+    --------
+    >>> [target_kind(t) for t in ("factors", "distribution", "shares", "tags", ("valence",))]
+    ['class', 'distribution', 'regression', 'multilabel', 'regression']
+    """
+    target = check_target(target)
+    if target in TARGETS:
+        return "distribution" if target == "distribution" else "class"
+    return "multilabel" if target == "tags" else "regression"
 
 
 def balance_modes(balance: str) -> list[str]:
@@ -146,8 +208,10 @@ class EvaluationSpec:
         Seed of the folds and of every model.
     balance : {"none", "weights", "both"}
         Class weighting; ``both`` evaluates each preset both ways.
-    target : {"class", "factors", "distribution"}
-        What is predicted (:mod:`emodist.learn.targets`).
+    target : str or tuple of str
+        What is predicted: ``class``, ``factors``, ``distribution``
+        (:mod:`emodist.learn.targets`), ``shares``, ``tags`` or continuous
+        columns (:mod:`emodist.learn.votes`); :func:`check_target`.
     label_rule : {"listener", "mean"} or None
         ``None`` uses the stored labels.
     rank_by : {"accuracy", "balanced_accuracy", "macro_f1"}
@@ -198,7 +262,7 @@ class EvaluationSpec:
     folds: int = 5
     seed: int = 0
     balance: str = "none"
-    target: str = "class"
+    target: str | tuple[str, ...] = "class"
     label_rule: str | None = None
     rank_by: str = "accuracy"
     ceiling: str | bool | None = None
@@ -210,7 +274,7 @@ class EvaluationSpec:
     fold_source: str = "grouped"
 
     def __post_init__(self) -> None:
-        check_choice("target", self.target, TARGETS)
+        object.__setattr__(self, "target", check_target(self.target))
         check_choice("rank_by", self.rank_by, RANK_BY, "ranking metric")
         check_choice("balance", self.balance, BALANCES)
         if self.label_rule is not None:
@@ -265,14 +329,29 @@ class EvaluationSpec:
             raise EmodistError("not with a streamed evaluation (it groups by the store's group)",
                                param="group_by" if self.group_by is not None else "fold_source")
 
-    def _resolve(self, names) -> list[Preset]:
-        if self.target == "distribution":
+    def _resolve(self, names) -> list:
+        kind = self.kind
+        if kind == "regression":
+            return resolve_regression_presets(list(names))
+        if kind == "multilabel":
+            return resolve_multilabel_presets(list(names))
+        if kind == "distribution":
             return resolve_distribution_presets(list(names))
         return resolve_presets(list(names))
 
     @property
+    def kind(self) -> str:
+        """The kind of model the target needs (:func:`target_kind`)."""
+        return target_kind(self.target)
+
+    @property
     def presets(self) -> list[Preset]:
-        """The presets evaluated, in order (none for a streamed evaluation)."""
+        """The presets evaluated, in order (none for a streamed evaluation).
+
+        Regression and multi-label targets: that kind's presets
+        (:class:`~emodist.learn.regression.RegressionPreset`,
+        :class:`~emodist.learn.multilabel.MultilabelPreset`).
+        """
         return [] if self.stream else self._resolve(self.classifiers)
 
     @property

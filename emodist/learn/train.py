@@ -38,18 +38,36 @@ from emodist._version import __version__
 from emodist.errors import EmodistError
 from emodist.features.base import check_name
 from emodist.learn import presets as clf
-from emodist.learn.calibration import calibration_report, reliability_figure
+from emodist.learn.calibration import calibration_report, reliability, reliability_figure
 from emodist.learn.data import load_data, open_dataset, store_info
 from emodist.learn.export import (
     EXPORTABLE,
     EXPORTABLE_DISTRIBUTION,
     INPUT_NAME,
+    ColumnRegressors,
     check_exportable,
+    exportable,
+    multilabel_to_onnx,
     onnx_outputs,
+    regression_to_onnx,
     run_onnx,
     to_onnx,
 )
-from emodist.learn.folds import describe_splitter, fold_groups, fold_splitter, make_folds
+from emodist.learn.folds import (
+    GROUP_WORDS,
+    describe_splitter,
+    fold_groups,
+    fold_splitter,
+    make_folds,
+)
+from emodist.learn.multilabel import fit_tags, keep_tags, resolve_multilabel_presets
+from emodist.learn.regression import (
+    INNER_FOLDS,
+    REGRESSION_METRICS,
+    fit_columns,
+    resolve_regression_presets,
+    scatter_figure,
+)
 from emodist.learn.runs import fit_params, fit_predict_distribution, fit_predict_proba, set_classes
 from emodist.learn.scoring import (
     baseline_rates,
@@ -60,12 +78,20 @@ from emodist.learn.scoring import (
     track_mean_proba,
     train_mean_baseline,
 )
-from emodist.learn.spec import RANK_BY, TARGETS, check_choice
+from emodist.learn.spec import RANK_BY, EvaluationSpec, check_choice, check_target, target_kind
+from emodist.learn.votes import (
+    PROFILES,
+    evaluate_votes,
+    json_safe,
+    load_vote_data,
+    vote_tags,
+    vote_targets,
+)
 from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
 from emodist.runtime.executor import run_all
 
 __all__ = ["AUTO_PRESETS", "ONNX_TOLERANCE", "best_from_report", "run_auto", "run_train",
-           "store_fingerprint"]
+           "store_fingerprint", "training_spec"]
 
 log = logging.getLogger(__name__)
 
@@ -106,17 +132,50 @@ def store_fingerprint(ds, segment_id, groups) -> str:
     return h.hexdigest()
 
 
-def _resolve(classifier: str, target: str) -> clf.Preset:
-    if target == "distribution":
-        preset = clf.resolve_distribution_presets([classifier])[0]
-    else:
-        try:
-            preset = clf.get_preset(classifier)
-        except EmodistError as exc:
-            raise EmodistError(exc.message.replace("unknown classifier", "unknown preset")
-                                 .split("; choose")[0] + f"; choose from {', '.join(EXPORTABLE)}", param="classifier") from None
-    check_exportable(preset.key, target)
+def _resolve(classifier: str, target) -> clf.Preset:
+    """The exportable preset of ``classifier`` for ``target`` (one line naming those that work)."""
+    kind = target_kind(target)
+    allowed = exportable(kind if kind != "class" else target)
+    resolve = {"distribution": lambda c: clf.resolve_distribution_presets([c])[0],
+               "regression": lambda c: resolve_regression_presets([c])[0],
+               "multilabel": lambda c: resolve_multilabel_presets([c])[0]}.get(kind, clf.get_preset)
+    try:
+        preset = resolve(classifier)
+    except EmodistError as exc:
+        if kind == "distribution":
+            raise
+        what = exc.message.split("; choose")[0].replace("unknown classifier", "unknown preset")
+        raise EmodistError(f"{what}; choose from {', '.join(allowed)}", param="classifier") from None
+    check_exportable(preset.key, kind if kind != "class" else target)
     return preset
+
+
+def training_spec(*, features: str, classifier: str, target="class", folds: int = 5, seed: int = 0,
+                  label_rule: str | None = None) -> EvaluationSpec:
+    """The evaluation a training runs: one feature set, one exportable preset.
+
+    The same :class:`~emodist.learn.spec.EvaluationSpec` as ``emodist
+    evaluate`` with these options (no class weights, no ceiling), so the
+    training-time cross-validation has the evaluation's folds, seed and
+    grouping; the card records it (``evaluation_spec``).
+
+    Raises
+    ------
+    EmodistError
+        ``classifier`` unknown or without an ONNX converter (one line naming
+        those that work), ``features`` not one set, a bad target or folds.
+    """
+    target = check_target(target)
+    preset = _resolve(classifier, target)
+    if not isinstance(features, str) or not features.strip() or " " in features.strip():
+        raise EmodistError("give one feature set: a stored group or +-joined groups "
+                             f"(got {features!r})", param="features")
+    return EvaluationSpec(features=(features.strip(),), classifiers=(preset.key,), folds=folds,
+                          seed=seed, target=target, label_rule=label_rule, ceiling=False)
+
+
+def _target_name(target) -> str:
+    return target if isinstance(target, str) else "+".join(target)
 
 
 def _cv_class(data, X, fold, groups, preset, seed, client, n_jobs) -> tuple[dict, np.ndarray]:
@@ -191,13 +250,16 @@ def _fit_final(data, X, groups, preset, seed, target):
 def run_train(
     store,
     *,
-    features: str,
-    classifier: str,
     out,
-    target: str = "class",
+    features: str | None = None,
+    classifier: str | None = None,
+    target="class",
     folds: int = 5,
     seed: int = 0,
     label_rule: str | None = None,
+    spec: EvaluationSpec | None = None,
+    profile: str = "listener",
+    min_tracks: int = 10,
     name: str | None = None,
     client=None,
     n_jobs: int | None = -1,
@@ -211,21 +273,33 @@ def run_train(
     ----------
     store : str, path-like or xarray.Dataset
         Feature store.
+    out : str or path-like
+        Model folder: new, empty, or an existing model (replaced).
     features : str
         One feature set: a group or ``+``-joined groups (``handcrafted+musicnn_msd``).
     classifier : str
-        Preset key or name; one of :data:`emodist.learn.export.EXPORTABLE`
-        (``target`` ``distribution``: :data:`~emodist.learn.export.EXPORTABLE_DISTRIBUTION`).
-    out : str or path-like
-        Model folder: new, empty, or an existing model (replaced).
-    target : {"class", "factors", "distribution"}
+        Preset key or name with an ONNX converter
+        (:func:`emodist.learn.export.exportable` of the target's kind).
+    target : str or sequence of str
+        ``class``, ``factors``, ``distribution``; ``shares`` (the nine vote
+        shares, regression), ``tags`` (each track's top-three emotions,
+        multi-label) or continuous columns (emotions' shares or per-segment
+        numeric store variables: ``["valence", "arousal"]``).
     folds, seed : int
         Grouped folds of the training-time cross-validation, and the seed of
         folds and models.
     label_rule : {"listener", "mean"} or None
-        ``None``: the stored labels.
+        ``None``: the stored labels (classification targets).
+    spec : EvaluationSpec, optional
+        The evaluation to run instead of ``features``, ``classifier``,
+        ``target``, ``folds``, ``seed``, ``label_rule`` (one feature set,
+        one exportable preset; :func:`training_spec`).
+    profile : {"listener", "mean"}
+        Vote profile of ``shares`` and of the tags.
+    min_tracks : int
+        ``tags``: tags with fewer positive or negative tracks are dropped.
     name : str, optional
-        Model name (default: ``<features>.<preset>.<target>``).
+        Model name (default: ``<features>_<preset>_<target>``).
     client : distributed.Client, optional
         Run the cross-validation's fits on this cluster (else :mod:`joblib`).
     n_jobs : int or None
@@ -251,82 +325,64 @@ def run_train(
     emodist.errors.ModelError
         ``out`` exists and is not an emodist model folder.
     """
-    check_choice("target", target, TARGETS)
-    preset = _resolve(classifier, target)
-    if not isinstance(features, str) or not features.strip() or " " in features.strip():
-        raise EmodistError("give one feature set: a stored group or +-joined groups "
-                             f"(got {features!r})", param="features")
+    if spec is None:
+        spec = training_spec(features=features, classifier=classifier, target=target, folds=folds,
+                             seed=seed, label_rule=label_rule)
+    elif len(spec.features or ()) != 1 or len(spec.classifiers) != 1:
+        raise EmodistError("a training runs one feature set and one preset", param="spec")
+    preset = _resolve(spec.classifiers[0], spec.target)
+    check_choice("profile", profile, PROFILES)
     if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
         raise EmodistError(f"{out} exists and is not an emodist model folder; choose a new folder", param="out")
     t_start = time.perf_counter()
     store_url = os.fspath(store) if isinstance(store, os.PathLike) else store
     ds = open_dataset(store_url, storage_options)
-    data = load_data(ds, features, label_rule, target)
-    if tracks is not None:
-        data = data.take(np.isin(data.track_id, np.asarray(list(tracks), dtype=str)),
-                         "not among the training tracks")
-        if not len(data.y):
-            raise EmodistError("none of the given tracks is in the store", param="tracks")
-    fs = data.sets[0]
+    part = _train_classes if spec.kind in ("class", "distribution") else _train_votes
+    made = part(ds, spec, preset, tracks=tracks, client=client, n_jobs=n_jobs, profile=profile,
+                min_tracks=min_tracks)
+    fs, cv, model, columns = made["set"], made["cv"], made["model"], made["columns"]
     if fs.name == "custom":
-        raise EmodistError(f"{features!r} is not a stored group or +-joined groups", param="features")
-    model_name = model_variable(name or f"{fs.name}_{preset.key}_{target}", given=name is not None)
-    X = data.X[fs.name]
-    if target != "distribution" and len(data.classes) < 2:
-        raise EmodistError(f"only one class ({data.classes[0]}) among the training segments")
-    if target != "distribution" and "soft" in preset.fit_params and data.soft is None:
-        raise EmodistError(f"{preset.key} learns from vote shares; the store keeps no votes", param="classifier")
-    groups, group_by = fold_groups(data.group, data.track_id)
-    strata = data.y if data.strata is None else data.strata
-    fold = make_folds(strata, groups, folds, seed, unit="groups")
+        raise EmodistError(f"{spec.features[0]!r} is not a stored group or +-joined groups",
+                           param="features")
+    model_name = model_variable(name or f"{fs.name}_{preset.key}_{_target_name(spec.target)}",
+                                given=name is not None)
     t0 = time.perf_counter()
-    cv_fn = _cv_distribution if target == "distribution" else _cv_class
-    cv, _ = cv_fn(data, X, fold, groups, preset, seed, client, n_jobs)
-    cv_seconds = time.perf_counter() - t0
-    log.info("cross-validated %s on %s in %.1f s", preset.key, fs.name, cv_seconds)
-    t0 = time.perf_counter()
-    pipe, classes = _fit_final(data, X, groups, preset, seed, target)
-    fit_seconds = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    graph = to_onnx(pipe, n_features=X.shape[1], name=model_name)
+    X = made["X"]
+    convert = {"regression": regression_to_onnx, "multilabel": multilabel_to_onnx}.get(spec.kind, to_onnx)
+    graph = convert(model, n_features=X.shape[1], name=model_name)
     graph_bytes = graph.SerializeToString()
     X32 = X.astype(np.float32)
-    ref = pipe.predict_proba(X32.astype(np.float64))
+    with threadpool_limits(1):
+        ref = (model.predict if spec.kind == "regression" else model.predict_proba)(X32.astype(np.float64))
     diff = float(np.abs(run_onnx(graph_bytes, X32) - ref).max())
     if diff > ONNX_TOLERANCE:
         raise EmodistError(f"the ONNX graph of {preset.key} differs from scikit-learn by {diff:.2e} "
                            f"(> {ONNX_TOLERANCE}); not written")
     export_seconds = time.perf_counter() - t0
     feature_groups = dict(ds.attrs.get("feature_groups") or {})
-    cv["calibration"]["figure"] = FIGURE
-    cv.update({
-        "folds": int(folds), "seed": int(seed), "group_by": group_by,
-        "splitter": describe_splitter(fold_splitter(strata, groups, folds, seed), "group"),
-        "out_of_fold": "every segment predicted by a model that never saw its group",
-    })
     training = {
         "dataset": ds.attrs.get("dataset"),
         "store": store_info(store_url, ds),
-        "store_fingerprint": store_fingerprint(ds, data.segment_id, fs.groups),
-        "n_tracks": len(np.unique(data.track_id)),
-        "n_segments": len(data.y),
-        "n_groups": len(np.unique(groups)),
-        "class_counts": {c: int((data.y == c).sum()) for c in data.classes},
-        "excluded": data.excluded,
-        "seconds": {"cross_validation": round(cv_seconds, 3), "final_fit": round(fit_seconds, 3),
-                    "export": round(export_seconds, 3),
+        "store_fingerprint": store_fingerprint(ds, made["segment_id"], fs.groups),
+        "n_tracks": len(np.unique(made["track_id"])),
+        "n_segments": len(made["segment_id"]),
+        "n_groups": len(np.unique(made["groups"])),
+        **made["training"],
+        "seconds": {**made["seconds"], "export": round(export_seconds, 3),
                     "total": round(time.perf_counter() - t_start, 3)},
     }
+    values = "values" if spec.kind == "regression" else "probabilities"
     card = {
         "name": model_name,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "emodist_version": __version__,
-        "target": target,
-        "classes": [str(c) for c in classes],
-        "label_rule": data.label_rule,
-        "preset": {"key": preset.key, "name": preset.name, "family": preset.family,
-                   "params": preset.params, "seed": int(seed)},
-        "aggregate": ("mean of a track's segment probabilities" if preset.track_mean else None),
+        "target": made["target"],
+        "classes": [str(c) for c in columns],
+        "label_rule": made.get("label_rule"),
+        "preset": {"key": preset.key, "name": preset.name,
+                   "family": getattr(preset, "family", spec.kind),
+                   "params": preset.params, "seed": int(spec.seed), **made.get("preset", {})},
+        "aggregate": made.get("aggregate"),
         "features": fs.name,
         "store_spec": dict(ds.attrs.get("spec") or {}),
         "inputs": [{"group": g, "features": list(names), "description": feature_groups.get(g, {})}
@@ -335,18 +391,155 @@ def run_train(
         "feature_names_sha256": feature_names_sha256(fs.names),
         "onnx": {"input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, len(fs.names)]},
                  "outputs": onnx_outputs(graph),
-                 "probabilities": {"dtype": "float64", "columns": [str(c) for c in classes]},
+                 values: {"dtype": "float64", "columns": [str(c) for c in columns]},
                  "opset": {d.domain or "ai.onnx": int(d.version) for d in graph.opset_import},
                  "check": {"rows": len(X), "max_abs_diff_vs_sklearn": diff,
                            "tolerance": ONNX_TOLERANCE}},
+        "evaluation_spec": spec.to_dict(),
         "training": training,
         "cv": cv,
     }
     if chosen_from:
         card["chosen_from"] = chosen_from
-    title = f"{model_name}: out-of-fold calibration"
-    return write_trained(out, card, graph_bytes,
-                         files={FIGURE: reliability_figure(cv["calibration"], title=title)})
+    return write_trained(out, card, graph_bytes, files=made["files"](model_name))
+
+
+def _train_classes(ds, spec, preset, *, tracks, client, n_jobs, **_) -> dict:
+    """Class, factor and distribution targets: CV as ``emodist evaluate`` runs it, then the final fit."""
+    target = spec.target
+    data = load_data(ds, spec.features[0], spec.label_rule, target)
+    if tracks is not None:
+        data = data.take(np.isin(data.track_id, np.asarray(list(tracks), dtype=str)),
+                         "not among the training tracks")
+        if not len(data.y):
+            raise EmodistError("none of the given tracks is in the store", param="tracks")
+    fs = data.sets[0]
+    X = data.X[fs.name]
+    if target != "distribution" and len(data.classes) < 2:
+        raise EmodistError(f"only one class ({data.classes[0]}) among the training segments")
+    if target != "distribution" and "soft" in preset.fit_params and data.soft is None:
+        raise EmodistError(f"{preset.key} learns from vote shares; the store keeps no votes", param="classifier")
+    groups, group_by = fold_groups(data.group, data.track_id)
+    word, words = GROUP_WORDS[group_by]
+    strata = data.y if data.strata is None else data.strata
+    fold = make_folds(strata, groups, spec.folds, spec.seed, unit=words)
+    t0 = time.perf_counter()
+    cv_fn = _cv_distribution if target == "distribution" else _cv_class
+    cv, _ = cv_fn(data, X, fold, groups, preset, spec.seed, client, n_jobs)
+    cv_seconds = time.perf_counter() - t0
+    log.info("cross-validated %s on %s in %.1f s", preset.key, fs.name, cv_seconds)
+    t0 = time.perf_counter()
+    pipe, classes = _fit_final(data, X, groups, preset, spec.seed, target)
+    fit_seconds = time.perf_counter() - t0
+    cv["calibration"]["figure"] = FIGURE
+    cv.update({
+        "folds": int(spec.folds), "seed": int(spec.seed), "group_by": group_by,
+        "splitter": describe_splitter(fold_splitter(strata, groups, spec.folds, spec.seed), word),
+        "out_of_fold": "every segment predicted by a model that never saw its group",
+    })
+
+    def files(model_name):
+        title = f"{model_name}: out-of-fold calibration"
+        return {FIGURE: reliability_figure(cv["calibration"], title=title)}
+
+    return {"set": fs, "X": X, "cv": cv, "model": pipe, "columns": classes, "target": target,
+            "label_rule": data.label_rule, "files": files,
+            "aggregate": "mean of a track's segment probabilities" if preset.track_mean else None,
+            "segment_id": data.segment_id, "track_id": data.track_id, "groups": groups,
+            "training": {"class_counts": {c: int((data.y == c).sum()) for c in data.classes},
+                         "excluded": data.excluded},
+            "seconds": {"cross_validation": round(cv_seconds, 3), "final_fit": round(fit_seconds, 3)}}
+
+
+def _png(fig) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100)
+    return buf.getvalue()
+
+
+def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, **_) -> dict:
+    """Continuous and tag targets: ``emodist evaluate``'s figures for the preset, then the final fit.
+
+    The cross-validation is :func:`emodist.learn.votes.evaluate_votes` itself
+    (its folds, in-fold search and scores), so the card's figures are the
+    evaluation's row; the final model is tuned the same way on every row.
+    """
+    if tracks is not None:
+        keep = np.isin(np.asarray(ds["track_id"].values).astype(str), np.asarray(list(tracks), dtype=str))
+        if not keep.any():
+            raise EmodistError("none of the given tracks is in the store", param="tracks")
+        ds = ds.isel(segment=keep)
+    names = [spec.target] if isinstance(spec.target, str) else list(spec.target)
+    t0 = time.perf_counter()
+    report = evaluate_votes(ds, spec, profile=profile, min_tracks=min_tracks, inner_folds=INNER_FOLDS)
+    cv_seconds = time.perf_counter() - t0
+    data = load_vote_data(ds, spec.features[0])
+    fs = data.sets[0]
+    res = report["sets"][fs.name]
+    row = res["results"][0]
+    common = {"folds": int(spec.folds), "seed": int(spec.seed), "group_by": data.group_by,
+              "inner_folds": INNER_FOLDS, "profile": profile,
+              "out_of_fold": "every segment predicted by a model that never saw its group; "
+                             "hyper-parameters chosen inside the training folds"}
+    t0 = time.perf_counter()
+    if spec.kind == "regression":
+        Y, columns, keep = vote_targets(data, names, profile)
+        X = data.X[fs.name][keep]
+        models, chosen = fit_columns(X, Y[keep], data.groups[keep], preset=preset, seed=spec.seed)
+        model = ColumnRegressors(models)
+        pred = row["pred"]
+        cv = json_safe({"regression": row["metrics"], "baseline": {"train_mean": res["baseline"]},
+                        "chosen": row["chosen"], **common})
+        target = {"kind": "regression", "name": _target_name(spec.target), "columns": columns,
+                  "profile": profile if names == ["shares"] or set(names) <= set(data.emotions) else None}
+        described = {"targets": {c: {"mean": float(Y[keep, j].mean()), "std": float(Y[keep, j].std())}
+                                 for j, c in enumerate(columns)}}
+
+        def files(model_name):
+            out = {}
+            for j, c in enumerate(columns):
+                pooled = {m: row["metrics"]["segment"][c][m]["pooled"] for m in REGRESSION_METRICS}
+                safe = re.sub(r"[^A-Za-z0-9_.-]+", "_", c)
+                out[f"scatter_{safe}.png"] = _png(scatter_figure(Y[keep, j], pred[:, j], name=c,
+                                                                 scores=pooled))
+            return out
+    else:
+        T = vote_tags(data, profile=profile)
+        kept, dropped = keep_tags(T, data.track_id, data.emotions, min_tracks=min_tracks)
+        columns = [str(e) for e, k in zip(data.emotions, kept) if k]
+        keep = np.ones(len(T), dtype=bool)
+        X = data.X[fs.name]
+        model, picked = fit_tags(X, T[:, kept], data.groups, preset=preset, seed=spec.seed)
+        chosen = [picked]
+        per_tag = {c: reliability(row["scores"][:, j], T[:, kept][:, j]) for j, c in enumerate(columns)}
+        cv = json_safe({"multilabel": row["metrics"], "baseline": {"train_share": res["baseline"]},
+                        "calibration": {"per_tag": per_tag, "classwise_ece": float(
+                            np.mean([v["ece"] for v in per_tag.values()]))},
+                        "chosen": row["chosen"], "dropped": dropped, "min_tracks": min_tracks,
+                        **common})
+        target = {"kind": "multilabel", "name": "tags", "columns": columns, "rule": "top3",
+                  "profile": profile}
+        described = {"tag_tracks": {c: int(v) for c, v in
+                                    zip(columns, _positive_tracks(T[:, kept], data.track_id))}}
+
+        def files(model_name):
+            return {}
+    fit_seconds = time.perf_counter() - t0
+    return {"set": fs, "X": X, "cv": cv, "model": model, "columns": columns, "target": target,
+            "files": files, "preset": {"chosen": json_safe(chosen)},
+            "aggregate": "mean of a track's segment values" if spec.kind == "regression"
+            else "mean of a track's segment tag probabilities",
+            "segment_id": data.segment_id[keep], "track_id": data.track_id[keep],
+            "groups": data.groups[keep], "training": {**described, "excluded": {}},
+            "seconds": {"cross_validation": round(cv_seconds, 3), "final_fit": round(fit_seconds, 3)}}
+
+
+def _positive_tracks(T, tracks) -> np.ndarray:
+    """Tracks with each tag."""
+    frame = {t: row for t, row in zip(tracks, np.asarray(T))}
+    return np.asarray(list(frame.values())).sum(axis=0) if frame else np.zeros(T.shape[1])
 
 
 def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
@@ -364,7 +557,10 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
     dict
         ``features``, ``classifier``, ``target``, ``folds``, ``seed``,
         ``label_rule``, ``store`` (the report's store URL) and
-        ``chosen_from`` (report, metric, value, rank among all rows).
+        ``chosen_from`` (report, metric, value, rank among all rows).  A
+        shares, columns or tags report (:func:`emodist.learn.votes.run_votes`)
+        ranks by segment R² or macro ROC-AUC (``rank_by`` is for classes) and
+        adds ``profile`` and ``min_tracks``; it names no store.
 
     Raises
     ------
@@ -383,6 +579,8 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
                 report = json.load(f)
         except (OSError, ValueError) as exc:
             raise EmodistError(f"{path}: not a readable evaluation report ({exc})", param="from_report") from None
+    if report.get("kind") in ("regression", "multilabel"):
+        return _best_vote_row(report, path)
     settings = report.get("settings") or {}
     target = settings.get("target", "class")
     allowed = EXPORTABLE_DISTRIBUTION if target == "distribution" else EXPORTABLE
@@ -410,6 +608,39 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
             }
     raise EmodistError(f"{path or 'the report'} has no row with an exportable preset "
                          f"({', '.join(allowed)}) without class weights", param="from_report")
+
+
+def _best_vote_row(report: dict, path) -> dict:
+    """The best exportable row of a shares, columns or tags report (``emodist.learn.votes``).
+
+    Regression rows rank by the segment R² (fold mean, averaged over the
+    targets), tag rows by the segment macro ROC-AUC; every feature set's rows
+    compete.
+    """
+    kind = report["kind"]
+    spec = EvaluationSpec.from_dict(report.get("evaluation_spec") or {"target": report["config"]["target"]})
+    config = report.get("config") or {}
+    metric = "r2" if kind == "regression" else "roc_auc_macro"
+
+    def value(row):
+        seg = row["metrics"]["segment"]
+        v = seg["mean"]["r2"] if kind == "regression" else seg["roc_auc_macro"]["mean"]
+        return float("-inf") if v is None else float(v)
+
+    rows = sorted(((fs, r) for fs, res in report.get("sets", {}).items() for r in res["results"]),
+                  key=lambda fr: -value(fr[1]))
+    for rank, (fs, row) in enumerate(rows, 1):
+        if row["preset"] in exportable(kind):
+            return {"features": fs, "classifier": row["preset"], "target": spec.target,
+                    "folds": spec.folds, "seed": spec.seed, "label_rule": None,
+                    "profile": config.get("profile", "listener"),
+                    **({"min_tracks": config["min_tracks"]} if "min_tracks" in config else {}),
+                    "store": None,
+                    "chosen_from": {"report": path, "rank_by": metric, "value": value(row),
+                                    "rank": rank, "of": len(rows),
+                                    "skipped_above": [f"{f}/{r['preset']}" for f, r in rows[:rank - 1]]}}
+    raise EmodistError(f"{path or 'the report'} has no row with an exportable preset "
+                       f"({', '.join(exportable(kind))})", param="from_report")
 
 
 def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_jobs) -> dict:

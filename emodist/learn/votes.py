@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -40,20 +40,23 @@ from emodist.learn.data import CONTEXTS, SEGMENT, load_data, open_dataset, track
 from emodist.learn.folds import fold_groups, make_folds
 from emodist.learn.multilabel import evaluate_multilabel, threshold_tags, top_k_tags
 from emodist.learn.regression import REGRESSION_METRICS, evaluate_regression
-from emodist.learn.spec import check_choice
+from emodist.learn.spec import EvaluationSpec, check_choice, target_kind
 from emodist.learn.tracks import segment_groups
 
 __all__ = [
+    "DEFAULT_PRESETS",
     "PROFILES",
     "TAG_RULES",
     "VOTE_TARGETS",
     "VoteData",
     "evaluate_votes",
+    "json_safe",
     "load_vote_data",
     "run_votes",
     "summary_lines",
     "vote_report_markdown",
     "vote_tags",
+    "vote_targets",
     "write_vote_report",
 ]
 
@@ -63,6 +66,8 @@ PROFILES = ("listener", "mean")
 TAG_RULES = ("top3", "threshold")
 #: The targets of :func:`evaluate_votes` beyond per-segment variables.
 VOTE_TARGETS = ("shares", "tags")
+#: Presets evaluated when none are given, per kind of target.
+DEFAULT_PRESETS = {"regression": ("ridge",), "multilabel": ("logistic-regression",)}
 
 
 @dataclass
@@ -85,6 +90,10 @@ class VoteData:
         The opened store (for other target variables).
     index : numpy.ndarray of int
         Store positions of the rows.
+    sets : list of FeatureSet
+        The resolved feature sets (:func:`emodist.learn.data.resolve_feature_sets`).
+    group_by : str
+        What the folds' groups are (:func:`emodist.learn.folds.fold_groups`).
     """
 
     X: dict[str, np.ndarray]
@@ -96,6 +105,8 @@ class VoteData:
     emotions: tuple[str, ...]
     ds: object
     index: np.ndarray
+    sets: list = field(default_factory=list)
+    group_by: str = "track_id"
 
 
 def load_vote_data(store, features=None, storage_options: dict | None = None) -> VoteData:
@@ -121,10 +132,11 @@ def load_vote_data(store, features=None, storage_options: dict | None = None) ->
     index = np.array([pos[s] for s in data.segment_id], dtype=np.int64)
     profiles = {p: np.asarray(ds[v].isel({SEGMENT: index}).values, np.float64)
                 for p, v in (("listener", "votes"), ("mean", "votes_mean"))}
-    groups, _ = fold_groups(data.group, data.track_id)
+    groups, group_by = fold_groups(data.group, data.track_id)
     return VoteData(X=data.X, track_id=data.track_id, segment_id=data.segment_id,
                     groups=np.asarray(groups, dtype=object), labels=data.y, profiles=profiles,
-                    emotions=tuple(data.emotions), ds=ds, index=index)
+                    emotions=tuple(data.emotions), ds=ds, index=index, sets=list(data.sets),
+                    group_by=group_by)
 
 
 def vote_tags(data: VoteData, *, rule: str = "top3", profile: str = "listener", k: int = 3,
@@ -158,7 +170,45 @@ def _column_targets(data: VoteData, names, profile: str) -> np.ndarray:
     return np.column_stack(cols)
 
 
-def evaluate_votes(store, *, target="shares", features=None, presets=None, n_folds: int = 5,
+def vote_targets(data: VoteData, names, profile: str = "listener") -> tuple[np.ndarray, list[str], np.ndarray]:
+    """The continuous targets of each segment, and which segments have all of them.
+
+    Parameters
+    ----------
+    data : VoteData
+    names : sequence of str
+        ``["shares"]`` (the nine shares of ``profile``) or emotions /
+        per-segment numeric store variables.
+    profile : {"listener", "mean"}
+
+    Returns
+    -------
+    Y : numpy.ndarray, shape (n, n_targets)
+    names : list of str
+        The target columns.
+    keep : numpy.ndarray of bool, shape (n,)
+        Segments with a finite value of every target.
+
+    Raises
+    ------
+    EmodistError
+        A name that is neither an emotion nor a numeric per-segment variable.
+    StoreError
+        No segment has every target.
+    """
+    names = list(names)
+    if names == ["shares"]:
+        Y, tnames = data.profiles[profile], list(data.emotions)
+    else:
+        Y, tnames = _column_targets(data, names, profile), names
+    keep = np.isfinite(Y).all(axis=1)
+    if not keep.any():
+        raise StoreError("no evaluated segment has a finite value of every target")
+    return Y, tnames, keep
+
+
+def evaluate_votes(store, spec: EvaluationSpec | None = None, *, target="shares", features=None,
+                   presets=None, n_folds: int = 5,
                    seed: int = 0, profile: str = "listener", tag_rule: str = "top3", k: int = 3,
                    min_share: float = 0.5, min_tracks: int = 10, inner_folds: int = 4,
                    joint: bool = False, plots_dir=None, group_by: str | None = None,
@@ -168,6 +218,10 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
     Parameters
     ----------
     store : str or xarray.Dataset
+    spec : EvaluationSpec, optional
+        What to evaluate (a ``shares``, ``tags`` or column target); without
+        it ``target``, ``features``, ``presets``, ``n_folds`` and ``seed``
+        make one.  It is recorded in the result (``evaluation_spec``).
     target : str or sequence of str
         ``"shares"``, ``"tags"``, or names of emotions / per-segment store
         variables (regression targets).
@@ -206,14 +260,24 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
     -------
     dict
         ``kind`` (``"regression"`` / ``"multilabel"``), ``config``,
+        ``evaluation_spec`` (:meth:`EvaluationSpec.to_dict
+        <emodist.learn.spec.EvaluationSpec.to_dict>`),
         ``n_segments``, ``n_tracks`` and ``sets``: feature-set name -> the
         output of :func:`~emodist.learn.regression.evaluate_regression` or
         :func:`~emodist.learn.multilabel.evaluate_multilabel`.
     """
-    names = [target] if isinstance(target, str) else list(target)
+    if spec is None:
+        spec = EvaluationSpec(features=features, target=target, folds=n_folds, seed=seed,
+                              classifiers=presets or DEFAULT_PRESETS.get(target_kind(target)),
+                              ceiling=False, group_by=group_by)
+    kind = spec.kind
+    if kind not in DEFAULT_PRESETS:
+        raise EmodistError(f"target {spec.target} is a class target; evaluate it with run_evaluate",
+                           param="target")
+    names = [spec.target] if isinstance(spec.target, str) else list(spec.target)
+    features, presets, n_folds, seed = spec.features, spec.classifiers, spec.folds, spec.seed
+    group_by = spec.group_by if group_by is None else group_by
     check_choice("profile", profile, PROFILES)
-    if not names:
-        raise EmodistError("no target given", param="target")
     data = load_vote_data(store, features)
     if group_by is not None or copies:
         data.groups, _ = segment_groups(data.ds, data.groups, data.track_id, group_by,
@@ -222,7 +286,6 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
     check_choice("context", context, CONTEXTS)
     if context == "track":
         data.X = {name: track_context(X, data.track_id) for name, X in data.X.items()}
-    kind = "multilabel" if names == ["tags"] else "regression"
     config = {"target": names, "profile": profile, "n_folds": n_folds, "seed": seed,
               "inner_folds": inner_folds, "group_by": group_by or "group", "context": context}
     sets = {}
@@ -232,25 +295,19 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
         for name, X in data.X.items():
             sets[name] = evaluate_multilabel(X, T, names=data.emotions, groups=data.groups, folds=folds,
                                              tracks=data.track_id,
-                                             presets=presets or ("logistic-regression",), seed=seed,
+                                             presets=presets, seed=seed,
                                              inner_folds=inner_folds, min_tracks=min_tracks)
     else:
-        if names == ["shares"]:
-            Y, tnames = data.profiles[profile], list(data.emotions)
-        else:
-            Y, tnames = _column_targets(data, names, profile), names
-        keep = np.isfinite(Y).all(axis=1)
-        if not keep.any():
-            raise StoreError("no evaluated segment has a finite value of every target")
+        Y, tnames, keep = vote_targets(data, names, profile)
         config["joint"] = joint
         for name, X in data.X.items():
             sets[name] = evaluate_regression(
                 X[keep], Y[keep], names=tnames, groups=data.groups[keep], folds=folds[keep],
-                tracks=data.track_id[keep], presets=presets or ("ridge",), seed=seed,
+                tracks=data.track_id[keep], presets=presets, seed=seed,
                 inner_folds=inner_folds, joint=joint,
                 plots_dir=None if plots_dir is None else Path(plots_dir) / name)
-    return {"kind": kind, "config": config, "n_segments": len(folds),
-            "n_tracks": len(np.unique(data.track_id)), "sets": sets}
+    return {"kind": kind, "config": config, "evaluation_spec": spec.to_dict(),
+            "n_segments": len(folds), "n_tracks": len(np.unique(data.track_id)), "sets": sets}
 
 
 # --------------------------------------------------------------------------
@@ -258,13 +315,14 @@ def evaluate_votes(store, *, target="shares", features=None, presets=None, n_fol
 # --------------------------------------------------------------------------
 
 
-def _json_safe(obj):
+def json_safe(obj):
+    """``obj`` with numpy values as Python ones and NaN as ``None`` (JSON without NaN)."""
     if isinstance(obj, dict):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
+        return {str(k): json_safe(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
+        return [json_safe(v) for v in obj]
     if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
+        return json_safe(obj.tolist())
     if isinstance(obj, (np.floating, float)):
         return None if math.isnan(float(obj)) else float(obj)
     if isinstance(obj, np.integer):
@@ -334,7 +392,7 @@ def write_vote_report(report: dict, out_dir) -> tuple[Path, Path]:
         name: {**res, "results": [{k: v for k, v in r.items() if k not in ("pred", "scores")}
                                   for r in res["results"]]}
         for name, res in report["sets"].items()}}
-    slim = _json_safe(slim)
+    slim = json_safe(slim)
     (out / "report.json").write_text(json.dumps(slim, indent=1))
     (out / "report.md").write_text(vote_report_markdown(slim))
     return out / "report.json", out / "report.md"

@@ -108,10 +108,12 @@ class TrainedModel:
         The model folder.
     name : str
     target : str
-        ``class``, ``factors`` or ``distribution``.
+        ``class``, ``factors``, ``distribution``, ``shares``, ``tags`` or
+        the ``+``-joined continuous columns (``valence+arousal``).
     classes : tuple of str
-        Output columns of the probabilities (the emotions of a
-        distribution).
+        Output columns: the classes of the probabilities (the emotions of a
+        distribution), the target columns of a regression, the tags of a
+        multi-label model.
     inputs : tuple of ModelInput
         Feature groups in input order.
     onnx_path : str
@@ -120,9 +122,14 @@ class TrainedModel:
     input_name, input_dtype : str
         The graph's input (``float32``, shape ``(n, n_features)``).
     outputs : dict
-        ``{"label": name, "probabilities": name}``.
+        ``{"label": name, "probabilities": name}``; a regression's
+        ``{"values": name}``.
     card : dict
         The whole card as read.
+    kind : str
+        ``class``, ``distribution``, ``regression`` or ``multilabel``
+        (the card's ``target.kind``; a card whose target is a name is a
+        classification's).
     """
 
     path: str
@@ -136,6 +143,12 @@ class TrainedModel:
     input_dtype: str
     outputs: dict = field(compare=False)
     card: dict = field(compare=False, repr=False)
+    kind: str = "class"
+
+    @property
+    def output(self) -> str:
+        """The graph output a head stores: the values of a regression, else the probabilities."""
+        return self.outputs["values" if self.kind == "regression" else "probabilities"]
 
     @property
     def feature_names(self) -> list[str]:
@@ -275,18 +288,30 @@ def load_trained(model_dir) -> TrainedModel:
     if want is not None and feature_names_sha256(names) != want:
         raise ModelError(f"{path}: the input feature names do not match their recorded hash")
     inp = dict(onnx_info.get("input") or {})
+    target = card["target"]
+    if isinstance(target, dict):
+        kind, target = str(target.get("kind")), str(target.get("name"))
+        if kind not in ("regression", "multilabel"):
+            raise ModelError(f"{path}: unknown target kind {kind!r}")
+    else:
+        kind = "distribution" if target == "distribution" else "class"
+    outputs = dict(onnx_info.get("outputs") or {})
+    if ("values" if kind == "regression" else "probabilities") not in outputs:
+        raise ModelError(f"{path}: the card names no ONNX output of the model's "
+                         f"{'values' if kind == 'regression' else 'probabilities'}")
     return TrainedModel(
         path=str(folder),
         name=str(card["name"]),
-        target=str(card["target"]),
+        target=str(target),
         classes=tuple(map(str, card["classes"])),
         inputs=inputs,
         onnx_path=str(onnx_path),
         onnx_sha256=actual,
         input_name=str(inp.get("name", "features")),
         input_dtype=str(inp.get("dtype", "float32")),
-        outputs=dict(onnx_info.get("outputs") or {}),
+        outputs=outputs,
         card=card,
+        kind=kind,
     )
 
 
@@ -383,6 +408,15 @@ def _pct(x) -> str:
     return "-" if x is None else f"{100 * float(x):.1f}%"
 
 
+def _num(x) -> str:
+    return "n/a" if x is None else f"{float(x):.3f}"
+
+
+def _pm(m: dict) -> str:
+    """``mean ± std`` over the folds."""
+    return f"{_num(m.get('mean'))} ± {_num(m.get('std'))}"
+
+
 def _accuracies(m: dict) -> str:
     return f"accuracy {_pct(m['accuracy']['mean'])}, balanced accuracy {_pct(m['balanced_accuracy']['mean'])}"
 
@@ -405,8 +439,10 @@ def describe_trained(model: TrainedModel) -> list[str]:
                  f"{model.input_name} {model.input_dtype} (n, {len(model.feature_names)}); outputs "
                  + ", ".join(f"{k}={v}" for k, v in model.outputs.items()))
     if t := c.get("training"):
+        how = (f"label rule {c['label_rule']}" if c.get("label_rule") else
+               f"vote profile {(c.get('cv') or {}).get('profile')}")
         lines.append(f"  trained on: {t.get('dataset') or '?'}: {t.get('n_tracks')} tracks, "
-                     f"{t.get('n_segments')} segments; label rule {c.get('label_rule')}")
+                     f"{t.get('n_segments')} segments; {how}")
         if counts := t.get("class_counts"):
             lines.append("  class counts: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     cv = c.get("cv") or {}
@@ -415,9 +451,27 @@ def describe_trained(model: TrainedModel) -> list[str]:
                      f"macro-F1 {_pct(seg['macro_f1']['mean'])}")
     if trk := cv.get("track"):
         lines.append(f"  tracks (majority vote): {_accuracies(trk)}")
+    if reg := cv.get("regression"):
+        seg, trk = reg["segment"]["mean"], reg["track"]["mean"]
+        lines.append(f"  {cv.get('folds')}-fold grouped CV regression, mean over "
+                     f"{len(model.classes)} targets: segments R² {_num(seg['r2'])}, CCC "
+                     f"{_num(seg['ccc'])}, r {_num(seg['pearson'])}; tracks R² {_num(trk['r2'])}, "
+                     f"CCC {_num(trk['ccc'])}")
+        for col in model.classes:
+            m = reg["segment"][col]
+            lines.append(f"    {col}: R² {_pm(m['r2'])}, RMSE {_pm(m['rmse'])}, CCC {_pm(m['ccc'])}")
+    if tags := cv.get("multilabel"):
+        seg = tags["segment"]
+        lines.append(f"  {cv.get('folds')}-fold grouped CV tags: ROC-AUC macro "
+                     f"{_pm(seg['roc_auc_macro'])}, micro {_pm(seg['roc_auc_micro'])}; PR-AUC "
+                     f"macro {_pm(seg['pr_auc_macro'])}, micro {_pm(seg['pr_auc_micro'])}")
+        if cv.get("dropped"):
+            lines.append(f"  tags dropped (too few tracks): {', '.join(cv['dropped'])}")
+        if cal := cv.get("calibration"):
+            lines.append(f"  calibration (out of fold): mean per-tag ECE {_num(cal.get('classwise_ece'))}")
     if dist := cv.get("distribution"):
         lines.append(f"  distribution: mean JSD {dist['jsd']['mean']:.4f}, top-1 {_pct(dist['top1']['mean'])}")
-    if cal := cv.get("calibration"):
+    if (cal := cv.get("calibration")) and "ece" in cal:
         lines.append(f"  calibration (out of fold): ECE {cal.get('ece', float('nan')):.4f} "
                      f"(top label), class-wise {cal.get('classwise_ece', float('nan')):.4f}; "
                      f"diagram {cal.get('figure', '-')}")

@@ -37,7 +37,8 @@ def test_defaults_and_resolved_presets():
 
 
 @pytest.mark.parametrize("settings,param,message", [
-    ({"target": "votes"}, "target", "unknown target 'votes'; use class, factors, distribution"),
+    ({"target": ["shares", "valence"]}, "target", "shares is a target of its own, not a column"),
+    ({"target": []}, "target", "give a target: class, factors, distribution, shares, tags or"),
     ({"rank_by": "f1"}, "rank_by", "unknown ranking metric 'f1'"),
     ({"balance": "smote"}, "balance", "unknown balance 'smote'; use none, weights, both"),
     ({"label_rule": "median"}, "label_rule", "unknown label rule 'median'; use listener, mean"),
