@@ -193,7 +193,9 @@ def check_store_location(store: str) -> None:
     if probe and not os.path.isdir(probe):
         raise StoreError(f"{path}: {probe} is a file, not a folder", param="store")
     if probe and not os.access(probe, os.W_OK):
-        raise StoreError(f"{path}: cannot write there (permission denied)", param="store")
+        why = ("read-only file system" if os.statvfs(probe).f_flag & os.ST_RDONLY
+               else "permission denied")
+        raise StoreError(f"{path}: cannot write there ({why})", param="store")
 
 
 @contextlib.contextmanager
@@ -464,6 +466,10 @@ def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, ret
                     client, items=p.tasks, args=(job,), max_in_flight=cap,
                     name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done,
                     **chunk_route(job, runtime.resources, runtime.model_resources))
+        except KeyboardInterrupt:  # Ctrl-C: say what is kept (the CLI prints it)
+            kept, total = _chunks_kept(store, spec, p.chunk, opts)
+            raise KeyboardInterrupt(f"{kept} of {total} chunks of {store} are written and "
+                                    "kept; rerun the same command to resume") from None
         finally:
             # also when interrupted (Ctrl-C, lost scheduler): keep what finished on record
             failures = io.merge_failures(failures, new_failures)
