@@ -15,6 +15,7 @@ the log holds something.  ``--debug`` leaves everything on the terminal.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import tempfile
@@ -141,9 +142,13 @@ def run_log(path: str, *, cluster: bool = False) -> Iterator[RunLog]:
         sys.stderr = open(saved, "w", buffering=1, encoding=sys.__stderr__.encoding,
                           errors="backslashreplace", closefd=False)
     log = RunLog(path, start, len(header))
+    # a log that cannot be written (a full disk) says nothing: logging would
+    # otherwise print its own error, with a traceback, on the terminal
+    raising, logging.raiseExceptions = logging.raiseExceptions, False
     try:
         yield log
     finally:
+        logging.raiseExceptions = raising
         with contextlib.suppress(OSError, ValueError):
             sys.stderr.flush()
             sys.__stderr__.flush()
