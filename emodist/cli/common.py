@@ -124,7 +124,7 @@ def add_quiet(container, help: str = "no progress lines on stderr") -> None:
 
 
 def add_log(container, **kwargs) -> None:
-    """``--log FILE``: where worker tracebacks and library messages go (see :mod:`emodist.cli.runlog`).
+    """``--log FILE``: where worker tracebacks and library messages go (:mod:`emodist.cli.runlog`).
 
     Accepted before the command (``emodist --log F extract ...``) and after
     it, by the commands that run a cluster; given after, it wins.

@@ -139,8 +139,10 @@ def run_log(path: str, *, cluster: bool = False) -> Iterator[RunLog]:
     # by a caller (a test's capture) is left alone
     swapped = sys.stderr is sys.__stderr__
     if swapped:
-        sys.stderr = open(saved, "w", buffering=1, encoding=sys.__stderr__.encoding,
-                          errors="backslashreplace", closefd=False)
+        # closed in the finally below
+        sys.stderr = open(saved, "w", buffering=1,  # noqa: SIM115
+                          encoding=sys.__stderr__.encoding, errors="backslashreplace",
+                          closefd=False)
     log = RunLog(path, start, len(header))
     # a log that cannot be written (a full disk) says nothing: logging would
     # otherwise print its own error, with a traceback, on the terminal

@@ -24,9 +24,24 @@ from fsspec.implementations.local import LocalFileSystem
 from emodist.errors import DataError, EmodistError
 
 __all__ = [
-    "BLOCK_SECONDS", "EXACT_SEEK_FORMATS", "HEADER_BLOCK", "MONO_ADD_CHANNELS", "PREROLL_S",
-    "OPEN_ERRORS", "RESAMPLE_QUALITY", "TAIL_S", "WINDOW_AFTER_S", "WindowedTrack", "cut",
-    "decode", "id3v2_end", "load_track", "open_problem", "resample", "sniff_format", "to_mono",
+    "BLOCK_SECONDS",
+    "EXACT_SEEK_FORMATS",
+    "HEADER_BLOCK",
+    "MONO_ADD_CHANNELS",
+    "OPEN_ERRORS",
+    "PREROLL_S",
+    "RESAMPLE_QUALITY",
+    "TAIL_S",
+    "WINDOW_AFTER_S",
+    "WindowedTrack",
+    "cut",
+    "decode",
+    "id3v2_end",
+    "load_track",
+    "open_problem",
+    "resample",
+    "sniff_format",
+    "to_mono",
 ]
 
 #: soxr quality used for the one resample (librosa's default ``soxr_hq``).

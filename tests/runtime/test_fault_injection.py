@@ -116,14 +116,14 @@ def mount_tmpfs(where: Path, size: str = "4m") -> None:
     if shutil.which("mount") is None:
         pytest.skip("disk-full and read-only faults need mount(8), which this machine lacks")
     got = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                         capture_output=True, text=True)
+                         capture_output=True, text=True, check=False)
     if got.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({got.stderr.strip() or got.returncode}): "
                     "disk-full and read-only faults need root or a mount namespace")
 
 
 def umount(where: Path) -> None:
-    subprocess.run(["umount", "-l", str(where)], capture_output=True)
+    subprocess.run(["umount", "-l", str(where)], capture_output=True, check=False)
 
 
 def remount(where: Path, mode: str) -> None:
@@ -193,7 +193,7 @@ def run_extract(run: Run, *extra: str, during: Callable[[Run], None] | None = No
 
 def verify(store: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "emodist", "verify", str(store)],
-                          capture_output=True, text=True, env=ENV, timeout=120)
+                          capture_output=True, text=True, env=ENV, timeout=120, check=False)
 
 
 #: A storage fault mid-run ends in ``emodist: unexpected OSError`` with exit status 1, after
@@ -260,9 +260,9 @@ def restore_the_track(run: Run) -> None:
     track.write_bytes(data)
     refused = run_extract(run)
     assert refused.returncode == 2, refused.stderr[-3000:]
-    assert refused.stderr.strip().splitlines() == [
+    assert refused.stderr.strip().splitlines() == [(
         f"emodist: error: --overwrite: the store cannot be resumed: it holds "
-        f"{N_SEGMENTS - 2} segments of another dataset plan (this one has {N_SEGMENTS})"]
+        f"{N_SEGMENTS - 2} segments of another dataset plan (this one has {N_SEGMENTS})")]
 
 
 def others_equal_a_clean_run(run: Run, first, reference) -> None:
@@ -364,7 +364,7 @@ def dataset(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, dataset) -> dict[str, np.ndarray]:
-    """A clean run's arrays, on an in-process cluster with one thread (the suite's workers run 2)."""
+    """A clean run's arrays, on an in-process cluster of one thread (the suite's workers run 2)."""
     from distributed import Client, LocalCluster
 
     from emodist.engine.extract import run_extract as extract
@@ -463,10 +463,11 @@ def test_read_only_store_location_is_named_so(tmp_path, dataset):
         remount(where, "ro")
         proc = subprocess.run([sys.executable, "-m", "emodist", "extract", str(dataset),
                                "--store", str(where / "s.zarr"), "--features", "handcrafted",
-                               "--quiet"], capture_output=True, text=True, env=ENV, timeout=120)
+                               "--quiet"], capture_output=True, text=True, env=ENV,
+                              timeout=120, check=False)
     finally:
         umount(where)
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [
+    assert proc.stderr.strip().splitlines() == [(
         f"emodist: error: --store: {where / 's.zarr'}: cannot write there (read-only file "
-        "system)"]
+        "system)")]
