@@ -124,12 +124,13 @@ def uses_cluster(args) -> bool:
             or bool(getattr(args, "scheduler_file", None)))
 
 
-def command_log(args) -> contextlib.AbstractContextManager:
+def command_log(args, argv: list[str] | None = None) -> contextlib.AbstractContextManager:
     """The log of a command (:func:`emodist.cli.runlog.run_log`); none under ``--debug``."""
     if args.debug:
         return contextlib.nullcontext(None)
     path = args.log or default_log_path(args.command, getattr(args, "store", None))
-    return run_log(path, cluster=uses_cluster(args))
+    title = " ".join(["emodist", *(sys.argv[1:] if argv is None else argv)])
+    return run_log(path, cluster=uses_cluster(args), title=title)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with command_log(args) as log:
+    with command_log(args, argv) as log:
         code = _run_command(args, log)
         if code == 0 and log is not None and log.holds_something():
             print(f"emodist: worker and decoder messages are in {log.path}", file=sys.stderr)

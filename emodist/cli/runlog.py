@@ -100,7 +100,7 @@ def _open_log(path: str) -> tuple[int, str]:
 
 
 @contextlib.contextmanager
-def run_log(path: str, *, cluster: bool = False) -> Iterator[RunLog]:
+def run_log(path: str, *, cluster: bool = False, title: str = "") -> Iterator[RunLog]:
     """Send file descriptor 2 of this process (and its children) to a log file.
 
     Parameters
@@ -113,6 +113,8 @@ def run_log(path: str, *, cluster: bool = False) -> Iterator[RunLog]:
         imported first, so that its log handlers (bound to ``sys.stderr``
         at import) write into the log (importing it costs start-up time,
         paid only by those commands).
+    title : str
+        The command line, for the header of the command's part of the log.
 
     Yields
     ------
@@ -130,9 +132,12 @@ def run_log(path: str, *, cluster: bool = False) -> Iterator[RunLog]:
         return
     fd, path = _open_log(path)
     start = os.fstat(fd).st_size
-    header = (f"--- emodist {' '.join(sys.argv[1:])} at "
-              f"{time.strftime('%Y-%m-%d %H:%M:%S')} (pid {os.getpid()})\n").encode()
-    os.write(fd, header)
+    header = (f"--- {title or 'emodist'} at {time.strftime('%Y-%m-%d %H:%M:%S')} "
+              f"(pid {os.getpid()})\n").encode()
+    try:
+        os.write(fd, header)
+    except OSError:  # a full disk: the command's own error will say so
+        header = b""
     os.dup2(fd, 2)
     os.close(fd)
     # only the interpreter's own stderr writes to descriptor 2; one replaced
@@ -151,9 +156,9 @@ def run_log(path: str, *, cluster: bool = False) -> Iterator[RunLog]:
         yield log
     finally:
         logging.raiseExceptions = raising
-        with contextlib.suppress(OSError, ValueError):
-            sys.stderr.flush()
-            sys.__stderr__.flush()
+        for stream in (sys.stderr, sys.__stderr__):
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
         if swapped:
             terminal, sys.stderr = sys.stderr, sys.__stderr__
             terminal.close()
