@@ -119,3 +119,28 @@ def test_log_option_before_and_after_the_command():
     args = parser.parse_args(["--log", "a.log", "extract", "d", "--store", "s", "--log", "b.log"])
     assert args.log == "b.log"
     assert parser.parse_args(["extract", "d", "--store", "s"]).log is None
+
+
+def _in_run_log(path: Path, body: str) -> subprocess.CompletedProcess:
+    code = ("import os, sys\nfrom emodist.cli.runlog import run_log\n"
+            f"with run_log({str(path)!r}, title='emodist test') as log:\n{body}")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV,
+                          check=False, timeout=60)
+
+
+def test_descriptor_two_goes_to_the_log_and_sys_stderr_to_the_terminal(tmp_path):
+    """What C code writes (descriptor 2) lands in the log; ``sys.stderr`` stays the terminal."""
+    log = tmp_path / "x.log"
+    got = _in_run_log(log, "    os.write(2, b'Note: from C\\n')\n"
+                           "    print('one line', file=sys.stderr)\n"
+                           "    print(log.mention(), file=sys.stderr)\n")
+    assert got.returncode == 0, got.stderr
+    assert got.stderr.splitlines() == ["one line", f" (details in {log})"]
+    first = log.read_text()
+    assert first.startswith("--- emodist test at ") and first.endswith("Note: from C\n")
+    # a command that writes nothing there takes its header out again
+    quiet = _in_run_log(log, "    print(repr(log.mention()), file=sys.stderr)\n")
+    assert quiet.stderr.splitlines() == ["''"] and log.read_text() == first
+    # and with nothing before it, the file goes
+    empty = tmp_path / "y.log"
+    assert _in_run_log(empty, "    pass\n").returncode == 0 and not empty.exists()
