@@ -495,6 +495,27 @@ def decode(path: str, *, rates, end_s: float | None = None,
     return {r: WindowedTrack(window, r) for r in rates}
 
 
+#: Seconds a decoded track may end before a planned segment does: MP3s decode up
+#: to 0.16 s shorter than their header's frame count (the encoder's padding,
+#: measured on Emotify); a file that ends sooner holds less audio than its
+#: header says (a truncated file), and the segment is not computed from it.
+SHORTFALL_S = 1.0
+
+
+def decoded_end(tracks: dict) -> float | None:
+    """Seconds of audio a :func:`decode` holds (``None`` for a window: not decoded yet).
+
+    Parameters
+    ----------
+    tracks : dict
+        What :func:`decode` returned.
+    """
+    for rate, y in tracks.items():
+        if isinstance(y, np.ndarray):
+            return y.shape[-1] / rate
+    return None
+
+
 class _Window:
     """One window of a track, decoded on first use and shared by every rate."""
 

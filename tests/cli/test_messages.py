@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from emodist.cli.runlog import default_log_path
@@ -43,26 +44,41 @@ def extract_cmd(dataset: Path, store: Path, *extra: str) -> list[str]:
 
 
 def test_bad_files_one_line_each_and_decoder_notes_in_the_log(tracks, tmp_path):
-    """An empty ``.mp3`` and a text file named ``.mp3``: one true line each, notes in the log."""
+    """An empty ``.mp3``, a text file named ``.mp3`` and a truncated MP3: one true line each.
+
+    The truncated file's header promises 8 s; none of its segments is
+    computed from the fraction of a second it holds.  libmpg123's notes go
+    to the log.
+    """
     import shutil
+
+    import zarr
 
     data = tmp_path / "dataset"
     shutil.copytree(tracks, data)
-    empty, text = sorted((data / "emotifymusic").rglob("*.mp3"))[:2]
+    empty, text, cut = sorted((data / "emotifymusic").rglob("*.mp3"))[:3]
     empty.write_bytes(b"")
     text.write_text("this is not audio\n" * 40)
+    cut.write_bytes(cut.read_bytes()[:3000])
     store = tmp_path / "s.zarr"
     proc = subprocess.run(extract_cmd(data, store), capture_output=True, text=True, env=ENV,
                           check=False, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     failures = [line.strip() for line in proc.stdout.splitlines() if line.startswith("  ")]
     by_file = {Path(line.split(": ", 1)[0].split()[-1]).resolve(): line for line in failures}
-    assert set(by_file) == {empty.resolve(), text.resolve()}, failures
+    assert set(by_file) == {empty.resolve(), text.resolve(), cut.resolve()}, failures
     assert by_file[empty.resolve()].endswith(": empty file (0 bytes)"), failures
     assert by_file[text.resolve()].endswith(": not audio (format not recognised)"), failures
-    for line in failures:
-        assert line.count(empty.name if "0 bytes" in line else text.name) == 1, line
-        assert "possibly a pipe" not in line
+    assert re.search(r": truncated audio: it ends at [0-3]\.\d{3} s, sooner than its header "
+                     r"says \(the segments past that are not computed\)$",
+                     by_file[cut.resolve()]), failures
+    for path, line in by_file.items():
+        assert line.count(path.name) == 1 and "possibly a pipe" not in line, line
+    g = zarr.open_group(str(store), mode="r")
+    paths = [str(p) for p in np.asarray(g["path"][...])]
+    status = np.asarray(g["handcrafted_status"][...])
+    assert (status[[Path(p).resolve() == cut.resolve() for p in paths]] == -1).all()
+    assert (status[[Path(p).resolve() != cut.resolve() for p in paths]] == 1).all()
     # the terminal: one line naming the log; the decoder's notes are in the log, not here
     log = Path(default_log_path("extract", str(store)))
     assert proc.stderr.splitlines() == [f"emodist: worker and decoder messages are in {log}"]
