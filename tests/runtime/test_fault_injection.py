@@ -90,14 +90,14 @@ class Cluster:
         self.stop()
         self.start()
 
-    def worker_process(self):
-        """The worker process the nanny (the ``dask worker`` command) runs."""
-        import psutil
+    def worker_pid(self) -> int:
+        """The process id of the worker process (the nanny, ``dask worker``, runs it)."""
+        from distributed import Client
 
-        children = psutil.Process(self.worker.pid).children(recursive=True)
-        procs = [p for p in children if "python" in p.name() or "dask" in p.name()]
-        assert procs, "the nanny has no worker process"
-        return procs[-1]
+        with Client(self.address, timeout=30) as c:
+            (pid,) = c.run(os.getpid).values()
+        assert pid != self.worker.pid
+        return pid
 
 
 @contextmanager
@@ -238,9 +238,16 @@ def assert_equal_to(store: Path, reference: dict[str, np.ndarray]) -> None:
 
 def kill_the_worker(run: Run) -> None:
     """SIGKILL the worker process (its nanny starts another)."""
-    proc = run.cluster.worker_process()
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(10)
+    pid = run.cluster.worker_pid()
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with suppress(ProcessLookupError):
+            os.kill(pid, 0)
+            time.sleep(0.05)
+            continue
+        return
+    raise AssertionError(f"worker {pid} still runs")
 
 
 def kill_the_scheduler(run: Run) -> None:
