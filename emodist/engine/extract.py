@@ -467,7 +467,10 @@ def _extract(dataset, store, spec, runtime, catalog, opts, t0, *, overwrite, ret
                     name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done,
                     **chunk_route(job, runtime.resources, runtime.model_resources))
         except KeyboardInterrupt:  # Ctrl-C: say what is kept (the CLI prints it)
-            kept, total = _chunks_kept(store, spec, p.chunk, opts)
+            try:
+                kept, total = _chunks_kept(store, spec, p.chunk, opts)
+            except Exception:  # noqa: BLE001 - the store cannot say: the plain interrupt
+                raise KeyboardInterrupt() from None
             raise KeyboardInterrupt(f"{kept} of {total} chunks of {store} are written and "
                                     "kept; rerun the same command to resume") from None
         finally:
