@@ -18,9 +18,10 @@ or after it; then:
   values and statuses equal, bit for bit, those of a clean run on an
   in-process cluster with another thread count.
 
-Disk-full and read-only faults mount a small tmpfs (``mount -t tmpfs``);
-where the machine does not allow it (not root, no mount namespace) those
-cases are skipped with the reason.  The counts of ``docs/errors.md`` (faults
+One case keeps the store on S3 (moto's server).  Disk-full and read-only
+faults mount a small tmpfs (``mount -t tmpfs``); where the machine does not
+allow it (not root, no mount namespace) those cases are skipped with the
+reason.  The counts of ``docs/errors.md`` (faults
 tried, data lost) are this table's and ``tests/test_faults.py``'s.
 """
 
@@ -219,16 +220,17 @@ def assert_one_line_or_none(proc: subprocess.CompletedProcess,
     return False
 
 
-def arrays(store: Path) -> dict[str, np.ndarray]:
-    import zarr
+def arrays(store, storage_options: dict | None = None) -> dict[str, np.ndarray]:
+    from emodist.store.zarrio import open_group
 
-    g = zarr.open_group(str(store), mode="r")
+    g = open_group(str(store), storage_options)
     return {name: np.asarray(g[name][...]) for name in
             ("handcrafted", "handcrafted_status", "segment", "track_id", "start_s")}
 
 
-def assert_equal_to(store: Path, reference: dict[str, np.ndarray]) -> None:
-    got = arrays(store)
+def assert_equal_to(store, reference: dict[str, np.ndarray],
+                    storage_options: dict | None = None) -> None:
+    got = arrays(store, storage_options)
     for name, want in reference.items():
         assert np.array_equal(got[name], want, equal_nan=want.dtype.kind == "f"), name
 
@@ -478,3 +480,43 @@ def test_read_only_store_location_is_named_so(tmp_path, dataset):
     assert proc.stderr.strip().splitlines() == [(
         f"emodist: error: --store: {where / 's.zarr'}: cannot write there (read-only file "
         "system)")]
+
+
+@pytest.mark.s3
+def test_s3_chunk_object_deleted_then_repair_equals_a_clean_run(tmp_path, dataset, reference):
+    """A store on S3 (moto's server): a chunk object deleted after the run.
+
+    ``emodist verify`` names it (exit 3); ``extract --repair`` restores it,
+    equal bit for bit to the clean local run.
+    """
+    import json
+
+    import s3fs
+
+    from tests.servers import make_bucket, moto_server
+
+    with moto_server() as (endpoint, options), cluster() as c:
+        make_bucket(endpoint, "features")
+        url = "s3://features/run/s.zarr"
+        flags = ["--storage-options", json.dumps(options)]
+        cmd = extract_cmd(dataset, tmp_path / "out" / "s.zarr", c.address, *flags)
+        cmd[cmd.index("--store") + 1] = url
+        first = subprocess.run(cmd, capture_output=True, text=True, env=ENV, timeout=300,
+                               check=False)
+        assert first.returncode == 0 and "Traceback" not in first.stderr, first.stderr[-3000:]
+        fs = s3fs.S3FileSystem(**options)
+        fs.rm(f"{url[5:]}/handcrafted/c/2/0")
+        found = subprocess.run([sys.executable, "-m", "emodist", "verify", url, *flags],
+                               capture_output=True, text=True, env=ENV, timeout=120,
+                               check=False)
+        assert found.returncode == 3, (found.stdout, found.stderr)
+        assert "handcrafted/c/2/0" in found.stdout + found.stderr, found.stdout
+        again = subprocess.run([*cmd, "--repair"], capture_output=True, text=True, env=ENV,
+                               timeout=300, check=False)
+        assert again.returncode == 0, again.stderr[-3000:]
+        assert "Traceback" not in again.stderr and "distributed." not in again.stderr
+        sound = subprocess.run([sys.executable, "-m", "emodist", "verify", url, *flags],
+                               capture_output=True, text=True, env=ENV, timeout=120,
+                               check=False)
+        assert sound.returncode == 0, (sound.stdout, sound.stderr)
+        assert_equal_to(url, reference, options)
