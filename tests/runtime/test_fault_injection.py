@@ -288,6 +288,29 @@ def others_equal_a_clean_run(run: Run, first, reference) -> None:
     assert np.array_equal(got["handcrafted"], reference["handcrafted"][rows])
 
 
+def delete_a_track(run: Run) -> None:
+    """Remove the file of the store's last track while the run goes on (after planning)."""
+    from emodist.store.zarrio import open_group
+
+    track = Path(str(open_group(str(run.store))["path"][-1]))
+    run.saved["gone"] = (track, track.read_bytes())
+    track.unlink()
+
+
+def put_the_track_back(run: Run) -> None:
+    track, data = run.saved["gone"]
+    track.write_bytes(data)
+
+
+def gone_track_said_once(run: Run, first, reference) -> None:
+    """The deleted track: one line saying so, unless its chunks ran before it went."""
+    track = run.saved["gone"][0]
+    lines = [line for line in first.stdout.splitlines() if line.startswith("  ")]
+    assert len(lines) <= 1, first.stdout
+    for line in lines:
+        assert line.count(track.name) == 1 and line.endswith(f"{track}: audio file not found")
+
+
 def chunk_file(run: Run) -> Path:
     return run.store / "handcrafted" / "c" / "2" / "0"
 
@@ -350,6 +373,8 @@ FAULTS = [
           heal=lambda run: run.cluster.restart(), may_complete=False),
     Fault("a corrupt audio file in the batch", before=corrupt_a_track,
           check_first=others_equal_a_clean_run, heal=restore_the_track, rerun=("--overwrite",)),
+    Fault("an audio file deleted mid-run", during=delete_a_track,
+          check_first=gone_track_said_once, heal=put_the_track_back, rerun=("--retry-failed",)),
     Fault("a chunk file deleted after the run", after=delete_a_chunk, damages=True,
           rerun=("--repair",)),
     Fault("a chunk file truncated after the run", after=truncate_a_chunk, damages=True,
