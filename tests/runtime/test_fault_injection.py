@@ -350,9 +350,12 @@ class Fault:
     """One row of the table.
 
     ``before``/``during``/``after`` inject the fault (before the run, after
-    its first chunk, after it ended); ``damages`` says that ``emodist
-    verify`` must then name the damaged chunk; ``heal`` undoes the fault
-    before the rerun, made with ``rerun`` flags.
+    its first chunk, after it ended); ``may_complete=False``: the first run
+    must notice and stop; ``check_first(run, first, reference)`` checks that
+    run further; ``damages`` says that ``emodist verify`` must then name the
+    damaged chunk; ``heal`` undoes the fault before the rerun, made with
+    ``rerun`` flags.  ``known_defect`` names a message that is not yet one
+    line with exit 2: the data checks still run, then the case is an xfail.
     """
 
     name: str
