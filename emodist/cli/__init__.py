@@ -4,7 +4,10 @@ Each sub-module of :mod:`emodist.cli` owns one group of sub-commands and
 exposes ``register(subparsers)``, which adds its parsers and sets
 ``func=callable(args) -> int | None`` on each.  :func:`main` turns every
 :class:`emodist.errors.EmodistError` into one line on stderr and exit status
-2; ``--debug`` shows the traceback instead.
+2; ``--debug`` shows the traceback instead.  What workers and C libraries
+write while a command runs goes to its log file (``--log``,
+:mod:`emodist.cli.runlog`), which the error line names when it holds
+something; ``--debug`` leaves it on the terminal.
 """
 
 from __future__ import annotations
@@ -16,10 +19,12 @@ import logging
 import sys
 
 from emodist._version import __version__
+from emodist.cli.common import add_log
+from emodist.cli.runlog import RunLog, default_log_path, run_log
 from emodist.errors import EmodistError
 
-__all__ = ["COMMANDS", "COMMAND_MODULES", "EPILOG", "FLAG_NAMES", "build_parser", "describe_error",
-           "flag_name", "log_to_stderr", "main", "run"]
+__all__ = ["COMMANDS", "COMMAND_MODULES", "EPILOG", "FLAG_NAMES", "build_parser", "command_log",
+           "describe_error", "flag_name", "log_to_stderr", "main", "run", "uses_cluster"]
 
 #: Sub-modules that register commands, in the order shown by ``--help``.
 COMMAND_MODULES = ("catalog", "demo", "extract", "verify", "evaluate", "compare", "pipeline",
@@ -65,7 +70,9 @@ def build_parser(modules=COMMAND_MODULES) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"emodist {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--debug", action="store_true",
+                        help="show tracebacks on errors, and worker messages on the terminal")
+    add_log(parser, default=None)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in modules:
         module = importlib.import_module(f"emodist.cli.{name}")
@@ -125,6 +132,21 @@ def _command_module(argv: list[str]) -> tuple[str, ...]:
     return (COMMANDS[first],) if first in COMMANDS else COMMAND_MODULES
 
 
+def uses_cluster(args) -> bool:
+    """Whether a command may start or reach a Dask cluster (its workers' logs matter)."""
+    return (hasattr(args, "threads_per_worker") or bool(getattr(args, "scheduler", None))
+            or bool(getattr(args, "scheduler_file", None)))
+
+
+def command_log(args, argv: list[str] | None = None) -> contextlib.AbstractContextManager:
+    """The log of a command (:func:`emodist.cli.runlog.run_log`); none under ``--debug``."""
+    if args.debug:
+        return contextlib.nullcontext(None)
+    path = args.log or default_log_path(args.command, getattr(args, "store", None))
+    title = " ".join(["emodist", *(sys.argv[1:] if argv is None else argv)])
+    return run_log(path, cluster=uses_cluster(args), title=title)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``emodist`` console script."""
     parser = build_parser(_command_module(sys.argv[1:] if argv is None else argv))
@@ -132,16 +154,30 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    with command_log(args, argv) as log:
+        code = _run_command(args, log)
+        if code == 0 and log is not None and log.holds_something():
+            print(f"emodist: worker and decoder messages are in {log.path}", file=sys.stderr)
+        return code
+
+
+def _mention(log: RunLog | None) -> str:
+    return log.mention() if log is not None else ""
+
+
+def _run_command(args, log: RunLog | None) -> int:
     try:
         with log_to_stderr(args):
             code = args.func(args)
     except EmodistError as exc:
         if args.debug:
             raise
-        print(f"emodist: error: {describe_error(exc)}", file=sys.stderr)
+        print(f"emodist: error: {describe_error(exc)}{_mention(log)}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("emodist: interrupted; rerun the same command to resume", file=sys.stderr)
+    except KeyboardInterrupt as exc:
+        # a command that knows what it kept says so in the interrupt's text
+        what = str(exc) or "rerun the same command to resume"
+        print(f"emodist: interrupted: {what}{_mention(log)}", file=sys.stderr)
         return 130
     except BrokenPipeError:  # output piped into head & co.
         import os
@@ -155,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         detail = text[0] if text else ""
         print(
             f"emodist: unexpected {type(exc).__name__}: {detail} (rerun with --debug for the "
-            "traceback)",
+            f"traceback){_mention(log)}",
             file=sys.stderr,
         )
         return 1

@@ -23,8 +23,8 @@ from emodist.spec import LABEL_RULES, ExtractionSpec, Runtime
 
 __all__ = [
     "DEADLINE_ENV", "LOCATIONS", "DeprecatedAlias", "LibraryChoices", "StorageDeadline",
-    "add_alias", "add_cluster_options", "add_command", "add_dataset_options", "add_once",
-    "add_out", "add_quiet", "add_scheduler_options", "add_segment_options",
+    "add_alias", "add_cluster_options", "add_command", "add_dataset_options", "add_log",
+    "add_once", "add_out", "add_quiet", "add_scheduler_options", "add_segment_options",
     "add_storage_options", "parse_json_object", "parse_resources", "parse_storage_options",
     "runtime_from_args", "spec_from_args", "storage_from_args",
 ]
@@ -125,12 +125,26 @@ def add_quiet(container, help: str = "no progress lines on stderr") -> None:
     add_alias(container, "--no-progress", use="--quiet")
 
 
+def add_log(container, **kwargs) -> None:
+    """``--log FILE``: where worker tracebacks and library messages go (:mod:`emodist.cli.runlog`).
+
+    Accepted before the command (``emodist --log F extract ...``) and after
+    it, by the commands that run a cluster; given after, it wins.
+    """
+    kwargs.setdefault("default", argparse.SUPPRESS)  # the top-level value stands
+    add_once(container, "--log", metavar="FILE",
+             help="file for worker tracebacks and decoder messages (default: STORE.log beside "
+             "a local store, else emodist-COMMAND-PID.log in the temporary folder; removed "
+             "when nothing was written)", **kwargs)
+
+
 def add_scheduler_options(container, what: str = "") -> None:
     """``--scheduler`` and ``--scheduler-file``: an existing Dask cluster."""
     add_once(container, "--scheduler", metavar="ADDRESS",
              help=f"connect to this Dask scheduler (tcp://HOST:8786){what}")
     add_once(container, "--scheduler-file", metavar="FILE",
              help=f"connect to the Dask scheduler of this scheduler file{what}")
+    add_log(container)
 
 
 def parse_json_object(text: str | None, flag: str) -> dict | None:

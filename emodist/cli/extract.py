@@ -19,7 +19,8 @@ from emodist.features.musicnn import DEFAULT_OUTPUTS
 from emodist.spec import BATCH_SIZE, PLAN_SITES
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_dataset_and_store", "add_extract_options",
-           "add_group_options", "cmd_extract", "print_result", "register", "spec_and_runtime"]
+           "add_group_options", "cmd_extract", "failure_line", "print_result", "register",
+           "spec_and_runtime"]
 
 DESCRIPTION = """Extract feature groups of every segment of DATASET into a chunked Zarr
 store, on a Dask cluster (a LocalCluster sized to this machine unless --scheduler or
@@ -150,8 +151,19 @@ def print_result(result) -> None:
     if result.failures:
         print(f"{len(result.failures)} failures:")
         for f in result.failures:
-            where = f" [{f['group']}]" if f.get("group") else ""
-            print(f"  {f['track_id']}{where}  {f['path']}: {f['error']}")
+            print(f"  {failure_line(f)}")
+
+
+def failure_line(failure: dict) -> str:
+    """One failed track as a line naming its file once: ``[TRACK] [GROUP] PATH: reason``.
+
+    The track id is left out when the path holds it (a folder dataset's ids
+    are its relative paths); an error that names the path is not prefixed again.
+    """
+    track, path, error = str(failure["track_id"]), str(failure["path"]), str(failure["error"])
+    text = error if path in error else f"{path}: {error}"
+    group = f"[{failure['group']}] " if failure.get("group") else ""
+    return f"{'' if track in path else f'{track} '}{group}{text}"
 
 
 def cmd_extract(args) -> int:

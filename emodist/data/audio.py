@@ -24,9 +24,24 @@ from fsspec.implementations.local import LocalFileSystem
 from emodist.errors import DataError, EmodistError
 
 __all__ = [
-    "BLOCK_SECONDS", "EXACT_SEEK_FORMATS", "HEADER_BLOCK", "MONO_ADD_CHANNELS", "PREROLL_S",
-    "RESAMPLE_QUALITY", "TAIL_S", "WINDOW_AFTER_S", "WindowedTrack", "cut", "decode",
-    "id3v2_end", "load_track", "resample", "to_mono",
+    "BLOCK_SECONDS",
+    "EXACT_SEEK_FORMATS",
+    "HEADER_BLOCK",
+    "MONO_ADD_CHANNELS",
+    "OPEN_ERRORS",
+    "PREROLL_S",
+    "RESAMPLE_QUALITY",
+    "TAIL_S",
+    "WINDOW_AFTER_S",
+    "WindowedTrack",
+    "cut",
+    "decode",
+    "id3v2_end",
+    "load_track",
+    "open_problem",
+    "resample",
+    "sniff_format",
+    "to_mono",
 ]
 
 #: soxr quality used for the one resample (librosa's default ``soxr_hq``).
@@ -210,8 +225,120 @@ class _Prefetched:
         return out
 
 
+#: What libsndfile (through soundfile) raises for a file it cannot open or read.
+OPEN_ERRORS = (sf.LibsndfileError, RuntimeError, ValueError, TypeError)
+
+#: Leading bytes of the containers soundfile reads, and of a few it does not.
+_MAGIC = ((b"RIFF", "WAV"), (b"RIFX", "WAV"), (b"RF64", "WAV"), (b"riff", "W64"),
+          (b"FORM", "AIFF"), (b"fLaC", "FLAC"), (b"OggS", "Ogg"), (b".snd", "AU"),
+          (b"caff", "CAF"), (b"ID3", "MP3"))
+#: libsndfile reasons that do not say what is wrong with a file it was given
+#: (its MP3 reader answers every failure so).
+_UNTRUE_REASONS = ("File does not exist or is not a regular file", "System error")
+
+
+def sniff_format(head: bytes) -> str | None:
+    """The container that the first bytes of a file announce (``None``: not audio).
+
+    Parameters
+    ----------
+    head : bytes
+        The file's first bytes (12 are enough).
+
+    Returns
+    -------
+    str or None
+        ``"WAV"``, ``"FLAC"``, ``"MP3"``, ``"Ogg"``, ``"AIFF"``, ``"AU"``,
+        ``"CAF"``, ``"W64"``, ``"MP4"`` (which soundfile does not read), or
+        ``None`` for bytes no audio format starts with.
+    """
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if len(head) >= 2 and head[0] == 0xFF and head[1] & 0xE0 == 0xE0:
+        return "MP3"  # an MPEG audio frame header without a tag
+    if head[4:8] == b"ftyp":
+        return "MP4"
+    return None
+
+
+def _head(handle) -> tuple[int | None, bytes]:
+    """Size and first 12 bytes of what :func:`_audio_file` yielded (``None``: unknown)."""
+    try:
+        if isinstance(handle, str):
+            with open(handle, "rb") as f:
+                return os.fstat(f.fileno()).st_size, f.read(12)
+        size = handle.seek(0, os.SEEK_END)
+        handle.seek(0)
+        return size, handle.read(12)
+    except (OSError, ValueError):
+        return None, b""
+
+
+def open_problem(path: str, exc: BaseException, handle=None) -> str:
+    """One true line on why an audio file could not be opened or decoded.
+
+    libsndfile's own reasons mislead: its MP3 reader says ``File does not
+    exist or is not a regular file (possibly a pipe?)`` of an empty file, of
+    a text file and of a truncated MP3 alike.  The file's size and first
+    bytes tell those apart.
+
+    Parameters
+    ----------
+    path : str
+        The file, named once at the start of the line.
+    exc : BaseException
+        What soundfile raised.
+    handle : str or file-like, optional
+        What the file was opened from (:func:`_audio_file`), to read its
+        size and first bytes.
+
+    Returns
+    -------
+    str
+        ``PATH: empty file (0 bytes)``, ``PATH: not audio (format not
+        recognised)``, ``PATH: MP4 audio, which soundfile does not read``,
+        ``PATH: cannot read it (permission denied)``, or ``PATH: damaged or
+        truncated FORMAT file (REASON)``.
+    """
+    if isinstance(exc, PermissionError):
+        return f"{path}: cannot read it (permission denied)"
+    if isinstance(exc, IsADirectoryError):
+        return f"{path} is a folder, not an audio file"
+    size, head = _head(handle) if handle is not None else (None, b"")
+    if size == 0:
+        return f"{path}: empty file (0 bytes)"
+    kind = sniff_format(head) if head else None
+    reason = _reason(exc)
+    if head and kind is None:
+        return f"{path}: not audio (format not recognised)"
+    if kind == "MP4":
+        return f"{path}: MP4 audio, which soundfile does not read (convert it to FLAC or WAV)"
+    if kind is None:
+        return f"{path}: cannot decode audio ({reason})"
+    if reason.startswith(_UNTRUE_REASONS):
+        return f"{path}: damaged or truncated {kind} file (no audio frame could be decoded)"
+    return f"{path}: damaged or truncated {kind} file ({reason})"
+
+
 @contextlib.contextmanager
 def _audio_file(path: str, storage_options: dict | None, *, header_only: bool = False):
+    """What soundfile reads ``path`` from (:func:`_source`); its errors as one true line.
+
+    An error of soundfile inside the ``with`` block becomes a
+    :class:`~emodist.errors.DataError` saying what is wrong with the file
+    (:func:`open_problem`); a missing file stays :class:`FileNotFoundError`
+    and a transient I/O error stays what it is (callers retry those).
+    """
+    with _source(path, storage_options, header_only=header_only) as handle:
+        try:
+            yield handle
+        except OPEN_ERRORS as exc:
+            raise DataError(open_problem(str(path), exc, handle)) from None
+
+
+@contextlib.contextmanager
+def _source(path: str, storage_options: dict | None, *, header_only: bool = False):
     """What soundfile reads ``path`` from: a local file's own path, else a file object.
 
     Given a path, libsndfile reads the file itself; through a Python file
@@ -288,9 +415,8 @@ def _open(path: str, storage_options: dict | None, offset_s: float, duration_s: 
         raise
     except FileNotFoundError:
         raise DataError(f"{path}: audio file not found") from None
-    except (sf.LibsndfileError, RuntimeError, ValueError, TypeError,
-            IsADirectoryError, PermissionError) as exc:
-        raise DataError(f"{path}: cannot decode audio ({_reason(exc)})") from None
+    except (*OPEN_ERRORS, IsADirectoryError, PermissionError) as exc:
+        raise DataError(open_problem(str(path), exc)) from None
     # Any other OSError (a dropped connection, a throttled request) is left as
     # it is: it says nothing about the file, and callers retry it.
     if data.shape[0] == 0:
@@ -311,6 +437,11 @@ def _reason(exc: BaseException) -> str:
     text = re.sub(r"Error opening (<[^>]*>|'[^']*'|\"[^\"]*\"): ?", "", text)
     text = re.sub(r"<[^>]* object at 0x[0-9a-f]+>:? ?", "", text)
     return text.strip().rstrip(".") or type(exc).__name__
+
+
+def _past_end(start_s: float, end_s: float) -> str:
+    return (f"segment at {start_s:g} s starts after the end of the audio ({end_s:.3f} s decoded; "
+            "is the file truncated?)")
 
 
 def _finite(y: np.ndarray) -> np.ndarray:
@@ -364,6 +495,27 @@ def decode(path: str, *, rates, end_s: float | None = None,
     return {r: WindowedTrack(window, r) for r in rates}
 
 
+#: Seconds a decoded track may end before a planned segment does: MP3s decode up
+#: to 0.16 s shorter than their header's frame count (the encoder's padding,
+#: measured on Emotify); a file that ends sooner holds less audio than its
+#: header says (a truncated file), and the segment is not computed from it.
+SHORTFALL_S = 1.0
+
+
+def decoded_end(tracks: dict) -> float | None:
+    """Seconds of audio a :func:`decode` holds (``None`` for a window: not decoded yet).
+
+    Parameters
+    ----------
+    tracks : dict
+        What :func:`decode` returned.
+    """
+    for rate, y in tracks.items():
+        if isinstance(y, np.ndarray):
+            return y.shape[-1] / rate
+    return None
+
+
 class _Window:
     """One window of a track, decoded on first use and shared by every rate."""
 
@@ -387,8 +539,7 @@ class _Window:
         y = self.arrays[rate]
         start = round(start_s * rate) - offset
         if start >= y.shape[-1]:
-            raise DataError(f"segment at {start_s:g} s starts after the end of the audio "
-                            f"({(offset + y.shape[-1]) / rate:.3f} s)")
+            raise DataError(_past_end(start_s, (offset + y.shape[-1]) / rate))
         return y[start:start + round(duration_s * rate)]
 
 
@@ -491,8 +642,5 @@ def cut(y: np.ndarray, sr: int, start_s: float, duration_s: float) -> np.ndarray
     start = round(start_s * sr)
     stop = start + round(duration_s * sr)
     if start >= y.shape[-1]:
-        raise DataError(
-            f"segment at {start_s:g} s starts after the end of the audio "
-            f"({y.shape[-1] / sr:.3f} s)"
-        )
+        raise DataError(_past_end(start_s, y.shape[-1] / sr))
     return y[..., start:stop]

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import soundfile as sf
 
-from emodist.data.audio import _audio_file, _reason
+from emodist.data.audio import OPEN_ERRORS, _audio_file, open_problem
 from emodist.data.labels import GEMS
 from emodist.errors import DataError
 from emodist.spec import ExtractionSpec
@@ -83,9 +83,8 @@ def probe(path: str, storage_options: dict | None = None) -> AudioInfo:
             info = sf.info(handle)
     except FileNotFoundError:
         raise DataError(f"{path}: audio file not found") from None
-    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError,
-            IsADirectoryError, PermissionError) as exc:
-        raise DataError(f"{path}: not readable audio ({_reason(exc)})") from None
+    except (*OPEN_ERRORS, IsADirectoryError, PermissionError) as exc:
+        raise DataError(open_problem(path, exc)) from None
     if info.frames <= 0 or info.samplerate <= 0:
         raise DataError(f"{path}: empty audio file")
     return AudioInfo(info.frames / info.samplerate, int(info.samplerate), int(info.channels))

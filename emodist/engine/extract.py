@@ -523,6 +523,14 @@ def _extract(dataset, store: StoreHandle, spec, runtime, catalog, opts, t0, *, o
                     client, items=p.tasks, args=(job,), max_in_flight=cap,
                     name="emodist-chunk", key=lambda t: f"{t.chunk:07d}", on_result=done,
                     **chunk_route(job, runtime.resources, runtime.model_resources))
+        except KeyboardInterrupt:  # Ctrl-C: keep what finished on record, say what is kept
+            _record(store, io.merge_failures(failures, new_failures), quiet=True)
+            try:
+                kept, total = _chunks_kept(store, spec, p.chunk)
+            except Exception:  # noqa: BLE001 - the store cannot say: the plain interrupt
+                raise KeyboardInterrupt() from None
+            raise KeyboardInterrupt(f"{kept} of {total} chunks of {store} are written and "
+                                    "kept; rerun the same command to resume") from None
         except BaseException:
             # interrupted (Ctrl-C, lost scheduler): keep what finished on record
             _record(store, io.merge_failures(failures, new_failures), quiet=True)

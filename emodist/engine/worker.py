@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from emodist.data.audio import decode
+from emodist.data.audio import SHORTFALL_S, decode, decoded_end
 from emodist.errors import DataError
 from emodist.features import Segment, WorkerContext
 from emodist.spec import BATCH_SIZE, ExtractionSpec
@@ -299,6 +299,7 @@ def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
             failures.append({"track_id": track_id, "path": path, "error": exc.message,
                              "group": ""})
             continue
+        positions = _whole(tracks, rows, positions, track_id, path, status, failures)
         segments = {i: Segment(tracks, rows[i][2], rows[i][3], sr=spec.sr,
                                n_fft=spec.n_fft, hop_length=spec.hop_length) for i in positions}
         for g in groups:
@@ -318,6 +319,28 @@ def prepare_chunk(task: ChunkTask, job: Job, threads: int = 1) -> PreparedChunk:
         out.inputs[g.name] = (order, [prepared[g.name][i] for i in order])
     finish_groups(out, task, job, threads, models=False)
     return out
+
+
+def _whole(tracks: dict, rows, positions: list[int], track_id: str, path: str, status: dict,
+           failures: list) -> list[int]:
+    """The positions whose segment the decoded audio holds; the others failed, as truncated.
+
+    A file that decodes to less audio than its header promised (a truncated
+    download) would otherwise give its last planned segments cut short, or
+    none at all: values computed from a fraction of a segment, silently.
+    """
+    end = decoded_end(tracks)
+    if end is None:
+        return positions
+    short = [i for i in positions if rows[i][2] + rows[i][3] > end + SHORTFALL_S]
+    if not short:
+        return positions
+    for st in status.values():
+        st[short] = layout.STATUS_FAILED
+    failures.append({"track_id": track_id, "path": path, "group": "",
+                     "error": f"truncated audio: it ends at {end:.3f} s, sooner than its header "
+                     "says (the segments past that are not computed)"})
+    return [i for i in positions if i not in short]
 
 
 def finish_groups(chunk: PreparedChunk, task: ChunkTask, job: Job, threads: int,

@@ -21,11 +21,36 @@ from emodist.errors import DataError, EmodistError
 
 __all__ = [
     "N_MELS", "Analysis", "analyse", "chroma_basis", "fft_frequencies", "mel_basis",
-    "mel_basis_sparse", "stft_magnitude",
+    "mel_basis_sparse", "stft_magnitude", "thread_free_product",
 ]
 
 #: Mel bands used for MFCCs and the onset envelope (librosa's default).
 N_MELS = 128
+
+
+def thread_free_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` whose values do not depend on how many threads BLAS runs.
+
+    A BLAS matrix product splits its work by the size of its thread pool,
+    and the sums come out in another order (1 ULP apart) when a worker runs
+    another ``--threads-per-worker``: a chunk repaired on another cluster
+    would not equal the chunks beside it.  ``numpy.einsum`` (no ``optimize``)
+    sums in its own loop, in one order, in the calling thread; for a filter
+    bank times a spectrogram it is as fast.
+
+    Parameters
+    ----------
+    a : np.ndarray
+        ``(m, k)``.
+    b : np.ndarray
+        ``(k, n)``.
+
+    Returns
+    -------
+    np.ndarray
+        ``(m, n)``, in the dtype NumPy gives ``a @ b``.
+    """
+    return np.einsum("mk,kn->mn", a, b)
 
 
 @dataclass(eq=False)

@@ -8,6 +8,11 @@ again on the next segment; emodist keeps up to 128 MiB of freed heap per
 worker and serves arrays below 64 MiB from the heap instead.  Worker memory
 still stays flat (the heap is reused, not grown); set the same variables on
 the workers of your own cluster (see ``docs/performance.md``).
+
+The worker processes of a LocalCluster inherit the driver's standard error:
+under the command line that is the command's log file
+(:mod:`emodist.cli.runlog`), so their tracebacks and the decoders' notes
+stay off the terminal; the workers of a cluster you started write to their own.
 """
 
 from __future__ import annotations

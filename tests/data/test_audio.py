@@ -70,7 +70,7 @@ def test_local_files_decode_as_through_a_file_object(tmp_path, stereo_wav):
     corrupt.write_bytes(b"RIFF....WAVEfmt " + bytes(64))
     with pytest.raises(DataError) as err:
         audio.load_track(str(corrupt), 22050)
-    assert str(err.value).startswith(f"{corrupt}: cannot decode audio (")
+    assert str(err.value).startswith(f"{corrupt}: damaged or truncated WAV file (")
     assert "Error opening" not in str(err.value) and "<" not in str(err.value)
 
 

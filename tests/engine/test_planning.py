@@ -98,7 +98,7 @@ def test_build_plan_gives_the_plan_written_by_hand(small_manifest):
     root = small_manifest.parent
     assert [(t, p) for t, p, _ in got.problems] == [("bad", str(root / "bad.wav")),
                                                      ("short", str(root / "short.wav"))]
-    assert "bad.wav: not readable audio" in got.problems[0][2]
+    assert "bad.wav: not audio (format not recognised)" in got.problems[0][2]
     assert got.problems[1][2] == "3.00 s is shorter than the 5 s minimum"
     assert got.durations == {"a": 10.0, "b": 7.5, "short": 3.0, "c": 15.2, "d": 5.0}
     # the driver's plan_segments is the same function of the same probes
@@ -140,7 +140,7 @@ def test_concurrent_failures_keep_their_reason(tmp_path):
     paths = [str(tmp_path / n) for n in ("bad.wav", "good.wav")] * 200
     outcomes = probe_batch(paths, max_workers=8)
     reasons = {reason for _, reason in outcomes[0::2]}
-    assert reasons == {f"{tmp_path / 'bad.wav'}: not readable audio (Format not recognised)"}
+    assert reasons == {f"{tmp_path / 'bad.wav'}: not audio (format not recognised)"}
     assert all(info is not None for info, _ in outcomes[1::2])
 
 

@@ -26,7 +26,7 @@ from emodist.features.handcrafted.peaks import (
     local_peaks,
     segment_peaks,
 )
-from emodist.features.spectral import Analysis
+from emodist.features.spectral import Analysis, thread_free_product
 
 __all__ = [
     "BRIGHTNESS_CUTOFF_HZ", "DELTA_WIDTH", "ROUGHNESS_PEAKS", "delta", "flatness_entropy",
@@ -44,8 +44,12 @@ DELTA_WIDTH = 9
 
 
 def _bin_sums(S: np.ndarray) -> np.ndarray:
-    """Per-frame sums over bins as a float32 BLAS product (1e-7 relative), returned in float64."""
-    return (np.ones(S.shape[0], dtype=np.float32) @ S).astype(np.float64)
+    """Per-frame sums over bins in float32, returned in float64.
+
+    A NumPy reduction, not a BLAS product: its values do not depend on how
+    many threads BLAS runs (see :func:`emodist.features.spectral.thread_free_product`).
+    """
+    return S.sum(axis=0, dtype=np.float32).astype(np.float64)
 
 
 def spectral_moments(S: np.ndarray, freqs: np.ndarray, *, total: np.ndarray | None = None):
@@ -74,7 +78,8 @@ def spectral_moments(S: np.ndarray, freqs: np.ndarray, *, total: np.ndarray | No
     """
     freqs = np.asarray(freqs, dtype=np.float64)
     total = _bin_sums(S) if total is None else total
-    raw = safe_div(np.stack([freqs**i for i in range(1, 5)]) @ S.astype(np.float64), total)
+    raw = safe_div(thread_free_product(np.stack([freqs**i for i in range(1, 5)]),
+                                       S.astype(np.float64)), total)
     c, e2, e3, e4 = raw
     m2 = np.maximum(e2 - c * c, 0.0)
     m3 = e3 - 3 * c * e2 + 2 * c**3

@@ -15,7 +15,7 @@ import scipy.ndimage
 from emodist.features.handcrafted.common import AMIN, cached, row_stats, safe_div, stats
 from emodist.features.handcrafted.names import chroma_bases, tonal_bases
 from emodist.features.handcrafted.peaks import PCP_PEAK_FLOOR, SHARED_PEAK_FLOOR, segment_peaks
-from emodist.features.spectral import Analysis, chroma_basis
+from emodist.features.spectral import Analysis, chroma_basis, thread_free_product
 
 __all__ = [
     "HCDF_SIGMA_S", "KK_MAJOR", "KK_MINOR", "PCP_FMAX_HZ", "PCP_FMIN_HZ", "chroma",
@@ -41,7 +41,7 @@ def chroma(an: Analysis) -> np.ndarray:
     ``librosa.util.normalize(norm=inf)``.
     """
     return cached(an, "chroma", lambda: librosa.util.normalize(
-        chroma_basis(an.sr, an.n_fft) @ an.power, norm=np.inf, axis=0))
+        thread_free_product(chroma_basis(an.sr, an.n_fft), an.power), norm=np.inf, axis=0))
 
 
 def chroma_features(an: Analysis) -> dict[str, float]:
