@@ -1,8 +1,9 @@
-"""A small trained-head ONNX model written by the tests (``test_heads.py``, ``test_predict.py``)."""
+"""A small trained-head ONNX model and the model record run_predict reads, written by the engine tests."""
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -28,3 +29,32 @@ def softmax_model(path: Path, width: int, seed: int = 0) -> tuple[str, np.ndarra
     model.ir_version = 8
     onnx.save(model, str(path))
     return hashlib.sha256(path.read_bytes()).hexdigest(), w, b
+
+
+
+
+@dataclass(frozen=True)
+class Input:
+    group: str
+    features: tuple
+    description: dict
+
+
+@dataclass(frozen=True)
+class Model:
+    """What run_predict reads of a trained model (the fields of its verified card)."""
+
+    name: str
+    classes: tuple
+    inputs: tuple
+    onnx_path: str
+    onnx_sha256: str
+    card: dict
+    path: str = "model"
+    input_name: str = "X"
+    input_dtype: str = "float32"
+    outputs: dict = field(default_factory=lambda: {"probabilities": "probabilities"})
+
+    @property
+    def feature_names(self):
+        return [n for i in self.inputs for n in i.features]

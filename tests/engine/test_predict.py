@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -14,36 +14,7 @@ from emodist.errors import ModelError
 from emodist.features import make_groups
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout, open_store
-from tests.engine.heads import softmax_model
-
-CLASSES = ("calmness", "power", "sadness")
-
-
-@dataclass(frozen=True)
-class Input:
-    group: str
-    features: tuple
-    description: dict
-
-
-@dataclass(frozen=True)
-class Model:
-    """What run_predict reads of a trained model (the fields of its verified card)."""
-
-    name: str
-    classes: tuple
-    inputs: tuple
-    onnx_path: str
-    onnx_sha256: str
-    card: dict
-    path: str = "model"
-    input_name: str = "X"
-    input_dtype: str = "float32"
-    outputs: dict = field(default_factory=lambda: {"probabilities": "probabilities"})
-
-    @property
-    def feature_names(self):
-        return [n for i in self.inputs for n in i.features]
+from tests.engine.heads import CLASSES, Input, Model, softmax_model
 
 
 @pytest.fixture(scope="module")
@@ -182,7 +153,6 @@ def test_query_by_emotion_ranks_the_stored_track_results(tmp_path, music, model,
 
 
 def test_a_group_made_by_a_bound_factory_is_rebuilt_from_its_record(clean_registry):
-    from dataclasses import dataclass
     from typing import ClassVar
 
     from emodist.engine.predict import input_group

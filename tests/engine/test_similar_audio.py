@@ -20,11 +20,7 @@ from emodist.errors import EmodistError, ModelError
 from emodist.features import make_groups
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import open_store
-from tests.engine import test_predict
-from tests.engine.test_heads import softmax_model
-from tests.engine.test_predict import CLASSES, Input, Model
-
-client = test_predict.client  # the same in-process cluster fixture
+from tests.engine.heads import CLASSES, Input, Model, softmax_model
 
 SPEC = ExtractionSpec(groups=tuple(make_groups(["handcrafted"])), segment_seconds=4.0,
                       hop_seconds=3.0)
