@@ -60,12 +60,20 @@ from emodist.learn.folds import describe_splitter, fold_splitter, group_words, m
 from emodist.learn.report import write_report
 from emodist.learn.runs import class_results, distribution_results, split_results
 from emodist.learn.scoring import rank_results
-from emodist.learn.spec import EvaluationSpec
+from emodist.learn.spec import EvaluationSpec, check_target, target_kind
 from emodist.learn.tracks import published_splits, segment_groups
 
 __all__ = ["run_evaluate"]
 
 log = logging.getLogger(__name__)
+
+def _check_scored_here(target) -> None:
+    """Refuse a continuous or tag target: :func:`emodist.learn.votes.evaluate_votes` scores those."""
+    if target_kind(check_target(target)) in ("regression", "multilabel"):
+        raise EmodistError(f"target {target!r} is continuous values or tags, not classes or a "
+                           "distribution: evaluate it with emodist.learn.votes.evaluate_votes",
+                           param="target")
+
 
 def run_evaluate(
     store,
@@ -131,9 +139,11 @@ def run_evaluate(
         Both ``spec`` and keyword settings given, or an unknown keyword.
     """
     if spec is None:
+        _check_scored_here(evaluation.get("target", "class"))
         spec = EvaluationSpec(**evaluation)
     elif evaluation:
         raise TypeError(f"give the settings in spec or as keywords, not both: {', '.join(evaluation)}")
+    _check_scored_here(spec.target)
     if spec.stream:
         raise EmodistError("a streamed evaluation runs through emodist.learn.stream.stream_evaluate",
                            param="stream")

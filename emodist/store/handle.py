@@ -33,8 +33,6 @@ import warnings
 from collections import OrderedDict
 
 import fsspec.core
-import zarr
-import zarr.storage
 
 from emodist.store.faults import retrying, storage_deadline
 
@@ -135,6 +133,8 @@ class StoreHandle:
                        "opening the store")
 
     def _open(self) -> tuple:
+        import zarr.storage  # here, not at the top: emodist predict FILE starts without zarr
+
         fs, root = fsspec.core.url_to_fs(self.url, **dict(self.storage_options or {}))
         if self.remote:
             target = zarr.storage.FsspecStore.from_url(
@@ -180,6 +180,8 @@ class StoreHandle:
         # when the interpreter exits
         if not self.fs.exists(self.path("zarr.json")):
             raise FileNotFoundError(f"{self.url}: no zarr.json")
+        import zarr  # here, not at the top: emodist predict FILE starts without zarr
+
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             return zarr.open_group(self.zarr_store, mode="r" if self.read_only else "r+")

@@ -158,7 +158,7 @@ def test_distribution_target_beats_train_mean(separable):
 
 @pytest.mark.parametrize(("kwargs", "parameter", "message"), [
     ({"balance": "smote"}, "balance", "unknown balance 'smote'; use none, weights, both"),
-    ({"target": "votes"}, "target", "unknown target 'votes'; use class, factors, distribution"),
+    ({"target": "votes"}, "target", "target 'votes' is continuous values or tags, not classes"),
     ({"label_rule": "median"}, "label_rule", "unknown label rule 'median'"),
     ({"classifiers": ["svm"]}, "classifiers", "unknown classifier 'svm'; choose from linear-svm"),
     ({"target": "distribution", "classifiers": ["svm"]}, "classifiers", "unknown distribution model"),
