@@ -35,8 +35,10 @@ def thread_free_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     and the sums come out in another order (1 ULP apart) when a worker runs
     another ``--threads-per-worker``: a chunk repaired on another cluster
     would not equal the chunks beside it.  ``numpy.einsum`` (no ``optimize``)
-    sums in its own loop, in one order, in the calling thread; for a filter
-    bank times a spectrogram it is as fast.
+    sums in its own loop, in one order, in the calling thread.  It is
+    slower than one BLAS thread (a 12 x 1025 chroma bank times the 1300
+    frames of a 15 s segment: 5.7 ms against 1.3 ms here), a few
+    milliseconds of a segment's handcrafted time.
 
     Parameters
     ----------
