@@ -16,7 +16,9 @@ import argparse
 import contextlib
 import importlib
 import logging
+import os
 import sys
+import warnings
 
 from emodist._version import __version__
 from emodist.cli.common import add_log
@@ -154,11 +156,34 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with command_log(args, argv) as log:
+    with _library_deprecations_hidden(not args.debug), command_log(args, argv) as log:
         code = _run_command(args, log)
         if code == 0 and log is not None and log.holds_something():
             print(f"emodist: worker and decoder messages are in {log.path}", file=sys.stderr)
         return code
+
+
+@contextlib.contextmanager
+def _library_deprecations_hidden(hide: bool):
+    """Libraries' deprecation notes off the terminal, here and in the workers this command starts.
+
+    They speak to the developers of the code calling those libraries, not to
+    the user of a command (``--debug`` shows them); emodist raises none of
+    its own.  A ``PYTHONWARNINGS`` the user set is kept.
+    """
+    if not hide:
+        yield
+        return
+    before = os.environ.get("PYTHONWARNINGS")
+    if before is None:
+        os.environ["PYTHONWARNINGS"] = "ignore::DeprecationWarning"
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            yield
+    finally:
+        if before is None:
+            os.environ.pop("PYTHONWARNINGS", None)
 
 
 def _mention(log: RunLog | None) -> str:

@@ -290,9 +290,21 @@ class ClippedKNN(KNeighborsClassifier):
             return super().predict(X)
 
     def predict_proba(self, X):
-        """Class probabilities from the (clipped) neighbourhood."""
+        """Class probabilities from the (clipped) neighbourhood.
+
+        scikit-learn 1.8's fast path for uniform weights casts ``classes_``
+        to integers (``unique_Y_labels``), which fails for text labels; it
+        is handed the class positions (what ``_y`` holds) for the call.
+        """
         check_is_fitted(self, "n_neighbors_used_")
+        classes = self.classes_
         with self._clipped():
+            if isinstance(classes, np.ndarray) and not np.issubdtype(classes.dtype, np.integer):
+                self.classes_ = np.arange(len(classes))
+                try:
+                    return super().predict_proba(X)
+                finally:
+                    self.classes_ = classes
             return super().predict_proba(X)
 
 
