@@ -53,13 +53,13 @@ peer 2, emodist 2.
 
 The peer environment (once, outside the project)::
 
-    python3 -m venv /work/peer-venv
-    /work/peer-venv/bin/pip install tensorflow-cpu==2.21.0 tf_keras==2.21.0 librosa==0.11.0 \\
+    python3 -m venv ../peer-venv
+    ../peer-venv/bin/pip install tensorflow-cpu==2.21.0 tf_keras==2.21.0 librosa==0.11.0 \\
         soundfile soxr
-    /work/peer-venv/bin/pip install numpy==1.26.4 ml_dtypes==0.5.1
-    pip download --no-deps musicnn==0.1.0 -d /tmp/musicnn-wheel
-    /work/peer-venv/bin/pip install --no-deps /tmp/musicnn-wheel/musicnn-0.1.0-py3-none-any.whl
-    EMODIST_PEER_PYTHON=/work/peer-venv/bin/python python -m benchmarks --only recognise
+    ../peer-venv/bin/pip install numpy==1.26.4 ml_dtypes==0.5.1
+    pip download --no-deps musicnn==0.1.0 -d ../musicnn-wheel
+    ../peer-venv/bin/pip install --no-deps ../musicnn-wheel/musicnn-0.1.0-py3-none-any.whl
+    EMODIST_PEER_PYTHON=../peer-venv/bin/python python -m benchmarks --only recognise
 
 (numpy 1.x: musicnn's float16 log-mel overflows under numpy 2's casting rules;
 see ``tests/data/musicnn_reference_tf.py``.)
