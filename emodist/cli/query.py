@@ -52,24 +52,31 @@ SIMILAR_EXAMPLES = """examples:
 """
 
 
+#: Each command's one-line help and its description.
+_ABOUT = {
+    "info": ("what a feature store holds and how complete it is",
+             ("Segments, tracks, classes, feature groups, config and provenance, completeness "
+             "(pending and failed segments), size on disk and chunking of a store.")),
+    "query": ("select stored features of tracks, classes or genres",
+              ("One row per finished segment matching every filter: metadata columns, then the "
+              "chosen features (--features: groups such as handcrafted, inception_v3, "
+              "handcrafted+inception_v3, or votes; --columns: names or glob patterns).")),
+    "similar": ("the segments or tracks nearest to a segment, a track or a new audio file",
+                ("k nearest segments (--segment) or tracks (--track, --audio: a track is the "
+                "mean of its segments) by cosine or euclidean distance; handcrafted columns are "
+                "standardised. --audio computes files that are not in the store here, with the "
+                "store's own plan and groups (no cluster). The store is streamed in blocks "
+                "(bounded memory).")),
+}
+
+
 def register(subparsers) -> None:
     """Add ``info``, ``query`` and ``similar``."""
-    p = _command(
-        subparsers, "info", cmd_info, INFO_EXAMPLES,
-        "what a feature store holds and how complete it is",
-        "Segments, tracks, classes, feature groups, config and provenance, completeness "
-        "(pending and failed segments), size on disk and chunking of a store.",
-    )
+    p = _command(subparsers, "info", cmd_info, INFO_EXAMPLES)
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     add_storage_options(p, locations=())
 
-    q = _command(
-        subparsers, "query", cmd_query, QUERY_EXAMPLES,
-        "select stored features of tracks, classes or genres",
-        "One row per finished segment matching every filter: metadata columns, then the "
-        "chosen features (--features: groups such as handcrafted, inception_v3, "
-        "handcrafted+inception_v3, or votes; --columns: names or glob patterns).",
-    )
+    q = _command(subparsers, "query", cmd_query, QUERY_EXAMPLES)
     q.add_argument("--track", nargs="+", action="extend", metavar="ID", help="track ids")
     q.add_argument("--label", nargs="+", action="extend", metavar="CLASS", help="classes")
     q.add_argument("--genre", nargs="+", action="extend", metavar="GENRE", help="genres")
@@ -89,15 +96,7 @@ def register(subparsers) -> None:
     add_output_options(q)
     add_storage_options(q, locations=())
 
-    s = _command(
-        subparsers, "similar", cmd_similar, SIMILAR_EXAMPLES,
-        "the segments or tracks nearest to a segment, a track or a new audio file",
-        "k nearest segments (--segment) or tracks (--track, --audio: a track is the mean of "
-        "its segments) by cosine or euclidean distance; handcrafted columns are "
-        "standardised. --audio computes files that are not in the store here, with the "
-        "store's own plan and groups (no cluster). The store is streamed in blocks "
-        "(bounded memory).",
-    )
+    s = _command(subparsers, "similar", cmd_similar, SIMILAR_EXAMPLES)
     query = s.add_mutually_exclusive_group(required=True)
     query.add_argument("--segment", metavar="ID", help="query segment id: the nearest segments")
     query.add_argument("--track", metavar="ID", help="query track id: the nearest tracks")
@@ -123,8 +122,9 @@ def register(subparsers) -> None:
     add_storage_options(s, locations=())
 
 
-def _command(subparsers, name: str, func, examples: str, help: str, description: str):
-    """A sub-command parser taking a ``store`` argument and running ``func``."""
+def _command(subparsers, name: str, func, examples: str):
+    """A sub-command parser taking a ``store`` argument and running ``func`` (:data:`_ABOUT`)."""
+    help, description = _ABOUT[name]
     p = add_command(subparsers, name, help=help, description=description, epilog=examples)
     p.add_argument("store", help="store path or fsspec URL")
     p.set_defaults(func=func)

@@ -89,18 +89,7 @@ _GLOB = set("*?[")
 
 
 def feature_dim(group: str) -> str:
-    """Dimension holding the feature names of ``group``.
-
-    Parameters
-    ----------
-    group : str
-        Feature group name.
-
-    Returns
-    -------
-    str
-        ``"<group>_feature"``.
-    """
+    """Dimension holding the feature names of ``group``: ``"<group>_feature"``."""
     return f"{group}_feature"
 
 
@@ -518,18 +507,8 @@ def store_info(store, ds) -> dict:
 
 
 def stored_label_rule(attrs: dict) -> str:
-    """Label rule the store's labels were made with.
-
-    Parameters
-    ----------
-    attrs : dict
-        The store's attributes.
-
-    Returns
-    -------
-    {"listener", "mean"}
-        ``attrs["label_rule"]``, else the recorded spec's, else ``listener``.
-    """
+    """Label rule (``"listener"`` or ``"mean"``) the labels of a store with attributes ``attrs``
+    were made with: ``attrs["label_rule"]``, else the recorded spec's, else ``"listener"``."""
     if attrs.get("label_rule") in LABEL_RULES:
         return attrs["label_rule"]
     spec = attrs.get("spec")

@@ -583,10 +583,8 @@ def regression_to_onnx(model: ColumnRegressors, *, n_features: int,
     ----------
     model : ColumnRegressors
         One fitted regression pipeline per target column.
-    n_features : int
-        Input columns.
-    name : str
-        Graph name.
+    n_features, name
+        As in :func:`to_onnx`.
 
     Returns
     -------
@@ -605,10 +603,8 @@ def multilabel_to_onnx(pipeline, *, n_features: int, name: str = "emodist") -> o
     ----------
     pipeline : sklearn.pipeline.Pipeline
         Fitted :meth:`~emodist.learn.multilabel.MultilabelPreset.pipeline`.
-    n_features : int
-        Input columns.
-    name : str
-        Graph name.
+    n_features, name
+        As in :func:`to_onnx`.
 
     Returns
     -------

@@ -85,17 +85,10 @@ def result_label(r: dict) -> str:
 
 
 def confusion_filename(r: dict) -> str:
-    """File name of a result's confusion-matrix PNG.
+    """File name of a result row's confusion-matrix PNG.
 
-    Parameters
-    ----------
-    r : dict
-        A result row of a report (its ``features``, ``classifier`` and ``balance``).
-
-    Returns
-    -------
-    str
-        ``confusion_<features>_<classifier>[_weights].png``, safe characters only.
+    ``confusion_<features>_<classifier>[_weights].png`` from the row's
+    ``features``, ``classifier`` and ``balance``, safe characters only.
     """
     stem = f"confusion_{r['features']}_{r['classifier']}" + ("_weights" if r["balance"] == "weights" else "")
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", stem) + ".png"
@@ -270,16 +263,7 @@ def _ranked_by(report: dict) -> str:
 
 
 def ceiling_line(report: dict) -> str:
-    """One sentence on the human ceiling of the report (or why there is none).
-
-    Parameters
-    ----------
-    report : dict
-
-    Returns
-    -------
-    str
-    """
+    """One sentence on the human ceiling of ``report`` (or why there is none)."""
     c = report.get("ceiling") or {}
     if not c.get("available"):
         return f"Human ceiling: not available ({c.get('reason', 'no listener responses')})."

@@ -225,14 +225,8 @@ def published_splits(ds, track_id, *, storage_options: dict | None = None,
 
     Parameters
     ----------
-    ds : xarray.Dataset
-        An opened store.
-    track_id : array_like of str, shape (n,)
-        Track of each evaluated segment.
-    storage_options : dict, optional
-        fsspec options of the dataset's location.
-    param : str
-        The parameter named by an error.
+    ds, track_id, storage_options, param
+        As in :func:`column_values`.
 
     Returns
     -------

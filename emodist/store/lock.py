@@ -71,6 +71,10 @@ def lease_seconds() -> float:
 class Lease:
     """The content of a store's lock.
 
+    Written as JSON into the lock object when a run takes the store, and
+    rewritten with a new ``heartbeat`` while the run goes on; a lock whose
+    ``heartbeat + lease_s`` has passed is stale (its writer is presumed gone).
+
     Attributes
     ----------
     run_id : str
