@@ -32,11 +32,13 @@ from benchmarks.__main__ import (
 BENCHES = discover()
 #: Benchmarks that start a moto S3 server (marked ``s3``, like the other tests that need one).
 S3_BENCHES = {"headers", "planning"}
+#: Benchmarks whose quick run another test module makes through the runner and checks.
+RUN_ELSEWHERE = {"sustained": "tests/runtime/test_sustained.py"}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.s3) if n in S3_BENCHES else n
-                                  for n in sorted(BENCHES)])
+                                  for n in sorted(BENCHES) if n not in RUN_ELSEWHERE])
 def test_benchmark_quick_run_has_the_documented_shape(name):
     outcome = run_one(BENCHES[name], quick=True, timeout=420, capture=True)
     assert outcome["status"] == "ok", f"{outcome['error']}\n{outcome['output'][-2000:]}"
@@ -46,6 +48,13 @@ def test_benchmark_quick_run_has_the_documented_shape(name):
     for row in result["rows"]:
         assert math.isfinite(row["value"]) and math.isfinite(row["spread"])
         assert row["spread"] >= 0, row
+
+
+def test_benchmarks_run_elsewhere_are_run_there():
+    root = Path(__file__).resolve().parents[1]
+    for name, module in RUN_ELSEWHERE.items():
+        assert name in BENCHES
+        assert f'discover()["{name}"]' in (root / module).read_text(), module
 
 
 # --- the runner itself, on benchmark scripts written here -----------------
