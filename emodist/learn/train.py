@@ -334,16 +334,17 @@ def run_train(
         ``out`` exists and is not an emodist model folder.
     """
     check_choice("context", context, CONTEXTS)
+    named = check_target(target if spec is None else spec.target)
+    if context != CONTEXTS[0] and target_kind(named) in ("class", "distribution"):
+        raise EmodistError(f"{context} is for --target shares, tags or continuous columns; "
+                           f"--target {_target_name(named)} takes each segment's own features",
+                           param="context")
     if spec is None:
         spec = training_spec(features=features, classifier=classifier, target=target, folds=folds,
                              seed=seed, label_rule=label_rule)
     elif len(spec.features or ()) != 1 or len(spec.classifiers) != 1:
         raise EmodistError("a training runs one feature set and one preset", param="spec")
     preset = _resolve(spec.classifiers[0], spec.target)
-    if context != CONTEXTS[0] and spec.kind in ("class", "distribution"):
-        raise EmodistError(f"{context} is for --target shares, tags or continuous columns; "
-                           f"--target {_target_name(spec.target)} takes each segment's own "
-                           "features", param="context")
     check_choice("profile", profile, PROFILES)
     if os.path.exists(out) and (not os.path.isdir(out) or (os.listdir(out) and not is_model_dir(out))):
         raise EmodistError(f"{out} exists and is not an emodist model folder; choose a new folder", param="out")
