@@ -277,8 +277,8 @@ def test_a_card_whose_context_disagrees_with_its_graph_is_refused(context_model,
     shutil.copytree(context_model.path, folder)
     card = json.loads((folder / "model.json").read_text())
     p = len(context_model.feature_names)
-    for context, message in ((None, f"takes {2 * p} columns; the card's inputs with context "
-                                    f"'none' give {p}"),
+    for context, message in ((None, (f"takes {2 * p} columns; the card's inputs with context "
+                                     f"'none' give {p}")),
                              ("album", "unknown context 'album'")):
         edited = {k: v for k, v in card.items() if k != "context"}
         if context is not None:
