@@ -358,6 +358,7 @@ def _predict_with_context(data, store, spec: ExtractionSpec, runtime: Runtime, *
                           on_result=on_result)
     res.n_written += first.n_written
     res.n_chunks += first.n_chunks
+    res.groups_added = first.groups_added + res.groups_added
     res.resumed, res.seconds = first.resumed, first.seconds + res.seconds
     return res
 

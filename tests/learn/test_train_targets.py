@@ -206,13 +206,15 @@ def test_best_exportable_row_of_a_shares_report():
 
     spec = EvaluationSpec(target="shares", classifiers=["ridge", "hist-gradient-boosting", "knn"],
                           folds=4, seed=2, ceiling=False)
-    report = {"kind": "regression", "config": {"profile": "mean"}, "evaluation_spec": spec.to_dict(),
+    report = {"kind": "regression", "config": {"profile": "mean", "context": "track"},
+              "evaluation_spec": spec.to_dict(),
               "sets": {"handcrafted": {"results": [row("hist-gradient-boosting", 0.40),
                                                    row("ridge", 0.20)]},
                        "musicnn_msd": {"results": [row("knn", 0.30), row("ridge", None)]}}}
     best = best_from_report(report)
     assert (best["features"], best["classifier"], best["target"]) == ("musicnn_msd", "knn", "shares")
     assert (best["folds"], best["seed"], best["profile"]) == (4, 2, "mean")
+    assert best["context"] == "track"  # trained as it was evaluated
     assert best["chosen_from"]["rank"] == 2 and best["chosen_from"]["value"] == 0.30
     assert best["chosen_from"]["skipped_above"] == ["handcrafted/hist-gradient-boosting"]
     report["sets"] = {"handcrafted": {"results": [row("hist-gradient-boosting", 0.4)]}}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
@@ -356,3 +357,20 @@ def test_columns_of_the_model_onto_no_store_target_are_one_line(vote_models, vot
     with pytest.raises(EmodistError, match="not a class of the model") as info:
         run_transfer(reg.path, store, mapping={"valence": "calm"})
     assert info.value.param == "map"
+
+
+def test_a_context_model_joins_each_segment_with_its_track_on_the_store(voted, tmp_path):
+    from emodist.learn.data import track_context
+    from emodist.learn.export import run_onnx
+
+    train = make_store(tmp_path / "train.zarr", n_tracks=16, n_segments=2, seed=6)
+    model = run_train(train, features="handcrafted", classifier="ridge", target="shares",
+                      context="track", folds=4, out=tmp_path / "m", n_jobs=1)
+    store, _ = voted
+    report = run_transfer(model.path, store)
+    ds = open_store(store)
+    X = ds["handcrafted"].sel(handcrafted_feature=model.feature_names).values
+    joined = track_context(X, ds["track_id"].values.astype(str)).astype(np.float32)
+    want = run_onnx(Path(model.onnx_path).read_bytes(), joined)
+    np.testing.assert_allclose(report["predictions"]["predicted"], want, atol=1e-12)
+    assert report["model"]["context"] == "track"
