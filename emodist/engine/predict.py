@@ -175,13 +175,15 @@ def model_head(model, groups) -> ModelHead:
                              "this emodist does not write", param="model")
         cols = tuple(index[n] for n in inp.features)
         columns.append(() if cols == tuple(range(group.width)) else cols)
+    context = getattr(model, "context", "none")  # a record without one: none
+    width = len(model.feature_names) * (2 if context == "track" else 1)
     return ModelHead(head_name=model.name, groups=tuple(g.name for g in groups),
                      columns=tuple(columns) if any(columns) else (),
                      classes=tuple(model.classes), sha256=model.onnx_sha256,
-                     input_width=model.input_width, input_name=model.input_name,
+                     input_width=width, input_name=model.input_name,
                      output_name=model.outputs["values" if model_kind(model) == "regression"
                                                else "probabilities"],
-                     input_dtype=model.input_dtype, context=getattr(model, "context", "none"),
+                     input_dtype=model.input_dtype, context=context,
                      model=str(model.onnx_path))
 
 
