@@ -12,6 +12,7 @@ from emodist.cli.common import (
 )
 from emodist.cli.evaluate import flagged, maybe_client
 from emodist.errors import EmodistError
+from emodist.learn.data import CONTEXTS
 from emodist.learn.spec import EVALUATION_TARGETS, RANK_BY
 from emodist.spec import LABEL_RULES
 
@@ -39,6 +40,8 @@ EXAMPLES = """examples:
       --out models/tags/
   emodist train deam.zarr --features musicnn_msd --target valence arousal \\
       --classifier gaussian-svr --out models/va/
+  emodist train features.zarr --features handcrafted --target shares --context track \\
+      --classifier ridge --out models/shares-context/
   emodist train --from-report report/ --rank-by balanced_accuracy --out models/best/
   emodist train features.zarr --auto --features handcrafted musicnn_msd handcrafted+musicnn_msd \\
       --out models/auto/
@@ -47,7 +50,7 @@ EXAMPLES = """examples:
 
 #: Flags of :func:`emodist.learn.train.run_train`'s parameters that ``evaluate`` lacks.
 FLAGS = {"classifier": "--classifier", "out": "--out", "from_report": "--from-report",
-         "features": "--features", "min_tracks": "--min-tracks"}
+         "features": "--features", "min_tracks": "--min-tracks", "context": "--context"}
 
 
 def register(subparsers) -> None:
@@ -74,6 +77,11 @@ def register(subparsers) -> None:
                    "dominant emotion (default), the dominant GEMS factor, the 9-way vote "
                    "distribution, the 9 vote shares (regression presets), each track's "
                    "top-three emotions (multi-label presets)")
+    p.add_argument("--context", choices=CONTEXTS, default=None,
+                   help="--target shares|tags|columns: join each segment's features with its "
+                   "track's mean features (track; the card records it and `emodist predict` "
+                   "joins each new segment with its own track's mean), or not (none, the "
+                   "default; with --from-report: the report's)")
     p.add_argument("--min-tracks", type=int, default=10, metavar="N",
                    help="--target tags: tags with fewer than N positive (or negative) tracks are "
                    "dropped and named in the card (default 10)")
@@ -113,7 +121,7 @@ def _arguments(args) -> dict:
         best.pop("store", None)
         if not store:
             raise EmodistError("give a STORE (the report names none)")
-        for name in ("folds", "seed", "label_rule"):
+        for name in ("folds", "seed", "label_rule", "context"):
             if getattr(args, name) is not None:
                 best[name] = getattr(args, name)
         return {"store": store, **best}
@@ -127,7 +135,7 @@ def _arguments(args) -> dict:
     return {"store": args.store, "features": args.features[0], "classifier": args.classifier[0],
             "target": _target(args.target), "folds": 5 if args.folds is None else args.folds,
             "seed": 0 if args.seed is None else args.seed, "label_rule": args.label_rule,
-            "min_tracks": args.min_tracks}
+            "min_tracks": args.min_tracks, "context": args.context or CONTEXTS[0]}
 
 
 def _target(values):
@@ -151,6 +159,9 @@ def cmd_train(args) -> int:
             raise EmodistError("give a STORE to train on")
         if args.target not in (None, ["class"]):
             raise EmodistError("--target: --auto predicts the dominant emotion (class) only")
+        if args.context not in (None, CONTEXTS[0]):
+            raise EmodistError(f"--context {args.context} is for --target shares, tags or "
+                               "continuous columns; --auto predicts the dominant emotion (class)")
         with flagged(FLAGS), maybe_client(args.scheduler, args.scheduler_file) as client:
             model = run_auto(args.store, features=args.features,
                              classifiers=args.classifier or AUTO_PRESETS, rank_by=args.rank_by,

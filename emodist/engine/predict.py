@@ -46,6 +46,7 @@ from emodist.errors import EmodistError, ModelError
 from emodist.features import REGISTRY
 from emodist.features.head import ModelHead
 from emodist.learn.targets import FACTOR_OF, FACTORS
+from emodist.runtime.cluster import connect
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store.accessor import open_store
@@ -174,13 +175,15 @@ def model_head(model, groups) -> ModelHead:
                              "this emodist does not write", param="model")
         cols = tuple(index[n] for n in inp.features)
         columns.append(() if cols == tuple(range(group.width)) else cols)
+    context = getattr(model, "context", "none")  # a record without one: none
+    width = len(model.feature_names) * (2 if context == "track" else 1)
     return ModelHead(head_name=model.name, groups=tuple(g.name for g in groups),
                      columns=tuple(columns) if any(columns) else (),
                      classes=tuple(model.classes), sha256=model.onnx_sha256,
-                     input_width=len(model.feature_names), input_name=model.input_name,
+                     input_width=width, input_name=model.input_name,
                      output_name=model.outputs["values" if model_kind(model) == "regression"
                                                else "probabilities"],
-                     input_dtype=model.input_dtype,
+                     input_dtype=model.input_dtype, context=context,
                      model=str(model.onnx_path))
 
 
@@ -322,8 +325,12 @@ def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
     spec = model_spec(model, runtime)
     catalog = load_audio(data, storage_options=runtime.options("dataset"))
     store = as_store(store, runtime.options("store"))  # resolved once for the whole run
-    res = run_extract(str(data), store, spec, runtime, overwrite=overwrite, catalog=catalog,
-                      on_result=on_result)
+    if getattr(model, "context", "none") == "track":
+        res = _predict_with_context(data, store, spec, runtime, overwrite=overwrite,
+                                    catalog=catalog, on_result=on_result)
+    else:
+        res = run_extract(str(data), store, spec, runtime, overwrite=overwrite, catalog=catalog,
+                          on_result=on_result)
     ds = open_store(store, runtime.options("store"))
     segments = _segment_frame(ds, model.name)
     kind = model_kind(model)
@@ -332,6 +339,30 @@ def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
     return PredictResult(model=model.name, classes=tuple(model.classes), tracks=tracks,
                          segments=segments, extract=res, seconds=time.perf_counter() - t0,
                          failures=res.failures, kind=kind)
+
+
+def _predict_with_context(data, store, spec: ExtractionSpec, runtime: Runtime, *, overwrite,
+                          catalog, on_result) -> ExtractResult:
+    """The input groups of every segment stored first, then the head: two runs on one cluster.
+
+    A head with a track context reads the mean over all of a track's
+    segments; a chunk may hold only some of them, and its neighbours' inputs
+    are stored only once their own chunks finish.  So the first run stores
+    every input group, and the second runs the head alone, reading each
+    track's other segments from the store
+    (:func:`emodist.engine.worker.track_context_rows`).
+    """
+    with connect(runtime) as client:
+        shared = dataclasses.replace(runtime, client=client)
+        first = run_extract(str(data), store, spec.replace(groups=spec.groups[:-1]), shared,
+                            overwrite=overwrite, catalog=catalog, on_result=on_result)
+        res = run_extract(str(data), store, spec, shared, overwrite=overwrite, catalog=catalog,
+                          on_result=on_result)
+    res.n_written += first.n_written
+    res.n_chunks += first.n_chunks
+    res.groups_added = first.groups_added + res.groups_added
+    res.resumed, res.seconds = first.resumed, first.seconds + res.seconds
+    return res
 
 
 @dataclass

@@ -33,6 +33,7 @@ import pandas as pd
 from emodist.data.audio import SHORTFALL_S, decode, decoded_end
 from emodist.errors import DataError
 from emodist.features import Segment, WorkerContext
+from emodist.models.trained import track_context
 from emodist.spec import BATCH_SIZE, ExtractionSpec
 from emodist.store import layout
 from emodist.store.zarrio import read_region, read_rows, write_region
@@ -40,7 +41,8 @@ from emodist.store.zarrio import read_region, read_rows, write_region
 __all__ = [
     "ChunkTask", "Job", "PreparedChunk", "SegmentRows", "apply_thread_budget", "chunk_route",
     "compute_chunk", "extract_chunk", "finish_groups", "model_stage", "prepare_chunk",
-    "prepare_stage", "rates_needed", "task_rows", "track_spans", "worker_threads",
+    "prepare_stage", "rates_needed", "task_rows", "track_context_rows", "track_spans",
+    "worker_threads",
 ]
 
 log = logging.getLogger(__name__)
@@ -376,7 +378,9 @@ def head_inputs(head, chunk: PreparedChunk, task: ChunkTask,
     """A model head's input rows: its groups' values joined, where every one is done.
 
     Each group's values come from this chunk when it was computed here, else
-    from the store's region (a group an earlier run stored).
+    from the store's region (a group an earlier run stored).  A head with a
+    track context (``head.context == "track"``) gets each row followed by
+    the mean of its track's rows (:func:`track_context_rows`).
 
     Returns
     -------
@@ -393,10 +397,81 @@ def head_inputs(head, chunk: PreparedChunk, task: ChunkTask,
     status.update({name: chunk.status[name] for name in names if name in chunk.values})
     ok = np.all([status[name] == layout.STATUS_DONE for name in names], axis=0)
     order = np.flatnonzero(ok)
+    rows = _joined(head, values, order)
+    if getattr(head, "context", "none") == "track":
+        rows = track_context_rows(head, rows, order, task, job)
+    return order, rows
+
+
+def _joined(head, values: dict, order: np.ndarray) -> np.ndarray:
+    """The head's groups' columns side by side, at rows ``order``."""
+    names = head.input().groups
     columns = head.columns or [()] * len(names)
-    return order, np.concatenate([values[name][order][:, list(cols)] if cols else
-                                  values[name][order] for name, cols in zip(names, columns)],
-                                 axis=1)
+    return np.concatenate([values[name][order][:, list(cols)] if cols else values[name][order]
+                           for name, cols in zip(names, columns)], axis=1)
+
+
+def track_context_rows(head, rows: np.ndarray, order: np.ndarray, task: ChunkTask,
+                       job: Job) -> np.ndarray:
+    """A chunk's head input joined with the mean over each row's whole track.
+
+    A track's segments are consecutive in the store, but a chunk boundary may
+    cut one: the first and last track of the chunk may have segments before
+    ``task.start`` or from ``task.stop`` on.  Those are read from the store
+    (their groups must be stored: :func:`emodist.engine.predict.run_predict`
+    stores the inputs of every segment before it runs such a head), so that
+    the mean is over every segment of the track where every input group is
+    done, as in training.  Without a store (``job.store`` empty, a chunk of
+    every segment: :func:`emodist.engine.predict.featurise_files`) the chunk
+    is all there is.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(len(order), 2 * rows.shape[1])`` float32:
+        :func:`emodist.models.trained.track_context` over the track's rows.
+    """
+    ids = np.asarray([r[0] for r in task_rows(task, job)], dtype=object)
+    parts, tracks = [rows], [ids[order]]
+    if job.store and len(ids):
+        names = head.input().groups
+        lo = _track_edge(job, task.start, ids[0], -1, task.stop - task.start)
+        hi = _track_edge(job, task.stop, ids[-1], 1, task.stop - task.start)
+        for a, b, track in ((lo, task.start, ids[0]), (task.stop, hi, ids[-1])):
+            if b > a:
+                values, status = read_region(job.store, a, b, names, job.store_options)
+                done = np.flatnonzero(np.all([status[n] == layout.STATUS_DONE for n in names],
+                                             axis=0))
+                parts.append(_joined(head, values, done))
+                tracks.append(np.full(len(done), track, dtype=object))
+    joined = track_context(np.concatenate(parts), np.concatenate(tracks))
+    return joined[:len(rows)].astype(np.float32)
+
+
+def _track_edge(job: Job, edge: int, track: str, step: int, window: int) -> int:
+    """Where ``track``'s consecutive segments end beyond ``edge`` (before it: ``step`` -1).
+
+    Reads the store's ``track_id`` in windows of ``window`` segments away
+    from ``edge`` until another track (or the store's end) is met.
+    """
+    window = max(1, window)
+    at = edge
+    while True:
+        a, b = (max(0, at - window), at) if step < 0 else (at, at + window)
+        if a >= b:
+            return at
+        ids = np.asarray(read_rows(job.store, a, b, job.store_options)[0], dtype=object)
+        other = np.flatnonzero(ids != track)
+        if step < 0:
+            if len(other):
+                return a + int(other[-1]) + 1
+            at = a
+        else:
+            if len(other):
+                return a + int(other[0])
+            if len(ids) < b - a:  # the store ends here
+                return a + len(ids)
+            at = b
 
 
 def compute_chunk(task: ChunkTask, job: Job, threads: int = 1) -> tuple[dict, dict, list[dict]]:

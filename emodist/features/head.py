@@ -7,7 +7,11 @@ per tag, or a regression's value per target column -- run through the model's ON
 graph in batches on the session cached per worker, like any model group.
 The engine finishes heads after every other group of a chunk, taking their
 input from the values just computed or, for groups already stored, from the
-store's region (:mod:`emodist.engine.worker`).
+store's region (:mod:`emodist.engine.worker`).  A head with a track context
+reads each segment beside the mean of its track's segments
+(:func:`emodist.models.trained.track_context`): the engine joins them over
+every segment of the track, the store's rows of a track that spans chunks
+included.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import numpy as np
 
 from emodist.errors import EmodistError
 from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContext, check_name
+from emodist.models.trained import CONTEXTS
 
 __all__ = ["ModelHead"]
 
@@ -51,6 +56,10 @@ class ModelHead(FeatureGroup):
         regression's values).
     input_dtype : {"float32", "float64"}
         What the graph's input takes.
+    context : {"none", "track"}
+        ``"track"``: the graph takes the joined values followed by their mean
+        over the segment's track (``input_width`` is twice the groups'
+        columns).
     model : str
         Where the ONNX file is (not recorded: moving it changes no value).
     """
@@ -68,6 +77,7 @@ class ModelHead(FeatureGroup):
     input_name: str = "X"
     output_name: str = "probabilities"
     input_dtype: str = "float32"
+    context: str = "none"
     model: str = field(default="", metadata={"runtime": True})
 
     def __post_init__(self) -> None:
@@ -84,6 +94,16 @@ class ModelHead(FeatureGroup):
             raise EmodistError(f"model {self.head_name!r} selects columns of "
                                f"{len(self.columns)} groups, reads {len(self.groups)}")
         object.__setattr__(self, "classes", tuple(str(c) for c in self.classes))
+        if self.context not in CONTEXTS:
+            raise EmodistError(f"model {self.head_name!r}: unknown context {self.context!r}; "
+                               f"use {', '.join(CONTEXTS)}")
+
+    def params(self) -> dict:
+        """The recorded fields; ``context`` only when there is one (older records lack it)."""
+        out = super().params()
+        if self.context == CONTEXTS[0]:
+            out.pop("context")
+        return out
 
     @property
     def name(self) -> str:

@@ -53,6 +53,7 @@ from emodist.learn.targets import (
     soft_targets,
     target_distribution,
 )
+from emodist.models.trained import CONTEXTS, track_context
 from emodist.spec import LABEL_RULES
 from emodist.store import open_store
 from emodist.store.handle import StoreHandle
@@ -83,9 +84,10 @@ SEGMENT = "segment"
 STATUS_DONE = 1
 #: Name of the set formed by feature names and patterns.
 CUSTOM = "custom"
-#: What a segment's features are joined with: nothing, or its track's mean features.
-CONTEXTS = ("none", "track")
 _GLOB = set("*?[")
+# CONTEXTS (what a segment's features are joined with: nothing, or its track's mean features)
+# and track_context live with the model card, whose heads join segments with them on the
+# workers too; they are exported here beside the data they join
 
 
 def feature_dim(group: str) -> str:
@@ -533,31 +535,3 @@ def emotion_order(ds) -> tuple[str, ...]:
     if "emotion" in ds.coords:
         return tuple(str(e) for e in np.asarray(ds["emotion"].values))
     return tuple(GEMS)
-
-
-def track_context(X, tracks) -> np.ndarray:
-    """Each row's features joined with the mean features of its track's rows.
-
-    A target given per song (its vote shares, its dominant emotion) is the
-    same for all of the song's segments; the song's mean features carry
-    what its segments share and leave each segment's own features beside
-    them.  Only the rows of the same track enter a row's context, so a
-    track's context never reaches across folds, and a new song's context is
-    known as soon as all its segments are: its whole audio.
-
-    Parameters
-    ----------
-    X : array_like, shape (n, p)
-    tracks : array_like, shape (n,)
-        Track of each row.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n, 2 * p)
-        ``[X, mean of X over the row's track]``, float64.
-    """
-    X = np.asarray(X, dtype=np.float64)
-    _, inverse, counts = np.unique(np.asarray(tracks), return_inverse=True, return_counts=True)
-    sums = np.zeros((len(counts), X.shape[1]))
-    np.add.at(sums, inverse, X)
-    return np.hstack([X, (sums / counts[:, None])[inverse]])

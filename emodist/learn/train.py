@@ -39,7 +39,7 @@ from emodist.errors import EmodistError
 from emodist.features.base import check_name
 from emodist.learn import presets as clf
 from emodist.learn.calibration import calibration_report, reliability, reliability_figure
-from emodist.learn.data import load_data, open_dataset, store_info
+from emodist.learn.data import CONTEXTS, load_data, open_dataset, store_info, track_context
 from emodist.learn.export import (
     EXPORTABLE,
     EXPORTABLE_DISTRIBUTION,
@@ -266,6 +266,7 @@ def run_train(
     storage_options: dict | None = None,
     chosen_from: dict | None = None,
     tracks=None,
+    context: str = "none",
 ) -> TrainedModel:
     """Cross-validate, fit and export one preset on one feature set of a store.
 
@@ -311,6 +312,12 @@ def run_train(
     tracks : sequence of str, optional
         Train on these tracks of the store only (the others are left out of
         the cross-validation and the fit: a held-out check); default: all.
+    context : {"none", "track"}
+        ``"track"`` (shares, tags, continuous columns): each segment's
+        features joined with its track's mean features
+        (:func:`emodist.learn.data.track_context`), as ``emodist evaluate
+        --context track`` evaluates them; the card records it and ``emodist
+        predict`` joins every new segment with its own track's mean.
 
     Returns
     -------
@@ -321,10 +328,17 @@ def run_train(
     ------
     emodist.errors.EmodistError
         ``classifier`` unknown or without an ONNX converter, ``features``
-        not one stored set, an unknown ``target``, a bad ``folds``.
+        not one stored set, an unknown ``target``, a bad ``folds``, a
+        ``context`` with a class, factor or distribution target.
     emodist.errors.ModelError
         ``out`` exists and is not an emodist model folder.
     """
+    check_choice("context", context, CONTEXTS)
+    named = check_target(target if spec is None else spec.target)
+    if context != CONTEXTS[0] and target_kind(named) in ("class", "distribution"):
+        raise EmodistError(f"{context} is for --target shares, tags or continuous columns; "
+                           f"--target {_target_name(named)} takes each segment's own features",
+                           param="context")
     if spec is None:
         spec = training_spec(features=features, classifier=classifier, target=target, folds=folds,
                              seed=seed, label_rule=label_rule)
@@ -339,7 +353,7 @@ def run_train(
     ds = open_dataset(store_url, storage_options)
     part = _train_classes if spec.kind in ("class", "distribution") else _train_votes
     made = part(ds, spec, preset, tracks=tracks, client=client, n_jobs=n_jobs, profile=profile,
-                min_tracks=min_tracks)
+                min_tracks=min_tracks, context=context)
     fs, cv, model, columns = made["set"], made["cv"], made["model"], made["columns"]
     if fs.name == "custom":
         raise EmodistError(f"{spec.features[0]!r} is not a stored group or +-joined groups",
@@ -389,7 +403,9 @@ def run_train(
                    for g, names in fs.columns],
         "n_features": len(fs.names),
         "feature_names_sha256": feature_names_sha256(fs.names),
-        "onnx": {"input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, len(fs.names)]},
+        "context": context,
+        "onnx": {"input": {"name": INPUT_NAME, "dtype": "float32", "shape": [None, X.shape[1]],
+                           "columns": _input_columns(context)},
                  "outputs": onnx_outputs(graph),
                  values: {"dtype": "float64", "columns": [str(c) for c in columns]},
                  "opset": {d.domain or "ai.onnx": int(d.version) for d in graph.opset_import},
@@ -402,6 +418,14 @@ def run_train(
     if chosen_from:
         card["chosen_from"] = chosen_from
     return write_trained(out, card, graph_bytes, files=made["files"](model_name))
+
+
+def _input_columns(context: str) -> str:
+    """What the graph's input columns are, in words (the card's input contract)."""
+    if context == "track":
+        return ("each segment's features in the order of inputs, then the mean of each over "
+                "the segment's track")
+    return "each segment's features in the order of inputs"
 
 
 def _train_classes(ds, spec, preset, *, tracks, client, n_jobs, **_) -> dict:
@@ -459,7 +483,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
-def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, **_) -> dict:
+def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, context="none", **_) -> dict:
     """Continuous and tag targets: ``emodist evaluate``'s figures for the preset, then the final fit.
 
     The cross-validation is :func:`emodist.learn.votes.evaluate_votes` itself
@@ -473,20 +497,22 @@ def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, **_) -> dict:
         ds = ds.isel(segment=keep)
     names = [spec.target] if isinstance(spec.target, str) else list(spec.target)
     t0 = time.perf_counter()
-    report = evaluate_votes(ds, spec, profile=profile, min_tracks=min_tracks, inner_folds=INNER_FOLDS)
+    report = evaluate_votes(ds, spec, profile=profile, min_tracks=min_tracks, inner_folds=INNER_FOLDS,
+                            context=context)
     cv_seconds = time.perf_counter() - t0
     data = load_vote_data(ds, spec.features[0])
     fs = data.sets[0]
     res = report["sets"][fs.name]
     row = res["results"][0]
+    joined = data.X[fs.name] if context == "none" else track_context(data.X[fs.name], data.track_id)
     common = {"folds": int(spec.folds), "seed": int(spec.seed), "group_by": data.group_by,
-              "inner_folds": INNER_FOLDS, "profile": profile,
+              "inner_folds": INNER_FOLDS, "profile": profile, "context": context,
               "out_of_fold": "every segment predicted by a model that never saw its group; "
                              "hyper-parameters chosen inside the training folds"}
     t0 = time.perf_counter()
     if spec.kind == "regression":
         Y, columns, keep = vote_targets(data, names, profile)
-        X = data.X[fs.name][keep]
+        X = joined[keep]
         models, chosen = fit_columns(X, Y[keep], data.groups[keep], preset=preset, seed=spec.seed)
         model = ColumnRegressors(models)
         pred = row["pred"]
@@ -510,7 +536,7 @@ def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, **_) -> dict:
         kept, dropped = keep_tags(T, data.track_id, data.emotions, min_tracks=min_tracks)
         columns = [str(e) for e, k in zip(data.emotions, kept) if k]
         keep = np.ones(len(T), dtype=bool)
-        X = data.X[fs.name]
+        X = joined
         model, picked = fit_tags(X, T[:, kept], data.groups, preset=preset, seed=spec.seed)
         chosen = [picked]
         per_tag = {c: reliability(row["scores"][:, j], T[:, kept][:, j]) for j, c in enumerate(columns)}
@@ -560,7 +586,7 @@ def best_from_report(report, rank_by: str = "balanced_accuracy") -> dict:
         ``chosen_from`` (report, metric, value, rank among all rows).  A
         shares, columns or tags report (:func:`emodist.learn.votes.run_votes`)
         ranks by segment R² or macro ROC-AUC (``rank_by`` is for classes) and
-        adds ``profile`` and ``min_tracks``; it names no store.
+        adds ``profile``, ``context`` and ``min_tracks``; it names no store.
 
     Raises
     ------
@@ -634,6 +660,7 @@ def _best_vote_row(report: dict, path) -> dict:
             return {"features": fs, "classifier": row["preset"], "target": spec.target,
                     "folds": spec.folds, "seed": spec.seed, "label_rule": None,
                     "profile": config.get("profile", "listener"),
+                    "context": config.get("context", CONTEXTS[0]),
                     **({"min_tracks": config["min_tracks"]} if "min_tracks" in config else {}),
                     "store": None,
                     "chosen_from": {"report": path, "rank_by": metric, "value": value(row),

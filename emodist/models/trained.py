@@ -36,6 +36,7 @@ from emodist.errors import ModelError
 
 __all__ = [
     "CARD_FILE",
+    "CONTEXTS",
     "FORMAT",
     "FORMAT_VERSION",
     "ONNX_FILE",
@@ -48,6 +49,7 @@ __all__ = [
     "is_model_dir",
     "load_trained",
     "run_trained",
+    "track_context",
     "write_trained",
 ]
 
@@ -60,6 +62,8 @@ FORMAT = "emodist-trained-model"
 #: Version of the card layout.
 FORMAT_VERSION = 1
 _REQUIRED = ("name", "target", "classes", "inputs", "onnx")
+#: What a model sees beside a segment's own features: nothing, or its track's mean features.
+CONTEXTS = ("none", "track")
 
 
 def feature_names_sha256(names) -> str:
@@ -130,6 +134,10 @@ class TrainedModel:
         ``class``, ``distribution``, ``regression`` or ``multilabel``
         (the card's ``target.kind``; a card whose target is a name is a
         classification's).
+    context : {"none", "track"}
+        The card's ``context``: ``"track"``, the graph takes each segment's
+        features followed by the mean of each over its track's segments
+        (:func:`track_context`; ``2 * len(feature_names)`` columns).
     """
 
     path: str
@@ -144,6 +152,7 @@ class TrainedModel:
     outputs: dict = field(compare=False)
     card: dict = field(compare=False, repr=False)
     kind: str = "class"
+    context: str = "none"
 
     @property
     def output(self) -> str:
@@ -159,6 +168,49 @@ class TrainedModel:
     def groups(self) -> list[str]:
         """The feature groups read, in order."""
         return [i.group for i in self.inputs]
+
+    @property
+    def input_width(self) -> int:
+        """Columns of the graph's input: the features, twice with a track context."""
+        return len(self.feature_names) * (2 if self.context == "track" else 1)
+
+
+def track_context(x, tracks) -> np.ndarray:
+    """Each row's features joined with the mean features of its track's rows.
+
+    A target given per song (its vote shares, its dominant emotion) is the
+    same for all of the song's segments; the song's mean features carry
+    what its segments share and leave each segment's own features beside
+    them.  Only the rows of the same track enter a row's context, so a
+    track's context never reaches across folds, and a new song's context is
+    known as soon as all its segments are: its whole audio.  Training
+    (:func:`emodist.learn.votes.evaluate_votes`) and prediction (the
+    workers' model heads, over every segment of the track) join with this
+    one function.
+
+    Parameters
+    ----------
+    x : array_like, shape (n, p)
+    tracks : array_like, shape (n,)
+        Track of each row.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 2 * p)
+        ``[x, mean of x over the row's track]``, float64.
+
+    Examples
+    --------
+    >>> track_context([[1.0], [3.0], [5.0]], ["a", "a", "b"])
+    array([[1., 2.],
+           [3., 2.],
+           [5., 5.]])
+    """
+    x = np.asarray(x, dtype=np.float64)
+    _, inverse, counts = np.unique(np.asarray(tracks), return_inverse=True, return_counts=True)
+    sums = np.zeros((len(counts), x.shape[1]))
+    np.add.at(sums, inverse, x)
+    return np.hstack([x, (sums / counts[:, None])[inverse]])
 
 
 def _sha256_file(path: Path) -> str:
@@ -295,6 +347,17 @@ def load_trained(model_dir) -> TrainedModel:
             raise ModelError(f"{path}: unknown target kind {kind!r}")
     else:
         kind = "distribution" if target == "distribution" else "class"
+    context = card.get("context", "none")
+    if context not in CONTEXTS:
+        raise ModelError(f"{path}: unknown context {context!r}; this emodist reads "
+                         f"{', '.join(CONTEXTS)}")
+    shape = inp.get("shape")
+    width = len(names) * (2 if context == "track" else 1)
+    if isinstance(shape, list) and len(shape) == 2 and shape[1] is not None and shape[1] != width:
+        what = (f"{len(names)} features and their track means" if context == "track"
+                else f"{len(names)} features")
+        raise ModelError(f"{path}: the ONNX input takes {shape[1]} columns; the card's inputs "
+                         f"with context {context!r} give {width} ({what})")
     outputs = dict(onnx_info.get("outputs") or {})
     if ("values" if kind == "regression" else "probabilities") not in outputs:
         raise ModelError(f"{path}: the card names no ONNX output of the model's "
@@ -312,6 +375,7 @@ def load_trained(model_dir) -> TrainedModel:
         outputs=outputs,
         card=card,
         kind=kind,
+        context=context,
     )
 
 
@@ -376,26 +440,40 @@ def check_inputs(model: TrainedModel, recorded: dict, names: dict) -> None:
                              "store does not hold", param="model")
 
 
-def run_trained(model: TrainedModel, x, *, threads: int = 1):
-    """The model's class probabilities on feature rows.
+def run_trained(model: TrainedModel, x, *, tracks=None, threads: int = 1):
+    """The model's outputs on feature rows: probabilities, or a regression's values.
 
     Parameters
     ----------
     model : TrainedModel
     x : numpy.ndarray, shape (n, len(model.feature_names))
         Rows in the model's input column order.
+    tracks : array_like, shape (n,), optional
+        Track of each row: required by a model with a track context, which
+        reads each row beside the mean of its track's rows (give every
+        segment of a track).
     threads : int
         Threads of the ONNX Runtime session.
 
     Returns
     -------
     numpy.ndarray, shape (n, len(model.classes))
-        The graph's probabilities output (its sha256 checked when loaded).
+        The graph's probabilities or values output (its sha256 checked when loaded).
+
+    Raises
+    ------
+    ModelError
+        A model with a track context and no ``tracks``.
     """
     # the session module imports onnx: reading a card (``emodist model show``) does not need it
     from emodist.models.session import run_outputs
 
-    name = model.outputs["probabilities"]
+    if model.context == "track":
+        if tracks is None:
+            raise ModelError(f"model {model.name} reads each segment beside its track's mean "
+                             "features; give the rows' tracks", param="model")
+        x = track_context(x, tracks).astype(np.float32)
+    name = model.output
     meta = {"input_name": model.input_name, "output_name": name,
             "output_dim": len(model.classes), "sha256": model.onnx_sha256}
     dtype = np.dtype(model.input_dtype)
@@ -435,8 +513,11 @@ def describe_trained(model: TrainedModel) -> list[str]:
         extra = f", model sha256 {sha[:12]}..." if sha else ""
         lines.append(f"  input: {i.group} ({len(i.features)} features, version "
                      f"{d.get('version', '?')}{extra})")
+    if model.context == "track":
+        lines.append(f"  context: track (each segment's {len(model.feature_names)} features, then "
+                     "their means over the segment's track)")
     lines.append(f"  onnx: {Path(model.onnx_path).name} sha256 {model.onnx_sha256[:12]}... input "
-                 f"{model.input_name} {model.input_dtype} (n, {len(model.feature_names)}); outputs "
+                 f"{model.input_name} {model.input_dtype} (n, {model.input_width}); outputs "
                  + ", ".join(f"{k}={v}" for k, v in model.outputs.items()))
     if t := c.get("training"):
         how = (f"label rule {c['label_rule']}" if c.get("label_rule") else

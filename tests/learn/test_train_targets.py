@@ -206,16 +206,105 @@ def test_best_exportable_row_of_a_shares_report():
 
     spec = EvaluationSpec(target="shares", classifiers=["ridge", "hist-gradient-boosting", "knn"],
                           folds=4, seed=2, ceiling=False)
-    report = {"kind": "regression", "config": {"profile": "mean"}, "evaluation_spec": spec.to_dict(),
+    report = {"kind": "regression", "config": {"profile": "mean", "context": "track"},
+              "evaluation_spec": spec.to_dict(),
               "sets": {"handcrafted": {"results": [row("hist-gradient-boosting", 0.40),
                                                    row("ridge", 0.20)]},
                        "musicnn_msd": {"results": [row("knn", 0.30), row("ridge", None)]}}}
     best = best_from_report(report)
     assert (best["features"], best["classifier"], best["target"]) == ("musicnn_msd", "knn", "shares")
     assert (best["folds"], best["seed"], best["profile"]) == (4, 2, "mean")
+    assert best["context"] == "track"  # trained as it was evaluated
     assert best["chosen_from"]["rank"] == 2 and best["chosen_from"]["value"] == 0.30
     assert best["chosen_from"]["skipped_above"] == ["handcrafted/hist-gradient-boosting"]
     report["sets"] = {"handcrafted": {"results": [row("hist-gradient-boosting", 0.4)]}}
     with pytest.raises(EmodistError, match="no row with an exportable preset") as info:
         best_from_report(report)
     assert info.value.param == "from_report"
+
+
+@pytest.fixture(scope="module")
+def context_model(store, tmp_path_factory):
+    """``emodist train --context track``: the nine shares from each segment beside its track's mean."""
+    from emodist.cli import main
+
+    out = tmp_path_factory.mktemp("context") / "model"
+    assert main(["train", store, "--features", "handcrafted", "--target", "shares", "--context",
+                 "track", "--classifier", "ridge", "--folds", "4", "--seed", "1", "--workers", "1",
+                 "--out", str(out), "--quiet"]) == 0
+    return load_trained(out)
+
+
+def test_context_model_onnx_is_sklearn_on_the_joined_rows(store, context_model):
+    """The graph on ``track_context(X, track_id)`` of real segments is scikit-learn's fit on it."""
+    from emodist.learn.data import track_context
+    from emodist.learn.regression import fit_columns, resolve_regression_presets
+    from emodist.models.trained import run_trained
+
+    d = load_vote_data(store, "handcrafted")
+    X = d.X["handcrafted"]
+    joined = track_context(X, d.track_id)
+    assert joined.shape == (len(X), 2 * X.shape[1]) == (len(X), context_model.input_width)
+    fitted, _ = fit_columns(joined, d.profiles["listener"], d.groups,
+                            preset=resolve_regression_presets(["ridge"])[0], seed=1)
+    want = ColumnRegressors(fitted).predict(joined.astype(np.float32).astype(np.float64))
+    got = run_onnx(Path(context_model.onnx_path).read_bytes(), joined.astype(np.float32))
+    assert np.abs(got - want).max() <= TOL
+    # the model joins the rows itself from the segments and their tracks
+    assert np.abs(run_trained(context_model, X, tracks=d.track_id) - want).max() <= TOL
+    # without the context the graph cannot even be fed: it takes twice the columns
+    with pytest.raises(EmodistError, match="give the rows' tracks"):
+        run_trained(context_model, X)
+
+
+def test_context_model_cv_is_evaluate_with_the_context(store, context_model):
+    card = context_model.card
+    assert card["context"] == "track" and card["cv"]["context"] == "track"
+    report = evaluate_votes(store, target="shares", features="handcrafted", presets=["ridge"],
+                            n_folds=4, seed=1, context="track")
+    row = json_safe(report["sets"]["handcrafted"]["results"][0]["metrics"])
+    assert card["cv"]["regression"] == row
+    plain = evaluate_votes(store, target="shares", features="handcrafted", presets=["ridge"],
+                           n_folds=4, seed=1)
+    assert json_safe(plain["sets"]["handcrafted"]["results"][0]["metrics"]) != row
+    assert "context: track" in "\n".join(describe_trained(context_model))
+
+
+def test_a_card_whose_context_disagrees_with_its_graph_is_refused(context_model, tmp_path):
+    import shutil
+
+    from emodist.errors import ModelError
+
+    folder = tmp_path / "edited"
+    shutil.copytree(context_model.path, folder)
+    card = json.loads((folder / "model.json").read_text())
+    p = len(context_model.feature_names)
+    for context, message in ((None, (f"takes {2 * p} columns; the card's inputs with context "
+                                     f"'none' give {p}")),
+                             ("album", "unknown context 'album'")):
+        edited = {k: v for k, v in card.items() if k != "context"}
+        if context is not None:
+            edited["context"] = context
+        (folder / "model.json").write_text(json.dumps(edited))
+        with pytest.raises(ModelError, match=message) as info:
+            load_trained(folder)
+        assert "\n" not in str(info.value)
+    # a plain model's card made to say "track" is refused the same way
+    card["context"], card["onnx"]["input"]["shape"] = "none", [None, 2 * p]
+    (folder / "model.json").write_text(json.dumps(card))
+    with pytest.raises(ModelError, match="with context 'none' give"):
+        load_trained(folder)
+
+
+@pytest.mark.parametrize("target", ["class", "factors", "distribution"])
+def test_context_with_a_class_target_is_one_line(store, tmp_path, capsys, target):
+    from emodist.cli import main
+
+    assert main(["train", store, "--features", "handcrafted", "--target", target, "--context",
+                 "track", "--classifier", "logistic-regression", "--out", str(tmp_path / "m"),
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].count("--context") == 1
+    assert f"--context: track is for --target shares, tags or continuous columns; --target " \
+           f"{target} takes each segment's own features" in err[0]
+    assert not (tmp_path / "m").exists()
