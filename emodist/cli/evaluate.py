@@ -355,8 +355,8 @@ def cmd_votes(args) -> int:
     published = args.folds == FOLD_SOURCES[1]
     opts = parse_storage_options(args.storage_options)
     store, copies = recording_copies(args.store, opts)
-    with flagged():
-        report = run_votes(store, target=args.target, out=args.out, features=args.features,
+    with flagged(feature_flags(args)):
+        report = run_votes(store, target=args.target, out=args.out, features=feature_sets(args),
                            presets=args.classifiers, n_folds=5 if published else args.folds,
                            fold_source=FOLD_SOURCES[1] if published else FOLD_SOURCES[0],
                            seed=args.seed, group_by=args.group_by, copies=copies,

@@ -121,7 +121,8 @@ def _dynamic(ds, storage_options: dict | None) -> tuple[pd.DataFrame | None, str
     kind = str(ds.attrs.get("dataset") or "").partition(":")[0]
     where = dataset_location(ds.attrs)
     if where is None or kind not in _DYNAMIC_KINDS:
-        return None, f"a {kind or 'store without a'} dataset publishes no time-stamped annotations"
+        return None, (f"the {kind} dataset publishes none" if where else
+                      "the store names no dataset it was read from")
     try:
         return load_dynamic_annotations(where, storage_options=storage_options
                                         if "://" in where else None), ""

@@ -295,6 +295,13 @@ def _unknown_column(data: VoteData, name: str) -> EmodistError:
                         param="target")
 
 
+def _store_variable(data: VoteData, name: str) -> np.ndarray:
+    values = np.asarray(data.ds[name].isel({SEGMENT: data.index}).values)
+    if not np.issubdtype(values.dtype, np.number):
+        raise EmodistError(f"store variable {name!r} is not numeric", param="target")
+    return values.astype(np.float64)
+
+
 def column_targets(data: VoteData, names, profile: str = "listener", *,
                    annotations: str | None = None) -> Targets:
     """Continuous targets by name: vote shares, store variables, dataset catalog columns.
@@ -305,8 +312,9 @@ def column_targets(data: VoteData, names, profile: str = "listener", *,
     names : sequence of str
         ``["shares"]`` (the nine shares of ``profile``), or names each of
         which is an emotion (its share), a numeric per-segment variable of
-        the store, or a numeric column of its dataset's catalog
-        (:func:`emodist.learn.dataset_targets.catalog_targets`).
+        the store, a numeric column of its dataset's catalog
+        (:func:`emodist.learn.dataset_targets.catalog_targets`) or, failing
+        that, a numeric per-segment coordinate of the store (``start_s``).
     profile : {"listener", "mean"}
     annotations : {"dynamic", "static"}, optional
         Catalog columns: per-segment means of the dataset's time-stamped
@@ -339,19 +347,21 @@ def column_targets(data: VoteData, names, profile: str = "listener", *,
             if name in data.emotions:
                 cols[name] = data.profiles[profile][:, data.emotions.index(name)]
                 sources[name] = f"{profile} vote profile"
-            elif name in data.ds.variables and data.ds[name].dims == (SEGMENT,):
-                values = np.asarray(data.ds[name].isel({SEGMENT: data.index}).values)
-                if not np.issubdtype(values.dtype, np.number):
-                    raise EmodistError(f"store variable {name!r} is not numeric", param="target")
-                cols[name] = values.astype(np.float64)
+            elif name in data.ds.data_vars and data.ds[name].dims == (SEGMENT,):
+                cols[name] = _store_variable(data, name)
                 sources[name] = "per-segment store variable"
             else:
                 catalog.append(name)
         if catalog:
             _, numeric, _ = target_columns(data.ds, storage_options=data.storage_options)
-            bad = [n for n in catalog if n not in numeric]
-            if bad:
-                raise _unknown_column(data, bad[0])
+            for name in [n for n in catalog if n not in numeric]:
+                # a per-segment coordinate of the store (start_s...) when the catalog has no such column
+                if name not in data.ds.coords or data.ds[name].dims != (SEGMENT,):
+                    raise _unknown_column(data, name)
+                cols[name] = _store_variable(data, name)
+                sources[name] = "per-segment store variable"
+                catalog.remove(name)
+        if catalog:
             found = catalog_targets(data.ds, catalog, data.index, annotations=annotations,
                                     storage_options=data.storage_options)
             for j, name in enumerate(found.names):
