@@ -794,8 +794,9 @@ def _split_lines(kind: str, res: dict, splits) -> list[str]:
     else:
         cols = REGRESSION_METRICS
 
-        def value(m, x, k):  # the mean over the targets of the split's score
-            return float(np.mean([m["segment"][t][x]["folds"][k] for t in res["targets"]]))
+        def value(m, x, k):  # the mean over the targets of the split's score (None: NaN)
+            scores = [m["segment"][t][x]["folds"][k] for t in res["targets"]]
+            return float(np.mean([np.nan if v is None else v for v in scores]))
 
     def cell(v):
         return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
