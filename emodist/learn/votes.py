@@ -738,7 +738,7 @@ def vote_report_markdown(report: dict) -> str:
              f"{report['n_segments']} segments of {report['n_tracks']} tracks; {cv}", ""]
     left_out = {k: v for k, v in (report.get("excluded") or {}).items() if v}
     if left_out:
-        lines += ["Left out: " + "; ".join(f"{v} segments {k}" for k, v in left_out.items()) + ".", ""]
+        lines += ["Left out: " + "; ".join(f"{k}: {v} segments" for k, v in left_out.items()) + ".", ""]
     if cfg.get("annotations"):
         lines += ["Targets: " + "; ".join(f"{t}: {w}" for t, w in cfg["annotations"].items()) + ".", ""]
     if cfg.get("tags_from"):

@@ -208,7 +208,8 @@ def test_evaluate_valence_arousal_matches_scikit_learn(pmemo, tmp_path, capsys):
     assert report["excluded"]["no value of every target (outside the annotated span)"] == N_PMEMO // 2
     assert report["n_segments"] == 3 * N_PMEMO - N_PMEMO // 2
     md = (out / "report.md").read_text()
-    assert f"Left out: {N_PMEMO // 2} segments no value of every target" in md
+    assert (f"Left out: no value of every target (outside the annotated span): {N_PMEMO // 2} "
+            "segments.") in md
     assert "valence: per-segment mean of the 0.5 s annotations" in md
     assert sorted(p.name for p in (out / "plots" / "custom").iterdir()) == [
         "scatter_ridge_arousal.png", "scatter_ridge_valence.png"]
