@@ -28,7 +28,8 @@ from emodist.cli import main
 from emodist.errors import EmodistError
 from emodist.learn.votes import column_targets, evaluate_votes, load_vote_data
 from emodist.store import open_store
-from tests.data.layouts import SR, write_mtg, write_pmemo
+from tests.data.layouts import SR, write_deam, write_mtg, write_pmemo
+from tests.stores import make_table, write_store
 
 pytestmark = pytest.mark.cluster
 
@@ -177,6 +178,31 @@ def test_segments_get_the_mean_of_the_annotations_in_their_span(pmemo):
     want = cat.loc[data.track_id.astype(int), ["Valence(mean)", "Arousal(mean)"]].to_numpy()
     np.testing.assert_allclose(static.Y, want)
     assert static.keep.all() and set(static.sources.values()) == {"the track's static rating"}
+
+
+def test_deam_segments_average_the_wide_files(tmp_path):
+    """DEAM's wide valence.csv / arousal.csv (from 15 s on), on 15 s segments of songs 1-5."""
+    root = tmp_path / "deam"
+    write_deam(root, audio_ids=(), stray=())
+    table = make_table(n_tracks=5, per_track=3)  # tracks "1".."5", segments at 0, 15, 30 s
+    write_store(tmp_path / "s.zarr", table, {"hc": (["a"], np.ones((len(table), 1)))},
+                attrs={"dataset": f"deam:{root}"})
+    data = load_vote_data(str(tmp_path / "s.zarr"))
+    got = column_targets(data, ["valence", "arousal"]).Y
+    folder = next(root.rglob("dynamic (per second annotations)"))
+    for j, name in enumerate(("valence", "arousal")):
+        wide = pd.read_csv(folder / f"{name}.csv", index_col="song_id")
+        for i, seg in table.iterrows():
+            row = wide.loc[int(seg["track_id"])] if int(seg["track_id"]) in wide.index else None
+            stamps = [] if row is None else [
+                v for c, v in row.items() if not pd.isna(v)
+                and seg["start_s"] <= int(c[7:-2]) / 1000 < seg["start_s"] + seg["duration_s"]]
+            want = np.mean(stamps) if stamps else np.nan
+            np.testing.assert_allclose(got[i, j], want, rtol=1e-12)
+    assert np.isfinite(got).all(axis=1).sum() == 3  # songs 2, 3 and 5 rated in their [15, 30) s
+    static = column_targets(data, ["valence_std"])  # DEAM rates no std over time: static
+    assert static.sources == {"valence_std": "the track's static rating"}
+    assert static.Y[table["track_id"] == "3", 0] == pytest.approx([1.75] * 3)
 
 
 def _direct_ridge_r2(X, y, groups, folds, seed=0):
