@@ -335,7 +335,9 @@ def test_shuffled_tags_stay_at_chance_in_grouped_folds(mtg, tmp_path):
     ds.attrs["dataset"] = f"mtg-jamendo:{tmp_path / 'shuffled'}"
     report = evaluate_votes(ds, target="tags", n_folds=5, min_tracks=5, features=list(COLUMNS))
     auc = report["sets"]["custom"]["results"][0]["metrics"]["segment"]["roc_auc_macro"]
-    assert abs(auc["mean"] - 0.5) < 0.2, auc
+    # nothing learnt (the real tags reach 0.9 and more); with 20 tracks the grouped folds of
+    # label-free data scatter around and below 0.5, so only the upper side is bounded
+    assert auc["mean"] < 0.65, auc
     # grouped by artist: a group never spans two folds
     f = pd.DataFrame(report["folds"])
     assert (f.groupby("group")["fold"].nunique() == 1).all()
