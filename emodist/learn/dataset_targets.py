@@ -188,7 +188,7 @@ def catalog_targets(ds, names, index, *, annotations: str | None = None,
         raise EmodistError(f"{unknown[0]!r} is not a numeric column of the store's dataset catalog "
                            f"({have})", param=param)
     segs = _segments(ds, index)
-    values = table[names].reindex(segs["track_id"]).to_numpy(np.float64)
+    values = np.array(table[names].reindex(segs["track_id"]), dtype=np.float64)  # writable
     sources = dict.fromkeys(names, SOURCES["static"])
     if annotations != "static":
         dyn, why = _dynamic(ds, storage_options)

@@ -178,6 +178,8 @@ def test_segments_get_the_mean_of_the_annotations_in_their_span(pmemo):
     want = cat.loc[data.track_id.astype(int), ["Valence(mean)", "Arousal(mean)"]].to_numpy()
     np.testing.assert_allclose(static.Y, want)
     assert static.keep.all() and set(static.sources.values()) == {"the track's static rating"}
+    one = column_targets(data, ["arousal"], annotations="dynamic")  # one column alone
+    np.testing.assert_allclose(one.Y[:, 0], direct["arousal"].to_numpy(), rtol=1e-12)
 
 
 def test_deam_segments_average_the_wide_files(tmp_path):
