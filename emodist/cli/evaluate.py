@@ -18,21 +18,22 @@ from emodist.cli.common import (
 )
 from emodist.errors import EmodistError
 from emodist.learn.data import CONTEXTS
+from emodist.learn.dataset_targets import ANNOTATIONS
 from emodist.learn.spec import (
     BALANCES,
     EVALUATION_TARGETS,
     FOLD_SOURCES,
     RANK_BY,
     TARGETS,
-    VOTE_TARGETS,
     EvaluationSpec,
+    target_kind,
 )
 from emodist.spec import LABEL_RULES
 
 __all__ = ["EVALUATE_DESCRIPTION", "EVALUATE_EXAMPLES", "HINTS", "NOT_STREAMED",
            "NOT_TRANSFERRED", "add_evaluation_options", "ceiling_arg", "check_streamable",
-           "cmd_evaluate", "cmd_stream", "cmd_transfer", "evaluation_kwargs", "feature_flags",
-           "feature_sets", "flagged", "folds_arg", "maybe_client", "one_group_per_recording",
+           "cmd_evaluate", "cmd_stream", "cmd_transfer", "cmd_votes", "evaluation_kwargs",
+           "feature_flags", "feature_sets", "flagged", "folds_arg", "maybe_client", "one_group_per_recording",
            "print_presets", "print_report", "print_summary", "recording_copies", "register",
            "stream_report"]
 
@@ -55,6 +56,9 @@ EVALUATE_EXAMPLES = """examples:
   emodist evaluate features.zarr --target factors --classifiers beyond --out factors/
   emodist evaluate features.zarr --group-by album --out by-album/
   emodist evaluate features.zarr --folds dataset --out published-splits/
+  emodist evaluate deam.zarr --target valence arousal --out va/
+  emodist evaluate pmemo.zarr --target valence arousal --annotations static --out va-static/
+  emodist evaluate mtg.zarr --target tags --folds dataset --out tags/
   emodist evaluate --model models/emotion other.zarr --map gems-to-tags.csv --out transfer/
   emodist compare report/ factors/ --out comparison.md
 """
@@ -69,6 +73,13 @@ class _ListPresets(argparse.Action):
     def __call__(self, parser, namespace, values, option_string=None):
         print_presets()
         parser.exit(0)
+
+
+class _Target(argparse.Action):
+    """``--target``: one name is kept as text, several as a tuple of continuous columns."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else tuple(values))
 
 
 def add_evaluation_options(p) -> None:
@@ -104,10 +115,18 @@ def add_evaluation_options(p) -> None:
     add_once(g, "--seed", type=int, default=0, help="seed of folds and models (default 0)")
     add_once(g, "--balance", choices=BALANCES, default=BALANCES[0],
              help="class weights: none, weights, or both (each model both ways)")
-    add_once(g, "--target", choices=EVALUATION_TARGETS, default=EVALUATION_TARGETS[0],
-             help="predict the dominant emotion, the dominant GEMS factor (sublimity, "
-             "vitality, unease), the 9-way vote distribution, the 9 vote shares "
-             "(regression) or each track's top-three emotions (tags)")
+    add_once(g, "--target", nargs="+", action=_Target, default=EVALUATION_TARGETS[0],
+             metavar="TARGET",
+             help=f"{', '.join(EVALUATION_TARGETS)}, or continuous columns: the dominant "
+             "emotion (default), the dominant GEMS factor (sublimity, vitality, unease), the "
+             "9-way vote distribution, the 9 vote shares (regression), tags (each track's "
+             "top-three emotions, or the tags of the dataset's catalog: MTG-Jamendo), or "
+             "numeric columns to regress (valence arousal: emotions' shares, per-segment store "
+             "variables, numeric columns of the store's dataset catalog: DEAM, PMEmo)")
+    add_once(g, "--annotations", choices=ANNOTATIONS,
+             help="continuous columns of the dataset's catalog: each segment's mean of the "
+             "dataset's 0.5 s annotations in its span (dynamic; the default where the dataset "
+             "has them: DEAM, PMEmo) or its track's static rating (static)")
     add_once(g, "--context", choices=CONTEXTS, default=CONTEXTS[0],
              help="--target shares|tags: join each segment's features with its track's mean "
              "features (track), or not (none, the default)")
@@ -230,6 +249,9 @@ def evaluation_kwargs(args) -> dict:
     if args.context != CONTEXTS[0]:
         raise EmodistError(f"--context {args.context} is for --target shares or tags; "
                            f"--target {args.target} takes each segment's own features")
+    if getattr(args, "annotations", None) is not None:
+        raise EmodistError(f"--annotations is for continuous columns of the dataset's catalog; "
+                           f"--target {args.target} predicts classes")
     published = args.folds == FOLD_SOURCES[1]
     return {"features": feature_sets(args), "classifiers": args.classifiers or ["all"],
             "folds": 5 if published else args.folds, "seed": args.seed, "balance": args.balance,
@@ -307,21 +329,10 @@ def cmd_evaluate(args) -> int:
         return cmd_transfer(args)
     if args.stream:
         return cmd_stream(args)
-    if args.target in VOTE_TARGETS:  # continuous and multi-label targets: docs/targets.md
-        from emodist.learn.votes import run_votes, summary_lines
-
-        if args.folds == FOLD_SOURCES[1]:
-            raise EmodistError(f"--folds: the published splits score one class per segment; "
-                               f"--target {args.target} takes a number of grouped folds")
-        opts = parse_storage_options(args.storage_options)
-        store, copies = recording_copies(args.store, opts)
-        with flagged():
-            report = run_votes(store, target=args.target, out=args.out, features=args.features,
-                               presets=args.classifiers, n_folds=args.folds, seed=args.seed,
-                               group_by=args.group_by, copies=copies, context=args.context,
-                               storage_options=opts)
-        print("\n".join(summary_lines(report)))
-        return 0
+    with flagged():
+        kind = target_kind(args.target)
+    if kind in ("regression", "multilabel"):  # continuous and multi-label targets: docs/targets.md
+        return cmd_votes(args)
     from emodist.learn.evaluate import run_evaluate
 
     with flagged(feature_flags(args)):
@@ -337,9 +348,27 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_votes(args) -> int:
+    """``emodist evaluate --target shares|tags|COLUMN...``: regression or tag presets."""
+    from emodist.learn.votes import run_votes, summary_lines
+
+    published = args.folds == FOLD_SOURCES[1]
+    opts = parse_storage_options(args.storage_options)
+    store, copies = recording_copies(args.store, opts)
+    with flagged(feature_flags(args)):
+        report = run_votes(store, target=args.target, out=args.out, features=feature_sets(args),
+                           presets=args.classifiers, n_folds=5 if published else args.folds,
+                           fold_source=FOLD_SOURCES[1] if published else FOLD_SOURCES[0],
+                           seed=args.seed, group_by=args.group_by, copies=copies,
+                           context=args.context, annotations=args.annotations,
+                           storage_options=opts)
+    print("\n".join(summary_lines(report)))
+    return 0
+
+
 #: Options a model scored on another store does not take (it fixes features, model and classes).
 NOT_TRANSFERRED = ("features", "columns", "classifiers", "label_rule", "group_by", "ceiling",
-                   "scheduler", "scheduler_file")
+                   "scheduler", "scheduler_file", "annotations")
 
 
 def cmd_transfer(args) -> int:
@@ -363,7 +392,8 @@ def cmd_transfer(args) -> int:
 
 
 #: Parameters of the in-memory evaluation that ``--stream`` does not take.
-NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling", "group_by")
+NOT_STREAMED = ("classifiers", "label_rule", "scheduler", "scheduler_file", "ceiling", "group_by",
+                "annotations")
 
 
 def check_streamable(args, refused: tuple = NOT_STREAMED) -> None:

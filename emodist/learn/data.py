@@ -69,6 +69,7 @@ __all__ = [
     "default_feature_sets",
     "emotion_order",
     "feature_dim",
+    "feature_matrices",
     "load_data",
     "open_dataset",
     "resolve_feature_sets",
@@ -420,19 +421,8 @@ def load_data(ds, features=None, label_rule: str | None = None,
     classes = ordered_classes(y, FACTORS if target == "factors" else emotions)
     if target == "class" and dist_all is not None:
         soft = soft_targets(dist_all[idx], classes=classes, columns=emotions)
-    X = {}
-    for fs in sets:
-        parts = [np.asarray(ds[g].isel({SEGMENT: idx}).sel({feature_dim(g): names}).values, np.float64)
-                 for g, names in fs.columns]
-        mat = np.concatenate(parts, axis=1)
-        bad = ~np.isfinite(mat)
-        if bad.any():
-            raise StoreError(
-                f"{int(bad.any(axis=1).sum())} finished segments have non-finite {fs.name} features"
-            )
-        X[fs.name] = mat
     return EvalData(
-        X=X,
+        X=feature_matrices(ds, sets, idx),
         sets=sets,
         y=y,
         segment_id=_strings(ds[SEGMENT].values)[idx],
@@ -446,6 +436,42 @@ def load_data(ds, features=None, label_rule: str | None = None,
         soft=soft,
         strata=strata,
     )
+
+
+def feature_matrices(ds, sets, idx) -> dict[str, np.ndarray]:
+    """The feature matrix of each set on the store positions ``idx``.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        An opened store.
+    sets : list of FeatureSet
+        The resolved feature sets (:func:`resolve_feature_sets`).
+    idx : array_like of int
+        Store positions of the rows.
+
+    Returns
+    -------
+    dict
+        Set name -> float64 matrix ``(len(idx), n_features)``.
+
+    Raises
+    ------
+    StoreError
+        A row with a non-finite feature.
+    """
+    X = {}
+    for fs in sets:
+        parts = [np.asarray(ds[g].isel({SEGMENT: idx}).sel({feature_dim(g): names}).values, np.float64)
+                 for g, names in fs.columns]
+        mat = np.concatenate(parts, axis=1)
+        bad = ~np.isfinite(mat)
+        if bad.any():
+            raise StoreError(
+                f"{int(bad.any(axis=1).sum())} finished segments have non-finite {fs.name} features"
+            )
+        X[fs.name] = mat
+    return X
 
 
 # --------------------------------------------------------------------------

@@ -113,9 +113,10 @@ def check_target(target) -> str | tuple[str, ...]:
     ----------
     target : str or sequence of str
         ``class``, ``factors``, ``distribution``, ``shares``, ``tags``, or
-        continuous target columns (emotions or per-segment numeric store
-        variables, ``["valence", "arousal"]``); a one-name sequence of a
-        named target is that target.
+        continuous target columns (emotions, per-segment numeric store
+        variables or numeric columns of the store's dataset catalog,
+        ``["valence", "arousal"]``: :func:`emodist.learn.votes.column_targets`);
+        a one-name sequence of a named target is that target.
 
     Returns
     -------

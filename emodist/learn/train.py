@@ -84,7 +84,7 @@ from emodist.learn.votes import (
     evaluate_votes,
     json_safe,
     load_vote_data,
-    vote_tags,
+    segment_tags,
     vote_targets,
 )
 from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
@@ -532,9 +532,9 @@ def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, context="none
                                                                  scores=pooled))
             return out
     else:
-        T = vote_tags(data, profile=profile)
-        kept, dropped = keep_tags(T, data.track_id, data.emotions, min_tracks=min_tracks)
-        columns = [str(e) for e, k in zip(data.emotions, kept) if k]
+        T, tag_names, _ = segment_tags(data, profile=profile)
+        kept, dropped = keep_tags(T, data.track_id, tag_names, min_tracks=min_tracks)
+        columns = [str(e) for e, k in zip(tag_names, kept) if k]
         keep = np.ones(len(T), dtype=bool)
         X = joined
         model, picked = fit_tags(X, T[:, kept], data.groups, preset=preset, seed=spec.seed)
@@ -545,8 +545,8 @@ def _train_votes(ds, spec, preset, *, tracks, profile, min_tracks, context="none
                             np.mean([v["ece"] for v in per_tag.values()]))},
                         "chosen": row["chosen"], "dropped": dropped, "min_tracks": min_tracks,
                         **common})
-        target = {"kind": "multilabel", "name": "tags", "columns": columns, "rule": "top3",
-                  "profile": profile}
+        target = {"kind": "multilabel", "name": "tags", "columns": columns,
+                  "rule": "top3" if data.profiles else "catalog", "profile": profile}
         described = {"tag_tracks": {c: int(v) for c, v in
                                     zip(columns, _positive_tracks(T[:, kept], data.track_id))}}
 

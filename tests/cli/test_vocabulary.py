@@ -21,6 +21,7 @@ from emodist.features.handcrafted.names import FEATURE_SETS
 from emodist.features.inception import IMAGE_SCALES
 from emodist.features.musicnn import DEFAULT_OUTPUTS
 from emodist.learn.data import CONTEXTS
+from emodist.learn.dataset_targets import ANNOTATIONS
 from emodist.learn.spec import BALANCES, EVALUATION_TARGETS, RANK_BY, TARGETS
 from emodist.spec import LABEL_RULES, PLAN_SITES
 from emodist.store.select import EMOTION_LEVELS
@@ -63,6 +64,7 @@ CHOICES = {
     "musicnn_outputs": DEFAULT_OUTPUTS, "plan_on": PLAN_SITES, "balance": BALANCES,
     "target": EVALUATION_TARGETS, "rank_by": RANK_BY, "metric": METRICS, "level": EMOTION_LEVELS, "format": query_cli.FORMATS,
     "what": model_cli.TARGETS, "quantize": model_cli.QUANTIZE, "context": CONTEXTS,
+    "annotations": ANNOTATIONS,
 }
 #: Hidden alias -> (command, a line using it, the same line without it, the destination,
 #: the value the alias sets, the flag that replaces it).

@@ -128,7 +128,7 @@ def test_python_api_trains_continuous_columns_of_a_store(root, tmp_path):
                       target=["sadness"], folds=4, out=tmp_path / "m", n_jobs=1)
     assert model.card["target"]["columns"] == ["sadness"]
     assert model.card["cv"]["regression"]["segment"]["sadness"]["r2"]["folds"]
-    with pytest.raises(EmodistError, match="neither an emotion nor a per-segment variable"):
+    with pytest.raises(EmodistError, match="'valence' is not a target of this store"):
         run_train(str(root / "features.zarr"), features="handcrafted", classifier="ridge",
                   target=["valence"], folds=4, out=tmp_path / "v", n_jobs=1)
 
