@@ -2,8 +2,8 @@
 
 What is measured
 ----------------
-:data:`N_TRACKS` generated short tracks (2,000 of 8 s: 4,000 segments of
-4 s; ``quick``: :data:`N_QUICK` tracks, 96 segments) are listed in a manifest and
+:data:`N_TRACKS` generated short tracks (2,000 of 20 s: 10,000 segments
+of 4 s; ``quick``: :data:`N_QUICK` tracks of 8 s, 96 segments) are listed in a manifest and
 extracted (handcrafted group) twice, each time by ``python -m emodist
 extract --scheduler`` in its own process against a real ``dask scheduler``
 and one ``dask worker --nworkers 2 --nthreads 1`` (a nanny per worker
@@ -49,11 +49,11 @@ from benchmarks.common import machine, row
 
 ROOT = Path(__file__).resolve().parents[1]
 #: Tracks, track length and segment length of the full run.
-N_TRACKS, TRACK_S, SEGMENT_S = 2000, 8.0, 4
+N_TRACKS, TRACK_S, SEGMENT_S = 2000, 20.0, 4
 #: Workers (processes of one ``dask worker``), one thread each: the 2-core machine.
 N_WORKERS = 2
-#: Tracks of the quick run (its tracks have the full run's length).
-N_QUICK = 48
+#: Tracks of the quick run and their length.
+N_QUICK, QUICK_TRACK_S = 48, 8.0
 #: Lifetime and stagger of the restarted run (full, quick).  A worker must
 #: live long enough to start, import its libraries and finish a chunk: a
 #: chunk running when its worker retires is computed again elsewhere.
@@ -77,9 +77,14 @@ def _track(args) -> tuple[str, str]:
 
 
 def make_tracks(folder: Path, n: int, seconds: float) -> Path:
-    """``n`` generated tracks of ``seconds`` (the demo's styles in turn) and their manifest."""
+    """``n`` generated tracks of ``seconds`` (the demo's styles in turn) and their manifest.
+
+    They go to ``folder/tracks-<n>x<seconds>s``, kept there for another run.
+    """
     from emodist.data.demo import STYLES
 
+    folder = folder / f"tracks-{n}x{seconds:g}s"
+    folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.csv"
     if manifest.exists() and len(manifest.read_text().splitlines()) == n + 1:
         return manifest
@@ -195,7 +200,7 @@ def _done(store: Path) -> tuple[int, int]:
 
 def run(quick: bool = False) -> dict:
     n = int(os.environ.get("EMODIST_BENCH_TRACKS", N_QUICK if quick else N_TRACKS))
-    seconds = TRACK_S
+    seconds = QUICK_TRACK_S if quick else TRACK_S
     lifetime = LIFETIME[quick]
     if os.environ.get("EMODIST_BENCH_LIFETIME"):
         lifetime = (os.environ["EMODIST_BENCH_LIFETIME"], lifetime[1])
