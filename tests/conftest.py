@@ -50,6 +50,28 @@ def emotify_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def demo_data(tmp_path_factory):
+    """``demo_data(n_tracks, seed, duration_s)``: a generated Emotify-layout dataset.
+
+    Each size is generated once per session and shared by the modules that
+    ask for it; they read it and never change it.
+    """
+    from emodist.data.demo import make_demo_dataset
+
+    made: dict[tuple, Path] = {}
+
+    def make(n_tracks: int, seed: int, duration_s: float) -> Path:
+        key = (n_tracks, seed, float(duration_s))
+        if key not in made:
+            out = tmp_path_factory.mktemp(f"demo{n_tracks}x{duration_s:g}s-seed{seed}") / "dataset"
+            made[key] = Path(make_demo_dataset(out, n_tracks=n_tracks, seed=seed,
+                                               duration_s=duration_s))
+        return made[key]
+
+    return make
+
+
+@pytest.fixture(scope="session")
 def demo_dataset(tmp_path_factory) -> Path:
     """A small generated Emotify-layout dataset: 16 tracks of 20 s."""
     from emodist.data.demo import make_demo_dataset

@@ -114,10 +114,11 @@ DEFAULT_PRESETS = {"regression": ("ridge",), "multilabel": ("logistic-regression
 class VoteData:
     """The evaluated segments of a store with their vote profiles.
 
+    ``X`` (feature-set name -> matrix) and ``sets`` (the resolved feature
+    sets) are those of :class:`emodist.learn.data.EvalData`.
+
     Attributes
     ----------
-    X : dict
-        Feature-set name -> float64 matrix ``(n, n_features)``.
     track_id, segment_id, groups : numpy.ndarray of str
         ``groups``: the folds' groups (``group``, else ``track_id``).
     labels : numpy.ndarray of str
@@ -133,8 +134,6 @@ class VoteData:
         The opened store (for other target variables).
     index : numpy.ndarray of int
         Store positions of the rows.
-    sets : list of FeatureSet
-        The resolved feature sets (:func:`emodist.learn.data.resolve_feature_sets`).
     group_by : str
         What the folds' groups are (:func:`emodist.learn.folds.fold_groups`).
     excluded : dict

@@ -28,13 +28,9 @@ ENV = dict(os.environ, PYTHONPATH=str(REPO))
 
 
 @pytest.fixture(scope="module")
-def tracks(tmp_path_factory) -> Path:
+def tracks(demo_data) -> Path:
     """A generated Emotify-layout dataset: 12 tracks of 8 s."""
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("messages") / "dataset"
-    make_demo_dataset(out, n_tracks=12, seed=3, duration_s=8.0)
-    return out
+    return demo_data(12, 3, 8.0)
 
 
 def extract_cmd(dataset: Path, store: Path, *extra: str) -> list[str]:

@@ -18,12 +18,8 @@ from tests.engine.heads import CLASSES, softmax_model
 
 CHUNK = 3
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("heads") / "dataset"
-    make_demo_dataset(out, n_tracks=4, seed=2, duration_s=12.0)
-    return out
+def dataset(demo_data) -> Path:
+    return demo_data(4, 2, 12.0)
 
 
 @pytest.fixture(scope="module")

@@ -389,12 +389,8 @@ FAULTS = [
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("faultsuite") / "dataset"
-    make_demo_dataset(out, n_tracks=N_TRACKS, seed=5, duration_s=SECONDS)
-    return out
+def dataset(demo_data) -> Path:
+    return demo_data(N_TRACKS, 5, SECONDS)
 
 
 @pytest.fixture(scope="module")

@@ -101,12 +101,8 @@ def routed_cluster():
 
 
 @pytest.fixture(scope="module")
-def routing_dataset(tmp_path_factory):
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("routing") / "dataset"
-    make_demo_dataset(out, n_tracks=4, seed=3, duration_s=12.0)
-    return out
+def routing_dataset(demo_data):
+    return demo_data(4, 3, 12.0)
 
 
 @pytest.fixture(scope="module")

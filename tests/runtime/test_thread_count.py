@@ -35,12 +35,8 @@ def test_product_is_the_same_with_any_blas_pool():
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("threads") / "dataset"
-    make_demo_dataset(out, n_tracks=4, seed=4, duration_s=8.0)
-    return out
+def dataset(demo_data) -> Path:
+    return demo_data(4, 4, 8.0)
 
 
 def _extract(dataset: Path, url: Path, threads: int, **kw):

@@ -36,12 +36,8 @@ SPEC = ExtractionSpec(groups=make_groups(["handcrafted"]), segment_seconds=4.0)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("handle") / "dataset"
-    make_demo_dataset(out, n_tracks=6, seed=2, duration_s=12.0)
-    return out
+def dataset(demo_data) -> Path:
+    return demo_data(6, 2, 12.0)
 
 
 @pytest.fixture(scope="module")

@@ -42,12 +42,8 @@ def rt(**kw) -> Runtime:
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("lock") / "dataset"
-    make_demo_dataset(out, n_tracks=6, seed=2, duration_s=12.0)
-    return out
+def dataset(demo_data) -> Path:
+    return demo_data(6, 2, 12.0)
 
 
 def foreign_lease(*, age_s: float = 0.0, host: str = "another-host", pid: int = 4242,

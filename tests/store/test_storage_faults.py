@@ -46,12 +46,8 @@ EXTRACT = ["--features", "handcrafted", "--segment-seconds", "4", "--chunk-segme
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("faults") / "dataset"
-    make_demo_dataset(out, n_tracks=10, seed=3, duration_s=12.0)
-    return out
+def dataset(demo_data) -> Path:
+    return demo_data(10, 3, 12.0)
 
 
 def clean_env(**extra) -> dict:

@@ -29,12 +29,8 @@ CHUNK = 2
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from emodist.data.demo import make_demo_dataset
-
-    out = tmp_path_factory.mktemp("verify") / "dataset"
-    make_demo_dataset(out, n_tracks=6, seed=1, duration_s=8.0)
-    return out
+def dataset(demo_data) -> Path:
+    return demo_data(6, 1, 8.0)
 
 
 @pytest.fixture(scope="module")
