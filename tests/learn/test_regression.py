@@ -13,15 +13,18 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from emodist.errors import EmodistError
+from emodist.learn.export import ColumnRegressors, check_exportable, regression_to_onnx, run_onnx
 from emodist.learn.folds import make_folds
 from emodist.learn.regression import (
     REGRESSION_PRESETS,
     SCALE_GRID,
+    Rescaled,
     ScaledGaussianSVR,
     concordance,
     concordant_scale,
     cross_val_regression,
     evaluate_regression,
+    fit_columns,
     make_search,
     regression_metrics,
     regression_scores,
@@ -248,3 +251,23 @@ def test_unknown_preset_names_the_parameter():
     with pytest.raises(EmodistError, match="unknown regression model 'lasso'") as err:
         evaluate_regression(X, Y, names=["a", "b"], groups=groups, folds=folds, presets=["lasso"])
     assert err.value.param == "classifiers"
+
+
+def test_rescaled_ridge_onnx_is_its_predict():
+    X, Y, groups, _ = _data(n_tracks=30, per_track=2, track_offset=0.5)
+    y = Y + 0.8 * np.random.default_rng(3).normal(size=Y.shape)
+    models, chosen = fit_columns(X, y, groups, preset=REGRESSION_PRESETS["ridge-rescaled"])
+    assert all(isinstance(m, Rescaled) for m in models)
+    assert any(c["scale"] != 1.0 for c in chosen)  # the affine map is not the identity
+    model = ColumnRegressors(models)
+    X32 = X.astype(np.float32)
+    want = model.predict(X32.astype(np.float64))
+    got = run_onnx(regression_to_onnx(model, n_features=X.shape[1]), X32)
+    assert got.shape == want.shape == (60, 2)
+    assert np.abs(got - want).max() <= 1e-5
+
+
+def test_softmax_shares_is_refused_for_onnx_in_one_line():
+    with pytest.raises(EmodistError, match="'softmax-shares' cannot be exported as ONNX") as err:
+        check_exportable("softmax-shares", "regression")
+    assert err.value.param == "classifier"
