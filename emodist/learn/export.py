@@ -45,10 +45,13 @@ and :func:`multilabel_to_onnx`:
   output, ``values``.  The Gaussian SVR
   (:class:`~emodist.learn.regression.ScaledGaussianSVR`) is scikit-learn's
   RBF kernel expansion in double precision (ONNX Runtime's SVM operator
-  takes no doubles) and the affine map back to the target's scale; forests
+  takes no doubles) and the affine map back to the target's scale; a
+  rescaled model (:class:`~emodist.learn.regression.Rescaled`) is its
+  model's graph followed by its affine map; forests
   compare ``float32`` inputs, as scikit-learn's do.  Histogram gradient
   boosting is not exported: skl2onnx 1.20 writes its trees wrongly for
-  scikit-learn 1.9 (:data:`REGRESSION_EXPORTABLE` lists what is);
+  scikit-learn 1.9; nor is ``softmax-shares``, one model for all columns
+  (:data:`REGRESSION_EXPORTABLE` lists what is);
 * a multi-label model is a pipeline whose outputs are a 0/1 ``label``
   matrix (probability at least 0.5) and the per-tag ``probabilities``;
   one-vs-rest models use skl2onnx's converters, the multi-layer perceptron
@@ -110,7 +113,7 @@ from emodist.learn.estimators import (
     SoftLogisticRegression,
     WideInputPCA,
 )
-from emodist.learn.regression import ScaledGaussianSVR
+from emodist.learn.regression import Rescaled, ScaledGaussianSVR
 
 __all__ = [
     "EXPORTABLE",
@@ -164,6 +167,7 @@ EXPORTABLE_DISTRIBUTION = (
 #: ONNX export agrees with scikit-learn (continuous targets).
 REGRESSION_EXPORTABLE = (
     "ridge",
+    "ridge-rescaled",
     "gaussian-svr",
     "knn",
     "bagged-trees",
@@ -407,6 +411,11 @@ def _gaussian_svr(model: ScaledGaussianSVR, X, opv, dtype):
 
 def _column_prediction(pipeline, X, opv, dtype):
     """The ONNX form of one column's fitted pipeline on ``X``: an ``(n, 1)`` prediction."""
+    if isinstance(pipeline, Rescaled):  # center + scale * (f(x) - center), as one affine map
+        c, s = float(pipeline.center), float(pipeline.scale)
+        inner = _column_prediction(pipeline.estimator, X, opv, dtype)
+        return OnnxAdd(OnnxMul(inner, np.array([s], dtype=dtype), op_version=opv),
+                       np.array([c - s * c], dtype=dtype), op_version=opv)
     out = X
     for _, step in pipeline.steps:
         if isinstance(step, ScaledGaussianSVR):

@@ -17,6 +17,17 @@ point with the best mean R², refits it on the whole training part and
 predicts the held-out fold.  The outer folds come from
 :func:`emodist.learn.folds.make_folds`.
 
+Two presets address the vote shares' structure.  ``softmax-shares``
+(:class:`SoftmaxShares`) predicts the nine shares at once as the softmax of
+linear scores, so they are non-negative and sum to 1.  ``ridge-rescaled``
+corrects the shrinkage of a regularised model, which costs concordance
+(CCC penalises a prediction spread narrower than the truth's): after the
+search, the tuned ridge's out-of-fold predictions on the same inner folds
+give, per target, the scale of its deviations from the training mean that
+maximises the mean of R² and CCC (:func:`concordant_scale`); the refit
+model's predictions are scaled by it (:class:`Rescaled`).  Both are chosen
+from the training part alone.
+
 Scores per target (:func:`regression_metrics`), per fold (mean, population
 std) and pooled over the out-of-fold predictions, at segment level and at
 track level (a track's truth and prediction are the means over its
@@ -37,12 +48,12 @@ from typing import Any
 
 import numpy as np
 from scipy.stats import pearsonr, spearmanr
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.cross_decomposition import PLSRegression
 from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestRegressor
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_squared_error, r2_score
-from sklearn.model_selection import GridSearchCV, GroupKFold
+from sklearn.model_selection import GridSearchCV, GroupKFold, cross_val_predict
 from sklearn.neighbors import KNeighborsRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -51,16 +62,20 @@ from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from emodist.errors import EmodistError
-from emodist.learn.estimators import WIDE_PARAMS, WideInputPCA
+from emodist.learn.estimators import WIDE_PARAMS, SoftLogisticRegression, WideInputPCA
 from emodist.learn.scoring import fold_summary, mean_proba, train_mean_baseline
 
 __all__ = [
     "REGRESSION_METRICS",
     "REGRESSION_PRESETS",
+    "SCALE_GRID",
     "RegressionPreset",
     "RegressionRun",
+    "Rescaled",
     "ScaledGaussianSVR",
+    "SoftmaxShares",
     "concordance",
+    "concordant_scale",
     "cross_val_regression",
     "evaluate_regression",
     "fit_columns",
@@ -120,6 +135,110 @@ class ScaledGaussianSVR(RegressorMixin, BaseEstimator):
         return self.svr_.predict(np.asarray(X, dtype=np.float64)) * self.y_scale_ + self.y_mean_
 
 
+class SoftmaxShares(RegressorMixin, BaseEstimator):
+    """Shares that sum to 1 per row, predicted by a softmax of linear scores.
+
+    A multinomial logistic regression fit to the shares as soft labels
+    (:class:`~emodist.learn.estimators.SoftLogisticRegression`: soft-label
+    cross-entropy, L2 penalty ``1 / C``); its class probabilities are the
+    predicted shares, so they are non-negative and sum to 1, as the targets
+    do.  It predicts every column at once (a multi-output preset).
+
+    Parameters
+    ----------
+    C : float
+        Inverse L2 strength.
+    """
+
+    def __init__(self, C: float = 0.1):
+        self.C = C
+
+    def fit(self, X, Y):
+        """Fit to ``Y`` (n, k), non-negative rows (each normalised to sum 1)."""
+        Y = np.asarray(Y, dtype=np.float64)
+        if Y.ndim != 2 or Y.shape[1] < 2:
+            raise ValueError("SoftmaxShares needs two or more share columns")
+        self.model_ = SoftLogisticRegression(C=self.C, classes=np.arange(Y.shape[1]),
+                                             standardize=False).fit(X, soft=Y)
+        return self
+
+    def predict(self, X):
+        """Predicted shares, shape (n, k), rows summing to 1."""
+        check_is_fitted(self, "model_")
+        return self.model_.predict_proba(np.asarray(X, dtype=np.float64))
+
+
+class Rescaled(RegressorMixin, BaseEstimator):
+    """A regressor whose deviations from a centre are multiplied by a scale.
+
+    ``center + scale * (f(x) - center)``, per target column.  Regularised
+    models shrink their predictions towards the training mean; a scale
+    above 1 spreads them out again.  :func:`fit_columns` chooses the scale
+    on the inner out-of-fold predictions of the training rows
+    (:func:`concordant_scale`).
+
+    Parameters
+    ----------
+    estimator : regressor
+        The model ``f`` (fit by :meth:`fit`, or given fitted to :func:`fit_columns`).
+    center : float or array_like of shape (n_targets,)
+    scale : float or array_like of shape (n_targets,)
+    """
+
+    def __init__(self, estimator=None, center=0.0, scale=1.0):
+        self.estimator = estimator
+        self.center = center
+        self.scale = scale
+
+    def fit(self, X, y):
+        """Fit ``estimator`` on ``(X, y)``; ``center`` and ``scale`` stay as given."""
+        self.estimator.fit(X, y)
+        return self
+
+    def predict(self, X):
+        """``center + scale * (estimator.predict(X) - center)``."""
+        out = np.asarray(self.estimator.predict(X), dtype=np.float64)
+        c = np.asarray(self.center, dtype=np.float64)
+        return c + np.asarray(self.scale, dtype=np.float64) * (out - c)
+
+
+#: Scales tried by :func:`concordant_scale`: none (0), the identity (1), and
+#: a geometric grid from 0.05 to 20.
+SCALE_GRID = np.unique(np.concatenate([[0.0, 1.0], np.geomspace(0.05, 20.0, 241)]))
+
+
+def concordant_scale(y, pred, center) -> tuple[float, float]:
+    """The scale of ``pred``'s deviations that maximises the mean of R² and CCC.
+
+    Parameters
+    ----------
+    y, pred : array_like, shape (n,)
+        Truth and out-of-fold predictions of training rows.
+    center : float
+        What deviations are measured from (the training mean).
+
+    Returns
+    -------
+    scale : float
+        From :data:`SCALE_GRID` (the first best).
+    score : float
+        ``(R² + CCC) / 2`` of ``center + scale * (pred - center)``.
+    """
+    y = np.asarray(y, dtype=np.float64).ravel()
+    d = np.asarray(pred, dtype=np.float64).ravel() - center
+    P = center + SCALE_GRID[:, None] * d[None, :]  # (n_scales, n)
+    resid = ((y[None, :] - P) ** 2).sum(axis=1)
+    ss = ((y - y.mean()) ** 2).sum()
+    r2 = 1.0 - resid / ss if ss > 0 else np.zeros(len(SCALE_GRID))
+    pm = P.mean(axis=1)
+    cov = ((y - y.mean())[None, :] * (P - pm[:, None])).mean(axis=1)
+    den = y.var() + P.var(axis=1) + (y.mean() - pm) ** 2
+    ccc = np.divide(2.0 * cov, den, out=np.zeros_like(den), where=den > 0)
+    score = (r2 + ccc) / 2.0
+    best = int(np.argmax(score))
+    return float(SCALE_GRID[best]), float(score[best])
+
+
 @dataclass(frozen=True)
 class RegressionPreset:
     """One regression model and the grid its hyper-parameters are chosen from.
@@ -139,6 +258,12 @@ class RegressionPreset:
         folds (empty: nothing tuned).
     reduce : bool
         Wide inputs reach the model as their leading principal components.
+    multi_output : bool
+        One model predicts every target column (always fit jointly).
+    rescale : bool
+        The tuned model's deviations from the training mean are scaled by
+        the factor that maximises the mean of R² and CCC of its inner
+        out-of-fold predictions (:class:`Rescaled`, :func:`concordant_scale`).
     """
 
     key: str
@@ -147,6 +272,8 @@ class RegressionPreset:
     build: Callable[[int], BaseEstimator] = field(repr=False)
     grid: dict[str, tuple] = field(default_factory=dict)
     reduce: bool = False
+    multi_output: bool = False
+    rescale: bool = False
 
     def pipeline(self, seed: int = 0) -> Pipeline:
         """Unfitted pipeline: ``scale``, ``reduce`` (presets with it), ``model``."""
@@ -179,6 +306,14 @@ _PRESETS = [
     RegressionPreset("pls", "Partial Least Squares", {"scale": "by the pipeline"},
                      lambda seed: PLSRegression(n_components=2, scale=False),
                      {"n_components": (1, 2, 4, 8, 16)}),
+    RegressionPreset("ridge-rescaled", "Ridge Regression, rescaled in the training folds",
+                     {"penalty": "l2", "scale": "max (R² + CCC) / 2 of the inner out-of-fold predictions"},
+                     lambda seed: Ridge(alpha=1.0),
+                     {"alpha": (1.0, 10.0, 100.0, 1e3, 1e4, 1e5)}, rescale=True),
+    RegressionPreset("softmax-shares", "Soft-label Multinomial Logistic Regression",
+                     {"output": "softmax: shares that sum to 1", "loss": "soft-label cross-entropy"},
+                     lambda seed: SoftmaxShares(),
+                     {"C": (0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1.0)}, multi_output=True),
 ]
 
 #: Regression presets by key, in display order.
@@ -248,10 +383,29 @@ def make_search(pipeline: Pipeline, grid: dict, groups, *, inner_folds: int = IN
     """
     if not grid:
         return pipeline
-    n_groups = len(np.unique(np.asarray(groups)))
-    cv = GroupKFold(n_splits=min(inner_folds, n_groups), shuffle=True, random_state=seed)
     return GridSearchCV(pipeline, {f"model__{k}": list(v) for k, v in grid.items()},
-                        cv=cv, scoring=scoring, refit=True, n_jobs=1, error_score=np.nan)
+                        cv=_inner_cv(groups, inner_folds, seed), scoring=scoring, refit=True,
+                        n_jobs=1, error_score=np.nan)
+
+
+def _inner_cv(groups, inner_folds: int, seed: int) -> GroupKFold:
+    n_groups = len(np.unique(np.asarray(groups)))
+    return GroupKFold(n_splits=min(inner_folds, n_groups), shuffle=True, random_state=seed)
+
+
+def _rescale(model, X, y, groups, *, inner_folds: int, seed: int):
+    """``model`` (fitted, tuned) wrapped in :class:`Rescaled`, its scale chosen in-fold.
+
+    The inner folds are the search's; the out-of-fold predictions come from
+    clones of the tuned pipeline, fit on the other inner folds.
+    """
+    oof = cross_val_predict(clone(model), X, y, groups=groups, cv=_inner_cv(groups, inner_folds, seed))
+    y2, oof2 = y.reshape(len(y), -1), np.asarray(oof, dtype=np.float64).reshape(len(y), -1)
+    center = y2.mean(axis=0)
+    scale = np.array([concordant_scale(y2[:, j], oof2[:, j], center[j])[0] for j in range(y2.shape[1])])
+    if y.ndim == 1:
+        center, scale = float(center[0]), float(scale[0])
+    return Rescaled(model, center, scale), scale
 
 
 def _fit(search, X, y, groups):
@@ -302,7 +456,8 @@ def cross_val_regression(X, Y, groups, folds, *, preset: RegressionPreset | str,
     joint : bool
         One search and model for all columns (multi-output models: ridge,
         KNN, bagged trees, PLS; the search maximises the mean R²) instead of
-        one per column.
+        one per column.  Multi-output presets (``softmax-shares``) are
+        always fit jointly.
 
     Returns
     -------
@@ -312,6 +467,7 @@ def cross_val_regression(X, Y, groups, folds, *, preset: RegressionPreset | str,
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     Y2 = Y[:, None] if Y.ndim == 1 else Y
+    joint = joint or p.multi_output
     groups, folds = np.asarray(groups), np.asarray(folds)
     pred = np.full(Y2.shape, np.nan)
     chosen: list[list[dict]] = []
@@ -341,18 +497,32 @@ def fit_columns(X, Y, groups, *, preset: RegressionPreset, seed: int = 0,
     preset : RegressionPreset
     seed, inner_folds : int
     joint : bool
-        One model for all columns.
+        One model for all columns (always for multi-output presets).
 
     Returns
     -------
-    models : list of sklearn.pipeline.Pipeline
-        The refit pipeline of each column (one with ``joint``).
+    models : list of sklearn.pipeline.Pipeline or Rescaled
+        The refit pipeline of each column (one with ``joint``); wrapped in
+        :class:`Rescaled` for presets with ``rescale``.
     chosen : list of dict
-        The hyper-parameters the search picked for each.
+        The hyper-parameters the search picked for each (and ``scale``,
+        the chosen scale, for presets with ``rescale``).
+
+    Raises
+    ------
+    EmodistError
+        A multi-output preset given targets that are not non-negative
+        shares of two or more columns (parameter ``classifiers``).
     """
     X = np.asarray(X, dtype=np.float64)
     Y = np.asarray(Y, dtype=np.float64)
     groups = np.asarray(groups)
+    if preset.multi_output:
+        if Y.ndim != 2 or Y.shape[1] < 2 or not np.isfinite(Y).all() or (Y < 0).any():
+            raise EmodistError(f"{preset.key} predicts non-negative shares of two or more columns "
+                               "(--target shares); pick another model for these targets",
+                               param="classifiers")
+        joint = True
     models, picks = [], []
     with warnings.catch_warnings(), threadpool_limits(1):
         warnings.simplefilter("ignore")
@@ -360,7 +530,11 @@ def fit_columns(X, Y, groups, *, preset: RegressionPreset, seed: int = 0,
             search = make_search(preset.pipeline(seed), preset.grid, groups,
                                  inner_folds=inner_folds, seed=seed)
             model, best = _fit(search, X, Y[:, j], groups)
-            models.append(getattr(model, "best_estimator_", model))
+            model = getattr(model, "best_estimator_", model)
+            if preset.rescale:
+                model, scale = _rescale(model, X, Y[:, j], groups, inner_folds=inner_folds, seed=seed)
+                best = {**best, "scale": scale.tolist() if joint else float(scale)}
+            models.append(model)
             picks.append(best)
     return models, picks
 
