@@ -50,8 +50,11 @@ and :func:`multilabel_to_onnx`:
   model's graph followed by its affine map; forests
   compare ``float32`` inputs, as scikit-learn's do.  Histogram gradient
   boosting is not exported: skl2onnx 1.20 writes its trees wrongly for
-  scikit-learn 1.9; nor is ``softmax-shares``, one model for all columns
-  (:data:`REGRESSION_EXPORTABLE` lists what is);
+  scikit-learn 1.9 (:data:`REGRESSION_EXPORTABLE` lists what is).  A
+  multi-output model (``softmax-shares``:
+  :class:`~emodist.learn.regression.SoftmaxShares`, one model for all the
+  shares) is one linear layer and a softmax, and fills as many columns as
+  it predicts;
 * a multi-label model is a pipeline whose outputs are a 0/1 ``label``
   matrix (probability at least 0.5) and the per-tag ``probabilities``;
   one-vs-rest models use skl2onnx's converters, the multi-layer perceptron
@@ -113,7 +116,7 @@ from emodist.learn.estimators import (
     SoftLogisticRegression,
     WideInputPCA,
 )
-from emodist.learn.regression import Rescaled, ScaledGaussianSVR
+from emodist.learn.regression import Rescaled, ScaledGaussianSVR, SoftmaxShares
 
 __all__ = [
     "EXPORTABLE",
@@ -168,6 +171,7 @@ EXPORTABLE_DISTRIBUTION = (
 REGRESSION_EXPORTABLE = (
     "ridge",
     "ridge-rescaled",
+    "softmax-shares",
     "gaussian-svr",
     "knn",
     "bagged-trees",
@@ -291,14 +295,19 @@ def _parts(operator, container):
     return operator.raw_operator, X, guess_numpy_type(X.type), container.target_opset
 
 
+def _soft_lr(op: SoftLogisticRegression, X, opv, dtype):
+    """A fitted soft-label logistic regression's probabilities: one linear layer, a softmax."""
+    W = (op.coef_ / op.scale_[None, :]).T  # (d, k): standardisation folded in
+    b = op.intercept_ - (op.mean_ / op.scale_) @ op.coef_.T
+    logits = OnnxAdd(OnnxMatMul(X, W.astype(dtype), op_version=opv), b.astype(dtype), op_version=opv)
+    return OnnxSoftmax(logits, axis=1, op_version=opv)
+
+
 def _convert_soft_lr(scope, operator, container):
     op, X, dtype, opv = _parts(operator, container)
     if isinstance(op, InFoldSoftLogisticRegression):
         op = op.estimator_
-    W = (op.coef_ / op.scale_[None, :]).T  # (d, k): standardisation folded in
-    b = op.intercept_ - (op.mean_ / op.scale_) @ op.coef_.T
-    logits = OnnxAdd(OnnxMatMul(X, W.astype(dtype), op_version=opv), b.astype(dtype), op_version=opv)
-    _emit(scope, operator, container, OnnxSoftmax(logits, axis=1, op_version=opv))
+    _emit(scope, operator, container, _soft_lr(op, X, opv, dtype))
 
 
 def _convert_soft_label(scope, operator, container):
@@ -371,7 +380,8 @@ class ColumnRegressors(RegressorMixin, BaseEstimator):
     ----------
     estimators : sequence of sklearn.pipeline.Pipeline
         Fitted :meth:`~emodist.learn.regression.RegressionPreset.pipeline`
-        pipelines, in target-column order.
+        pipelines, in target-column order; a multi-output pipeline
+        (``softmax-shares``) fills as many columns as it predicts.
     """
 
     def __init__(self, estimators=()):
@@ -382,9 +392,9 @@ class ColumnRegressors(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X) -> np.ndarray:
-        """Each column's prediction, ``(n, n_targets)`` float64."""
+        """Every column's prediction, ``(n, n_targets)`` float64."""
         X = np.asarray(X, dtype=np.float64)
-        return np.column_stack([np.asarray(e.predict(X), dtype=np.float64).reshape(len(X), -1)[:, 0]
+        return np.column_stack([np.asarray(e.predict(X), dtype=np.float64).reshape(len(X), -1)
                                 for e in self.estimators])
 
 
@@ -409,8 +419,15 @@ def _gaussian_svr(model: ScaledGaussianSVR, X, opv, dtype):
                    np.array([model.y_mean_], dtype=dtype), op_version=opv)
 
 
+def _width(model) -> int:
+    """Columns one fitted regression model predicts: a share each for ``SoftmaxShares``, else 1."""
+    last = model.steps[-1][1] if hasattr(model, "steps") else model
+    return len(last.model_.classes_) if isinstance(last, SoftmaxShares) else 1
+
+
 def _column_prediction(pipeline, X, opv, dtype):
-    """The ONNX form of one column's fitted pipeline on ``X``: an ``(n, 1)`` prediction."""
+    """The ONNX form of one fitted regression pipeline on ``X``: ``(n, 1)``, or ``(n, k)``
+    for a multi-output model (:func:`_width`)."""
     if isinstance(pipeline, Rescaled):  # center + scale * (f(x) - center), as one affine map
         c, s = float(pipeline.center), float(pipeline.scale)
         inner = _column_prediction(pipeline.estimator, X, opv, dtype)
@@ -420,6 +437,8 @@ def _column_prediction(pipeline, X, opv, dtype):
     for _, step in pipeline.steps:
         if isinstance(step, ScaledGaussianSVR):
             out = _gaussian_svr(step, out, opv, dtype)
+        elif isinstance(step, SoftmaxShares):
+            out = _soft_lr(step.model_, out, opv, dtype)
         elif _compares_float32(step):
             x32 = OnnxCast(out, to=TensorProto.FLOAT, op_version=opv)
             v = OnnxSubEstimator(step, x32, op_version=opv,
@@ -427,11 +446,13 @@ def _column_prediction(pipeline, X, opv, dtype):
             out = OnnxCast(v, to=_PROTO[np.dtype(dtype)], op_version=opv)
         else:
             out = OnnxSubEstimator(step, out, op_version=opv)
+    if _width(pipeline) > 1:
+        return out
     return OnnxReshape(out, np.array([-1, 1], dtype=np.int64), op_version=opv)
 
 
 def _shape_columns(operator):
-    k = len(operator.raw_operator.estimators)
+    k = sum(_width(e) for e in operator.raw_operator.estimators)
     operator.outputs[0].type = operator.inputs[0].type.__class__([None, k])
 
 

@@ -13,7 +13,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from emodist.errors import EmodistError
-from emodist.learn.export import ColumnRegressors, check_exportable, regression_to_onnx, run_onnx
+from emodist.learn.export import ColumnRegressors, regression_to_onnx, run_onnx
 from emodist.learn.folds import make_folds
 from emodist.learn.regression import (
     REGRESSION_PRESETS,
@@ -267,7 +267,15 @@ def test_rescaled_ridge_onnx_is_its_predict():
     assert np.abs(got - want).max() <= 1e-5
 
 
-def test_softmax_shares_is_refused_for_onnx_in_one_line():
-    with pytest.raises(EmodistError, match="'softmax-shares' cannot be exported as ONNX") as err:
-        check_exportable("softmax-shares", "regression")
-    assert err.value.param == "classifier"
+def test_softmax_shares_onnx_is_its_predict_beside_single_column_models():
+    X, Y, groups, _ = _shares(n_tracks=30)
+    (joint,), _ = fit_columns(X, Y, groups, preset=REGRESSION_PRESETS["softmax-shares"])
+    (single,), _ = fit_columns(X, Y[:, :1], groups, preset=REGRESSION_PRESETS["ridge"])
+    model = ColumnRegressors([joint, single])  # the shares, then one more column
+    X32 = X.astype(np.float32)
+    want = model.predict(X32.astype(np.float64))
+    got = run_onnx(regression_to_onnx(model, n_features=X.shape[1]), X32)
+    k = Y.shape[1]
+    assert got.shape == want.shape == (len(X), k + 1)
+    assert np.abs(got - want).max() <= 1e-5
+    assert np.allclose(got[:, :k].sum(axis=1), 1.0, atol=1e-6)  # shares sum to 1
