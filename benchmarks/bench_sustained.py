@@ -4,8 +4,9 @@ What is measured
 ----------------
 :data:`N_TRACKS` generated short tracks (2,000 of 20 s: 10,000 segments
 of 4 s; ``quick``: :data:`N_QUICK` tracks of 8 s, 96 segments) are listed in a manifest and
-extracted (handcrafted group) twice, each time by ``python -m emodist
-extract --scheduler`` in its own process against a real ``dask scheduler``
+extracted twice (the handcrafted group, and MusiCNN MSD where its model is
+built: ``emodist model build musicnn-msd``; ``quick``: handcrafted alone),
+each time by ``python -m emodist extract --scheduler`` in its own process against a real ``dask scheduler``
 and one ``dask worker --nworkers 2 --nthreads 1`` (a nanny per worker
 process, as a deployment runs them):
 
@@ -87,7 +88,7 @@ def make_tracks(folder: Path, n: int, seconds: float) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     manifest = folder / "manifest.csv"
     if manifest.exists() and len(manifest.read_text().splitlines()) == n + 1:
-        return manifest
+        return manifest  # made by an earlier run
     labels = list(STYLES)
     jobs = [(str(folder / "audio"), i, labels[i % len(labels)], seconds) for i in range(n)]
     with concurrent.futures.ProcessPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
@@ -154,10 +155,27 @@ class Cluster:
                 proc.wait(10)
 
 
-def extract(manifest: Path, store: Path, address: str, timeout: float) -> float:
+def groups(quick: bool) -> tuple[list[str], str]:
+    """The groups a run extracts, and a note on what was left out."""
+    if quick:
+        return ["handcrafted"], "MusiCNN MSD left out of the quick run"
+    from emodist.errors import EmodistError
+    from emodist.features import REGISTRY, make_group
+
+    if "musicnn_msd" not in REGISTRY:
+        return ["handcrafted"], "musicnn_msd not registered"
+    try:
+        make_group("musicnn_msd").resolve()
+    except EmodistError as exc:
+        return ["handcrafted"], f"musicnn_msd skipped ({exc.message})"
+    return ["handcrafted", "musicnn_msd"], ""
+
+
+def extract(manifest: Path, store: Path, address: str, features: list[str],
+            timeout: float) -> float:
     """``emodist extract`` as a user runs it; its wall time (raises with its output on failure)."""
     cmd = [sys.executable, "-m", "emodist", "extract", str(manifest), "--store", str(store),
-           "--features", "handcrafted", "--segment-seconds", str(SEGMENT_S), "--scheduler",
+           "--features", *features, "--segment-seconds", str(SEGMENT_S), "--scheduler",
            address, "--quiet", "--log", str(store.with_suffix(".log"))]
     t0 = time.perf_counter()
     try:
@@ -187,21 +205,24 @@ def stores_equal(a: Path, b: Path) -> tuple[bool, str]:
     return True, f"{len(names)} arrays"
 
 
-def _done(store: Path) -> tuple[int, int]:
-    """Segments and those whose handcrafted status is done."""
+def _done(store: Path, features: list[str]) -> tuple[int, int]:
+    """Segments, and those done in every group."""
     import numpy as np
     import zarr
 
-    from emodist.store.layout import STATUS_DONE
+    from emodist.store.layout import STATUS_DONE, status_name
 
-    status = np.asarray(zarr.open_group(str(store), mode="r")["handcrafted_status"][...])
-    return len(status), int((status == STATUS_DONE).sum())
+    g = zarr.open_group(str(store), mode="r")
+    done = np.logical_and.reduce([np.asarray(g[status_name(f)][...]) == STATUS_DONE
+                                  for f in features])
+    return len(done), int(done.sum())
 
 
 def run(quick: bool = False) -> dict:
     n = int(os.environ.get("EMODIST_BENCH_TRACKS", N_QUICK if quick else N_TRACKS))
     seconds = QUICK_TRACK_S if quick else TRACK_S
     lifetime = LIFETIME[quick]
+    features, left_out = groups(quick)
     if os.environ.get("EMODIST_BENCH_LIFETIME"):
         lifetime = (os.environ["EMODIST_BENCH_LIFETIME"], lifetime[1])
     base = os.environ.get("EMODIST_BENCH_DIR")
@@ -209,6 +230,7 @@ def run(quick: bool = False) -> dict:
     tmp.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
+        reused = (tmp / f"tracks-{n}x{seconds:g}s" / "manifest.csv").exists()
         manifest = make_tracks(tmp, n, seconds)
         gen_s = time.perf_counter() - t0
         wall, restarts = {}, 0
@@ -216,7 +238,7 @@ def run(quick: bool = False) -> dict:
             store = tmp / f"{name}.zarr"
             shutil.rmtree(store, ignore_errors=True)
             with Cluster(tmp / f"{name}-logs", life) as cluster:
-                wall[name] = extract(manifest, store, cluster.address,
+                wall[name] = extract(manifest, store, cluster.address, features,
                                      timeout=600 if quick else 7200)
                 started = cluster.registrations() - N_WORKERS
             if life:
@@ -226,7 +248,7 @@ def run(quick: bool = False) -> dict:
                                        f"lifetime {life[0]}")
             elif started:
                 raise RuntimeError(f"{started} workers were restarted in the steady run")
-            segments, done = _done(store)
+            segments, done = _done(store, features)
             if done != segments:
                 raise RuntimeError(f"{name}: {done} of {segments} segments done")
         same, what = stores_equal(tmp / "steady.zarr", tmp / "restarted.zarr")
@@ -235,8 +257,9 @@ def run(quick: bool = False) -> dict:
     finally:
         if not base:
             shutil.rmtree(tmp, ignore_errors=True)
-    note = (f"{n} tracks of {seconds:g} s, {segments} segments of {SEGMENT_S} s, handcrafted, "
-            f"{N_WORKERS} worker processes x 1 thread")
+    note = (f"{n} tracks of {seconds:g} s, {segments} segments of {SEGMENT_S} s, "
+            f"{' + '.join(features)}, {N_WORKERS} worker processes x 1 thread"
+            + (f"; {left_out}" if left_out else ""))
     rows = [
         row("steady run: wall time", wall["steady"], 0, "s", note),
         row("restarted run: wall time", wall["restarted"], 0, "s",
@@ -249,7 +272,8 @@ def run(quick: bool = False) -> dict:
             "scheduler log: registrations past the first workers"),
         row("restarted store equals the steady store", 1.0, 0, "bool",
             f"{what}, values and statuses bit for bit"),
-        row("generating the tracks", gen_s, 0, "s", "not part of either run"),
+        row("generating the tracks", gen_s, 0, "s", "not part of either run"
+            + ("; kept from an earlier run" if reused else "")),
     ]
     summary = (f"{segments} segments: steady {wall['steady']:.0f} s, with workers restarted "
                f"every {lifetime[0]} {wall['restarted']:.0f} s ({restarts} restarts); "
