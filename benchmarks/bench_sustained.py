@@ -3,8 +3,8 @@
 What is measured
 ----------------
 :data:`N_TRACKS` generated short tracks (2,000 of 20 s: 10,000 segments
-of 4 s; ``quick``: :data:`N_QUICK` tracks of 8 s, 96 segments) are listed in a manifest and
-extracted twice (the handcrafted group, and MusiCNN MSD where its model is
+of 4 s; ``quick``: :data:`N_QUICK` tracks of 8 s, 800 segments) are listed
+in a manifest and extracted twice (the handcrafted group, and MusiCNN MSD where its model is
 built: ``emodist model build musicnn-msd``; ``quick``: handcrafted alone),
 each time by ``python -m emodist extract --scheduler`` in its own process against a real ``dask scheduler``
 and one ``dask worker --nworkers 2 --nthreads 1`` (a nanny per worker
@@ -12,9 +12,11 @@ process, as a deployment runs them):
 
 - **steady**: the workers live for the whole run;
 - **restarted**: the same command, the workers started with Dask's lifetime
-  options (``--lifetime 60s --lifetime-stagger 10s --lifetime-restart``;
-  ``quick``: 12 s and 2 s), so each worker retires gracefully about once a
-  minute and its nanny starts a new one while the run goes on.
+  options (``--lifetime 60s --lifetime-stagger 10s --lifetime-restart``),
+  so each worker retires gracefully about once a minute and its nanny
+  starts a new one while the run goes on.  ``quick`` sizes the lifetime by
+  the steady run (:func:`quick_lifetime`), so that the restarted run sees
+  restarts on a fast machine and still makes progress on a slow one.
 
 Rows: wall time and segments per second of both runs and their ratio, the
 worker restarts counted in the scheduler's log (``Register worker`` lines
@@ -54,11 +56,23 @@ N_TRACKS, TRACK_S, SEGMENT_S = 2000, 20.0, 4
 #: Workers (processes of one ``dask worker``), one thread each: the 2-core machine.
 N_WORKERS = 2
 #: Tracks of the quick run and their length.
-N_QUICK, QUICK_TRACK_S = 48, 8.0
-#: Lifetime and stagger of the restarted run (full, quick).  A worker must
+N_QUICK, QUICK_TRACK_S = 400, 8.0
+#: Lifetime and stagger of the full run's restarted workers.  A worker must
 #: live long enough to start, import its libraries and finish a chunk: a
 #: chunk running when its worker retires is computed again elsewhere.
-LIFETIME = {False: ("60s", "10s"), True: ("12s", "2s")}
+LIFETIME = ("60s", "10s")
+#: The quick run's shortest lifetime (s): a worker's start-up and a chunk or two.
+MIN_QUICK_LIFETIME_S = 6.0
+
+
+def quick_lifetime(steady_s: float) -> tuple[str, str]:
+    """Lifetime and stagger of the quick run's workers: half the steady run's wall time.
+
+    A run takes about as long with restarts as without, so each worker
+    retires at least once; :data:`MIN_QUICK_LIFETIME_S` keeps a worker alive
+    long enough to finish chunks on a slow machine.
+    """
+    return f"{max(MIN_QUICK_LIFETIME_S, steady_s / 2):.1f}s", "1s"
 SAMPLE_RATE = 22050
 
 
@@ -221,10 +235,10 @@ def _done(store: Path, features: list[str]) -> tuple[int, int]:
 def run(quick: bool = False) -> dict:
     n = int(os.environ.get("EMODIST_BENCH_TRACKS", N_QUICK if quick else N_TRACKS))
     seconds = QUICK_TRACK_S if quick else TRACK_S
-    lifetime = LIFETIME[quick]
+    lifetime = None if quick else LIFETIME
     features, left_out = groups(quick)
     if os.environ.get("EMODIST_BENCH_LIFETIME"):
-        lifetime = (os.environ["EMODIST_BENCH_LIFETIME"], lifetime[1])
+        lifetime = (os.environ["EMODIST_BENCH_LIFETIME"], LIFETIME[1])
     base = os.environ.get("EMODIST_BENCH_DIR")
     tmp = Path(base) if base else Path(tempfile.mkdtemp(prefix="emodist-sustained-"))
     tmp.mkdir(parents=True, exist_ok=True)
@@ -234,7 +248,8 @@ def run(quick: bool = False) -> dict:
         manifest = make_tracks(tmp, n, seconds)
         gen_s = time.perf_counter() - t0
         wall, restarts = {}, 0
-        for name, life in (("steady", None), ("restarted", lifetime)):
+        for name in ("steady", "restarted"):
+            life = None if name == "steady" else lifetime or quick_lifetime(wall["steady"])
             store = tmp / f"{name}.zarr"
             shutil.rmtree(store, ignore_errors=True)
             with Cluster(tmp / f"{name}-logs", life) as cluster:
@@ -263,7 +278,7 @@ def run(quick: bool = False) -> dict:
     rows = [
         row("steady run: wall time", wall["steady"], 0, "s", note),
         row("restarted run: wall time", wall["restarted"], 0, "s",
-            f"--lifetime {lifetime[0]} --lifetime-stagger {lifetime[1]} --lifetime-restart"),
+            f"--lifetime {life[0]} --lifetime-stagger {life[1]} --lifetime-restart"),
         row("steady run: segments per second", segments / wall["steady"], 0, "segments/s", ""),
         row("restarted run: segments per second", segments / wall["restarted"], 0,
             "segments/s", ""),
@@ -276,7 +291,7 @@ def run(quick: bool = False) -> dict:
             + ("; kept from an earlier run" if reused else "")),
     ]
     summary = (f"{segments} segments: steady {wall['steady']:.0f} s, with workers restarted "
-               f"every {lifetime[0]} {wall['restarted']:.0f} s ({restarts} restarts); "
+               f"every {life[0]} {wall['restarted']:.0f} s ({restarts} restarts); "
                "the two stores are identical")
     return {"name": "extract under sustained load, workers restarted", "machine": machine(),
             "rows": rows, "summary": summary}

@@ -331,7 +331,7 @@ def valence_model(tmp_path_factory):
 
 @pytest.mark.parametrize(("which", "mapping", "message"), [
     ("reg", {"calmness": "valence", "tension": "arousal"},
-     "--map: 'valence' is neither an emotion nor a per-segment variable of the store"),
+     "--map: 'valence' is not a target of this store; it has emotions (amazement, "),
     ("valence", None, ("--map: no column of the model (valence) is a target of the store (its "
                       "emotions and numeric per-segment variables: amazement, ")),
     ("tags", {"calmness": "calm"}, "--map: 'calm' is not a tag of the store (its tags: amazement"),
