@@ -24,6 +24,22 @@ S3_SECRET = "testing-secret"
 S3_REGION = "us-east-1"
 
 
+@contextmanager
+def sigint_as_in_a_terminal():
+    """Processes started inside get SIGINT's default action, as under a terminal.
+
+    A shell that starts a job in the background without job control starts it
+    with SIGINT ignored, and ``exec`` keeps an ignored signal ignored: a Ctrl-C
+    test run that way would send a signal nobody receives.  A handled signal
+    is reset to its default by ``exec``, so the parent handles it meanwhile.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def free_port() -> int:
     """An unused TCP port on 127.0.0.1."""
     with socket.socket() as s:

@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.servers import _bin, free_port, stop, wait_port
+from tests.servers import _bin, free_port, sigint_as_in_a_terminal, stop, wait_port
 
 REPO = Path(__file__).resolve().parents[2]
 ENV = dict(os.environ, PYTHONPATH=str(REPO))
@@ -462,9 +462,10 @@ def test_ctrl_c_then_rerun_equals_a_clean_run(tmp_path, dataset, reference):
     (tmp_path / "out").mkdir()
     with cluster() as c:
         run = Run(root=tmp_path, dataset=dataset, store=store, cluster=c)
-        proc = subprocess.Popen(extract_cmd(dataset, store, c.address), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, env=ENV,
-                                start_new_session=True)
+        with sigint_as_in_a_terminal():
+            proc = subprocess.Popen(extract_cmd(dataset, store, c.address), stdout=subprocess.PIPE,
+                                    stderr=subprocess.PIPE, text=True, env=ENV,
+                                    start_new_session=True)
         try:
             deadline = time.monotonic() + 180
             while written_chunks(store) < 1:
