@@ -135,7 +135,16 @@ def _command_module(argv: list[str]) -> tuple[str, ...]:
 
 
 def uses_cluster(args) -> bool:
-    """Whether a command may start or reach a Dask cluster (its workers' logs matter)."""
+    """Whether a command may start or reach a Dask cluster (its workers' logs matter).
+
+    A command whose cluster options apply only to some of its invocations
+    says which with ``set_defaults(cluster_if=...)``, a predicate of its
+    arguments (``emodist predict`` without ``--store`` answers in its own
+    process, and skips ``distributed``'s import: half a second of start-up).
+    """
+    decide = getattr(args, "cluster_if", None)
+    if decide is not None:
+        return bool(decide(args))
     return (hasattr(args, "threads_per_worker") or bool(getattr(args, "scheduler", None))
             or bool(getattr(args, "scheduler_file", None)))
 

@@ -66,7 +66,12 @@ def register(subparsers) -> None:
     add_storage_options(p)
     add_quiet(p, help="no progress bar")
     add_cluster_options(p)
-    p.set_defaults(func=cmd_predict)
+    p.set_defaults(func=cmd_predict, cluster_if=_on_a_cluster)
+
+
+def _on_a_cluster(args) -> bool:
+    """Only ``--store`` runs on a cluster; without it the files are answered here."""
+    return bool(args.store)
 
 
 def _bar(p: float) -> str:

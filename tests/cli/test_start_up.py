@@ -56,3 +56,19 @@ def test_predict_loads_neither_scikit_learn_nor_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=300).stdout
     assert out.strip() == "[]"
+
+
+def test_predict_here_skips_the_cluster_log_set_up_and_with_a_store_does_not(tmp_path):
+    """Without --store, ``emodist predict`` runs in its own process: its log does not import
+    ``distributed`` (half a second) to catch workers' output; with --store it does."""
+    code = ("import sys; import emodist.cli as c; argv = sys.argv[1:]; "
+            "args = c.build_parser(c._command_module(argv)).parse_args(argv)\n"
+            "with c.command_log(args, argv): pass\n"
+            "print(c.uses_cluster(args), 'distributed' in sys.modules)")
+    log = str(tmp_path / "run.log")
+    here = ["predict", "f.mp3", "--model", "m", "--log", log]
+    for argv, expected in ((here, "False False"), (here + ["--store", "s.zarr"], "True True"),
+                           (here + ["--scheduler", "tcp://127.0.0.1:1"], "False False")):
+        out = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True,
+                             check=True, timeout=300).stdout
+        assert out.strip() == expected, argv
