@@ -55,6 +55,17 @@ def public_modules() -> dict[str, list[str] | None]:
     return out
 
 
+def test_each_module_declares_its_all_once():
+    """A second ``__all__`` silently replaces the first (the reference shows only the last)."""
+    twice = []
+    for path in sorted((ROOT / "emodist").rglob("*.py")):
+        n = sum(1 for node in ast.parse(path.read_text()).body if isinstance(node, ast.Assign)
+                and any(isinstance(t, ast.Name) and t.id == "__all__" for t in node.targets))
+        if n > 1:
+            twice.append(f"{path.relative_to(ROOT)}: {n}")
+    assert not twice
+
+
 def html_ids(page: Path) -> set[str]:
     return set(re.findall(r'id="([^"]+)"', page.read_text()))
 

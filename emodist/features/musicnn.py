@@ -25,8 +25,6 @@ from emodist.features.base import FeatureGroup, InputSpec, Segment, WorkerContex
 
 __all__ = ["DEFAULT_OUTPUTS", "MAX_BATCH", "OUTPUT_PREFIX", "MusiCNN", "slug"]
 
-__all__ = ["DEFAULT_OUTPUTS", "MAX_BATCH", "OUTPUT_PREFIX", "MusiCNN", "slug"]
-
 #: Selectable outputs -> short prefix of their column names.
 OUTPUT_PREFIX = {"taggram": "tag", "penultimate": "pen", "max_pool": "max", "mean_pool": "mean"}
 #: Default outputs: all four (1,756 columns), so that a store holds every view of the network.

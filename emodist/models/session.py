@@ -47,11 +47,6 @@ from emodist.models.devices import (
 from emodist.spec import BATCH_SIZE
 
 __all__ = [
-    "MODEL_ENV", "MODEL_FILE", "clear_sessions", "default_model_path", "embed", "get_session",
-    "read_sidecar", "run_outputs",
-]
-
-__all__ = [
     "MODEL_ENV", "MODEL_FILE", "check_sha256", "clear_sessions", "default_model_path", "embed",
     "get_session", "read_model", "read_sidecar", "run_outputs",
 ]
