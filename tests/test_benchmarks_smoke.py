@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -256,3 +257,48 @@ def test_pipeline_study_manifest_lists_every_track_again_under_new_ids(demo_data
     # each copy is planned as its own track: three times the segments
     assert len(plan_segments(load_dataset(path)).table) == 3 * len(
         plan_segments(load_dataset(str(demo_dataset))).table)
+
+
+def _stamps(ends, cpu_per_unit=1.0):
+    """Stamps [end, cpu, work, worker cpu] of one unit each at the given end times."""
+    return [[t, cpu_per_unit * (i + 1), 1, cpu_per_unit * (i + 1)] for i, t in enumerate(ends)]
+
+
+def test_recognise_steady_rate_of_workers_in_lockstep_is_the_true_rate():
+    from benchmarks.bench_recognise import steady, worker_rate
+
+    # two workers finish a chunk every 4 s, 0.01 s apart; 16 chunks: 2 chunks per 4 s
+    ends = sorted([4.0 * r + 10.0 for r in range(1, 9)] + [4.0 * r + 10.01 for r in range(1, 9)])
+    # both cores busy throughout: 2 CPU-seconds per second
+    run = {"parallel": 2, "streams": [[[t, 2 * t, 1, 2 * t, t - 4.0] for t in ends]]}
+    wall, cpu = steady(run)
+    assert wall == pytest.approx(0.5, rel=0.01)  # the old window (2nd to 15th stamp) gave 13/28
+    assert cpu == pytest.approx(0.25, rel=0.01)
+    assert worker_rate(run, 1.0) == pytest.approx(0.25, rel=0.01)
+    # one worker, one chunk every 3 s after a 20 s start: the rate, start-up left out
+    one = {"parallel": 1, "streams": [_stamps([20.0 + 3 * i for i in range(10)], 6.0)]}
+    assert steady(one, per_track=0.25) == pytest.approx((0.25 / 3, 0.25 / 6))
+    # a process's track began at its previous stamp: the same without starts
+    two = {"parallel": 2, "streams": [_stamps([5.0 + 2 * i for i in range(20)], 2.0),
+                                      _stamps([6.0 + 2 * i for i in range(20)], 2.0)]}
+    assert steady(two) == pytest.approx((1.0, 0.5))
+
+
+def test_recognise_steady_rate_needs_enough_stamps():
+    from benchmarks.bench_recognise import steady
+
+    with pytest.raises(RuntimeError, match="too few stamps"):
+        steady({"parallel": 2, "streams": [_stamps([1.0, 2.0])]})
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="no CPU affinity here")
+def test_recognise_runs_are_pinned_to_as_many_cores_as_workers():
+    import subprocess
+
+    from benchmarks.bench_recognise import pinned
+
+    have = sorted(os.sched_getaffinity(0))
+    argv = [sys.executable, "-c", "import os; print(sorted(os.sched_getaffinity(0)))"]
+    out = subprocess.run(pinned(argv, 1), capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == have[:1]
+    assert pinned(argv, len(have) + 1) == argv
