@@ -24,6 +24,11 @@ training tracks):
   nothing else; no command can start faster than this;
 - the ratios of the whole process to both works (target: at most 2).
 
+Each figure is measured for two files: a one-minute Emotify clip, and a
+four-minute song (four consecutive clips of the same genre decoded and
+written as one MP3 of 192 kbit/s), the length of a typical song: the
+start-up is the same for both, the work grows with the music.
+
 Which ratio is "the" one: a user's process must import its libraries and
 create its sessions, so the fair comparison is the whole process against
 the first call (its work including session creation); the ratio to the warm
@@ -46,6 +51,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import numpy as np
 
 from benchmarks.common import machine, row
 
@@ -85,15 +92,15 @@ def _median(values) -> tuple[float, float]:
     return statistics.median(values), max(values) - min(values)
 
 
-def _dataset(tmp: Path, quick: bool) -> tuple[Path, Path]:
-    """A training dataset and the file to recognise (not among the training tracks)."""
+def _dataset(tmp: Path, quick: bool) -> tuple[Path, list[Path]]:
+    """A training dataset and the files to recognise (not among the training tracks)."""
     from emodist.data.demo import make_demo_dataset
 
     root = os.environ.get("EMODIST_EMOTIFY_ROOT")
     if quick or not root:
         make_demo_dataset(tmp / "data", n_tracks=16, seed=3, duration_s=8.0)
         make_demo_dataset(tmp / "new", n_tracks=1, seed=4, duration_s=60.0 if not quick else 8.0)
-        return tmp / "data", min((tmp / "new").rglob("*.mp3"))
+        return tmp / "data", [min((tmp / "new").rglob("*.mp3"))]
     data = tmp / "data"
     (data / "emotifymusic").mkdir(parents=True)
     os.symlink(Path(root) / "data.csv", data / "data.csv")
@@ -102,7 +109,24 @@ def _dataset(tmp: Path, quick: bool) -> tuple[Path, Path]:
         for n in range(1, 5):
             os.symlink(Path(root) / "emotifymusic" / genre / f"{n}.mp3",
                        data / "emotifymusic" / genre / f"{n}.mp3")
-    return data, Path(root) / "emotifymusic" / "rock" / "10.mp3"
+    clips = [Path(root) / "emotifymusic" / "rock" / f"{n}.mp3" for n in range(10, 14)]
+    return data, [clips[0], _joined(clips, tmp / "song-4min.mp3")]
+
+
+def _joined(clips: list[Path], out: Path) -> Path:
+    """The clips decoded and written one after another as one MP3."""
+    import soundfile as sf
+
+    parts, rate = [], None
+    for clip in clips:
+        y, sr = sf.read(str(clip), dtype="float32", always_2d=True)
+        if rate not in (None, sr):
+            raise RuntimeError(f"{clip}: {sr} Hz, not {rate}")
+        parts.append(y)
+        rate = sr
+    sf.write(str(out), np.concatenate(parts), rate, format="MP3", subtype="MPEG_LAYER_III",
+             compression_level=0.5)
+    return out
 
 
 def run(quick: bool = False) -> dict:
@@ -118,9 +142,11 @@ def run(quick: bool = False) -> dict:
     preset = "logistic-regression" if quick else "soft-logistic-regression"
     seconds = 4.0 if quick else 15.0
     n = 2 if quick else 5
+    runs: dict[str, dict[str, list]] = {}
+    lengths = {}
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
-        data, song = _dataset(tmp, quick)
+        data, songs = _dataset(tmp, quick)
         store = str(tmp / "store.zarr")
         spec = ExtractionSpec(groups=make_groups(groups), segment_seconds=seconds)
         with LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
@@ -128,49 +154,62 @@ def run(quick: bool = False) -> dict:
             run_extract(str(data), store, spec, Runtime(client=client, progress=False))
         model = run_train(store, features="+".join(groups), classifier=preset,
                           out=str(tmp / "model"), folds=4, n_jobs=1, name="bench")
-        result = predict_files(str(song), model)
-        whole_cmd = [sys.executable, "-m", "emodist", "predict", str(song), "--model",
-                     str(tmp / "model")]
-        runs = {"whole": [], "first": [], "warm": [], "floor": []}
-        _timed(whole_cmd)  # warms the file cache
-        for _ in range(n):  # interleaved, so that a change of load hits every figure alike
-            wall, cpu, _ = _timed(whole_cmd)
-            runs["whole"].append((wall, cpu))
-            _, _, out = _timed([sys.executable, "-c", WORK, str(song), str(tmp / "model")])
-            got = json.loads(out)
-            runs["first"].append(tuple(got["first"]))
-            runs["warm"].append(tuple(got["warm"]))
-            wall, cpu, _ = _timed([sys.executable, "-c", FLOOR])
-            runs["floor"].append((wall, cpu))
-    wall = {k: _median([w for w, _ in v]) for k, v in runs.items()}
-    cpu = {k: _median([c for _, c in v]) for k, v in runs.items()}
-    what = (f"{song.name}: {len(result.segments)} segments of {seconds:g} s, groups "
-            f"{'+'.join(groups)}, {preset}")
-    whole, first, warm = wall["whole"][0], wall["first"][0], wall["warm"][0]
-    rows = [
-        row("whole process: emodist predict FILE --model M", whole, wall["whole"][1], "s",
-            f"{what}; a fresh process, median of {n}"),
-        row("the work, first call (sessions created, libraries loaded)", first,
-            wall["first"][1], "s", "predict_files in a fresh process after importing "
-            f"emodist.engine.predict, median of {n}"),
-        row("the work, warm (decode, groups, head)", warm, wall["warm"][1], "s",
-            f"the same call again in that process, median of {n}"),
-        row("libraries' load floor (imports of the work, no work)", wall["floor"][0],
-            wall["floor"][1], "s", f"python -c '{FLOOR}', median of {n}"),
-        row("whole process / first call", whole / first, 0.0, "ratio", "target <= 2"),
-        row("whole process / warm work", whole / warm, 0.0, "ratio",
-            "start-up included in the numerator only"),
-        row("whole process, CPU", cpu["whole"][0], cpu["whole"][1], "s",
-            "user + system CPU of the child process"),
-        row("the work, first call, CPU", cpu["first"][0], cpu["first"][1], "s", ""),
-        row("the work, warm, CPU", cpu["warm"][0], cpu["warm"][1], "s", ""),
-        row("libraries' load floor, CPU", cpu["floor"][0], cpu["floor"][1], "s", ""),
+        runs["floor"] = {"floor": []}
+        for song in songs:
+            result = predict_files(str(song), model)
+            lengths[song.name] = (len(result.segments), float(result.segments["start_s"].max())
+                                  + seconds)
+            whole_cmd = [sys.executable, "-m", "emodist", "predict", str(song), "--model",
+                         str(tmp / "model")]
+            got = runs[song.name] = {"whole": [], "first": [], "warm": []}
+            _timed(whole_cmd)  # warms the file cache
+            for _ in range(n):  # interleaved, so that a change of load hits every figure alike
+                wall, cpu, _ = _timed(whole_cmd)
+                got["whole"].append((wall, cpu))
+                _, _, out = _timed([sys.executable, "-c", WORK, str(song), str(tmp / "model")])
+                work = json.loads(out)
+                got["first"].append(tuple(work["first"]))
+                got["warm"].append(tuple(work["warm"]))
+                wall, cpu, _ = _timed([sys.executable, "-c", FLOOR])
+                runs["floor"]["floor"].append((wall, cpu))
+    floor = _median([w for w, _ in runs["floor"]["floor"]])
+    floor_cpu = _median([c for _, c in runs["floor"]["floor"]])
+    rows, said = [], []
+    for song, got in ((k, v) for k, v in runs.items() if k != "floor"):
+        wall = {k: _median([w for w, _ in v]) for k, v in got.items()}
+        cpu = {k: _median([c for _, c in v]) for k, v in got.items()}
+        segs, music = lengths[song]
+        what = (f"{song}: {music / 60:.0f} min, {segs} segments of {seconds:g} s, groups "
+                f"{'+'.join(groups)}, {preset}")
+        whole, first, warm = wall["whole"][0], wall["first"][0], wall["warm"][0]
+        rows += [
+            row(f"{song}: whole process, emodist predict FILE --model M", whole, wall["whole"][1],
+                "s", f"{what}; a fresh process, median of {n}"),
+            row(f"{song}: the work, first call (sessions created, libraries loaded)", first,
+                wall["first"][1], "s", "predict_files in a fresh process after importing "
+                f"emodist.engine.predict, median of {n}"),
+            row(f"{song}: the work, warm (decode, groups, head)", warm, wall["warm"][1], "s",
+                f"the same call again in that process, median of {n}"),
+            row(f"{song}: whole process / first call", whole / first, 0.0, "ratio",
+                "target <= 2"),
+            row(f"{song}: whole process / warm work", whole / warm, 0.0, "ratio",
+                "start-up included in the numerator only; target <= 2"),
+            row(f"{song}: whole process, CPU", cpu["whole"][0], cpu["whole"][1], "s",
+                "user + system CPU of the child process"),
+            row(f"{song}: the work, first call, CPU", cpu["first"][0], cpu["first"][1], "s", ""),
+            row(f"{song}: the work, warm, CPU", cpu["warm"][0], cpu["warm"][1], "s", ""),
+        ]
+        said.append(f"{music / 60:.0f} min ({song}): {whole:.2f} s as a process, {first:.2f} s "
+                    f"of work on a first call ({whole / first:.2f}x), {warm:.2f} s warm "
+                    f"({whole / warm:.2f}x)")
+    rows += [
+        row("libraries' load floor (imports of the work, no work)", floor[0], floor[1], "s",
+            f"python -c '{FLOOR}', median of {n * len(songs)}"),
+        row("libraries' load floor, CPU", floor_cpu[0], floor_cpu[1], "s", ""),
     ]
     return {"name": "predict", "machine": machine(), "rows": rows,
-            "summary": f"emodist predict on one track: {whole:.2f} s as a process, {first:.2f} s "
-                       f"of work on a first call ({whole / first:.2f}x), {warm:.2f} s warm "
-                       f"({whole / warm:.2f}x); loading the libraries alone takes "
-                       f"{wall['floor'][0]:.2f} s ({what})"}
+            "summary": f"emodist predict FILE ({'+'.join(groups)}, {preset}): "
+                       + "; ".join(said) + f"; loading the libraries alone takes {floor[0]:.2f} s"}
 
 
 if __name__ == "__main__":
