@@ -43,7 +43,10 @@ cores as its workers or processes: the 1-worker emodist run (driver,
 scheduler, nanny and worker together) and the 1-process peer to core 0, the
 2-worker and 2-process runs to cores 0 and 1.  Unpinned, TensorFlow's
 "1 thread" process used about 1.6 cores here, and emodist's driver and
-scheduler ran on the core its single worker left free.
+scheduler ran on the core its single worker left free.  The scaling figure
+(2 workers against 1) takes as its baseline a third emodist run, 1 worker on
+both cores, so that the single worker has a core of its own; the ratio to
+the pinned 1-worker run is reported beside it.
 **Start-up** is the whole process wall time minus the time the steady rate
 needs for all the tracks.  "Per core": divided by the workers or processes
 (each 1 thread); per CPU-second: the work over the CPU time it took, which
