@@ -146,6 +146,11 @@ def cmd_predict(args) -> int:
         raise EmodistError("--top must be 0 or more")
     if args.out and not args.out.lower().endswith((".csv", ".parquet")):
         raise EmodistError(f"{args.out}: write .csv or .parquet", param="out")
+    if not args.store:
+        for param in ("scheduler", "scheduler_file", "workers"):
+            if getattr(args, param, None):
+                raise EmodistError("only --store runs on a cluster: add --store URL, or leave "
+                                   "the option out to answer here", param=param)
     try:
         model = load_trained(args.model)
     except EmodistError as exc:

@@ -69,3 +69,17 @@ def test_refusals_are_one_line(trained, tmp_path, capsys):
     assert len(err) == 1 and "sha256" in err[0]
     assert main(["predict", song, "--model", str(model), "--out", "x.txt"]) == 2
     assert "--out:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("option", [["--workers", "2"], ["--scheduler", "tcp://127.0.0.1:1"],
+                                    ["--scheduler-file", "s.json"]])
+def test_cluster_options_without_a_store_are_refused_not_ignored(trained, option, capsys):
+    """Without --store the files are answered in this process: a cluster option would be
+    silently ignored, so it is refused in one line naming it."""
+    root, model = trained
+    song = str(min((root / "new").rglob("*.mp3")))
+    capsys.readouterr()
+    assert main(["predict", song, "--model", str(model), *option]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"emodist: error: {option[0]}:"), err
+    assert "--store" in err[0]
