@@ -26,7 +26,7 @@ training tracks):
 
 Each figure is measured for two files: a one-minute Emotify clip, and a
 four-minute song (four consecutive clips of the same genre decoded and
-written as one MP3 of 192 kbit/s), the length of a typical song: the
+written as one MP3 by libsndfile), the length of a typical song: the
 start-up is the same for both, the work grows with the music.
 
 Which ratio is "the" one: a user's process must import its libraries and
@@ -143,7 +143,7 @@ def run(quick: bool = False) -> dict:
     seconds = 4.0 if quick else 15.0
     n = 2 if quick else 5
     runs: dict[str, dict[str, list]] = {}
-    lengths = {}
+    lengths, floor_runs = {}, []
     with tempfile.TemporaryDirectory() as tmpdir:
         tmp = Path(tmpdir)
         data, songs = _dataset(tmp, quick)
@@ -154,7 +154,6 @@ def run(quick: bool = False) -> dict:
             run_extract(str(data), store, spec, Runtime(client=client, progress=False))
         model = run_train(store, features="+".join(groups), classifier=preset,
                           out=str(tmp / "model"), folds=4, n_jobs=1, name="bench")
-        runs["floor"] = {"floor": []}
         for song in songs:
             result = predict_files(str(song), model)
             lengths[song.name] = (len(result.segments), float(result.segments["start_s"].max())
@@ -171,15 +170,16 @@ def run(quick: bool = False) -> dict:
                 got["first"].append(tuple(work["first"]))
                 got["warm"].append(tuple(work["warm"]))
                 wall, cpu, _ = _timed([sys.executable, "-c", FLOOR])
-                runs["floor"]["floor"].append((wall, cpu))
-    floor = _median([w for w, _ in runs["floor"]["floor"]])
-    floor_cpu = _median([c for _, c in runs["floor"]["floor"]])
+                floor_runs.append((wall, cpu))
+    floor = _median([w for w, _ in floor_runs])
+    floor_cpu = _median([c for _, c in floor_runs])
     rows, said = [], []
-    for song, got in ((k, v) for k, v in runs.items() if k != "floor"):
+    for song, got in runs.items():
         wall = {k: _median([w for w, _ in v]) for k, v in got.items()}
         cpu = {k: _median([c for _, c in v]) for k, v in got.items()}
         segs, music = lengths[song]
-        what = (f"{song}: {music / 60:.0f} min, {segs} segments of {seconds:g} s, groups "
+        length = f"{music / 60:.0f} min" if music >= 60 else f"{music:.0f} s"
+        what = (f"{song}: {length}, {segs} segments of {seconds:g} s, groups "
                 f"{'+'.join(groups)}, {preset}")
         whole, first, warm = wall["whole"][0], wall["first"][0], wall["warm"][0]
         rows += [
@@ -199,7 +199,7 @@ def run(quick: bool = False) -> dict:
             row(f"{song}: the work, first call, CPU", cpu["first"][0], cpu["first"][1], "s", ""),
             row(f"{song}: the work, warm, CPU", cpu["warm"][0], cpu["warm"][1], "s", ""),
         ]
-        said.append(f"{music / 60:.0f} min ({song}): {whole:.2f} s as a process, {first:.2f} s "
+        said.append(f"{length} ({song}): {whole:.2f} s as a process, {first:.2f} s "
                     f"of work on a first call ({whole / first:.2f}x), {warm:.2f} s warm "
                     f"({whole / warm:.2f}x)")
     rows += [
