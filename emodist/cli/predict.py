@@ -146,7 +146,7 @@ def cmd_predict(args) -> int:
         raise EmodistError("--top must be 0 or more")
     if args.out and not args.out.lower().endswith((".csv", ".parquet")):
         raise EmodistError(f"{args.out}: write .csv or .parquet", param="out")
-    if not args.store:
+    if not _on_a_cluster(args):
         for param in ("scheduler", "scheduler_file", "workers"):
             if getattr(args, param, None):
                 raise EmodistError("only --store runs on a cluster: add --store URL, or leave "
