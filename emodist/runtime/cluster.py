@@ -35,10 +35,16 @@ CONNECT_TIMEOUT_S = 20
 WORKER_ENV = {"MALLOC_TRIM_THRESHOLD_": str(128 * 2**20),
               "MALLOC_MMAP_THRESHOLD_": str(64 * 2**20)}
 
-#: Dask settings of the workers emodist starts: no statistical profiler (it
-#: samples every thread's stack every 10 ms, about 3-4 % of a core per worker,
-#: measured in docs/performance.md; the dashboard's profile page stays empty).
-WORKER_CONFIG = {"distributed.worker.profile.enabled": False}
+#: Dask settings of the local clusters emodist starts (scheduler, nannies and
+#: workers): no statistical profiler (it samples every thread's stack every
+#: 10 ms, about 3-4 % of a core per worker; the dashboard's profile page stays
+#: empty), and the event-loop tick measured every second instead of every 20 ms
+#: (it only feeds the "event loop unresponsive" warning, still given past the
+#: 3 s limit, and a dashboard figure; at 20 ms the driver's scheduler and
+#: nannies took about 0.06 of a core, half of it ticks). Both measured in
+#: docs/performance.md.
+WORKER_CONFIG = {"distributed.worker.profile.enabled": False,
+                 "distributed.admin.tick.interval": "1s"}
 
 __all__ = [
     "CLIENT_LOGGERS", "CONNECT_TIMEOUT_S", "RESUME_HINT", "WORKER_CONFIG", "WORKER_ENV",

@@ -40,6 +40,10 @@ def _profiler(dask_worker):
             sorted(dask_worker.periodic_callbacks))
 
 
+def _tick_ms(dask_worker=None, dask_scheduler=None):
+    return (dask_worker or dask_scheduler).periodic_callbacks["tick"].callback_time
+
+
 def test_worker_env_reaches_local_cluster_workers():
     """The malloc settings are in the environment of the worker processes themselves.
 
@@ -57,10 +61,13 @@ def test_worker_env_reaches_local_cluster_workers():
         seen = list(c.run(_environ, list(WORKER_ENV)).values())
         pids = list(c.run(os.getpid).values())
         [(enabled, callbacks)] = c.run(_profiler).values()
+        ticks = [*c.run(_tick_ms).values(), c.run_on_scheduler(_tick_ms)]
     assert pids and pids[0] != os.getpid()  # a separate process, not this one
     assert seen == [WORKER_ENV]
     assert enabled is False and "profile" not in callbacks  # no statistical profiler
     assert dask.config.get("distributed.worker.profile.enabled") is True  # driver untouched
+    assert ticks == [1000, 1000]  # the event-loop tick of the worker and the scheduler, in ms
+    assert dask.config.get("distributed.admin.tick.interval") != "1s"  # Dask's default kept here
     assert WORKER_ENV["MALLOC_TRIM_THRESHOLD_"] != "65536"  # not the nanny's default
 
 
