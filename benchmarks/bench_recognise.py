@@ -46,7 +46,12 @@ scheduler, nanny and worker together) and the 1-process peer to core 0, the
 scheduler ran on the core its single worker left free.  The scaling figure
 (2 workers against 1) takes as its baseline a third emodist run, 1 worker on
 both cores, so that the single worker has a core of its own; the ratio to
-the pinned 1-worker run is reported beside it.
+the pinned 1-worker run is reported beside it.  The machine's speed drifts
+by several per cent between runs of a minute or two (the same 48 tracks
+gave 1.68x and 1.88x in two back-to-back pairs), so the scaling pair is run
+``$EMODIST_BENCH_SCALING_PAIRS`` times (default 3; once in quick mode), each
+pair in the opposite order to the one before, and the ratio reported is the
+median over the pairs, its spread the largest minus the smallest.
 **Start-up** is the whole process wall time minus the time the steady rate
 needs for all the tracks.  "Per core": divided by the workers or processes
 (each 1 thread); per CPU-second: the work over the CPU time it took, which
@@ -66,7 +71,8 @@ Targets (issue): emodist at least 2.5x the peer per core in steady state and
 2x as whole processes, cosine >= 0.999 per segment, 2 workers at least 1.8x
 the throughput of 1.  The machine's other load moves absolute figures; the
 ratios come from the same run, the runs in the order emodist 1, peer 1,
-peer 2, emodist 2.
+peer 2, then the scaling pairs (emodist 2 and emodist 1 on 2 cores,
+alternating).
 
 The peer environment (once, outside the project)::
 
@@ -104,6 +110,8 @@ PEER_ENV = "EMODIST_PEER_PYTHON"
 OUTPUTS = ("taggram", "penultimate", "max_pool", "mean_pool")
 #: Environment of every measured process: one thread for numpy's BLAS and OpenMP.
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+#: How many times the scaling pair (2 workers, 1 worker on 2 cores) is run.
+PAIRS_ENV = "EMODIST_BENCH_SCALING_PAIRS"
 
 
 # --- inputs ------------------------------------------------------------------
@@ -385,6 +393,32 @@ def worker_rate(run: dict, per_track: float) -> float:
     return work / (stream[hi][3] - stream[lo][3])
 
 
+def scaling_pairs(manifest: str, model: Path, tmp: Path, n: int) -> list[tuple[dict, dict]]:
+    """``n`` pairs of emodist runs (2 workers, 1 worker on 2 cores), each pair in the
+    opposite order to the one before, so that a drift of the machine's speed falls on both."""
+    pairs = []
+    for i in range(n):
+        runs = {}
+        for workers in ((2, 1) if i % 2 == 0 else (1, 2)):
+            runs[workers] = emodist_run(manifest, model, tmp / f"s{i}w{workers}.zarr", workers,
+                                        cores=2)
+            print(f"recognise: emodist, {workers} worker(s) on 2 cores, pair {i + 1}/{n}: "
+                  f"{runs[workers]['wall']:.0f} s", flush=True)
+        pairs.append((runs[2], runs[1]))
+    return pairs
+
+
+def scaling_ratios(two: dict, one: dict, per_track: float) -> tuple[float, float]:
+    """(steady, whole-process) throughput of the 2-worker run over the 1-worker run."""
+    return (steady(two, per_track)[0] / steady(one, per_track)[0],
+            (two["tracks"] / two["wall"]) / (one["tracks"] / one["wall"]))
+
+
+def median_spread(values: list[float]) -> tuple[float, float]:
+    """(median, largest minus smallest) of ``values``."""
+    return float(np.median(values)), float(max(values) - min(values))
+
+
 def agreement(store: Path, peer_values: dict) -> dict[str, float]:
     """Minimum over segments of the cosine between stored and peer values, per output."""
     from emodist.features.musicnn import OUTPUT_PREFIX
@@ -436,10 +470,8 @@ def run(quick: bool = False) -> dict:
             p2 = peer_run(peer_python, job, tmp, 2)
             print(f"recognise: peer, 2 processes: {p2['wall']:.0f} s", flush=True)
             cosines = agreement(tmp / "e1.zarr", p1["values"])
-        e2 = emodist_run(manifest, model, tmp / "e2.zarr", 2)
-        print(f"recognise: emodist, 2 workers: {e2['wall']:.0f} s", flush=True)
-        e1u = emodist_run(manifest, model, tmp / "e1u.zarr", 1, cores=2)
-        print(f"recognise: emodist, 1 worker on 2 cores: {e1u['wall']:.0f} s", flush=True)
+        pairs = scaling_pairs(manifest, model, tmp, 1 if quick else int(os.environ.get(PAIRS_ENV, "3")))
+        e2, e1u = pairs[0]
     n, segs = e1["tracks"], e1["segments"]
     what = f"{n} tracks, {segs} segments of {seconds} s"
     rows, fig = [], {}
@@ -505,12 +537,15 @@ def run(quick: bool = False) -> dict:
                      f"1 - cosine <= {max(1.0 - c, 0.0):.1e}; stored musicnn_msd vs the peer's "
                      "mean over the same patches; "
                      f"{segs} segments; target >= 0.999") for name, c in cosines.items()]
+    scaling = [scaling_ratios(two, one, per_seg) for two, one in pairs]
+    each = "; ".join(f"{s:.3f}" for s, _ in scaling)
     rows += [
         row("emodist 2 workers / 1 worker, steady throughput",
-            fig["e2"]["rate"] / fig["e1u"]["rate"], 0.0, "ratio", "target >= 1.8; the 1 worker "
-            "on both cores, its driver and scheduler on the one the worker leaves free"),
+            *median_spread([s for s, _ in scaling]), "ratio", "target >= 1.8; the 1 worker "
+            "on both cores, its driver and scheduler on the one the worker leaves free; "
+            f"median of {len(pairs)} pair(s) run in alternating order: {each}"),
         row("emodist 2 workers / 1 worker, whole process",
-            fig["e2"]["whole_rate"] / fig["e1u"]["whole_rate"], 0.0, "ratio", "the same runs"),
+            *median_spread([w for _, w in scaling]), "ratio", "the same pairs"),
         row("emodist 2 workers / 1 worker on 1 core, steady throughput",
             fig["e2"]["rate"] / fig["e1"]["rate"], 0.0, "ratio",
             "the 1 worker pinned to one core with its driver, scheduler and nanny"),

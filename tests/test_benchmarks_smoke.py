@@ -284,6 +284,20 @@ def test_recognise_steady_rate_of_workers_in_lockstep_is_the_true_rate():
     assert steady(two) == pytest.approx((1.0, 0.5))
 
 
+def test_recognise_scaling_is_the_median_pair():
+    from benchmarks.bench_recognise import median_spread, scaling_ratios
+
+    # 1 worker: a chunk every 4 s; 2 workers: a chunk every 2.2 s; 0.5 tracks per chunk
+    one = {"parallel": 1, "tracks": 5, "wall": 50.0,
+           "streams": [_stamps([10.0 + 4 * i for i in range(10)])]}
+    two = {"parallel": 2, "tracks": 5, "wall": 25.0,
+           "streams": [_stamps([10.0 + 2.2 * i for i in range(10)])]}
+    steady_ratio, whole_ratio = scaling_ratios(two, one, 0.5)
+    assert steady_ratio == pytest.approx(4 / 2.2)
+    assert whole_ratio == pytest.approx(2.0)
+    assert median_spread([1.68, 1.88, 1.79]) == pytest.approx((1.79, 0.20))
+
+
 def test_recognise_steady_rate_needs_enough_stamps():
     from benchmarks.bench_recognise import steady
 
