@@ -712,9 +712,12 @@ def _worker_envs():
 
 @pytest.mark.parametrize("where,env", list(_worker_envs()), ids=lambda x: x if isinstance(x, str) else "")
 def test_deployed_workers_get_the_local_cluster_worker_settings(where, env):
-    """The malloc and profiler settings emodist gives its own workers, in every deployment."""
-    from emodist.runtime.cluster import WORKER_ENV
+    """The malloc and Dask settings emodist gives its own workers, in every deployment."""
+    from emodist.runtime.cluster import WORKER_CONFIG, WORKER_ENV
 
     for key, value in WORKER_ENV.items():
         assert env.get(key) == value, (where, key)
+    for key, value in WORKER_CONFIG.items():  # Dask reads DASK_A__B_C as a.b-c
+        name = "DASK_" + key.upper().replace(".", "__").replace("-", "_")
+        assert env.get(name) == str(value), (where, name)
     assert env.get("DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED") == "False", where
