@@ -44,7 +44,7 @@ scheduler, nanny and worker together) and the 1-process peer to core 0, the
 2-worker and 2-process runs to cores 0 and 1.  Unpinned, TensorFlow's
 "1 thread" process used about 1.6 cores here, and emodist's driver and
 scheduler ran on the core its single worker left free.  The scaling figure
-(2 workers against 1) takes as its baseline a third emodist run, 1 worker on
+(2 workers against 1) takes as its baseline an emodist run with 1 worker on
 both cores, so that the single worker has a core of its own; the ratio to
 the pinned 1-worker run is reported beside it.  The machine's speed drifts
 by several per cent between runs of a minute or two (the same 48 tracks
