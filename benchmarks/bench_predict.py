@@ -45,7 +45,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine, row
+from benchmarks.common import machine, median_spread, row
 
 GENRES = ("classical", "rock", "electronic", "pop")
 
@@ -86,10 +85,6 @@ def _timed(cmd: list[str]) -> tuple[float, float, str]:
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu, done.stdout
-
-
-def _median(values) -> tuple[float, float]:
-    return statistics.median(values), max(values) - min(values)
 
 
 def _dataset(tmp: Path, quick: bool) -> tuple[Path, list[Path]]:
@@ -171,12 +166,12 @@ def run(quick: bool = False) -> dict:
                 got["warm"].append(tuple(work["warm"]))
                 wall, cpu, _ = _timed([sys.executable, "-c", FLOOR])
                 floor_runs.append((wall, cpu))
-    floor = _median([w for w, _ in floor_runs])
-    floor_cpu = _median([c for _, c in floor_runs])
+    floor = median_spread([w for w, _ in floor_runs])
+    floor_cpu = median_spread([c for _, c in floor_runs])
     rows, said = [], []
     for song, got in runs.items():
-        wall = {k: _median([w for w, _ in v]) for k, v in got.items()}
-        cpu = {k: _median([c for _, c in v]) for k, v in got.items()}
+        wall = {k: median_spread([w for w, _ in v]) for k, v in got.items()}
+        cpu = {k: median_spread([c for _, c in v]) for k, v in got.items()}
         segs, music = lengths[song]
         length = f"{music / 60:.0f} min" if music >= 60 else f"{music:.0f} s"
         what = (f"{song}: {length}, {segs} segments of {seconds:g} s, groups "

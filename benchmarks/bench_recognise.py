@@ -101,7 +101,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import machine, row
+from benchmarks.common import machine, median_spread, row
 
 GENRES = ("classical", "rock", "electronic", "pop")
 ROOT = Path(__file__).resolve().parents[1]
@@ -412,11 +412,6 @@ def scaling_ratios(two: dict, one: dict, per_track: float) -> tuple[float, float
     """(steady, whole-process) throughput of the 2-worker run over the 1-worker run."""
     return (steady(two, per_track)[0] / steady(one, per_track)[0],
             (two["tracks"] / two["wall"]) / (one["tracks"] / one["wall"]))
-
-
-def median_spread(values: list[float]) -> tuple[float, float]:
-    """(median, largest minus smallest) of ``values``."""
-    return float(np.median(values)), float(max(values) - min(values))
 
 
 def agreement(store: Path, peer_values: dict) -> dict[str, float]:

@@ -70,7 +70,13 @@ def repeat(fn: Callable[[], object], n: int = 5, warmup: int = 1) -> tuple[float
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), max(times) - min(times)
+    return median_spread(times)
+
+
+def median_spread(values) -> tuple[float, float]:
+    """(median, largest minus smallest) of ``values``: a row's value and spread."""
+    values = list(values)
+    return float(statistics.median(values)), float(max(values) - min(values))
 
 
 def row(metric: str, value: float, spread: float = 0.0, unit: str = "", note: str = "") -> dict:
