@@ -7,7 +7,9 @@
   MusiCNN taggers from TensorFlow tensor-bundle checkpoints read by a strict
   reader;
 - :mod:`emodist.models.quantize`: int8 copies;
-- :mod:`emodist.models.session`: sessions cached per worker process.
+- :mod:`emodist.models.session`: sessions cached per worker process;
+- :mod:`emodist.models.rewrite`: exact graph rewrites applied before a
+  session loads a model (same outputs, less work).
 """
 
 __all__: list[str] = []

@@ -5,7 +5,9 @@ pickled, so each process (each Dask worker) keeps the sessions it opened in
 a module-level cache keyed by ``(model_url, threads, device)``.  The model file is
 read once through fsspec (a local path or a URL such as ``s3://``), its
 SHA-256 is checked against the requested hash and the sidecar's
-(:func:`read_model`, :func:`check_sha256`) before the first use, and
+(:func:`read_model`, :func:`check_sha256`) before the first use, the graph
+goes through the exact rewrites of :mod:`emodist.models.rewrite` (same
+outputs, bit for bit, less work), and
 ``intra_op_num_threads`` is set from the caller's thread budget, so workers
 never oversubscribe the cores.
 
@@ -44,6 +46,7 @@ from emodist.models.devices import (
     require_device,
     run_bound,
 )
+from emodist.models.rewrite import for_session
 from emodist.spec import BATCH_SIZE
 
 __all__ = [
@@ -286,7 +289,7 @@ def _cached(model_url, sha256, threads, storage_options, device="cpu",
         import onnxruntime as ort
 
         try:
-            sess = ort.InferenceSession(data, sess_options=_session_options(
+            sess = ort.InferenceSession(for_session(data), sess_options=_session_options(
                                             threads, meta.get("session_config")),
                                         providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
