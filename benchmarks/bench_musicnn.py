@@ -8,6 +8,11 @@ What is measured
   thread the same per CPU-second of the process;
 - multiply-accumulates per patch, counted from the graph's Conv and Gemm
   nodes;
+- the exact rewrite (:mod:`emodist.models.rewrite`) against the file's own
+  graph, side by side: the same patches through both sessions, 1 thread,
+  batches of ``MAX_BATCH`` as the groups send them, the two alternating
+  over ``ROUNDS`` rounds; patches per CPU-second of each (median of the
+  rounds), their ratio, and whether every output is bit-identical;
 - milliseconds of :func:`emodist.models.musicnn.input_patches` for one 15 s
   segment (mel spectrogram + log + patching);
 - the wall time of a whole extraction (``run_extract`` on a LocalCluster of
@@ -64,6 +69,52 @@ def count_macs(model_path: str) -> int:
             else:
                 total += int(np.prod(out)) * int(w[0])
     return total
+
+
+#: Alternating rounds of the rewrite A/B (each round runs both sessions once).
+ROUNDS = 5
+
+
+def rewrite_rows(path: str, patches: np.ndarray, quick: bool) -> list[dict]:
+    """Patches per CPU-second of the file's graph and of the rewritten one, alternating."""
+    import onnx
+
+    from emodist.features.musicnn import MAX_BATCH
+    from emodist.models import musicnn
+    from emodist.models.rewrite import max_before_affine
+
+    model = onnx.load(path)
+    rewritten, n_rewritten = max_before_affine(model)
+    with tempfile.TemporaryDirectory(prefix="emodist-bench-rewrite-") as tmp:
+        other = str(Path(tmp) / "rewritten.onnx")
+        onnx.save(rewritten, other)
+        sessions = {"file": _session(path, 1), "rewritten": _session(other, 1)}
+    feeds = [{musicnn.INPUT_NAME: patches[i:i + MAX_BATCH]}
+             for i in range(0, len(patches), MAX_BATCH)]
+    outs = {k: [s.run(None, f) for f in feeds] for k, s in sessions.items()}  # also the warm-up
+    identical = all(np.array_equal(a, b) for fa, fb in zip(outs["file"], outs["rewritten"])
+                    for a, b in zip(fa, fb))
+    rates: dict[str, list[float]] = {k: [] for k in sessions}
+    for i in range(2 if quick else ROUNDS):
+        for k in (("file", "rewritten") if i % 2 == 0 else ("rewritten", "file")):
+            c0 = time.process_time()
+            for f in feeds:
+                sessions[k].run(None, f)
+            rates[k].append(len(patches) / (time.process_time() - c0))
+    med = {k: float(np.median(v)) for k, v in rates.items()}
+    ratios = [b / a for a, b in zip(rates["file"], rates["rewritten"])]
+    note = (f"{len(patches)} patches, batches of {MAX_BATCH}, 1 thread, median of "
+            f"{len(ratios)} alternating rounds")
+    return [
+        row("patches per CPU-second, the file's graph", med["file"], float(np.ptp(rates["file"])),
+            "patches/CPU-s", note),
+        row("patches per CPU-second, as emodist runs it (exact rewrite)", med["rewritten"],
+            float(np.ptp(rates["rewritten"])), "patches/CPU-s",
+            f"{note}; {n_rewritten} Conv-ReLU-affine-max chains take the maximum first"),
+        row("rewritten / file's graph", float(np.median(ratios)), float(np.ptp(ratios)), "x",
+            "per-round ratios' median; outputs bit-identical: "
+            + ("yes" if identical else "NO")),
+    ]
 
 
 def _patches(n_segments: int) -> tuple[np.ndarray, float, str]:
@@ -253,6 +304,7 @@ def run(quick: bool = False) -> dict:
                                 "patches/CPU-s", "process CPU time, warm-up run included"))
         rows.append(row("multiply-accumulates per patch", macs / 1e9, 0.0, "GMAC",
                         "Conv and Gemm nodes of the graph"))
+        rows += rewrite_rows(path, patches, quick)
         rows.append(row("input_patches per 15 s segment", input_ms, 0.0, "ms",
                         f"mel spectrogram + log + patching; {source}"))
         if not quick:
@@ -263,8 +315,10 @@ def run(quick: bool = False) -> dict:
         ext = extraction_rows(tmp, quick, None if quick else tmp)
         rows += ext
     one = rows[0]["value"]
+    gain = next(r for r in rows if r["metric"] == "rewritten / file's graph")
     summary = (f"{which}: {one:.1f} patches/s on 1 thread ({one * 3:.0f} s of audio per second), "
-               f"{rows[2]['value']:.1f} on 2; {macs / 1e9:.2f} GMAC per patch; extraction "
+               f"{rows[2]['value']:.1f} on 2; {macs / 1e9:.2f} GMAC per patch; the exact rewrite "
+               f"runs {gain['value']:.2f}x the file's graph per CPU-second; extraction "
                f"+{ext[-1]['value']:.0f} % with both MusiCNN groups")
     return {"name": "musicnn", "machine": machine(), "rows": rows, "summary": summary}
 
