@@ -289,7 +289,7 @@ def _cached(model_url, sha256, threads, storage_options, device="cpu",
         import onnxruntime as ort
 
         try:
-            sess = ort.InferenceSession(for_session(data), sess_options=_session_options(
+            sess = ort.InferenceSession(for_session(data, device), sess_options=_session_options(
                                             threads, meta.get("session_config")),
                                         providers=providers)
         except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types
