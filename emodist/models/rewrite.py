@@ -98,9 +98,18 @@ def _uses(graph) -> tuple[dict, dict, set]:
     return producer, uses, {o.name for o in graph.output}
 
 
-def _drop_unused(graph, replaced: set[str]) -> None:
-    """Remove the initializers in ``replaced`` that no node reads any more
-    (so that ONNX Runtime does not warn about unused initializers)."""
+def _splice(graph, replace: dict[str, list], drop: set[str], replaced: set[str]) -> None:
+    """Put ``replace[name]``'s nodes where the node writing ``name`` was, remove the
+    nodes writing a tensor in ``drop``, and the initializers in ``replaced`` that
+    no node reads any more (so that ONNX Runtime does not warn about them)."""
+    nodes = []
+    for node in graph.node:
+        if node.output and node.output[0] in replace:
+            nodes.extend(replace[node.output[0]])
+        elif not (node.output and node.output[0] in drop):
+            nodes.append(node)
+    del graph.node[:]
+    graph.node.extend(nodes)
     used = {name for node in graph.node for name in node.input}
     used |= {name for node in graph.node for a in node.attribute
              for g in ([a.g] if a.type == onnx.AttributeProto.GRAPH else list(a.graphs))
@@ -256,15 +265,7 @@ def max_before_affine(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         drop.update(n.output[0] for n in (conv, relu, mul, add))
         replaced_inits.update(conv.input[1:3] if flip else ())
         replaced_inits.update((mul.input[1], add.input[1]))
-    new_nodes = []
-    for node in graph.node:
-        if node.output and node.output[0] in replace:
-            new_nodes.extend(replace[node.output[0]])
-        elif not (node.output and node.output[0] in drop):
-            new_nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    _drop_unused(graph, replaced_inits)
+    _splice(graph, replace, drop, replaced_inits)
     _record(out, f"max_before_affine x{len(plans)}")
     return out, len(plans)
 
@@ -378,14 +379,6 @@ def pool_blocked(model: onnx.ModelProto, block: int = BLOCK) -> tuple[onnx.Model
         drop.add(conv.output[0])
         if len(rmax.input) > 1 and rmax.input[1]:
             replaced_inits.add(rmax.input[1])
-    new_nodes = []
-    for node in graph.node:
-        if node.output and node.output[0] in replace:
-            new_nodes.extend(replace[node.output[0]])
-        elif not (node.output and node.output[0] in drop):
-            new_nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(new_nodes)
-    _drop_unused(graph, replaced_inits)
+    _splice(graph, replace, drop, replaced_inits)
     _record(out, f"pool_blocked x{len(plans)}")
     return out, len(plans)
