@@ -9,9 +9,9 @@ What is measured
 - multiply-accumulates per patch, counted from the graph's Conv and Gemm
   nodes;
 - the exact rewrites (:mod:`emodist.models.rewrite`, as a CPU session of
-  this machine gets them) against the file's own graph, side by side: the same patches through both sessions, 1 thread,
-  batches of ``MAX_BATCH`` as the groups send them, the two alternating
-  over ``ROUNDS`` rounds; patches per CPU-second of each (median of the
+  this machine gets them) against the file's own graph, side by side: the
+  same patches through both sessions, 1 thread, batches of ``MAX_BATCH`` as
+  the groups send them, the two alternating over ``ROUNDS`` rounds; patches per CPU-second of each (median of the
   rounds), their ratio, and whether every output is bit-identical;
 - milliseconds of :func:`emodist.models.musicnn.input_patches` for one 15 s
   segment (mel spectrogram + log + patching);
