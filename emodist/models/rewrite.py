@@ -147,6 +147,13 @@ def _per_channel(values: np.ndarray) -> np.ndarray | None:
     return full
 
 
+def _constant(graph, values: np.ndarray, name: str, kept: list[int]) -> str:
+    """Add a ``(1, C, 1, 1)`` constant, less the axes not in ``kept``, to ``graph``; its name."""
+    shaped = values.reshape([values.shape[d] for d in kept])
+    graph.initializer.append(numpy_helper.from_array(shaped, name))
+    return name
+
+
 def max_before_affine(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     """Take each ``Conv -> Relu -> Mul -> Add -> ReduceMax`` chain's maximum first.
 
@@ -240,25 +247,18 @@ def max_before_affine(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
         reduce_max.input[0] = conv.output[0]
         reduce_max.output[0] = maxed
         kept = [d for d in range(4) if keepdims or d not in reduced]
-
-        def const(values: np.ndarray, name: str, kept=kept) -> str:
-            # (1, C, 1, 1), less the axes ReduceMax drops
-            shaped = values.reshape([values.shape[d] for d in kept])
-            graph.initializer.append(numpy_helper.from_array(shaped, name))
-            return name
-
         nodes = [new_conv, reduce_max]
         current = maxed
         if flip:
             nodes.append(helper.make_node(
-                "Mul", [current, const(sign.reshape(1, -1, 1, 1), f"{tag}.sign")],
+                "Mul", [current, _constant(graph, sign.reshape(1, -1, 1, 1), f"{tag}.sign", kept)],
                 [f"{tag}.signed"], name=f"{tag}.unflip"))
             current = f"{tag}.signed"
         nodes += [
             helper.make_node("Relu", [current], [f"{tag}.relu"], name=f"{tag}.relu"),
-            helper.make_node("Mul", [f"{tag}.relu", const(scale, f"{tag}.scale")],
+            helper.make_node("Mul", [f"{tag}.relu", _constant(graph, scale, f"{tag}.scale", kept)],
                              [f"{tag}.scaled"], name=f"{tag}.scale"),
-            helper.make_node("Add", [f"{tag}.scaled", const(shift, f"{tag}.shift")],
+            helper.make_node("Add", [f"{tag}.scaled", _constant(graph, shift, f"{tag}.shift", kept)],
                              [rmax.output[0]], name=f"{tag}.shift"),
         ]
         replace[rmax.output[0]] = nodes
