@@ -25,7 +25,7 @@ __all__ = [
     "DEADLINE_ENV", "LOCATIONS", "DeprecatedAlias", "LibraryChoices", "StorageDeadline",
     "add_alias", "add_cluster_options", "add_command", "add_dataset_options", "add_log",
     "add_once", "add_out", "add_quiet", "add_scheduler_options", "add_segment_options",
-    "add_storage_options", "parse_json_object", "parse_resources", "parse_storage_options",
+    "add_storage_options", "failure_line", "parse_json_object", "parse_resources", "parse_storage_options",
     "runtime_from_args", "spec_from_args", "storage_from_args",
 ]
 
@@ -321,3 +321,15 @@ def runtime_from_args(args, **extra) -> Runtime:
         kw["plan_on"] = args.plan_on
     kw.update(extra)
     return Runtime(**kw)
+
+
+def failure_line(failure: dict) -> str:
+    """One failed track as a line naming its file once: ``[TRACK] [GROUP] PATH: reason``.
+
+    The track id is left out when the path holds it (a folder dataset's ids
+    are its relative paths); an error that names the path is not prefixed again.
+    """
+    track, path, error = str(failure["track_id"]), str(failure["path"]), str(failure["error"])
+    text = error if path in error else f"{path}: {error}"
+    group = f"[{failure['group']}] " if failure.get("group") else ""
+    return f"{'' if track in path else f'{track} '}{group}{text}"

@@ -9,6 +9,7 @@ from emodist.cli.common import (
     add_quiet,
     add_segment_options,
     add_storage_options,
+    failure_line,
     runtime_from_args,
     spec_from_args,
 )
@@ -19,7 +20,7 @@ from emodist.features.musicnn import DEFAULT_OUTPUTS
 from emodist.spec import BATCH_SIZE, PLAN_SITES
 
 __all__ = ["DESCRIPTION", "EXAMPLES", "add_dataset_and_store", "add_extract_options",
-           "add_group_options", "cmd_extract", "failure_line", "print_result", "register",
+           "add_group_options", "cmd_extract", "print_result", "register",
            "spec_and_runtime"]
 
 DESCRIPTION = """Extract feature groups of every segment of DATASET into a chunked Zarr
@@ -152,18 +153,6 @@ def print_result(result) -> None:
         print(f"{len(result.failures)} failures:")
         for f in result.failures:
             print(f"  {failure_line(f)}")
-
-
-def failure_line(failure: dict) -> str:
-    """One failed track as a line naming its file once: ``[TRACK] [GROUP] PATH: reason``.
-
-    The track id is left out when the path holds it (a folder dataset's ids
-    are its relative paths); an error that names the path is not prefixed again.
-    """
-    track, path, error = str(failure["track_id"]), str(failure["path"]), str(failure["error"])
-    text = error if path in error else f"{path}: {error}"
-    group = f"[{failure['group']}] " if failure.get("group") else ""
-    return f"{'' if track in path else f'{track} '}{group}{text}"
 
 
 def cmd_extract(args) -> int:

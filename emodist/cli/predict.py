@@ -10,6 +10,7 @@ from emodist.cli.common import (
     add_out,
     add_quiet,
     add_storage_options,
+    failure_line,
     runtime_from_args,
 )
 from emodist.errors import EmodistError
@@ -164,7 +165,7 @@ def cmd_predict(args) -> int:
     else:
         result = predict_files(args.data, model, runtime)
     for f in result.failures:
-        print(f"  not recognised: {f['path']}: {f['error']}", file=sys.stderr)
+        print(f"  not recognised: {failure_line(f)}", file=sys.stderr)
     print_tracks(result, args.top)
     if args.out:
         frame = result.segments if args.segments else result.tracks

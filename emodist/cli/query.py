@@ -10,6 +10,7 @@ from emodist.cli.common import (
     add_command,
     add_out,
     add_storage_options,
+    failure_line,
     parse_storage_options,
     runtime_from_args,
 )
@@ -59,8 +60,10 @@ _ABOUT = {
              "(pending and failed segments), size on disk and chunking of a store.")),
     "query": ("select stored features of tracks, classes or genres",
               ("One row per finished segment matching every filter: metadata columns, then the "
-              "chosen features (--features: groups such as handcrafted, inception_v3, "
-              "handcrafted+inception_v3, or votes; --columns: names or glob patterns).")),
+              "chosen features (--features: groups such as handcrafted, musicnn_msd, "
+              "handcrafted+musicnn_msd, votes or a model's probabilities; --columns: names or "
+              "glob patterns).  --emotion ranks tracks or segments by a model's predicted "
+              "share.")),
     "similar": ("the segments or tracks nearest to a segment, a track or a new audio file",
                 ("k nearest segments (--segment) or tracks (--track, --audio: a track is the "
                 "mean of its segments) by cosine or euclidean distance; handcrafted columns are "
@@ -104,8 +107,8 @@ def register(subparsers) -> None:
                        help="audio files (not necessarily in the store): the nearest tracks "
                        "to each, computed with the store's own spec")
     s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
-    add_feature_options(s, "the last model group; a trained model's name (emodist predict) "
-                        "compares by its predicted probabilities")
+    add_feature_options(s, "the last model group (a model's name compares by its predicted "
+                        "probabilities)")
     s.add_argument("--model", metavar="DIR",
                    help="with --audio --features MODEL: the model folder that wrote MODEL")
     s.add_argument("--metric", choices=METRICS, metavar="METRIC",
@@ -134,8 +137,9 @@ def _command(subparsers, name: str, func, examples: str):
 def add_feature_options(parser, default: str) -> None:
     """``--features`` (groups, ``a+b`` joined) and ``--columns`` (names or patterns)."""
     parser.add_argument("--features", nargs="+", action="extend", metavar="GROUP",
-                        help="feature groups (handcrafted, inception_v3, handcrafted+inception_v3, "
-                        f"votes); default, without --columns: {default}")
+                        help="stored groups (handcrafted, musicnn_msd, musicnn_mtt, inception_v3; "
+                        "a+b joined), votes, or a trained model's name; default, without "
+                        f"--columns: {default}")
     parser.add_argument("--columns", nargs="+", action="extend", metavar="PATTERN",
                         help="feature names or glob patterns ('mfcc_*', rms_mean)")
 
@@ -322,6 +326,6 @@ def cmd_similar(args) -> int:
         runtime = runtime_from_args(args, progress=False)
         df, failures = similar_audio(ds, args.audio, model=model, runtime=runtime, **common)
         for f in failures:
-            print(f"  not computed: {f['path']}: {f['error']}", file=sys.stderr)
+            print(f"  not computed: {failure_line(f)}", file=sys.stderr)
     write_frame(df, fmt, args.out)
     return 0

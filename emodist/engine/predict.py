@@ -388,24 +388,36 @@ class FileValues:
 
 
 def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = None, *,
-                    param: str = "data") -> FileValues:
+                    param: str | None = None, empty_ok: bool = False) -> FileValues:
     """Every group of ``spec`` for the audio at ``data``, here and now: no cluster, no store.
 
     The segment plan and the workers' own chunk function
     (:func:`emodist.engine.worker.compute_chunk`): decode once per track,
     every group, batched ONNX on this process's cached sessions.
 
+    With ``empty_ok``, audio that gives no segment (unreadable, too short)
+    returns an empty table with the reasons in ``failures``, so that a caller
+    going through several files records it and goes on.
+
     Raises
     ------
     EmodistError
-        No segment to compute (``param`` names the option at fault).
+        No segment to compute, unless ``empty_ok`` (``param`` names the option
+        that gave ``data``; none for a command's positional argument); a
+        missing file or folder.
     """
     runtime = runtime or Runtime()
     catalog = load_audio(data, storage_options=runtime.options("dataset"))
     plan = plan_segments(catalog, spec)
     table = plan.table
+    problems = [{"track_id": str(t), "path": str(p), "error": str(m), "group": ""}
+                for t, p, m in plan.problems]
+    if len(table) == 0 and empty_ok:
+        return FileValues(table=table, values={}, status={}, failures=problems)
     if len(table) == 0:
-        reasons = "; ".join(f"{p}: {m}" for _, p, m in plan.problems[:3])
+        reasons = "; ".join(m if p in m else f"{p}: {m}" for _, p, m in plan.problems[:3])
+        if len(plan.problems) == 1 and reasons.startswith(str(data)):
+            raise EmodistError(reasons, param=param)  # one file: its own reason says it all
         raise EmodistError(f"{data}: no segment to compute ({reasons or 'too short'})",
                            param=param)
     rows = SegmentRows.from_columns(table["track_id"], table["path"], table["start_s"],
@@ -416,8 +428,6 @@ def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = N
               device=runtime.device)
     values, status, failures = compute_chunk(task, job, threads=max(1, runtime.threads_per_worker
                                                                      or 1))
-    problems = [{"track_id": str(t), "path": str(p), "error": str(m), "group": ""}
-                for t, p, m in plan.problems]
     return FileValues(table=table, values=values, status=status, failures=problems + failures)
 
 

@@ -132,13 +132,14 @@ def similar_audio(ds, audio, *, k: int = 10, features=None, metric: str = "cosin
         ``query`` (the file), then the columns of
         :func:`~emodist.store.similar.similar_tracks`; ``k`` rows per file.
     failures : list of dict
-        Files that could not be decoded or computed (``path``, ``error``).
+        Files that could not be decoded or computed (``path``, ``error``); the
+        other files are answered.
 
     Raises
     ------
     EmodistError
         A missing file, an unknown group, votes (not computed from audio),
-        or no file computed at all.
+        or no file computed at all (naming the first reasons).
     """
     runtime = runtime or Runtime()
     audio = [audio] if isinstance(audio, str) else [str(a) for a in audio]
@@ -163,10 +164,12 @@ def similar_audio(ds, audio, *, k: int = 10, features=None, metric: str = "cosin
     frames, failures = [], []
     for item in audio:
         try:
-            got = featurise_files(item, spec, runtime, param="audio")
+            got = featurise_files(item, spec, runtime, param="audio", empty_ok=True)
         except EmodistError as exc:
             raise EmodistError(exc.message, param=exc.param or "audio") from None
         failures += got.failures
+        if len(got.table) == 0:
+            continue
         done = np.ones(len(got.table), bool)
         for var in chosen:
             done &= got.status[var] == layout.STATUS_DONE
@@ -180,6 +183,7 @@ def similar_audio(ds, audio, *, k: int = 10, features=None, metric: str = "cosin
             found.insert(0, "query", str(path))
             frames.append(found)
     if not frames:
-        reasons = "; ".join(f"{f['path']}: {f['error']}" for f in failures[:3])
+        reasons = "; ".join(f["error"] if f["path"] in f["error"] else f"{f['path']}: {f['error']}"
+                            for f in failures[:3])
         raise EmodistError(f"no audio computed ({reasons or 'no segment'})", param="audio")
     return pd.concat(frames, ignore_index=True), failures

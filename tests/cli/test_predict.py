@@ -83,3 +83,39 @@ def test_cluster_options_without_a_store_are_refused_not_ignored(trained, option
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"emodist: error: {option[0]}:"), err
     assert "--store" in err[0]
+
+
+def test_unreadable_files_beside_good_ones_are_named_once_and_the_rest_answered(
+        trained, tmp_path, capsys):
+    root, model = trained
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    songs = sorted((root / "new").rglob("*.mp3"))[:2]
+    for n, song in enumerate(songs):
+        (folder / f"song{n}.mp3").write_bytes(song.read_bytes())
+    (folder / "garbage.mp3").write_text("not audio")
+    (folder / "empty.wav").write_bytes(b"")
+    capsys.readouterr()
+    assert main(["predict", str(folder), "--model", str(model), "--out",
+                 str(tmp_path / "t.csv")]) == 0
+    err = capsys.readouterr().err
+    with open(tmp_path / "t.csv") as f:
+        assert sorted(r["path"].rsplit("/", 1)[-1] for r in csv.DictReader(f)) == [
+            "song0.mp3", "song1.mp3"]
+    lines = [line for line in err.splitlines() if "not recognised" in line]
+    assert len(lines) == 2, err
+    for name in ("garbage.mp3", "empty.wav"):
+        line = next(line for line in lines if name in line)
+        assert line.count(name) == 1, line  # the path once, then the reason
+    assert "not audio" in err and "empty file" in err
+
+
+def test_one_unreadable_file_is_one_line_naming_it_once(trained, tmp_path, capsys):
+    _, model = trained
+    bad = tmp_path / "garbage.mp3"
+    bad.write_text("not audio")
+    capsys.readouterr()
+    assert main(["predict", str(bad), "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"emodist: error: {bad}: not audio"), err
+    assert err[0].count("garbage.mp3") == 1, err  # no made-up flag, the path once

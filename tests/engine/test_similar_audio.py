@@ -166,3 +166,21 @@ def test_a_group_this_emodist_computes_otherwise_is_refused_by_name(files, store
     with pytest.raises(ModelError, match=r"written with handcrafted with version='0'") as info:
         similar_audio(open_store(str(tmp_path / "old.zarr")), str(files[0]))
     assert info.value.param == "features"
+
+
+def test_an_unreadable_file_is_recorded_and_the_others_answered(files, stores, tmp_path,
+                                                                capsys):
+    bad = tmp_path / "garbage.mp3"
+    bad.write_text("not audio")
+    found, failures = similar_audio(open_store(stores[0]), [str(bad), str(files[2])], k=2)
+    assert list(found["query"]) == [str(files[2])] * 2 and found["track_id"][0] == str(files[2])
+    assert [f["path"] for f in failures] == [str(bad)] and "not audio" in failures[0]["error"]
+    with pytest.raises(EmodistError, match="no audio computed") as got:
+        similar_audio(open_store(stores[0]), [str(bad)], k=2)
+    assert got.value.param == "audio" and str(got.value).count("garbage.mp3") == 1
+    capsys.readouterr()
+    assert main(["similar", stores[0], "--audio", str(bad), str(files[2]), "-k", "2",
+                 "--format", "csv"]) == 0
+    out, err = capsys.readouterr()
+    assert out.count(str(files[2])) >= 2
+    assert err.count("garbage.mp3") == 1 and "not computed" in err
