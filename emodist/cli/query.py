@@ -176,6 +176,8 @@ def render(df, fmt: str, max_rows: int | None = 40, max_cols: int | None = 12) -
         return df.to_json(orient="records", indent=None) + "\n"
     if fmt != "table":
         raise EmodistError(f"{fmt} output is binary; give --out FILE")
+    if df.empty:  # pandas would print "Empty DataFrame" and an index
+        return f"no rows (columns: {', '.join(map(str, df.columns))})\n"
     text = df.to_string(index=False, max_rows=max_rows, max_cols=max_cols)
     return f"{text}\n({len(df)} rows x {df.shape[1]} columns)\n"
 

@@ -262,8 +262,8 @@ def by_emotion(ds, emotion: str, *, model: str | None = None, min: float = 0.0,
     Raises
     ------
     EmodistError
-        No predictions in the store, an ambiguous or unknown model, or an
-        emotion the model does not predict.
+        No predictions in the store, an ambiguous or unknown model, an
+        emotion the model does not predict, or ``min`` outside [0, 1].
     """
     from emodist.errors import EmodistError
     from emodist.store import layout
@@ -285,6 +285,8 @@ def by_emotion(ds, emotion: str, *, model: str | None = None, min: float = 0.0,
                            param="emotion")
     if level not in EMOTION_LEVELS:
         raise EmodistError(f"level is {' or '.join(EMOTION_LEVELS)}, not {level!r}", param="level")
+    if not 0.0 <= float(min) <= 1.0:  # a percentage (60) would silently keep nothing
+        raise EmodistError(f"a predicted share is between 0 and 1, not {min}", param="min")
     col = classes.index(emotion)
     if level == "track":
         probs = np.asarray(ds[name + TRACK_PROBABILITY].values, np.float64)

@@ -147,6 +147,17 @@ def test_query_by_emotion_ranks_the_stored_track_results(tmp_path, music, model,
         by_emotion(ds, "joy")
     with pytest.raises(EmodistError, match="no predictions of model 'other'"):
         by_emotion(ds, "power", model="other")
+    for bad in (60, -0.1, float("nan")):  # a percentage would silently keep nothing
+        with pytest.raises(EmodistError, match="between 0 and 1") as got:
+            by_emotion(ds, "power", min=bad)
+        assert got.value.param == "min"
+    # a share no track reaches: an empty table, said so
+    tops = ds["mood_track_probability"].values.max(axis=0)
+    rare = CLASSES[int(np.argmin(tops))]
+    above = (float(tops.min()) + 1.0) / 2
+    assert tops.min() < above <= 1.0 and len(by_emotion(ds, rare, min=above)) == 0
+    assert main(["query", url, "--emotion", rare, "--min", str(above)]) == 0
+    assert capsys.readouterr().out == f"no rows (columns: track_id, {rare}, dominant)\n"
     assert main(["query", url, "--emotion", "power", "--min", str(cut), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("track_id,power,dominant") and len(lines) == len(want) + 1
