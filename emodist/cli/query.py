@@ -280,6 +280,12 @@ def cmd_query(args) -> int:
     if args.emotion:
         df = ds.emodist.by_emotion(args.emotion, model=args.model, min=args.min, level=args.level)
         write_frame(df, fmt, args.out)
+        if df.empty and args.min > 0:  # soft-label shares are low: say where the top is
+            top = ds.emodist.by_emotion(args.emotion, model=args.model, level=args.level)
+            if len(top):
+                where = top["segment_id" if args.level == "segment" else "track_id"].iloc[0]
+                print(f"no {args.level} reaches {args.emotion} {args.min:g}; the highest is "
+                      f"{top[args.emotion].iloc[0]:.2f} ({where})", file=sys.stderr)
         if args.out:
             print(f"wrote {len(df)} rows to {args.out}", file=sys.stderr)
         return 0

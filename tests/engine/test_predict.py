@@ -157,7 +157,11 @@ def test_query_by_emotion_ranks_the_stored_track_results(tmp_path, music, model,
     above = (float(tops.min()) + 1.0) / 2
     assert tops.min() < above <= 1.0 and len(by_emotion(ds, rare, min=above)) == 0
     assert main(["query", url, "--emotion", rare, "--min", str(above)]) == 0
-    assert capsys.readouterr().out == f"no rows (columns: track_id, {rare}, dominant)\n"
+    out, err = capsys.readouterr()
+    assert out == f"no rows (columns: track_id, {rare}, dominant)\n"
+    best = int(np.argmax(ds["mood_track_probability"].values[:, CLASSES.index(rare)]))
+    assert err == (f"no track reaches {rare} {above:g}; the highest is {tops.min():.2f} "
+                   f"({tracks[best]})\n")
     assert main(["query", url, "--emotion", "power", "--min", str(cut), "--format", "csv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("track_id,power,dominant") and len(lines) == len(want) + 1
