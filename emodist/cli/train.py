@@ -20,8 +20,9 @@ __all__ = ["cmd_train", "register"]
 
 DESCRIPTION = """Fit one preset's whole pipeline (scaling, model) on every usable
 segment of a store, run the same preset's grouped cross-validation to measure it
-(classes: accuracy, balanced accuracy, macro-F1, track level, confusion, and
-calibration of the out-of-fold probabilities: ECE and a reliability diagram;
+(classes: accuracy, balanced accuracy, macro-F1, track level, the confusion
+matrix drawn in MODEL_DIR/confusion.png, and calibration of the out-of-fold
+probabilities: ECE and a reliability diagram;
 continuous targets: R², RMSE, Pearson r, Spearman rho, CCC per target; tags:
 ROC-AUC and PR-AUC, macro and micro), and write MODEL_DIR/model.onnx (float32
 features in, probabilities or values out; loading it runs no code) with its card

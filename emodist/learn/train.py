@@ -68,6 +68,7 @@ from emodist.learn.regression import (
     resolve_regression_presets,
     scatter_figure,
 )
+from emodist.learn.report import confusion_figure
 from emodist.learn.runs import fit_params, fit_predict_distribution, fit_predict_proba, set_classes
 from emodist.learn.scoring import (
     baseline_rates,
@@ -90,7 +91,7 @@ from emodist.learn.votes import (
 from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
 from emodist.runtime.executor import run_all
 
-__all__ = ["AUTO_PRESETS", "ONNX_TOLERANCE", "best_from_report", "run_auto", "run_train",
+__all__ = ["AUTO_PRESETS", "CONFUSION_FIGURE", "ONNX_TOLERANCE", "best_from_report", "run_auto", "run_train",
            "store_fingerprint", "training_spec"]
 
 log = logging.getLogger(__name__)
@@ -101,6 +102,8 @@ ONNX_TOLERANCE = 1e-5
 AUTO_PRESETS = ("soft-logistic-regression", "logistic-regression", "bagged-trees", "medium-knn")
 #: The reliability diagram's file name in the model folder.
 FIGURE = "reliability.png"
+#: The out-of-fold confusion matrix (segments) of a class model, in its folder.
+CONFUSION_FIGURE = "confusion.png"
 
 
 def model_variable(name: str, *, given: bool = True) -> str:
@@ -456,6 +459,9 @@ def _train_classes(ds, spec, preset, *, tracks, client, n_jobs, **_) -> dict:
     pipe, classes = _fit_final(data, X, groups, preset, spec.seed, target)
     fit_seconds = time.perf_counter() - t0
     cv["calibration"]["figure"] = FIGURE
+    confusion = (cv.get("segment") or {}).get("confusion")
+    if confusion:
+        confusion["figure"] = CONFUSION_FIGURE
     cv.update({
         "folds": int(spec.folds), "seed": int(spec.seed), "group_by": group_by,
         "splitter": describe_splitter(fold_splitter(strata, groups, spec.folds, spec.seed), word),
@@ -464,7 +470,11 @@ def _train_classes(ds, spec, preset, *, tracks, client, n_jobs, **_) -> dict:
 
     def files(model_name):
         title = f"{model_name}: out-of-fold calibration"
-        return {FIGURE: reliability_figure(cv["calibration"], title=title)}
+        out = {FIGURE: reliability_figure(cv["calibration"], title=title)}
+        if confusion:
+            out[CONFUSION_FIGURE] = _png(confusion_figure(
+                confusion, title=f"{model_name}: out-of-fold confusion, segments (% of true class)"))
+        return out
 
     return {"set": fs, "X": X, "cv": cv, "model": pipe, "columns": classes, "target": target,
             "label_rule": data.label_rule, "files": files,

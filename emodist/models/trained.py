@@ -5,7 +5,9 @@
     MODEL_DIR/
         model.json     the card (this module's format)
         model.onnx     the fitted pipeline (float32 features in, probabilities out)
-        reliability.png
+        reliability.png      classes and distributions: calibration
+        confusion.png        classes: the out-of-fold confusion matrix
+        scatter_COLUMN.png   continuous targets: predicted against true values
 
 The card is plain JSON: what the model predicts (target and classes), what
 it reads (the input feature groups exactly as the store describes them, the
@@ -532,6 +534,10 @@ def describe_trained(model: TrainedModel) -> list[str]:
                      f"macro-F1 {_pct(seg['macro_f1']['mean'])}")
     if trk := cv.get("track"):
         lines.append(f"  tracks (majority vote): {_accuracies(trk)}")
+    if conf := (seg or {}).get("confusion"):
+        recall = ", ".join(f"{c} {r:.0f}%" for c, r in zip(conf["classes"], conf["tpr"]))
+        figure = f"; confusion matrix {conf['figure']}" if conf.get("figure") else ""
+        lines.append(f"  recall per class (segments, folds pooled): {recall}{figure}")
     if reg := cv.get("regression"):
         seg, trk = reg["segment"]["mean"], reg["track"]["mean"]
         lines.append(f"  {cv.get('folds')}-fold grouped CV regression, mean over "

@@ -55,7 +55,21 @@ def test_card_records_inputs_data_and_onnx(store, trained):
     assert card["onnx"]["check"]["max_abs_diff_vs_sklearn"] <= 1e-5
     assert card["preset"]["key"] == PRESET and card["label_rule"] == "listener"
     assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert card["cv"]["segment"]["confusion"]["figure"] == "confusion.png"
+    assert (out / "confusion.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert is_model_dir(out)
+
+
+def test_model_show_gives_each_class_recall_from_the_confusion_counts(trained):
+    card, out = trained
+    conf = card["cv"]["segment"]["confusion"]
+    counts = np.asarray(conf["counts"])
+    recall = 100 * np.diag(counts) / counts.sum(axis=1)
+    text = "\n".join(describe_trained(load_trained(out)))
+    line = next(x for x in text.splitlines() if "recall per class" in x)
+    assert line.endswith("; confusion matrix confusion.png")
+    for c, r in zip(conf["classes"], recall):
+        assert f"{c} {r:.0f}%" in line, (c, r, line)
 
 
 def test_training_cv_is_the_evaluations(store, trained):
