@@ -498,7 +498,13 @@ def _pm(m: dict) -> str:
 
 
 def _accuracies(m: dict) -> str:
-    return f"accuracy {_pct(m['accuracy']['mean'])}, balanced accuracy {_pct(m['balanced_accuracy']['mean'])}"
+    """Accuracy and balanced accuracy, means over the folds; the pooled balanced accuracy too
+    when it differs (a fold without some class scores only the classes it has)."""
+    bal = m["balanced_accuracy"]
+    pooled = bal.get("pooled")
+    extra = (f" ({_pct(pooled)} pooled over the folds)"
+             if pooled is not None and abs(pooled - bal["mean"]) >= 0.0005 else "")
+    return f"accuracy {_pct(m['accuracy']['mean'])}, balanced accuracy {_pct(bal['mean'])}{extra}"
 
 
 def describe_trained(model: TrainedModel) -> list[str]:

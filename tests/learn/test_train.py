@@ -70,6 +70,12 @@ def test_model_show_gives_each_class_recall_from_the_confusion_counts(trained):
     assert line.endswith("; confusion matrix confusion.png")
     for c, r in zip(conf["classes"], recall):
         assert f"{c} {r:.0f}%" in line, (c, r, line)
+    # balanced accuracy over every out-of-fold segment is the mean of those recalls
+    cv_line = next(x for x in text.splitlines() if "grouped CV, segments" in x)
+    mean = 100 * card["cv"]["segment"]["balanced_accuracy"]["mean"]
+    pooled = f"{recall.mean():.1f}% pooled over the folds"
+    assert f"balanced accuracy {mean:.1f}%" in cv_line
+    assert (pooled in cv_line) == (abs(recall.mean() - mean) >= 0.05), cv_line
 
 
 def test_training_cv_is_the_evaluations(store, trained):
