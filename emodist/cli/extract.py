@@ -38,6 +38,7 @@ EXAMPLES = """examples:
   emodist extract s3://bucket/emotify --store s3://bucket/features.zarr \\
       --scheduler tcp://scheduler:8786 --storage-options '{"client_kwargs": {"endpoint_url": "http://minio:9000"}}'
   emodist extract data/ --store features.zarr          # rerun: resumes, or says it is complete
+  emodist extract ~/music/ --store library.zarr --unlabelled   # your own music, no labels
 """
 
 
@@ -112,9 +113,13 @@ def register(subparsers) -> None:
 
 
 def add_dataset_and_store(p) -> None:
-    """DATASET and ``--store`` (``extract`` and ``run``)."""
+    """DATASET, ``--unlabelled`` and ``--store`` (``extract`` and ``run``)."""
     p.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
     p.add_argument("--store", required=True, metavar="URL", help="output store (path or s3://...)")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="DATASET is music without labels: an audio file, a folder of audio "
+                   "files (searched recursively) or a manifest CSV whose only required column "
+                   "is path; features only (query, similar; evaluate and train need labels)")
 
 
 def spec_and_runtime(args):
@@ -160,8 +165,14 @@ def cmd_extract(args) -> int:
     from emodist.engine.extract import run_extract
 
     spec, runtime = spec_and_runtime(args)
+    catalog = None
+    if args.unlabelled:
+        from emodist.data.catalog import load_audio
+
+        catalog = load_audio(args.dataset, storage_options=runtime.options("dataset"))
     result = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
                          retry_failed=args.retry_failed, repair=args.repair,
-                         break_lock=args.break_lock, worker_timeout=args.worker_timeout)
+                         break_lock=args.break_lock, worker_timeout=args.worker_timeout,
+                         catalog=catalog)
     print_result(result)
     return 0

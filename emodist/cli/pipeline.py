@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 from emodist.cli.common import add_alias, add_command, add_out
 from emodist.cli.evaluate import (
     add_evaluation_options,
@@ -18,6 +20,7 @@ from emodist.cli.extract import (
     print_result,
     spec_and_runtime,
 )
+from emodist.errors import EmodistError
 
 __all__ = ["DEMO_DESCRIPTION", "DEMO_EXAMPLES", "RUN_DESCRIPTION", "RUN_EXAMPLES",
            "RUN_NOT_STREAMED", "cmd_demo", "cmd_run", "register", "run_evaluation"]
@@ -56,6 +59,7 @@ def register(subparsers) -> None:
     r = add_command(subparsers, "run", help="extract a dataset, then evaluate it",
                     description=RUN_DESCRIPTION, epilog=RUN_EXAMPLES)
     add_dataset_and_store(r)
+    r._option_string_actions["--unlabelled"].help = argparse.SUPPRESS  # refused: run evaluates
     add_out(r, help="report folder: report.json, report.md and figures")
     add_extract_options(r)
     add_evaluation_options(r)
@@ -97,6 +101,9 @@ def cmd_run(args) -> int:
     from emodist.engine.extract import run_extract
     from emodist.engine.pipeline import run_pipeline
 
+    if args.unlabelled:
+        raise EmodistError("run evaluates, which needs labels; extract music without labels "
+                           "with emodist extract --unlabelled", param="unlabelled")
     spec, runtime = spec_and_runtime(args)
     if args.stream:
         check_streamable(args, RUN_NOT_STREAMED)

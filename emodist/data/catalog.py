@@ -42,6 +42,7 @@ __all__ = [
     "EMOTIFY_COLUMNS",
     "EMOTIFY_GENRES",
     "LAYOUT_READERS",
+    "UNLABELLED_HINT",
     "Catalog",
     "emotify_audio_path",
     "is_emotify",
@@ -56,6 +57,8 @@ __all__ = [
 
 #: Audio file extensions recognised by the folder-per-label layout.
 AUDIO_EXTENSIONS = (".mp3", ".wav", ".flac", ".ogg", ".aiff", ".aif", ".au")
+#: What a labelled reader's refusal adds when the input may be music without labels.
+UNLABELLED_HINT = "; music without labels: emodist extract --unlabelled, or emodist predict"
 
 #: Emotify genre of each block of 100 track ids (1-100 classical, ...).
 EMOTIFY_GENRES = ("classical", "rock", "electronic", "pop")
@@ -474,7 +477,8 @@ def load_manifest(
     df = _parse_csv(_read_text(url, storage_options), url)
     for col in ("path", "label"):
         if col not in df.columns:
-            raise DataError(f"{url}: missing column {col!r}")
+            raise DataError(f"{url}: missing column {col!r}" + (UNLABELLED_HINT if col == "label"
+                                                                 else ""))
     empty = df["path"].str.strip() == ""
     if empty.any():
         raise DataError(f"{url}: column 'path', line {int(np.flatnonzero(empty)[0]) + 2}: empty")
@@ -515,7 +519,8 @@ def load_folders(
                 rel = posixpath.relpath(f, path)
                 rows.append({"track_id": rel, "path": full, "label": label, "group": rel})
     if not rows:
-        raise DataError(f"{root}: no audio files in label folders ({', '.join(AUDIO_EXTENSIONS)})")
+        raise DataError(f"{root}: no audio files in label folders ({', '.join(AUDIO_EXTENSIONS)})"
+                        + UNLABELLED_HINT)
     tracks = pd.DataFrame(rows)
     tracks["genre"] = ""
     tracks["n_responses"] = 0
