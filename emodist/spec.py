@@ -26,14 +26,17 @@ LABEL_RULES = ("listener", "mean")
 #: is about four times larger (a one-off ~1.1 GiB and ~300,000 page faults per
 #: worker, docs/performance.md).  A GPU chooses its own batch size.
 BATCH_SIZE = 8
+#: Segments computed at once when files are answered in one process (no store):
+#: whole tracks, so its memory holds one such chunk's inputs whatever the number of files.
+FILE_CHUNK_SEGMENTS = 32
 
 #: Where the segment plan's file headers are read (see :mod:`emodist.engine.planning`).
 PLAN_SITES = ("auto", "driver", "workers")
 #: ``plan_on="auto"`` plans on the workers above this many tracks (or when remote).
 PLAN_ON_WORKERS_TRACKS = 5000
 
-__all__ = ["BATCH_SIZE", "LABEL_RULES", "PLAN_ON_WORKERS_TRACKS", "PLAN_SITES", "ExtractionSpec",
-           "Runtime"]
+__all__ = ["BATCH_SIZE", "FILE_CHUNK_SEGMENTS", "LABEL_RULES", "PLAN_ON_WORKERS_TRACKS",
+           "PLAN_SITES", "ExtractionSpec", "Runtime"]
 
 
 @dataclass(frozen=True)

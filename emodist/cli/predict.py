@@ -14,7 +14,7 @@ from emodist.cli.common import (
     runtime_from_args,
 )
 from emodist.errors import EmodistError
-from emodist.spec import BATCH_SIZE
+from emodist.spec import BATCH_SIZE, FILE_CHUNK_SEGMENTS
 
 __all__ = ["BAR", "DESCRIPTION", "EXAMPLES", "cmd_predict", "print_tracks", "register",
            "write_table"]
@@ -61,7 +61,8 @@ def register(subparsers) -> None:
     p.add_argument("--device", default="cpu", metavar="DEVICE",
                    help="where the models run: cpu (default), cuda or cuda:N")
     p.add_argument("--chunk-segments", type=int, metavar="N",
-                   help="segments per store chunk of a new store")
+                   help="segments per store chunk of a new store; without --store, segments "
+                   f"computed at once (whole tracks; default {FILE_CHUNK_SEGMENTS})")
     p.add_argument("--overwrite", action="store_true",
                    help="replace groups of the store written with another spec")
     add_storage_options(p)

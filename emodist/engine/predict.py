@@ -29,6 +29,7 @@ cluster, no store.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from dataclasses import dataclass, field
@@ -46,16 +47,17 @@ from emodist.errors import EmodistError, ModelError
 from emodist.features import REGISTRY
 from emodist.features.head import ModelHead
 from emodist.learn.targets import FACTOR_OF, FACTORS
+from emodist.progress import progress_bar
 from emodist.runtime.cluster import connect
-from emodist.spec import ExtractionSpec, Runtime
+from emodist.spec import FILE_CHUNK_SEGMENTS, ExtractionSpec, Runtime
 from emodist.store import layout
 from emodist.store.accessor import open_store
 from emodist.store.handle import as_store
 from emodist.store.zarrio import replace_variables
 
-__all__ = ["FileValues", "PredictResult", "featurise_files", "input_group", "model_head",
-           "model_kind", "model_spec", "predict_files", "recorded_spec", "run_predict",
-           "track_results", "write_track_results"]
+__all__ = ["FileValues", "PredictResult", "featurise_files", "input_group",
+           "model_head", "model_kind", "model_spec", "predict_files", "recorded_spec", "run_predict",
+           "track_chunks", "track_results", "write_track_results"]
 
 log = logging.getLogger(__name__)
 
@@ -420,15 +422,49 @@ def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = N
             raise EmodistError(reasons, param=param)  # one file: its own reason says it all
         raise EmodistError(f"{data}: no segment to compute ({reasons or 'too short'})",
                            param=param)
-    rows = SegmentRows.from_columns(table["track_id"], table["path"], table["start_s"],
-                                    table["duration_s"])
-    task = ChunkTask(chunk=0, start=0, stop=len(table), rows=rows, groups=spec.group_names)
     job = Job(store="", spec=spec, batch_size=runtime.batch_size,
               dataset_options=runtime.options("dataset"), model_options=runtime.options("model"),
               device=runtime.device)
-    values, status, failures = compute_chunk(task, job, threads=max(1, runtime.threads_per_worker
-                                                                     or 1))
-    return FileValues(table=table, values=values, status=status, failures=problems + failures)
+    threads = max(1, runtime.threads_per_worker or 1)
+    bounds = track_chunks(table["track_id"].to_numpy(), runtime.chunk or FILE_CHUNK_SEGMENTS)
+    parts, failures = [], list(problems)
+    with progress_bar(runtime.progress and len(bounds) > 1) as bar:
+        job_id = bar.add_task("", total=len(table)) if bar is not None else None
+        for k, (a, b) in enumerate(bounds):
+            rows = SegmentRows.from_columns(table["track_id"].iloc[a:b], table["path"].iloc[a:b],
+                                            table["start_s"].iloc[a:b],
+                                            table["duration_s"].iloc[a:b])
+            task = ChunkTask(chunk=k, start=0, stop=b - a, rows=rows, groups=spec.group_names)
+            values, status, failed = compute_chunk(task, job, threads=threads)
+            parts.append((values, status))
+            failures += failed
+            if bar is not None:
+                bar.update(job_id, advance=b - a)
+    names = parts[0][0].keys()
+    return FileValues(table=table,
+                      values={g: np.concatenate([v[g] for v, _ in parts]) for g in names},
+                      status={g: np.concatenate([s[g] for _, s in parts]) for g in names},
+                      failures=failures)
+
+
+def track_chunks(track_id, size: int) -> list[tuple[int, int]]:
+    """Row ranges ``[a, b)`` of whole tracks, each about ``size`` segments.
+
+    Consecutive rows of one track stay together (a track is decoded once), so
+    a chunk holds at least one track and grows by whole tracks while it
+    stays within ``size`` rows.
+    """
+    track_id = np.asarray(track_id)
+    if len(track_id) == 0:
+        return []
+    starts = np.flatnonzero(np.r_[True, track_id[1:] != track_id[:-1]]).tolist() + [len(track_id)]
+    bounds, a = [], 0
+    for start, stop in itertools.pairwise(starts[1:]):
+        if stop - a > size:  # the next track would overfill this chunk
+            bounds.append((a, start))
+            a = start
+    bounds.append((a, len(track_id)))
+    return bounds
 
 
 def predict_files(data: str, model, runtime: Runtime | None = None) -> PredictResult:

@@ -86,6 +86,35 @@ def test_here_and_now_equals_the_cluster_run(tmp_path, music, model, client):
     assert here.tracks["dominant"].tolist() == there.tracks["dominant"].tolist()
 
 
+def test_many_files_here_go_by_whole_tracks_and_give_what_one_chunk_gives(music, model,
+                                                                         capsys):
+    m, _, _ = model
+    whole = predict_files(str(music), m, Runtime(progress=False, chunk=1000))
+    capsys.readouterr()
+    parts = predict_files(str(music), m, Runtime(progress=True, chunk=4))  # one track at a time
+    assert len(whole.segments) == len(parts.segments) == 12  # 4 tracks x 3 segments of 4 s
+    pd.testing.assert_frame_equal(parts.segments, whole.segments, check_exact=True)
+    pd.testing.assert_frame_equal(parts.tracks, whole.tracks, check_exact=True)
+    err = capsys.readouterr().err
+    assert "12/12" in err and "ETA" in err  # done/total, rate and time left on stderr
+
+
+def test_track_chunks_keep_tracks_whole():
+    from emodist.engine.predict import track_chunks
+
+    ids = ["a"] * 3 + ["b"] * 3 + ["c"] * 9 + ["d"] * 2 + ["e"] * 2
+    assert track_chunks(ids, 6) == [(0, 6), (6, 15), (15, 19)]  # c alone is larger than 6
+    assert track_chunks(ids, 5) == [(0, 3), (3, 6), (6, 15), (15, 19)]
+    assert track_chunks(ids, 100) == [(0, 19)] and track_chunks([], 4) == []
+    for size in range(1, 12):
+        bounds = track_chunks(ids, size)
+        assert [a for a, _ in bounds[1:]] == [b for _, b in bounds[:-1]]  # contiguous, complete
+        assert bounds[0][0] == 0 and bounds[-1][1] == len(ids)
+        for a, b in bounds:  # never a cut inside a track; over size only for a single track
+            assert a == 0 or ids[a] != ids[a - 1]
+            assert b - a <= size or len(set(ids[a:b])) == 1
+
+
 def test_a_model_trained_on_other_parameters_is_refused_by_field(model, tmp_path):
     m, _, _ = model
     inp = m.inputs[0]

@@ -102,3 +102,17 @@ def test_predict_one_file_here(setup):
     found = predict_files(str(setup["audio"] / f"{name}.mp3"), setup["model"])
     got = found.segments[list(setup["model"].classes)].to_numpy()
     np.testing.assert_allclose(got, _expected(setup, track), rtol=0, atol=TOL)
+
+
+def test_predict_a_folder_here_one_segment_at_a_time_keeps_tracks_whole(setup):
+    """Chunks of one segment would cut every track: they grow to whole tracks instead, so
+    each segment still meets its own track's mean."""
+    from emodist.spec import Runtime
+
+    found = predict_files(str(setup["audio"]), setup["model"], Runtime(progress=False, chunk=1))
+    got = found.segments
+    assert len(got) == 16
+    for name, track in setup["names"].items():
+        rows = got[got["track_id"] == f"{name}.mp3"]
+        np.testing.assert_allclose(rows[list(setup["model"].classes)].to_numpy(),
+                                   _expected(setup, track), rtol=0, atol=TOL)
