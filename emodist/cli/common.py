@@ -25,8 +25,8 @@ __all__ = [
     "DEADLINE_ENV", "LOCATIONS", "DeprecatedAlias", "LibraryChoices", "StorageDeadline",
     "add_alias", "add_cluster_options", "add_command", "add_dataset_options", "add_log",
     "add_once", "add_out", "add_quiet", "add_scheduler_options", "add_segment_options",
-    "add_storage_options", "failure_line", "parse_json_object", "parse_resources", "parse_storage_options",
-    "runtime_from_args", "spec_from_args", "storage_from_args",
+    "add_storage_options", "failure_line", "parse_json_object", "parse_resources",
+    "parse_storage_options", "runtime_from_args", "spec_from_args", "storage_from_args",
 ]
 
 #: Locations that may have their own storage options.

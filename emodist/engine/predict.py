@@ -55,8 +55,8 @@ from emodist.store.accessor import open_store
 from emodist.store.handle import as_store
 from emodist.store.zarrio import replace_variables
 
-__all__ = ["FileValues", "PredictResult", "featurise_files", "input_group",
-           "model_head", "model_kind", "model_spec", "predict_files", "recorded_spec", "run_predict",
+__all__ = ["FileValues", "PredictResult", "featurise_files", "input_group", "model_head",
+           "model_kind", "model_spec", "predict_files", "recorded_spec", "run_predict",
            "track_chunks", "track_results", "write_track_results"]
 
 log = logging.getLogger(__name__)
@@ -395,7 +395,12 @@ def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = N
 
     The segment plan and the workers' own chunk function
     (:func:`emodist.engine.worker.compute_chunk`): decode once per track,
-    every group, batched ONNX on this process's cached sessions.
+    every group, batched ONNX on this process's cached sessions.  The tracks
+    go in chunks of whole tracks of about ``runtime.chunk`` segments
+    (:data:`~emodist.spec.FILE_CHUNK_SEGMENTS` by default,
+    :func:`track_chunks`), so memory does not grow with the number of files;
+    with ``runtime.progress``, a bar shows done/total, rate and time left
+    when there is more than one chunk.
 
     With ``empty_ok``, audio that gives no segment (unreadable, too short)
     returns an empty table with the reasons in ``failures``, so that a caller

@@ -91,8 +91,8 @@ from emodist.learn.votes import (
 from emodist.models.trained import TrainedModel, feature_names_sha256, is_model_dir, write_trained
 from emodist.runtime.executor import run_all
 
-__all__ = ["AUTO_PRESETS", "CONFUSION_FIGURE", "ONNX_TOLERANCE", "best_from_report", "run_auto", "run_train",
-           "store_fingerprint", "training_spec"]
+__all__ = ["AUTO_PRESETS", "CONFUSION_FIGURE", "ONNX_TOLERANCE", "best_from_report", "run_auto",
+           "run_train", "store_fingerprint", "training_spec"]
 
 log = logging.getLogger(__name__)
 
