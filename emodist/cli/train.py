@@ -168,7 +168,7 @@ def cmd_train(args) -> int:
                              classifiers=args.classifier or AUTO_PRESETS, rank_by=args.rank_by,
                              folds=5 if args.folds is None else args.folds,
                              seed=0 if args.seed is None else args.seed, label_rule=args.label_rule,
-                             client=client, **common)
+                             client=client, progress=not args.quiet, **common)
     else:
         kwargs = _arguments(args)
         with flagged(FLAGS), maybe_client(args.scheduler, args.scheduler_file) as client:

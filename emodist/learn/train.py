@@ -69,7 +69,13 @@ from emodist.learn.regression import (
     scatter_figure,
 )
 from emodist.learn.report import confusion_figure
-from emodist.learn.runs import fit_params, fit_predict_distribution, fit_predict_proba, set_classes
+from emodist.learn.runs import (
+    FitProgress,
+    fit_params,
+    fit_predict_distribution,
+    fit_predict_proba,
+    set_classes,
+)
 from emodist.learn.scoring import (
     baseline_rates,
     classification_metrics,
@@ -680,8 +686,10 @@ def _best_vote_row(report: dict, path) -> dict:
                        f"({', '.join(exportable(kind))})", param="from_report")
 
 
-def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_jobs) -> dict:
-    """The (feature set, preset) with the best inner grouped-CV ``rank_by`` on ``rows``."""
+def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_jobs,
+            on_done=None) -> dict:
+    """The (feature set, preset) with the best inner grouped-CV ``rank_by`` on ``rows``
+    (``on_done()`` after each of its fits)."""
     y, g = data.y[rows], groups[rows]
     strata = (data.y if data.strata is None else data.strata)[rows]
     inner = make_folds(strata, g, inner_folds, seed, unit="groups")
@@ -691,7 +699,7 @@ def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_j
              for fs, key in combos for j in range(inner_folds)]
     out = run_all(fit_predict_proba, {"y": y, "folds": inner, "seed": seed, "weights": False,
                                       "soft": soft, "groups": g, "classes": data.classes},
-                  tasks, client=client, n_jobs=n_jobs)
+                  tasks, client=client, n_jobs=n_jobs, on_done=on_done)
     scores = {}
     for c, combo in enumerate(combos):
         pred = np.empty(len(y), dtype=object)
@@ -706,7 +714,7 @@ def _choose(data, rows, groups, presets, rank_by, inner_folds, seed, client, n_j
 def run_auto(store, *, out, features=None, classifiers=AUTO_PRESETS, rank_by: str = "balanced_accuracy",
              folds: int = 5, inner_folds: int = 4, seed: int = 0, label_rule: str | None = None,
              name: str | None = None, client=None, n_jobs: int | None = -1,
-             storage_options: dict | None = None) -> TrainedModel:
+             storage_options: dict | None = None, progress: bool = False) -> TrainedModel:
     """Choose the feature set and preset by nested grouped CV, then train the choice.
 
     Inside each outer training fold an inner grouped CV ranks every (feature
@@ -728,6 +736,9 @@ def run_auto(store, *, out, features=None, classifiers=AUTO_PRESETS, rank_by: st
     rank_by : {"accuracy", "balanced_accuracy", "macro_f1"}
     inner_folds : int
         Grouped folds of each inner CV.
+    progress : bool
+        A bar over the selection's fits on stderr (done/total, rate, time
+        left): ``folds + 1`` inner CVs of every candidate, and the outer fits.
 
     Returns
     -------
@@ -747,16 +758,23 @@ def run_auto(store, *, out, features=None, classifiers=AUTO_PRESETS, rank_by: st
     proba = np.zeros((len(data.y), len(data.classes)))
     choices = []
     t0 = time.perf_counter()
-    for k in range(folds):
-        train = fold != k
-        pick = _choose(data, train, groups, presets, rank_by, inner_folds, seed, client, n_jobs)
-        choices.append({"fold": k, **pick})
-        p, pr = fit_predict_proba(data.X[pick["features"]], data.y, fold, k, pick["classifier"], seed,
-                                  False, soft=data.soft, groups=groups, classes=data.classes)
-        pred[fold == k], proba[fold == k] = p, pr
+    bar = FitProgress(progress, (folds + 1) * len(data.sets) * len(presets) * inner_folds + folds)
+    try:
+        for k in range(folds):
+            train = fold != k
+            pick = _choose(data, train, groups, presets, rank_by, inner_folds, seed, client,
+                           n_jobs, on_done=bar.tick)
+            choices.append({"fold": k, **pick})
+            p, pr = fit_predict_proba(data.X[pick["features"]], data.y, fold, k, pick["classifier"],
+                                      seed, False, soft=data.soft, groups=groups,
+                                      classes=data.classes)
+            pred[fold == k], proba[fold == k] = p, pr
+            bar.tick()
+        final = _choose(data, np.ones(len(data.y), dtype=bool), groups, presets, rank_by,
+                        inner_folds, seed, client, n_jobs, on_done=bar.tick)
+    finally:
+        bar.close()
     t_true, t_pred, t_folds = track_level(data.y, pred, fold, data.track_id, data.classes)
-    final = _choose(data, np.ones(len(data.y), dtype=bool), groups, presets, rank_by, inner_folds,
-                    seed, client, n_jobs)
     auto = {
         "rank_by": rank_by, "folds": int(folds), "inner_folds": int(inner_folds),
         "candidates": {"features": [fs.name for fs in data.sets], "classifiers": [p.key for p in presets]},

@@ -238,7 +238,12 @@ def test_auto_nested_choice(store, tmp_path, capsys):
     out = tmp_path / "auto"
     assert main(["train", store, "--auto", "--features", "handcrafted", "--classifier", "fine-knn",
                  "medium-knn", "--folds", "3", "--out", str(out), "--jobs", "1"]) == 0
-    assert "chosen by nested CV" in capsys.readouterr().out
+    printed = capsys.readouterr()
+    assert "chosen by nested CV" in printed.out
+    # progress over every fit: 3 outer folds and the final choice each run an inner 4-fold CV
+    # of 1 feature set x 2 presets; then 3 outer fits
+    fits = (3 + 1) * 1 * 2 * 4 + 3
+    assert f"{fits}/{fits}" in printed.err and "ETA" in printed.err
     card = load_trained(out).card
     auto = card["chosen_from"]["auto"]
     assert [c["fold"] for c in auto["choices"]] == [0, 1, 2]
