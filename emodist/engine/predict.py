@@ -55,9 +55,9 @@ from emodist.store.accessor import open_store
 from emodist.store.handle import as_store
 from emodist.store.zarrio import replace_variables
 
-__all__ = ["FileValues", "PredictResult", "featurise_files", "input_group", "model_head",
-           "model_kind", "model_spec", "predict_files", "recorded_spec", "run_predict",
-           "track_chunks", "track_results", "write_track_results"]
+__all__ = ["FileValues", "PredictResult", "failure_text", "featurise_files", "input_group",
+           "model_head", "model_kind", "model_spec", "predict_files", "recorded_spec",
+           "run_predict", "track_chunks", "track_results", "write_track_results"]
 
 log = logging.getLogger(__name__)
 
@@ -422,7 +422,7 @@ def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = N
     if len(table) == 0 and empty_ok:
         return FileValues(table=table, values={}, status={}, failures=problems)
     if len(table) == 0:
-        reasons = "; ".join(m if p in m else f"{p}: {m}" for _, p, m in plan.problems[:3])
+        reasons = "; ".join(failure_text(p, m) for _, p, m in plan.problems[:3])
         if len(plan.problems) == 1 and reasons.startswith(str(data)):
             raise EmodistError(reasons, param=param)  # one file: its own reason says it all
         raise EmodistError(f"{data}: no segment to compute ({reasons or 'too short'})",
@@ -450,6 +450,11 @@ def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = N
                       values={g: np.concatenate([v[g] for v, _ in parts]) for g in names},
                       status={g: np.concatenate([s[g] for _, s in parts]) for g in names},
                       failures=failures)
+
+
+def failure_text(path: str, error: str) -> str:
+    """``PATH: error``, or the error alone when it names the path already."""
+    return error if str(path) in str(error) else f"{path}: {error}"
 
 
 def track_chunks(track_id, size: int) -> list[tuple[int, int]]:

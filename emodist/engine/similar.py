@@ -19,7 +19,13 @@ import numpy as np
 import pandas as pd
 
 from emodist.engine.plan import first_difference
-from emodist.engine.predict import featurise_files, input_group, model_head, recorded_spec
+from emodist.engine.predict import (
+    failure_text,
+    featurise_files,
+    input_group,
+    model_head,
+    recorded_spec,
+)
 from emodist.errors import EmodistError, ModelError, StoreError
 from emodist.spec import ExtractionSpec, Runtime
 from emodist.store import layout
@@ -183,7 +189,6 @@ def similar_audio(ds, audio, *, k: int = 10, features=None, metric: str = "cosin
             found.insert(0, "query", str(path))
             frames.append(found)
     if not frames:
-        reasons = "; ".join(f["error"] if f["path"] in f["error"] else f"{f['path']}: {f['error']}"
-                            for f in failures[:3])
+        reasons = "; ".join(failure_text(f["path"], f["error"]) for f in failures[:3])
         raise EmodistError(f"no audio computed ({reasons or 'no segment'})", param="audio")
     return pd.concat(frames, ignore_index=True), failures
