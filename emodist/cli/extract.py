@@ -13,6 +13,7 @@ from emodist.cli.common import (
     runtime_from_args,
     spec_from_args,
 )
+from emodist.errors import EmodistError
 from emodist.features import DEFAULT_GROUPS, REGISTRY
 from emodist.features.handcrafted.names import FEATURE_SETS
 from emodist.features.inception import IMAGE_SCALES
@@ -39,6 +40,7 @@ EXAMPLES = """examples:
       --scheduler tcp://scheduler:8786 --storage-options '{"client_kwargs": {"endpoint_url": "http://minio:9000"}}'
   emodist extract data/ --store features.zarr          # rerun: resumes, or says it is complete
   emodist extract ~/music/ --store library.zarr --unlabelled   # your own music, no labels
+  emodist extract new/*.mp3 --store new.zarr --unlabelled      # a few files, each a track
 """
 
 
@@ -107,14 +109,23 @@ def register(subparsers) -> None:
     """Add the ``extract`` parser."""
     p = add_command(subparsers, "extract", help="extract feature groups into a Zarr store",
                     description=DESCRIPTION, epilog=EXAMPLES)
-    add_dataset_and_store(p)
+    add_dataset_and_store(p, files=True)
     add_extract_options(p)
     p.set_defaults(func=cmd_extract)
 
 
-def add_dataset_and_store(p) -> None:
-    """DATASET, ``--unlabelled`` and ``--store`` (``extract`` and ``run``)."""
-    p.add_argument("dataset", metavar="DATASET", help="Emotify folder, manifest CSV or label folders")
+def add_dataset_and_store(p, *, files: bool = False) -> None:
+    """DATASET, ``--unlabelled`` and ``--store`` (``extract`` and ``run``).
+
+    ``files``: DATASET may be several audio files (with ``--unlabelled``).
+    """
+    if files:
+        p.add_argument("dataset", metavar="DATASET", nargs="+",
+                       help="Emotify folder, manifest CSV or label folders; with --unlabelled "
+                       "also audio files (song.mp3, *.flac)")
+    else:
+        p.add_argument("dataset", metavar="DATASET",
+                       help="Emotify folder, manifest CSV or label folders")
     p.add_argument("--store", required=True, metavar="URL", help="output store (path or s3://...)")
     p.add_argument("--unlabelled", action="store_true",
                    help="DATASET is music without labels: an audio file, a folder of audio "
@@ -164,13 +175,17 @@ def cmd_extract(args) -> int:
     """Run ``emodist extract``; prints a summary and the failed tracks."""
     from emodist.engine.extract import run_extract
 
+    if len(args.dataset) > 1 and not args.unlabelled:
+        raise EmodistError("several DATASET are audio files: add --unlabelled, or give one "
+                           "dataset")
     spec, runtime = spec_and_runtime(args)
-    catalog = None
+    dataset, catalog = args.dataset[0], None
     if args.unlabelled:
-        from emodist.data.catalog import load_audio
+        from emodist.data.catalog import audio_source, load_audio
 
         catalog = load_audio(args.dataset, storage_options=runtime.options("dataset"))
-    result = run_extract(args.dataset, args.store, spec, runtime, overwrite=args.overwrite,
+        dataset = audio_source(args.dataset)
+    result = run_extract(dataset, args.store, spec, runtime, overwrite=args.overwrite,
                          retry_failed=args.retry_failed, repair=args.repair,
                          break_lock=args.break_lock, worker_timeout=args.worker_timeout,
                          catalog=catalog)

@@ -29,6 +29,7 @@ this process: per segment and for each track."""
 
 EXAMPLES = """examples:
   emodist predict song.mp3 --model models/emotion            # here and now, no cluster
+  emodist predict album/*.flac --model models/emotion        # a few files, each a track
   emodist predict my-music/ --model models/emotion --store predictions.zarr --out tracks.csv
   emodist predict s3://bucket/music/ --model models/emotion --store s3://bucket/p.zarr \\
       --scheduler tcp://scheduler:8786
@@ -43,9 +44,9 @@ def register(subparsers) -> None:
     """Add the ``predict`` parser."""
     p = add_command(subparsers, "predict", help="recognise the emotion of new music",
                     description=DESCRIPTION, epilog=EXAMPLES)
-    p.add_argument("data", metavar="DATA",
-                   help="an audio file, a folder of audio files, a manifest CSV (column path) "
-                   "or a dataset; local or s3://...")
+    p.add_argument("data", metavar="DATA", nargs="+",
+                   help="audio files (song.mp3, *.flac), a folder of audio files, a manifest "
+                   "CSV (column path) or a dataset; local or s3://...")
     p.add_argument("--model", required=True, metavar="DIR",
                    help="the model folder written by 'emodist train'")
     p.add_argument("--store", metavar="URL",
@@ -96,7 +97,8 @@ def print_tracks(result, top: int, stream=None) -> None:
     kind = getattr(result, "kind", "class")
     ranked = "top3" in tracks  # probabilities or shares: the three largest, with bars
     for _, row in shown.iterrows():
-        head = f"{row['track_id']}  ({int(row['n_segments'])} segments)"
+        n = int(row["n_segments"])
+        head = f"{row['track_id']}  ({n} segment{'' if n == 1 else 's'})"
         if not ranked:
             print(f"{head}: " + ", ".join(f"{c} {row[c]:.3f}" for c in classes), file=stream)
             continue
@@ -158,13 +160,14 @@ def cmd_predict(args) -> int:
     except EmodistError as exc:
         raise EmodistError(exc.message, param="model") from None
     runtime = runtime_from_args(args)
+    data = args.data[0] if len(args.data) == 1 else args.data
     if args.store:
-        result = run_predict(args.data, model, args.store, runtime, overwrite=args.overwrite)
+        result = run_predict(data, model, args.store, runtime, overwrite=args.overwrite)
         ex = result.extract
         print(f"{args.store}: {model.name} for {len(result.tracks)} tracks, "
               f"{len(result.segments)} segments ({ex.n_failed} failed) in {result.seconds:.1f} s")
     else:
-        result = predict_files(args.data, model, runtime)
+        result = predict_files(data, model, runtime)
     for f in result.failures:
         print(f"  not recognised: {failure_line(f)}", file=sys.stderr)
     print_tracks(result, args.top)

@@ -44,6 +44,7 @@ __all__ = [
     "LAYOUT_READERS",
     "UNLABELLED_HINT",
     "Catalog",
+    "audio_source",
     "emotify_audio_path",
     "is_emotify",
     "load_audio",
@@ -615,17 +616,18 @@ def load_dataset(path: str, *, label_rule: str = "listener", min_class_tracks: i
     raise DataError(f"{path}: no such dataset")
 
 
-def load_audio(path: str, *, storage_options: dict | None = None) -> Catalog:
-    """Music to recognise, with or without labels: any dataset, a folder, a list or one file.
+def load_audio(path, *, storage_options: dict | None = None) -> Catalog:
+    """Music to recognise, with or without labels: any dataset, a folder, a list or audio files.
 
     Parameters
     ----------
-    path : str
+    path : str or sequence of str
         One audio file; a manifest ``.csv`` whose only required column is
         ``path`` (a ``label`` column, if any, is kept); an Emotify folder or a
         folder of label folders (read as :func:`load_dataset` does, labels
         kept); or any other folder, whose audio files (searched recursively)
-        are the tracks.  Local or fsspec URL.
+        are the tracks.  Several paths (a shell pattern such as ``*.mp3``)
+        must each be an audio file.  Local or fsspec URL.
     storage_options : dict, optional
         fsspec options for remote paths.
 
@@ -633,8 +635,16 @@ def load_audio(path: str, *, storage_options: dict | None = None) -> Catalog:
     -------
     Catalog
         ``labelled=False``: every track with audio is used; ``track_id`` is
-        the path relative to the folder (the file name for one file).
+        the path relative to the folder, or a file's name (its path as given
+        when several files share a name).
     """
+    if not isinstance(path, str | os.PathLike):
+        paths = list(dict.fromkeys(str(p) for p in path))  # each file once, in order
+        if not paths:
+            raise DataError("no audio given")
+        if len(paths) > 1:
+            return _audio_files(paths, storage_options)
+        path = paths[0]
     path = str(path)
     fs, p, is_file, is_dir = _probe_path(path, storage_options, what="cannot read")
     if is_file and p.lower().endswith(AUDIO_EXTENSIONS):
@@ -666,10 +676,41 @@ def load_audio(path: str, *, storage_options: dict | None = None) -> Catalog:
                         ".csv")
     else:
         raise DataError(f"{path}: no such file or folder")
+    return _unlabelled(rows, path, kind, storage_options)
+
+
+def _unlabelled(rows: list[dict], where: str, kind: str, storage_options) -> Catalog:
     tracks = pd.DataFrame(rows)
     tracks["label"] = ""
     tracks["group"] = tracks["track_id"]
     tracks["genre"] = ""
     tracks["n_responses"] = 0
-    cat = _finish_generic(tracks, path, kind, 0, 0.0, storage_options, check_audio=True)
+    cat = _finish_generic(tracks, where, kind, 0, 0.0, storage_options, check_audio=True)
     return replace(cat, labelled=False)
+
+
+def _audio_files(paths: list[str], storage_options) -> Catalog:
+    """Several audio files, each named by its file name (its path when names repeat)."""
+    for path in paths:
+        if not path.lower().endswith(AUDIO_EXTENSIONS):
+            raise DataError(f"{path}: not an audio file ({', '.join(AUDIO_EXTENSIONS)}); give "
+                            "several audio files, or one folder or manifest")
+    names = [posixpath.basename(p) for p in paths]
+    ids = names if len(set(names)) == len(names) else paths
+    rows = [{"track_id": t, "path": p} for t, p in zip(ids, paths, strict=True)]
+    cat = _unlabelled(rows, audio_source(paths), "files", storage_options)
+    missing = cat.tracks.loc[~cat.tracks["has_audio"], "path"].tolist()
+    if missing:  # checked together (remote files in parallel), refused before any work
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise DataError(f"{missing[0]}: no such file{more}")
+    return cat
+
+
+def audio_source(data) -> str:
+    """How messages and a store's attributes name what :func:`load_audio` read."""
+    if isinstance(data, str | os.PathLike):
+        return str(data)
+    paths = list(dict.fromkeys(str(p) for p in data))
+    if len(paths) == 1:
+        return paths[0]
+    return f"{paths[0]} and {len(paths) - 1} more file{'s' if len(paths) > 2 else ''}"

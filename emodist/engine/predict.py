@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from emodist.data.catalog import load_audio
+from emodist.data.catalog import audio_source, load_audio
 from emodist.data.segments import plan_segments
 from emodist.engine.extract import ExtractResult, run_extract
 from emodist.engine.plan import first_difference
@@ -299,15 +299,16 @@ def write_track_results(store: str, name: str, tracks: pd.DataFrame, classes,
         k: v for k, v in coords.items() if k != layout.feature_dim(name)}), storage_options)
 
 
-def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
+def run_predict(data, model, store: str, runtime: Runtime | None = None, *,
                 overwrite: bool = False, on_result=None) -> PredictResult:
     """Recognise the music at ``data`` with a trained model, into the store ``store``.
 
     Parameters
     ----------
-    data : str
-        One audio file, a folder, a manifest (column ``path``) or a dataset;
-        local or fsspec URL (:func:`emodist.data.catalog.load_audio`).
+    data : str or sequence of str
+        One audio file, a folder, a manifest (column ``path``) or a dataset,
+        or several audio files; local or fsspec URL
+        (:func:`emodist.data.catalog.load_audio`).
     model : TrainedModel
         A verified trained model (:func:`emodist.models.trained.load_trained`).
     store : str
@@ -331,8 +332,8 @@ def run_predict(data: str, model, store: str, runtime: Runtime | None = None, *,
         res = _predict_with_context(data, store, spec, runtime, overwrite=overwrite,
                                     catalog=catalog, on_result=on_result)
     else:
-        res = run_extract(str(data), store, spec, runtime, overwrite=overwrite, catalog=catalog,
-                          on_result=on_result)
+        res = run_extract(audio_source(data), store, spec, runtime, overwrite=overwrite,
+                          catalog=catalog, on_result=on_result)
     ds = open_store(store, runtime.options("store"))
     segments = _segment_frame(ds, model.name)
     kind = model_kind(model)
@@ -356,10 +357,10 @@ def _predict_with_context(data, store, spec: ExtractionSpec, runtime: Runtime, *
     """
     with connect(runtime) as client:
         shared = dataclasses.replace(runtime, client=client)
-        first = run_extract(str(data), store, spec.replace(groups=spec.groups[:-1]), shared,
-                            overwrite=overwrite, catalog=catalog, on_result=on_result)
-        res = run_extract(str(data), store, spec, shared, overwrite=overwrite, catalog=catalog,
-                          on_result=on_result)
+        first = run_extract(audio_source(data), store, spec.replace(groups=spec.groups[:-1]),
+                            shared, overwrite=overwrite, catalog=catalog, on_result=on_result)
+        res = run_extract(audio_source(data), store, spec, shared, overwrite=overwrite,
+                          catalog=catalog, on_result=on_result)
     res.n_written += first.n_written
     res.n_chunks += first.n_chunks
     res.groups_added = first.groups_added + res.groups_added
@@ -389,7 +390,7 @@ class FileValues:
     failures: list
 
 
-def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = None, *,
+def featurise_files(data, spec: ExtractionSpec, runtime: Runtime | None = None, *,
                     param: str | None = None, empty_ok: bool = False) -> FileValues:
     """Every group of ``spec`` for the audio at ``data``, here and now: no cluster, no store.
 
@@ -423,10 +424,10 @@ def featurise_files(data: str, spec: ExtractionSpec, runtime: Runtime | None = N
         return FileValues(table=table, values={}, status={}, failures=problems)
     if len(table) == 0:
         reasons = "; ".join(failure_text(p, m) for _, p, m in plan.problems[:3])
-        if len(plan.problems) == 1 and reasons.startswith(str(data)):
+        if len(plan.problems) == 1 and reasons.startswith(audio_source(data)):
             raise EmodistError(reasons, param=param)  # one file: its own reason says it all
-        raise EmodistError(f"{data}: no segment to compute ({reasons or 'too short'})",
-                           param=param)
+        raise EmodistError(f"{audio_source(data)}: no segment to compute "
+                           f"({reasons or 'too short'})", param=param)
     job = Job(store="", spec=spec, batch_size=runtime.batch_size,
               dataset_options=runtime.options("dataset"), model_options=runtime.options("model"),
               device=runtime.device)
@@ -477,7 +478,7 @@ def track_chunks(track_id, size: int) -> list[tuple[int, int]]:
     return bounds
 
 
-def predict_files(data: str, model, runtime: Runtime | None = None) -> PredictResult:
+def predict_files(data, model, runtime: Runtime | None = None) -> PredictResult:
     """Recognise a few files here and now: in this process, no cluster, no store.
 
     The same groups, plan and head as :func:`run_predict`, computed by

@@ -119,3 +119,63 @@ def test_one_unreadable_file_is_one_line_naming_it_once(trained, tmp_path, capsy
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"emodist: error: {bad}: not audio"), err
     assert err[0].count("garbage.mp3") == 1, err  # no made-up flag, the path once
+
+
+def test_several_files_are_each_a_track_as_when_asked_alone(trained, tmp_path, capsys):
+    """``emodist predict *.mp3``: a shell pattern gives several DATA; each file is a track,
+    answered as it is alone, here and into a store; a file named twice counts once."""
+    root, model = trained
+    songs = []
+    for n, song in enumerate(sorted((root / "new").rglob("*.mp3"))[:3]):
+        songs.append(str(tmp_path / f"song{n}.mp3"))
+        (tmp_path / f"song{n}.mp3").write_bytes(song.read_bytes())
+    alone = []
+    for song in songs:
+        assert main(["predict", song, "--model", str(model), "--out",
+                     str(tmp_path / "one.csv")]) == 0
+        with open(tmp_path / "one.csv") as f:
+            alone += list(csv.DictReader(f))
+    assert main(["predict", *songs, songs[0], "--model", str(model), "--out",
+                 str(tmp_path / "all.csv")]) == 0
+    assert main(["predict", *songs, "--model", str(model), "--store", str(tmp_path / "p.zarr"),
+                 "--out", str(tmp_path / "stored.csv"), "--workers", "1", "--quiet"]) == 0
+    classes = load_trained(model).classes
+    for table in ("all.csv", "stored.csv"):
+        with open(tmp_path / table) as f:
+            rows = {r["track_id"]: r for r in csv.DictReader(f)}
+        assert sorted(rows) == sorted(r["track_id"] for r in alone), table
+        for one in alone:  # the file's name is its track, with its own probabilities
+            assert one["track_id"] == one["path"].rsplit("/", 1)[-1]
+            row = rows[one["track_id"]]
+            assert row["n_segments"] == one["n_segments"]
+            for c in classes:
+                assert abs(float(row[c]) - float(one[c])) < 1e-6, (table, c)
+    out = capsys.readouterr().out
+    assert "per segment:" not in out.split("wrote")[-1]  # several tracks: no segment lines
+
+
+def test_several_files_with_the_same_name_keep_their_paths(trained, tmp_path, capsys):
+    root, model = trained
+    song = min((root / "new").rglob("*.mp3"))
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        (tmp_path / sub / "song.mp3").write_bytes(song.read_bytes())
+    same = [str(tmp_path / "a" / "song.mp3"), str(tmp_path / "b" / "song.mp3")]
+    assert main(["predict", *same, "--model", str(model), "--out",
+                 str(tmp_path / "t.csv")]) == 0
+    with open(tmp_path / "t.csv") as f:
+        assert sorted(r["track_id"] for r in csv.DictReader(f)) == same
+
+
+@pytest.mark.parametrize("extra", ["missing.mp3", "folder", "notes.txt"])
+def test_several_files_refuse_a_missing_or_non_audio_one_in_one_line(trained, tmp_path, extra,
+                                                                     capsys):
+    root, model = trained
+    song = str(min((root / "new").rglob("*.mp3")))
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "notes.txt").write_text("a")
+    capsys.readouterr()
+    assert main(["predict", song, str(tmp_path / extra), "--model", str(model)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"emodist: error: {tmp_path / extra}:"), err
+    assert ("no such file" in err[0]) == (extra == "missing.mp3"), err

@@ -73,3 +73,24 @@ def test_run_refuses_it_in_one_line(music, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("emodist: error: --unlabelled:"), err
     assert not (tmp_path / "s.zarr").exists()
+
+
+def test_several_files_are_read_as_the_folder_reads_them(music, capsys):
+    """``extract a.mp3 b.mp3 --unlabelled``: each file a track named by its file name, with the
+    folder's values; several DATASET without the flag are refused in one line."""
+    root, flat, _ = music
+    songs = [str(flat / f"song{n}.mp3") for n in (1, 3)]
+    store = str(root / "two.zarr")
+    assert main(["extract", *songs, "--store", store, "--unlabelled", *COMMON]) == 0
+    two, folder = open_store(store), open_store(str(root / "plain.zarr"))
+    ids = np.asarray(two["segment"].values).astype(str)
+    assert sorted(set(np.asarray(two["track_id"].values).astype(str))) == ["song1.mp3",
+                                                                            "song3.mp3"]
+    where = {s: i for i, s in enumerate(np.asarray(folder["segment"].values).astype(str))}
+    rows = [where[s] for s in ids]
+    assert np.array_equal(two["handcrafted"].values, folder["handcrafted"].values[rows])
+    capsys.readouterr()
+    assert main(["extract", *songs, "--store", str(root / "no.zarr"), *COMMON]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--unlabelled" in err[0], err
+    assert not (root / "no.zarr").exists()

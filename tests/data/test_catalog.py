@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from emodist.data.catalog import load_dataset, paths_exist
+from emodist.data.catalog import audio_source, load_audio, load_dataset, paths_exist
 from emodist.data.labels import GEMS, dominant_emotion, drop_small_classes, listener_distribution
 from emodist.errors import DataError
 
@@ -189,3 +189,24 @@ def test_manifest_on_s3_lists_each_prefix_once_instead_of_a_lookup_per_file(tmp_
     # 14 paths in three folders: three listings, no lookup per file (the manifest
     # itself is opened with an info call or two)
     assert calls["_ls"] == 3 and calls["_exists"] == 0 and calls["_info"] <= 2, calls
+
+
+def test_load_audio_reads_several_files_each_once_named_by_its_file(tmp_path):
+    for name in ("a.mp3", "b.wav", "sub/a.mp3"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    a, b, a2 = (str(tmp_path / n) for n in ("a.mp3", "b.wav", "sub/a.mp3"))
+    cat = load_audio([a, b, a])
+    assert list(cat.tracks["track_id"]) == ["a.mp3", "b.wav"]
+    assert list(cat.tracks["path"]) == [a, b] and not cat.labelled
+    assert list(load_audio([a, a2]).tracks["track_id"]) == [a, a2]  # one name, two files
+    one = load_audio([a]).tracks
+    assert one.equals(load_audio(a).tracks)
+    assert audio_source([a, b, a]) == f"{a} and 1 more file" and audio_source([a]) == a
+    assert audio_source([a, b, a2]) == f"{a} and 2 more files"
+    with pytest.raises(DataError, match="no such file"):
+        load_audio([a, str(tmp_path / "gone.mp3")])
+    with pytest.raises(DataError, match="not an audio file"):
+        load_audio([a, str(tmp_path / "sub")])
+    with pytest.raises(DataError, match="no audio given"):
+        load_audio([])
