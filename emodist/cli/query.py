@@ -7,6 +7,7 @@ import sys
 
 from emodist.cli.common import (
     LibraryChoices,
+    add_alias,
     add_command,
     add_out,
     add_storage_options,
@@ -109,6 +110,7 @@ def register(subparsers) -> None:
     s.add_argument("-k", type=int, default=10, help="number of neighbours (default 10)")
     add_feature_options(s, "the last model group (a model's name compares by its predicted "
                         "probabilities)")
+    add_alias(s, "--by", use="--features")
     s.add_argument("--model", metavar="DIR",
                    help="with --audio --features MODEL: the model folder that wrote MODEL")
     s.add_argument("--metric", choices=METRICS, metavar="METRIC",

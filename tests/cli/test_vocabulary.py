@@ -76,6 +76,8 @@ ALIASES = {
     "--csv": (("plan",), ["plan", "d", "--csv", "p.csv"], ["plan", "d"], "out", "p.csv", "--out"),
     "--output": (("query",), ["query", "s", "--output", "q.csv"], ["query", "s"], "out", "q.csv",
                  "--out"),
+    "--by": (("similar",), ["similar", "s", "--track", "1", "--by", "musicnn_msd"],
+             ["similar", "s", "--track", "1"], "features", ["musicnn_msd"], "--features"),
     "-o": (("similar",), ["similar", "s", "--segment", "1:000", "-o", "q.csv"],
            ["similar", "s", "--segment", "1:000"], "out", "q.csv", "--out"),
     "--model": (("model", "build"), ["model", "build", "--model", "m.onnx"], ["model", "build"],
