@@ -210,3 +210,20 @@ def test_load_audio_reads_several_files_each_once_named_by_its_file(tmp_path):
         load_audio([a, str(tmp_path / "sub")])
     with pytest.raises(DataError, match="no audio given"):
         load_audio([])
+
+
+@pytest.mark.s3
+def test_load_audio_reads_several_remote_files_and_names_a_missing_one(tmp_path):
+    from tests.servers import make_bucket, moto_server, upload_tree
+
+    for name in ("x.mp3", "y.wav"):
+        (tmp_path / name).write_bytes(b"x")
+    with moto_server() as (endpoint, options):
+        make_bucket(endpoint, "audio")
+        upload_tree(options, tmp_path, "s3://audio/new")
+        urls = ["s3://audio/new/x.mp3", "s3://audio/new/y.wav"]
+        cat = load_audio(urls, storage_options=options)
+        assert list(cat.tracks["track_id"]) == ["x.mp3", "y.wav"]
+        assert list(cat.tracks["path"]) == urls and cat.tracks["has_audio"].all()
+        with pytest.raises(DataError, match="^s3://audio/new/z.mp3: no such file$"):
+            load_audio([*urls, "s3://audio/new/z.mp3"], storage_options=options)
