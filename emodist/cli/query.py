@@ -90,9 +90,12 @@ def register(subparsers) -> None:
                    help="also list pending and failed segments (NaN features, status column)")
     e = q.add_argument_group("by predicted emotion (a store written by emodist predict)")
     e.add_argument("--emotion", metavar="CLASS",
-                   help="tracks ranked by a model's predicted share of CLASS (calmness...)")
+                   help="tracks ranked by a model's predicted share of CLASS (calmness...): a "
+                   "class, tag or emotion probability, a predicted vote share, or a "
+                   "regression's value (valence)")
     e.add_argument("--min", type=float, default=0.0, metavar="P",
-                   help="with --emotion: keep shares of at least P (default 0: every track)")
+                   help="with --emotion: keep values of at least P (default 0; shares and "
+                   "probabilities lie between 0 and 1)")
     e.add_argument("--level", choices=EMOTION_LEVELS, default=EMOTION_LEVELS[0],
                    help="with --emotion: rank tracks (mean over their segments) or segments")
     e.add_argument("--model", metavar="NAME",

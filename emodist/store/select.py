@@ -10,13 +10,16 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from emodist.data.labels import GEMS
 from emodist.store.index import as_list, positions, resolve_features
 
-__all__ = ["EMOTION_LEVELS", "block_bounds", "by_emotion", "iter_blocks", "models", "read_rows", "read_values",
-           "select"]
+__all__ = ["EMOTION_LEVELS", "block_bounds", "by_emotion", "is_share", "iter_blocks", "models",
+           "read_rows", "read_values", "select"]
 
 #: Suffix of a model's per-track probabilities (written by ``emodist predict``).
 TRACK_PROBABILITY = "_track_probability"
+#: Suffix of a tag or regression model's per-track means (written by ``emodist predict``).
+TRACK_MEAN = "_track_mean"
 #: What :func:`by_emotion` ranks: tracks (mean over their segments) or segments.
 EMOTION_LEVELS = ("track", "segment")
 
@@ -231,39 +234,61 @@ def iter_blocks(ds, chosen: dict, *, block_bytes: int):
 
 def models(ds) -> list[str]:
     """The trained models whose predictions the store holds (``emodist predict``)."""
-    return sorted(str(v)[: -len(TRACK_PROBABILITY)] for v in ds.data_vars
-                  if str(v).endswith(TRACK_PROBABILITY))
+    return sorted(str(v)[: -len(suffix)] for v in ds.data_vars
+                  for suffix in (TRACK_PROBABILITY, TRACK_MEAN) if str(v).endswith(suffix))
+
+
+def _track_variable(ds, name: str) -> str:
+    return name + (TRACK_PROBABILITY if name + TRACK_PROBABILITY in ds else TRACK_MEAN)
+
+
+def is_share(ds, name: str) -> bool:
+    """Whether model ``name``'s outputs lie in [0, 1]: probabilities of classes or tags, or
+    predicted GEMS vote shares (not valence on its own scale)."""
+    if name + TRACK_PROBABILITY in ds:
+        return True
+    params = (ds.attrs.get("feature_groups", {}).get(name) or {}).get("params", {})
+    classes = list(params.get("classes", ()))
+    return params.get("output_name") == "probabilities" or (
+        bool(classes) and all(c in GEMS for c in classes))
 
 
 def by_emotion(ds, emotion: str, *, model: str | None = None, min: float = 0.0,
                level: str = "track") -> pd.DataFrame:
     """Tracks (or segments) whose predicted share of ``emotion`` is at least ``min``, best first.
 
+    Any model ``emodist predict`` wrote ranks: class or emotion-distribution
+    probabilities, tag probabilities, predicted vote shares, or a
+    regression's values (valence on its own scale: ``min`` is on that scale).
+
     Parameters
     ----------
     ds : xarray.Dataset
         A store holding a model's predictions (:func:`emodist.store.open_store`).
     emotion : str
-        One of the model's classes (``calmness``...).
+        One of the model's outputs (a class, a tag or a target column:
+        ``calmness``...).
     model : str, optional
         The model's name; needed only when the store holds several.
     min : float
-        Smallest predicted probability kept (0 keeps every track, ranked).
+        Smallest predicted value kept (default 0: for probabilities and
+        shares, every track, ranked).
     level : {"track", "segment"}
-        Rank tracks by their mean probability over their segments, or segments.
+        Rank tracks by their mean over their segments, or segments.
 
     Returns
     -------
     pandas.DataFrame
         ``track_id`` (and ``segment_id``, ``start_s`` for segments), the
-        probability of ``emotion`` and the dominant class, sorted by that
-        probability, highest first.
+        predicted value of ``emotion`` and, where the model has one, the
+        dominant class, sorted by that value, highest first.
 
     Raises
     ------
     EmodistError
         No predictions in the store, an ambiguous or unknown model, an
-        emotion the model does not predict, or ``min`` outside [0, 1].
+        emotion the model does not predict, or, for probabilities and
+        shares, ``min`` outside [0, 1].
     """
     from emodist.errors import EmodistError
     from emodist.store import layout
@@ -285,23 +310,26 @@ def by_emotion(ds, emotion: str, *, model: str | None = None, min: float = 0.0,
                            param="emotion")
     if level not in EMOTION_LEVELS:
         raise EmodistError(f"level is {' or '.join(EMOTION_LEVELS)}, not {level!r}", param="level")
-    if not 0.0 <= float(min) <= 1.0:  # a percentage (60) would silently keep nothing
+    share = is_share(ds, name)
+    if share and not 0.0 <= float(min) <= 1.0:  # a percentage (60) would silently keep nothing
         raise EmodistError(f"a predicted share is between 0 and 1, not {min}", param="min")
     col = classes.index(emotion)
+    dominant = f"{name}_dominant" in ds  # classes and GEMS shares; not tags, not valence
     if level == "track":
-        probs = np.asarray(ds[name + TRACK_PROBABILITY].values, np.float64)
+        probs = np.asarray(ds[_track_variable(ds, name)].values, np.float64)
         out = pd.DataFrame({"track_id": layout.decode_strings(ds[f"{name}_track"].values),
-                            emotion: probs[:, col],
-                            "dominant": layout.decode_strings(ds[f"{name}_dominant"].values)})
+                            emotion: probs[:, col]})
+        if dominant:
+            out["dominant"] = layout.decode_strings(ds[f"{name}_dominant"].values)
     else:
         probs = np.asarray(ds[name].values, np.float64)
         done = np.asarray(ds[layout.status_name(name)].values) == layout.STATUS_DONE
         out = pd.DataFrame({"segment_id": layout.decode_strings(ds[layout.SEGMENT].values),
                             "track_id": layout.decode_strings(ds["track_id"].values),
                             "start_s": np.asarray(ds["start_s"].values, np.float64),
-                            emotion: probs[:, col],
-                            "dominant": np.asarray(classes)[np.argmax(np.nan_to_num(probs,
-                                                                                    nan=-1), 1)]})
+                            emotion: probs[:, col]})
+        if dominant:
+            out["dominant"] = np.asarray(classes)[np.argmax(np.nan_to_num(probs, nan=-1), 1)]
         out = out[done]
     out = out[out[emotion] >= float(min)]
     return out.sort_values(emotion, ascending=False, kind="stable").reset_index(drop=True)

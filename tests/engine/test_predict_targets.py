@@ -86,7 +86,7 @@ def test_segment_outputs_are_the_models_on_the_stored_features(predicted, models
     for i, track in enumerate(tracks):  # per track: the mean of its segments
         np.testing.assert_allclose(ds[f"{name}_track_mean"].values[i],
                                    ds[name].values[tid == track].mean(axis=0), atol=1e-6)
-    assert f"{name}_track_probability" not in ds  # not ranked by `query --emotion`
+    assert f"{name}_track_probability" not in ds  # probabilities of exclusive classes only
 
 
 def test_dominant_and_factors_only_where_they_apply(predicted):
@@ -101,8 +101,32 @@ def test_dominant_and_factors_only_where_they_apply(predicted):
         np.testing.assert_allclose(factors.values[:, k], shares[:, cols].sum(axis=1), atol=1e-5)
     for name in ("cp", "tags"):  # two columns, or tags that are not exclusive
         assert f"{name}_dominant" not in ds and f"{name}_track_factors" not in ds
-    with pytest.raises(EmodistError, match="no predictions"):
-        by_emotion(ds, "calmness")  # query --emotion ranks classification models only
+    with pytest.raises(EmodistError, match="several models"):
+        by_emotion(ds, "calmness")
+
+
+@pytest.mark.parametrize("name", ["shares", "cp", "tags"])
+def test_every_kind_ranks_by_emotion_from_its_stored_values(predicted, models, name):
+    """``query --emotion TAG --min P`` for tags and predicted shares too: the stored per-track
+    means (or finished segments), at least ``min``, best first; a dominant class only where
+    the model has one."""
+    ds, model = predicted, models[name]
+    emotion = model.classes[-1]
+    col = list(model.classes).index(emotion)
+    tracks = ds[f"{name}_track_mean"].values[:, col]
+    cut = float(np.median(tracks))
+    got = by_emotion(ds, emotion, model=name, min=cut)
+    want = sorted(((v, t) for v, t in zip(tracks, ds[f"{name}_track"].values.astype(str))
+                   if v >= cut), reverse=True)
+    assert list(got["track_id"]) == [t for _, t in want] and len(got) >= 2
+    np.testing.assert_allclose(got[emotion], [v for v, _ in want], rtol=1e-6)
+    assert ("dominant" in got) == (name == "shares")
+    seg = by_emotion(ds, emotion, model=name, level="segment")
+    done = ds[f"{name}_status"].values == 1
+    assert len(seg) == done.sum() and seg[emotion].is_monotonic_decreasing
+    assert sorted(seg[emotion]) == sorted(ds[name].values[done, col])
+    with pytest.raises(EmodistError, match="between 0 and 1"):
+        by_emotion(ds, emotion, model=name, min=60)  # shares and probabilities: a percentage
 
 
 def test_tables_print_what_each_kind_means(root, models, capsys):
@@ -158,3 +182,11 @@ def test_a_numeric_store_variable_is_a_continuous_target(root, tmp_path):
     baseline = cv["baseline"]["train_mean"]["segment"]["valence"]["r2"]["mean"]
     assert baseline <= 0 < learnt - 0.2  # 32 segments, 131 features: well above the mean
     assert model.card["onnx"]["check"]["max_abs_diff_vs_sklearn"] <= 1e-5
+    out = str(tmp_path / "va.zarr")  # a value on its own scale: min is not a share
+    assert main(["predict", str(root / "new"), "--model", str(tmp_path / "va"), "--store", out,
+                 "--workers", "1", "--quiet"]) == 0
+    means = open_store(out)[f"{model.name}_track_mean"].values[:, 0]
+    top = by_emotion(open_store(out), "valence", min=float(means.max()) - 1e-6)
+    assert len(top) == 1 and "dominant" not in top
+    assert by_emotion(open_store(out), "valence", min=-100.0)["valence"].tolist() == sorted(
+        means.astype(np.float64).tolist(), reverse=True)
