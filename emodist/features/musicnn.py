@@ -109,7 +109,7 @@ class MusiCNN(FeatureGroup):
         """
         from emodist.models import session  # lazy: keeps onnx out of `emodist --help`
         url = self.model_url
-        side = session.read_sidecar(url, storage_options)
+        side = session.read_sidecar(url, storage_options, build=f"musicnn-{self.variant}")
         if side.get("model") != "musicnn" or side.get("variant") != self.variant:
             raise ModelError(f"{url}: not a MusiCNN {self.variant.upper()} model (sidecar says "
                              f"{side.get('model')} {side.get('variant')}); build it with "

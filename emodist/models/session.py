@@ -105,7 +105,8 @@ def _exists(url: str, storage_options: dict | None) -> bool:
         return False
 
 
-def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
+def read_sidecar(model_url: str, storage_options: dict | None = None, *,
+                 build: str = "") -> dict:
     """Read the JSON written next to a model (``<model>.json``).
 
     Parameters
@@ -114,6 +115,9 @@ def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
         Local path or fsspec URL of the ``.onnx`` file.
     storage_options : dict, optional
         fsspec options (credentials, endpoint) for remote URLs.
+    build : str
+        The ``emodist model build`` target that makes this model
+        (``musicnn-msd``): a missing model's message names it.
 
     Returns
     -------
@@ -131,8 +135,9 @@ def read_sidecar(model_url: str, storage_options: dict | None = None) -> dict:
         meta = json.loads(_read_bytes(url, storage_options).decode("utf-8"))
     except ModelError:
         if not _exists(str(model_url), storage_options):
-            raise ModelError(f"model not found: {model_url} (build it with 'emodist model build' "
-                             "or pass --model)") from None
+            how = (f"build it with 'emodist model build {build}'" if build else
+                   "build it with 'emodist model build' or pass --model")
+            raise ModelError(f"model not found: {model_url} ({how})") from None
         raise ModelError(f"model sidecar not found: {url} (build the model with "
                          "'emodist model build')") from None
     except (UnicodeDecodeError, json.JSONDecodeError):

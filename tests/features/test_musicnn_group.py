@@ -264,3 +264,12 @@ def test_both_taggers_share_one_set_of_patches_per_segment(monkeypatch):
 
     with pytest.raises(DataError, match="shorter than one MusiCNN patch"):
         msd.prepare(short)
+
+
+def test_a_missing_model_names_the_build_that_makes_it(tmp_path):
+    group = make_group("musicnn_msd", {"musicnn_dir": str(tmp_path)})
+    with pytest.raises(ModelError) as err:
+        group.resolve()
+    assert str(tmp_path / "musicnn_msd.onnx") in str(err.value)
+    assert "'emodist model build musicnn-msd'" in str(err.value)
+    assert "--model" not in str(err.value)  # the Inception-v3 option does not bring MusiCNN
