@@ -191,7 +191,8 @@ def plan(table: pd.DataFrame, spec: ExtractionSpec, *, state: StoreState | None 
     if state is not None:
         store_diff, group_diffs = compare(state, spec, table["segment_id"].to_numpy())
         if store_diff and not overwrite:
-            raise StoreError(f"the store cannot be resumed: {store_diff}", param="overwrite")
+            raise StoreError(f"the store cannot be resumed: {store_diff}; write a new store, "
+                             "or replace this one with --overwrite")
         if group_diffs and not overwrite:
             raise StoreError(next(iter(group_diffs.values())), param="overwrite")
         if store_diff:

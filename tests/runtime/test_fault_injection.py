@@ -269,8 +269,9 @@ def restore_the_track(run: Run) -> None:
     refused = run_extract(run)
     assert refused.returncode == 2, refused.stderr[-3000:]
     assert refused.stderr.strip().splitlines() == [(
-        f"emodist: error: --overwrite: the store cannot be resumed: it holds "
-        f"{N_SEGMENTS - 2} segments of another dataset plan (this one has {N_SEGMENTS})")]
+        f"emodist: error: the store cannot be resumed: it holds "
+        f"{N_SEGMENTS - 2} segments of another dataset plan (this one has {N_SEGMENTS}); "
+        "write a new store, or replace this one with --overwrite")]
 
 
 def others_equal_a_clean_run(run: Run, first, reference) -> None:
