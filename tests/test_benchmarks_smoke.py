@@ -316,3 +316,29 @@ def test_recognise_runs_are_pinned_to_as_many_cores_as_workers():
     out = subprocess.run(pinned(argv, 1), capture_output=True, text=True, check=True).stdout
     assert json.loads(out) == have[:1]
     assert pinned(argv, len(have) + 1) == argv
+
+
+def test_the_musicnn_exploration_rewrites_the_graph_it_claims(tmp_path):
+    """``benchmarks/explore_musicnn.py`` on a random-weight MusiCNN: every mel profile kept
+    gives the full model's outputs (the factoring is right), fewer do not; quantizing nothing
+    changes nothing; the int8 branch graphs run."""
+    import numpy as np
+    import onnx
+
+    from benchmarks import explore_musicnn as ex
+    from emodist.models.musicnn import build_random_model
+
+    model = onnx.load(build_random_model(tmp_path / "m.onnx", seed=1))
+    x = np.random.default_rng(0).standard_normal((4, 187, 96)).astype(np.float32)
+    want = ex.run(ex.session(model, rewrites=True), x)
+    every = ex.run(ex.session(ex.low_rank(model, 67), rewrites=True), x)
+    for a, b in zip(every, want):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.abs(b).max())
+    few = ex.run(ex.session(ex.low_rank(model, 2), rewrites=True), x)
+    assert not np.allclose(few[1], want[1], rtol=1e-3, atol=1e-3 * np.abs(want[1]).max())
+    same = ex.run(ex.session(ex.fake_int8(model, False, None), optimize=False), x)
+    for a, b in zip(same, ex.run(ex.session(model, optimize=False), x)):
+        np.testing.assert_array_equal(a, b)
+    times = ex.branch_times(7, 38)
+    assert set(times) == {"fp32_conv_maxpool", "u8_im2col_matmulinteger"}
+    assert all(t > 0 for t in times.values())
