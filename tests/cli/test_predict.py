@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import re
+from pathlib import Path
 
 import pytest
 
@@ -179,3 +181,30 @@ def test_several_files_refuse_a_missing_or_non_audio_one_in_one_line(trained, tm
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"emodist: error: {tmp_path / extra}:"), err
     assert ("no such file" in err[0]) == (extra == "missing.mp3"), err
+
+
+def test_the_tutorials_python_block_runs(trained, tmp_path, capsys):
+    """``docs/tutorials/recognise.md``, section 5, run as written but for its paths, the
+    feature group the generated store has, and the folds and workers of a small machine."""
+    root, _ = trained
+    page = Path(__file__).resolve().parents[2] / "docs" / "tutorials" / "recognise.md"
+    section = page.read_text(encoding="utf-8").split("## 5. From Python", 1)[1]
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
+    songs = [str(s) for s in sorted((root / "new").rglob("*.mp3"))[:2]]
+    for old, new in [("emotify.zarr", str(root / "features.zarr")),
+                     ("handcrafted+musicnn_msd", "handcrafted"),
+                     ('out="models/emotion")', 'out="models/emotion", folds=4, n_jobs=1)'),
+                     ("models/emotion", str(tmp_path / "model")),
+                     ('["a.mp3", "b.mp3"]', repr(songs)),
+                     ('"music/"', repr(str(root / "new"))),
+                     ("predictions.zarr", str(tmp_path / "p.zarr")),
+                     ("Runtime(n_workers=2)", "Runtime(n_workers=1, progress=False)")]:
+        assert old in code, old  # the block still says what this test replaces
+        code = code.replace(old, new)
+    names: dict = {}
+    exec(compile(code, str(page), "exec"), names)  # noqa: S102 - the documented block itself
+    assert list(names["here"].tracks["path"]) == songs
+    assert "top3" in capsys.readouterr().out  # the printed table
+    calm = names["calm"]
+    assert len(calm) == 4 and calm["calmness"].is_monotonic_decreasing
+    assert names["stored"].failures == [] and (tmp_path / "p.zarr").exists()
