@@ -639,7 +639,7 @@ def load_audio(path, *, storage_options: dict | None = None) -> Catalog:
         when several files share a name).
     """
     if not isinstance(path, str | os.PathLike):
-        paths = list(dict.fromkeys(str(p) for p in path))  # each file once, in order
+        paths = _each_once(path)
         if not paths:
             raise DataError("no audio given")
         if len(paths) > 1:
@@ -706,11 +706,16 @@ def _audio_files(paths: list[str], storage_options) -> Catalog:
     return cat
 
 
+def _each_once(paths) -> list[str]:
+    """``paths`` as strings, each once, in the order given."""
+    return list(dict.fromkeys(str(p) for p in paths))
+
+
 def audio_source(data) -> str:
     """How messages and a store's attributes name what :func:`load_audio` read."""
     if isinstance(data, str | os.PathLike):
         return str(data)
-    paths = list(dict.fromkeys(str(p) for p in data))
+    paths = _each_once(data)
     if len(paths) == 1:
         return paths[0]
     return f"{paths[0]} and {len(paths) - 1} more file{'s' if len(paths) > 2 else ''}"
